@@ -1,0 +1,51 @@
+#pragma once
+// Kafka connection settings shared by every process, and construction of librdkafka handles.
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <map>
+#include <string>
+
+#include "common/handles.h"
+
+namespace courtyard {
+
+struct KafkaConfig {
+  std::string host = "127.0.0.1";  // broker host for bootstrap
+  int port = 9092;                 // broker port for bootstrap
+  std::string bootstrap_servers;   // overrides host:port when set (a production cluster list)
+  std::string events_topic = "courtyard.events.v1";          // the source of truth
+  std::string deadletter_topic = "courtyard.deadletter.v1";  // every rejected payload
+  std::string registry_topic = "courtyard.registry.v1";      // device registrations (compacted)
+  std::string alerts_topic = "courtyard.alerts.v1";
+  std::string commands_topic = "courtyard.commands.v1";
+
+  std::string bootstrap() const {
+    return bootstrap_servers.empty() ? host + ":" + std::to_string(port) : bootstrap_servers;
+  }
+};
+
+using KafkaProperties = std::map<std::string, std::string>;
+
+// Builds a producer or consumer. `extra` are librdkafka properties on top of bootstrap.servers.
+// Errors name the offending property.
+std::expected<KafkaPtr, std::string> make_producer(const KafkaConfig& config, const KafkaProperties& extra,
+                                                   void (*delivery_cb)(rd_kafka_t*, const rd_kafka_message_t*,
+                                                                       void*) = nullptr,
+                                                   void* opaque = nullptr);
+std::expected<KafkaPtr, std::string> make_consumer(
+    const KafkaConfig& config, const KafkaProperties& extra,
+    void (*rebalance_cb)(rd_kafka_t*, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*, void*) = nullptr,
+    void* opaque = nullptr);
+
+// The high watermark (offset of the next message to be written) of one partition, asked of the broker.
+std::expected<std::int64_t, std::string> query_high_watermark(rd_kafka_t* rk, const std::string& topic,
+                                                              std::int32_t partition,
+                                                              std::chrono::milliseconds timeout);
+
+// Produces one message and waits for its delivery report. For rare, synchronous writes (the CLI).
+std::expected<void, std::string> produce_sync(const KafkaConfig& config, const std::string& topic,
+                                              const std::string& key, const std::string& value,
+                                              std::chrono::milliseconds timeout);
+
+}  // namespace courtyard

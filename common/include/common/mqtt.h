@@ -1,0 +1,76 @@
+#pragma once
+// MQTT connection settings and a small client over libmosquitto (MQTT 5).
+//
+// MqttClient owns one libmosquitto handle whose network loop runs on a thread of its own
+// (started by connect(), stopped by the destructor). Its methods may be called from any thread;
+// the message handler, if set, runs on the network thread in arrival order.
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace courtyard {
+
+struct MqttConfig {
+  std::string host = "127.0.0.1";  // Mosquitto host
+  int port = 1883;                 // Mosquitto port
+  std::string username = "courtyard-service";  // Courtyard's own identity at the broker
+  std::string password_file = "secrets/mqtt-service";  // relative to the var directory
+  int keepalive_s = 30;            // MQTT keep-alive
+};
+
+struct MqttMessage {
+  std::string topic;
+  std::string payload;
+};
+
+// Reads a secret file (first line, trailing whitespace trimmed).
+std::expected<std::string, std::string> read_secret(const std::string& path);
+
+class MqttClient {
+ public:
+  struct Options {
+    std::string client_id;          // empty: the broker assigns one (clean sessions only)
+    std::string username;
+    std::string password;
+    bool clean_start = true;        // false: a persistent session the broker keeps while we are away
+    std::uint32_t session_expiry_s = 0;  // with clean_start=false: how long the broker keeps it
+    int keepalive_s = 30;
+  };
+  using Handler = std::function<void(const MqttMessage&)>;
+
+  // Connects and waits for CONNACK. Errors carry the broker's reason ("not authorized").
+  static std::expected<std::unique_ptr<MqttClient>, std::string> connect(const std::string& host, int port,
+                                                                         const Options& options,
+                                                                         std::chrono::milliseconds timeout);
+  ~MqttClient();
+  MqttClient(const MqttClient&) = delete;
+  MqttClient& operator=(const MqttClient&) = delete;
+
+  // Messages are queued for next_message() unless a handler is set before subscribing.
+  void set_handler(Handler handler);
+  std::expected<void, std::string> subscribe(const std::string& pattern, int qos,
+                                             std::chrono::milliseconds timeout);
+  // Publishes and waits for the broker's acknowledgement (QoS 1) or the write (QoS 0).
+  // Returns the MQTT 5 reason code: 0 accepted, 135 not authorized, ...
+  std::expected<int, std::string> publish_and_wait(const std::string& topic, std::string_view payload, int qos,
+                                                   std::chrono::milliseconds timeout);
+  // Publishes without waiting; the outcome is counted (see acked(), refused()).
+  std::expected<void, std::string> publish(const std::string& topic, std::string_view payload, int qos);
+  // Waits until every publish() so far is acknowledged; false on timeout.
+  bool wait_all_acked(std::chrono::milliseconds timeout);
+  std::uint64_t acked() const;    // acknowledged with reason < 128
+  std::uint64_t refused() const;  // acknowledged with reason >= 128
+  std::optional<MqttMessage> next_message(std::chrono::milliseconds timeout);
+  bool connected() const;
+
+ private:
+  struct State;
+  explicit MqttClient(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace courtyard

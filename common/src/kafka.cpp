@@ -1,0 +1,91 @@
+#include "common/kafka.h"
+
+#include <array>
+
+namespace courtyard {
+namespace {
+
+std::expected<KafkaConfPtr, std::string> make_conf(const KafkaConfig& config, const KafkaProperties& extra) {
+  KafkaConfPtr conf(rd_kafka_conf_new());
+  std::array<char, 512> err{};
+  auto set = [&](const std::string& k, const std::string& v) -> bool {
+    return rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err.data(), err.size()) == RD_KAFKA_CONF_OK;
+  };
+  if (!set("bootstrap.servers", config.bootstrap())) return std::unexpected(std::string(err.data()));
+  for (const auto& [k, v] : extra) {
+    if (!set(k, v)) return std::unexpected("kafka property " + k + ": " + err.data());
+  }
+  return conf;
+}
+
+std::expected<KafkaPtr, std::string> make_client(rd_kafka_type_t type, KafkaConfPtr conf) {
+  std::array<char, 512> err{};
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err.data(), err.size());
+  if (!rk) return std::unexpected(std::string(err.data()));
+  (void)conf.release();  // rd_kafka_new owns the conf only once it succeeded
+  return KafkaPtr(rk);
+}
+
+}  // namespace
+
+std::expected<KafkaPtr, std::string> make_producer(const KafkaConfig& config, const KafkaProperties& extra,
+                                                   void (*delivery_cb)(rd_kafka_t*, const rd_kafka_message_t*,
+                                                                       void*),
+                                                   void* opaque) {
+  auto conf = make_conf(config, extra);
+  if (!conf) return std::unexpected(conf.error());
+  if (delivery_cb) rd_kafka_conf_set_dr_msg_cb(conf->get(), delivery_cb);
+  if (opaque) rd_kafka_conf_set_opaque(conf->get(), opaque);
+  return make_client(RD_KAFKA_PRODUCER, std::move(*conf));
+}
+
+std::expected<KafkaPtr, std::string> make_consumer(
+    const KafkaConfig& config, const KafkaProperties& extra,
+    void (*rebalance_cb)(rd_kafka_t*, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*, void*),
+    void* opaque) {
+  auto conf = make_conf(config, extra);
+  if (!conf) return std::unexpected(conf.error());
+  if (rebalance_cb) rd_kafka_conf_set_rebalance_cb(conf->get(), rebalance_cb);
+  if (opaque) rd_kafka_conf_set_opaque(conf->get(), opaque);
+  auto rk = make_client(RD_KAFKA_CONSUMER, std::move(*conf));
+  if (rk) rd_kafka_poll_set_consumer(rk->get());
+  return rk;
+}
+
+std::expected<std::int64_t, std::string> query_high_watermark(rd_kafka_t* rk, const std::string& topic,
+                                                              std::int32_t partition,
+                                                              std::chrono::milliseconds timeout) {
+  std::int64_t low = 0, high = 0;
+  auto err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), partition, &low, &high,
+                                              static_cast<int>(timeout.count()));
+  if (err) return std::unexpected(std::string(rd_kafka_err2str(err)));
+  return high;
+}
+
+std::expected<void, std::string> produce_sync(const KafkaConfig& config, const std::string& topic,
+                                              const std::string& key, const std::string& value,
+                                              std::chrono::milliseconds timeout) {
+  struct Outcome {
+    bool done = false;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  } outcome;
+  auto on_delivery = [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* o = static_cast<Outcome*>(opaque);
+    o->done = true;
+    o->err = m->err;
+  };
+  auto producer = make_producer(config, {{"enable.idempotence", "true"}, {"acks", "all"}}, on_delivery, &outcome);
+  if (!producer) return std::unexpected(producer.error());
+  auto err = rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                               RD_KAFKA_V_KEY(key.data(), key.size()),
+                               RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  if (err) return std::unexpected(std::string(rd_kafka_err2str(err)));
+  rd_kafka_flush(producer->get(), static_cast<int>(timeout.count()));
+  if (!outcome.done) return std::unexpected("no delivery report from Kafka within " +
+                                            std::to_string(timeout.count()) + " ms");
+  if (outcome.err) return std::unexpected(std::string(rd_kafka_err2str(outcome.err)));
+  return {};
+}
+
+}  // namespace courtyard

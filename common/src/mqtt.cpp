@@ -1,0 +1,229 @@
+#include "common/mqtt.h"
+
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+
+#include <mqtt_protocol.h>
+
+#include "common/handles.h"
+
+namespace courtyard {
+namespace {
+
+struct LibraryInit {
+  LibraryInit() { mosquitto_lib_init(); }
+  ~LibraryInit() { mosquitto_lib_cleanup(); }
+};
+
+void ensure_library() { static LibraryInit init; }
+
+}  // namespace
+
+std::expected<std::string, std::string> read_secret(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::unexpected("cannot read secret file " + path);
+  std::string line;
+  std::getline(in, line);
+  while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+  if (line.empty()) return std::unexpected("secret file " + path + " is empty");
+  return line;
+}
+
+struct MqttClient::State {
+  MosquittoPtr mosq;
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  // Connection
+  bool connack = false;
+  int connect_rc = -1;
+  bool is_connected = false;
+  // Subscriptions: mid -> granted
+  std::map<int, bool> suback;
+  // Publishes awaited individually: mid -> reason code (-1 until acked)
+  std::map<int, int> awaited;
+  std::uint64_t published = 0, acked = 0, refused = 0;
+  std::deque<MqttMessage> inbox;
+  Handler handler;
+
+  static State* of(void* obj) { return static_cast<State*>(obj); }
+};
+
+MqttClient::MqttClient(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+MqttClient::~MqttClient() {
+  if (!state_ || !state_->mosq) return;
+  mosquitto_disconnect_v5(state_->mosq.get(), 0, nullptr);
+  mosquitto_loop_stop(state_->mosq.get(), false);
+}
+
+std::expected<std::unique_ptr<MqttClient>, std::string> MqttClient::connect(const std::string& host, int port,
+                                                                            const Options& options,
+                                                                            std::chrono::milliseconds timeout) {
+  ensure_library();
+  auto state = std::make_unique<State>();
+  State* s = state.get();
+  state->mosq.reset(mosquitto_new(options.client_id.empty() ? nullptr : options.client_id.c_str(),
+                                  options.clean_start, s));
+  if (!state->mosq) return std::unexpected(std::string("mosquitto_new failed"));
+  mosquitto* m = state->mosq.get();
+  mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+  mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, 1000);
+  if (!options.username.empty()) {
+    mosquitto_username_pw_set(m, options.username.c_str(), options.password.c_str());
+  }
+  mosquitto_connect_v5_callback_set(m, [](mosquitto*, void* obj, int rc, int, const mosquitto_property*) {
+    auto* st = State::of(obj);
+    std::lock_guard lock(st->mu);
+    st->connack = true;
+    st->connect_rc = rc;
+    st->is_connected = rc == 0;
+    st->cv.notify_all();
+  });
+  mosquitto_disconnect_v5_callback_set(m, [](mosquitto*, void* obj, int, const mosquitto_property*) {
+    auto* st = State::of(obj);
+    std::lock_guard lock(st->mu);
+    st->is_connected = false;
+    st->cv.notify_all();
+  });
+  mosquitto_subscribe_v5_callback_set(
+      m, [](mosquitto*, void* obj, int mid, int count, const int* granted, const mosquitto_property*) {
+        auto* st = State::of(obj);
+        std::lock_guard lock(st->mu);
+        st->suback[mid] = count > 0 && granted[0] < 128;
+        st->cv.notify_all();
+      });
+  mosquitto_publish_v5_callback_set(m, [](mosquitto*, void* obj, int mid, int reason, const mosquitto_property*) {
+    auto* st = State::of(obj);
+    std::lock_guard lock(st->mu);
+    if (auto it = st->awaited.find(mid); it != st->awaited.end()) {
+      it->second = reason;
+    } else if (reason >= 128) {
+      ++st->refused;
+    } else {
+      ++st->acked;
+    }
+    st->cv.notify_all();
+  });
+  mosquitto_message_v5_callback_set(
+      m, [](mosquitto*, void* obj, const mosquitto_message* msg, const mosquitto_property*) {
+        auto* st = State::of(obj);
+        MqttMessage message{msg->topic, std::string(static_cast<const char*>(msg->payload),
+                                                    static_cast<std::size_t>(msg->payloadlen))};
+        Handler handler;
+        {
+          std::lock_guard lock(st->mu);
+          handler = st->handler;
+          if (!handler) {
+            st->inbox.push_back(std::move(message));
+            st->cv.notify_all();
+            return;
+          }
+        }
+        handler(message);
+      });
+
+  mosquitto_property* props = nullptr;
+  if (!options.clean_start && options.session_expiry_s > 0) {
+    mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, options.session_expiry_s);
+  }
+  int rc = mosquitto_connect_bind_v5(m, host.c_str(), port, options.keepalive_s, nullptr, props);
+  mosquitto_property_free_all(&props);
+  if (rc != MOSQ_ERR_SUCCESS) return std::unexpected("cannot reach MQTT broker at " + host + ":" +
+                                                     std::to_string(port) + ": " + mosquitto_strerror(rc));
+  if (mosquitto_loop_start(m) != MOSQ_ERR_SUCCESS) return std::unexpected(std::string("mosquitto_loop_start failed"));
+  std::unique_lock lock(s->mu);
+  if (!s->cv.wait_for(lock, timeout, [&] { return s->connack; })) {
+    lock.unlock();
+    mosquitto_disconnect(m);
+    mosquitto_loop_stop(m, true);
+    return std::unexpected(std::string("no CONNACK from MQTT broker"));
+  }
+  if (s->connect_rc != 0) {
+    int code = s->connect_rc;
+    lock.unlock();
+    mosquitto_loop_stop(m, true);
+    return std::unexpected(std::string("MQTT broker refused the connection: ") + mosquitto_reason_string(code));
+  }
+  lock.unlock();
+  return std::unique_ptr<MqttClient>(new MqttClient(std::move(state)));
+}
+
+void MqttClient::set_handler(Handler handler) {
+  std::lock_guard lock(state_->mu);
+  state_->handler = std::move(handler);
+}
+
+std::expected<void, std::string> MqttClient::subscribe(const std::string& pattern, int qos,
+                                                       std::chrono::milliseconds timeout) {
+  int mid = 0;
+  int rc = mosquitto_subscribe_v5(state_->mosq.get(), &mid, pattern.c_str(), qos, 0, nullptr);
+  if (rc != MOSQ_ERR_SUCCESS) return std::unexpected(std::string(mosquitto_strerror(rc)));
+  std::unique_lock lock(state_->mu);
+  if (!state_->cv.wait_for(lock, timeout, [&] { return state_->suback.contains(mid); })) {
+    return std::unexpected("no SUBACK for " + pattern);
+  }
+  bool granted = state_->suback[mid];
+  state_->suback.erase(mid);
+  if (!granted) return std::unexpected("subscription to " + pattern + " refused by the broker");
+  return {};
+}
+
+std::expected<int, std::string> MqttClient::publish_and_wait(const std::string& topic, std::string_view payload,
+                                                             int qos, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_->mu);
+  int mid = 0;
+  // Registered before the network thread can see the PUBACK, so the callback finds it.
+  int rc = mosquitto_publish_v5(state_->mosq.get(), &mid, topic.c_str(), static_cast<int>(payload.size()),
+                                payload.data(), qos, false, nullptr);
+  if (rc != MOSQ_ERR_SUCCESS) return std::unexpected(std::string(mosquitto_strerror(rc)));
+  if (qos == 0) return 0;
+  state_->awaited.emplace(mid, -1);
+  bool done = state_->cv.wait_for(lock, timeout, [&] { return state_->awaited[mid] >= 0; });
+  int reason = state_->awaited[mid];
+  state_->awaited.erase(mid);
+  if (!done) return std::unexpected("no PUBACK for " + topic);
+  return reason;
+}
+
+std::expected<void, std::string> MqttClient::publish(const std::string& topic, std::string_view payload, int qos) {
+  std::lock_guard lock(state_->mu);
+  int rc = mosquitto_publish_v5(state_->mosq.get(), nullptr, topic.c_str(), static_cast<int>(payload.size()),
+                                payload.data(), qos, false, nullptr);
+  if (rc != MOSQ_ERR_SUCCESS) return std::unexpected(std::string(mosquitto_strerror(rc)));
+  if (qos > 0) ++state_->published;
+  return {};
+}
+
+bool MqttClient::wait_all_acked(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_->mu);
+  return state_->cv.wait_for(lock, timeout,
+                             [&] { return state_->acked + state_->refused >= state_->published; });
+}
+
+std::uint64_t MqttClient::acked() const {
+  std::lock_guard lock(state_->mu);
+  return state_->acked;
+}
+
+std::uint64_t MqttClient::refused() const {
+  std::lock_guard lock(state_->mu);
+  return state_->refused;
+}
+
+std::optional<MqttMessage> MqttClient::next_message(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_->mu);
+  if (!state_->cv.wait_for(lock, timeout, [&] { return !state_->inbox.empty(); })) return std::nullopt;
+  MqttMessage m = std::move(state_->inbox.front());
+  state_->inbox.pop_front();
+  return m;
+}
+
+bool MqttClient::connected() const {
+  std::lock_guard lock(state_->mu);
+  return state_->is_connected;
+}
+
+}  // namespace courtyard

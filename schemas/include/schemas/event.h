@@ -1,0 +1,157 @@
+#pragma once
+// Courtyard's event model: the envelope, every body, how device payloads decode (with the reason
+// when they do not), and the one mapping between JSON, FlatBuffers and these structs.
+// Everything here is a pure function of its input; nothing blocks or reads a clock.
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/ids.h"
+
+namespace courtyard::schemas {
+
+inline constexpr std::uint16_t kSchemaVersion = 1;
+
+enum class DeviceKind { Gate, VehicleGate, Door, Camera, Meter, HomeSensor, Wearable };
+enum class Credential { Face, Card, Qr, Pin, Remote, Key };
+enum class Direction { In, Out };
+enum class Decision { Granted, Denied };
+enum class MeterKind { Electricity, Water, Gas };
+enum class SensorKind { Smoke, Gas, WaterLeak, Door, Temperature, Humidity };
+enum class AlarmKind { Fall, Sos, Removed };
+
+struct GatePass {
+  Credential credential = Credential::Face;
+  std::string subject;  // pseudonymous token, never a name
+  Direction direction = Direction::In;
+  Decision decision = Decision::Granted;
+  std::string reason;
+  std::optional<double> temperature_c;
+  std::optional<bool> mask;
+  std::optional<double> match_score;
+  bool operator==(const GatePass&) const = default;
+};
+struct VehiclePass {
+  std::string plate;
+  Direction direction = Direction::In;
+  Decision decision = Decision::Granted;
+  bool operator==(const VehiclePass&) const = default;
+};
+struct MeterReading {
+  MeterKind kind = MeterKind::Electricity;
+  double total = 0;  // cumulative, in `unit`
+  std::string unit;
+  bool operator==(const MeterReading&) const = default;
+};
+struct HomeSensor {
+  SensorKind sensor = SensorKind::Smoke;
+  std::string state;
+  std::optional<double> value;
+  bool operator==(const HomeSensor&) const = default;
+};
+struct WearableVitals {
+  std::optional<double> heart_rate_bpm, spo2_pct, skin_temp_c;
+  std::optional<std::uint32_t> steps;
+  std::optional<bool> moving;
+  std::optional<double> lat, lon;
+  bool operator==(const WearableVitals&) const = default;
+};
+struct WearableAlarm {
+  AlarmKind kind = AlarmKind::Fall;
+  bool cancelled = false;
+  bool operator==(const WearableAlarm&) const = default;
+};
+struct DeviceStatus {
+  std::optional<double> battery_pct;
+  std::optional<std::int32_t> rssi;
+  std::optional<bool> tamper;
+  std::string firmware;
+  bool operator==(const DeviceStatus&) const = default;
+};
+struct DeviceRegistered {
+  DeviceKind kind = DeviceKind::Gate;
+  std::string unit;
+  std::string location;
+  bool operator==(const DeviceRegistered&) const = default;
+};
+
+using Body = std::variant<GatePass, VehiclePass, MeterReading, HomeSensor, WearableVitals, WearableAlarm,
+                          DeviceStatus, DeviceRegistered>;
+
+struct Event {
+  std::uint16_t schema_version = kSchemaVersion;
+  std::uint64_t event_id = 0;  // unique and time-ordered; set by ingest
+  DeviceId device;
+  CommunityId community;
+  std::uint32_t boot = 0;
+  std::uint64_t seq = 0;
+  std::int64_t device_time_ms = 0;
+  std::int64_t ingest_time_ms = 0;
+  Body body;
+  bool operator==(const Event&) const = default;
+};
+
+// Why a payload was refused. `detail` names the field and the rule it broke.
+struct Rejection {
+  enum class Code {
+    Malformed,           // not JSON / not an object / wrong field type / unknown field
+    FailedVerification,  // FlatBuffers buffer that does not verify
+    UnknownType,         // "type" names no event type
+    MissingField,        // a required field is absent
+    OutOfRange,          // a value outside its physical or protocol range
+    TooLarge,            // payload above the size limit
+    UnknownDevice,       // the device is not registered
+    WrongTopic,          // topic malformed, or not the device's own
+    TypeNotAllowed,      // e.g. a meter sending gate.pass
+  };
+  Code code;
+  std::string detail;
+};
+std::string_view to_string(Rejection::Code code);
+
+// Where a device payload arrived: courtyard/v1/{community}/{device}/{channel}.
+struct Topic {
+  CommunityId community;
+  DeviceId device;
+  std::string channel;  // "telemetry", "cmd", "errors", ...
+};
+std::expected<Topic, Rejection> parse_topic(std::string_view topic);
+std::string topic_for(const CommunityId& community, const DeviceId& device, std::string_view channel);
+// Ids: 1..64 characters of [A-Za-z0-9_.-].
+bool valid_id(std::string_view id);
+
+struct Limits {
+  std::size_t max_payload_bytes = 16 * 1024;       // larger device payloads are TooLarge
+  std::int64_t min_device_time_ms = 946684800000;  // 2000-01-01: older device clocks are OutOfRange
+  std::int64_t max_device_time_ms = 4102444800000; // 2100-01-01
+};
+
+// Decodes what a device published on `topic` (JSON, or the FlatBuffers Event detected by its file
+// identifier) and checks every field's range. Fills device and community from the topic.
+// Does not know the registry: UnknownDevice and TypeNotAllowed are the caller's to check.
+std::expected<Event, Rejection> decode_device_payload(const Topic& topic, std::string_view payload,
+                                                      const Limits& limits = {});
+// Range checks on a decoded event (used by decode_device_payload; exposed for tests and tools).
+std::expected<void, Rejection> validate(const Event& event, const Limits& limits = {});
+
+// The FlatBuffers envelope as stored in the log.
+std::string encode(const Event& event);
+bool has_flatbuffer_identifier(std::string_view bytes);
+std::expected<Event, std::string> decode(std::string_view bytes);
+
+// The JSON view used by the API, the CLI and the device protocol.
+nlohmann::json to_json(const Event& event);
+nlohmann::json body_to_json(const Body& body);
+std::string_view type_name(const Body& body);  // "gate.pass", "meter.reading", ...
+
+std::string_view to_string(DeviceKind kind);
+std::optional<DeviceKind> parse_device_kind(std::string_view name);
+// Which event types a kind of device may send (ingest refuses the rest as TypeNotAllowed).
+bool allowed_for(DeviceKind kind, const Body& body);
+
+}  // namespace courtyard::schemas

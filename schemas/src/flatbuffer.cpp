@@ -1,0 +1,220 @@
+// The FlatBuffers side of the mapping: Event <-> the envelope in fbs/event.fbs.
+#include <flatbuffers/flatbuffers.h>
+
+#include "codec.h"
+#include "event_generated.h"
+#include "names.h"
+
+namespace courtyard::schemas {
+namespace {
+
+using Code = Rejection::Code;
+namespace f = courtyard::fb;
+
+template <class To, class From>
+To cast_enum(From e) {
+  return static_cast<To>(static_cast<int>(e));
+}
+
+std::string str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+
+template <class T>
+std::optional<double> opt_double(flatbuffers::Optional<T> v) {
+  return v.has_value() ? std::optional<double>(static_cast<double>(*v)) : std::nullopt;
+}
+template <class T>
+std::optional<T> opt(flatbuffers::Optional<T> v) {
+  return v.has_value() ? std::optional<T>(*v) : std::nullopt;
+}
+template <class T, class U>
+flatbuffers::Optional<T> to_fb(const std::optional<U>& v) {
+  return v ? flatbuffers::Optional<T>(static_cast<T>(*v)) : flatbuffers::nullopt;
+}
+
+std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBufferBuilder& b, const Body& body) {
+  return std::visit(
+      [&](const auto& x) -> std::pair<f::Body, flatbuffers::Offset<void>> {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, GatePass>) {
+          auto subject = b.CreateString(x.subject);
+          auto reason = b.CreateString(x.reason);
+          return {f::Body::GatePass,
+                  f::CreateGatePass(b, cast_enum<f::Credential>(x.credential), subject,
+                                    cast_enum<f::Direction>(x.direction), cast_enum<f::Decision>(x.decision), reason,
+                                    to_fb<float>(x.temperature_c), to_fb<bool>(x.mask), to_fb<float>(x.match_score))
+                      .Union()};
+        } else if constexpr (std::is_same_v<T, VehiclePass>) {
+          auto plate = b.CreateString(x.plate);
+          return {f::Body::VehiclePass, f::CreateVehiclePass(b, plate, cast_enum<f::Direction>(x.direction),
+                                                             cast_enum<f::Decision>(x.decision))
+                                            .Union()};
+        } else if constexpr (std::is_same_v<T, MeterReading>) {
+          auto unit = b.CreateString(x.unit);
+          return {f::Body::MeterReading,
+                  f::CreateMeterReading(b, cast_enum<f::MeterKind>(x.kind), x.total, unit).Union()};
+        } else if constexpr (std::is_same_v<T, HomeSensor>) {
+          auto state = b.CreateString(x.state);
+          return {f::Body::HomeSensor,
+                  f::CreateHomeSensor(b, cast_enum<f::SensorKind>(x.sensor), state, to_fb<double>(x.value)).Union()};
+        } else if constexpr (std::is_same_v<T, WearableVitals>) {
+          return {f::Body::WearableVitals,
+                  f::CreateWearableVitals(b, to_fb<float>(x.heart_rate_bpm), to_fb<float>(x.spo2_pct),
+                                          to_fb<float>(x.skin_temp_c), to_fb<std::uint32_t>(x.steps),
+                                          to_fb<bool>(x.moving), to_fb<double>(x.lat), to_fb<double>(x.lon))
+                      .Union()};
+        } else if constexpr (std::is_same_v<T, WearableAlarm>) {
+          return {f::Body::WearableAlarm,
+                  f::CreateWearableAlarm(b, cast_enum<f::AlarmKind>(x.kind), x.cancelled).Union()};
+        } else if constexpr (std::is_same_v<T, DeviceStatus>) {
+          auto firmware = b.CreateString(x.firmware);
+          return {f::Body::DeviceStatus, f::CreateDeviceStatus(b, to_fb<float>(x.battery_pct),
+                                                               to_fb<std::int16_t>(x.rssi), to_fb<bool>(x.tamper),
+                                                               firmware)
+                                             .Union()};
+        } else {
+          auto unit = b.CreateString(x.unit);
+          auto location = b.CreateString(x.location);
+          return {f::Body::DeviceRegistered,
+                  f::CreateDeviceRegistered(b, cast_enum<f::DeviceKind>(x.kind), unit, location).Union()};
+        }
+      },
+      body);
+}
+
+// Reads a verified buffer's body. Enum bytes outside our tables are refused, never cast blindly.
+std::expected<Body, std::string> read_body(const f::Event& e) {
+  auto bad_enum = [](const char* field) { return std::unexpected(std::string(field) + " has an unknown value"); };
+  switch (e.body_type()) {
+    case f::Body::GatePass: {
+      auto* x = e.body_as_GatePass();
+      if (!in_range<Credential>(static_cast<int>(x->credential()))) return bad_enum("body.credential");
+      if (!in_range<Direction>(static_cast<int>(x->direction()))) return bad_enum("body.direction");
+      if (!in_range<Decision>(static_cast<int>(x->decision()))) return bad_enum("body.decision");
+      return GatePass{cast_enum<Credential>(x->credential()), str(x->subject()), cast_enum<Direction>(x->direction()),
+                      cast_enum<Decision>(x->decision()), str(x->reason()), opt_double(x->temperature_c()),
+                      opt(x->mask()), opt_double(x->match_score())};
+    }
+    case f::Body::VehiclePass: {
+      auto* x = e.body_as_VehiclePass();
+      if (!in_range<Direction>(static_cast<int>(x->direction()))) return bad_enum("body.direction");
+      if (!in_range<Decision>(static_cast<int>(x->decision()))) return bad_enum("body.decision");
+      return VehiclePass{str(x->plate()), cast_enum<Direction>(x->direction()), cast_enum<Decision>(x->decision())};
+    }
+    case f::Body::MeterReading: {
+      auto* x = e.body_as_MeterReading();
+      if (!in_range<MeterKind>(static_cast<int>(x->kind()))) return bad_enum("body.kind");
+      return MeterReading{cast_enum<MeterKind>(x->kind()), x->total(), str(x->unit())};
+    }
+    case f::Body::HomeSensor: {
+      auto* x = e.body_as_HomeSensor();
+      if (!in_range<SensorKind>(static_cast<int>(x->sensor()))) return bad_enum("body.sensor");
+      return HomeSensor{cast_enum<SensorKind>(x->sensor()), str(x->state()), opt_double(x->value())};
+    }
+    case f::Body::WearableVitals: {
+      auto* x = e.body_as_WearableVitals();
+      WearableVitals v;
+      v.heart_rate_bpm = opt_double(x->heart_rate_bpm());
+      v.spo2_pct = opt_double(x->spo2_pct());
+      v.skin_temp_c = opt_double(x->skin_temp_c());
+      v.steps = opt(x->steps());
+      v.moving = opt(x->moving());
+      v.lat = opt(x->lat());
+      v.lon = opt(x->lon());
+      return v;
+    }
+    case f::Body::WearableAlarm: {
+      auto* x = e.body_as_WearableAlarm();
+      if (!in_range<AlarmKind>(static_cast<int>(x->kind()))) return bad_enum("body.kind");
+      return WearableAlarm{cast_enum<AlarmKind>(x->kind()), x->cancelled()};
+    }
+    case f::Body::DeviceStatus: {
+      auto* x = e.body_as_DeviceStatus();
+      DeviceStatus s;
+      s.battery_pct = opt_double(x->battery_pct());
+      if (x->rssi().has_value()) s.rssi = *x->rssi();
+      s.tamper = opt(x->tamper());
+      s.firmware = str(x->firmware());
+      return s;
+    }
+    case f::Body::DeviceRegistered: {
+      auto* x = e.body_as_DeviceRegistered();
+      if (!in_range<DeviceKind>(static_cast<int>(x->kind()))) return bad_enum("body.kind");
+      return DeviceRegistered{cast_enum<DeviceKind>(x->kind()), str(x->unit()), str(x->location())};
+    }
+    case f::Body::NONE: break;
+  }
+  return std::unexpected(std::string("body is missing or of an unknown type"));
+}
+
+std::expected<const f::Event*, std::string> verified(std::string_view bytes) {
+  auto* data = reinterpret_cast<const std::uint8_t*>(bytes.data());
+  flatbuffers::Verifier verifier(data, bytes.size(), /*max_depth=*/16, /*max_tables=*/256);
+  if (!f::VerifyEventBuffer(verifier)) return std::unexpected(std::string("FlatBuffers verification failed"));
+  return f::GetEvent(data);
+}
+
+}  // namespace
+
+bool has_flatbuffer_identifier(std::string_view bytes) {
+  return bytes.size() >= 8 && flatbuffers::BufferHasIdentifier(bytes.data(), f::EventIdentifier());
+}
+
+std::string encode(const Event& e) {
+  flatbuffers::FlatBufferBuilder b(256);
+  auto device = b.CreateString(e.device.str());
+  auto community = b.CreateString(e.community.str());
+  auto [type, body] = build_body(b, e.body);
+  auto root = f::CreateEvent(b, e.schema_version, e.event_id, device, community, e.boot, e.seq, e.device_time_ms,
+                             e.ingest_time_ms, type, body);
+  f::FinishEventBuffer(b, root);
+  return std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+}
+
+std::expected<Event, std::string> decode(std::string_view bytes) {
+  if (!has_flatbuffer_identifier(bytes)) return std::unexpected(std::string("not a Courtyard event (file identifier)"));
+  auto root = verified(bytes);
+  if (!root) return std::unexpected(root.error());
+  const f::Event& x = **root;
+  auto body = read_body(x);
+  if (!body) return std::unexpected(body.error());
+  Event e;
+  e.schema_version = x.schema_version();
+  e.event_id = x.event_id();
+  e.device = DeviceId(str(x.device_id()));
+  e.community = CommunityId(str(x.community()));
+  e.boot = x.boot();
+  e.seq = x.seq();
+  e.device_time_ms = x.device_time_ms();
+  e.ingest_time_ms = x.ingest_time_ms();
+  e.body = std::move(*body);
+  return e;
+}
+
+std::expected<Event, Rejection> parse_device_flatbuffer(const Topic& topic, std::string_view payload) {
+  auto root = verified(payload);
+  if (!root) return std::unexpected(Rejection{Code::FailedVerification, root.error()});
+  auto event = decode(payload);
+  if (!event) return std::unexpected(Rejection{Code::FailedVerification, event.error()});
+  if (!event->device.empty() && event->device != topic.device) {
+    return std::unexpected(Rejection{Code::WrongTopic, "device_id \"" + event->device.str() +
+                                                           "\" in the buffer is not the topic's device \"" +
+                                                           topic.device.str() + "\""});
+  }
+  if (!event->community.empty() && event->community != topic.community) {
+    return std::unexpected(Rejection{Code::WrongTopic, "community \"" + event->community.str() +
+                                                           "\" in the buffer is not the topic's community \"" +
+                                                           topic.community.str() + "\""});
+  }
+  if (std::holds_alternative<DeviceRegistered>(event->body)) {
+    return std::unexpected(Rejection{Code::TypeNotAllowed, "device.registered is written by Courtyard, not by devices"});
+  }
+  // What ingest sets is never taken from a device.
+  event->device = topic.device;
+  event->community = topic.community;
+  event->event_id = 0;
+  event->ingest_time_ms = 0;
+  event->schema_version = kSchemaVersion;
+  return std::move(*event);
+}
+
+}  // namespace courtyard::schemas

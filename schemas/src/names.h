@@ -1,0 +1,63 @@
+#pragma once
+// Wire names of every enum, in one table each. The order of each table is the enum's order.
+#include <array>
+#include <optional>
+#include <string_view>
+
+#include "schemas/event.h"
+
+namespace courtyard::schemas {
+
+template <class E>
+struct Names;
+template <>
+struct Names<DeviceKind> {
+  static constexpr std::array<std::string_view, 7> kValues = {"gate",  "vehicle_gate", "door",    "camera",
+                                                              "meter", "home_sensor",  "wearable"};
+};
+template <>
+struct Names<Credential> {
+  static constexpr std::array<std::string_view, 6> kValues = {"face", "card", "qr", "pin", "remote", "key"};
+};
+template <>
+struct Names<Direction> {
+  static constexpr std::array<std::string_view, 2> kValues = {"in", "out"};
+};
+template <>
+struct Names<Decision> {
+  static constexpr std::array<std::string_view, 2> kValues = {"granted", "denied"};
+};
+template <>
+struct Names<MeterKind> {
+  static constexpr std::array<std::string_view, 3> kValues = {"electricity", "water", "gas"};
+};
+template <>
+struct Names<SensorKind> {
+  static constexpr std::array<std::string_view, 6> kValues = {"smoke", "gas", "water_leak",
+                                                              "door",  "temperature", "humidity"};
+};
+template <>
+struct Names<AlarmKind> {
+  static constexpr std::array<std::string_view, 3> kValues = {"fall", "sos", "removed"};
+};
+
+template <class E>
+constexpr std::string_view name_of(E e) {
+  return Names<E>::kValues[static_cast<std::size_t>(e)];
+}
+
+template <class E>
+constexpr std::optional<E> parse_name(std::string_view s) {
+  for (std::size_t i = 0; i < Names<E>::kValues.size(); ++i) {
+    if (Names<E>::kValues[i] == s) return static_cast<E>(i);
+  }
+  return std::nullopt;
+}
+
+// Any value a FlatBuffers enum byte may hold but our enum does not is refused by the decoder.
+template <class E>
+constexpr bool in_range(int raw) {
+  return raw >= 0 && static_cast<std::size_t>(raw) < Names<E>::kValues.size();
+}
+
+}  // namespace courtyard::schemas

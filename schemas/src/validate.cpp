@@ -1,0 +1,96 @@
+// Range checks: the physical and protocol limits of every field, with the field named in the reason.
+#include <cmath>
+#include <fmt/format.h>
+
+#include "codec.h"
+#include "schemas/event.h"
+
+namespace courtyard::schemas {
+namespace {
+
+using Code = Rejection::Code;
+
+struct Check {
+  std::optional<Rejection> failure;
+
+  void range(const char* field, std::optional<double> v, double lo, double hi) {
+    if (failure || !v) return;
+    if (!std::isfinite(*v) || *v < lo || *v > hi) {
+      failure = Rejection{Code::OutOfRange, fmt::format("body.{}={} is outside {}..{}", field, *v, lo, hi)};
+    }
+  }
+  void text(const char* field, const std::string& s, std::size_t max, bool required) {
+    if (failure) return;
+    if (required && s.empty()) {
+      failure = Rejection{Code::MissingField, fmt::format("body.{} must not be empty", field)};
+    } else if (s.size() > max) {
+      failure = Rejection{Code::OutOfRange, fmt::format("body.{} is {} bytes, at most {} allowed", field, s.size(), max)};
+    }
+  }
+};
+
+}  // namespace
+
+std::expected<void, Rejection> validate(const Event& e, const Limits& limits) {
+  if (e.device_time_ms < limits.min_device_time_ms || e.device_time_ms > limits.max_device_time_ms) {
+    return std::unexpected(Rejection{
+        Code::OutOfRange, fmt::format("ts={} is outside {}..{} (ms since epoch)", e.device_time_ms,
+                                      limits.min_device_time_ms, limits.max_device_time_ms)});
+  }
+  Check c;
+  std::visit(
+      [&](const auto& b) {
+        using T = std::decay_t<decltype(b)>;
+        if constexpr (std::is_same_v<T, GatePass>) {
+          c.text("subject", b.subject, 128, true);
+          c.text("reason", b.reason, 128, false);
+          c.range("temperature_c", b.temperature_c, 30, 45);
+          c.range("match_score", b.match_score, 0, 1);
+        } else if constexpr (std::is_same_v<T, VehiclePass>) {
+          c.text("plate", b.plate, 32, true);
+        } else if constexpr (std::is_same_v<T, MeterReading>) {
+          c.range("total", b.total, 0, 1e12);
+          c.text("unit", b.unit, 16, true);
+        } else if constexpr (std::is_same_v<T, HomeSensor>) {
+          c.text("state", b.state, 32, false);
+          switch (b.sensor) {
+            case SensorKind::Temperature: c.range("value", b.value, -40, 120); break;
+            case SensorKind::Humidity: c.range("value", b.value, 0, 100); break;
+            default: c.range("value", b.value, -1e6, 1e6); break;
+          }
+        } else if constexpr (std::is_same_v<T, WearableVitals>) {
+          c.range("heart_rate_bpm", b.heart_rate_bpm, 20, 250);
+          c.range("spo2_pct", b.spo2_pct, 50, 100);
+          c.range("skin_temp_c", b.skin_temp_c, 25, 45);
+          c.range("steps", b.steps ? std::optional<double>(*b.steps) : std::nullopt, 0, 1e6);
+          c.range("lat", b.lat, -90, 90);
+          c.range("lon", b.lon, -180, 180);
+        } else if constexpr (std::is_same_v<T, DeviceStatus>) {
+          c.range("battery_pct", b.battery_pct, 0, 100);
+          c.range("rssi", b.rssi ? std::optional<double>(*b.rssi) : std::nullopt, -150, 0);
+          c.text("firmware", b.firmware, 64, false);
+        } else if constexpr (std::is_same_v<T, DeviceRegistered>) {
+          c.text("unit", b.unit, 64, false);
+          c.text("location", b.location, 256, false);
+        }
+      },
+      e.body);
+  if (c.failure) return std::unexpected(*c.failure);
+  return {};
+}
+
+std::expected<Event, Rejection> decode_device_payload(const Topic& topic, std::string_view payload,
+                                                      const Limits& limits) {
+  if (payload.size() > limits.max_payload_bytes) {
+    return std::unexpected(Rejection{Code::TooLarge, fmt::format("payload is {} bytes, at most {} allowed",
+                                                                 payload.size(), limits.max_payload_bytes)});
+  }
+  if (payload.empty()) return std::unexpected(Rejection{Code::Malformed, "payload is empty"});
+  auto event = has_flatbuffer_identifier(payload) ? parse_device_flatbuffer(topic, payload)
+                                                  : parse_device_json(topic, payload);
+  if (!event) return event;
+  if (auto ok = validate(*event, limits); !ok) return std::unexpected(ok.error());
+  return event;
+}
+
+}  // namespace courtyard::schemas
