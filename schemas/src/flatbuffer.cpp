@@ -41,7 +41,7 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
           return {f::Body::GatePass,
                   f::CreateGatePass(b, cast_enum<f::Credential>(x.credential), subject,
                                     cast_enum<f::Direction>(x.direction), cast_enum<f::Decision>(x.decision), reason,
-                                    to_fb<float>(x.temperature_c), to_fb<bool>(x.mask), to_fb<float>(x.match_score))
+                                    to_fb<double>(x.temperature_c), to_fb<bool>(x.mask), to_fb<double>(x.match_score))
                       .Union()};
         } else if constexpr (std::is_same_v<T, VehiclePass>) {
           auto plate = b.CreateString(x.plate);
@@ -58,8 +58,8 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
                   f::CreateHomeSensor(b, cast_enum<f::SensorKind>(x.sensor), state, to_fb<double>(x.value)).Union()};
         } else if constexpr (std::is_same_v<T, WearableVitals>) {
           return {f::Body::WearableVitals,
-                  f::CreateWearableVitals(b, to_fb<float>(x.heart_rate_bpm), to_fb<float>(x.spo2_pct),
-                                          to_fb<float>(x.skin_temp_c), to_fb<std::uint32_t>(x.steps),
+                  f::CreateWearableVitals(b, to_fb<double>(x.heart_rate_bpm), to_fb<double>(x.spo2_pct),
+                                          to_fb<double>(x.skin_temp_c), to_fb<std::uint32_t>(x.steps),
                                           to_fb<bool>(x.moving), to_fb<double>(x.lat), to_fb<double>(x.lon))
                       .Union()};
         } else if constexpr (std::is_same_v<T, WearableAlarm>) {
@@ -67,7 +67,7 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
                   f::CreateWearableAlarm(b, cast_enum<f::AlarmKind>(x.kind), x.cancelled).Union()};
         } else if constexpr (std::is_same_v<T, DeviceStatus>) {
           auto firmware = b.CreateString(x.firmware);
-          return {f::Body::DeviceStatus, f::CreateDeviceStatus(b, to_fb<float>(x.battery_pct),
+          return {f::Body::DeviceStatus, f::CreateDeviceStatus(b, to_fb<double>(x.battery_pct),
                                                                to_fb<std::int16_t>(x.rssi), to_fb<bool>(x.tamper),
                                                                firmware)
                                              .Union()};

@@ -1,0 +1,56 @@
+#pragma once
+// Courtyard's configuration: every setting with its default, read from config/courtyard.toml and
+// overridden by COURTYARD_<SECTION>_<KEY> environment variables (e.g. COURTYARD_HTTP_PORT).
+// Only the CLI wiring reads files and the environment; modules receive their own structs.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/kafka.h"
+#include "common/mqtt.h"
+
+namespace courtyard::hub {
+
+struct Config {
+  std::string var = "var";           // runtime data: state, spool, secrets (COURTYARD_VAR)
+  std::string log_level = "info";    // trace|debug|info|warn|error
+  KafkaConfig kafka;
+  MqttConfig mqtt;
+  struct Http {
+    std::string host = "127.0.0.1";  // address the hub's HTTP API listens on
+    int port = 8080;                 // 0: any free port (printed at start)
+  } http;
+  struct Ingest {
+    std::string client_id = "courtyard-ingest-0";  // its persistent MQTT session
+    std::vector<std::string> communities;          // owned communities; empty: all
+    int instance = 0;                              // 0..255, part of event ids
+    bool spool_sync = false;                       // fsync every spool write
+    std::int64_t max_payload_bytes = 16384;        // larger payloads are rejected (too_large)
+  } ingest;
+  struct Hub {
+    std::string group_id = "courtyard-hub";        // consumer group of the processors
+    std::int64_t block_cache_mb = 64;              // RocksDB block cache for all projections
+    std::int64_t max_batch = 5000;                 // events folded per store write
+  } hub;
+  struct Simulate {
+    std::vector<std::string> communities = {"sunny-garden", "river-view"};
+    std::int64_t devices = 300;
+    double rate = 200;                             // events per second, whole fleet
+    double bad_fraction = 0.01;
+    double flatbuffer_fraction = 0.1;
+    std::int64_t seed = 1;
+  } simulate;
+
+  std::filesystem::path var_path(const std::string& relative) const { return std::filesystem::path(var) / relative; }
+};
+
+// Loads `path` (or, when empty, $COURTYARD_CONFIG, else ./config/courtyard.toml if present, else
+// defaults), then applies the environment. Throws std::runtime_error naming the bad key.
+Config load_config(const std::optional<std::string>& path);
+
+// Every key with its environment variable name (for --help and the docs test).
+std::vector<std::pair<std::string, std::string>> config_keys();
+
+}  // namespace courtyard::hub

@@ -1,0 +1,201 @@
+#include "hub/api.h"
+
+#include <chrono>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "processors/projector.h"
+
+namespace courtyard::hub {
+namespace {
+
+using json = nlohmann::json;
+
+struct Target {
+  std::string path;
+  std::map<std::string, std::string> query;
+};
+
+std::string url_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+               std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+Target parse_target(std::string_view target) {
+  Target t;
+  auto q = target.find('?');
+  t.path = url_decode(target.substr(0, q));
+  if (q == std::string_view::npos) return t;
+  std::string_view rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    auto pair = rest.substr(0, amp);
+    auto eq = pair.find('=');
+    t.query[url_decode(pair.substr(0, eq))] = eq == std::string_view::npos ? "" : url_decode(pair.substr(eq + 1));
+    if (amp == std::string_view::npos) break;
+    rest = rest.substr(amp + 1);
+  }
+  return t;
+}
+
+HttpResponse json_response(int status, const json& body) { return {status, "application/json", body.dump() + "\n"}; }
+
+HttpResponse error(int status, const std::string& code, const std::string& detail) {
+  return json_response(status, json{{"error", code}, {"detail", detail}});
+}
+
+// as_of: the offsets the snapshot reflects; lag: how far the processors are behind the log.
+void add_freshness(json& out, const processors::Store::View& view, const processors::Freshness& freshness) {
+  json as_of = json::object();
+  for (const auto& [tp, next] : view.offsets()) as_of[tp.first][std::to_string(tp.second)] = next;
+  json lag = json::object();
+  std::int64_t total = 0;
+  for (const auto& [tp, f] : freshness) {
+    lag[tp.first][std::to_string(tp.second)] = f.lag();
+    total += f.lag();
+  }
+  out["as_of"] = std::move(as_of);
+  out["lag"] = std::move(lag);
+  out["lag_total"] = total;
+}
+
+json device_view(const std::string& id, const std::string& raw) {
+  json j = json::parse(raw);
+  j["id"] = id;
+  return j;
+}
+
+}  // namespace
+
+Api::Api(ApiSources sources, Metrics& metrics) : sources_(std::move(sources)), metrics_(metrics) {
+  metrics_.describe("courtyard_http_requests_total", "counter", "HTTP requests by route and status");
+  metrics_.describe("courtyard_http_request_seconds_sum", "counter", "Total time spent answering, by route");
+}
+
+HttpResponse Api::handle(const HttpRequest& request) {
+  auto start = std::chrono::steady_clock::now();
+  std::string route_name = "unknown";
+  HttpResponse response;
+  try {
+    response = route(request, route_name);
+  } catch (const std::exception& e) {
+    response = error(500, "internal", e.what());
+  }
+  metrics_.add("courtyard_http_requests_total", {{"route", route_name}, {"status", std::to_string(response.status)}});
+  metrics_.add("courtyard_http_request_seconds_sum", {{"route", route_name}},
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return response;
+}
+
+HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
+  auto target = parse_target(request.target);
+  const std::string& path = target.path;
+  if (request.method != "GET" && request.method != "HEAD") {
+    return error(405, "method_not_allowed", request.method + " is not supported here");
+  }
+  if (path == "/healthz") {
+    route_name = "/healthz";
+    bool ok = !sources_.healthy || sources_.healthy();
+    std::int64_t lag = 0;
+    for (const auto& [_, f] : sources_.freshness()) lag += f.lag();
+    return json_response(ok ? 200 : 503, json{{"status", ok ? "ok" : "processors stopped"},
+                                              {"assigned_partitions", sources_.freshness().size()},
+                                              {"lag_total", lag}});
+  }
+  if (path == "/metrics") {
+    route_name = "/metrics";
+    auto view = sources_.store->view();
+    Metrics snapshot;
+    snapshot.describe("courtyard_events_total", "counter", "Events folded into projections, by type");
+    if (auto raw = view.get(processors::Projector::kEventStatsKey)) {
+      auto counts = json::parse(*raw);
+      for (const auto& [type, n] : counts.items()) snapshot.set("courtyard_events_total", {{"type", type}}, n.get<double>());
+    }
+    snapshot.describe("courtyard_rejected_total", "counter", "Payloads ingest rejected, by reason");
+    if (auto raw = view.get(processors::Projector::kRejectionStatsKey)) {
+      auto counts = json::parse(*raw);
+      for (const auto& [reason, n] : counts.items()) snapshot.set("courtyard_rejected_total", {{"reason", reason}}, n.get<double>());
+    }
+    snapshot.describe("courtyard_consumer_lag", "gauge", "Messages in the log not yet in the projections");
+    for (const auto& [tp, f] : sources_.freshness()) {
+      snapshot.set("courtyard_consumer_lag", {{"topic", tp.first}, {"partition", std::to_string(tp.second)}}, static_cast<double>(f.lag()));
+    }
+    auto stats = sources_.runner_stats();
+    snapshot.describe("courtyard_duplicates_total", "counter", "Events recognised as duplicates since start");
+    snapshot.set("courtyard_duplicates_total", {}, static_cast<double>(stats.duplicates));
+    snapshot.describe("courtyard_corrupt_total", "counter", "Log messages that did not decode since start");
+    snapshot.set("courtyard_corrupt_total", {}, static_cast<double>(stats.corrupt));
+    snapshot.describe("courtyard_batches_total", "counter", "Store writes by the processors since start");
+    snapshot.set("courtyard_batches_total", {}, static_cast<double>(stats.batches));
+    return {200, "text/plain; version=0.0.4", snapshot.render() + metrics_.render()};
+  }
+  constexpr std::string_view kDevices = "/api/v1/devices";
+  if (path == kDevices || path == std::string(kDevices) + "/") {
+    route_name = "/api/v1/devices";
+    std::size_t limit = 100;
+    if (auto it = target.query.find("limit"); it != target.query.end()) {
+      try {
+        limit = std::clamp<std::size_t>(std::stoul(it->second), 1, 1000);
+      } catch (const std::exception&) {
+        return error(400, "bad_request", "limit must be a number 1..1000");
+      }
+    }
+    auto filter = [&](const char* name) {
+      auto it = target.query.find(name);
+      return it == target.query.end() ? std::string() : it->second;
+    };
+    std::string community = filter("community"), kind = filter("kind"), after = filter("after");
+    auto view = sources_.store->view();
+    json items = json::array();
+    std::string cursor = after.empty() ? "" : processors::Projector::device_key(after);
+    const std::string prefix = processors::Projector::device_key("");
+    bool more = false;
+    while (items.size() < limit) {
+      auto chunk = view.scan(prefix, cursor, 256);
+      if (chunk.empty()) break;
+      for (const auto& [key, raw] : chunk) {
+        cursor = key;
+        auto j = device_view(key.substr(prefix.size()), raw);
+        if (!community.empty() && j.value("community", "") != community) continue;
+        if (!kind.empty() && j.value("kind", "") != kind) continue;
+        if (items.size() == limit) {
+          more = true;
+          break;
+        }
+        items.push_back(std::move(j));
+      }
+      if (more) break;
+    }
+    json out{{"items", items}, {"count", items.size()}};
+    out["next"] = more ? json(items.back()["id"]) : json(nullptr);
+    add_freshness(out, view, sources_.freshness());
+    return json_response(200, out);
+  }
+  if (path.starts_with(std::string(kDevices) + "/")) {
+    route_name = "/api/v1/devices/{id}";
+    std::string id = path.substr(kDevices.size() + 1);
+    auto view = sources_.store->view();
+    auto raw = view.get(processors::Projector::device_key(id));
+    if (!raw) return error(404, "not_found", "device " + id + " is not known");
+    json out = device_view(id, *raw);
+    auto rejections = view.get(processors::Projector::rejection_key(id));
+    out["rejections"] = rejections ? json::parse(*rejections) : json(nullptr);
+    add_freshness(out, view, sources_.freshness());
+    return json_response(200, out);
+  }
+  return error(404, "not_found", "no route for " + path);
+}
+
+}  // namespace courtyard::hub

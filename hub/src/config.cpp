@@ -1,0 +1,184 @@
+#include "hub/config.h"
+
+#include <cstdlib>
+#include <functional>
+#include <sstream>
+#include <stdexcept>
+
+#include <toml++/toml.h>
+
+namespace courtyard::hub {
+namespace {
+
+// One binding per setting: its dotted key, and how to set it from TOML and from a string.
+struct Binding {
+  std::string key;
+  std::function<void(const toml::node&)> from_toml;
+  std::function<void(const std::string&)> from_env;
+};
+
+[[noreturn]] void bad(const std::string& key, const std::string& why) {
+  throw std::runtime_error("config " + key + ": " + why);
+}
+
+template <class T>
+Binding setting(const std::string& key, T& field) {
+  Binding b{key, {}, {}};
+  if constexpr (std::is_same_v<T, std::string>) {
+    b.from_toml = [&field, key](const toml::node& n) {
+      if (!n.is_string()) bad(key, "must be a string");
+      field = *n.value<std::string>();
+    };
+    b.from_env = [&field](const std::string& v) { field = v; };
+  } else if constexpr (std::is_same_v<T, bool>) {
+    b.from_toml = [&field, key](const toml::node& n) {
+      if (!n.is_boolean()) bad(key, "must be true or false");
+      field = *n.value<bool>();
+    };
+    b.from_env = [&field, key](const std::string& v) {
+      if (v == "true" || v == "1") field = true;
+      else if (v == "false" || v == "0") field = false;
+      else bad(key, "must be true or false, not \"" + v + "\"");
+    };
+  } else if constexpr (std::is_integral_v<T>) {
+    b.from_toml = [&field, key](const toml::node& n) {
+      if (!n.is_integer()) bad(key, "must be an integer");
+      field = static_cast<T>(*n.value<std::int64_t>());
+    };
+    b.from_env = [&field, key](const std::string& v) {
+      try {
+        std::size_t used = 0;
+        auto x = std::stoll(v, &used);
+        if (used != v.size()) throw std::invalid_argument(v);
+        field = static_cast<T>(x);
+      } catch (const std::exception&) {
+        bad(key, "must be an integer, not \"" + v + "\"");
+      }
+    };
+  } else if constexpr (std::is_floating_point_v<T>) {
+    b.from_toml = [&field, key](const toml::node& n) {
+      if (!n.is_number()) bad(key, "must be a number");
+      field = *n.value<double>();
+    };
+    b.from_env = [&field, key](const std::string& v) {
+      try {
+        field = std::stod(v);
+      } catch (const std::exception&) {
+        bad(key, "must be a number, not \"" + v + "\"");
+      }
+    };
+  } else {  // std::vector<std::string>
+    b.from_toml = [&field, key](const toml::node& n) {
+      if (!n.is_array()) bad(key, "must be an array of strings");
+      field.clear();
+      for (const auto& e : *n.as_array()) {
+        if (!e.is_string()) bad(key, "must be an array of strings");
+        field.push_back(*e.value<std::string>());
+      }
+    };
+    b.from_env = [&field](const std::string& v) {  // comma-separated
+      field.clear();
+      std::stringstream in(v);
+      for (std::string item; std::getline(in, item, ',');) {
+        if (!item.empty()) field.push_back(item);
+      }
+    };
+  }
+  return b;
+}
+
+std::vector<Binding> bindings(Config& c) {
+  return {
+      setting("var", c.var),
+      setting("log.level", c.log_level),
+      setting("kafka.host", c.kafka.host),
+      setting("kafka.port", c.kafka.port),
+      setting("kafka.bootstrap_servers", c.kafka.bootstrap_servers),
+      setting("kafka.events_topic", c.kafka.events_topic),
+      setting("kafka.deadletter_topic", c.kafka.deadletter_topic),
+      setting("kafka.registry_topic", c.kafka.registry_topic),
+      setting("kafka.alerts_topic", c.kafka.alerts_topic),
+      setting("kafka.commands_topic", c.kafka.commands_topic),
+      setting("mqtt.host", c.mqtt.host),
+      setting("mqtt.port", c.mqtt.port),
+      setting("mqtt.username", c.mqtt.username),
+      setting("mqtt.password_file", c.mqtt.password_file),
+      setting("mqtt.keepalive_s", c.mqtt.keepalive_s),
+      setting("http.host", c.http.host),
+      setting("http.port", c.http.port),
+      setting("ingest.client_id", c.ingest.client_id),
+      setting("ingest.communities", c.ingest.communities),
+      setting("ingest.instance", c.ingest.instance),
+      setting("ingest.spool_sync", c.ingest.spool_sync),
+      setting("ingest.max_payload_bytes", c.ingest.max_payload_bytes),
+      setting("hub.group_id", c.hub.group_id),
+      setting("hub.block_cache_mb", c.hub.block_cache_mb),
+      setting("hub.max_batch", c.hub.max_batch),
+      setting("simulate.communities", c.simulate.communities),
+      setting("simulate.devices", c.simulate.devices),
+      setting("simulate.rate", c.simulate.rate),
+      setting("simulate.bad_fraction", c.simulate.bad_fraction),
+      setting("simulate.flatbuffer_fraction", c.simulate.flatbuffer_fraction),
+      setting("simulate.seed", c.simulate.seed),
+  };
+}
+
+std::string env_name(const std::string& key) {
+  std::string name = "COURTYARD_";
+  for (char ch : key) name += ch == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return name;
+}
+
+void collect_keys(const toml::table& table, const std::string& prefix, std::vector<std::string>& out) {
+  for (const auto& [k, v] : table) {
+    std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (v.is_table()) {
+      collect_keys(*v.as_table(), key, out);
+    } else {
+      out.push_back(key);
+    }
+  }
+}
+
+}  // namespace
+
+Config load_config(const std::optional<std::string>& path) {
+  Config config;
+  auto binds = bindings(config);
+  std::string file;
+  if (path) {
+    file = *path;
+  } else if (const char* env = std::getenv("COURTYARD_CONFIG")) {
+    file = env;
+  } else if (std::filesystem::exists("config/courtyard.toml")) {
+    file = "config/courtyard.toml";
+  }
+  if (!file.empty()) {
+    toml::table table;
+    try {
+      table = toml::parse_file(file);
+    } catch (const toml::parse_error& e) {
+      throw std::runtime_error("config file " + file + ": " + std::string(e.description()));
+    }
+    std::vector<std::string> keys;
+    collect_keys(table, "", keys);
+    for (const auto& key : keys) {
+      auto b = std::find_if(binds.begin(), binds.end(), [&](const Binding& x) { return x.key == key; });
+      if (b == binds.end()) bad(key, "is not a setting (in " + file + ")");
+      b->from_toml(*table.at_path(key).node());
+    }
+  }
+  for (auto& b : binds) {
+    if (const char* v = std::getenv(env_name(b.key).c_str())) b.from_env(v);
+  }
+  return config;
+}
+
+std::vector<std::pair<std::string, std::string>> config_keys() {
+  Config c;
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& b : bindings(c)) out.emplace_back(b.key, env_name(b.key));
+  return out;
+}
+
+}  // namespace courtyard::hub

@@ -1,0 +1,195 @@
+// The `courtyard` command: one binary, one subcommand per role.
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "devices/provisioner.h"
+#include "devices/simulator.h"
+#include "hub/config.h"
+#include "hub/hub.h"
+#include "ingest/bridge.h"
+
+namespace {
+
+using namespace courtyard;
+
+// SIGINT and SIGTERM request a stop; a second one exits at once.
+std::stop_source install_signal_stop() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before any thread starts, so all inherit it
+  std::stop_source source;
+  std::thread([set, source]() mutable {
+    int sig = 0;
+    sigwait(&set, &sig);
+    spdlog::info("signal {}: stopping", sig);
+    source.request_stop();
+    sigwait(&set, &sig);
+    std::_Exit(130);
+  }).detach();
+  return source;
+}
+
+std::string service_password(const hub::Config& config) {
+  auto secret = read_secret(config.var_path(config.mqtt.password_file).string());
+  if (!secret) throw std::runtime_error(secret.error() + " (is `scripts/services up` done?)");
+  return *secret;
+}
+
+int run_ingest(const hub::Config& config) {
+  ingest::BridgeConfig bridge;
+  bridge.kafka = config.kafka;
+  bridge.mqtt = config.mqtt;
+  bridge.mqtt_password = service_password(config);
+  bridge.client_id = config.ingest.client_id;
+  bridge.communities = config.ingest.communities;
+  bridge.spool_dir = config.var_path("ingest/" + config.ingest.client_id).string();
+  bridge.spool_sync = config.ingest.spool_sync;
+  bridge.instance = static_cast<unsigned>(config.ingest.instance);
+  bridge.limits.max_payload_bytes = static_cast<std::size_t>(config.ingest.max_payload_bytes);
+  std::filesystem::create_directories(bridge.spool_dir);
+  auto stop = install_signal_stop();
+  ingest::Bridge(bridge).run(stop.get_token());
+  return 0;
+}
+
+int run_hub(const hub::Config& config) {
+  auto stop = install_signal_stop();
+  hub::run_hub(config, stop.get_token());
+  return 0;
+}
+
+int run_simulate(const hub::Config& config, devices::SimulatorConfig sim, bool skip_provision) {
+  sim.kafka = config.kafka;
+  sim.mqtt = config.mqtt;
+  sim.mqtt_password = service_password(config);
+  devices::Simulator simulator(sim);
+  if (!skip_provision) {
+    if (auto ok = simulator.provision(); !ok) throw std::runtime_error("provisioning: " + ok.error());
+    spdlog::info("simulator: provisioned {} devices in {} communities", simulator.fleet().size(), sim.communities.size());
+  }
+  auto stop = install_signal_stop();
+  auto report = simulator.run(stop.get_token());
+  if (!report) throw std::runtime_error(report.error());
+  std::uint64_t valid = 0;
+  for (const auto& [_, types] : report->valid) {
+    for (const auto& [__, n] : types) valid += n;
+  }
+  std::cout << "sent " << report->sent << " payloads (" << valid << " valid, " << report->bad.size()
+            << " deliberately bad) from " << simulator.fleet().size() << " devices in " << report->seconds
+            << " s; broker acknowledged " << report->acked << ", refused " << report->refused << "\n";
+  return 0;
+}
+
+int run_device_add(const hub::Config& config, const std::string& id, const std::string& kind_name,
+                   const std::string& community, const std::string& unit, const std::string& location,
+                   const std::string& password) {
+  auto kind = schemas::parse_device_kind(kind_name);
+  if (!kind) throw std::runtime_error("unknown kind " + kind_name);
+  auto provisioner = devices::Provisioner::connect({config.kafka, config.mqtt, service_password(config)});
+  if (!provisioner) throw std::runtime_error(provisioner.error());
+  schemas::Registration r;
+  r.device = DeviceId(id);
+  r.community = CommunityId(community);
+  r.kind = *kind;
+  r.unit = unit;
+  r.location = location;
+  r.registered_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
+  devices::NewDevice request{r, password};
+  auto passwords = (*provisioner)->add(std::span(&request, 1));
+  if (!passwords) throw std::runtime_error(passwords.error());
+  std::cout << "registered " << id << " (" << kind_name << ") in " << community << "\n"
+            << "MQTT username: " << id << "\n"
+            << "telemetry topic: " << devices::telemetry_topic(r) << "\n"
+            << "password:\n"
+            << passwords->front() << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Courtyard: an event-sourced IoT hub for residential communities"};
+  app.require_subcommand(1);
+  std::optional<std::string> config_path;
+  app.add_option("--config", config_path, "configuration file (default: $COURTYARD_CONFIG or config/courtyard.toml)");
+
+  auto* hub_cmd = app.add_subcommand("hub", "run the processors and the HTTP API");
+  int http_port = -1;
+  hub_cmd->add_option("--http-port", http_port, "HTTP port (overrides http.port; 0 = any free port)");
+
+  auto* ingest_cmd = app.add_subcommand("ingest", "move device events from MQTT into Kafka");
+  std::vector<std::string> ingest_communities;
+  ingest_cmd->add_option("--communities", ingest_communities, "communities this instance owns (default: all)")->delimiter(',');
+
+  auto* sim_cmd = app.add_subcommand("simulate", "provision and drive a simulated community fleet over MQTT");
+  devices::SimulatorConfig sim;
+  std::size_t devices = 0;
+  double rate = 0, bad = -1;
+  std::vector<std::string> sim_communities;
+  bool skip_provision = false;
+  std::int64_t seed = -1;
+  sim_cmd->add_option("--devices", devices, "fleet size (default: simulate.devices)");
+  sim_cmd->add_option("--rate", rate, "events per second, whole fleet (default: simulate.rate)");
+  sim_cmd->add_option("--duration", sim.duration_s, "seconds to run (default: until Ctrl-C)");
+  sim_cmd->add_option("--events", sim.events, "stop after this many payloads");
+  sim_cmd->add_option("--communities", sim_communities, "communities (default: simulate.communities)")->delimiter(',');
+  sim_cmd->add_option("--bad-fraction", bad, "share of deliberately invalid payloads (default: simulate.bad_fraction)");
+  sim_cmd->add_option("--prefix", sim.id_prefix, "prefix for device ids");
+  sim_cmd->add_option("--seed", seed, "random seed (default: simulate.seed)");
+  sim_cmd->add_option("--boot", sim.boot, "boot number the devices report (raise it to simulate a restart)");
+  sim_cmd->add_flag("--no-provision", skip_provision, "the fleet is already provisioned with these passwords");
+
+  auto* device_cmd = app.add_subcommand("device", "manage devices");
+  device_cmd->require_subcommand(1);
+  auto* add_cmd = device_cmd->add_subcommand("add", "register a device and create its broker credentials; prints its password last");
+  std::string id, kind, community, unit, location, password;
+  add_cmd->add_option("id", id, "device id: 1..64 of [A-Za-z0-9_.-]")->required();
+  add_cmd->add_option("--kind", kind, "gate|vehicle_gate|door|camera|meter|home_sensor|wearable")
+      ->required()
+      ->check(CLI::IsMember({"gate", "vehicle_gate", "door", "camera", "meter", "home_sensor", "wearable"}));
+  add_cmd->add_option("--community", community, "community id")->required();
+  add_cmd->add_option("--unit", unit, "household the device belongs to");
+  add_cmd->add_option("--location", location, "where it is, for staff (\"Building 3, east gate\")");
+  add_cmd->add_option("--password", password, "its MQTT password (default: generated)");
+
+  app.add_subcommand("config", "print every setting and its environment variable");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    auto config = hub::load_config(config_path);
+    spdlog::set_level(spdlog::level::from_str(config.log_level));
+    if (*hub_cmd) {
+      if (http_port >= 0) config.http.port = http_port;
+      return run_hub(config);
+    }
+    if (*ingest_cmd) {
+      if (!ingest_communities.empty()) config.ingest.communities = ingest_communities;
+      return run_ingest(config);
+    }
+    if (*sim_cmd) {
+      sim.devices = devices ? devices : static_cast<std::size_t>(config.simulate.devices);
+      sim.rate = rate > 0 ? rate : config.simulate.rate;
+      sim.bad_fraction = bad >= 0 ? bad : config.simulate.bad_fraction;
+      sim.flatbuffer_fraction = config.simulate.flatbuffer_fraction;
+      sim.communities = sim_communities.empty() ? config.simulate.communities : sim_communities;
+      sim.seed = static_cast<std::uint64_t>(seed >= 0 ? seed : config.simulate.seed);
+      return run_simulate(config, sim, skip_provision);
+    }
+    if (*add_cmd) return run_device_add(config, id, kind, community, unit, location, password);
+    if (app.got_subcommand("config")) {
+      for (const auto& [key, env] : hub::config_keys()) std::cout << key << "\t" << env << "\n";
+      return 0;
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,59 @@
+#pragma once
+// ingest::Bridge moves device events from MQTT into Kafka.
+//
+// For every message on courtyard/v1/{community}/+/telemetry of the communities it owns, it admits
+// or rejects (see admit.h); an accepted event is enriched (event id, ingest time), written to the
+// durable spool and produced to the events topic keyed by community (idempotent, acks=all); a
+// rejection goes to the dead-letter topic (through the same spool) and to the device's errors
+// topic. Spooled records are deleted only when Kafka confirms them, and re-produced in order
+// after a restart, so an accepted event survives a SIGKILL. Duplicates this can create are the
+// processors' to recognise (device, boot, seq).
+//
+// Lifecycle: construct with a config, call run() on one thread until the stop token fires.
+// run() throws only at start-up (spool, broker or credentials unusable).
+#include <chrono>
+#include <cstdint>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "common/kafka.h"
+#include "common/mqtt.h"
+#include "schemas/event.h"
+
+namespace courtyard::ingest {
+
+struct BridgeConfig {
+  KafkaConfig kafka;
+  MqttConfig mqtt;
+  std::string mqtt_password;                    // for mqtt.username
+  std::string client_id = "courtyard-ingest-0"; // persistent MQTT session; one per ingest instance
+  std::vector<std::string> communities;         // communities this instance owns; empty: all
+  std::string spool_dir = "var/ingest/spool";   // RocksDB directory of the durable spool
+  bool spool_sync = false;                      // fsync each spool write (survives power loss, slower)
+  unsigned instance = 0;                        // 0..255, part of every event id it assigns
+  schemas::Limits limits;                       // payload size and value limits
+  std::chrono::milliseconds registry_wait{5000};  // how long an unknown device waits for the registry
+  std::size_t max_in_flight = 50000;            // spooled records handed to the producer at once
+};
+
+struct BridgeStats {
+  std::uint64_t accepted = 0;
+  std::uint64_t rejected = 0;
+  std::uint64_t delivered = 0;
+  std::uint64_t spooled = 0;  // not yet confirmed by Kafka
+};
+
+class Bridge {
+ public:
+  explicit Bridge(BridgeConfig config);
+  ~Bridge();
+  void run(std::stop_token stop);
+  BridgeStats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace courtyard::ingest

@@ -1,0 +1,294 @@
+#include "ingest/bridge.h"
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/handles.h"
+#include "ingest/admit.h"
+#include "registry_view.h"
+#include "spool.h"
+
+namespace courtyard::ingest {
+namespace {
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr const char* kRegistryAppliedKey = "registry_applied";
+
+}  // namespace
+
+struct Bridge::Impl {
+  explicit Impl(BridgeConfig c) : config(std::move(c)) {}
+
+  BridgeConfig config;
+  std::unique_ptr<Spool> spool;
+  std::unique_ptr<RegistryView> registry;
+  KafkaPtr producer;
+  std::unique_ptr<MqttClient> mqtt;
+
+  // Appends happen on the MQTT thread (events) and the loop thread (registrations): one lock keeps
+  // spool order, event-id order and the order handed to the producer the same.
+  std::mutex append_mu;
+  std::int64_t last_ms = 0;
+  std::uint64_t counter = 0;
+  std::int64_t registry_applied = 0;
+
+  std::mutex pump_mu;
+  std::deque<std::pair<std::uint64_t, SpoolRecord>> pending;
+  std::atomic<std::size_t> in_flight{0};
+  std::atomic<bool> fatal{false};
+
+  std::atomic<std::uint64_t> accepted{0}, rejected{0}, delivered{0};
+
+  bool owns(const CommunityId& community) const {
+    if (config.communities.empty()) return true;
+    for (const auto& c : config.communities) {
+      if (c == community.str()) return true;
+    }
+    return false;
+  }
+
+  // Event ids: milliseconds << 20 | instance << 12 | counter, strictly increasing per instance.
+  void stamp(schemas::Event& e) {
+    std::int64_t now = wall_ms();
+    if (now > last_ms) {
+      last_ms = now;
+      counter = 0;
+    } else if (++counter >= 4096) {
+      ++last_ms;
+      counter = 0;
+    }
+    e.event_id = (static_cast<std::uint64_t>(last_ms) << 20) |
+                 (static_cast<std::uint64_t>(config.instance & 0xff) << 12) | counter;
+    e.ingest_time_ms = last_ms;
+  }
+
+  void append(SpoolRecord record, std::optional<std::pair<std::string, std::string>> meta = {}) {
+    auto seq = spool->append(record, std::move(meta));
+    if (!seq) {
+      // Without the spool nothing can be promised; stop and let the supervisor restart us.
+      spdlog::critical("{}", seq.error());
+      fatal = true;
+      return;
+    }
+    std::lock_guard lock(pump_mu);
+    pending.emplace_back(*seq, std::move(record));
+  }
+
+  void append_event(schemas::Event event, std::optional<std::pair<std::string, std::string>> meta = {}) {
+    std::lock_guard lock(append_mu);
+    stamp(event);
+    append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}},
+           std::move(meta));
+  }
+
+  void apply_registrations(const std::vector<RegistryRecord>& records) {
+    for (const auto& r : records) {
+      std::lock_guard lock(append_mu);
+      if (r.offset < registry_applied) continue;
+      registry_applied = r.offset + 1;
+      if (!owns(r.registration.community)) continue;
+      auto event = schemas::registered_event(r.registration);
+      stamp(event);
+      append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}},
+             std::pair{std::string(kRegistryAppliedKey), std::to_string(registry_applied)});
+      spdlog::info("registered {} ({}) in {}", r.registration.device.str(),
+                   schemas::to_string(r.registration.kind), r.registration.community.str());
+    }
+  }
+
+  std::optional<schemas::Registration> lookup(const DeviceId& device) {
+    if (auto r = registry->lookup(device)) return r;
+    // A device can only connect after its registration was written, so reading the registry up
+    // to its current end settles whether it exists.
+    auto records = registry->catch_up(config.registry_wait);
+    if (!records) {
+      spdlog::warn("{}", records.error());
+      return std::nullopt;
+    }
+    apply_registrations(*records);
+    return registry->lookup(device);
+  }
+
+  void reject(const MqttMessage& m, const schemas::Rejection& why) {
+    ++rejected;
+    auto topic = schemas::parse_topic(m.topic);
+    auto seq = schemas::best_effort_seq(m.payload);
+    SpoolRecord dead{config.kafka.deadletter_topic, topic ? topic->device.str() : m.topic, m.payload, {}};
+    dead.headers = {{"reason", std::string(schemas::to_string(why.code))},
+                    {"detail", why.detail},
+                    {"source_topic", m.topic},
+                    {"received_at", std::to_string(wall_ms())}};
+    if (topic) {
+      dead.headers.emplace_back("community", topic->community.str());
+      dead.headers.emplace_back("device", topic->device.str());
+    }
+    if (seq) dead.headers.emplace_back("seq", std::to_string(*seq));
+    append(std::move(dead));
+    if (topic) {
+      nlohmann::json reply{{"seq", seq ? nlohmann::json(*seq) : nlohmann::json(nullptr)},
+                           {"reason", schemas::to_string(why.code)},
+                           {"detail", why.detail}};
+      auto sent = mqtt->publish(schemas::topic_for(topic->community, topic->device, "errors"), reply.dump(), 1);
+      if (!sent) spdlog::warn("error reply to {} not sent: {}", topic->device.str(), sent.error());
+    }
+  }
+
+  void on_message(const MqttMessage& m) {
+    try {
+      auto event = admit(m.topic, m.payload, [this](const DeviceId& d) { return lookup(d); }, config.limits);
+      if (!event) {
+        reject(m, event.error());
+      } else if (!owns(event->community)) {
+        return;  // another instance's community; our subscriptions should not deliver it
+      } else {
+        ++accepted;
+        append_event(std::move(*event));
+      }
+      pump();
+    } catch (const std::exception& e) {
+      reject(m, schemas::Rejection{schemas::Rejection::Code::Malformed, std::string("internal error: ") + e.what()});
+    }
+  }
+
+  void pump() {
+    std::lock_guard lock(pump_mu);
+    while (!pending.empty() && in_flight < config.max_in_flight) {
+      auto& [seq, r] = pending.front();
+      rd_kafka_headers_t* headers = nullptr;
+      if (!r.headers.empty()) {
+        headers = rd_kafka_headers_new(r.headers.size());
+        for (const auto& [k, v] : r.headers) {
+          rd_kafka_header_add(headers, k.data(), static_cast<ssize_t>(k.size()), v.data(), static_cast<ssize_t>(v.size()));
+        }
+      }
+      auto err = rd_kafka_producev(
+          producer.get(), RD_KAFKA_V_TOPIC(r.topic.c_str()), RD_KAFKA_V_KEY(r.key.data(), r.key.size()),
+          RD_KAFKA_V_VALUE(r.value.data(), r.value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(seq))),
+          RD_KAFKA_V_END);
+      if (err) {
+        if (headers) rd_kafka_headers_destroy(headers);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+          spdlog::critical("produce to {} failed: {}", r.topic, rd_kafka_err2str(err));
+          fatal = true;
+        }
+        return;
+      }
+      ++in_flight;
+      pending.pop_front();
+    }
+  }
+
+  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* self = static_cast<Impl*>(opaque);
+    --self->in_flight;
+    auto seq = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(m->_private));
+    if (m->err) {
+      // Retries are unbounded (message.timeout.ms=0), so this is permanent. The record stays in
+      // the spool; stopping lets a restart re-produce it in order rather than skip it.
+      spdlog::critical("Kafka refused spooled record {}: {}", seq, rd_kafka_err2str(m->err));
+      self->fatal = true;
+      return;
+    }
+    ++self->delivered;
+    if (auto ok = self->spool->remove(seq); !ok) spdlog::error("{}", ok.error());
+  }
+
+  void start() {
+    auto s = Spool::open(config.spool_dir, config.spool_sync);
+    if (!s) throw std::runtime_error(s.error());
+    spool = std::move(*s);
+    if (auto applied = spool->meta(kRegistryAppliedKey)) registry_applied = std::stoll(*applied);
+
+    auto p = make_producer(config.kafka,
+                           {{"enable.idempotence", "true"},
+                            {"acks", "all"},
+                            {"message.timeout.ms", "0"},
+                            {"linger.ms", "5"},
+                            {"compression.type", "lz4"},
+                            {"client.id", config.client_id}},
+                           &Impl::on_delivery, this);
+    if (!p) throw std::runtime_error("kafka producer: " + p.error());
+    producer = std::move(*p);
+
+    // Whatever a previous run accepted but Kafka never confirmed goes first, in order.
+    auto backlog = spool->read(spool->first_seq(), std::numeric_limits<std::size_t>::max());
+    if (!backlog.empty()) spdlog::info("re-producing {} spooled records from a previous run", backlog.size());
+    for (auto& entry : backlog) pending.push_back(std::move(entry));
+
+    auto r = RegistryView::open(config.kafka, config.client_id);
+    if (!r) throw std::runtime_error("registry: " + r.error());
+    registry = std::move(*r);
+    auto records = registry->catch_up(std::chrono::seconds(30));
+    if (!records) throw std::runtime_error("registry: " + records.error());
+    apply_registrations(*records);
+    spdlog::info("registry: {} devices", registry->size());
+
+    MqttClient::Options options;
+    options.client_id = config.client_id;
+    options.username = config.mqtt.username;
+    options.password = config.mqtt_password;
+    options.clean_start = false;           // the broker queues QoS 1 messages while we are away
+    options.session_expiry_s = 0xFFFFFFFF;  // and never forgets the session
+    options.keepalive_s = config.mqtt.keepalive_s;
+    auto client = MqttClient::connect(config.mqtt.host, config.mqtt.port, options, std::chrono::seconds(10));
+    if (!client) throw std::runtime_error("mqtt: " + client.error());
+    mqtt = std::move(*client);
+    mqtt->set_handler([this](const MqttMessage& m) { on_message(m); });
+    std::vector<std::string> patterns;
+    if (config.communities.empty()) patterns.push_back("courtyard/v1/+/+/telemetry");
+    for (const auto& c : config.communities) patterns.push_back("courtyard/v1/" + c + "/+/telemetry");
+    for (const auto& pattern : patterns) {
+      if (auto ok = mqtt->subscribe(pattern, 1, std::chrono::seconds(10)); !ok) {
+        throw std::runtime_error("mqtt: " + ok.error());
+      }
+    }
+    spdlog::info("ingest {} listening on {} pattern(s), producing to {}", config.client_id, patterns.size(),
+                 config.kafka.events_topic);
+  }
+};
+
+Bridge::Bridge(BridgeConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+Bridge::~Bridge() = default;
+
+void Bridge::run(std::stop_token stop) {
+  impl_->start();
+  auto last_report = std::chrono::steady_clock::now();
+  while (!stop.stop_requested() && !impl_->fatal) {
+    rd_kafka_poll(impl_->producer.get(), 10);
+    impl_->apply_registrations(impl_->registry->poll());
+    impl_->pump();
+    if (auto now = std::chrono::steady_clock::now(); now - last_report > std::chrono::seconds(10)) {
+      last_report = now;
+      auto s = stats();
+      spdlog::info("ingest: accepted {} rejected {} delivered {} spooled {}", s.accepted, s.rejected, s.delivered,
+                   s.spooled);
+    }
+  }
+  impl_->mqtt.reset();  // no new messages while we drain
+  impl_->pump();
+  rd_kafka_flush(impl_->producer.get(), 10000);
+  if (impl_->fatal) throw std::runtime_error("ingest stopped after a fatal error; spooled records are kept");
+  spdlog::info("ingest stopped; {} records left in the spool", stats().spooled);
+}
+
+BridgeStats Bridge::stats() const {
+  BridgeStats s;
+  s.accepted = impl_->accepted;
+  s.rejected = impl_->rejected;
+  s.delivered = impl_->delivered;
+  if (impl_->spool) s.spooled = impl_->spool->next_seq() - impl_->spool->first_seq();
+  return s;
+}
+
+}  // namespace courtyard::ingest

@@ -1,0 +1,129 @@
+#include "spool.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
+
+namespace courtyard::ingest {
+namespace {
+
+// Queue keys: 'q' + big-endian sequence, so iteration order is append order. Metadata: 'm' + name.
+std::string queue_key(std::uint64_t seq) {
+  std::string k(9, '\0');
+  k[0] = 'q';
+  for (int i = 0; i < 8; ++i) k[1 + i] = static_cast<char>((seq >> (56 - 8 * i)) & 0xff);
+  return k;
+}
+
+std::uint64_t seq_of(const rocksdb::Slice& key) {
+  std::uint64_t seq = 0;
+  for (int i = 0; i < 8; ++i) seq = (seq << 8) | static_cast<unsigned char>(key[1 + i]);
+  return seq;
+}
+
+void put_str(std::string& out, const std::string& s) {
+  auto n = static_cast<std::uint32_t>(s.size());
+  out.append(reinterpret_cast<const char*>(&n), sizeof n);
+  out.append(s);
+}
+
+bool get_str(std::string_view& in, std::string& s) {
+  std::uint32_t n = 0;
+  if (in.size() < sizeof n) return false;
+  std::memcpy(&n, in.data(), sizeof n);
+  in.remove_prefix(sizeof n);
+  if (in.size() < n) return false;
+  s.assign(in.substr(0, n));
+  in.remove_prefix(n);
+  return true;
+}
+
+std::string serialize(const SpoolRecord& r) {
+  std::string out;
+  put_str(out, r.topic);
+  put_str(out, r.key);
+  put_str(out, r.value);
+  for (const auto& [k, v] : r.headers) {
+    put_str(out, k);
+    put_str(out, v);
+  }
+  return out;
+}
+
+std::optional<SpoolRecord> deserialize(std::string_view in) {
+  SpoolRecord r;
+  if (!get_str(in, r.topic) || !get_str(in, r.key) || !get_str(in, r.value)) return std::nullopt;
+  while (!in.empty()) {
+    std::string k, v;
+    if (!get_str(in, k) || !get_str(in, v)) return std::nullopt;
+    r.headers.emplace_back(std::move(k), std::move(v));
+  }
+  return r;
+}
+
+}  // namespace
+
+std::expected<std::unique_ptr<Spool>, std::string> Spool::open(const std::string& dir, bool sync) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(options, dir, &raw);
+  if (!s.ok()) return std::unexpected("cannot open spool " + dir + ": " + s.ToString());
+  std::unique_ptr<Spool> spool(new Spool());
+  spool->db_.reset(raw);
+  spool->sync_ = sync;
+  std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions()));
+  it->SeekForPrev(queue_key(~std::uint64_t{0}));
+  spool->next_seq_ = it->Valid() && it->key().starts_with("q") ? seq_of(it->key()) + 1 : 0;
+  return spool;
+}
+
+Spool::~Spool() = default;
+
+std::expected<std::uint64_t, std::string> Spool::append(const SpoolRecord& record,
+                                                         std::optional<std::pair<std::string, std::string>> meta) {
+  std::lock_guard lock(mu_);
+  rocksdb::WriteBatch batch;
+  batch.Put(queue_key(next_seq_), serialize(record));
+  if (meta) batch.Put("m" + meta->first, meta->second);
+  rocksdb::WriteOptions wo;
+  wo.sync = sync_;
+  auto s = db_->Write(wo, &batch);
+  if (!s.ok()) return std::unexpected("spool write failed: " + s.ToString());
+  return next_seq_++;
+}
+
+std::vector<std::pair<std::uint64_t, SpoolRecord>> Spool::read(std::uint64_t first, std::size_t max) const {
+  std::vector<std::pair<std::uint64_t, SpoolRecord>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(queue_key(first)); it->Valid() && it->key().starts_with("q") && out.size() < max; it->Next()) {
+    if (auto r = deserialize(it->value().ToStringView())) out.emplace_back(seq_of(it->key()), std::move(*r));
+  }
+  return out;
+}
+
+std::expected<void, std::string> Spool::remove(std::uint64_t seq) {
+  auto s = db_->Delete(rocksdb::WriteOptions(), queue_key(seq));
+  if (!s.ok()) return std::unexpected("spool delete failed: " + s.ToString());
+  return {};
+}
+
+std::optional<std::string> Spool::meta(const std::string& key) const {
+  std::string value;
+  if (!db_->Get(rocksdb::ReadOptions(), "m" + key, &value).ok()) return std::nullopt;
+  return value;
+}
+
+std::uint64_t Spool::first_seq() const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  it->Seek(queue_key(0));
+  std::lock_guard lock(mu_);
+  return it->Valid() && it->key().starts_with("q") ? seq_of(it->key()) : next_seq_;
+}
+
+std::uint64_t Spool::next_seq() const {
+  std::lock_guard lock(mu_);
+  return next_seq_;
+}
+
+}  // namespace courtyard::ingest

@@ -1,0 +1,52 @@
+#pragma once
+// The durable spool: every record ingest has accepted (events and dead letters) lives here from
+// the moment it is accepted until Kafka confirms it. Backed by RocksDB with its WAL on; a record
+// whose append() returned survives a SIGKILL of ingest (the WAL write reached the OS). Survival
+// of a machine crash would need sync writes (SpoolOptions::sync).
+// Thread-safe.
+#include <cstdint>
+#include <expected>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace rocksdb {
+class DB;
+}
+
+namespace courtyard::ingest {
+
+struct SpoolRecord {
+  std::string topic;
+  std::string key;
+  std::string value;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+class Spool {
+ public:
+  static std::expected<std::unique_ptr<Spool>, std::string> open(const std::string& dir, bool sync);
+  ~Spool();
+
+  // Appends a record, and optionally sets a metadata key in the same write. Returns its sequence.
+  std::expected<std::uint64_t, std::string> append(const SpoolRecord& record,
+                                                   std::optional<std::pair<std::string, std::string>> meta = {});
+  // Records from `first` on, in order, at most `max`.
+  std::vector<std::pair<std::uint64_t, SpoolRecord>> read(std::uint64_t first, std::size_t max) const;
+  std::expected<void, std::string> remove(std::uint64_t seq);
+  std::optional<std::string> meta(const std::string& key) const;
+  std::uint64_t first_seq() const;  // sequence of the oldest record still held (next_seq if none)
+  std::uint64_t next_seq() const;
+
+ private:
+  Spool() = default;
+  std::unique_ptr<rocksdb::DB> db_;
+  bool sync_ = false;
+  mutable std::mutex mu_;
+  std::uint64_t next_seq_ = 0;
+};
+
+}  // namespace courtyard::ingest

@@ -1,0 +1,60 @@
+#pragma once
+// The projector folds a batch of log messages into the store, exactly once per offset: messages
+// below the stored offset of their partition are skipped, and the new state of every key the
+// batch touched is written together with the batch's offsets in one atomic write. A crash at any
+// point therefore leaves state and offsets agreeing, and a restart resumes where the store says.
+// Single-threaded: one projector per store.
+#include <cstdint>
+#include <expected>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "processors/store.h"
+
+namespace courtyard::processors {
+
+// One message as read from Kafka (or from a test).
+struct LogMessage {
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::string key;
+  std::string value;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct ProjectorTopics {
+  std::string events = "courtyard.events.v1";
+  std::string deadletter = "courtyard.deadletter.v1";
+};
+
+struct BatchResult {
+  std::uint64_t applied = 0;     // events folded for the first time
+  std::uint64_t duplicates = 0;  // events recognised as seen (device, boot, seq)
+  std::uint64_t replayed = 0;    // messages below the stored offset (already in the store)
+  std::uint64_t corrupt = 0;     // messages that did not decode; skipped and counted
+  std::uint64_t dead_letters = 0;
+  std::vector<std::string> changed_keys;
+};
+
+class Projector {
+ public:
+  Projector(Store& store, ProjectorTopics topics);
+  // Errors only when the store cannot be written; nothing of the batch is then applied.
+  std::expected<BatchResult, std::string> apply(std::span<const LogMessage> batch);
+  // Next offset to read, per partition, as stored.
+  const Offsets& offsets() const { return offsets_; }
+
+  static std::string device_key(const std::string& device) { return "devices/" + device; }
+  static std::string rejection_key(const std::string& device) { return "rejections/" + device; }
+  static constexpr const char* kEventStatsKey = "stats/events";
+  static constexpr const char* kRejectionStatsKey = "stats/rejected";
+
+ private:
+  Store& store_;
+  ProjectorTopics topics_;
+  Offsets offsets_;
+};
+
+}  // namespace courtyard::processors

@@ -1,0 +1,56 @@
+#pragma once
+// The runner: the Kafka side of the processors. It consumes the events and dead-letter topics in
+// a consumer group (cooperative-sticky), starts each assigned partition at the offset the store
+// holds (never at Kafka's committed offset), hands batches to the Projector and reports how fresh
+// the store is. Lifecycle: construct, call run() on one thread until the stop token fires; read
+// freshness() and stats() from any thread. run() throws when the store cannot be written (a
+// restart resumes from the store's offsets, so nothing is lost or counted twice).
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stop_token>
+#include <string>
+
+#include "common/kafka.h"
+#include "processors/projector.h"
+#include "processors/store.h"
+
+namespace courtyard::processors {
+
+struct RunnerConfig {
+  KafkaConfig kafka;
+  std::string group_id = "courtyard-hub";            // consumer group of the hub's processors
+  std::size_t max_batch = 5000;                      // messages folded per store write
+  std::chrono::milliseconds poll_timeout{100};       // wait for the first message of a batch
+};
+
+struct PartitionFreshness {
+  std::int64_t next_offset = -1;     // next offset the store will apply
+  std::int64_t high_watermark = -1;  // end of the partition as last seen
+  std::int64_t lag() const { return high_watermark < 0 || next_offset < 0 ? 0 : std::max<std::int64_t>(0, high_watermark - next_offset); }
+};
+using Freshness = std::map<std::pair<std::string, std::int32_t>, PartitionFreshness>;
+
+struct RunnerStats {
+  std::uint64_t applied = 0, duplicates = 0, replayed = 0, corrupt = 0, dead_letters = 0, batches = 0;
+};
+
+class Runner {
+ public:
+  using BatchListener = std::function<void(const BatchResult&)>;
+  Runner(RunnerConfig config, Store& store);
+  ~Runner();
+  void run(std::stop_token stop);
+  Freshness freshness() const;
+  RunnerStats stats() const;
+  // Called on the runner's thread after every committed batch (the hub's change feed).
+  void on_batch(BatchListener listener);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace courtyard::processors

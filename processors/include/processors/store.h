@@ -1,0 +1,68 @@
+#pragma once
+// The projection store: one RocksDB per hub process holding every projection's state and the
+// input offsets that state reflects. Writes are atomic batches (state and offsets together);
+// reads go through a View, a consistent snapshot, so a response's data and its as_of agree.
+// Thread-safe: one writer (the runner), any number of readers.
+#include <cstdint>
+#include <expected>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace rocksdb {
+class DB;
+class Cache;
+}
+
+namespace courtyard::processors {
+
+struct StoreConfig {
+  std::string dir = "var/hub/state";        // RocksDB directory
+  std::size_t block_cache_bytes = 64 << 20; // shared block cache: bounds read memory
+  std::size_t write_buffer_bytes = 32 << 20;  // memtable budget for the whole store
+};
+
+// Topic and partition to the next offset to read.
+using Offsets = std::map<std::pair<std::string, std::int32_t>, std::int64_t>;
+
+using KeyValues = std::vector<std::pair<std::string, std::string>>;
+
+class Store {
+ public:
+  class View {
+   public:
+    ~View();
+    View(const View&) = delete;
+    View& operator=(const View&) = delete;
+    std::optional<std::string> get(std::string_view key) const;
+    // Keys starting with `prefix` and greater than `after`, in order, at most `limit`.
+    KeyValues scan(std::string_view prefix, std::string_view after, std::size_t limit) const;
+    Offsets offsets() const;
+
+   private:
+    friend class Store;
+    View(const Store& store);
+    const Store& store_;
+    const void* snapshot_;
+  };
+
+  static std::expected<std::unique_ptr<Store>, std::string> open(const StoreConfig& config);
+  ~Store();
+
+  View view() const;
+  // Writes state and offsets in one atomic batch.
+  std::expected<void, std::string> write(const KeyValues& puts, const Offsets& offsets);
+
+  static std::string offset_key(const std::string& topic, std::int32_t partition);
+
+ private:
+  Store() = default;
+  std::shared_ptr<rocksdb::Cache> cache_;
+  std::unique_ptr<rocksdb::DB> db_;
+};
+
+}  // namespace courtyard::processors

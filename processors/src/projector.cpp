@@ -1,0 +1,118 @@
+#include "processors/projector.h"
+
+#include <map>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "processors/devices_fold.h"
+#include "processors/rejections_fold.h"
+#include "schemas/event.h"
+
+namespace courtyard::processors {
+namespace {
+
+std::string header(const LogMessage& m, std::string_view name) {
+  for (const auto& [k, v] : m.headers) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
+DeadLetter dead_letter_of(const LogMessage& m) {
+  DeadLetter d;
+  d.reason = header(m, "reason");
+  d.detail = header(m, "detail");
+  d.source_topic = header(m, "source_topic");
+  d.device = header(m, "device");
+  d.community = header(m, "community");
+  if (auto seq = header(m, "seq"); !seq.empty()) d.seq = std::stoull(seq);
+  if (auto at = header(m, "received_at"); !at.empty()) d.received_at_ms = std::stoll(at);
+  if (d.reason.empty()) d.reason = "unknown";
+  return d;
+}
+
+// The batch's working set: state loaded once from the store, changed in memory, written once.
+template <class State>
+struct Working {
+  std::map<std::string, State> states;
+  State& get(const Store::View& view, const std::string& key, State (*parse)(const nlohmann::json&)) {
+    auto it = states.find(key);
+    if (it != states.end()) return it->second;
+    State s{};
+    if (auto raw = view.get(key)) s = parse(nlohmann::json::parse(*raw));
+    return states.emplace(key, std::move(s)).first->second;
+  }
+};
+
+std::map<std::string, std::uint64_t> counts_of(const Store::View& view, const char* key) {
+  auto raw = view.get(key);
+  if (!raw) return {};
+  return nlohmann::json::parse(*raw).get<std::map<std::string, std::uint64_t>>();
+}
+
+}  // namespace
+
+Projector::Projector(Store& store, ProjectorTopics topics) : store_(store), topics_(std::move(topics)) {
+  offsets_ = store_.view().offsets();
+}
+
+std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMessage> batch) {
+  BatchResult result;
+  auto view = store_.view();
+  Working<DeviceState> devices;
+  Working<RejectionState> rejections;
+  std::map<std::string, std::uint64_t> event_counts, rejection_counts;
+  bool events_changed = false, rejections_changed = false;
+  Offsets next = offsets_;
+
+  for (const auto& m : batch) {
+    auto tp = std::pair{m.topic, m.partition};
+    if (auto it = next.find(tp); it != next.end() && m.offset < it->second) {
+      ++result.replayed;
+      continue;
+    }
+    next[tp] = m.offset + 1;
+    if (m.topic == topics_.deadletter) {
+      auto letter = dead_letter_of(m);
+      std::string key = rejection_key(letter.device.empty() ? "_unknown" : letter.device);
+      auto& state = rejections.get(view, key, &rejection_state_from_json);
+      state = processors::apply(std::move(state), letter);
+      if (!rejections_changed) rejection_counts = counts_of(view, kRejectionStatsKey);
+      rejections_changed = true;
+      ++rejection_counts[letter.reason];
+      ++result.dead_letters;
+      continue;
+    }
+    auto event = schemas::decode(m.value);
+    if (!event) {
+      spdlog::error("{}[{}]@{} does not decode and is skipped: {}", m.topic, m.partition, m.offset, event.error());
+      ++result.corrupt;
+      continue;
+    }
+    auto& state = devices.get(view, device_key(event->device.str()), &device_state_from_json);
+    auto step = processors::apply(std::move(state), *event);
+    state = std::move(step.state);
+    if (step.admission == Admission::Fresh) {
+      ++result.applied;
+      if (!events_changed) event_counts = counts_of(view, kEventStatsKey);
+      events_changed = true;
+      ++event_counts[std::string(schemas::type_name(event->body))];
+    } else {
+      ++result.duplicates;
+    }
+  }
+
+  KeyValues puts;
+  for (auto& [key, state] : devices.states) puts.emplace_back(key, to_json(state).dump());
+  for (auto& [key, state] : rejections.states) puts.emplace_back(key, to_json(state).dump());
+  if (events_changed) puts.emplace_back(kEventStatsKey, nlohmann::json(event_counts).dump());
+  if (rejections_changed) puts.emplace_back(kRejectionStatsKey, nlohmann::json(rejection_counts).dump());
+  if (puts.empty() && next == offsets_) return result;
+  if (auto ok = store_.write(puts, next); !ok) return std::unexpected(ok.error());
+  offsets_ = std::move(next);
+  for (auto& [key, _] : puts) result.changed_keys.push_back(key);
+  return result;
+}
+
+}  // namespace courtyard::processors

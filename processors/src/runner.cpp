@@ -1,0 +1,163 @@
+#include "processors/runner.h"
+
+#include <mutex>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "common/handles.h"
+
+namespace courtyard::processors {
+
+struct Runner::Impl {
+  Impl(RunnerConfig c, Store& s) : config(std::move(c)), store(s), projector(s, {config.kafka.events_topic, config.kafka.deadletter_topic}) {}
+
+  RunnerConfig config;
+  Store& store;
+  Projector projector;
+  KafkaPtr consumer;
+  BatchListener listener;
+
+  mutable std::mutex mu;
+  Freshness freshness;
+  RunnerStats stats;
+
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                           void* opaque) {
+    auto* self = static_cast<Impl*>(opaque);
+    bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      // Start where the store says, not where the group committed: the store is the truth.
+      const auto& offsets = self->projector.offsets();
+      for (int i = 0; i < parts->cnt; ++i) {
+        auto& p = parts->elems[i];
+        auto it = offsets.find({p.topic, p.partition});
+        p.offset = it == offsets.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
+      }
+      spdlog::info("runner: assigned {} partition(s)", parts->cnt);
+      auto* error = cooperative ? rd_kafka_incremental_assign(rk, parts) : nullptr;
+      if (!cooperative) rd_kafka_assign(rk, parts);
+      if (error) {
+        spdlog::error("runner: assign failed: {}", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+      }
+    } else {
+      spdlog::info("runner: revoked {} partition(s)", parts->cnt);
+      {
+        std::lock_guard lock(self->mu);
+        for (int i = 0; i < parts->cnt; ++i) self->freshness.erase({parts->elems[i].topic, parts->elems[i].partition});
+      }
+      if (cooperative) {
+        if (auto* error = rd_kafka_incremental_unassign(rk, parts)) rd_kafka_error_destroy(error);
+      } else {
+        rd_kafka_assign(rk, nullptr);
+      }
+    }
+  }
+
+  void update_freshness() {
+    KafkaPartitionsPtr assigned;
+    rd_kafka_topic_partition_list_t* raw = nullptr;
+    if (rd_kafka_assignment(consumer.get(), &raw)) return;
+    assigned.reset(raw);
+    std::lock_guard lock(mu);
+    for (int i = 0; i < assigned->cnt; ++i) {
+      const auto& p = assigned->elems[i];
+      std::int64_t low = 0, high = -1;
+      rd_kafka_get_watermark_offsets(consumer.get(), p.topic, p.partition, &low, &high);
+      auto& f = freshness[{p.topic, p.partition}];
+      auto it = projector.offsets().find({p.topic, p.partition});
+      f.next_offset = it == projector.offsets().end() ? low : it->second;
+      if (high >= 0) f.high_watermark = high;
+    }
+  }
+};
+
+Runner::Runner(RunnerConfig config, Store& store) : impl_(std::make_unique<Impl>(std::move(config), store)) {}
+Runner::~Runner() = default;
+
+void Runner::on_batch(BatchListener listener) { impl_->listener = std::move(listener); }
+
+void Runner::run(std::stop_token stop) {
+  auto& m = *impl_;
+  auto consumer = make_consumer(m.config.kafka,
+                                {{"group.id", m.config.group_id},
+                                 {"enable.auto.commit", "false"},
+                                 {"enable.auto.offset.store", "false"},
+                                 {"partition.assignment.strategy", "cooperative-sticky"},
+                                 {"auto.offset.reset", "earliest"},
+                                 {"enable.partition.eof", "false"}},
+                                &Impl::on_rebalance, &m);
+  if (!consumer) throw std::runtime_error("runner consumer: " + consumer.error());
+  m.consumer = std::move(*consumer);
+  KafkaPartitionsPtr topics(rd_kafka_topic_partition_list_new(2));
+  rd_kafka_topic_partition_list_add(topics.get(), m.config.kafka.events_topic.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_topic_partition_list_add(topics.get(), m.config.kafka.deadletter_topic.c_str(), RD_KAFKA_PARTITION_UA);
+  if (auto err = rd_kafka_subscribe(m.consumer.get(), topics.get())) {
+    throw std::runtime_error(std::string("runner subscribe: ") + rd_kafka_err2str(err));
+  }
+
+  std::vector<LogMessage> batch;
+  batch.reserve(m.config.max_batch);
+  auto last_freshness = std::chrono::steady_clock::time_point{};
+  while (!stop.stop_requested()) {
+    batch.clear();
+    auto timeout = static_cast<int>(m.config.poll_timeout.count());
+    while (batch.size() < m.config.max_batch) {
+      KafkaMessagePtr msg(rd_kafka_consumer_poll(m.consumer.get(), timeout));
+      if (!msg) break;
+      timeout = 0;
+      if (msg->err) {
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) spdlog::warn("runner: {}", rd_kafka_message_errstr(msg.get()));
+        continue;
+      }
+      LogMessage lm;
+      lm.topic = rd_kafka_topic_name(msg->rkt);
+      lm.partition = msg->partition;
+      lm.offset = msg->offset;
+      if (msg->key) lm.key.assign(static_cast<const char*>(msg->key), msg->key_len);
+      if (msg->payload) lm.value.assign(static_cast<const char*>(msg->payload), msg->len);
+      rd_kafka_headers_t* headers = nullptr;
+      if (!rd_kafka_message_headers(msg.get(), &headers) && headers) {
+        const char* name = nullptr;
+        const void* value = nullptr;
+        std::size_t size = 0;
+        for (std::size_t i = 0; !rd_kafka_header_get_all(headers, i, &name, &value, &size); ++i) {
+          lm.headers.emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
+        }
+      }
+      batch.push_back(std::move(lm));
+    }
+    if (!batch.empty()) {
+      auto result = m.projector.apply(batch);
+      if (!result) throw std::runtime_error(result.error());
+      {
+        std::lock_guard lock(m.mu);
+        m.stats.applied += result->applied;
+        m.stats.duplicates += result->duplicates;
+        m.stats.replayed += result->replayed;
+        m.stats.corrupt += result->corrupt;
+        m.stats.dead_letters += result->dead_letters;
+        ++m.stats.batches;
+      }
+      if (m.listener) m.listener(*result);
+    }
+    if (auto now = std::chrono::steady_clock::now(); !batch.empty() || now - last_freshness > std::chrono::milliseconds(200)) {
+      last_freshness = now;
+      m.update_freshness();
+    }
+  }
+  rd_kafka_consumer_close(m.consumer.get());
+}
+
+Freshness Runner::freshness() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->freshness;
+}
+
+RunnerStats Runner::stats() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->stats;
+}
+
+}  // namespace courtyard::processors

@@ -1,0 +1,86 @@
+#include "processors/store.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+#include <rocksdb/write_buffer_manager.h>
+
+namespace courtyard::processors {
+namespace {
+constexpr std::string_view kOffsetPrefix = "offsets/";
+}
+
+std::string Store::offset_key(const std::string& topic, std::int32_t partition) {
+  return std::string(kOffsetPrefix) + topic + "/" + std::to_string(partition);
+}
+
+std::expected<std::unique_ptr<Store>, std::string> Store::open(const StoreConfig& config) {
+  std::unique_ptr<Store> store(new Store());
+  store->cache_ = rocksdb::NewLRUCache(config.block_cache_bytes);
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(config.write_buffer_bytes, store->cache_);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = store->cache_;
+  options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  options.compression = rocksdb::kLZ4Compression;
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(options, config.dir, &raw);
+  if (!s.ok()) return std::unexpected("cannot open store " + config.dir + ": " + s.ToString());
+  store->db_.reset(raw);
+  return store;
+}
+
+Store::~Store() = default;
+
+Store::View::View(const Store& store) : store_(store), snapshot_(store.db_->GetSnapshot()) {}
+Store::View::~View() { store_.db_->ReleaseSnapshot(static_cast<const rocksdb::Snapshot*>(snapshot_)); }
+
+Store::View Store::view() const { return View(*this); }
+
+std::optional<std::string> Store::View::get(std::string_view key) const {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = static_cast<const rocksdb::Snapshot*>(snapshot_);
+  std::string value;
+  if (!store_.db_->Get(ro, rocksdb::Slice(key.data(), key.size()), &value).ok()) return std::nullopt;
+  return value;
+}
+
+KeyValues Store::View::scan(std::string_view prefix, std::string_view after, std::size_t limit) const {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = static_cast<const rocksdb::Snapshot*>(snapshot_);
+  std::unique_ptr<rocksdb::Iterator> it(store_.db_->NewIterator(ro));
+  KeyValues out;
+  std::string start = after.empty() ? std::string(prefix) : std::string(after);
+  for (it->Seek(start); it->Valid() && out.size() < limit; it->Next()) {
+    auto key = it->key().ToStringView();
+    if (!key.starts_with(prefix)) break;
+    if (!after.empty() && key == after) continue;
+    out.emplace_back(std::string(key), it->value().ToString());
+  }
+  return out;
+}
+
+Offsets Store::View::offsets() const {
+  Offsets out;
+  for (const auto& [key, value] : scan(kOffsetPrefix, "", std::numeric_limits<std::size_t>::max())) {
+    auto rest = std::string_view(key).substr(kOffsetPrefix.size());
+    auto slash = rest.rfind('/');
+    if (slash == std::string_view::npos) continue;
+    out[{std::string(rest.substr(0, slash)), std::stoi(std::string(rest.substr(slash + 1)))}] = std::stoll(value);
+  }
+  return out;
+}
+
+std::expected<void, std::string> Store::write(const KeyValues& puts, const Offsets& offsets) {
+  rocksdb::WriteBatch batch;
+  for (const auto& [k, v] : puts) batch.Put(k, v);
+  for (const auto& [tp, next] : offsets) batch.Put(offset_key(tp.first, tp.second), std::to_string(next));
+  auto s = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok()) return std::unexpected("store write failed: " + s.ToString());
+  return {};
+}
+
+}  // namespace courtyard::processors
