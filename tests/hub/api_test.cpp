@@ -1,0 +1,123 @@
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "events.h"
+#include "hub/api.h"
+#include "processors/projector.h"
+#include "temp_dir.h"
+
+using namespace courtyard;
+using json = nlohmann::json;
+
+namespace {
+
+struct Fixture {
+  test::TempDir dir;
+  std::unique_ptr<processors::Store> store;
+  Metrics metrics;
+  std::unique_ptr<hub::Api> api;
+
+  Fixture() {
+    processors::StoreConfig config;
+    config.dir = dir.str("state");
+    store = std::move(*processors::Store::open(config));
+    processors::Projector projector(*store, {});
+    std::vector<processors::LogMessage> batch;
+    std::int64_t offset = 0;
+    for (const char* device : {"gate-1", "meter-1", "meter-2", "wear-1"}) {
+      schemas::Event reg;
+      reg.device = DeviceId(device);
+      reg.community = CommunityId(std::string(device) == "wear-1" ? "c2" : "c1");
+      reg.device_time_ms = 1;
+      reg.body = schemas::DeviceRegistered{std::string(device).starts_with("meter") ? schemas::DeviceKind::Meter
+                                                                                      : schemas::DeviceKind::Gate,
+                                           "", "somewhere"};
+      batch.push_back(test::log_message(reg, offset++));
+      batch.push_back(test::log_message(test::status_event(device, 1), offset++));
+    }
+    batch.push_back({"courtyard.deadletter.v1", 0, 0, "gate-1", "{", {{"reason", "malformed"}, {"device", "gate-1"}}});
+    REQUIRE(projector.apply(batch));
+    hub::ApiSources sources;
+    sources.store = store.get();
+    sources.freshness = [] {
+      processors::Freshness f;
+      f[{"courtyard.events.v1", 0}] = {8, 10};
+      return f;
+    };
+    sources.runner_stats = [] { return processors::RunnerStats{}; };
+    sources.healthy = [] { return true; };
+    api = std::make_unique<hub::Api>(sources, metrics);
+  }
+
+  hub::HttpResponse get(const std::string& target) { return api->handle({"GET", target}); }
+  json get_json(const std::string& target) { return json::parse(get(target).body); }
+};
+
+}  // namespace
+
+TEST_SUITE("hub API") {
+  TEST_CASE("a device is served with its projection, its rejections and the offsets it reflects") {
+    Fixture f;
+    auto res = f.get("/api/v1/devices/gate-1");
+    CHECK(res.status == 200);
+    auto j = json::parse(res.body);
+    CHECK(j["id"] == "gate-1");
+    CHECK(j["kind"] == "gate");
+    CHECK(j["events"] == 1);
+    CHECK(j["rejections"]["by_reason"]["malformed"] == 1);
+    CHECK(j["as_of"]["courtyard.events.v1"]["0"] == 8);
+    CHECK(j["lag_total"] == 2);
+  }
+
+  TEST_CASE("an unknown device is a 404 with a reason") {
+    Fixture f;
+    auto res = f.get("/api/v1/devices/nope");
+    CHECK(res.status == 404);
+    CHECK(json::parse(res.body)["error"] == "not_found");
+  }
+
+  TEST_CASE("the device list filters by community and kind") {
+    Fixture f;
+    CHECK(f.get_json("/api/v1/devices")["count"] == 4);
+    CHECK(f.get_json("/api/v1/devices?community=c2")["items"][0]["id"] == "wear-1");
+    CHECK(f.get_json("/api/v1/devices?kind=meter&community=c1")["count"] == 2);
+  }
+
+  TEST_CASE("the device list pages with limit and after") {
+    Fixture f;
+    auto first = f.get_json("/api/v1/devices?limit=3");
+    CHECK(first["count"] == 3);
+    REQUIRE(first["next"] == "meter-2");
+    auto rest = f.get_json("/api/v1/devices?limit=3&after=meter-2");
+    CHECK(rest["count"] == 1);
+    CHECK(rest["items"][0]["id"] == "wear-1");
+    CHECK(rest["next"].is_null());
+  }
+
+  TEST_CASE("a bad limit is a 400") {
+    Fixture f;
+    CHECK(f.get("/api/v1/devices?limit=lots").status == 400);
+  }
+
+  TEST_CASE("metrics expose events by type, rejections by reason, lag and requests") {
+    Fixture f;
+    f.get("/api/v1/devices/nope");
+    auto res = f.get("/metrics");
+    CHECK(res.status == 200);
+    CHECK(res.body.find("courtyard_events_total{type=\"device.status\"} 4") != std::string::npos);
+    CHECK(res.body.find("courtyard_rejected_total{reason=\"malformed\"} 1") != std::string::npos);
+    CHECK(res.body.find("courtyard_consumer_lag{topic=\"courtyard.events.v1\",partition=\"0\"} 2") != std::string::npos);
+    CHECK(res.body.find("courtyard_http_requests_total{route=\"/api/v1/devices/{id}\",status=\"404\"} 1") != std::string::npos);
+  }
+
+  TEST_CASE("health reports ok while the processors run") {
+    Fixture f;
+    CHECK(f.get("/healthz").status == 200);
+  }
+
+  TEST_CASE("writes are refused on read-only routes") {
+    Fixture f;
+    CHECK(f.api->handle({"POST", "/api/v1/devices"}).status == 405);
+  }
+}

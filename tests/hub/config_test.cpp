@@ -1,0 +1,88 @@
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "hub/config.h"
+#include "temp_dir.h"
+
+using namespace courtyard;
+
+namespace {
+
+// Sets an environment variable for the scope of one test.
+struct ScopedEnv {
+  std::string name;
+  ScopedEnv(std::string n, const std::string& value) : name(std::move(n)) { setenv(name.c_str(), value.c_str(), 1); }
+  ~ScopedEnv() { unsetenv(name.c_str()); }
+};
+
+std::string write(const test::TempDir& dir, const std::string& text) {
+  auto path = dir.str("c.toml");
+  std::ofstream(path) << text;
+  return path;
+}
+
+}  // namespace
+
+TEST_SUITE("configuration") {
+  TEST_CASE("the shipped config/courtyard.toml states exactly the built-in defaults") {
+    auto shipped = hub::load_config(std::string(COURTYARD_SOURCE_DIR) + "/config/courtyard.toml");
+    hub::Config defaults;
+    CHECK(shipped.var == defaults.var);
+    CHECK(shipped.kafka.port == defaults.kafka.port);
+    CHECK(shipped.kafka.events_topic == defaults.kafka.events_topic);
+    CHECK(shipped.mqtt.port == defaults.mqtt.port);
+    CHECK(shipped.mqtt.password_file == defaults.mqtt.password_file);
+    CHECK(shipped.http.port == defaults.http.port);
+    CHECK(shipped.ingest.max_payload_bytes == defaults.ingest.max_payload_bytes);
+    CHECK(shipped.hub.group_id == defaults.hub.group_id);
+    CHECK(shipped.simulate.communities == defaults.simulate.communities);
+    CHECK(shipped.simulate.rate == defaults.simulate.rate);
+  }
+
+  TEST_CASE("every setting is in the shipped file") {
+    std::ifstream in(std::string(COURTYARD_SOURCE_DIR) + "/config/courtyard.toml");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    for (const auto& [key, env] : hub::config_keys()) {
+      CAPTURE(key);
+      auto leaf = key.substr(key.rfind('.') + 1);
+      CHECK(text.find("\n" + leaf + " =") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("an environment variable overrides the file") {
+    test::TempDir dir;
+    auto path = write(dir, "[http]\nport = 9000\n");
+    ScopedEnv env("COURTYARD_HTTP_PORT", "9100");
+    ScopedEnv list("COURTYARD_INGEST_COMMUNITIES", "a,b");
+    auto config = hub::load_config(path);
+    CHECK(config.http.port == 9100);
+    CHECK(config.ingest.communities == std::vector<std::string>{"a", "b"});
+  }
+
+  TEST_CASE("an unknown key fails start-up, naming the key") {
+    test::TempDir dir;
+    auto path = write(dir, "[http]\nprot = 9000\n");
+    CHECK_THROWS_WITH_AS(hub::load_config(path), doctest::Contains("http.prot"), std::runtime_error);
+  }
+
+  TEST_CASE("a value of the wrong type fails start-up, naming the key") {
+    test::TempDir dir;
+    CHECK_THROWS_WITH_AS(hub::load_config(write(dir, "[mqtt]\nport = \"x\"\n")), doctest::Contains("mqtt.port"),
+                         std::runtime_error);
+    ScopedEnv env("COURTYARD_KAFKA_PORT", "ninety");
+    CHECK_THROWS_WITH_AS(hub::load_config(write(dir, "")), doctest::Contains("kafka.port"), std::runtime_error);
+  }
+
+  TEST_CASE("environment names follow the keys") {
+    bool found = false;
+    for (const auto& [key, env] : hub::config_keys()) {
+      if (key == "http.port") {
+        CHECK(env == "COURTYARD_HTTP_PORT");
+        found = true;
+      }
+    }
+    CHECK(found);
+  }
+}

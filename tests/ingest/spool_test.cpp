@@ -1,0 +1,64 @@
+#include <doctest/doctest.h>
+
+#include "spool.h"
+#include "temp_dir.h"
+
+using namespace courtyard;
+using ingest::Spool;
+using ingest::SpoolRecord;
+
+TEST_SUITE("ingest spool") {
+  TEST_CASE("records come back in the order they were appended, with their headers") {
+    test::TempDir dir;
+    auto spool = Spool::open(dir.str("spool"), false);
+    REQUIRE(spool);
+    for (int i = 0; i < 5; ++i) {
+      auto seq = (*spool)->append({"t", "k" + std::to_string(i), "v" + std::to_string(i), {{"reason", "r"}}});
+      REQUIRE(seq);
+      CHECK(*seq == static_cast<std::uint64_t>(i));
+    }
+    auto records = (*spool)->read(0, 100);
+    REQUIRE(records.size() == 5);
+    CHECK(records[3].second.key == "k3");
+    CHECK(records[3].second.headers.at(0).second == "r");
+  }
+
+  TEST_CASE("a record stays until it is removed, and survives reopening") {
+    test::TempDir dir;
+    {
+      auto spool = Spool::open(dir.str("spool"), false);
+      for (int i = 0; i < 3; ++i) REQUIRE((*spool)->append({"t", "k", "v" + std::to_string(i), {}}));
+      REQUIRE((*spool)->remove(0));
+    }
+    auto spool = Spool::open(dir.str("spool"), false);
+    REQUIRE(spool);
+    CHECK((*spool)->first_seq() == 1);
+    CHECK((*spool)->next_seq() == 3);
+    auto records = (*spool)->read((*spool)->first_seq(), 100);
+    REQUIRE(records.size() == 2);
+    CHECK(records[0].second.value == "v1");
+    SUBCASE("and new records continue the sequence instead of reusing one") {
+      auto seq = (*spool)->append({"t", "k", "v3", {}});
+      REQUIRE(seq);
+      CHECK(*seq == 3);
+    }
+  }
+
+  TEST_CASE("metadata is written in the same batch as the record it accompanies") {
+    test::TempDir dir;
+    {
+      auto spool = Spool::open(dir.str("spool"), true);
+      REQUIRE((*spool)->append({"t", "k", "v", {}}, std::pair{std::string("registry_applied"), std::string("12")}));
+    }
+    auto spool = Spool::open(dir.str("spool"), false);
+    CHECK((*spool)->meta("registry_applied") == "12");
+    CHECK_FALSE((*spool)->meta("missing").has_value());
+  }
+
+  TEST_CASE("an empty spool reports nothing pending") {
+    test::TempDir dir;
+    auto spool = Spool::open(dir.str("spool"), false);
+    CHECK((*spool)->first_seq() == (*spool)->next_seq());
+    CHECK((*spool)->read(0, 10).empty());
+  }
+}

@@ -1,0 +1,147 @@
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "events.h"
+#include "processors/projector.h"
+#include "processors/store.h"
+#include "temp_dir.h"
+
+using namespace courtyard;
+using namespace courtyard::processors;
+
+namespace {
+
+std::unique_ptr<Store> open_store(const test::TempDir& dir) {
+  StoreConfig config;
+  config.dir = dir.str("state");
+  auto store = Store::open(config);
+  REQUIRE(store);
+  return std::move(*store);
+}
+
+std::uint64_t events_of(const Store& store, const std::string& device) {
+  auto raw = store.view().get(Projector::device_key(device));
+  return raw ? nlohmann::json::parse(*raw)["events"].get<std::uint64_t>() : 0;
+}
+
+std::vector<LogMessage> messages(const std::string& device, std::uint64_t first_seq, std::uint64_t count,
+                                 std::int64_t first_offset) {
+  std::vector<LogMessage> out;
+  for (std::uint64_t i = 0; i < count; ++i) {
+    out.push_back(test::log_message(test::status_event(device, first_seq + i), first_offset + static_cast<std::int64_t>(i)));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_SUITE("projector") {
+  TEST_CASE("a batch is folded and its offsets are stored with the state") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    Projector projector(*store, {});
+    auto result = projector.apply(messages("m-1", 1, 10, 0));
+    REQUIRE(result);
+    CHECK(result->applied == 10);
+    CHECK(events_of(*store, "m-1") == 10);
+    CHECK(store->view().offsets().at({"courtyard.events.v1", 0}) == 10);
+  }
+
+  TEST_CASE("messages below the stored offset are skipped: a redelivered batch counts nothing twice") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    Projector projector(*store, {});
+    auto batch = messages("m-1", 1, 10, 0);
+    REQUIRE(projector.apply(batch));
+    auto again = projector.apply(batch);
+    REQUIRE(again);
+    CHECK(again->replayed == 10);
+    CHECK(again->applied == 0);
+    CHECK(events_of(*store, "m-1") == 10);
+  }
+
+  TEST_CASE("a restarted projector resumes from the offsets in the store") {
+    test::TempDir dir;
+    {
+      auto store = open_store(dir);
+      Projector projector(*store, {});
+      REQUIRE(projector.apply(messages("m-1", 1, 10, 0)));
+    }
+    auto store = open_store(dir);
+    Projector projector(*store, {});
+    CHECK(projector.offsets().at({"courtyard.events.v1", 0}) == 10);
+    // The consumer re-reads from an older position (Kafka's committed offset lagged behind).
+    auto result = projector.apply(messages("m-1", 6, 10, 5));
+    REQUIRE(result);
+    CHECK(result->replayed == 5);
+    CHECK(result->applied == 5);
+    CHECK(events_of(*store, "m-1") == 15);
+  }
+
+  TEST_CASE("the same event written twice to the log (an ingest restart) is counted once") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    Projector projector(*store, {});
+    REQUIRE(projector.apply(messages("m-1", 1, 5, 0)));
+    auto result = projector.apply(messages("m-1", 3, 5, 5));  // seqs 3..7 at new offsets
+    REQUIRE(result);
+    CHECK(result->duplicates == 3);
+    CHECK(result->applied == 2);
+    CHECK(events_of(*store, "m-1") == 7);
+  }
+
+  TEST_CASE("a message that does not decode is skipped, counted, and its offset still advances") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    Projector projector(*store, {});
+    std::vector<LogMessage> batch = messages("m-1", 1, 2, 0);
+    batch.push_back({"courtyard.events.v1", 0, 2, "c1", "garbage", {}});
+    auto result = projector.apply(batch);
+    REQUIRE(result);
+    CHECK(result->corrupt == 1);
+    CHECK(store->view().offsets().at({"courtyard.events.v1", 0}) == 3);
+  }
+
+  TEST_CASE("partitions keep offsets of their own") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    Projector projector(*store, {});
+    std::vector<LogMessage> batch{test::log_message(test::status_event("a", 1), 7, 0),
+                                  test::log_message(test::status_event("b", 1), 3, 5)};
+    REQUIRE(projector.apply(batch));
+    auto offsets = store->view().offsets();
+    CHECK(offsets.at({"courtyard.events.v1", 0}) == 8);
+    CHECK(offsets.at({"courtyard.events.v1", 5}) == 4);
+  }
+
+  TEST_CASE("dead letters are counted per device and per reason") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    Projector projector(*store, {});
+    std::vector<LogMessage> batch;
+    for (int i = 0; i < 3; ++i) {
+      batch.push_back({"courtyard.deadletter.v1", 0, i, "m-1", "{bad",
+                       {{"reason", i ? "malformed" : "out_of_range"}, {"detail", "d"}, {"device", "m-1"}, {"seq", "4"}}});
+    }
+    auto result = projector.apply(batch);
+    REQUIRE(result);
+    CHECK(result->dead_letters == 3);
+    auto state = nlohmann::json::parse(*store->view().get(Projector::rejection_key("m-1")));
+    CHECK(state["total"] == 3);
+    CHECK(state["by_reason"]["malformed"] == 2);
+    auto totals = nlohmann::json::parse(*store->view().get(Projector::kRejectionStatsKey));
+    CHECK(totals["out_of_range"] == 1);
+  }
+
+  TEST_CASE("a view is a snapshot: a later write does not change what it reads") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    Projector projector(*store, {});
+    REQUIRE(projector.apply(messages("m-1", 1, 1, 0)));
+    auto view = store->view();
+    REQUIRE(projector.apply(messages("m-1", 2, 1, 1)));
+    CHECK(nlohmann::json::parse(*view.get(Projector::device_key("m-1")))["events"] == 1);
+    CHECK(view.offsets().at({"courtyard.events.v1", 0}) == 1);
+  }
+}

@@ -1,0 +1,108 @@
+#include <doctest/doctest.h>
+
+#include "schemas/event.h"
+#include "schemas/registry.h"
+
+using namespace courtyard;
+using schemas::Rejection;
+
+namespace {
+
+schemas::Event sample() {
+  schemas::Event e;
+  e.event_id = 42;
+  e.device = DeviceId("wear-1");
+  e.community = CommunityId("c1");
+  e.boot = 3;
+  e.seq = 9;
+  e.device_time_ms = 1795950000000;
+  e.ingest_time_ms = 1795950000123;
+  schemas::WearableVitals v;
+  v.heart_rate_bpm = 71;
+  v.spo2_pct = 96.5;
+  v.moving = false;
+  e.body = v;
+  return e;
+}
+
+schemas::Topic wear_topic() { return *schemas::parse_topic("courtyard/v1/c1/wear-1/telemetry"); }
+
+}  // namespace
+
+TEST_SUITE("schemas envelope") {
+  TEST_CASE("an event encodes to a verified buffer and decodes to the same event") {
+    auto bytes = schemas::encode(sample());
+    auto back = schemas::decode(bytes);
+    REQUIRE(back);
+    CHECK(*back == sample());
+  }
+
+  TEST_CASE("a truncated buffer fails verification instead of being read") {
+    auto bytes = schemas::encode(sample());
+    bytes.resize(bytes.size() / 2);
+    auto e = schemas::decode_device_payload(wear_topic(), bytes);
+    REQUIRE_FALSE(e);
+    CHECK(e.error().code == Rejection::Code::FailedVerification);
+  }
+
+  TEST_CASE("a buffer whose bytes were flipped never crashes the decoder") {
+    auto bytes = schemas::encode(sample());
+    for (std::size_t i = 8; i < bytes.size(); ++i) {
+      auto copy = bytes;
+      copy[i] = static_cast<char>(copy[i] ^ 0xff);
+      auto e = schemas::decode_device_payload(wear_topic(), copy);
+      if (!e) CHECK_FALSE(e.error().detail.empty());
+    }
+  }
+
+  TEST_CASE("a buffer naming another device than its topic is on the wrong topic") {
+    auto other = sample();
+    other.device = DeviceId("wear-2");
+    auto e = schemas::decode_device_payload(wear_topic(), schemas::encode(other));
+    REQUIRE_FALSE(e);
+    CHECK(e.error().code == Rejection::Code::WrongTopic);
+  }
+
+  TEST_CASE("what ingest sets is never taken from a device's buffer") {
+    auto e = schemas::decode_device_payload(wear_topic(), schemas::encode(sample()));
+    REQUIRE(e);
+    CHECK(e->event_id == 0);
+    CHECK(e->ingest_time_ms == 0);
+  }
+
+  TEST_CASE("values are range-checked whichever encoding carried them") {
+    auto bad = sample();
+    std::get<schemas::WearableVitals>(bad.body).spo2_pct = 120;
+    auto e = schemas::decode_device_payload(wear_topic(), schemas::encode(bad));
+    REQUIRE_FALSE(e);
+    CHECK(e.error().code == Rejection::Code::OutOfRange);
+    CHECK(e.error().detail == "body.spo2_pct=120 is outside 50..100");
+  }
+
+  TEST_CASE("a registration round-trips through its JSON record and becomes a device.registered event") {
+    schemas::Registration r{DeviceId("gate-1"), CommunityId("c1"), schemas::DeviceKind::Gate, "", "East gate", 77};
+    auto back = schemas::parse_registration(schemas::to_json_string(r));
+    REQUIRE(back);
+    CHECK(*back == r);
+    auto e = schemas::registered_event(r);
+    CHECK(schemas::type_name(e.body) == "device.registered");
+    CHECK(e.device_time_ms == 77);
+  }
+
+  TEST_CASE("the seq of a rejected payload is recovered when it can be") {
+    CHECK(schemas::best_effort_seq(R"({"seq":12,"ts":1})") == 12u);
+    CHECK_FALSE(schemas::best_effort_seq("{not json").has_value());
+    CHECK(schemas::best_effort_seq(schemas::encode(sample())) == 9u);
+  }
+
+  TEST_CASE("device kinds may send only their own event types, and every device may report its status") {
+    using K = schemas::DeviceKind;
+    CHECK(schemas::allowed_for(K::Meter, schemas::MeterReading{}));
+    CHECK_FALSE(schemas::allowed_for(K::Meter, schemas::GatePass{}));
+    CHECK(schemas::allowed_for(K::Wearable, schemas::WearableAlarm{}));
+    for (auto kind : {K::Gate, K::VehicleGate, K::Door, K::Camera, K::Meter, K::HomeSensor, K::Wearable}) {
+      CHECK(schemas::allowed_for(kind, schemas::DeviceStatus{}));
+      CHECK_FALSE(schemas::allowed_for(kind, schemas::DeviceRegistered{}));
+    }
+  }
+}
