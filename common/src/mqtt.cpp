@@ -47,6 +47,8 @@ struct MqttClient::State {
   std::uint64_t published = 0, acked = 0, refused = 0;
   std::deque<MqttMessage> inbox;
   Handler handler;
+  Options options;
+  bool loop_started = false;
 
   static State* of(void* obj) { return static_cast<State*>(obj); }
 };
@@ -54,17 +56,18 @@ struct MqttClient::State {
 MqttClient::MqttClient(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
 MqttClient::~MqttClient() {
-  if (!state_ || !state_->mosq) return;
+  if (!state_ || !state_->mosq || !state_->loop_started) return;
   mosquitto_disconnect_v5(state_->mosq.get(), 0, nullptr);
-  mosquitto_loop_stop(state_->mosq.get(), false);
+  // A refused or unanswered connection leaves the loop retrying: force it to stop.
+  mosquitto_loop_stop(state_->mosq.get(), !state_->is_connected);
 }
 
-std::expected<std::unique_ptr<MqttClient>, std::string> MqttClient::connect(const std::string& host, int port,
-                                                                            const Options& options,
-                                                                            std::chrono::milliseconds timeout) {
+std::expected<std::unique_ptr<MqttClient>, std::string> MqttClient::create(const Options& options) {
   ensure_library();
   auto state = std::make_unique<State>();
   State* s = state.get();
+  state->handler = options.handler;
+  state->options = options;
   state->mosq.reset(mosquitto_new(options.client_id.empty() ? nullptr : options.client_id.c_str(),
                                   options.clean_start, s));
   if (!state->mosq) return std::unexpected(std::string("mosquitto_new failed"));
@@ -112,48 +115,47 @@ std::expected<std::unique_ptr<MqttClient>, std::string> MqttClient::connect(cons
         auto* st = State::of(obj);
         MqttMessage message{msg->topic, std::string(static_cast<const char*>(msg->payload),
                                                     static_cast<std::size_t>(msg->payloadlen))};
-        Handler handler;
-        {
-          std::lock_guard lock(st->mu);
-          handler = st->handler;
-          if (!handler) {
-            st->inbox.push_back(std::move(message));
-            st->cv.notify_all();
-            return;
-          }
+        if (st->handler) {
+          st->handler(message);  // set once before CONNECT, never changed: no lock needed
+          return;
         }
-        handler(message);
+        std::lock_guard lock(st->mu);
+        st->inbox.push_back(std::move(message));
+        st->cv.notify_all();
       });
+  return std::unique_ptr<MqttClient>(new MqttClient(std::move(state)));
+}
 
+std::expected<void, std::string> MqttClient::open(const std::string& host, int port, std::chrono::milliseconds timeout) {
+  State* s = state_.get();
+  mosquitto* m = s->mosq.get();
   mosquitto_property* props = nullptr;
-  if (!options.clean_start && options.session_expiry_s > 0) {
-    mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, options.session_expiry_s);
+  if (!s->options.clean_start && s->options.session_expiry_s > 0) {
+    mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, s->options.session_expiry_s);
   }
-  int rc = mosquitto_connect_bind_v5(m, host.c_str(), port, options.keepalive_s, nullptr, props);
+  int rc = mosquitto_connect_bind_v5(m, host.c_str(), port, s->options.keepalive_s, nullptr, props);
   mosquitto_property_free_all(&props);
   if (rc != MOSQ_ERR_SUCCESS) return std::unexpected("cannot reach MQTT broker at " + host + ":" +
                                                      std::to_string(port) + ": " + mosquitto_strerror(rc));
   if (mosquitto_loop_start(m) != MOSQ_ERR_SUCCESS) return std::unexpected(std::string("mosquitto_loop_start failed"));
+  s->loop_started = true;
   std::unique_lock lock(s->mu);
   if (!s->cv.wait_for(lock, timeout, [&] { return s->connack; })) {
-    lock.unlock();
-    mosquitto_disconnect(m);
-    mosquitto_loop_stop(m, true);
     return std::unexpected(std::string("no CONNACK from MQTT broker"));
   }
   if (s->connect_rc != 0) {
-    int code = s->connect_rc;
-    lock.unlock();
-    mosquitto_loop_stop(m, true);
-    return std::unexpected(std::string("MQTT broker refused the connection: ") + mosquitto_reason_string(code));
+    return std::unexpected(std::string("MQTT broker refused the connection: ") + mosquitto_reason_string(s->connect_rc));
   }
-  lock.unlock();
-  return std::unique_ptr<MqttClient>(new MqttClient(std::move(state)));
+  return {};
 }
 
-void MqttClient::set_handler(Handler handler) {
-  std::lock_guard lock(state_->mu);
-  state_->handler = std::move(handler);
+std::expected<std::unique_ptr<MqttClient>, std::string> MqttClient::connect(const std::string& host, int port,
+                                                                            const Options& options,
+                                                                            std::chrono::milliseconds timeout) {
+  auto client = create(options);
+  if (!client) return client;
+  if (auto ok = (*client)->open(host, port, timeout); !ok) return std::unexpected(ok.error());
+  return client;
 }
 
 std::expected<void, std::string> MqttClient::subscribe(const std::string& pattern, int qos,

@@ -112,6 +112,7 @@ std::vector<Binding> bindings(Config& c) {
       setting("ingest.spool_sync", c.ingest.spool_sync),
       setting("ingest.max_payload_bytes", c.ingest.max_payload_bytes),
       setting("hub.group_id", c.hub.group_id),
+      setting("hub.instance_id", c.hub.instance_id),
       setting("hub.block_cache_mb", c.hub.block_cache_mb),
       setting("hub.max_batch", c.hub.max_batch),
       setting("simulate.communities", c.simulate.communities),

@@ -23,6 +23,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   processors::RunnerConfig runner_config;
   runner_config.kafka = config.kafka;
   runner_config.group_id = config.hub.group_id;
+  runner_config.instance_id = config.hub.instance_id;
   runner_config.max_batch = static_cast<std::size_t>(config.hub.max_batch);
   processors::Runner runner(runner_config, **store);
 

@@ -241,10 +241,13 @@ struct Bridge::Impl {
     options.clean_start = false;           // the broker queues QoS 1 messages while we are away
     options.session_expiry_s = 0xFFFFFFFF;  // and never forgets the session
     options.keepalive_s = config.mqtt.keepalive_s;
-    auto client = MqttClient::connect(config.mqtt.host, config.mqtt.port, options, std::chrono::seconds(10));
+    options.handler = [this](const MqttMessage& m) { on_message(m); };
+    auto client = MqttClient::create(options);
     if (!client) throw std::runtime_error("mqtt: " + client.error());
-    mqtt = std::move(*client);
-    mqtt->set_handler([this](const MqttMessage& m) { on_message(m); });
+    mqtt = std::move(*client);  // before open(): the handler replies through it from the first message
+    if (auto ok = mqtt->open(config.mqtt.host, config.mqtt.port, std::chrono::seconds(10)); !ok) {
+      throw std::runtime_error("mqtt: " + ok.error());
+    }
     std::vector<std::string> patterns;
     if (config.communities.empty()) patterns.push_back("courtyard/v1/+/+/telemetry");
     for (const auto& c : config.communities) patterns.push_back("courtyard/v1/" + c + "/+/telemetry");

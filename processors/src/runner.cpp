@@ -82,6 +82,8 @@ void Runner::run(std::stop_token stop) {
   auto& m = *impl_;
   auto consumer = make_consumer(m.config.kafka,
                                 {{"group.id", m.config.group_id},
+                                 {"group.instance.id", m.config.instance_id},
+                                 {"session.timeout.ms", std::to_string(m.config.session_timeout.count())},
                                  {"enable.auto.commit", "false"},
                                  {"enable.auto.offset.store", "false"},
                                  {"partition.assignment.strategy", "cooperative-sticky"},

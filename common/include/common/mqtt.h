@@ -39,6 +39,9 @@ class MqttClient {
     bool clean_start = true;        // false: a persistent session the broker keeps while we are away
     std::uint32_t session_expiry_s = 0;  // with clean_start=false: how long the broker keeps it
     int keepalive_s = 30;
+    // Set before CONNECT: a persistent session's queued messages arrive right after CONNACK, and
+    // every one of them must reach the handler (libmosquitto acknowledges them regardless).
+    std::function<void(const MqttMessage&)> handler;
   };
   using Handler = std::function<void(const MqttMessage&)>;
 
@@ -46,12 +49,14 @@ class MqttClient {
   static std::expected<std::unique_ptr<MqttClient>, std::string> connect(const std::string& host, int port,
                                                                          const Options& options,
                                                                          std::chrono::milliseconds timeout);
+  // The same in two steps, for a handler that needs the client (to reply) from the first message on.
+  static std::expected<std::unique_ptr<MqttClient>, std::string> create(const Options& options);
+  std::expected<void, std::string> open(const std::string& host, int port, std::chrono::milliseconds timeout);
   ~MqttClient();
   MqttClient(const MqttClient&) = delete;
   MqttClient& operator=(const MqttClient&) = delete;
 
-  // Messages are queued for next_message() unless a handler is set before subscribing.
-  void set_handler(Handler handler);
+  // Messages go to Options::handler when one was given, else they queue for next_message().
   std::expected<void, std::string> subscribe(const std::string& pattern, int qos,
                                              std::chrono::milliseconds timeout);
   // Publishes and waits for the broker's acknowledgement (QoS 1) or the write (QoS 0).

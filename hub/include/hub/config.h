@@ -31,6 +31,7 @@ struct Config {
   } ingest;
   struct Hub {
     std::string group_id = "courtyard-hub";        // consumer group of the processors
+    std::string instance_id = "courtyard-hub-0";   // static member id: a restart resumes at once
     std::int64_t block_cache_mb = 64;              // RocksDB block cache for all projections
     std::int64_t max_batch = 5000;                 // events folded per store write
   } hub;

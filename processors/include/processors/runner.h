@@ -22,6 +22,10 @@ namespace courtyard::processors {
 struct RunnerConfig {
   KafkaConfig kafka;
   std::string group_id = "courtyard-hub";            // consumer group of the hub's processors
+  // Static group membership: a restarted process with the same id gets its partitions back at
+  // once instead of waiting for the broker to expire its previous session.
+  std::string instance_id = "courtyard-hub-0";
+  std::chrono::milliseconds session_timeout{10000};  // how long a silent member keeps its partitions
   std::size_t max_batch = 5000;                      // messages folded per store write
   std::chrono::milliseconds poll_timeout{100};       // wait for the first message of a batch
 };

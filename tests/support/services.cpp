@@ -1,0 +1,246 @@
+#include "services.h"
+
+#include <csignal>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <random>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "common/handles.h"
+#include "http_client.h"
+
+namespace courtyard::test {
+namespace {
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) : fallback;
+}
+
+}  // namespace
+
+Services services() {
+  const char* var = std::getenv("COURTYARD_SERVICES_VAR");
+  if (!var) FAIL("COURTYARD_SERVICES_VAR is not set: run integration tests through scripts/test");
+  return {env_int("COURTYARD_MQTT_PORT", 1883), env_int("COURTYARD_KAFKA_PORT", 9092), var};
+}
+
+KafkaConfig Services::kafka() const {
+  KafkaConfig k;
+  k.port = kafka_port;
+  return k;
+}
+
+MqttConfig Services::mqtt() const {
+  MqttConfig m;
+  m.port = mqtt_port;
+  return m;
+}
+
+std::string Services::service_password_file() const { return var + "/secrets/mqtt-service"; }
+
+std::string Services::service_password() const {
+  auto secret = read_secret(service_password_file());
+  REQUIRE_MESSAGE(secret, (secret ? "" : secret.error()));
+  return *secret;
+}
+
+std::string unique_name(const std::string& stem) {
+  std::random_device rd;
+  return stem + "-" + std::to_string(::getpid()) + "-" + std::to_string(rd() % 1000000);
+}
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+Process::Process(std::vector<std::string> argv, std::map<std::string, std::string> env, std::string log_path)
+    : log_path_(std::move(log_path)) {
+  pid_ = ::fork();
+  REQUIRE(pid_ >= 0);
+  if (pid_ == 0) {
+    int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    // The test process blocks no signals the child needs; start it with a clean mask.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+}
+
+Process::~Process() { kill_now(); }
+
+void Process::kill_now() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+int Process::terminate() {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+bool Process::running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+bool Process::wait_for_log(const std::string& text, std::chrono::milliseconds timeout) {
+  return eventually([&] { return read_file(log_path_).find(text) != std::string::npos || !running(); }, timeout) &&
+         read_file(log_path_).find(text) != std::string::npos;
+}
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return condition();
+}
+
+Stack::Stack(std::vector<std::string> communities)
+    : name_(unique_name("it")), communities_(std::move(communities)), http_port_(free_port()) {}
+
+Stack::~Stack() {
+  hub_.reset();
+  ingest_.reset();
+}
+
+std::map<std::string, std::string> Stack::env() const {
+  auto s = services();
+  std::string communities;
+  for (const auto& c : communities_) communities += (communities.empty() ? "" : ",") + c;
+  return {{"COURTYARD_VAR", dir_.str("var")},
+          {"COURTYARD_MQTT_PORT", std::to_string(s.mqtt_port)},
+          {"COURTYARD_KAFKA_PORT", std::to_string(s.kafka_port)},
+          {"COURTYARD_MQTT_PASSWORD_FILE", s.service_password_file()},
+          {"COURTYARD_HTTP_PORT", std::to_string(http_port_)},
+          {"COURTYARD_INGEST_CLIENT_ID", name_ + "-ingest"},
+          {"COURTYARD_INGEST_COMMUNITIES", communities},
+          {"COURTYARD_HUB_GROUP_ID", name_ + "-hub"},
+          {"COURTYARD_CONFIG", std::string(COURTYARD_SOURCE_DIR) + "/config/courtyard.toml"}};
+}
+
+void Stack::start_ingest() {
+  ingest_ = std::make_unique<Process>(std::vector<std::string>{COURTYARD_BIN, "ingest"}, env(),
+                                      dir_.str("ingest-" + std::to_string(++ingest_starts_) + ".log"));
+  REQUIRE_MESSAGE(ingest_->wait_for_log("listening on", std::chrono::seconds(60)),
+                  read_file(ingest_->log_path()));
+}
+
+void Stack::start_hub() {
+  hub_ = std::make_unique<Process>(std::vector<std::string>{COURTYARD_BIN, "hub"}, env(),
+                                   dir_.str("hub-" + std::to_string(++hub_starts_) + ".log"));
+  REQUIRE_MESSAGE(eventually([&] { return get("/healthz").has_value() || !hub_->running(); }, std::chrono::seconds(60)),
+                  read_file(hub_->log_path()));
+  REQUIRE_MESSAGE(hub_->running(), read_file(hub_->log_path()));
+}
+
+std::optional<nlohmann::json> Stack::get(const std::string& target) {
+  auto r = http_get("127.0.0.1", http_port_, target);
+  if (!r || r->status != 200) return std::nullopt;
+  return nlohmann::json::parse(r->body);
+}
+
+std::map<std::string, nlohmann::json> Stack::devices() {
+  std::map<std::string, nlohmann::json> out;
+  for (const auto& c : communities_) {
+    std::string after;
+    for (;;) {
+      auto page = get("/api/v1/devices?limit=1000&community=" + c + (after.empty() ? "" : "&after=" + after));
+      if (!page) return out;
+      for (auto& item : (*page)["items"]) out[item["id"].get<std::string>()] = item;
+      if ((*page)["next"].is_null()) break;
+      after = (*page)["next"].get<std::string>();
+    }
+  }
+  return out;
+}
+
+std::vector<DeadLetterRecord> read_dead_letters(const KafkaConfig& kafka, const std::string& device_prefix) {
+  auto consumer = make_consumer(kafka, {{"group.id", unique_name("dl-reader")}, {"enable.auto.commit", "false"}});
+  REQUIRE(consumer);
+  rd_kafka_t* rk = consumer->get();
+  const rd_kafka_metadata_t* md = nullptr;
+  KafkaPtr& c = *consumer;
+  REQUIRE(rd_kafka_metadata(rk, 0, nullptr, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  KafkaPartitionsPtr parts(rd_kafka_topic_partition_list_new(8));
+  std::map<int, std::int64_t> ends;
+  for (int t = 0; t < md->topic_cnt; ++t) {
+    if (kafka.deadletter_topic != md->topics[t].topic) continue;
+    for (int p = 0; p < md->topics[t].partition_cnt; ++p) {
+      int id = md->topics[t].partitions[p].id;
+      rd_kafka_topic_partition_list_add(parts.get(), kafka.deadletter_topic.c_str(), id)->offset =
+          RD_KAFKA_OFFSET_BEGINNING;
+      std::int64_t lo = 0, hi = 0;
+      rd_kafka_query_watermark_offsets(rk, kafka.deadletter_topic.c_str(), id, &lo, &hi, 10000);
+      if (hi > lo) ends[id] = hi;
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  REQUIRE(rd_kafka_assign(rk, parts.get()) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  std::vector<DeadLetterRecord> out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!ends.empty() && std::chrono::steady_clock::now() < deadline) {
+    KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 200));
+    if (!m || m->err) continue;
+    if (m->offset + 1 >= ends[m->partition]) ends.erase(m->partition);
+    DeadLetterRecord r;
+    rd_kafka_headers_t* headers = nullptr;
+    if (!rd_kafka_message_headers(m.get(), &headers)) {
+      auto get = [&](const char* name) {
+        const void* v = nullptr;
+        std::size_t size = 0;
+        if (rd_kafka_header_get_last(headers, name, &v, &size)) return std::string();
+        return std::string(static_cast<const char*>(v), size);
+      };
+      r.device = get("device");
+      r.reason = get("reason");
+      r.detail = get("detail");
+      r.source_topic = get("source_topic");
+    }
+    if (!r.device.starts_with(device_prefix)) continue;
+    if (m->payload) r.payload.assign(static_cast<const char*>(m->payload), m->len);
+    out.push_back(std::move(r));
+  }
+  (void)c;
+  return out;
+}
+
+}  // namespace courtyard::test

@@ -1,0 +1,91 @@
+#pragma once
+// What integration tests need to reach the real services that scripts/test started, and to run
+// Courtyard's own processes as child processes (so they can be SIGKILLed).
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/kafka.h"
+#include "common/mqtt.h"
+#include "temp_dir.h"
+
+namespace courtyard::test {
+
+// Where the services are: COURTYARD_MQTT_PORT, COURTYARD_KAFKA_PORT and COURTYARD_SERVICES_VAR
+// (the services' var directory, holding the service credentials).
+struct Services {
+  int mqtt_port;
+  int kafka_port;
+  std::string var;
+  KafkaConfig kafka() const;
+  MqttConfig mqtt() const;
+  std::string service_password() const;
+  std::string service_password_file() const;
+};
+Services services();
+
+// A name no earlier run used: tests share one broker and one Kafka.
+std::string unique_name(const std::string& stem);
+int free_port();
+
+// A child process with its output in a log file. Killed (SIGKILL) when destroyed.
+class Process {
+ public:
+  Process(std::vector<std::string> argv, std::map<std::string, std::string> env, std::string log_path);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  void kill_now();    // SIGKILL, then reap
+  int terminate();    // SIGTERM, wait, exit status
+  bool running();
+  const std::string& log_path() const { return log_path_; }
+  // Waits until the log contains `text`; false after `timeout` or if the process exited.
+  bool wait_for_log(const std::string& text, std::chrono::milliseconds timeout);
+
+ private:
+  int pid_ = -1;
+  std::string log_path_;
+};
+
+// Polls `condition` every 50 ms until it holds or `timeout` passes.
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+
+// One ingest and one hub against the real services, with their own state and names.
+class Stack {
+ public:
+  explicit Stack(std::vector<std::string> communities);
+  ~Stack();
+  void start_ingest();
+  void start_hub();
+  Process& ingest() { return *ingest_; }
+  Process& hub() { return *hub_; }
+  int http_port() const { return http_port_; }
+  // GET on the hub's API; nullopt when it does not answer 200.
+  std::optional<nlohmann::json> get(const std::string& target);
+  // Every device of these communities as the hub serves them, by id.
+  std::map<std::string, nlohmann::json> devices();
+  const std::vector<std::string>& communities() const { return communities_; }
+  const TempDir& dir() const { return dir_; }
+
+ private:
+  std::map<std::string, std::string> env() const;
+  TempDir dir_;
+  std::string name_;
+  std::vector<std::string> communities_;
+  int http_port_;
+  std::unique_ptr<Process> ingest_, hub_;
+  int ingest_starts_ = 0, hub_starts_ = 0;
+};
+
+// Dead letters of these devices' payloads, read from the start of the topic to its end.
+struct DeadLetterRecord {
+  std::string device, reason, detail, source_topic, payload;
+};
+std::vector<DeadLetterRecord> read_dead_letters(const KafkaConfig& kafka, const std::string& device_prefix);
+
+}  // namespace courtyard::test
