@@ -143,14 +143,21 @@ void collect_keys(const toml::table& table, const std::string& prefix, std::vect
 
 }  // namespace
 
-Config load_config(const std::optional<std::string>& path) {
+Environment process_environment() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* v = std::getenv(name.c_str());
+    return v ? std::optional<std::string>(v) : std::nullopt;
+  };
+}
+
+Config load_config(const std::optional<std::string>& path, const Environment& env) {
   Config config;
   auto binds = bindings(config);
   std::string file;
   if (path) {
     file = *path;
-  } else if (const char* env = std::getenv("COURTYARD_CONFIG")) {
-    file = env;
+  } else if (auto from_env = env("COURTYARD_CONFIG")) {
+    file = *from_env;
   } else if (std::filesystem::exists("config/courtyard.toml")) {
     file = "config/courtyard.toml";
   }
@@ -170,7 +177,7 @@ Config load_config(const std::optional<std::string>& path) {
     }
   }
   for (auto& b : binds) {
-    if (const char* v = std::getenv(env_name(b.key).c_str())) b.from_env(v);
+    if (auto v = env(env_name(b.key))) b.from_env(*v);
   }
   return config;
 }

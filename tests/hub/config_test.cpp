@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include <cstdlib>
+#include <map>
 #include <fstream>
 
 #include "hub/config.h"
@@ -10,12 +10,13 @@ using namespace courtyard;
 
 namespace {
 
-// Sets an environment variable for the scope of one test.
-struct ScopedEnv {
-  std::string name;
-  ScopedEnv(std::string n, const std::string& value) : name(std::move(n)) { setenv(name.c_str(), value.c_str(), 1); }
-  ~ScopedEnv() { unsetenv(name.c_str()); }
-};
+// An environment of exactly these variables.
+hub::Environment environment(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    return it == vars.end() ? std::nullopt : std::optional<std::string>(it->second);
+  };
+}
 
 std::string write(const test::TempDir& dir, const std::string& text) {
   auto path = dir.str("c.toml");
@@ -27,7 +28,7 @@ std::string write(const test::TempDir& dir, const std::string& text) {
 
 TEST_SUITE("configuration") {
   TEST_CASE("the shipped config/courtyard.toml states exactly the built-in defaults") {
-    auto shipped = hub::load_config(std::string(COURTYARD_SOURCE_DIR) + "/config/courtyard.toml");
+    auto shipped = hub::load_config(std::string(COURTYARD_SOURCE_DIR) + "/config/courtyard.toml", environment({}));
     hub::Config defaults;
     CHECK(shipped.var == defaults.var);
     CHECK(shipped.kafka.port == defaults.kafka.port);
@@ -54,9 +55,7 @@ TEST_SUITE("configuration") {
   TEST_CASE("an environment variable overrides the file") {
     test::TempDir dir;
     auto path = write(dir, "[http]\nport = 9000\n");
-    ScopedEnv env("COURTYARD_HTTP_PORT", "9100");
-    ScopedEnv list("COURTYARD_INGEST_COMMUNITIES", "a,b");
-    auto config = hub::load_config(path);
+    auto config = hub::load_config(path, environment({{"COURTYARD_HTTP_PORT", "9100"}, {"COURTYARD_INGEST_COMMUNITIES", "a,b"}}));
     CHECK(config.http.port == 9100);
     CHECK(config.ingest.communities == std::vector<std::string>{"a", "b"});
   }
@@ -64,15 +63,15 @@ TEST_SUITE("configuration") {
   TEST_CASE("an unknown key fails start-up, naming the key") {
     test::TempDir dir;
     auto path = write(dir, "[http]\nprot = 9000\n");
-    CHECK_THROWS_WITH_AS(hub::load_config(path), doctest::Contains("http.prot"), std::runtime_error);
+    CHECK_THROWS_WITH_AS(hub::load_config(path, environment({})), doctest::Contains("http.prot"), std::runtime_error);
   }
 
   TEST_CASE("a value of the wrong type fails start-up, naming the key") {
     test::TempDir dir;
-    CHECK_THROWS_WITH_AS(hub::load_config(write(dir, "[mqtt]\nport = \"x\"\n")), doctest::Contains("mqtt.port"),
-                         std::runtime_error);
-    ScopedEnv env("COURTYARD_KAFKA_PORT", "ninety");
-    CHECK_THROWS_WITH_AS(hub::load_config(write(dir, "")), doctest::Contains("kafka.port"), std::runtime_error);
+    CHECK_THROWS_WITH_AS(hub::load_config(write(dir, "[mqtt]\nport = \"x\"\n"), environment({})),
+                         doctest::Contains("mqtt.port"), std::runtime_error);
+    CHECK_THROWS_WITH_AS(hub::load_config(write(dir, ""), environment({{"COURTYARD_KAFKA_PORT", "ninety"}})),
+                         doctest::Contains("kafka.port"), std::runtime_error);
   }
 
   TEST_CASE("environment names follow the keys") {

@@ -64,12 +64,12 @@ TEST_SUITE("integration: broker access") {
     REQUIRE_MESSAGE(a, (a ? "" : a.error()));
     auto own = (*a)->publish_and_wait(devices::telemetry_topic(f.a), R"({"seq":1})", 1, 10s);
     REQUIRE(own);
-    CHECK(*own == 0);
+    CHECK(*own < 128);  // 0, or 16 "no matching subscribers" while no ingest listens
     auto other = (*a)->publish_and_wait(devices::telemetry_topic(f.b), R"({"seq":1})", 1, 10s);
     REQUIRE(other);
     CHECK(*other == 135);  // MQTT 5: not authorized
     auto wildcard_community = (*a)->publish_and_wait("courtyard/v1/" + f.community + "/notices", "{}", 1, 10s);
-    REQUIRE(wildcard_community);
+    REQUIRE_MESSAGE(wildcard_community, (wildcard_community ? "" : wildcard_community.error()));
     CHECK(*wildcard_community == 135);
   }
 

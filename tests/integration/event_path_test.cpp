@@ -34,7 +34,7 @@ bool projections_match(test::Stack& stack, const devices::SimReport& report) {
 }  // namespace
 
 TEST_SUITE("integration: event path") {
-  TEST_CASE("200 devices of every kind send 10,000 events; every valid one is counted once, every bad one is dead-lettered with its reason") {
+  TEST_CASE("200 devices of every kind send 10000 events: every valid one is counted once and every bad one is dead-lettered with its reason") {
     auto services = test::services();
     std::string prefix = test::unique_name("ep") + "-";
     devices::SimulatorConfig sim;

@@ -4,6 +4,7 @@
 // Only the CLI wiring reads files and the environment; modules receive their own structs.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,9 +48,13 @@ struct Config {
   std::filesystem::path var_path(const std::string& relative) const { return std::filesystem::path(var) / relative; }
 };
 
+// Looks up an environment variable; nullopt when unset.
+using Environment = std::function<std::optional<std::string>(const std::string&)>;
+Environment process_environment();
+
 // Loads `path` (or, when empty, $COURTYARD_CONFIG, else ./config/courtyard.toml if present, else
 // defaults), then applies the environment. Throws std::runtime_error naming the bad key.
-Config load_config(const std::optional<std::string>& path);
+Config load_config(const std::optional<std::string>& path, const Environment& env = process_environment());
 
 // Every key with its environment variable name (for --help and the docs test).
 std::vector<std::pair<std::string, std::string>> config_keys();
