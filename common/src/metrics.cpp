@@ -71,4 +71,55 @@ std::string Metrics::render() const {
   return out.str();
 }
 
+Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::observe(double value) {
+  std::size_t i = 0;
+  while (i < bounds_.size() && value > bounds_[i]) ++i;
+  std::lock_guard lock(mu_);
+  ++counts_[i];
+  sum_ += value;
+}
+
+std::vector<std::uint64_t> Histogram::counts() const {
+  std::lock_guard lock(mu_);
+  return counts_;
+}
+
+std::string Histogram::render(const std::string& name, const std::string& help) const {
+  std::lock_guard lock(mu_);
+  std::ostringstream out;
+  out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << " histogram\n";
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < counts_.size(); ++i) {
+    cumulative += counts_[i];
+    out << name << "_bucket{le=\"";
+    if (i < bounds_.size()) {
+      out << bounds_[i];
+    } else {
+      out << "+Inf";
+    }
+    out << "\"} " << cumulative << '\n';
+  }
+  out << name << "_sum " << sum_ << '\n' << name << "_count " << cumulative << '\n';
+  return out.str();
+}
+
+double histogram_quantile(const std::vector<double>& bounds, const std::vector<std::uint64_t>& counts, double q) {
+  std::uint64_t total = 0;
+  for (auto c : counts) total += c;
+  if (total == 0) return 0;
+  double rank = q * static_cast<double>(total);
+  double seen = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    if (seen + static_cast<double>(counts[i]) >= rank && counts[i] > 0) {
+      double lo = i == 0 ? 0 : bounds[i - 1];
+      double hi = i < bounds.size() ? bounds[i] : lo;
+      return lo + (hi - lo) * (rank - seen) / static_cast<double>(counts[i]);
+    }
+    seen += static_cast<double>(counts[i]);
+  }
+  return bounds.empty() ? 0 : bounds.back();
+}
+
 }  // namespace courtyard

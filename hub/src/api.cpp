@@ -139,7 +139,10 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     snapshot.set("courtyard_corrupt_total", {}, static_cast<double>(stats.corrupt));
     snapshot.describe("courtyard_batches_total", "counter", "Store writes by the processors since start");
     snapshot.set("courtyard_batches_total", {}, static_cast<double>(stats.batches));
-    return {200, "text/plain; version=0.0.4", snapshot.render() + metrics_.render()};
+    std::string latency = sources_.latency ? sources_.latency->render("courtyard_event_to_projection_seconds",
+                                                                      "Device timestamp to projection commit")
+                                           : "";
+    return {200, "text/plain; version=0.0.4", snapshot.render() + latency + metrics_.render()};
   }
   constexpr std::string_view kDevices = "/api/v1/devices";
   if (path == kDevices || path == std::string(kDevices) + "/") {

@@ -95,6 +95,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     state = std::move(step.state);
     if (step.admission == Admission::Fresh) {
       ++result.applied;
+      result.fresh_device_times_ms.push_back(event->device_time_ms);
       if (!events_changed) event_counts = counts_of(view, kEventStatsKey);
       events_changed = true;
       ++event_counts[std::string(schemas::type_name(event->body))];

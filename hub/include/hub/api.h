@@ -27,6 +27,7 @@ struct ApiSources {
   std::function<processors::Freshness()> freshness;
   std::function<processors::RunnerStats()> runner_stats;
   std::function<bool()> healthy;  // the runner is alive
+  const Histogram* latency = nullptr;  // device time -> projection commit
 };
 
 class Api {

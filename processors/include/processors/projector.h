@@ -36,6 +36,7 @@ struct BatchResult {
   std::uint64_t corrupt = 0;     // messages that did not decode; skipped and counted
   std::uint64_t dead_letters = 0;
   std::vector<std::string> changed_keys;
+  std::vector<std::int64_t> fresh_device_times_ms;  // device time of each event folded, for latency
 };
 
 class Projector {

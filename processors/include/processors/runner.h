@@ -14,6 +14,7 @@
 #include <string>
 
 #include "common/kafka.h"
+#include "common/metrics.h"
 #include "processors/projector.h"
 #include "processors/store.h"
 
@@ -49,6 +50,8 @@ class Runner {
   void run(std::stop_token stop);
   Freshness freshness() const;
   RunnerStats stats() const;
+  // Seconds from an event's device time to the commit of its projection (same-clock devices only).
+  const Histogram& latency() const;
   // Called on the runner's thread after every committed batch (the hub's change feed).
   void on_batch(BatchListener listener);
 
