@@ -1,6 +1,7 @@
 #include "common/kafka.h"
 
 #include <array>
+#include <map>
 
 namespace courtyard {
 namespace {
@@ -60,6 +61,44 @@ std::expected<std::int64_t, std::string> query_high_watermark(rd_kafka_t* rk, co
                                               static_cast<int>(timeout.count()));
   if (err) return std::unexpected(std::string(rd_kafka_err2str(err)));
   return high;
+}
+
+std::expected<void, std::string> read_to_end(const KafkaConfig& config, const std::string& topic,
+                                             const std::function<void(const rd_kafka_message_t&)>& on_message,
+                                             std::chrono::milliseconds timeout) {
+  auto consumer = make_consumer(config, {{"group.id", "courtyard-reader"}, {"enable.auto.commit", "false"}});
+  if (!consumer) return std::unexpected(consumer.error());
+  rd_kafka_t* rk = consumer->get();
+  const rd_kafka_metadata_t* md = nullptr;
+  if (auto err = rd_kafka_metadata(rk, 0, nullptr, &md, static_cast<int>(timeout.count()))) {
+    return std::unexpected(std::string("metadata: ") + rd_kafka_err2str(err));
+  }
+  KafkaPartitionsPtr parts(rd_kafka_topic_partition_list_new(16));
+  std::map<std::int32_t, std::int64_t> ends;  // partitions still to finish -> their end
+  for (int t = 0; t < md->topic_cnt; ++t) {
+    if (topic != md->topics[t].topic) continue;
+    for (int p = 0; p < md->topics[t].partition_cnt; ++p) {
+      std::int32_t id = md->topics[t].partitions[p].id;
+      std::int64_t low = 0, high = 0;
+      rd_kafka_query_watermark_offsets(rk, topic.c_str(), id, &low, &high, static_cast<int>(timeout.count()));
+      if (high <= low) continue;
+      ends[id] = high;
+      rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), id)->offset = low;
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  if (auto err = rd_kafka_assign(rk, parts.get())) return std::unexpected(std::string(rd_kafka_err2str(err)));
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!ends.empty()) {
+    if (std::chrono::steady_clock::now() > deadline) return std::unexpected("reading " + topic + " timed out");
+    KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 200));
+    if (!m || m->err) continue;
+    auto end = ends.find(m->partition);
+    if (end == ends.end()) continue;  // past the end we were asked for
+    if (m->offset + 1 >= end->second) ends.erase(end);
+    on_message(*m);
+  }
+  return {};
 }
 
 std::expected<void, std::string> produce_sync(const KafkaConfig& config, const std::string& topic,

@@ -92,41 +92,19 @@ int run_simulate(const hub::Config& config, devices::SimulatorConfig sim, bool s
 // Prints the events of the log (optionally of one community or device) as JSON lines, from the
 // start of every partition to its current end.
 int run_log(const hub::Config& config, const std::string& community, const std::string& device) {
-  auto consumer = make_consumer(config.kafka, {{"group.id", "courtyard-log-reader"}, {"enable.auto.commit", "false"}});
-  if (!consumer) throw std::runtime_error(consumer.error());
-  rd_kafka_t* rk = consumer->get();
-  const rd_kafka_metadata_t* md = nullptr;
-  if (auto err = rd_kafka_metadata(rk, 0, nullptr, &md, 10000)) throw std::runtime_error(rd_kafka_err2str(err));
-  KafkaPartitionsPtr parts(rd_kafka_topic_partition_list_new(16));
-  std::map<std::int32_t, std::int64_t> ends;
-  for (int t = 0; t < md->topic_cnt; ++t) {
-    if (config.kafka.events_topic != md->topics[t].topic) continue;
-    for (int p = 0; p < md->topics[t].partition_cnt; ++p) {
-      std::int32_t id = md->topics[t].partitions[p].id;
-      std::int64_t lo = 0, hi = 0;
-      rd_kafka_query_watermark_offsets(rk, config.kafka.events_topic.c_str(), id, &lo, &hi, 10000);
-      if (hi <= lo) continue;
-      ends[id] = hi;
-      rd_kafka_topic_partition_list_add(parts.get(), config.kafka.events_topic.c_str(), id)->offset = lo;
-    }
-  }
-  rd_kafka_metadata_destroy(md);
-  rd_kafka_assign(rk, parts.get());
-  while (!ends.empty()) {
-    KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 1000));
-    if (!m || m->err) continue;
-    if (m->offset + 1 >= ends[m->partition]) ends.erase(m->partition);
-    if (!community.empty() && std::string_view(static_cast<const char*>(m->key), m->key_len) != community) continue;
-    auto event = schemas::decode(std::string_view(static_cast<const char*>(m->payload), m->len));
-    nlohmann::json line{{"partition", m->partition}, {"offset", m->offset}};
+  auto ok = read_to_end(config.kafka, config.kafka.events_topic, [&](const rd_kafka_message_t& m) {
+    if (!community.empty() && std::string_view(static_cast<const char*>(m.key), m.key_len) != community) return;
+    auto event = schemas::decode(std::string_view(static_cast<const char*>(m.payload), m.len));
+    nlohmann::json line{{"partition", m.partition}, {"offset", m.offset}};
     if (!event) {
       line["error"] = event.error();
     } else {
-      if (!device.empty() && event->device.str() != device) continue;
+      if (!device.empty() && event->device.str() != device) return;
       line["event"] = schemas::to_json(*event);
     }
     std::cout << line.dump() << "\n";
-  }
+  });
+  if (!ok) throw std::runtime_error(ok.error());
   return 0;
 }
 

@@ -13,35 +13,11 @@
 using namespace courtyard;
 using namespace std::chrono_literals;
 
-namespace {
-
-std::uint64_t total(const std::map<std::string, std::uint64_t>& counts) {
-  std::uint64_t n = 0;
-  for (const auto& [_, v] : counts) n += v;
-  return n;
-}
-
-// True when the hub counts exactly what was sent, for every device.
-bool projections_match(test::Stack& stack, const devices::SimReport& report) {
-  auto served = stack.devices();
-  for (const auto& [device, types] : report.valid) {
-    auto it = served.find(device);
-    if (it == served.end() || it->second["events"].get<std::uint64_t>() != total(types)) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 TEST_SUITE("integration: event path") {
   TEST_CASE("200 devices of every kind send 10000 events: every valid one is counted once and every bad one is dead-lettered with its reason") {
     auto services = test::services();
     std::string prefix = test::unique_name("ep") + "-";
-    devices::SimulatorConfig sim;
-    sim.kafka = services.kafka();
-    sim.mqtt = services.mqtt();
-    sim.mqtt_password = services.service_password();
-    sim.communities = {prefix + "north", prefix + "south"};
+    auto sim = services.simulator({prefix + "north", prefix + "south"});
     sim.devices = 200;
     sim.events = 10000;
     sim.rate = 2500;
@@ -73,7 +49,7 @@ TEST_SUITE("integration: event path") {
     CHECK(report->refused == 0);
     CHECK(report->bad.size() == 100);
 
-    REQUIRE_MESSAGE(test::eventually([&] { return projections_match(stack, *report); }, 120s),
+    REQUIRE_MESSAGE(test::eventually([&] { return test::projections_match(stack, *report); }, 120s),
                     "projections did not converge; hub log: " << test::read_file(stack.hub().log_path()));
 
     // Every valid event counted once, in its device's projection, by type; nothing lost.

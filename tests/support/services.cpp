@@ -194,36 +194,11 @@ std::map<std::string, nlohmann::json> Stack::devices() {
 }
 
 std::vector<DeadLetterRecord> read_dead_letters(const KafkaConfig& kafka, const std::string& device_prefix) {
-  auto consumer = make_consumer(kafka, {{"group.id", unique_name("dl-reader")}, {"enable.auto.commit", "false"}});
-  REQUIRE(consumer);
-  rd_kafka_t* rk = consumer->get();
-  const rd_kafka_metadata_t* md = nullptr;
-  KafkaPtr& c = *consumer;
-  REQUIRE(rd_kafka_metadata(rk, 0, nullptr, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
-  KafkaPartitionsPtr parts(rd_kafka_topic_partition_list_new(8));
-  std::map<int, std::int64_t> ends;
-  for (int t = 0; t < md->topic_cnt; ++t) {
-    if (kafka.deadletter_topic != md->topics[t].topic) continue;
-    for (int p = 0; p < md->topics[t].partition_cnt; ++p) {
-      int id = md->topics[t].partitions[p].id;
-      rd_kafka_topic_partition_list_add(parts.get(), kafka.deadletter_topic.c_str(), id)->offset =
-          RD_KAFKA_OFFSET_BEGINNING;
-      std::int64_t lo = 0, hi = 0;
-      rd_kafka_query_watermark_offsets(rk, kafka.deadletter_topic.c_str(), id, &lo, &hi, 10000);
-      if (hi > lo) ends[id] = hi;
-    }
-  }
-  rd_kafka_metadata_destroy(md);
-  REQUIRE(rd_kafka_assign(rk, parts.get()) == RD_KAFKA_RESP_ERR_NO_ERROR);
   std::vector<DeadLetterRecord> out;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!ends.empty() && std::chrono::steady_clock::now() < deadline) {
-    KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 200));
-    if (!m || m->err) continue;
-    if (m->offset + 1 >= ends[m->partition]) ends.erase(m->partition);
+  auto ok = read_to_end(kafka, kafka.deadletter_topic, [&](const rd_kafka_message_t& m) {
     DeadLetterRecord r;
     rd_kafka_headers_t* headers = nullptr;
-    if (!rd_kafka_message_headers(m.get(), &headers)) {
+    if (!rd_kafka_message_headers(&m, &headers)) {
       auto get = [&](const char* name) {
         const void* v = nullptr;
         std::size_t size = 0;
@@ -235,12 +210,36 @@ std::vector<DeadLetterRecord> read_dead_letters(const KafkaConfig& kafka, const 
       r.detail = get("detail");
       r.source_topic = get("source_topic");
     }
-    if (!r.device.starts_with(device_prefix)) continue;
-    if (m->payload) r.payload.assign(static_cast<const char*>(m->payload), m->len);
+    if (!r.device.starts_with(device_prefix)) return;
+    if (m.payload) r.payload.assign(static_cast<const char*>(m.payload), m.len);
     out.push_back(std::move(r));
-  }
-  (void)c;
+  });
+  REQUIRE_MESSAGE(ok, (ok ? "" : ok.error()));
   return out;
+}
+
+devices::SimulatorConfig Services::simulator(std::vector<std::string> communities) const {
+  devices::SimulatorConfig sim;
+  sim.kafka = kafka();
+  sim.mqtt = mqtt();
+  sim.mqtt_password = service_password();
+  sim.communities = std::move(communities);
+  return sim;
+}
+
+std::uint64_t total(const std::map<std::string, std::uint64_t>& counts) {
+  std::uint64_t n = 0;
+  for (const auto& [_, v] : counts) n += v;
+  return n;
+}
+
+bool projections_match(Stack& stack, const devices::SimReport& report) {
+  auto served = stack.devices();
+  for (const auto& [device, types] : report.valid) {
+    auto it = served.find(device);
+    if (it == served.end() || it->second["events"].get<std::uint64_t>() != total(types)) return false;
+  }
+  return true;
 }
 
 }  // namespace courtyard::test

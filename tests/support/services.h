@@ -12,6 +12,7 @@
 
 #include "common/kafka.h"
 #include "common/mqtt.h"
+#include "devices/simulator.h"
 #include "temp_dir.h"
 
 namespace courtyard::test {
@@ -26,6 +27,8 @@ struct Services {
   MqttConfig mqtt() const;
   std::string service_password() const;
   std::string service_password_file() const;
+  // A simulator reaching these services with Courtyard's service identity.
+  devices::SimulatorConfig simulator(std::vector<std::string> communities) const;
 };
 Services services();
 
@@ -87,5 +90,10 @@ struct DeadLetterRecord {
   std::string device, reason, detail, source_topic, payload;
 };
 std::vector<DeadLetterRecord> read_dead_letters(const KafkaConfig& kafka, const std::string& device_prefix);
+
+// The sum of a report's per-type counts.
+std::uint64_t total(const std::map<std::string, std::uint64_t>& counts);
+// True when the hub counts exactly the valid events the simulator sent, for every device.
+bool projections_match(Stack& stack, const devices::SimReport& report);
 
 }  // namespace courtyard::test

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -42,6 +43,12 @@ std::expected<KafkaPtr, std::string> make_consumer(
 std::expected<std::int64_t, std::string> query_high_watermark(rd_kafka_t* rk, const std::string& topic,
                                                               std::int32_t partition,
                                                               std::chrono::milliseconds timeout);
+
+// Reads every partition of `topic` from its start to the end it had when called, calling
+// `on_message` for each message (per partition in order). For tools and tests, not hot paths.
+std::expected<void, std::string> read_to_end(const KafkaConfig& config, const std::string& topic,
+                                             const std::function<void(const rd_kafka_message_t&)>& on_message,
+                                             std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 // Produces one message and waits for its delivery report. For rare, synchronous writes (the CLI).
 std::expected<void, std::string> produce_sync(const KafkaConfig& config, const std::string& topic,
