@@ -31,7 +31,8 @@ TEST_SUITE("ingest admission") {
       reasons_seen.insert(c.reason);
     }
     SUBCASE("and the vectors cover every reason a device payload can earn") {
-      for (auto code : {schemas::Rejection::Code::Malformed, schemas::Rejection::Code::MissingField,
+      for (auto code : {schemas::Rejection::Code::Malformed, schemas::Rejection::Code::FailedVerification,
+                        schemas::Rejection::Code::MissingField,
                         schemas::Rejection::Code::OutOfRange, schemas::Rejection::Code::UnknownType,
                         schemas::Rejection::Code::TooLarge, schemas::Rejection::Code::UnknownDevice,
                         schemas::Rejection::Code::WrongTopic, schemas::Rejection::Code::TypeNotAllowed}) {

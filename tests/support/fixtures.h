@@ -37,7 +37,7 @@ inline std::vector<PayloadCase> payload_cases(const std::string& subdir) {
   std::filesystem::path root = std::filesystem::path(COURTYARD_TEST_DATA) / "payloads" / subdir;
   std::vector<std::filesystem::path> files;
   for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
-    if (e.is_regular_file() && e.path().extension() == ".json") files.push_back(e.path());
+    if (e.is_regular_file() && (e.path().extension() == ".json" || e.path().extension() == ".fb")) files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());
   for (const auto& f : files) {
