@@ -21,16 +21,23 @@ std::string_view to_string(Rejection::Code code) {
 std::string_view type_name(const Body& body) {
   static constexpr std::array<std::string_view, std::variant_size_v<Body>> kTypes = {
       "gate.pass",       "vehicle.pass",   "meter.reading", "home.sensor",
-      "wearable.vitals", "wearable.alarm", "device.status", "device.registered"};
+      "wearable.vitals", "wearable.alarm", "device.status", "device.registered", "tick", "operator.action"};
   return kTypes[body.index()];
 }
 
 std::string_view to_string(DeviceKind kind) { return name_of(kind); }
 std::optional<DeviceKind> parse_device_kind(std::string_view name) { return parse_name<DeviceKind>(name); }
 
+bool is_system_event(const Body& body) {
+  return std::holds_alternative<DeviceRegistered>(body) || std::holds_alternative<Tick>(body) ||
+         std::holds_alternative<OperatorAction>(body);
+}
+
+std::string_view to_string(AlertAction action) { return name_of(action); }
+
 bool allowed_for(DeviceKind kind, const Body& body) {
-  if (std::holds_alternative<DeviceStatus>(body)) return true;        // every device reports health
-  if (std::holds_alternative<DeviceRegistered>(body)) return false;   // only ingest writes these
+  if (std::holds_alternative<DeviceStatus>(body)) return true;  // every device reports health
+  if (is_system_event(body)) return false;                      // only Courtyard writes these
   switch (kind) {
     case DeviceKind::Gate:
     case DeviceKind::Door: return std::holds_alternative<GatePass>(body);

@@ -71,6 +71,14 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
                                                                to_fb<std::int16_t>(x.rssi), to_fb<bool>(x.tamper),
                                                                firmware)
                                              .Union()};
+        } else if constexpr (std::is_same_v<T, Tick>) {
+          return {f::Body::Tick, f::CreateTick(b, x.partition).Union()};
+        } else if constexpr (std::is_same_v<T, OperatorAction>) {
+          auto id = b.CreateString(x.alert_id);
+          auto actor = b.CreateString(x.actor);
+          auto note = b.CreateString(x.note);
+          return {f::Body::OperatorAction,
+                  f::CreateOperatorAction(b, id, cast_enum<f::AlertAction>(x.action), actor, note).Union()};
         } else {
           auto unit = b.CreateString(x.unit);
           auto location = b.CreateString(x.location);
@@ -141,6 +149,12 @@ std::expected<Body, std::string> read_body(const f::Event& e) {
       if (!in_range<DeviceKind>(static_cast<int>(x->kind()))) return bad_enum("body.kind");
       return DeviceRegistered{cast_enum<DeviceKind>(x->kind()), str(x->unit()), str(x->location())};
     }
+    case f::Body::Tick: return Tick{e.body_as_Tick()->partition()};
+    case f::Body::OperatorAction: {
+      auto* x = e.body_as_OperatorAction();
+      if (!in_range<AlertAction>(static_cast<int>(x->action()))) return bad_enum("body.action");
+      return OperatorAction{str(x->alert_id()), cast_enum<AlertAction>(x->action()), str(x->actor()), str(x->note())};
+    }
     case f::Body::NONE: break;
   }
   return std::unexpected(std::string("body is missing or of an unknown type"));
@@ -205,8 +219,9 @@ std::expected<Event, Rejection> parse_device_flatbuffer(const Topic& topic, std:
                                                            "\" in the buffer is not the topic's community \"" +
                                                            topic.community.str() + "\""});
   }
-  if (std::holds_alternative<DeviceRegistered>(event->body)) {
-    return std::unexpected(Rejection{Code::TypeNotAllowed, "device.registered is written by Courtyard, not by devices"});
+  if (is_system_event(event->body)) {
+    return std::unexpected(Rejection{Code::TypeNotAllowed, std::string(type_name(event->body)) +
+                                                               " is written by Courtyard, not by devices"});
   }
   // What ingest sets is never taken from a device.
   event->device = topic.device;

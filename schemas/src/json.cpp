@@ -208,8 +208,8 @@ std::expected<Body, Rejection> parse_body(std::string_view type, const json& obj
     b.firmware = std::move(firmware);
     return b;
   }
-  if (type == "device.registered") {
-    return reject(Code::TypeNotAllowed, "device.registered is written by Courtyard, not by devices");
+  if (type == "device.registered" || type == "tick" || type == "operator.action") {
+    return reject(Code::TypeNotAllowed, std::string(type) + " is written by Courtyard, not by devices");
   }
   return reject(Code::UnknownType, "type \"" + std::string(type) + "\" is not an event type");
 }
@@ -295,6 +295,13 @@ nlohmann::json body_to_json(const Body& body) {
           j["kind"] = name_of(b.kind);
           j["unit"] = b.unit;
           j["location"] = b.location;
+        } else if constexpr (std::is_same_v<T, Tick>) {
+          j["partition"] = b.partition;
+        } else if constexpr (std::is_same_v<T, OperatorAction>) {
+          j["alert_id"] = b.alert_id;
+          j["action"] = name_of(b.action);
+          j["actor"] = b.actor;
+          if (!b.note.empty()) j["note"] = b.note;
         }
       },
       body);

@@ -41,6 +41,11 @@ struct Names<AlarmKind> {
   static constexpr std::array<std::string_view, 3> kValues = {"fall", "sos", "removed"};
 };
 
+template <>
+struct Names<AlertAction> {
+  static constexpr std::array<std::string_view, 2> kValues = {"ack", "resolve"};
+};
+
 template <class E>
 constexpr std::string_view name_of(E e) {
   return Names<E>::kValues[static_cast<std::size_t>(e)];

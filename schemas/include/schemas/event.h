@@ -80,8 +80,27 @@ struct DeviceRegistered {
   bool operator==(const DeviceRegistered&) const = default;
 };
 
+// The log's clock: appended by the hub to every partition at a fixed interval.
+struct Tick {
+  std::int32_t partition = 0;
+  bool operator==(const Tick&) const = default;
+};
+enum class AlertAction { Acknowledge, Resolve };
+// An operator's decision about an alert, appended by the hub.
+struct OperatorAction {
+  std::string alert_id;
+  AlertAction action = AlertAction::Acknowledge;
+  std::string actor;
+  std::string note;
+  bool operator==(const OperatorAction&) const = default;
+};
+
 using Body = std::variant<GatePass, VehiclePass, MeterReading, HomeSensor, WearableVitals, WearableAlarm,
-                          DeviceStatus, DeviceRegistered>;
+                          DeviceStatus, DeviceRegistered, Tick, OperatorAction>;
+
+// Events Courtyard itself appends (registrations, ticks, operator actions) carry no device seq.
+bool is_system_event(const Body& body);
+std::string_view to_string(AlertAction action);
 
 struct Event {
   std::uint16_t schema_version = kSchemaVersion;

@@ -1,0 +1,85 @@
+#pragma once
+// The alerts fold: rules over a community's events that open, update, escalate and close alert
+// episodes. One state per community (its devices' directory and liveness, its active alerts,
+// recently closed ones for flap suppression), so rules that combine devices need no joins.
+// Pure and deterministic: "now" is the latest log time the community has seen (event ingest
+// times and hub ticks), never a clock; replaying the same events gives the same alerts.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "schemas/event.h"
+
+namespace courtyard::processors {
+
+// Thresholds of every rule. Defaults in config/rules.toml; each community may override any.
+struct AlertRules {
+  double fever_c = 37.3;                        // gate temperature at or above: major
+  double spo2_critical_pct = 92;                // wearable SpO2 at or below: critical
+  double low_battery_pct = 20;                  // battery at or below: warning
+  std::int64_t low_battery_repeat_ms = 86'400'000;  // a closed low-battery alert is not raised again sooner
+  std::int64_t fall_escalate_ms = 60'000;       // a fall not cancelled within this becomes critical
+  std::int64_t critical_ack_timeout_ms = 300'000;  // an unacknowledged critical alert escalates after this
+  std::int64_t flap_window_ms = 300'000;        // a re-trigger this soon after closing reopens the episode
+  std::int64_t door_open_limit_ms = 600'000;    // a home door open longer than this: minor
+  int offline_missed_heartbeats = 3;            // silent for this many intervals: offline (major)
+  std::map<std::string, std::int64_t> heartbeat_ms = {  // expected interval per device kind; 0: not watched
+      {"gate", 60'000},       {"vehicle_gate", 60'000}, {"door", 300'000},   {"camera", 60'000},
+      {"meter", 900'000},     {"home_sensor", 300'000}, {"wearable", 300'000}};
+};
+
+struct TimelineEntry {
+  std::int64_t at_ms = 0;
+  std::string what;  // opened, updated, escalated, acknowledged, resolved, reopened
+  std::string by;    // "rule", an operator, "device"
+  std::string note;
+  bool operator==(const TimelineEntry&) const = default;
+};
+
+struct Alert {
+  std::string id;        // {community}:{rule}:{subject}:{episode}: deterministic, so replays dedupe
+  std::string rule;      // fever, sos, fall, spo2_low, smoke, gas, water_leak, door_open, offline, low_battery, tamper
+  std::string severity;  // critical, major, minor, warning
+  std::string state;     // open, acknowledged, escalated, resolved
+  std::string community, unit, device, location;  // where: for staff to go
+  std::string subject;   // who or what: a person's token, a wearer's device, a sensor
+  std::string detail;    // latest reading in words
+  std::int64_t opened_at_ms = 0, updated_at_ms = 0, acknowledged_at_ms = 0, resolved_at_ms = 0;
+  std::int64_t escalate_at_ms = 0;  // when a timer of this alert fires (0: none)
+  std::uint64_t occurrences = 0;    // triggers folded into this episode
+  std::vector<TimelineEntry> timeline;
+  bool operator==(const Alert&) const = default;
+};
+
+struct WatchedDevice {
+  std::string kind, unit, location;
+  std::int64_t last_seen_ms = 0;
+  std::int64_t door_open_since_ms = 0;  // home door contact: when it opened (0: closed)
+  bool operator==(const WatchedDevice&) const = default;
+};
+
+struct CommunityAlerts {
+  std::int64_t now_ms = 0;                       // latest log time seen
+  std::map<std::string, WatchedDevice> devices;  // by device id
+  std::map<std::string, Alert> active;           // by rule|subject: not resolved
+  std::map<std::string, Alert> closed;           // by rule|subject: the last resolved episode, while it matters
+  std::map<std::string, std::uint64_t> episodes; // by rule|subject: episodes opened so far
+  bool operator==(const CommunityAlerts&) const = default;
+};
+
+struct AlertStep {
+  CommunityAlerts state;
+  std::vector<Alert> changed;  // alerts whose record changed: the projector stores and publishes them
+};
+
+AlertStep apply(CommunityAlerts state, const schemas::Event& event, const AlertRules& rules);
+
+nlohmann::json to_json(const Alert& alert);
+Alert alert_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const CommunityAlerts& state);
+CommunityAlerts community_alerts_from_json(const nlohmann::json& j);
+
+}  // namespace courtyard::processors

@@ -1,0 +1,324 @@
+#include "processors/alerts_fold.h"
+
+#include <fmt/format.h>
+
+namespace courtyard::processors {
+namespace {
+
+using namespace schemas;
+constexpr std::size_t kMaxTimeline = 50;
+
+bool one_of(const std::string& s, std::initializer_list<const char*> values) {
+  for (const char* v : values) {
+    if (s == v) return true;
+  }
+  return false;
+}
+
+class Rules {
+ public:
+  Rules(CommunityAlerts& s, const AlertRules& r, std::vector<Alert>& changed, std::string community)
+      : s_(s), r_(r), changed_(changed), community_(std::move(community)) {}
+
+  // Opens an episode, reopens one closed within the flap window, or updates the open one.
+  void trigger(const std::string& rule, const std::string& subject, const std::string& severity,
+               const std::string& device, const std::string& detail, std::int64_t escalate_at = 0) {
+    const std::string key = rule + "|" + subject;
+    if (auto it = s_.active.find(key); it != s_.active.end()) {
+      Alert& a = it->second;
+      ++a.occurrences;
+      a.updated_at_ms = s_.now_ms;
+      if (a.detail != detail) add(a, "updated", "rule", detail);
+      a.detail = detail;
+      changed(a);
+      return;
+    }
+    Alert a;
+    if (auto closed = s_.closed.find(key);
+        closed != s_.closed.end() && s_.now_ms - closed->second.resolved_at_ms < r_.flap_window_ms) {
+      a = std::move(closed->second);
+      s_.closed.erase(closed);
+      a.state = "open";
+      a.resolved_at_ms = 0;
+      ++a.occurrences;
+      add(a, "reopened", "rule", detail);
+    } else {
+      a.id = fmt::format("{}:{}:{}:{}", community_, rule, subject, ++s_.episodes[key]);
+      a.rule = rule;
+      a.subject = subject;
+      a.community = community_;
+      a.device = device;
+      if (auto d = s_.devices.find(device); d != s_.devices.end()) {
+        a.unit = d->second.unit;
+        a.location = d->second.location;
+      }
+      a.state = "open";
+      a.opened_at_ms = s_.now_ms;
+      a.occurrences = 1;
+      add(a, "opened", "rule", detail);
+    }
+    a.severity = severity;
+    a.detail = detail;
+    a.updated_at_ms = s_.now_ms;
+    a.escalate_at_ms = escalate_at ? escalate_at : severity == "critical" ? s_.now_ms + r_.critical_ack_timeout_ms : 0;
+    changed(s_.active[key] = std::move(a));
+  }
+
+  void resolve(const std::string& rule, const std::string& subject, const std::string& by, const std::string& note) {
+    auto it = s_.active.find(rule + "|" + subject);
+    if (it != s_.active.end()) close(it, by, note);
+  }
+
+  bool active(const std::string& rule, const std::string& subject) const {
+    return s_.active.contains(rule + "|" + subject);
+  }
+
+  bool closed_within(const std::string& rule, const std::string& subject, std::int64_t window) const {
+    auto it = s_.closed.find(rule + "|" + subject);
+    return it != s_.closed.end() && s_.now_ms - it->second.resolved_at_ms < window;
+  }
+
+  void operator_action(const OperatorAction& action) {
+    for (auto it = s_.active.begin(); it != s_.active.end(); ++it) {
+      if (it->second.id != action.alert_id) continue;
+      if (action.action == AlertAction::Resolve) return close(it, action.actor, action.note);
+      Alert& a = it->second;
+      if (a.state == "acknowledged") return;  // idempotent
+      a.state = "acknowledged";
+      a.acknowledged_at_ms = s_.now_ms;
+      a.updated_at_ms = s_.now_ms;
+      if (a.rule != "fall") a.escalate_at_ms = 0;  // a fall still turns critical if the wearer never cancels
+      add(a, "acknowledged", action.actor, action.note);
+      changed(a);
+      return;
+    }
+  }
+
+  // Timers: escalations, silent devices, doors left open, and forgetting old closed episodes.
+  void tick() {
+    for (auto& [key, a] : s_.active) {
+      if (a.escalate_at_ms == 0 || s_.now_ms < a.escalate_at_ms) continue;
+      a.escalate_at_ms = 0;
+      a.updated_at_ms = s_.now_ms;
+      if (a.rule == "fall" && a.severity != "critical") {
+        a.severity = "critical";
+        if (a.state == "open") a.state = "escalated";
+        add(a, "escalated", "rule", fmt::format("not cancelled within {} s", r_.fall_escalate_ms / 1000));
+      } else if (a.state == "open") {
+        a.state = "escalated";
+        add(a, "escalated", "rule", fmt::format("not acknowledged within {} s", r_.critical_ack_timeout_ms / 1000));
+      }
+      changed(a);
+    }
+    for (const auto& [id, d] : s_.devices) {
+      auto interval = r_.heartbeat_ms.find(d.kind);
+      if (interval != r_.heartbeat_ms.end() && interval->second > 0 && d.last_seen_ms > 0 &&
+          s_.now_ms - d.last_seen_ms > r_.offline_missed_heartbeats * interval->second && !active("offline", id)) {
+        trigger("offline", id, "major", id, fmt::format("no traffic for {} s", (s_.now_ms - d.last_seen_ms) / 1000));
+      }
+      if (d.door_open_since_ms > 0 && s_.now_ms - d.door_open_since_ms > r_.door_open_limit_ms &&
+          !active("door_open", id)) {
+        trigger("door_open", id, "minor", id, fmt::format("open for {} s", (s_.now_ms - d.door_open_since_ms) / 1000));
+      }
+    }
+    const std::int64_t keep = std::max(r_.flap_window_ms, r_.low_battery_repeat_ms);
+    std::erase_if(s_.closed, [&](const auto& kv) { return s_.now_ms - kv.second.resolved_at_ms > keep; });
+  }
+
+ private:
+  void close(std::map<std::string, Alert>::iterator it, const std::string& by, const std::string& note) {
+    Alert a = std::move(it->second);
+    s_.active.erase(it);
+    a.state = "resolved";
+    a.resolved_at_ms = s_.now_ms;
+    a.updated_at_ms = s_.now_ms;
+    a.escalate_at_ms = 0;
+    add(a, "resolved", by, note);
+    changed(a);
+    s_.closed[a.rule + "|" + a.subject] = std::move(a);
+  }
+
+  void add(Alert& a, const char* what, const std::string& by, const std::string& note) {
+    if (a.timeline.size() >= kMaxTimeline) a.timeline.erase(a.timeline.begin() + 1);  // keep "opened"
+    a.timeline.push_back({s_.now_ms, what, by, note});
+  }
+
+  void changed(const Alert& a) {
+    for (auto& c : changed_) {
+      if (c.id == a.id) {
+        c = a;
+        return;
+      }
+    }
+    changed_.push_back(a);
+  }
+
+  CommunityAlerts& s_;
+  const AlertRules& r_;
+  std::vector<Alert>& changed_;
+  std::string community_;
+};
+
+std::string where(const WatchedDevice* d) { return d && !d->location.empty() ? " at " + d->location : ""; }
+
+}  // namespace
+
+AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r) {
+  std::vector<Alert> changed;
+  s.now_ms = std::max(s.now_ms, e.ingest_time_ms);
+  Rules rules(s, r, changed, e.community.str());
+  const std::string device = e.device.str();
+
+  if (std::holds_alternative<Tick>(e.body)) {
+    rules.tick();
+    return {std::move(s), std::move(changed)};
+  }
+  if (const auto* action = std::get_if<OperatorAction>(&e.body)) {
+    rules.operator_action(*action);
+    return {std::move(s), std::move(changed)};
+  }
+  if (const auto* reg = std::get_if<DeviceRegistered>(&e.body)) {
+    auto& d = s.devices[device];
+    d.kind = std::string(to_string(reg->kind));
+    d.unit = reg->unit;
+    d.location = reg->location;
+    return {std::move(s), std::move(changed)};
+  }
+
+  auto& d = s.devices[device];
+  d.last_seen_ms = s.now_ms;
+  if (rules.active("offline", device)) rules.resolve("offline", device, "device", "back online");
+
+  std::visit(
+      [&](const auto& b) {
+        using T = std::decay_t<decltype(b)>;
+        if constexpr (std::is_same_v<T, GatePass>) {
+          if (b.temperature_c && *b.temperature_c >= r.fever_c) {
+            rules.trigger("fever", b.subject, "major", device,
+                          fmt::format("{:.1f} °C{}", *b.temperature_c, where(&d)));
+          }
+        } else if constexpr (std::is_same_v<T, WearableAlarm>) {
+          if (b.kind == AlarmKind::Sos) {
+            if (b.cancelled) rules.resolve("sos", device, "device", "cancelled by the wearer");
+            else rules.trigger("sos", device, "critical", device, "SOS pressed" + where(&d));
+          } else if (b.kind == AlarmKind::Fall) {
+            if (b.cancelled) rules.resolve("fall", device, "device", "cancelled by the wearer");
+            else rules.trigger("fall", device, "major", device, "fall detected" + where(&d), s.now_ms + r.fall_escalate_ms);
+          }
+        } else if constexpr (std::is_same_v<T, WearableVitals>) {
+          if (b.spo2_pct && *b.spo2_pct <= r.spo2_critical_pct) {
+            rules.trigger("spo2_low", device, "critical", device, fmt::format("SpO2 {:.0f}%", *b.spo2_pct));
+          }
+        } else if constexpr (std::is_same_v<T, HomeSensor>) {
+          const std::string& st = b.state;
+          auto alarm_rule = [&](const char* rule, const char* severity, const char* what) {
+            if (one_of(st, {"alarm", "detected", "leak"})) rules.trigger(rule, device, severity, device, what + where(&d));
+            else if (one_of(st, {"ok", "clear", "normal", "idle", "dry"})) rules.resolve(rule, device, "device", "sensor cleared");
+          };
+          switch (b.sensor) {
+            case SensorKind::Smoke: alarm_rule("smoke", "critical", "smoke alarm"); break;
+            case SensorKind::Gas: alarm_rule("gas", "critical", "gas alarm"); break;
+            case SensorKind::WaterLeak: alarm_rule("water_leak", "major", "water leak"); break;
+            case SensorKind::Door:
+              if (st == "open" && d.door_open_since_ms == 0) d.door_open_since_ms = s.now_ms;
+              if (st == "closed") {
+                d.door_open_since_ms = 0;
+                rules.resolve("door_open", device, "device", "closed");
+              }
+              break;
+            default: break;
+          }
+        } else if constexpr (std::is_same_v<T, DeviceStatus>) {
+          if (b.battery_pct) {
+            if (*b.battery_pct <= r.low_battery_pct) {
+              if (!rules.closed_within("low_battery", device, r.low_battery_repeat_ms)) {
+                rules.trigger("low_battery", device, "warning", device, fmt::format("battery {:.0f}%", *b.battery_pct));
+              }
+            } else if (*b.battery_pct >= r.low_battery_pct + 10) {
+              rules.resolve("low_battery", device, "device", fmt::format("battery {:.0f}%", *b.battery_pct));
+            }
+          }
+          if (b.tamper) {
+            if (*b.tamper) rules.trigger("tamper", device, "major", device, "tamper switch open" + where(&d));
+            else rules.resolve("tamper", device, "device", "tamper switch closed");
+          }
+        }
+      },
+      e.body);
+  return {std::move(s), std::move(changed)};
+}
+
+nlohmann::json to_json(const Alert& a) {
+  nlohmann::json timeline = nlohmann::json::array();
+  for (const auto& t : a.timeline) timeline.push_back({{"at", t.at_ms}, {"what", t.what}, {"by", t.by}, {"note", t.note}});
+  return {{"id", a.id},
+          {"rule", a.rule},
+          {"severity", a.severity},
+          {"state", a.state},
+          {"community", a.community},
+          {"unit", a.unit},
+          {"device", a.device},
+          {"location", a.location},
+          {"subject", a.subject},
+          {"detail", a.detail},
+          {"opened_at", a.opened_at_ms},
+          {"updated_at", a.updated_at_ms},
+          {"acknowledged_at", a.acknowledged_at_ms},
+          {"resolved_at", a.resolved_at_ms},
+          {"escalate_at", a.escalate_at_ms},
+          {"occurrences", a.occurrences},
+          {"timeline", timeline}};
+}
+
+Alert alert_from_json(const nlohmann::json& j) {
+  Alert a;
+  a.id = j.value("id", "");
+  a.rule = j.value("rule", "");
+  a.severity = j.value("severity", "");
+  a.state = j.value("state", "");
+  a.community = j.value("community", "");
+  a.unit = j.value("unit", "");
+  a.device = j.value("device", "");
+  a.location = j.value("location", "");
+  a.subject = j.value("subject", "");
+  a.detail = j.value("detail", "");
+  a.opened_at_ms = j.value("opened_at", std::int64_t{0});
+  a.updated_at_ms = j.value("updated_at", std::int64_t{0});
+  a.acknowledged_at_ms = j.value("acknowledged_at", std::int64_t{0});
+  a.resolved_at_ms = j.value("resolved_at", std::int64_t{0});
+  a.escalate_at_ms = j.value("escalate_at", std::int64_t{0});
+  a.occurrences = j.value("occurrences", std::uint64_t{0});
+  for (const auto& t : j.value("timeline", nlohmann::json::array())) {
+    a.timeline.push_back({t.value("at", std::int64_t{0}), t.value("what", ""), t.value("by", ""), t.value("note", "")});
+  }
+  return a;
+}
+
+nlohmann::json to_json(const CommunityAlerts& s) {
+  nlohmann::json devices = nlohmann::json::object(), active = nlohmann::json::object(), closed = nlohmann::json::object();
+  for (const auto& [id, d] : s.devices) {
+    devices[id] = {{"kind", d.kind}, {"unit", d.unit}, {"location", d.location}, {"last_seen", d.last_seen_ms},
+                   {"door_open_since", d.door_open_since_ms}};
+  }
+  for (const auto& [k, a] : s.active) active[k] = to_json(a);
+  for (const auto& [k, a] : s.closed) closed[k] = to_json(a);
+  return {{"now", s.now_ms}, {"devices", devices}, {"active", active}, {"closed", closed}, {"episodes", s.episodes}};
+}
+
+CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
+  CommunityAlerts s;
+  s.now_ms = j.value("now", std::int64_t{0});
+  const auto devices = j.value("devices", nlohmann::json::object());
+  const auto active = j.value("active", nlohmann::json::object());
+  const auto closed = j.value("closed", nlohmann::json::object());
+  for (const auto& [id, d] : devices.items()) {
+    s.devices[id] = {d.value("kind", ""), d.value("unit", ""), d.value("location", ""),
+                     d.value("last_seen", std::int64_t{0}), d.value("door_open_since", std::int64_t{0})};
+  }
+  for (const auto& [k, a] : active.items()) s.active[k] = alert_from_json(a);
+  for (const auto& [k, a] : closed.items()) s.closed[k] = alert_from_json(a);
+  if (j.contains("episodes")) s.episodes = j["episodes"].get<std::map<std::string, std::uint64_t>>();
+  return s;
+}
+
+}  // namespace courtyard::processors

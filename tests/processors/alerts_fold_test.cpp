@@ -1,0 +1,291 @@
+// Alert rules as event sequences: each case feeds a community's events through the fold and
+// reads the alerts it keeps. Time is the events' ingest time; ticks advance it.
+#include <doctest/doctest.h>
+
+#include "processors/alerts_fold.h"
+
+using namespace courtyard;
+using namespace courtyard::processors;
+using namespace schemas;
+
+namespace {
+
+constexpr std::int64_t kT0 = 1'795'950'000'000;
+
+struct Community {
+  AlertRules rules;
+  CommunityAlerts state;
+  std::vector<Alert> changed;  // of the last event
+  std::uint64_t seq = 0;
+
+  Community() {
+    add("gate-1", DeviceKind::Gate, "", "East gate", 0);
+    add("wear-1", DeviceKind::Wearable, "b3-0402", "Building 3, flat 402", 0);
+    add("smoke-1", DeviceKind::HomeSensor, "b3-0402", "Building 3, flat 402 kitchen", 0);
+    add("meter-1", DeviceKind::Meter, "b1-0101", "Building 1, flat 101", 0);
+  }
+
+  void feed(const std::string& device, Body body, std::int64_t at_ms) {
+    Event e;
+    e.device = DeviceId(device);
+    e.community = CommunityId("c1");
+    e.seq = ++seq;
+    e.ingest_time_ms = kT0 + at_ms;
+    e.device_time_ms = kT0 + at_ms;
+    e.body = std::move(body);
+    auto step = apply(std::move(state), e, rules);
+    state = std::move(step.state);
+    changed = std::move(step.changed);
+  }
+  void add(const std::string& device, DeviceKind kind, std::string unit, std::string location, std::int64_t at) {
+    feed(device, DeviceRegistered{kind, std::move(unit), std::move(location)}, at);
+  }
+  void tick(std::int64_t at_ms) { feed("courtyard-hub", Tick{0}, at_ms); }
+  void act(const std::string& id, AlertAction action, std::int64_t at_ms) {
+    feed("operator", OperatorAction{id, action, "staff-7", ""}, at_ms);
+  }
+
+  void pass(double temperature, std::int64_t at, const std::string& subject = "subj-1") {
+    GatePass g;
+    g.subject = subject;
+    g.temperature_c = temperature;
+    feed("gate-1", g, at);
+  }
+  void alarm(AlarmKind kind, bool cancelled, std::int64_t at) { feed("wear-1", WearableAlarm{kind, cancelled}, at); }
+  void sensor(SensorKind kind, const std::string& st, std::int64_t at, const std::string& device = "smoke-1") {
+    feed(device, HomeSensor{kind, st, {}}, at);
+  }
+  void status(std::optional<double> battery, std::optional<bool> tamper, std::int64_t at, const std::string& device = "meter-1") {
+    DeviceStatus s;
+    s.battery_pct = battery;
+    s.tamper = tamper;
+    feed(device, s, at);
+  }
+
+  const Alert* active(const std::string& rule, const std::string& subject) const {
+    auto it = state.active.find(rule + "|" + subject);
+    return it == state.active.end() ? nullptr : &it->second;
+  }
+  const Alert* closed(const std::string& rule, const std::string& subject) const {
+    auto it = state.closed.find(rule + "|" + subject);
+    return it == state.closed.end() ? nullptr : &it->second;
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("alert rules") {
+  TEST_CASE("fever: 37.3 °C at a gate raises a major alert there, 37.2 does not") {
+    Community c;
+    c.pass(37.2, 1000);
+    CHECK(c.state.active.empty());
+    c.pass(37.3, 2000);
+    const Alert* a = c.active("fever", "subj-1");
+    REQUIRE(a);
+    CHECK(a->severity == "major");
+    CHECK(a->state == "open");
+    CHECK(a->device == "gate-1");
+    CHECK(a->location == "East gate");
+    CHECK(a->id == "c1:fever:subj-1:1");
+    CHECK(a->detail == "37.3 °C at East gate");
+    CHECK(c.changed.size() == 1);
+  }
+
+  TEST_CASE("a re-trigger updates the open episode instead of opening another") {
+    Community c;
+    c.pass(38.0, 1000);
+    c.pass(38.4, 5000);
+    REQUIRE(c.state.active.size() == 1);
+    const Alert* a = c.active("fever", "subj-1");
+    CHECK(a->occurrences == 2);
+    CHECK(a->detail == "38.4 °C at East gate");
+    CHECK(a->id == "c1:fever:subj-1:1");
+  }
+
+  TEST_CASE("SOS is critical at once and the wearer's cancel resolves it") {
+    Community c;
+    c.alarm(AlarmKind::Sos, false, 1000);
+    REQUIRE(c.active("sos", "wear-1"));
+    CHECK(c.active("sos", "wear-1")->severity == "critical");
+    CHECK(c.active("sos", "wear-1")->unit == "b3-0402");
+    c.alarm(AlarmKind::Sos, true, 2000);
+    CHECK_FALSE(c.active("sos", "wear-1"));
+    REQUIRE(c.closed("sos", "wear-1"));
+    CHECK(c.closed("sos", "wear-1")->state == "resolved");
+    CHECK(c.closed("sos", "wear-1")->timeline.back().note == "cancelled by the wearer");
+  }
+
+  TEST_CASE("a fall not cancelled within 60 s escalates to critical on the first tick after, not before") {
+    Community c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    CHECK(c.active("fall", "wear-1")->severity == "major");
+    c.tick(60'999);
+    CHECK(c.active("fall", "wear-1")->severity == "major");
+    c.tick(61'000);
+    const Alert* a = c.active("fall", "wear-1");
+    CHECK(a->severity == "critical");
+    CHECK(a->state == "escalated");
+    CHECK(a->timeline.back().what == "escalated");
+  }
+
+  TEST_CASE("a fall cancelled within 60 s is resolved and never escalates") {
+    Community c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    c.alarm(AlarmKind::Fall, true, 30'000);
+    c.tick(120'000);
+    CHECK_FALSE(c.active("fall", "wear-1"));
+    CHECK(c.closed("fall", "wear-1")->severity == "major");
+  }
+
+  TEST_CASE("an acknowledged fall still turns critical if the wearer never cancels, but stays acknowledged") {
+    Community c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    c.act("c1:fall:wear-1:1", AlertAction::Acknowledge, 5000);
+    c.tick(61'000);
+    CHECK(c.active("fall", "wear-1")->severity == "critical");
+    CHECK(c.active("fall", "wear-1")->state == "acknowledged");
+  }
+
+  TEST_CASE("an unacknowledged critical alert escalates after the configured delay; an acknowledged one does not") {
+    Community c;
+    c.rules.critical_ack_timeout_ms = 10'000;
+    c.sensor(SensorKind::Smoke, "alarm", 1000);
+    c.tick(10'999);
+    CHECK(c.active("smoke", "smoke-1")->state == "open");
+    c.tick(11'000);
+    CHECK(c.active("smoke", "smoke-1")->state == "escalated");
+
+    Community d;
+    d.rules.critical_ack_timeout_ms = 10'000;
+    d.sensor(SensorKind::Smoke, "alarm", 1000);
+    d.act("c1:smoke:smoke-1:1", AlertAction::Acknowledge, 2000);
+    d.tick(60'000);
+    CHECK(d.active("smoke", "smoke-1")->state == "acknowledged");
+  }
+
+  TEST_CASE("operator actions are idempotent and an unknown alert id changes nothing") {
+    Community c;
+    c.sensor(SensorKind::WaterLeak, "leak", 1000);
+    CHECK(c.active("water_leak", "smoke-1")->severity == "major");
+    c.act("c1:water_leak:smoke-1:1", AlertAction::Acknowledge, 2000);
+    CHECK(c.changed.size() == 1);
+    c.act("c1:water_leak:smoke-1:1", AlertAction::Acknowledge, 3000);
+    CHECK(c.changed.empty());
+    c.act("c1:nothing:here:1", AlertAction::Resolve, 4000);
+    CHECK(c.changed.empty());
+    c.act("c1:water_leak:smoke-1:1", AlertAction::Resolve, 5000);
+    CHECK(c.closed("water_leak", "smoke-1")->timeline.back().by == "staff-7");
+    c.act("c1:water_leak:smoke-1:1", AlertAction::Resolve, 6000);
+    CHECK(c.changed.empty());
+  }
+
+  TEST_CASE("flapping: a re-trigger within the flap window reopens the same episode, later ones open a new one") {
+    Community c;
+    c.rules.flap_window_ms = 60'000;
+    c.sensor(SensorKind::Smoke, "alarm", 1000);
+    c.sensor(SensorKind::Smoke, "ok", 2000);
+    c.sensor(SensorKind::Smoke, "alarm", 3000);
+    CHECK(c.active("smoke", "smoke-1")->id == "c1:smoke:smoke-1:1");
+    CHECK(c.active("smoke", "smoke-1")->timeline.back().what == "reopened");
+    c.sensor(SensorKind::Smoke, "ok", 4000);
+    c.sensor(SensorKind::Smoke, "alarm", 70'000);
+    CHECK(c.active("smoke", "smoke-1")->id == "c1:smoke:smoke-1:2");
+  }
+
+  TEST_CASE("a device silent for more than three heartbeat intervals goes offline, and its next event brings it back") {
+    Community c;
+    c.rules.heartbeat_ms["meter"] = 10'000;
+    c.status(80, {}, 1000);
+    c.tick(31'000);  // exactly 3 intervals: not yet
+    CHECK_FALSE(c.active("offline", "meter-1"));
+    c.tick(31'001);
+    REQUIRE(c.active("offline", "meter-1"));
+    CHECK(c.active("offline", "meter-1")->severity == "major");
+    c.tick(40'000);  // still silent: the same episode, no new timeline noise
+    CHECK(c.active("offline", "meter-1")->timeline.size() == 1);
+    c.status(80, {}, 41'000);
+    CHECK_FALSE(c.active("offline", "meter-1"));
+    CHECK(c.closed("offline", "meter-1")->timeline.back().note == "back online");
+  }
+
+  TEST_CASE("a device never heard from is not reported offline") {
+    Community c;
+    c.tick(10'000'000);
+    CHECK(c.state.active.empty());
+  }
+
+  TEST_CASE("low battery warns once a day at most") {
+    Community c;
+    c.status(15, {}, 1000);
+    CHECK(c.active("low_battery", "meter-1")->severity == "warning");
+    c.status(90, {}, 2000);  // replaced
+    CHECK_FALSE(c.active("low_battery", "meter-1"));
+    c.status(12, {}, 3000);  // a flaky reading the same day
+    CHECK_FALSE(c.active("low_battery", "meter-1"));
+    c.status(12, {}, 2000 + 86'400'000);
+    CHECK(c.active("low_battery", "meter-1"));
+  }
+
+  TEST_CASE("tamper opens a major alert and closing the case resolves it") {
+    Community c;
+    c.status({}, true, 1000);
+    CHECK(c.active("tamper", "meter-1")->severity == "major");
+    c.status({}, false, 2000);
+    CHECK_FALSE(c.active("tamper", "meter-1"));
+  }
+
+  TEST_CASE("a home door left open longer than the limit raises a minor alert") {
+    Community c;
+    c.rules.door_open_limit_ms = 60'000;
+    c.sensor(SensorKind::Door, "open", 1000);
+    c.tick(61'000);
+    CHECK_FALSE(c.active("door_open", "smoke-1"));
+    c.tick(61'001);
+    CHECK(c.active("door_open", "smoke-1")->severity == "minor");
+    c.sensor(SensorKind::Door, "closed", 70'000);
+    CHECK_FALSE(c.active("door_open", "smoke-1"));
+  }
+
+  TEST_CASE("SpO2 at or below 92 is critical") {
+    Community c;
+    WearableVitals v;
+    v.spo2_pct = 93;
+    c.feed("wear-1", v, 1000);
+    CHECK(c.state.active.empty());
+    v.spo2_pct = 92;
+    c.feed("wear-1", v, 2000);
+    CHECK(c.active("spo2_low", "wear-1")->severity == "critical");
+  }
+
+  TEST_CASE("an event that arrives with an older time does not move the clock back") {
+    Community c;
+    c.pass(38, 50'000);
+    c.pass(38, 10'000);
+    CHECK(c.state.now_ms == kT0 + 50'000);
+    CHECK(c.active("fever", "subj-1")->updated_at_ms == kT0 + 50'000);
+  }
+
+  TEST_CASE("the same sequence folded twice gives the same alerts, byte for byte") {
+    auto run = [] {
+      Community c;
+      c.rules.heartbeat_ms["meter"] = 10'000;
+      c.status(80, {}, 1000);
+      c.pass(38.2, 2000);
+      c.alarm(AlarmKind::Fall, false, 3000);
+      c.sensor(SensorKind::Smoke, "alarm", 4000);
+      c.act("c1:smoke:smoke-1:1", AlertAction::Acknowledge, 5000);
+      for (std::int64_t t = 10'000; t < 200'000; t += 5000) c.tick(t);
+      return to_json(c.state).dump();
+    };
+    CHECK(run() == run());
+  }
+
+  TEST_CASE("state and alerts survive their JSON form unchanged") {
+    Community c;
+    c.pass(38.2, 2000);
+    c.alarm(AlarmKind::Fall, false, 3000);
+    c.sensor(SensorKind::Smoke, "alarm", 4000);
+    c.sensor(SensorKind::Smoke, "ok", 5000);
+    CHECK(community_alerts_from_json(nlohmann::json::parse(to_json(c.state).dump())) == c.state);
+  }
+}
