@@ -12,11 +12,6 @@ namespace {
 
 using json = nlohmann::json;
 
-struct Target {
-  std::string path;
-  std::map<std::string, std::string> query;
-};
-
 std::string url_decode(std::string_view s) {
   std::string out;
   for (std::size_t i = 0; i < s.size(); ++i) {
@@ -33,8 +28,8 @@ std::string url_decode(std::string_view s) {
   return out;
 }
 
-Target parse_target(std::string_view target) {
-  Target t;
+Api::Target parse_target(std::string_view target) {
+  Api::Target t;
   auto q = target.find('?');
   t.path = url_decode(target.substr(0, q));
   if (q == std::string_view::npos) return t;
@@ -102,6 +97,11 @@ HttpResponse Api::handle(const HttpRequest& request) {
 HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
   auto target = parse_target(request.target);
   const std::string& path = target.path;
+  constexpr std::string_view kAlerts = "/api/v1/alerts";
+  if (request.method == "POST" && path.starts_with(std::string(kAlerts) + "/")) {
+    route_name = "/api/v1/alerts/{id}/{action}";
+    return alert_action(path.substr(kAlerts.size() + 1), request.body);
+  }
   if (request.method != "GET" && request.method != "HEAD") {
     return error(405, "method_not_allowed", request.method + " is not supported here");
   }
@@ -144,47 +144,24 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
                                            : "";
     return {200, "text/plain; version=0.0.4", snapshot.render() + latency + metrics_.render()};
   }
+  if (path == kAlerts || path == std::string(kAlerts) + "/") {
+    route_name = "/api/v1/alerts";
+    return list(target, processors::Projector::alert_key(""), {"state", "severity", "community", "unit", "rule", "device"});
+  }
+  if (path.starts_with(std::string(kAlerts) + "/")) {
+    route_name = "/api/v1/alerts/{id}";
+    std::string id = path.substr(kAlerts.size() + 1);
+    auto view = sources_.store->view();
+    auto raw = view.get(processors::Projector::alert_key(id));
+    if (!raw) return error(404, "not_found", "alert " + id + " is not known");
+    json out = json::parse(*raw);
+    add_freshness(out, view, sources_.freshness());
+    return json_response(200, out);
+  }
   constexpr std::string_view kDevices = "/api/v1/devices";
   if (path == kDevices || path == std::string(kDevices) + "/") {
     route_name = "/api/v1/devices";
-    std::size_t limit = 100;
-    if (auto it = target.query.find("limit"); it != target.query.end()) {
-      try {
-        limit = std::clamp<std::size_t>(std::stoul(it->second), 1, 1000);
-      } catch (const std::exception&) {
-        return error(400, "bad_request", "limit must be a number 1..1000");
-      }
-    }
-    auto filter = [&](const char* name) {
-      auto it = target.query.find(name);
-      return it == target.query.end() ? std::string() : it->second;
-    };
-    std::string community = filter("community"), kind = filter("kind"), after = filter("after");
-    auto view = sources_.store->view();
-    json items = json::array();
-    std::string cursor = after.empty() ? "" : processors::Projector::device_key(after);
-    const std::string prefix = processors::Projector::device_key("");
-    bool more = false;
-    while (items.size() < limit) {
-      auto chunk = view.scan(prefix, cursor, 256);
-      if (chunk.empty()) break;
-      for (const auto& [key, raw] : chunk) {
-        cursor = key;
-        auto j = device_view(key.substr(prefix.size()), raw);
-        if (!community.empty() && j.value("community", "") != community) continue;
-        if (!kind.empty() && j.value("kind", "") != kind) continue;
-        if (items.size() == limit) {
-          more = true;
-          break;
-        }
-        items.push_back(std::move(j));
-      }
-      if (more) break;
-    }
-    json out{{"items", items}, {"count", items.size()}};
-    out["next"] = more ? json(items.back()["id"]) : json(nullptr);
-    add_freshness(out, view, sources_.freshness());
-    return json_response(200, out);
+    return list(target, processors::Projector::device_key(""), {"community", "kind"});
   }
   if (path.starts_with(std::string(kDevices) + "/")) {
     route_name = "/api/v1/devices/{id}";
@@ -199,6 +176,83 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     return json_response(200, out);
   }
   return error(404, "not_found", "no route for " + path);
+}
+
+HttpResponse Api::list(const Target& target, const std::string& prefix, std::initializer_list<const char*> filters) {
+  std::size_t limit = 100;
+  if (auto it = target.query.find("limit"); it != target.query.end()) {
+    try {
+      limit = std::clamp<std::size_t>(std::stoul(it->second), 1, 1000);
+    } catch (const std::exception&) {
+      return error(400, "bad_request", "limit must be a number 1..1000");
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> wanted;
+  for (const char* name : filters) {
+    if (auto it = target.query.find(name); it != target.query.end() && !it->second.empty()) wanted.emplace_back(name, it->second);
+  }
+  auto matches = [&](const json& j) {
+    for (const auto& [field, value] : wanted) {
+      std::string have = j.value(field, "");
+      // state=active: every state but resolved
+      if (field == "state" && value == "active" ? have == "resolved" : have != value) return false;
+    }
+    return true;
+  };
+  std::string after;
+  if (auto it = target.query.find("after"); it != target.query.end() && !it->second.empty()) after = prefix + it->second;
+  auto view = sources_.store->view();
+  json items = json::array();
+  std::string cursor = after;
+  bool more = false;
+  while (!more) {
+    auto chunk = view.scan(prefix, cursor, 256);
+    if (chunk.empty()) break;
+    for (const auto& [key, raw] : chunk) {
+      cursor = key;
+      json j = json::parse(raw);
+      j["id"] = key.substr(prefix.size());
+      if (!matches(j)) continue;
+      if (items.size() == limit) {
+        more = true;
+        break;
+      }
+      items.push_back(std::move(j));
+    }
+  }
+  json out{{"items", items}, {"count", items.size()}};
+  out["next"] = more ? json(items.back()["id"]) : json(nullptr);
+  add_freshness(out, view, sources_.freshness());
+  return json_response(200, out);
+}
+
+HttpResponse Api::alert_action(const std::string& rest, const std::string& body) {
+  auto slash = rest.rfind('/');
+  if (slash == std::string::npos) return error(404, "not_found", "use POST /api/v1/alerts/{id}/ack or /resolve");
+  std::string id = rest.substr(0, slash), verb = rest.substr(slash + 1);
+  schemas::AlertAction action;
+  if (verb == "ack") {
+    action = schemas::AlertAction::Acknowledge;
+  } else if (verb == "resolve") {
+    action = schemas::AlertAction::Resolve;
+  } else {
+    return error(404, "not_found", "unknown alert action " + verb + " (ack, resolve)");
+  }
+  json request = body.empty() ? json::object() : json::parse(body, nullptr, false);
+  if (request.is_discarded() || !request.is_object()) return error(400, "bad_request", "body must be a JSON object");
+  auto raw = sources_.store->view().get(processors::Projector::alert_key(id));
+  if (!raw) return error(404, "not_found", "alert " + id + " is not known");
+  json alert = json::parse(*raw);
+  if (alert.value("state", "") == "resolved") return error(409, "conflict", "alert " + id + " is already resolved");
+  if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
+  schemas::Event event;
+  event.device = DeviceId("operator");
+  event.community = CommunityId(alert.value("community", ""));
+  event.body = schemas::OperatorAction{id, action, request.value("actor", "api"), request.value("note", "")};
+  auto offset = sources_.append(event);
+  if (!offset) return error(503, "unavailable", "could not append to the log: " + offset.error());
+  // Accepted: the action is in the log; the alert's state changes when the processors reach it.
+  return json_response(202, json{{"accepted", true}, {"alert", id}, {"action", verb}, {"log_offset", *offset}});
 }
 
 }  // namespace courtyard::hub

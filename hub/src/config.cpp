@@ -113,6 +113,8 @@ std::vector<Binding> bindings(Config& c) {
       setting("ingest.max_payload_bytes", c.ingest.max_payload_bytes),
       setting("hub.group_id", c.hub.group_id),
       setting("hub.instance_id", c.hub.instance_id),
+      setting("hub.rules_file", c.hub.rules_file),
+      setting("hub.tick_interval_ms", c.hub.tick_interval_ms),
       setting("hub.block_cache_mb", c.hub.block_cache_mb),
       setting("hub.max_batch", c.hub.max_batch),
       setting("simulate.communities", c.simulate.communities),
@@ -180,6 +182,60 @@ Config load_config(const std::optional<std::string>& path, const Environment& en
     if (auto v = env(env_name(b.key))) b.from_env(*v);
   }
   return config;
+}
+
+namespace {
+
+void apply_rules(const toml::table& table, const std::string& where, processors::AlertRules& r) {
+  auto number = [&](const std::string& key, const toml::node& n) {
+    if (!n.is_number()) bad(where + "." + key, "must be a number");
+    return *n.value<double>();
+  };
+  auto ms = [&](const std::string& key, const toml::node& n) { return static_cast<std::int64_t>(number(key, n) * 1000); };
+  for (const auto& [k, v] : table) {
+    std::string key(k.str());
+    if (key == "fever_c") r.fever_c = number(key, v);
+    else if (key == "spo2_critical_pct") r.spo2_critical_pct = number(key, v);
+    else if (key == "low_battery_pct") r.low_battery_pct = number(key, v);
+    else if (key == "low_battery_repeat_s") r.low_battery_repeat_ms = ms(key, v);
+    else if (key == "fall_escalate_s") r.fall_escalate_ms = ms(key, v);
+    else if (key == "critical_ack_timeout_s") r.critical_ack_timeout_ms = ms(key, v);
+    else if (key == "flap_window_s") r.flap_window_ms = ms(key, v);
+    else if (key == "door_open_limit_s") r.door_open_limit_ms = ms(key, v);
+    else if (key == "offline_missed_heartbeats") r.offline_missed_heartbeats = static_cast<int>(number(key, v));
+    else if (key == "heartbeat_s" && v.is_table()) {
+      for (const auto& [kind, interval] : *v.as_table()) {
+        r.heartbeat_ms[std::string(kind.str())] = ms("heartbeat_s." + std::string(kind.str()), interval);
+      }
+    } else {
+      bad(where + "." + key, "is not a rule setting");
+    }
+  }
+}
+
+}  // namespace
+
+processors::RuleBook load_rules(const std::string& path) {
+  processors::RuleBook book;
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    throw std::runtime_error("rules file " + path + ": " + std::string(e.description()));
+  }
+  for (const auto& [k, v] : table) {
+    if (k.str() != "defaults" && k.str() != "communities") bad(std::string(k.str()), "is not a section of " + path);
+  }
+  if (auto* defaults = table["defaults"].as_table()) apply_rules(*defaults, "defaults", book.defaults);
+  if (auto* communities = table["communities"].as_table()) {
+    for (const auto& [name, overrides] : *communities) {
+      if (!overrides.is_table()) bad("communities." + std::string(name.str()), "must be a table");
+      auto rules = book.defaults;  // a community starts from the defaults
+      apply_rules(*overrides.as_table(), "communities." + std::string(name.str()), rules);
+      book.communities[std::string(name.str())] = rules;
+    }
+  }
+  return book;
 }
 
 std::vector<std::pair<std::string, std::string>> config_keys() {

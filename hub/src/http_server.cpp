@@ -32,7 +32,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void respond() {
     request_ = parser_->release();
-    HttpRequest req{std::string(request_.method_string()), std::string(request_.target())};
+    HttpRequest req{std::string(request_.method_string()), std::string(request_.target()), request_.body()};
     HttpResponse res = handler_(req);
     auto out = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(res.status),
                                                                    request_.version());

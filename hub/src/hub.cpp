@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "http_server.h"
+#include "log_writer.h"
 #include "hub/api.h"
 #include "processors/runner.h"
 #include "processors/store.h"
@@ -24,6 +25,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   runner_config.kafka = config.kafka;
   runner_config.group_id = config.hub.group_id;
   runner_config.instance_id = config.hub.instance_id;
+  runner_config.rules = load_rules(config.hub.rules_file);
   runner_config.max_batch = static_cast<std::size_t>(config.hub.max_batch);
   processors::Runner runner(runner_config, **store);
 
@@ -41,15 +43,22 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   });
   std::stop_callback forward(stop, [&] { stopping.request_stop(); });
 
+  LogWriter writer(config.kafka);
+  std::jthread ticker([&](std::stop_token) {
+    writer.run_ticks(stopping.get_token(), std::chrono::milliseconds(config.hub.tick_interval_ms));
+  });
+
   Metrics metrics;
   Api api({store->get(), [&] { return runner.freshness(); }, [&] { return runner.stats(); },
-           [&] { return runner_alive.load(); }, &runner.latency()},
+           [&] { return runner_alive.load(); }, &runner.latency(),
+           [&](const schemas::Event& e) { return writer.append(e, std::nullopt, std::chrono::seconds(10)); }},
           metrics);
   HttpServer server(config.http.host, config.http.port, [&](const HttpRequest& r) { return api.handle(r); });
   spdlog::info("hub: API on http://{}:{}/ (state in {})", config.http.host, server.port(), store_config.dir);
   if (on_listening) on_listening(server.port());
   server.run(stopping.get_token());
   runner_thread.join();
+  ticker.join();
   if (runner_error) std::rethrow_exception(runner_error);
 }
 

@@ -166,7 +166,8 @@ std::string where(const WatchedDevice* d) { return d && !d->location.empty() ? "
 AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r) {
   std::vector<Alert> changed;
   s.now_ms = std::max(s.now_ms, e.ingest_time_ms);
-  Rules rules(s, r, changed, e.community.str());
+  if (s.community.empty()) s.community = e.community.str();
+  Rules rules(s, r, changed, s.community);
   const std::string device = e.device.str();
 
   if (std::holds_alternative<Tick>(e.body)) {
@@ -302,11 +303,12 @@ nlohmann::json to_json(const CommunityAlerts& s) {
   }
   for (const auto& [k, a] : s.active) active[k] = to_json(a);
   for (const auto& [k, a] : s.closed) closed[k] = to_json(a);
-  return {{"now", s.now_ms}, {"devices", devices}, {"active", active}, {"closed", closed}, {"episodes", s.episodes}};
+  return {{"community", s.community}, {"now", s.now_ms}, {"devices", devices}, {"active", active}, {"closed", closed}, {"episodes", s.episodes}};
 }
 
 CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
   CommunityAlerts s;
+  s.community = j.value("community", "");
   s.now_ms = j.value("now", std::int64_t{0});
   const auto devices = j.value("devices", nlohmann::json::object());
   const auto active = j.value("active", nlohmann::json::object());

@@ -1,6 +1,9 @@
 #include "processors/projector.h"
 
 #include <map>
+#include <set>
+
+#include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -53,8 +56,24 @@ std::map<std::string, std::uint64_t> counts_of(const Store::View& view, const ch
 
 }  // namespace
 
-Projector::Projector(Store& store, ProjectorTopics topics) : store_(store), topics_(std::move(topics)) {
-  offsets_ = store_.view().offsets();
+namespace {
+
+constexpr const char* kOutboxNextKey = "meta/outbox_next";
+
+std::string partition_key(const std::string& topic, std::int32_t partition) {
+  return "partitions/" + topic + "/" + std::to_string(partition);
+}
+
+std::string outbox_key(std::uint64_t seq) {
+  return fmt::format("{}{:020}", Projector::kOutboxPrefix, seq);
+}
+
+}  // namespace
+
+Projector::Projector(Store& store, ProjectorConfig config) : store_(store), config_(std::move(config)) {
+  auto view = store_.view();
+  offsets_ = view.offsets();
+  if (auto next = view.get(kOutboxNextKey)) outbox_next_ = std::stoull(*next);
 }
 
 std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMessage> batch) {
@@ -62,6 +81,22 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   auto view = store_.view();
   Working<DeviceState> devices;
   Working<RejectionState> rejections;
+  Working<CommunityAlerts> alert_states;
+  std::map<std::string, std::vector<std::string>> partitions;  // partition key -> communities seen there
+  std::set<std::string> partitions_changed;
+  std::vector<Alert> alerts;  // changed, in order
+  auto communities_of = [&](const std::string& key) -> std::vector<std::string>& {
+    auto it = partitions.find(key);
+    if (it != partitions.end()) return it->second;
+    auto raw = view.get(key);
+    return partitions[key] = raw ? nlohmann::json::parse(*raw).get<std::vector<std::string>>() : std::vector<std::string>{};
+  };
+  auto fold_alerts = [&](const std::string& community, const schemas::Event& e) {
+    auto& state = alert_states.get(view, alert_state_key(community), &community_alerts_from_json);
+    auto step = processors::apply(std::move(state), e, config_.rules.rules_for(community));
+    state = std::move(step.state);
+    for (auto& a : step.changed) alerts.push_back(std::move(a));
+  };
   std::map<std::string, std::uint64_t> event_counts, rejection_counts;
   bool events_changed = false, rejections_changed = false;
   Offsets next = offsets_;
@@ -73,7 +108,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
       continue;
     }
     next[tp] = m.offset + 1;
-    if (m.topic == topics_.deadletter) {
+    if (m.topic == config_.topics.deadletter) {
       auto letter = dead_letter_of(m);
       std::string key = rejection_key(letter.device.empty() ? "_unknown" : letter.device);
       auto& state = rejections.get(view, key, &rejection_state_from_json);
@@ -90,9 +125,25 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
       ++result.corrupt;
       continue;
     }
+    if (std::holds_alternative<schemas::Tick>(event->body)) {
+      // The log's clock for every community of this partition: timers fire here.
+      for (const auto& community : communities_of(partition_key(m.topic, m.partition))) fold_alerts(community, *event);
+      continue;
+    }
+    const std::string community = event->community.str();
+    auto& seen = communities_of(partition_key(m.topic, m.partition));
+    if (std::find(seen.begin(), seen.end(), community) == seen.end()) {
+      seen.insert(std::lower_bound(seen.begin(), seen.end(), community), community);
+      partitions_changed.insert(partition_key(m.topic, m.partition));
+    }
+    if (std::holds_alternative<schemas::OperatorAction>(event->body)) {
+      fold_alerts(community, *event);
+      continue;
+    }
     auto& state = devices.get(view, device_key(event->device.str()), &device_state_from_json);
     auto step = processors::apply(std::move(state), *event);
     state = std::move(step.state);
+    if (step.admission == Admission::Fresh) fold_alerts(community, *event);
     if (step.admission == Admission::Fresh) {
       ++result.applied;
       result.fresh_device_times_ms.push_back(event->device_time_ms);
@@ -107,11 +158,25 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   KeyValues puts;
   for (auto& [key, state] : devices.states) puts.emplace_back(key, to_json(state).dump());
   for (auto& [key, state] : rejections.states) puts.emplace_back(key, to_json(state).dump());
+  for (auto& [key, state] : alert_states.states) puts.emplace_back(key, to_json(state).dump());
+  for (const auto& key : partitions_changed) puts.emplace_back(key, nlohmann::json(partitions[key]).dump());
+  // The latest record of each changed alert, and every change in order in the outbox.
+  std::uint64_t outbox_next = outbox_next_;
+  std::map<std::string, std::string> latest;
+  for (const auto& a : alerts) {
+    auto record = to_json(a).dump();
+    latest[alert_key(a.id)] = record;
+    puts.emplace_back(outbox_key(outbox_next++), record);
+  }
+  for (auto& [key, record] : latest) puts.emplace_back(key, std::move(record));
+  if (outbox_next != outbox_next_) puts.emplace_back(kOutboxNextKey, std::to_string(outbox_next));
+  result.alerts_changed = alerts.size();
   if (events_changed) puts.emplace_back(kEventStatsKey, nlohmann::json(event_counts).dump());
   if (rejections_changed) puts.emplace_back(kRejectionStatsKey, nlohmann::json(rejection_counts).dump());
   if (puts.empty() && next == offsets_) return result;
   if (auto ok = store_.write(puts, next); !ok) return std::unexpected(ok.error());
   offsets_ = std::move(next);
+  outbox_next_ = outbox_next;
   for (auto& [key, _] : puts) result.changed_keys.push_back(key);
   return result;
 }

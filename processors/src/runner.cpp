@@ -3,6 +3,7 @@
 #include <mutex>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/handles.h"
@@ -10,12 +11,17 @@
 namespace courtyard::processors {
 
 struct Runner::Impl {
-  Impl(RunnerConfig c, Store& s) : config(std::move(c)), store(s), projector(s, {config.kafka.events_topic, config.kafka.deadletter_topic}) {}
+  Impl(RunnerConfig c, Store& s)
+      : config(std::move(c)),
+        store(s),
+        projector(s, ProjectorConfig{{config.kafka.events_topic, config.kafka.deadletter_topic}, config.rules}) {}
 
   RunnerConfig config;
   Store& store;
   Projector projector;
   KafkaPtr consumer;
+  KafkaPtr producer;        // the alerts outbox
+  std::string outbox_cursor;  // last outbox key handed to the producer
   BatchListener listener;
 
   Histogram latency{{0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
@@ -57,6 +63,41 @@ struct Runner::Impl {
     }
   }
 
+  // Hands outbox entries not yet in flight to the producer, in order.
+  void publish_outbox() {
+    auto view = store.view();
+    for (;;) {
+      auto entries = view.scan(Projector::kOutboxPrefix, outbox_cursor, 1000);
+      if (entries.empty()) return;
+      for (auto& [key, record] : entries) {
+        auto id = nlohmann::json::parse(record).value("id", "");
+        auto* opaque = new std::string(key);
+        auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(config.kafka.alerts_topic.c_str()),
+                                     RD_KAFKA_V_KEY(id.data(), id.size()),
+                                     RD_KAFKA_V_VALUE(record.data(), record.size()),
+                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        if (err) {  // queue full: try again after the next poll
+          delete opaque;
+          return;
+        }
+        outbox_cursor = key;
+      }
+    }
+  }
+
+  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* self = static_cast<Impl*>(opaque);
+    std::unique_ptr<std::string> key(static_cast<std::string*>(m->_private));
+    if (m->err) {
+      spdlog::warn("alert not published yet ({}); will retry", rd_kafka_err2str(m->err));
+      self->outbox_cursor.clear();  // produce again from the oldest entry; ids make it idempotent
+      return;
+    }
+    if (auto ok = self->store.remove(*key); !ok) spdlog::error("{}", ok.error());
+    std::lock_guard lock(self->mu);
+    ++self->stats.alerts_published;
+  }
+
   void update_freshness() {
     KafkaPartitionsPtr assigned;
     rd_kafka_topic_partition_list_t* raw = nullptr;
@@ -94,6 +135,11 @@ void Runner::run(std::stop_token stop) {
                                 &Impl::on_rebalance, &m);
   if (!consumer) throw std::runtime_error("runner consumer: " + consumer.error());
   m.consumer = std::move(*consumer);
+  auto producer = make_producer(m.config.kafka, {{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "5"}},
+                                &Impl::on_delivery, &m);
+  if (!producer) throw std::runtime_error("runner producer: " + producer.error());
+  m.producer = std::move(*producer);
+  m.publish_outbox();  // what a previous run committed but never saw confirmed
   KafkaPartitionsPtr topics(rd_kafka_topic_partition_list_new(2));
   rd_kafka_topic_partition_list_add(topics.get(), m.config.kafka.events_topic.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_topic_partition_list_add(topics.get(), m.config.kafka.deadletter_topic.c_str(), RD_KAFKA_PARTITION_UA);
@@ -149,13 +195,16 @@ void Runner::run(std::stop_token stop) {
                         std::chrono::system_clock::now().time_since_epoch()).count();
       for (auto t : result->fresh_device_times_ms) m.latency.observe(static_cast<double>(now_ms - t) / 1000.0);
       if (m.listener) m.listener(*result);
+      if (result->alerts_changed) m.publish_outbox();
     }
+    rd_kafka_poll(m.producer.get(), 0);
     if (auto now = std::chrono::steady_clock::now(); !batch.empty() || now - last_freshness > std::chrono::milliseconds(200)) {
       last_freshness = now;
       m.update_freshness();
     }
   }
   rd_kafka_consumer_close(m.consumer.get());
+  rd_kafka_flush(m.producer.get(), 5000);
 }
 
 Freshness Runner::freshness() const {

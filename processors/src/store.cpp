@@ -83,4 +83,10 @@ std::expected<void, std::string> Store::write(const KeyValues& puts, const Offse
   return {};
 }
 
+std::expected<void, std::string> Store::remove(const std::string& key) {
+  auto s = db_->Delete(rocksdb::WriteOptions(), key);
+  if (!s.ok()) return std::unexpected("store delete failed: " + s.ToString());
+  return {};
+}
+
 }  // namespace courtyard::processors

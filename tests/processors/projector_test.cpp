@@ -145,3 +145,32 @@ TEST_SUITE("projector") {
     CHECK(view.offsets().at({"courtyard.events.v1", 0}) == 1);
   }
 }
+
+TEST_SUITE("projector: alerts") {
+  TEST_CASE("ticks reach every community of their partition and fire its timers") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    ProjectorConfig config;
+    config.rules.defaults.heartbeat_ms["meter"] = 1000;
+    Projector projector(*store, config);
+    schemas::Event reg;
+    reg.device = DeviceId("m-1");
+    reg.community = CommunityId("c1");
+    reg.device_time_ms = 1;
+    reg.ingest_time_ms = 1795950000000;
+    reg.body = schemas::DeviceRegistered{schemas::DeviceKind::Meter, "b1", "Building 1"};
+    schemas::Event tick;
+    tick.device = DeviceId("courtyard-hub");
+    tick.ingest_time_ms = 1795950010000;
+    tick.body = schemas::Tick{0};
+    std::vector<LogMessage> batch{test::log_message(reg, 0), test::log_message(test::status_event("m-1", 1), 1),
+                                  test::log_message(tick, 2)};
+    auto result = projector.apply(batch);
+    REQUIRE(result);
+    CHECK(result->alerts_changed == 1);
+    auto alert = store->view().get(Projector::alert_key("c1:offline:m-1:1"));
+    REQUIRE(alert);
+    CHECK(nlohmann::json::parse(*alert)["location"] == "Building 1");
+    CHECK(store->view().scan(Projector::kOutboxPrefix, "", 10).size() == 1);
+  }
+}

@@ -7,7 +7,10 @@
 
 namespace courtyard::test {
 
-std::optional<HttpResult> http_get(const std::string& host, int port, const std::string& target) {
+namespace {
+
+std::optional<HttpResult> request(boost::beast::http::verb verb, const std::string& host, int port,
+                                  const std::string& target, const std::string& body) {
   namespace beast = boost::beast;
   namespace http = beast::http;
   using tcp = boost::asio::ip::tcp;
@@ -17,8 +20,13 @@ std::optional<HttpResult> http_get(const std::string& host, int port, const std:
     beast::tcp_stream stream(io);
     stream.expires_after(std::chrono::seconds(10));
     stream.connect(resolver.resolve(host, std::to_string(port)));
-    http::request<http::empty_body> req{http::verb::get, target, 11};
+    http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, host);
+    if (verb == http::verb::post) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = body;
+      req.prepare_payload();
+    }
     http::write(stream, req);
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
@@ -30,6 +38,16 @@ std::optional<HttpResult> http_get(const std::string& host, int port, const std:
   } catch (const std::exception&) {
     return std::nullopt;
   }
+}
+
+}  // namespace
+
+std::optional<HttpResult> http_get(const std::string& host, int port, const std::string& target) {
+  return request(boost::beast::http::verb::get, host, port, target, "");
+}
+
+std::optional<HttpResult> http_post(const std::string& host, int port, const std::string& target, const std::string& body) {
+  return request(boost::beast::http::verb::post, host, port, target, body);
 }
 
 }  // namespace courtyard::test

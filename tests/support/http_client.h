@@ -11,6 +11,7 @@ struct HttpResult {
 };
 
 std::optional<HttpResult> http_get(const std::string& host, int port, const std::string& target);
+std::optional<HttpResult> http_post(const std::string& host, int port, const std::string& target, const std::string& body);
 
 }  // namespace courtyard::test
 

@@ -134,8 +134,9 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
   return condition();
 }
 
-Stack::Stack(std::vector<std::string> communities)
-    : name_(unique_name("it")), communities_(std::move(communities)), http_port_(free_port()) {}
+Stack::Stack(std::vector<std::string> communities, std::map<std::string, std::string> extra_env)
+    : name_(unique_name("it")), communities_(std::move(communities)), http_port_(free_port()),
+      extra_env_(std::move(extra_env)) {}
 
 Stack::~Stack() {
   hub_.reset();
@@ -146,7 +147,7 @@ std::map<std::string, std::string> Stack::env() const {
   auto s = services();
   std::string communities;
   for (const auto& c : communities_) communities += (communities.empty() ? "" : ",") + c;
-  return {{"COURTYARD_VAR", dir_.str("var")},
+  std::map<std::string, std::string> env{{"COURTYARD_VAR", dir_.str("var")},
           {"COURTYARD_MQTT_PORT", std::to_string(s.mqtt_port)},
           {"COURTYARD_KAFKA_PORT", std::to_string(s.kafka_port)},
           {"COURTYARD_MQTT_PASSWORD_FILE", s.service_password_file()},
@@ -154,7 +155,10 @@ std::map<std::string, std::string> Stack::env() const {
           {"COURTYARD_INGEST_CLIENT_ID", name_ + "-ingest"},
           {"COURTYARD_INGEST_COMMUNITIES", communities},
           {"COURTYARD_HUB_GROUP_ID", name_ + "-hub"},
-          {"COURTYARD_CONFIG", std::string(COURTYARD_SOURCE_DIR) + "/config/courtyard.toml"}};
+          {"COURTYARD_CONFIG", std::string(COURTYARD_SOURCE_DIR) + "/config/courtyard.toml"},
+          {"COURTYARD_HUB_RULES_FILE", std::string(COURTYARD_SOURCE_DIR) + "/config/rules.toml"}};
+  for (const auto& [k, v] : extra_env_) env[k] = v;
+  return env;
 }
 
 void Stack::start_ingest() {
@@ -176,6 +180,12 @@ std::optional<nlohmann::json> Stack::get(const std::string& target) {
   auto r = http_get("127.0.0.1", http_port_, target);
   if (!r || r->status != 200) return std::nullopt;
   return nlohmann::json::parse(r->body);
+}
+
+std::pair<int, nlohmann::json> Stack::post(const std::string& target, const nlohmann::json& body) {
+  auto r = http_post("127.0.0.1", http_port_, target, body.dump());
+  if (!r) return {0, nullptr};
+  return {r->status, nlohmann::json::parse(r->body, nullptr, false)};
 }
 
 std::map<std::string, nlohmann::json> Stack::devices() {

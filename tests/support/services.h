@@ -61,7 +61,7 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
 // One ingest and one hub against the real services, with their own state and names.
 class Stack {
  public:
-  explicit Stack(std::vector<std::string> communities);
+  explicit Stack(std::vector<std::string> communities, std::map<std::string, std::string> extra_env = {});
   ~Stack();
   void start_ingest();
   void start_hub();
@@ -70,6 +70,8 @@ class Stack {
   int http_port() const { return http_port_; }
   // GET on the hub's API; nullopt when it does not answer 200.
   std::optional<nlohmann::json> get(const std::string& target);
+  // POST on the hub's API: status and parsed body.
+  std::pair<int, nlohmann::json> post(const std::string& target, const nlohmann::json& body);
   // Every device of these communities as the hub serves them, by id.
   std::map<std::string, nlohmann::json> devices();
   const std::vector<std::string>& communities() const { return communities_; }
@@ -83,6 +85,7 @@ class Stack {
   int http_port_;
   std::unique_ptr<Process> ingest_, hub_;
   int ingest_starts_ = 0, hub_starts_ = 0;
+  std::map<std::string, std::string> extra_env_;
 };
 
 // Dead letters of these devices' payloads, read from the start of the topic to its end.

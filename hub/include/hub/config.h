@@ -11,6 +11,7 @@
 
 #include "common/kafka.h"
 #include "common/mqtt.h"
+#include "processors/alerts_fold.h"
 
 namespace courtyard::hub {
 
@@ -35,6 +36,8 @@ struct Config {
     std::string instance_id = "courtyard-hub-0";   // static member id: a restart resumes at once
     std::int64_t block_cache_mb = 64;              // RocksDB block cache for all projections
     std::int64_t max_batch = 5000;                 // events folded per store write
+    std::string rules_file = "config/rules.toml";  // alert thresholds (defaults and per community)
+    std::int64_t tick_interval_ms = 1000;          // the log's clock: a tick per partition this often
   } hub;
   struct Simulate {
     std::vector<std::string> communities = {"sunny-garden", "river-view"};
@@ -55,6 +58,9 @@ Environment process_environment();
 // Loads `path` (or, when empty, $COURTYARD_CONFIG, else ./config/courtyard.toml if present, else
 // defaults), then applies the environment. Throws std::runtime_error naming the bad key.
 Config load_config(const std::optional<std::string>& path, const Environment& env = process_environment());
+
+// Reads alert rules: [defaults] and [communities.<id>] tables. Throws naming the bad key.
+processors::RuleBook load_rules(const std::string& path);
 
 // Every key with its environment variable name (for --help and the docs test).
 std::vector<std::pair<std::string, std::string>> config_keys();

@@ -31,6 +31,16 @@ struct AlertRules {
       {"meter", 900'000},     {"home_sensor", 300'000}, {"wearable", 300'000}};
 };
 
+// The rules in force: defaults, and any community's own overrides.
+struct RuleBook {
+  AlertRules defaults;
+  std::map<std::string, AlertRules> communities;
+  const AlertRules& rules_for(const std::string& community) const {
+    auto it = communities.find(community);
+    return it == communities.end() ? defaults : it->second;
+  }
+};
+
 struct TimelineEntry {
   std::int64_t at_ms = 0;
   std::string what;  // opened, updated, escalated, acknowledged, resolved, reopened
@@ -62,6 +72,7 @@ struct WatchedDevice {
 };
 
 struct CommunityAlerts {
+  std::string community;                         // set by its first event (ticks carry none)
   std::int64_t now_ms = 0;                       // latest log time seen
   std::map<std::string, WatchedDevice> devices;  // by device id
   std::map<std::string, Alert> active;           // by rule|subject: not resolved

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "processors/alerts_fold.h"
 #include "processors/store.h"
 
 namespace courtyard::processors {
@@ -29,6 +30,12 @@ struct ProjectorTopics {
   std::string deadletter = "courtyard.deadletter.v1";
 };
 
+// What the projector needs besides the store: topic names and the alert rules.
+struct ProjectorConfig {
+  ProjectorTopics topics;
+  RuleBook rules;
+};
+
 struct BatchResult {
   std::uint64_t applied = 0;     // events folded for the first time
   std::uint64_t duplicates = 0;  // events recognised as seen (device, boot, seq)
@@ -37,11 +44,12 @@ struct BatchResult {
   std::uint64_t dead_letters = 0;
   std::vector<std::string> changed_keys;
   std::vector<std::int64_t> fresh_device_times_ms;  // device time of each event folded, for latency
+  std::uint64_t alerts_changed = 0;                 // alert records written (and put in the outbox)
 };
 
 class Projector {
  public:
-  Projector(Store& store, ProjectorTopics topics);
+  Projector(Store& store, ProjectorConfig config);
   // Errors only when the store cannot be written; nothing of the batch is then applied.
   std::expected<BatchResult, std::string> apply(std::span<const LogMessage> batch);
   // Next offset to read, per partition, as stored.
@@ -49,13 +57,18 @@ class Projector {
 
   static std::string device_key(const std::string& device) { return "devices/" + device; }
   static std::string rejection_key(const std::string& device) { return "rejections/" + device; }
+  static std::string alert_key(const std::string& id) { return "alerts/" + id; }
+  static std::string alert_state_key(const std::string& community) { return "alertstate/" + community; }
+  // Alerts to publish, in order: written with the state that produced them, deleted once Kafka has them.
+  static constexpr const char* kOutboxPrefix = "outbox/";
   static constexpr const char* kEventStatsKey = "stats/events";
   static constexpr const char* kRejectionStatsKey = "stats/rejected";
 
  private:
   Store& store_;
-  ProjectorTopics topics_;
+  ProjectorConfig config_;
   Offsets offsets_;
+  std::uint64_t outbox_next_ = 0;
 };
 
 }  // namespace courtyard::processors

@@ -3,7 +3,8 @@
 // a consumer group (cooperative-sticky), starts each assigned partition at the offset the store
 // holds (never at Kafka's committed offset), hands batches to the Projector and reports how fresh
 // the store is. Lifecycle: construct, call run() on one thread until the stop token fires; read
-// freshness() and stats() from any thread. run() throws when the store cannot be written (a
+// freshness() and stats() from any thread. Alerts the projector put in the store's outbox are
+// produced to the alerts topic (key: alert id) and removed once Kafka confirms them. run() throws when the store cannot be written (a
 // restart resumes from the store's offsets, so nothing is lost or counted twice).
 #include <chrono>
 #include <cstdint>
@@ -29,6 +30,7 @@ struct RunnerConfig {
   std::chrono::milliseconds session_timeout{10000};  // how long a silent member keeps its partitions
   std::size_t max_batch = 5000;                      // messages folded per store write
   std::chrono::milliseconds poll_timeout{100};       // wait for the first message of a batch
+  RuleBook rules;                                    // alert rules in force
 };
 
 struct PartitionFreshness {
@@ -40,6 +42,7 @@ using Freshness = std::map<std::pair<std::string, std::int32_t>, PartitionFreshn
 
 struct RunnerStats {
   std::uint64_t applied = 0, duplicates = 0, replayed = 0, corrupt = 0, dead_letters = 0, batches = 0;
+  std::uint64_t alerts_published = 0;
 };
 
 class Runner {

@@ -56,6 +56,7 @@ class Store {
   View view() const;
   // Writes state and offsets in one atomic batch.
   std::expected<void, std::string> write(const KeyValues& puts, const Offsets& offsets);
+  std::expected<void, std::string> remove(const std::string& key);
 
   static std::string offset_key(const std::string& topic, std::int32_t partition);
 
