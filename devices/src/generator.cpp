@@ -54,12 +54,29 @@ std::vector<Registration> make_fleet(const SimulatorConfig& config, std::int64_t
   return fleet;
 }
 
+SensorKind sensor_of(const Registration& device) {
+  return static_cast<SensorKind>(std::hash<std::string>{}(device.device.str()) % 6);
+}
+
+Payload Generator::heartbeat(const Registration& device, DeviceCursor& cursor, std::int64_t now_ms) {
+  Event e;
+  e.device = device.device;
+  e.community = device.community;
+  e.boot = cursor.boot;
+  e.seq = cursor.next_seq++;
+  e.device_time_ms = now_ms;
+  DeviceStatus s;
+  s.firmware = "1.4.2";  // no battery or tamper reading: it must not clear the incident
+  e.body = s;
+  return {json_payload(e), "device.status", "", e.seq};
+}
+
 Body Generator::body_for(const Registration& device, DeviceCursor& cursor) {
   auto pick = [&](int n) { return static_cast<int>(rng_() % static_cast<std::uint64_t>(n)); };
   auto normal = [&](double mean, double sd) { return std::normal_distribution<double>(mean, sd)(rng_); };
   if (pick(10) == 0) {  // one event in ten is a heartbeat
     DeviceStatus s;
-    s.battery_pct = 20 + pick(80);
+    s.battery_pct = 30 + pick(70);  // healthy: low batteries are an injected anomaly
     s.rssi = -40 - pick(60);
     s.firmware = "1.4.2";
     return s;
@@ -73,7 +90,8 @@ Body Generator::body_for(const Registration& device, DeviceCursor& cursor) {
       g.direction = pick(2) ? Direction::In : Direction::Out;
       g.decision = pick(20) ? Decision::Granted : Decision::Denied;
       if (g.decision == Decision::Denied) g.reason = "not_on_access_list";
-      if (device.kind == DeviceKind::Gate) g.temperature_c = std::round(normal(36.5, 0.25) * 10) / 10;
+      // Healthy people: fevers are an injected anomaly.
+      if (device.kind == DeviceKind::Gate) g.temperature_c = std::min(37.1, std::round(normal(36.5, 0.25) * 10) / 10);
       if (g.credential == Credential::Face) g.match_score = 0.8 + 0.19 * uniform();
       return g;
     }
@@ -87,7 +105,7 @@ Body Generator::body_for(const Registration& device, DeviceCursor& cursor) {
       return MeterReading{kind, std::round(cursor.meter_total * 1000) / 1000, unit};
     }
     case DeviceKind::HomeSensor: {
-      auto sensor = static_cast<SensorKind>(pick(6));
+      auto sensor = sensor_of(device);
       HomeSensor h{sensor, {}, {}};
       if (sensor == SensorKind::Temperature) h.value = std::round(normal(22, 2) * 10) / 10;
       else if (sensor == SensorKind::Humidity) h.value = std::round(normal(50, 8) * 10) / 10;
@@ -96,10 +114,11 @@ Body Generator::body_for(const Registration& device, DeviceCursor& cursor) {
       return h;
     }
     case DeviceKind::Wearable: {
-      if (pick(50) == 0) return WearableAlarm{pick(3) ? AlarmKind::Fall : AlarmKind::Sos, pick(2) == 0};
+      // Now and then a false alarm the wearer cancels at once; real incidents are injected.
+      if (pick(500) == 0) return WearableAlarm{pick(3) ? AlarmKind::Fall : AlarmKind::Sos, true};
       WearableVitals v;
       v.heart_rate_bpm = std::round(normal(72, 8));
-      v.spo2_pct = std::min(100.0, std::round(normal(97, 1)));
+      v.spo2_pct = std::clamp(std::round(normal(97, 1)), 94.0, 100.0);
       v.skin_temp_c = std::round(normal(33.5, 0.5) * 10) / 10;
       v.steps = static_cast<std::uint32_t>(pick(8000));
       v.moving = pick(3) == 0;

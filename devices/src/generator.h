@@ -33,11 +33,17 @@ class Generator {
   // A bad payload; does not consume a seq (ingest never accepts it).
   Payload bad(const schemas::Registration& device, const DeviceCursor& cursor, std::int64_t now_ms, BadKind kind);
   double uniform() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
+  std::size_t pick(std::size_t n) { return static_cast<std::size_t>(rng_() % n); }
+  // A heartbeat only: what a device in the middle of an incident keeps sending.
+  Payload heartbeat(const schemas::Registration& device, DeviceCursor& cursor, std::int64_t now_ms);
 
  private:
   schemas::Body body_for(const schemas::Registration& device, DeviceCursor& cursor);
   std::mt19937_64 rng_;
 };
+
+// The one sensor a home-sensor device carries (fixed per device).
+schemas::SensorKind sensor_of(const schemas::Registration& device);
 
 // The fleet of a community simulation: kinds in fixed proportions, ids "<prefix><community>-<kind>-<n>".
 std::vector<schemas::Registration> make_fleet(const SimulatorConfig& config, std::int64_t now_ms);

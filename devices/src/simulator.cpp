@@ -1,7 +1,9 @@
 #include "devices/simulator.h"
 
+#include <set>
 #include <thread>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "devices/provisioner.h"
@@ -16,6 +18,12 @@ std::int64_t wall_ms() {
 }
 
 }  // namespace
+
+const std::vector<std::string>& known_anomalies() {
+  static const std::vector<std::string> kNames = {"fever", "fall",    "sos",    "leak", "smoke",  "gas",
+                                                  "spo2",  "battery", "tamper", "door", "offline"};
+  return kNames;
+}
 
 Simulator::Simulator(SimulatorConfig config) : config_(std::move(config)) {
   if (config_.communities.empty()) config_.communities = {"sunny-garden"};
@@ -50,8 +58,77 @@ std::expected<SimReport, std::string> Simulator::run(std::stop_token stop, bool 
 
   Generator gen(config_.seed);
   std::vector<DeviceCursor> cursors(fleet_.size());
-  for (auto& c : cursors) c.boot = config_.boot;
+  const auto boot = config_.boot ? config_.boot : static_cast<std::uint32_t>((wall_ms() - 1577836800000) / 1000);
+  for (auto& c : cursors) c.boot = boot;
   SimReport report;
+  // Incidents first, each from the first device of a kind that can report it.
+  std::optional<std::size_t> silenced;
+  std::set<std::size_t> in_incident;  // they only send heartbeats afterwards, so nothing clears the incident
+  auto first_of = [&](schemas::DeviceKind kind, std::size_t skip = 0,
+                      std::optional<schemas::SensorKind> sensor = std::nullopt) -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < fleet_.size(); ++i) {
+      const auto& r = fleet_[i].registration;
+      if (r.kind != kind || in_incident.contains(i) || (sensor && sensor_of(r) != *sensor)) continue;
+      if (skip-- == 0) return i;
+    }
+    return std::nullopt;
+  };
+  for (const auto& anomaly : config_.anomalies) {
+    using K = schemas::DeviceKind;
+    std::optional<std::size_t> d;
+    schemas::Body body;
+    if (anomaly == "fever") {
+      d = first_of(K::Gate);
+      schemas::GatePass g;
+      g.credential = schemas::Credential::Face;
+      g.subject = "subj-fever";
+      g.temperature_c = 38.6;
+      body = g;
+    } else if (anomaly == "fall" || anomaly == "sos") {
+      d = first_of(K::Wearable);
+      body = schemas::WearableAlarm{anomaly == "fall" ? schemas::AlarmKind::Fall : schemas::AlarmKind::Sos, false};
+    } else if (anomaly == "spo2") {
+      d = first_of(K::Wearable);
+      schemas::WearableVitals v;
+      v.spo2_pct = 89;
+      v.heart_rate_bpm = 104;
+      body = v;
+    } else if (anomaly == "leak" || anomaly == "smoke" || anomaly == "gas" || anomaly == "door") {
+      auto sensor = anomaly == "leak"    ? schemas::SensorKind::WaterLeak
+                    : anomaly == "smoke" ? schemas::SensorKind::Smoke
+                    : anomaly == "gas"   ? schemas::SensorKind::Gas
+                                         : schemas::SensorKind::Door;
+      d = first_of(K::HomeSensor, 0, sensor);
+      body = schemas::HomeSensor{sensor, anomaly == "leak" ? "leak" : anomaly == "door" ? "open" : "alarm", {}};
+    } else if (anomaly == "battery" || anomaly == "tamper") {
+      d = first_of(anomaly == "battery" ? K::Meter : K::Camera);
+      schemas::DeviceStatus st;
+      if (anomaly == "battery") st.battery_pct = 8;
+      else st.tamper = true;
+      body = st;
+    } else if (anomaly == "offline") {
+      silenced = first_of(K::Meter);
+      if (silenced) report.injected.push_back("offline: " + fleet_[*silenced].registration.device.str());
+      continue;
+    } else {
+      return std::unexpected("unknown anomaly " + anomaly);
+    }
+    if (!d) return std::unexpected("no device in the fleet can report " + anomaly);
+    if (anomaly != "fever") in_incident.insert(*d);  // a gate goes on letting people through
+    schemas::Event e;
+    e.boot = cursors[*d].boot;
+    e.seq = cursors[*d].next_seq++;
+    e.device_time_ms = wall_ms();
+    e.body = body;
+    nlohmann::json payload{{"seq", e.seq}, {"boot", e.boot}, {"ts", e.device_time_ms},
+                           {"type", schemas::type_name(e.body)}, {"body", schemas::body_to_json(e.body)}};
+    const auto& device = fleet_[*d].registration;
+    if (auto ok = clients[*d]->publish(telemetry_topic(device), payload.dump(), 1); !ok) return std::unexpected(ok.error());
+    ++report.valid[device.device.str()][std::string(schemas::type_name(e.body))];
+    ++report.sent;
+    report.injected.push_back(anomaly + ": " + device.device.str());
+  }
+
   const auto start = std::chrono::steady_clock::now();
   const auto interval = std::chrono::duration<double>(1.0 / std::max(config_.rate, 0.001));
   const double bad_every = config_.bad_fraction > 0 ? 1.0 / config_.bad_fraction : 0;
@@ -64,17 +141,24 @@ std::expected<SimReport, std::string> Simulator::run(std::stop_token stop, bool 
     if (config_.duration_s > 0 && due - start > std::chrono::duration<double>(config_.duration_s)) break;
     std::this_thread::sleep_until(due);
     std::size_t d = i % fleet_.size();
+    // Bad payloads are spread evenly in time (every 1/bad_fraction-th), cycling through every
+    // kind, from devices picked at random so that none of them only ever sends bad ones.
+    bad_credit += 1;
+    const bool bad = bad_every > 0 && bad_credit >= bad_every;
+    if (bad) {
+      bad_credit -= bad_every;
+      d = gen.pick(fleet_.size());
+    }
+    if (silenced && d == *silenced) d = (d + 1) % fleet_.size();
     const auto& device = fleet_[d].registration;
     std::string topic = telemetry_topic(device);
     Payload p;
-    // Bad payloads are spread evenly (every 1/bad_fraction-th), cycling through every kind.
-    bad_credit += 1;
-    if (bad_every > 0 && bad_credit >= bad_every) {
-      bad_credit -= bad_every;
+    if (bad) {
       p = gen.bad(device, cursors[d], wall_ms(), static_cast<BadKind>(bad_kind++ % kBadKinds));
       report.bad.push_back({device.device.str(), topic, p.bytes, p.reason});
     } else {
-      p = gen.valid(device, cursors[d], wall_ms(), gen.uniform() < config_.flatbuffer_fraction);
+      p = in_incident.contains(d) ? gen.heartbeat(device, cursors[d], wall_ms())
+                                  : gen.valid(device, cursors[d], wall_ms(), gen.uniform() < config_.flatbuffer_fraction);
       ++report.valid[device.device.str()][p.type];
       if (track_latency) {
         report.publish_ns[device.device.str() + "/" + std::to_string(cursors[d].boot) + "/" + std::to_string(p.seq)] =

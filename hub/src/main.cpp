@@ -83,6 +83,7 @@ int run_simulate(const hub::Config& config, devices::SimulatorConfig sim, bool s
   for (const auto& [_, types] : report->valid) {
     for (const auto& [__, n] : types) valid += n;
   }
+  for (const auto& incident : report->injected) std::cout << "injected " << incident << "\n";
   std::cout << "sent " << report->sent << " payloads (" << valid << " valid, " << report->bad.size()
             << " deliberately bad) from " << simulator.fleet().size() << " devices in " << report->seconds
             << " s; broker acknowledged " << report->acked << ", refused " << report->refused << "\n";
@@ -167,6 +168,10 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--seed", seed, "random seed (default: simulate.seed)");
   sim_cmd->add_option("--boot", sim.boot, "boot number the devices report (raise it to simulate a restart)");
   sim_cmd->add_flag("--no-provision", skip_provision, "the fleet is already provisioned with these passwords");
+  sim_cmd->add_option("--anomaly", sim.anomalies,
+                      "incidents to inject at the start: fever,fall,sos,leak,smoke,gas,spo2,battery,tamper,door,offline")
+      ->delimiter(',')
+      ->check(CLI::IsMember(devices::known_anomalies()));
 
   auto* device_cmd = app.add_subcommand("device", "manage devices");
   device_cmd->require_subcommand(1);

@@ -183,6 +183,8 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
     d.kind = std::string(to_string(reg->kind));
     d.unit = reg->unit;
     d.location = reg->location;
+    // A device that never reports after it was installed is as lost as one that stopped.
+    if (d.last_seen_ms == 0) d.last_seen_ms = s.now_ms;
     return {std::move(s), std::move(changed)};
   }
 

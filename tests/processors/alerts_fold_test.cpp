@@ -208,10 +208,14 @@ TEST_SUITE("alert rules") {
     CHECK(c.closed("offline", "meter-1")->timeline.back().note == "back online");
   }
 
-  TEST_CASE("a device never heard from is not reported offline") {
+  TEST_CASE("a device that never reports after its registration goes offline three intervals later") {
     Community c;
-    c.tick(10'000'000);
+    c.rules.heartbeat_ms = {{"meter", 10'000}};
+    c.tick(30'000);
     CHECK(c.state.active.empty());
+    c.tick(30'001);
+    CHECK(c.active("offline", "meter-1"));
+    CHECK(c.state.active.size() == 1);  // kinds with no interval are not watched
   }
 
   TEST_CASE("low battery warns once a day at most") {

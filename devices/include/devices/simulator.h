@@ -32,8 +32,16 @@ struct SimulatorConfig {
   double bad_fraction = 0;               // share of payloads that are deliberately invalid
   double flatbuffer_fraction = 0.1;      // share of valid payloads sent as FlatBuffers
   std::uint64_t seed = 1;                // the same seed sends the same fleet the same events
-  std::uint32_t boot = 1;                // boot number the devices report
+  // Boot number the devices report. 0: seconds since 2020-01-01 at the start of the run, so a
+  // restarted simulator looks like restarted devices (a new boot) and its seqs count afresh.
+  std::uint32_t boot = 0;
+  // Incidents injected once at the start of the run, one device each:
+  // fever, fall, sos, leak, smoke, gas, spo2, battery, tamper, door, offline (a meter falls silent).
+  std::vector<std::string> anomalies;
 };
+
+// The anomalies the simulator knows.
+const std::vector<std::string>& known_anomalies();
 
 struct SimDevice {
   schemas::Registration registration;
@@ -55,6 +63,7 @@ struct SimReport {
   // Valid events sent, per device and type: what the devices projection must count.
   std::map<std::string, std::map<std::string, std::uint64_t>> valid;
   std::vector<SentBad> bad;
+  std::vector<std::string> injected;  // "anomaly: device" for each incident injected
   // Publish time (steady clock, ns) of each valid event by "device/boot/seq" when latency is tracked.
   std::map<std::string, std::int64_t> publish_ns;
 };
