@@ -66,11 +66,6 @@ void add_freshness(json& out, const processors::Store::View& view, const process
   out["lag_total"] = total;
 }
 
-json device_view(const std::string& id, const std::string& raw) {
-  json j = json::parse(raw);
-  j["id"] = id;
-  return j;
-}
 
 }  // namespace
 
@@ -144,34 +139,39 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
                                            : "";
     return {200, "text/plain; version=0.0.4", snapshot.render() + latency + metrics_.render()};
   }
-  if (path == kAlerts || path == std::string(kAlerts) + "/") {
-    route_name = "/api/v1/alerts";
-    return list(target, processors::Projector::alert_key(""), {"state", "severity", "community", "unit", "rule", "device"});
-  }
-  if (path.starts_with(std::string(kAlerts) + "/")) {
-    route_name = "/api/v1/alerts/{id}";
-    std::string id = path.substr(kAlerts.size() + 1);
+  // Every projection: a list with filters and paging, and one item by id.
+  struct Projection {
+    std::string_view path;
+    const char* route;
+    std::string prefix;
+    std::initializer_list<const char*> filters;
+  };
+  static const Projection kProjections[] = {
+      {"/api/v1/devices", "/api/v1/devices", "devices/", {"community", "kind"}},
+      {"/api/v1/alerts", "/api/v1/alerts", "alerts/", {"state", "severity", "community", "unit", "rule", "device"}},
+      {"/api/v1/meters", "/api/v1/meters", "meters/", {"community", "kind", "unit"}},
+      {"/api/v1/gates", "/api/v1/gates", "gates/", {"community"}},
+      {"/api/v1/elders", "/api/v1/elders", "elders/", {"community", "unit", "wellbeing"}},
+      {"/api/v1/homes", "/api/v1/homes", "homes/", {"community", "unit"}},
+      {"/api/v1/communities", "/api/v1/communities", "communities/", {}},
+  };
+  for (const auto& p : kProjections) {
+    if (path == p.path || path == std::string(p.path) + "/") {
+      route_name = p.route;
+      return list(target, p.prefix, p.filters);
+    }
+    if (!path.starts_with(std::string(p.path) + "/")) continue;
+    route_name = std::string(p.route) + "/{id}";
+    std::string id = path.substr(p.path.size() + 1);
     auto view = sources_.store->view();
-    auto raw = view.get(processors::Projector::alert_key(id));
-    if (!raw) return error(404, "not_found", "alert " + id + " is not known");
+    auto raw = view.get(p.prefix + id);
+    if (!raw) return error(404, "not_found", std::string(p.path.substr(8)) + " " + id + " is not known");
     json out = json::parse(*raw);
-    add_freshness(out, view, sources_.freshness());
-    return json_response(200, out);
-  }
-  constexpr std::string_view kDevices = "/api/v1/devices";
-  if (path == kDevices || path == std::string(kDevices) + "/") {
-    route_name = "/api/v1/devices";
-    return list(target, processors::Projector::device_key(""), {"community", "kind"});
-  }
-  if (path.starts_with(std::string(kDevices) + "/")) {
-    route_name = "/api/v1/devices/{id}";
-    std::string id = path.substr(kDevices.size() + 1);
-    auto view = sources_.store->view();
-    auto raw = view.get(processors::Projector::device_key(id));
-    if (!raw) return error(404, "not_found", "device " + id + " is not known");
-    json out = device_view(id, *raw);
-    auto rejections = view.get(processors::Projector::rejection_key(id));
-    out["rejections"] = rejections ? json::parse(*rejections) : json(nullptr);
+    out["id"] = id;
+    if (p.prefix == "devices/") {
+      auto rejections = view.get(processors::Projector::rejection_key(id));
+      out["rejections"] = rejections ? json::parse(*rejections) : json(nullptr);
+    }
     add_freshness(out, view, sources_.freshness());
     return json_response(200, out);
   }

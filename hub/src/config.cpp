@@ -203,6 +203,7 @@ void apply_rules(const toml::table& table, const std::string& where, processors:
     else if (key == "flap_window_s") r.flap_window_ms = ms(key, v);
     else if (key == "door_open_limit_s") r.door_open_limit_ms = ms(key, v);
     else if (key == "offline_missed_heartbeats") r.offline_missed_heartbeats = static_cast<int>(number(key, v));
+    else if (key == "inactivity_s") r.inactivity_ms = ms(key, v);
     else if (key == "heartbeat_s" && v.is_table()) {
       for (const auto& [kind, interval] : *v.as_table()) {
         r.heartbeat_ms[std::string(kind.str())] = ms("heartbeat_s." + std::string(kind.str()), interval);

@@ -116,6 +116,14 @@ class Rules {
           s_.now_ms - d.last_seen_ms > r_.offline_missed_heartbeats * interval->second && !active("offline", id)) {
         trigger("offline", id, "major", id, fmt::format("no traffic for {} s", (s_.now_ms - d.last_seen_ms) / 1000));
       }
+      if (d.kind == "wearable" && !d.unit.empty()) {
+        auto activity = s_.unit_activity.find(d.unit);
+        if (activity != s_.unit_activity.end() && s_.now_ms - activity->second > r_.inactivity_ms &&
+            !active("inactivity", id)) {
+          trigger("inactivity", id, "major", id,
+                  fmt::format("no movement, door or water use for {} h", (s_.now_ms - activity->second) / 3'600'000));
+        }
+      }
       if (d.door_open_since_ms > 0 && s_.now_ms - d.door_open_since_ms > r_.door_open_limit_ms &&
           !active("door_open", id)) {
         trigger("door_open", id, "minor", id, fmt::format("open for {} s", (s_.now_ms - d.door_open_since_ms) / 1000));
@@ -160,6 +168,17 @@ class Rules {
 };
 
 std::string where(const WatchedDevice* d) { return d && !d->location.empty() ? " at " + d->location : ""; }
+
+// A sign of life in a household: clears the inactivity alert of every wearer who lives there.
+void household_active(CommunityAlerts& s, Rules& rules, const std::string& unit) {
+  if (unit.empty()) return;
+  s.unit_activity[unit] = s.now_ms;
+  for (const auto& [id, d] : s.devices) {
+    if (d.kind == "wearable" && d.unit == unit && rules.active("inactivity", id)) {
+      rules.resolve("inactivity", id, "device", "activity at home");
+    }
+  }
+}
 
 }  // namespace
 
@@ -208,7 +227,13 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
             if (b.cancelled) rules.resolve("fall", device, "device", "cancelled by the wearer");
             else rules.trigger("fall", device, "major", device, "fall detected" + where(&d), s.now_ms + r.fall_escalate_ms);
           }
+        } else if constexpr (std::is_same_v<T, MeterReading>) {
+          if (b.kind == MeterKind::Water && d.last_total >= 0 && b.total > d.last_total) household_active(s, rules, d.unit);
+          d.last_total = b.total;
         } else if constexpr (std::is_same_v<T, WearableVitals>) {
+          bool stepped = b.steps && *b.steps > d.last_steps;
+          if (b.steps) d.last_steps = *b.steps;
+          if ((b.moving && *b.moving) || stepped) household_active(s, rules, d.unit);
           if (b.spo2_pct && *b.spo2_pct <= r.spo2_critical_pct) {
             rules.trigger("spo2_low", device, "critical", device, fmt::format("SpO2 {:.0f}%", *b.spo2_pct));
           }
@@ -223,6 +248,7 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
             case SensorKind::Gas: alarm_rule("gas", "critical", "gas alarm"); break;
             case SensorKind::WaterLeak: alarm_rule("water_leak", "major", "water leak"); break;
             case SensorKind::Door:
+              household_active(s, rules, d.unit);
               if (st == "open" && d.door_open_since_ms == 0) d.door_open_since_ms = s.now_ms;
               if (st == "closed") {
                 d.door_open_since_ms = 0;
@@ -301,11 +327,11 @@ nlohmann::json to_json(const CommunityAlerts& s) {
   nlohmann::json devices = nlohmann::json::object(), active = nlohmann::json::object(), closed = nlohmann::json::object();
   for (const auto& [id, d] : s.devices) {
     devices[id] = {{"kind", d.kind}, {"unit", d.unit}, {"location", d.location}, {"last_seen", d.last_seen_ms},
-                   {"door_open_since", d.door_open_since_ms}};
+                   {"door_open_since", d.door_open_since_ms}, {"last_total", d.last_total}, {"last_steps", d.last_steps}};
   }
   for (const auto& [k, a] : s.active) active[k] = to_json(a);
   for (const auto& [k, a] : s.closed) closed[k] = to_json(a);
-  return {{"community", s.community}, {"now", s.now_ms}, {"devices", devices}, {"active", active}, {"closed", closed}, {"episodes", s.episodes}};
+  return {{"community", s.community}, {"now", s.now_ms}, {"devices", devices}, {"unit_activity", s.unit_activity}, {"active", active}, {"closed", closed}, {"episodes", s.episodes}};
 }
 
 CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
@@ -317,11 +343,13 @@ CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
   const auto closed = j.value("closed", nlohmann::json::object());
   for (const auto& [id, d] : devices.items()) {
     s.devices[id] = {d.value("kind", ""), d.value("unit", ""), d.value("location", ""),
-                     d.value("last_seen", std::int64_t{0}), d.value("door_open_since", std::int64_t{0})};
+                     d.value("last_seen", std::int64_t{0}), d.value("door_open_since", std::int64_t{0}),
+                     d.value("last_total", -1.0), d.value("last_steps", std::uint32_t{0})};
   }
   for (const auto& [k, a] : active.items()) s.active[k] = alert_from_json(a);
   for (const auto& [k, a] : closed.items()) s.closed[k] = alert_from_json(a);
   if (j.contains("episodes")) s.episodes = j["episodes"].get<std::map<std::string, std::uint64_t>>();
+  if (j.contains("unit_activity")) s.unit_activity = j["unit_activity"].get<std::map<std::string, std::int64_t>>();
   return s;
 }
 

@@ -86,6 +86,7 @@ nlohmann::json to_json(const DeviceState& s) {
                    {"counts", s.counts},
                    {"last", s.last},
                    {"firmware", s.firmware},
+                   {"online", s.online},
                    {"seq", {{"started", s.window.started},
                             {"boot", s.window.boot},
                             {"high", s.window.high},
@@ -113,6 +114,7 @@ DeviceState device_state_from_json(const nlohmann::json& j) {
   if (j.contains("counts")) s.counts = j["counts"].get<std::map<std::string, std::uint64_t>>();
   if (j.contains("last")) s.last = j["last"].get<std::map<std::string, nlohmann::json>>();
   s.firmware = j.value("firmware", "");
+  s.online = j.value("online", true);
   if (j.contains("battery_pct") && j["battery_pct"].is_number()) s.battery_pct = j["battery_pct"].get<double>();
   if (j.contains("tamper") && j["tamper"].is_boolean()) s.tamper = j["tamper"].get<bool>();
   if (j.contains("seq")) {

@@ -10,6 +10,7 @@
 
 #include "processors/devices_fold.h"
 #include "processors/rejections_fold.h"
+#include "processors/time_buckets.h"
 #include "schemas/event.h"
 
 namespace courtyard::processors {
@@ -82,6 +83,12 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   Working<DeviceState> devices;
   Working<RejectionState> rejections;
   Working<CommunityAlerts> alert_states;
+  Working<MeterState> meters;
+  Working<CommunityMeters> meter_totals;
+  Working<GateState> gates;
+  Working<Occupancy> occupancy;
+  Working<HomeState> homes;
+  Working<ElderState> elders;
   std::map<std::string, std::vector<std::string>> partitions;  // partition key -> communities seen there
   std::set<std::string> partitions_changed;
   std::vector<Alert> alerts;  // changed, in order
@@ -96,6 +103,64 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     auto step = processors::apply(std::move(state), e, config_.rules.rules_for(community));
     state = std::move(step.state);
     for (auto& a : step.changed) alerts.push_back(std::move(a));
+  };
+  // The community projections of one admitted device event; `device` is its devices state.
+  auto fold_community = [&](const schemas::Event& e, const DeviceState& device) {
+    const std::string id = e.device.str(), community = e.community.str();
+    const auto& ctx = config_.context;
+    if (const auto* r = std::get_if<schemas::MeterReading>(&e.body)) {
+      auto& m = meters.get(view, meter_key(id), &meter_state_from_json);
+      m.unit = device.unit;
+      auto step = processors::apply(std::move(m), e, *r, ctx);
+      m = std::move(step.state);
+      if (step.consumed > 0) {
+        auto& t = meter_totals.get(view, community_key(community, "meters"), &community_meters_from_json);
+        t = add_consumption(std::move(t), m, day_key(e.device_time_ms, ctx.utc_offset_min), step.consumed);
+      }
+    } else if (const auto* p = std::get_if<schemas::GatePass>(&e.body)) {
+      auto& g = gates.get(view, gate_key(id), &gate_state_from_json);
+      g.location = device.location;
+      g = processors::apply(std::move(g), e, *p, config_.rules.rules_for(community).fever_c, ctx);
+      auto& o = occupancy.get(view, community_key(community, "occupancy"), &occupancy_from_json);
+      o = processors::apply(std::move(o), e, ctx);
+    } else if (std::holds_alternative<schemas::VehiclePass>(e.body)) {
+      auto& o = occupancy.get(view, community_key(community, "occupancy"), &occupancy_from_json);
+      o = processors::apply(std::move(o), e, ctx);
+    } else if (const auto* h = std::get_if<schemas::HomeSensor>(&e.body)) {
+      if (device.unit.empty()) return;
+      auto& home = homes.get(view, home_key(community, device.unit), &home_state_from_json);
+      home.unit = device.unit;
+      home = processors::apply(std::move(home), e, *h);
+    } else if (std::holds_alternative<schemas::WearableVitals>(e.body) ||
+               std::holds_alternative<schemas::WearableAlarm>(e.body)) {
+      auto& elder = elders.get(view, elder_key(id), &elder_state_from_json);
+      elder.unit = device.unit;
+      elder = processors::apply(std::move(elder), e, ctx);
+      elder.wellbeing = wellbeing(elder);
+    }
+  };
+  // Alerts are also part of the household's, the wearer's and the device's picture.
+  auto reflect_alert = [&](const Alert& a) {
+    const bool open = a.state != "resolved";
+    auto track = [&](std::map<std::string, std::string>& open_alerts) {
+      if (open) open_alerts[a.id] = a.severity;
+      else open_alerts.erase(a.id);
+    };
+    if (!a.unit.empty()) {
+      auto& home = homes.get(view, home_key(a.community, a.unit), &home_state_from_json);
+      home.community = a.community;
+      home.unit = a.unit;
+      track(home.open_alerts);
+    }
+    auto& d = devices.get(view, device_key(a.device), &device_state_from_json);
+    if (d.kind == "wearable") {
+      auto& elder = elders.get(view, elder_key(a.device), &elder_state_from_json);
+      elder.community = a.community;
+      elder.unit = d.unit;
+      track(elder.open_alerts);
+      elder.wellbeing = wellbeing(elder);
+    }
+    if (a.rule == "offline") d.online = !open;
   };
   std::map<std::string, std::uint64_t> event_counts, rejection_counts;
   bool events_changed = false, rejections_changed = false;
@@ -143,7 +208,10 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     auto& state = devices.get(view, device_key(event->device.str()), &device_state_from_json);
     auto step = processors::apply(std::move(state), *event);
     state = std::move(step.state);
-    if (step.admission == Admission::Fresh) fold_alerts(community, *event);
+    if (step.admission == Admission::Fresh) {
+      fold_alerts(community, *event);
+      fold_community(*event, state);
+    }
     if (step.admission == Admission::Fresh) {
       ++result.applied;
       result.fresh_device_times_ms.push_back(event->device_time_ms);
@@ -155,10 +223,18 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     }
   }
 
+  for (const auto& a : alerts) reflect_alert(a);
+
   KeyValues puts;
   for (auto& [key, state] : devices.states) puts.emplace_back(key, to_json(state).dump());
   for (auto& [key, state] : rejections.states) puts.emplace_back(key, to_json(state).dump());
   for (auto& [key, state] : alert_states.states) puts.emplace_back(key, to_json(state).dump());
+  for (auto& [key, state] : meters.states) puts.emplace_back(key, to_json(state).dump());
+  for (auto& [key, state] : meter_totals.states) puts.emplace_back(key, to_json(state).dump());
+  for (auto& [key, state] : gates.states) puts.emplace_back(key, to_json(state).dump());
+  for (auto& [key, state] : occupancy.states) puts.emplace_back(key, to_json(state).dump());
+  for (auto& [key, state] : homes.states) puts.emplace_back(key, to_json(state).dump());
+  for (auto& [key, state] : elders.states) puts.emplace_back(key, to_json(state).dump());
   for (const auto& key : partitions_changed) puts.emplace_back(key, nlohmann::json(partitions[key]).dump());
   // The latest record of each changed alert, and every change in order in the outbox.
   std::uint64_t outbox_next = outbox_next_;

@@ -137,6 +137,26 @@ TEST_SUITE("integration: alerts") {
     CHECK(offline[0]["severity"] == "major");
     CHECK(offline[0]["device"] == community + "-meter");
 
+    // The community projections tell the same story.
+    auto gate = stack.get("/api/v1/gates/" + community + "-gate");
+    REQUIRE(gate);
+    CHECK((*gate)["passes"] == 6);
+    CHECK((*gate)["fevers"] == 1);
+    CHECK((*gate)["location"] == "East gate");
+    auto occupancy = stack.get("/api/v1/communities/" + community + "/occupancy");
+    REQUIRE(occupancy);
+    CHECK((*occupancy)["people_now"] == 6);
+    auto home = stack.get("/api/v1/homes/" + community + "/b5-1102");
+    REQUIRE(home);
+    CHECK((*home)["sensors"][community + "-smoke"]["state"] == "alarm");
+    CHECK((*home)["open_alerts"].size() == 1);
+    auto elder = stack.get("/api/v1/elders/" + community + "-watch");
+    REQUIRE(elder);
+    CHECK((*elder)["wellbeing"] == "alert");
+    CHECK((*elder)["alarms"].back()["kind"] == "fall");
+    CHECK(stack.get("/api/v1/devices/" + community + "-meter").value()["online"] == false);
+    CHECK(stack.get("/api/v1/devices/" + community + "-gate").value()["online"] == true);
+
     // Staff acknowledge the smoke alarm from the API; the action goes through the log.
     std::string smoke_id = smoke[0]["id"];
     auto [status, accepted] = stack.post("/api/v1/alerts/" + smoke_id + "/ack", {{"actor", "guard-3"}, {"note", "on my way"}});

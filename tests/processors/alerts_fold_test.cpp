@@ -293,3 +293,26 @@ TEST_SUITE("alert rules") {
     CHECK(community_alerts_from_json(nlohmann::json::parse(to_json(c.state).dump())) == c.state);
   }
 }
+
+TEST_SUITE("alert rules: living alone") {
+  TEST_CASE("a wearer's home with no movement, door or water use for 12 h raises inactivity; a sign of life clears it") {
+    Community c;
+    c.add("water-1", DeviceKind::Meter, "b3-0402", "Building 3, flat 402", 0);
+    c.add("door-9", DeviceKind::HomeSensor, "b3-0402", "Building 3, flat 402 door", 0);
+    c.rules.heartbeat_ms = {};  // only inactivity is under test
+    WearableVitals moving;
+    moving.moving = true;
+    c.feed("wear-1", moving, 1000);
+    c.feed("water-1", MeterReading{MeterKind::Water, 10, "m3"}, 2000);
+    c.feed("water-1", MeterReading{MeterKind::Water, 10.2, "m3"}, 3000);  // water used: a sign of life at 3 s
+    c.tick(3000 + 43'200'000);
+    CHECK_FALSE(c.active("inactivity", "wear-1"));
+    c.tick(3001 + 43'200'000);
+    REQUIRE(c.active("inactivity", "wear-1"));
+    CHECK(c.active("inactivity", "wear-1")->unit == "b3-0402");
+    c.feed("water-1", MeterReading{MeterKind::Water, 10.2, "m3"}, 43'300'000);  // no use: not a sign
+    CHECK(c.active("inactivity", "wear-1"));
+    c.feed("door-9", HomeSensor{SensorKind::Door, "open", {}}, 43'400'000);
+    CHECK_FALSE(c.active("inactivity", "wear-1"));
+  }
+}

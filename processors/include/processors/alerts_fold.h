@@ -26,6 +26,7 @@ struct AlertRules {
   std::int64_t flap_window_ms = 300'000;        // a re-trigger this soon after closing reopens the episode
   std::int64_t door_open_limit_ms = 600'000;    // a home door open longer than this: minor
   int offline_missed_heartbeats = 3;            // silent for this many intervals: offline (major)
+  std::int64_t inactivity_ms = 12 * 3'600'000;  // a wearer's home with no movement, door or water use this long: major
   std::map<std::string, std::int64_t> heartbeat_ms = {  // expected interval per device kind; 0: not watched
       {"gate", 60'000},       {"vehicle_gate", 60'000}, {"door", 300'000},   {"camera", 60'000},
       {"meter", 900'000},     {"home_sensor", 300'000}, {"wearable", 300'000}};
@@ -68,6 +69,8 @@ struct WatchedDevice {
   std::string kind, unit, location;
   std::int64_t last_seen_ms = 0;
   std::int64_t door_open_since_ms = 0;  // home door contact: when it opened (0: closed)
+  double last_total = -1;               // meters: the last cumulative total (-1: none yet)
+  std::uint32_t last_steps = 0;         // wearables: the last step count
   bool operator==(const WatchedDevice&) const = default;
 };
 
@@ -78,6 +81,7 @@ struct CommunityAlerts {
   std::map<std::string, Alert> active;           // by rule|subject: not resolved
   std::map<std::string, Alert> closed;           // by rule|subject: the last resolved episode, while it matters
   std::map<std::string, std::uint64_t> episodes; // by rule|subject: episodes opened so far
+  std::map<std::string, std::int64_t> unit_activity;  // by household: last sign of life (movement, door, water)
   bool operator==(const CommunityAlerts&) const = default;
 };
 

@@ -53,6 +53,7 @@ struct DeviceState {
   std::optional<double> battery_pct;
   std::optional<bool> tamper;
   std::string firmware;
+  bool online = true;               // false while an offline alert is open (set from the alerts fold)
   SeqWindow window;
   bool operator==(const DeviceState&) const = default;
 };

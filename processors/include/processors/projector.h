@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "processors/alerts_fold.h"
+#include "processors/community_folds.h"
 #include "processors/store.h"
 
 namespace courtyard::processors {
@@ -34,6 +35,7 @@ struct ProjectorTopics {
 struct ProjectorConfig {
   ProjectorTopics topics;
   RuleBook rules;
+  FoldContext context;  // local time for hour and day buckets
 };
 
 struct BatchResult {
@@ -59,6 +61,15 @@ class Projector {
   static std::string rejection_key(const std::string& device) { return "rejections/" + device; }
   static std::string alert_key(const std::string& id) { return "alerts/" + id; }
   static std::string alert_state_key(const std::string& community) { return "alertstate/" + community; }
+  static std::string meter_key(const std::string& device) { return "meters/" + device; }
+  static std::string gate_key(const std::string& device) { return "gates/" + device; }
+  static std::string elder_key(const std::string& device) { return "elders/" + device; }
+  static std::string home_key(const std::string& community, const std::string& unit) {
+    return "homes/" + community + "/" + unit;
+  }
+  static std::string community_key(const std::string& community, const std::string& what) {
+    return "communities/" + community + "/" + what;
+  }
   // Alerts to publish, in order: written with the state that produced them, deleted once Kafka has them.
   static constexpr const char* kOutboxPrefix = "outbox/";
   static constexpr const char* kEventStatsKey = "stats/events";
