@@ -47,7 +47,50 @@ struct Bridge::Impl {
   std::atomic<std::size_t> in_flight{0};
   std::atomic<bool> fatal{false};
 
-  std::atomic<std::uint64_t> accepted{0}, rejected{0}, delivered{0};
+  std::atomic<std::uint64_t> accepted{0}, rejected{0}, delivered{0}, commands{0};
+  KafkaPtr command_consumer;
+
+  // Hub -> device: commands of owned communities go to the device's cmd topic, or for "_staff"
+  // to the community's staff alert topic. At least once: a command's offset is stored only after
+  // its publish was accepted; one that could not be published is retried first next time.
+  KafkaMessagePtr stalled_command;
+
+  bool relay(const rd_kafka_message_t& m) {
+    auto command = nlohmann::json::parse(std::string_view(static_cast<const char*>(m.payload), m.len), nullptr, false);
+    if (command.is_object() && owns(CommunityId(command.value("community", "")))) {
+      std::string community = command.value("community", ""), device = command.value("device", "");
+      std::string topic = device == "_staff" ? "courtyard/v1/" + community + "/alerts"
+                                             : schemas::topic_for(CommunityId(community), DeviceId(device), "cmd");
+      if (auto sent = mqtt->publish(topic, command.dump(), 1); !sent) {
+        spdlog::warn("command to {} not sent yet: {}", topic, sent.error());
+        return false;
+      }
+      ++commands;
+    }
+    KafkaPartitionsPtr done(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(done.get(), rd_kafka_topic_name(m.rkt), m.partition)->offset = m.offset + 1;
+    rd_kafka_offsets_store(command_consumer.get(), done.get());
+    return true;
+  }
+
+  void relay_commands() {
+    if (stalled_command) {
+      if (!relay(*stalled_command)) return;
+      stalled_command.reset();
+    }
+    for (int i = 0; i < 500; ++i) {
+      KafkaMessagePtr m(rd_kafka_consumer_poll(command_consumer.get(), 0));
+      if (!m) return;
+      if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) spdlog::warn("commands: {}", rd_kafka_message_errstr(m.get()));
+        continue;
+      }
+      if (!relay(*m)) {
+        stalled_command = std::move(m);
+        return;
+      }
+    }
+  }
 
   bool owns(const CommunityId& community) const {
     if (config.communities.empty()) return true;
@@ -256,6 +299,17 @@ struct Bridge::Impl {
         throw std::runtime_error("mqtt: " + ok.error());
       }
     }
+    auto commands_consumer = make_consumer(config.kafka, {{"group.id", config.client_id + "-commands"},
+                                                         {"enable.auto.offset.store", "false"},
+                                                         {"auto.offset.reset", "latest"},
+                                                         {"partition.assignment.strategy", "cooperative-sticky"}});
+    if (!commands_consumer) throw std::runtime_error("commands consumer: " + commands_consumer.error());
+    command_consumer = std::move(*commands_consumer);
+    KafkaPartitionsPtr topics(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(topics.get(), config.kafka.commands_topic.c_str(), RD_KAFKA_PARTITION_UA);
+    if (auto err = rd_kafka_subscribe(command_consumer.get(), topics.get())) {
+      throw std::runtime_error(std::string("commands subscribe: ") + rd_kafka_err2str(err));
+    }
     spdlog::info("ingest {} listening on {} pattern(s), producing to {}", config.client_id, patterns.size(),
                  config.kafka.events_topic);
   }
@@ -271,13 +325,15 @@ void Bridge::run(std::stop_token stop) {
     rd_kafka_poll(impl_->producer.get(), 10);
     impl_->apply_registrations(impl_->registry->poll());
     impl_->pump();
+    impl_->relay_commands();
     if (auto now = std::chrono::steady_clock::now(); now - last_report > std::chrono::seconds(10)) {
       last_report = now;
       auto s = stats();
-      spdlog::info("ingest: accepted {} rejected {} delivered {} spooled {}", s.accepted, s.rejected, s.delivered,
-                   s.spooled);
+      spdlog::info("ingest: accepted {} rejected {} delivered {} spooled {} commands relayed {}", s.accepted,
+                   s.rejected, s.delivered, s.spooled, impl_->commands.load());
     }
   }
+  rd_kafka_consumer_close(impl_->command_consumer.get());
   impl_->mqtt.reset();  // no new messages while we drain
   impl_->pump();
   rd_kafka_flush(impl_->producer.get(), 10000);

@@ -236,13 +236,33 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   for (auto& [key, state] : homes.states) puts.emplace_back(key, to_json(state).dump());
   for (auto& [key, state] : elders.states) puts.emplace_back(key, to_json(state).dump());
   for (const auto& key : partitions_changed) puts.emplace_back(key, nlohmann::json(partitions[key]).dump());
-  // The latest record of each changed alert, and every change in order in the outbox.
+  // The latest record of each changed alert; every change in order in the outbox, for the alerts
+  // topic, and as commands to the household's devices and the community's staff.
   std::uint64_t outbox_next = outbox_next_;
+  auto outbox = [&](const char* topic, const std::string& key, const std::string& value) {
+    puts.emplace_back(outbox_key(outbox_next++), nlohmann::json{{"topic", topic}, {"key", key}, {"value", value}}.dump());
+  };
   std::map<std::string, std::string> latest;
   for (const auto& a : alerts) {
     auto record = to_json(a).dump();
     latest[alert_key(a.id)] = record;
-    puts.emplace_back(outbox_key(outbox_next++), record);
+    outbox("alerts", a.id, record);
+    const std::string& what = a.timeline.empty() ? std::string() : a.timeline.back().what;
+    if (what == "updated") continue;  // a repeat of the same condition: nobody needs another push
+    nlohmann::json body{{"alert_id", a.id}, {"rule", a.rule},   {"severity", a.severity}, {"state", a.state},
+                        {"unit", a.unit},   {"location", a.location}, {"detail", a.detail}, {"change", what}};
+    auto command = [&](const std::string& target) {
+      outbox("commands", target,
+             nlohmann::json{{"community", a.community}, {"device", target}, {"command", "alert"},
+                            {"issued_at", a.updated_at_ms}, {"body", body}}
+                 .dump());
+    };
+    command(kStaffTarget);
+    if (a.unit.empty()) continue;
+    const auto& state = alert_states.get(view, alert_state_key(a.community), &community_alerts_from_json);
+    for (const auto& [device, d] : state.devices) {
+      if (d.unit == a.unit) command(device);
+    }
   }
   for (auto& [key, record] : latest) puts.emplace_back(key, std::move(record));
   if (outbox_next != outbox_next_) puts.emplace_back(kOutboxNextKey, std::to_string(outbox_next));

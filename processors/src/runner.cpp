@@ -69,12 +69,15 @@ struct Runner::Impl {
     for (;;) {
       auto entries = view.scan(Projector::kOutboxPrefix, outbox_cursor, 1000);
       if (entries.empty()) return;
-      for (auto& [key, record] : entries) {
-        auto id = nlohmann::json::parse(record).value("id", "");
+      for (auto& [key, raw] : entries) {
+        auto entry = nlohmann::json::parse(raw);
+        const std::string& topic = entry.value("topic", "") == "commands" ? config.kafka.commands_topic
+                                                                           : config.kafka.alerts_topic;
+        std::string message_key = entry.value("key", ""), value = entry.value("value", "");
         auto* opaque = new std::string(key);
-        auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(config.kafka.alerts_topic.c_str()),
-                                     RD_KAFKA_V_KEY(id.data(), id.size()),
-                                     RD_KAFKA_V_VALUE(record.data(), record.size()),
+        auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                                     RD_KAFKA_V_KEY(message_key.data(), message_key.size()),
+                                     RD_KAFKA_V_VALUE(value.data(), value.size()),
                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (err) {  // queue full: try again after the next poll
           delete opaque;

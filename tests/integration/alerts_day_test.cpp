@@ -70,6 +70,15 @@ TEST_SUITE("integration: alerts") {
       d[fleet[i].registration.device.str().substr(community.size() + 1)] = Device{fleet[i].registration, std::move(*c)};
     }
 
+    // The household's smoke detector listens on its cmd topic; staff listen to the community's alerts.
+    REQUIRE(d["smoke"].client->subscribe(schemas::topic_for(CommunityId(community), DeviceId(community + "-smoke"), "cmd"), 1, 10s));
+    MqttClient::Options staff_options;
+    staff_options.username = "courtyard-service";
+    staff_options.password = services.service_password();
+    auto staff = MqttClient::connect("127.0.0.1", services.mqtt_port, staff_options, 10s);
+    REQUIRE(staff);
+    REQUIRE((*staff)->subscribe("courtyard/v1/" + community + "/alerts", 1, 10s));
+
     // Morning: ordinary traffic, no alert.
     for (int i = 0; i < 5; ++i) {
       d["gate"].send("gate.pass", {{"credential", "face"}, {"subject", "subj-" + std::to_string(i)}, {"direction", "in"},
@@ -173,6 +182,21 @@ TEST_SUITE("integration: alerts") {
     CHECK(acked["timeline"].back()["by"] == "guard-3");
     CHECK(stack.get("/api/v1/alerts?state=acknowledged&community=" + community).value()["count"] == 1);
     CHECK(stack.get("/api/v1/alerts?severity=critical&community=" + community).value()["count"] == 2);
+
+    // The acknowledgement is pushed to the household's devices and to staff over MQTT.
+    auto pushed = [&](MqttClient& client, const std::string& change) {
+      return test::eventually(
+          [&] {
+            while (auto m = client.next_message(10ms)) {
+              auto j = json::parse(m->payload, nullptr, false);
+              if (j.is_object() && j["body"]["alert_id"] == smoke_id && j["body"]["change"] == change) return true;
+            }
+            return false;
+          },
+          30s);
+    };
+    CHECK(pushed(*d["smoke"].client, "acknowledged"));
+    CHECK(pushed(**staff, "acknowledged"));
 
     // Resolving it twice: the second is refused, not duplicated.
     CHECK(stack.post("/api/v1/alerts/" + smoke_id + "/resolve", json::object()).first == 202);

@@ -171,7 +171,15 @@ TEST_SUITE("projector: alerts") {
     auto alert = store->view().get(Projector::alert_key("c1:offline:m-1:1"));
     REQUIRE(alert);
     CHECK(nlohmann::json::parse(*alert)["location"] == "Building 1");
-    CHECK(store->view().scan(Projector::kOutboxPrefix, "", 10).size() == 1);
+    // Outbox: the alert, then a command to the community's staff and one to each device of the household.
+    auto outbox = store->view().scan(Projector::kOutboxPrefix, "", 10);
+    REQUIRE(outbox.size() == 3);
+    CHECK(nlohmann::json::parse(outbox[0].second)["topic"] == "alerts");
+    CHECK(nlohmann::json::parse(outbox[1].second)["key"] == "_staff");
+    auto command = nlohmann::json::parse(outbox[2].second);
+    CHECK(command["topic"] == "commands");
+    CHECK(command["key"] == "m-1");
+    CHECK(nlohmann::json::parse(command["value"].get<std::string>())["body"]["rule"] == "offline");
   }
 }
 

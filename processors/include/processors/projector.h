@@ -71,7 +71,11 @@ class Projector {
     return "communities/" + community + "/" + what;
   }
   // Alerts to publish, in order: written with the state that produced them, deleted once Kafka has them.
+  // Entries are {"topic": "alerts"|"commands", "key": ..., "value": ...}.
   static constexpr const char* kOutboxPrefix = "outbox/";
+  // Commands for the community's staff rather than one device (ingest publishes them on
+  // courtyard/v1/{community}/alerts).
+  static constexpr const char* kStaffTarget = "_staff";
   static constexpr const char* kEventStatsKey = "stats/events";
   static constexpr const char* kRejectionStatsKey = "stats/rejected";
 
