@@ -115,6 +115,7 @@ std::vector<Binding> bindings(Config& c) {
       setting("hub.instance_id", c.hub.instance_id),
       setting("hub.rules_file", c.hub.rules_file),
       setting("hub.tick_interval_ms", c.hub.tick_interval_ms),
+      setting("hub.utc_offset_minutes", c.hub.utc_offset_minutes),
       setting("hub.block_cache_mb", c.hub.block_cache_mb),
       setting("hub.max_batch", c.hub.max_batch),
       setting("simulate.communities", c.simulate.communities),

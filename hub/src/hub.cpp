@@ -26,6 +26,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   runner_config.group_id = config.hub.group_id;
   runner_config.instance_id = config.hub.instance_id;
   runner_config.rules = load_rules(config.hub.rules_file);
+  runner_config.context.utc_offset_min = config.hub.utc_offset_minutes;
   runner_config.max_batch = static_cast<std::size_t>(config.hub.max_batch);
   processors::Runner runner(runner_config, **store);
 

@@ -14,7 +14,8 @@ struct Runner::Impl {
   Impl(RunnerConfig c, Store& s)
       : config(std::move(c)),
         store(s),
-        projector(s, ProjectorConfig{{config.kafka.events_topic, config.kafka.deadletter_topic}, config.rules}) {}
+        projector(s, ProjectorConfig{{config.kafka.events_topic, config.kafka.deadletter_topic}, config.rules,
+                                     config.context}) {}
 
   RunnerConfig config;
   Store& store;

@@ -38,6 +38,7 @@ struct Config {
     std::int64_t max_batch = 5000;                 // events folded per store write
     std::string rules_file = "config/rules.toml";  // alert thresholds (defaults and per community)
     std::int64_t tick_interval_ms = 1000;          // the log's clock: a tick per partition this often
+    int utc_offset_minutes = 480;                  // local time for hour and day buckets (China: UTC+8)
   } hub;
   struct Simulate {
     std::vector<std::string> communities = {"sunny-garden", "river-view"};

@@ -31,6 +31,7 @@ struct RunnerConfig {
   std::size_t max_batch = 5000;                      // messages folded per store write
   std::chrono::milliseconds poll_timeout{100};       // wait for the first message of a batch
   RuleBook rules;                                    // alert rules in force
+  FoldContext context;                               // local time for hour and day buckets
 };
 
 struct PartitionFreshness {
