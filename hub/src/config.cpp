@@ -205,6 +205,13 @@ void apply_rules(const toml::table& table, const std::string& where, processors:
     else if (key == "door_open_limit_s") r.door_open_limit_ms = ms(key, v);
     else if (key == "offline_missed_heartbeats") r.offline_missed_heartbeats = static_cast<int>(number(key, v));
     else if (key == "inactivity_s") r.inactivity_ms = ms(key, v);
+    else if (key == "spo2_major_pct") r.spo2_major_pct = number(key, v);
+    else if (key == "spo2_sustain_s") r.spo2_sustain_ms = ms(key, v);
+    else if (key == "heart_rate_limit_bpm") r.heart_rate_limit_bpm = number(key, v);
+    else if (key == "heart_rate_sustain_s") r.heart_rate_sustain_ms = ms(key, v);
+    else if (key == "watch_removed_s") r.watch_removed_ms = ms(key, v);
+    else if (key == "spike_multiple") r.spike_multiple = number(key, v);
+    else if (key == "spike_min_samples") r.spike_min_samples = static_cast<int>(number(key, v));
     else if (key == "heartbeat_s" && v.is_table()) {
       for (const auto& [kind, interval] : *v.as_table()) {
         r.heartbeat_ms[std::string(kind.str())] = ms("heartbeat_s." + std::string(kind.str()), interval);

@@ -116,6 +116,15 @@ class Rules {
           s_.now_ms - d.last_seen_ms > r_.offline_missed_heartbeats * interval->second && !active("offline", id)) {
         trigger("offline", id, "major", id, fmt::format("no traffic for {} s", (s_.now_ms - d.last_seen_ms) / 1000));
       }
+      if (d.kind == "wearable" && d.removed_since_ms > 0 && s_.now_ms - d.removed_since_ms > r_.watch_removed_ms &&
+          !active("watch_removed", id)) {
+        auto home = s_.unit_activity.find(d.unit);
+        bool quiet = home == s_.unit_activity.end() || home->second <= d.removed_since_ms;
+        if (quiet) {
+          trigger("watch_removed", id, "major", id,
+                  fmt::format("watch off for {} min and no movement at home", (s_.now_ms - d.removed_since_ms) / 60'000));
+        }
+      }
       if (d.kind == "wearable" && !d.unit.empty()) {
         auto activity = s_.unit_activity.find(d.unit);
         if (activity != s_.unit_activity.end() && s_.now_ms - activity->second > r_.inactivity_ms &&
@@ -180,6 +189,74 @@ void household_active(CommunityAlerts& s, Rules& rules, const std::string& unit)
   }
 }
 
+void vitals_rules(CommunityAlerts& s, Rules& rules, const AlertRules& r, const std::string& device, WatchedDevice& d,
+                  const WearableVitals& v) {
+  if (d.removed_since_ms) {  // vitals again: the watch is back on
+    d.removed_since_ms = 0;
+    rules.resolve("watch_removed", device, "device", "worn again");
+  }
+  if (v.spo2_pct) {
+    if (*v.spo2_pct <= r.spo2_critical_pct) {
+      rules.trigger("spo2_low", device, "critical", device, fmt::format("SpO2 {:.0f}%", *v.spo2_pct));
+    } else if (*v.spo2_pct <= r.spo2_major_pct) {
+      if (d.spo2_low_since_ms == 0) d.spo2_low_since_ms = s.now_ms;
+      if (s.now_ms - d.spo2_low_since_ms >= r.spo2_sustain_ms) {
+        rules.trigger("spo2_low", device, "major", device,
+                      fmt::format("SpO2 {:.0f}% for {} min", *v.spo2_pct, (s.now_ms - d.spo2_low_since_ms) / 60'000));
+      }
+    } else {
+      d.spo2_low_since_ms = 0;
+    }
+  }
+  if (v.heart_rate_bpm) {
+    const bool still = !(v.moving && *v.moving);
+    if (*v.heart_rate_bpm > r.heart_rate_limit_bpm && still) {
+      if (d.hr_high_since_ms == 0) d.hr_high_since_ms = s.now_ms;
+      if (s.now_ms - d.hr_high_since_ms >= r.heart_rate_sustain_ms) {
+        rules.trigger("heart_rate_high", device, "major", device,
+                      fmt::format("heart rate {:.0f} bpm at rest for {} min", *v.heart_rate_bpm,
+                                  (s.now_ms - d.hr_high_since_ms) / 60'000));
+      }
+    } else {
+      d.hr_high_since_ms = 0;
+    }
+  }
+}
+
+// Water used in every one of the last 24 hours is a suspected leak; a consumption rate far above
+// the meter's own baseline is a spike. Readings are placed by their device time.
+void meter_rules(CommunityAlerts& s, Rules& rules, const AlertRules& r, const std::string& device, WatchedDevice& d,
+                 const MeterReading& m, std::int64_t reading_ms) {
+  const bool first = d.last_total < 0;
+  const bool older = !first && reading_ms <= d.last_reading_ms;
+  if (older) return;
+  double used = first ? 0 : m.total >= d.last_total ? m.total - d.last_total : m.total;
+  double hours = first ? 0 : static_cast<double>(reading_ms - d.last_reading_ms) / 3'600'000.0;
+  d.last_total = m.total;
+  d.last_reading_ms = reading_ms;
+  if (first) return;
+  if (m.kind == MeterKind::Water && used > 0) {
+    household_active(s, rules, d.unit);
+    std::int64_t hour = reading_ms / 3'600'000;
+    std::int64_t shift = hour - d.flow_hour;
+    d.flow_mask = shift >= 32 ? 0u : shift > 0 ? d.flow_mask << shift : d.flow_mask;
+    if (shift > 0) d.flow_hour = hour;
+    d.flow_mask |= 1u;
+    if ((d.flow_mask & 0xFFFFFFu) == 0xFFFFFFu) {
+      rules.trigger("continuous_flow", device, "major", device, "water used in every hour of the last 24: suspected leak");
+    }
+  }
+  if (hours > 0) {
+    double rate = used / hours;
+    if (d.rate_samples >= r.spike_min_samples && d.rate_baseline > 0 && rate > r.spike_multiple * d.rate_baseline) {
+      rules.trigger("consumption_spike", device, "minor", device,
+                    fmt::format("{:.2f} {}/h, {:.1f}x its usual", rate, m.unit, rate / d.rate_baseline));
+    }
+    d.rate_baseline = d.rate_samples == 0 ? rate : 0.9 * d.rate_baseline + 0.1 * rate;
+    ++d.rate_samples;
+  }
+}
+
 }  // namespace
 
 AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r) {
@@ -220,7 +297,10 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
                           fmt::format("{:.1f} °C{}", *b.temperature_c, where(&d)));
           }
         } else if constexpr (std::is_same_v<T, WearableAlarm>) {
-          if (b.kind == AlarmKind::Sos) {
+          if (b.kind == AlarmKind::Removed) {
+            d.removed_since_ms = b.cancelled ? 0 : s.now_ms;
+            if (b.cancelled) rules.resolve("watch_removed", device, "device", "worn again");
+          } else if (b.kind == AlarmKind::Sos) {
             if (b.cancelled) rules.resolve("sos", device, "device", "cancelled by the wearer");
             else rules.trigger("sos", device, "critical", device, "SOS pressed" + where(&d));
           } else if (b.kind == AlarmKind::Fall) {
@@ -228,15 +308,12 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
             else rules.trigger("fall", device, "major", device, "fall detected" + where(&d), s.now_ms + r.fall_escalate_ms);
           }
         } else if constexpr (std::is_same_v<T, MeterReading>) {
-          if (b.kind == MeterKind::Water && d.last_total >= 0 && b.total > d.last_total) household_active(s, rules, d.unit);
-          d.last_total = b.total;
+          meter_rules(s, rules, r, device, d, b, e.device_time_ms);
         } else if constexpr (std::is_same_v<T, WearableVitals>) {
           bool stepped = b.steps && *b.steps > d.last_steps;
           if (b.steps) d.last_steps = *b.steps;
           if ((b.moving && *b.moving) || stepped) household_active(s, rules, d.unit);
-          if (b.spo2_pct && *b.spo2_pct <= r.spo2_critical_pct) {
-            rules.trigger("spo2_low", device, "critical", device, fmt::format("SpO2 {:.0f}%", *b.spo2_pct));
-          }
+          vitals_rules(s, rules, r, device, d, b);
         } else if constexpr (std::is_same_v<T, HomeSensor>) {
           const std::string& st = b.state;
           auto alarm_rule = [&](const char* rule, const char* severity, const char* what) {
@@ -327,7 +404,11 @@ nlohmann::json to_json(const CommunityAlerts& s) {
   nlohmann::json devices = nlohmann::json::object(), active = nlohmann::json::object(), closed = nlohmann::json::object();
   for (const auto& [id, d] : s.devices) {
     devices[id] = {{"kind", d.kind}, {"unit", d.unit}, {"location", d.location}, {"last_seen", d.last_seen_ms},
-                   {"door_open_since", d.door_open_since_ms}, {"last_total", d.last_total}, {"last_steps", d.last_steps}};
+                   {"door_open_since", d.door_open_since_ms}, {"last_total", d.last_total}, {"last_steps", d.last_steps},
+                   {"last_reading", d.last_reading_ms}, {"flow_mask", d.flow_mask}, {"flow_hour", d.flow_hour},
+                   {"rate_baseline", d.rate_baseline}, {"rate_samples", d.rate_samples},
+                   {"spo2_low_since", d.spo2_low_since_ms}, {"hr_high_since", d.hr_high_since_ms},
+                   {"removed_since", d.removed_since_ms}};
   }
   for (const auto& [k, a] : s.active) active[k] = to_json(a);
   for (const auto& [k, a] : s.closed) closed[k] = to_json(a);
@@ -342,9 +423,22 @@ CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
   const auto active = j.value("active", nlohmann::json::object());
   const auto closed = j.value("closed", nlohmann::json::object());
   for (const auto& [id, d] : devices.items()) {
-    s.devices[id] = {d.value("kind", ""), d.value("unit", ""), d.value("location", ""),
-                     d.value("last_seen", std::int64_t{0}), d.value("door_open_since", std::int64_t{0}),
-                     d.value("last_total", -1.0), d.value("last_steps", std::uint32_t{0})};
+    auto& w = s.devices[id];
+    w.kind = d.value("kind", "");
+    w.unit = d.value("unit", "");
+    w.location = d.value("location", "");
+    w.last_seen_ms = d.value("last_seen", std::int64_t{0});
+    w.door_open_since_ms = d.value("door_open_since", std::int64_t{0});
+    w.last_total = d.value("last_total", -1.0);
+    w.last_reading_ms = d.value("last_reading", std::int64_t{0});
+    w.flow_mask = d.value("flow_mask", std::uint32_t{0});
+    w.flow_hour = d.value("flow_hour", std::int64_t{0});
+    w.rate_baseline = d.value("rate_baseline", 0.0);
+    w.rate_samples = d.value("rate_samples", 0);
+    w.last_steps = d.value("last_steps", std::uint32_t{0});
+    w.spo2_low_since_ms = d.value("spo2_low_since", std::int64_t{0});
+    w.hr_high_since_ms = d.value("hr_high_since", std::int64_t{0});
+    w.removed_since_ms = d.value("removed_since", std::int64_t{0});
   }
   for (const auto& [k, a] : active.items()) s.active[k] = alert_from_json(a);
   for (const auto& [k, a] : closed.items()) s.closed[k] = alert_from_json(a);

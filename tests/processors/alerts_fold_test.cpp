@@ -316,3 +316,99 @@ TEST_SUITE("alert rules: living alone") {
     CHECK_FALSE(c.active("inactivity", "wear-1"));
   }
 }
+
+TEST_SUITE("alert rules: sustained vitals and meters") {
+  TEST_CASE("SpO2 of 93-94 is major only once it lasts five minutes; a normal reading restarts the count") {
+    Community c;
+    auto spo2 = [&](double pct, std::int64_t at) {
+      WearableVitals v;
+      v.spo2_pct = pct;
+      c.feed("wear-1", v, at);
+    };
+    spo2(94, 0);
+    spo2(93, 200'000);
+    spo2(96, 250'000);
+    spo2(94, 260'000);
+    spo2(94, 559'999);
+    CHECK_FALSE(c.active("spo2_low", "wear-1"));
+    spo2(93, 560'000);
+    REQUIRE(c.active("spo2_low", "wear-1"));
+    CHECK(c.active("spo2_low", "wear-1")->severity == "major");
+  }
+
+  TEST_CASE("a heart rate over the limit for ten minutes at rest is major; moving resets it") {
+    Community c;
+    auto hr = [&](double bpm, bool moving, std::int64_t at) {
+      WearableVitals v;
+      v.heart_rate_bpm = bpm;
+      v.moving = moving;
+      c.feed("wear-1", v, at);
+    };
+    hr(130, false, 0);
+    hr(135, true, 300'000);  // exercising: not a concern
+    hr(130, false, 310'000);
+    hr(128, false, 909'999);
+    CHECK_FALSE(c.active("heart_rate_high", "wear-1"));
+    hr(131, false, 910'000);
+    CHECK(c.active("heart_rate_high", "wear-1"));
+    Community d;
+    d.rules.heart_rate_limit_bpm = 140;  // a community (or later a wearer) with its own limit
+    WearableVitals v;
+    v.heart_rate_bpm = 130;
+    d.feed("wear-1", v, 0);
+    d.feed("wear-1", v, 700'000);
+    CHECK_FALSE(d.active("heart_rate_high", "wear-1"));
+  }
+
+  TEST_CASE("a watch taken off with no movement at home for 15 minutes is major; wearing it again clears it") {
+    Community c;
+    c.rules.heartbeat_ms = {};
+    c.alarm(AlarmKind::Removed, false, 1000);
+    c.tick(901'000);
+    CHECK_FALSE(c.active("watch_removed", "wear-1"));
+    c.tick(901'001);
+    REQUIRE(c.active("watch_removed", "wear-1"));
+    WearableVitals v;
+    v.heart_rate_bpm = 70;
+    c.feed("wear-1", v, 950'000);
+    CHECK_FALSE(c.active("watch_removed", "wear-1"));
+  }
+
+  TEST_CASE("a watch taken off while someone moves about at home is no concern") {
+    Community c;
+    c.rules.heartbeat_ms = {};
+    c.add("door-9", DeviceKind::HomeSensor, "b3-0402", "Building 3, flat 402 door", 0);
+    c.alarm(AlarmKind::Removed, false, 1000);
+    c.sensor(SensorKind::Door, "open", 60'000, "door-9");
+    c.tick(2'000'000);
+    CHECK_FALSE(c.active("watch_removed", "wear-1"));
+  }
+
+  TEST_CASE("water used in every hour of 24 hours raises a suspected leak; 23 hours do not") {
+    Community c;
+    c.rules.heartbeat_ms = {};
+    const std::int64_t hour = 3'600'000;
+    double total = 100;
+    const std::int64_t start = ((kT0 / hour) + 1) * hour - kT0;  // the next whole hour
+    c.feed("meter-1", MeterReading{MeterKind::Water, total, "m3"}, start - 60'000);  // the baseline
+    for (int h = 0; h < 23; ++h) {
+      c.feed("meter-1", MeterReading{MeterKind::Water, total += 0.01, "m3"}, start + h * hour + 60'000);
+    }
+    CHECK_FALSE(c.active("continuous_flow", "meter-1"));
+    c.feed("meter-1", MeterReading{MeterKind::Water, total += 0.01, "m3"}, start + 23 * hour + 60'000);
+    CHECK(c.active("continuous_flow", "meter-1"));
+  }
+
+  TEST_CASE("a consumption rate far above the meter's own baseline is a spike, but only once it has a baseline") {
+    Community c;
+    c.rules.heartbeat_ms = {};
+    double total = 0;
+    c.feed("meter-1", MeterReading{MeterKind::Electricity, total, "kWh"}, 0);
+    for (int i = 1; i <= 2; ++i) c.feed("meter-1", MeterReading{MeterKind::Electricity, total += i * 40, "kWh"}, i * 3'600'000);
+    CHECK_FALSE(c.active("consumption_spike", "meter-1"));  // no baseline yet: a jump is not a spike
+    for (int i = 3; i <= 20; ++i) c.feed("meter-1", MeterReading{MeterKind::Electricity, total += 1, "kWh"}, i * 3'600'000);
+    CHECK_FALSE(c.active("consumption_spike", "meter-1"));
+    c.feed("meter-1", MeterReading{MeterKind::Electricity, total += 40, "kWh"}, 21 * 3'600'000);
+    CHECK(c.active("consumption_spike", "meter-1"));
+  }
+}

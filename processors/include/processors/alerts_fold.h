@@ -19,6 +19,13 @@ namespace courtyard::processors {
 struct AlertRules {
   double fever_c = 37.3;                        // gate temperature at or above: major
   double spo2_critical_pct = 92;                // wearable SpO2 at or below: critical
+  double spo2_major_pct = 94;                   // at or below this for spo2_sustain_ms: major
+  std::int64_t spo2_sustain_ms = 300'000;
+  double heart_rate_limit_bpm = 120;            // above this while not moving for heart_rate_sustain_ms: major
+  std::int64_t heart_rate_sustain_ms = 600'000;
+  std::int64_t watch_removed_ms = 900'000;      // a watch taken off and no movement at home for this long: major
+  double spike_multiple = 5;                    // a meter's consumption rate over this multiple of its own baseline: minor
+  int spike_min_samples = 10;                   // readings before a meter's baseline counts
   double low_battery_pct = 20;                  // battery at or below: warning
   std::int64_t low_battery_repeat_ms = 86'400'000;  // a closed low-battery alert is not raised again sooner
   std::int64_t fall_escalate_ms = 60'000;       // a fall not cancelled within this becomes critical
@@ -70,7 +77,15 @@ struct WatchedDevice {
   std::int64_t last_seen_ms = 0;
   std::int64_t door_open_since_ms = 0;  // home door contact: when it opened (0: closed)
   double last_total = -1;               // meters: the last cumulative total (-1: none yet)
+  std::int64_t last_reading_ms = 0;     // meters: device time of that total
+  std::uint32_t flow_mask = 0;          // water meters: bit i set = water used in the hour i hours before flow_hour
+  std::int64_t flow_hour = 0;           // hours since the epoch of bit 0
+  double rate_baseline = 0;             // meters: smoothed consumption per hour
+  int rate_samples = 0;
   std::uint32_t last_steps = 0;         // wearables: the last step count
+  std::int64_t spo2_low_since_ms = 0;   // wearables: start of the current streak of SpO2 <= spo2_major_pct
+  std::int64_t hr_high_since_ms = 0;    // wearables: start of the current streak of high heart rate while still
+  std::int64_t removed_since_ms = 0;    // wearables: when the watch reported it was taken off
   bool operator==(const WatchedDevice&) const = default;
 };
 
