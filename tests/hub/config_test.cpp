@@ -85,3 +85,38 @@ TEST_SUITE("configuration") {
     CHECK(found);
   }
 }
+
+TEST_SUITE("alert rules configuration") {
+  TEST_CASE("the shipped config/rules.toml states exactly the built-in defaults") {
+    auto book = hub::load_rules(std::string(COURTYARD_SOURCE_DIR) + "/config/rules.toml");
+    processors::AlertRules defaults;
+    CHECK(book.defaults.fever_c == defaults.fever_c);
+    CHECK(book.defaults.fall_escalate_ms == defaults.fall_escalate_ms);
+    CHECK(book.defaults.critical_ack_timeout_ms == defaults.critical_ack_timeout_ms);
+    CHECK(book.defaults.inactivity_ms == defaults.inactivity_ms);
+    CHECK(book.defaults.heart_rate_sustain_ms == defaults.heart_rate_sustain_ms);
+    CHECK(book.defaults.heartbeat_ms == defaults.heartbeat_ms);
+    CHECK(book.communities.empty());
+  }
+
+  TEST_CASE("a community overrides some rules and inherits the rest") {
+    test::TempDir dir;
+    auto path = write(dir, "[defaults]\nfever_c = 37.5\n[communities.old-town]\nfall_escalate_s = 30\n"
+                           "[communities.old-town.heartbeat_s]\nmeter = 60\n");
+    auto book = hub::load_rules(path);
+    const auto& town = book.rules_for("old-town");
+    CHECK(town.fall_escalate_ms == 30'000);
+    CHECK(town.fever_c == 37.5);  // from the file's defaults
+    CHECK(town.heartbeat_ms.at("meter") == 60'000);
+    CHECK(town.heartbeat_ms.at("gate") == 60'000);
+    CHECK(book.rules_for("elsewhere").fall_escalate_ms == 60'000);
+  }
+
+  TEST_CASE("an unknown rule fails start-up, naming it") {
+    test::TempDir dir;
+    CHECK_THROWS_WITH_AS(hub::load_rules(write(dir, "[defaults]\nfever = 38\n")), doctest::Contains("defaults.fever"),
+                         std::runtime_error);
+    CHECK_THROWS_WITH_AS(hub::load_rules(write(dir, "[communities.x]\nfall_escalate_s = \"soon\"\n")),
+                         doctest::Contains("communities.x.fall_escalate_s"), std::runtime_error);
+  }
+}
