@@ -93,6 +93,11 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
   auto target = parse_target(request.target);
   const std::string& path = target.path;
   constexpr std::string_view kAlerts = "/api/v1/alerts";
+  constexpr std::string_view kRegistry = "/api/v1/registry";
+  if (request.method == "POST" && path.starts_with(std::string(kRegistry) + "/")) {
+    route_name = "/api/v1/registry/{community}";
+    return registry_change(path.substr(kRegistry.size() + 1), request.body);
+  }
   if (request.method == "POST" && path.starts_with(std::string(kAlerts) + "/")) {
     route_name = "/api/v1/alerts/{id}/{action}";
     return alert_action(path.substr(kAlerts.size() + 1), request.body);
@@ -154,6 +159,7 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
       {"/api/v1/elders", "/api/v1/elders", "elders/", {"community", "unit", "wellbeing"}},
       {"/api/v1/homes", "/api/v1/homes", "homes/", {"community", "unit"}},
       {"/api/v1/communities", "/api/v1/communities", "communities/", {}},
+      {"/api/v1/registry", "/api/v1/registry", "registry/", {"community", "kind", "role", "unit"}},
   };
   for (const auto& p : kProjections) {
     if (path == p.path || path == std::string(p.path) + "/") {
@@ -224,6 +230,53 @@ HttpResponse Api::list(const Target& target, const std::string& prefix, std::ini
   out["next"] = more ? json(items.back()["id"]) : json(nullptr);
   add_freshness(out, view, sources_.freshness());
   return json_response(200, out);
+}
+
+std::expected<schemas::RegistryEntry, std::string> registry_entry_from_json(const json& j) {
+  if (!j.is_object()) return std::unexpected(std::string("body must be a JSON object"));
+  schemas::RegistryEntry e;
+  auto kind = schemas::parse_registry_kind(j.value("kind", ""));
+  if (!kind) return std::unexpected(std::string("kind must be household, person or vehicle"));
+  e.kind = *kind;
+  e.id = j.value("id", "");
+  if (!schemas::valid_id(e.id)) return std::unexpected(std::string("id must be 1..64 of [A-Za-z0-9_.-] (a token, never a name)"));
+  if (e.kind == schemas::RegistryKind::Person) {
+    auto role = schemas::parse_person_role(j.value("role", "resident"));
+    if (!role) return std::unexpected(std::string("role must be resident, staff or visitor"));
+    e.role = *role;
+  }
+  e.unit = j.value("unit", "");
+  if (!e.unit.empty() && !schemas::valid_id(e.unit)) return std::unexpected(std::string("unit must be 1..64 of [A-Za-z0-9_.-]"));
+  try {
+    e.valid_from_ms = j.value("valid_from", std::int64_t{0});
+    e.valid_to_ms = j.value("valid_to", std::int64_t{0});
+    e.allowance_s = j.value("allowance_s", std::int64_t{0});
+    e.removed = j.value("removed", false);
+  } catch (const json::exception&) {
+    return std::unexpected(std::string("valid_from, valid_to and allowance_s are integers; removed is true or false"));
+  }
+  if (e.valid_to_ms && e.valid_to_ms < e.valid_from_ms) return std::unexpected(std::string("valid_to is before valid_from"));
+  if (e.kind == schemas::RegistryKind::Person && e.role == schemas::PersonRole::Visitor && !e.removed &&
+      (e.unit.empty() || e.valid_to_ms == 0)) {
+    return std::unexpected(std::string("a visitor's invitation needs the host's unit and a valid_to"));
+  }
+  return e;
+}
+
+HttpResponse Api::registry_change(const std::string& community, const std::string& body) {
+  if (!schemas::valid_id(community)) return error(404, "not_found", "use POST /api/v1/registry/{community}");
+  auto entry = registry_entry_from_json(json::parse(body, nullptr, false));
+  if (!entry) return error(400, "bad_request", entry.error());
+  if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
+  schemas::Event event;
+  event.device = DeviceId("registry");
+  event.community = CommunityId(community);
+  event.body = *entry;
+  auto offset = sources_.append(event);
+  if (!offset) return error(503, "unavailable", "could not append to the log: " + offset.error());
+  return json_response(202, json{{"accepted", true},
+                                 {"entry", std::string(schemas::to_string(entry->kind)) + "/" + entry->id},
+                                 {"log_offset", *offset}});
 }
 
 HttpResponse Api::alert_action(const std::string& rest, const std::string& body) {

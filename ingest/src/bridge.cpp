@@ -57,7 +57,11 @@ struct Bridge::Impl {
 
   bool relay(const rd_kafka_message_t& m) {
     auto command = nlohmann::json::parse(std::string_view(static_cast<const char*>(m.payload), m.len), nullptr, false);
-    if (command.is_object() && owns(CommunityId(command.value("community", "")))) {
+    // A new instance reads the topic from its start, so nothing issued while it was joining is
+    // missed; what is older than the age limit is history, not a command.
+    const bool fresh = command.is_object() &&
+                       wall_ms() - command.value("issued_at", std::int64_t{0}) <= config.command_max_age.count();
+    if (fresh && owns(CommunityId(command.value("community", "")))) {
       std::string community = command.value("community", ""), device = command.value("device", "");
       std::string topic = device == "_staff" ? "courtyard/v1/" + community + "/alerts"
                                              : schemas::topic_for(CommunityId(community), DeviceId(device), "cmd");
@@ -301,7 +305,7 @@ struct Bridge::Impl {
     }
     auto commands_consumer = make_consumer(config.kafka, {{"group.id", config.client_id + "-commands"},
                                                          {"enable.auto.offset.store", "false"},
-                                                         {"auto.offset.reset", "latest"},
+                                                         {"auto.offset.reset", "earliest"},
                                                          {"partition.assignment.strategy", "cooperative-sticky"}});
     if (!commands_consumer) throw std::runtime_error("commands consumer: " + commands_consumer.error());
     command_consumer = std::move(*commands_consumer);

@@ -110,6 +110,14 @@ class Rules {
       }
       changed(a);
     }
+    for (const auto& [plate, entered] : s_.vehicles_inside) {
+      auto v = s_.vehicles.find(plate);
+      if (v != s_.vehicles.end() && v->second.allowance_s > 0 && s_.now_ms - entered > v->second.allowance_s * 1000 &&
+          !active("vehicle_overstay", plate)) {
+        trigger("vehicle_overstay", plate, "minor", "",
+                fmt::format("inside for {} min, {} min allowed", (s_.now_ms - entered) / 60'000, v->second.allowance_s / 60));
+      }
+    }
     for (const auto& [id, d] : s_.devices) {
       auto interval = r_.heartbeat_ms.find(d.kind);
       if (interval != r_.heartbeat_ms.end() && interval->second > 0 && d.last_seen_ms > 0 &&
@@ -274,6 +282,17 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
     rules.operator_action(*action);
     return {std::move(s), std::move(changed)};
   }
+  if (const auto* entry = std::get_if<RegistryEntry>(&e.body)) {
+    auto& book = entry->kind == RegistryKind::Vehicle ? s.vehicles : s.people;
+    if (entry->kind == RegistryKind::Household) return {std::move(s), std::move(changed)};
+    if (entry->removed) {
+      book.erase(entry->id);
+    } else {
+      book[entry->id] = {entry->kind == RegistryKind::Vehicle ? "vehicle" : std::string(to_string(entry->role)),
+                         entry->unit, entry->valid_from_ms, entry->valid_to_ms, entry->allowance_s};
+    }
+    return {std::move(s), std::move(changed)};
+  }
   if (const auto* reg = std::get_if<DeviceRegistered>(&e.body)) {
     auto& d = s.devices[device];
     d.kind = std::string(to_string(reg->kind));
@@ -295,6 +314,30 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
           if (b.temperature_c && *b.temperature_c >= r.fever_c) {
             rules.trigger("fever", b.subject, "major", device,
                           fmt::format("{:.1f} °C{}", *b.temperature_c, where(&d)));
+          }
+          if (b.decision == Decision::Denied) {
+            if (subject_kind(s, b.subject, s.now_ms) == "unknown") {
+              rules.trigger("unknown_subject", b.subject, "minor", device, "refused, not registered" + where(&d));
+            }
+            auto& times = s.denials[device];
+            times.push_back(s.now_ms);
+            std::erase_if(times, [&](std::int64_t t) { return s.now_ms - t > r.repeated_denials_window_ms; });
+            if (static_cast<int>(times.size()) >= r.repeated_denials) {
+              rules.trigger("repeated_denials", device, "major", device,
+                            fmt::format("{} refusals in {} min{}", times.size(), r.repeated_denials_window_ms / 60'000,
+                                        where(&d)));
+            }
+          }
+        } else if constexpr (std::is_same_v<T, VehiclePass>) {
+          if (b.decision == Decision::Granted && b.direction == Direction::In) {
+            s.vehicles_inside[b.plate] = s.now_ms;
+            if (!s.vehicles.contains(b.plate)) {
+              rules.trigger("unknown_vehicle", b.plate, "minor", device, "unregistered vehicle entered" + where(&d));
+            }
+          } else if (b.decision == Decision::Granted) {
+            s.vehicles_inside.erase(b.plate);
+            rules.resolve("unknown_vehicle", b.plate, "device", "left" + where(&d));
+            rules.resolve("vehicle_overstay", b.plate, "device", "left" + where(&d));
           }
         } else if constexpr (std::is_same_v<T, WearableAlarm>) {
           if (b.kind == AlarmKind::Removed) {
@@ -354,6 +397,16 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
   return {std::move(s), std::move(changed)};
 }
 
+std::string subject_kind(const CommunityAlerts& s, const std::string& token, std::int64_t now_ms) {
+  auto it = s.people.find(token);
+  if (it == s.people.end()) return "unknown";
+  const auto& p = it->second;
+  if ((p.valid_from_ms && now_ms < p.valid_from_ms) || (p.valid_to_ms && now_ms > p.valid_to_ms)) return "unknown";
+  return p.role;
+}
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Registered, role, unit, valid_from_ms, valid_to_ms, allowance_s)
+
 nlohmann::json to_json(const Alert& a) {
   nlohmann::json timeline = nlohmann::json::array();
   for (const auto& t : a.timeline) timeline.push_back({{"at", t.at_ms}, {"what", t.what}, {"by", t.by}, {"note", t.note}});
@@ -412,7 +465,8 @@ nlohmann::json to_json(const CommunityAlerts& s) {
   }
   for (const auto& [k, a] : s.active) active[k] = to_json(a);
   for (const auto& [k, a] : s.closed) closed[k] = to_json(a);
-  return {{"community", s.community}, {"now", s.now_ms}, {"devices", devices}, {"unit_activity", s.unit_activity}, {"active", active}, {"closed", closed}, {"episodes", s.episodes}};
+  return {{"community", s.community}, {"now", s.now_ms}, {"devices", devices}, {"unit_activity", s.unit_activity},
+          {"people", s.people}, {"vehicles", s.vehicles}, {"vehicles_inside", s.vehicles_inside}, {"denials", s.denials}, {"active", active}, {"closed", closed}, {"episodes", s.episodes}};
 }
 
 CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
@@ -444,6 +498,10 @@ CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
   for (const auto& [k, a] : closed.items()) s.closed[k] = alert_from_json(a);
   if (j.contains("episodes")) s.episodes = j["episodes"].get<std::map<std::string, std::uint64_t>>();
   if (j.contains("unit_activity")) s.unit_activity = j["unit_activity"].get<std::map<std::string, std::int64_t>>();
+  if (j.contains("people")) s.people = j["people"].get<std::map<std::string, Registered>>();
+  if (j.contains("vehicles")) s.vehicles = j["vehicles"].get<std::map<std::string, Registered>>();
+  if (j.contains("vehicles_inside")) s.vehicles_inside = j["vehicles_inside"].get<std::map<std::string, std::int64_t>>();
+  if (j.contains("denials")) s.denials = j["denials"].get<std::map<std::string, std::vector<std::int64_t>>>();
   return s;
 }
 

@@ -10,13 +10,13 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MeterState, community, unit, kin
                                                 last_reading_ms, readings, resets, out_of_order, hourly, daily)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CommunityMeters, daily_by_kind, daily_by_building)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GateState, community, location, passes, in, out, granted, denied,
-                                                fevers, by_credential, denials_by_reason, hourly, last_temperature_c,
-                                                last_pass_ms)
+                                                fevers, by_credential, by_subject_kind, denials_by_reason, hourly,
+                                                last_temperature_c, last_pass_ms)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Occupancy, people_inside, vehicles_inside, people_entries,
                                                 people_exits, vehicle_entries, vehicle_exits, unknown_exits,
                                                 entries_per_hour, vehicle_entries_per_hour)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SensorReading, sensor, state, value, has_value, at_ms)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HomeState, community, unit, sensors, open_alerts)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HomeState, community, unit, sensors, open_alerts, people_inside)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ElderState, community, unit, latest, heart_rates, spo2,
                                                 last_movement_ms, last_steps, alarms, open_alerts, wellbeing)
 
@@ -78,12 +78,13 @@ CommunityMeters add_consumption(CommunityMeters t, const MeterState& m, const st
 }
 
 GateState apply(GateState s, const schemas::Event& e, const schemas::GatePass& p, double fever_c,
-                const FoldContext& ctx) {
+                const std::string& subject_kind, const FoldContext& ctx) {
   auto j = schemas::body_to_json(schemas::Body{p});
   s.community = e.community.str();
   ++s.passes;
   (p.direction == schemas::Direction::In ? s.in : s.out) += 1;
   ++s.by_credential[j["credential"].get<std::string>()];
+  ++s.by_subject_kind[subject_kind];
   if (p.decision == schemas::Decision::Granted) {
     ++s.granted;
   } else {
@@ -134,6 +135,13 @@ HomeState apply(HomeState s, const schemas::Event& e, const schemas::HomeSensor&
   auto& reading = s.sensors[e.device.str()];
   if (reading.at_ms > e.ingest_time_ms) return s;  // an older report never replaces a newer one
   reading = {j["sensor"].get<std::string>(), r.state, r.value.value_or(0), r.value.has_value(), e.ingest_time_ms};
+  return s;
+}
+
+HomeState apply(HomeState s, const schemas::GatePass& p) {
+  if (p.decision != schemas::Decision::Granted) return s;
+  if (p.direction == schemas::Direction::In) s.people_inside.insert(p.subject);
+  else s.people_inside.erase(p.subject);
   return s;
 }
 

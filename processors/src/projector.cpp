@@ -92,6 +92,12 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   std::map<std::string, std::vector<std::string>> partitions;  // partition key -> communities seen there
   std::set<std::string> partitions_changed;
   std::vector<Alert> alerts;  // changed, in order
+  struct RegistryChange {
+    std::string community;
+    schemas::RegistryEntry entry;
+    std::int64_t at_ms;
+  };
+  std::vector<RegistryChange> registry;  // registry changes, in order
   auto communities_of = [&](const std::string& key) -> std::vector<std::string>& {
     auto it = partitions.find(key);
     if (it != partitions.end()) return it->second;
@@ -118,9 +124,17 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
         t = add_consumption(std::move(t), m, day_key(e.device_time_ms, ctx.utc_offset_min), step.consumed);
       }
     } else if (const auto* p = std::get_if<schemas::GatePass>(&e.body)) {
+      const auto& registry = alert_states.get(view, alert_state_key(community), &community_alerts_from_json);
+      std::string kind = subject_kind(registry, p->subject, e.ingest_time_ms);
       auto& g = gates.get(view, gate_key(id), &gate_state_from_json);
       g.location = device.location;
-      g = processors::apply(std::move(g), e, *p, config_.rules.rules_for(community).fever_c, ctx);
+      g = processors::apply(std::move(g), e, *p, config_.rules.rules_for(community).fever_c, kind, ctx);
+      if (auto person = registry.people.find(p->subject); person != registry.people.end() && !person->second.unit.empty()) {
+        auto& home = homes.get(view, home_key(community, person->second.unit), &home_state_from_json);
+        home.community = community;
+        home.unit = person->second.unit;
+        home = processors::apply(std::move(home), *p);
+      }
       auto& o = occupancy.get(view, community_key(community, "occupancy"), &occupancy_from_json);
       o = processors::apply(std::move(o), e, ctx);
     } else if (std::holds_alternative<schemas::VehiclePass>(e.body)) {
@@ -205,6 +219,11 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
       fold_alerts(community, *event);
       continue;
     }
+    if (const auto* entry = std::get_if<schemas::RegistryEntry>(&event->body)) {
+      fold_alerts(community, *event);
+      registry.push_back({community, *entry, event->ingest_time_ms});
+      continue;
+    }
     auto& state = devices.get(view, device_key(event->device.str()), &device_state_from_json);
     auto step = processors::apply(std::move(state), *event);
     state = std::move(step.state);
@@ -265,8 +284,28 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     }
   }
   for (auto& [key, record] : latest) puts.emplace_back(key, std::move(record));
+  // Registry changes: the registry projection, and access updates for the community's gates.
+  for (const auto& [community, entry, at_ms] : registry) {
+    auto record = schemas::body_to_json(schemas::Body{entry});
+    record["community"] = community;
+    puts.emplace_back(registry_key(community, std::string(schemas::to_string(entry.kind)), entry.id), record.dump());
+    if (entry.kind == schemas::RegistryKind::Household) continue;
+    const auto& state = alert_states.get(view, alert_state_key(community), &community_alerts_from_json);
+    for (const auto& [device, d] : state.devices) {
+      bool people_gate = d.kind == "gate" || d.kind == "door";
+      bool vehicle_gate = d.kind == "vehicle_gate";
+      if (!(entry.kind == schemas::RegistryKind::Person ? people_gate : vehicle_gate)) continue;
+      auto body = record;
+      body["allowed"] = !entry.removed;
+      outbox("commands", device,
+             nlohmann::json{{"community", community}, {"device", device}, {"command", "access_update"},
+                            {"issued_at", at_ms}, {"body", body}}
+                 .dump());
+    }
+  }
   if (outbox_next != outbox_next_) puts.emplace_back(kOutboxNextKey, std::to_string(outbox_next));
   result.alerts_changed = alerts.size();
+  result.outbox_entries = outbox_next - outbox_next_;
   if (events_changed) puts.emplace_back(kEventStatsKey, nlohmann::json(event_counts).dump());
   if (rejections_changed) puts.emplace_back(kRejectionStatsKey, nlohmann::json(rejection_counts).dump());
   if (puts.empty() && next == offsets_) return result;

@@ -199,7 +199,7 @@ void Runner::run(std::stop_token stop) {
                         std::chrono::system_clock::now().time_since_epoch()).count();
       for (auto t : result->fresh_device_times_ms) m.latency.observe(static_cast<double>(now_ms - t) / 1000.0);
       if (m.listener) m.listener(*result);
-      if (result->alerts_changed) m.publish_outbox();
+      if (result->outbox_entries) m.publish_outbox();
     }
     rd_kafka_poll(m.producer.get(), 0);
     if (auto now = std::chrono::steady_clock::now(); !batch.empty() || now - last_freshness > std::chrono::milliseconds(200)) {

@@ -21,7 +21,8 @@ std::string_view to_string(Rejection::Code code) {
 std::string_view type_name(const Body& body) {
   static constexpr std::array<std::string_view, std::variant_size_v<Body>> kTypes = {
       "gate.pass",       "vehicle.pass",   "meter.reading", "home.sensor",
-      "wearable.vitals", "wearable.alarm", "device.status", "device.registered", "tick", "operator.action"};
+      "wearable.vitals", "wearable.alarm", "device.status", "device.registered", "tick", "operator.action",
+      "registry.entry"};
   return kTypes[body.index()];
 }
 
@@ -30,10 +31,14 @@ std::optional<DeviceKind> parse_device_kind(std::string_view name) { return pars
 
 bool is_system_event(const Body& body) {
   return std::holds_alternative<DeviceRegistered>(body) || std::holds_alternative<Tick>(body) ||
-         std::holds_alternative<OperatorAction>(body);
+         std::holds_alternative<OperatorAction>(body) || std::holds_alternative<RegistryEntry>(body);
 }
 
 std::string_view to_string(AlertAction action) { return name_of(action); }
+std::string_view to_string(RegistryKind kind) { return name_of(kind); }
+std::string_view to_string(PersonRole role) { return name_of(role); }
+std::optional<RegistryKind> parse_registry_kind(std::string_view name) { return parse_name<RegistryKind>(name); }
+std::optional<PersonRole> parse_person_role(std::string_view name) { return parse_name<PersonRole>(name); }
 
 bool allowed_for(DeviceKind kind, const Body& body) {
   if (std::holds_alternative<DeviceStatus>(body)) return true;  // every device reports health

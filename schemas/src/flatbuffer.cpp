@@ -71,6 +71,13 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
                                                                to_fb<std::int16_t>(x.rssi), to_fb<bool>(x.tamper),
                                                                firmware)
                                              .Union()};
+        } else if constexpr (std::is_same_v<T, RegistryEntry>) {
+          auto id = b.CreateString(x.id);
+          auto unit = b.CreateString(x.unit);
+          return {f::Body::RegistryEntry,
+                  f::CreateRegistryEntry(b, cast_enum<f::RegistryKind>(x.kind), id, cast_enum<f::PersonRole>(x.role), unit,
+                                         x.valid_from_ms, x.valid_to_ms, x.allowance_s, x.removed)
+                      .Union()};
         } else if constexpr (std::is_same_v<T, Tick>) {
           return {f::Body::Tick, f::CreateTick(b, x.partition).Union()};
         } else if constexpr (std::is_same_v<T, OperatorAction>) {
@@ -150,6 +157,13 @@ std::expected<Body, std::string> read_body(const f::Event& e) {
       return DeviceRegistered{cast_enum<DeviceKind>(x->kind()), str(x->unit()), str(x->location())};
     }
     case f::Body::Tick: return Tick{e.body_as_Tick()->partition()};
+    case f::Body::RegistryEntry: {
+      auto* x = e.body_as_RegistryEntry();
+      if (!in_range<RegistryKind>(static_cast<int>(x->kind()))) return bad_enum("body.kind");
+      if (!in_range<PersonRole>(static_cast<int>(x->role()))) return bad_enum("body.role");
+      return RegistryEntry{cast_enum<RegistryKind>(x->kind()), str(x->id()), cast_enum<PersonRole>(x->role()),
+                           str(x->unit()), x->valid_from_ms(), x->valid_to_ms(), x->allowance_s(), x->removed()};
+    }
     case f::Body::OperatorAction: {
       auto* x = e.body_as_OperatorAction();
       if (!in_range<AlertAction>(static_cast<int>(x->action()))) return bad_enum("body.action");

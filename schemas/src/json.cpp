@@ -208,7 +208,7 @@ std::expected<Body, Rejection> parse_body(std::string_view type, const json& obj
     b.firmware = std::move(firmware);
     return b;
   }
-  if (type == "device.registered" || type == "tick" || type == "operator.action") {
+  if (type == "device.registered" || type == "tick" || type == "operator.action" || type == "registry.entry") {
     return reject(Code::TypeNotAllowed, std::string(type) + " is written by Courtyard, not by devices");
   }
   return reject(Code::UnknownType, "type \"" + std::string(type) + "\" is not an event type");
@@ -297,6 +297,15 @@ nlohmann::json body_to_json(const Body& body) {
           j["location"] = b.location;
         } else if constexpr (std::is_same_v<T, Tick>) {
           j["partition"] = b.partition;
+        } else if constexpr (std::is_same_v<T, RegistryEntry>) {
+          j["kind"] = name_of(b.kind);
+          j["id"] = b.id;
+          if (b.kind == RegistryKind::Person) j["role"] = name_of(b.role);
+          j["unit"] = b.unit;
+          j["valid_from"] = b.valid_from_ms;
+          j["valid_to"] = b.valid_to_ms;
+          if (b.kind == RegistryKind::Vehicle) j["allowance_s"] = b.allowance_s;
+          j["removed"] = b.removed;
         } else if constexpr (std::is_same_v<T, OperatorAction>) {
           j["alert_id"] = b.alert_id;
           j["action"] = name_of(b.action);

@@ -46,6 +46,15 @@ struct Names<AlertAction> {
   static constexpr std::array<std::string_view, 2> kValues = {"ack", "resolve"};
 };
 
+template <>
+struct Names<RegistryKind> {
+  static constexpr std::array<std::string_view, 3> kValues = {"household", "person", "vehicle"};
+};
+template <>
+struct Names<PersonRole> {
+  static constexpr std::array<std::string_view, 3> kValues = {"resident", "staff", "visitor"};
+};
+
 template <class E>
 constexpr std::string_view name_of(E e) {
   return Names<E>::kValues[static_cast<std::size_t>(e)];

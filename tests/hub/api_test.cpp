@@ -121,3 +121,47 @@ TEST_SUITE("hub API") {
     CHECK(f.api->handle({"POST", "/api/v1/devices"}).status == 405);
   }
 }
+
+TEST_SUITE("hub API: writes") {
+  struct Writable : Fixture {
+    std::vector<schemas::Event> appended;
+    Writable() {
+      hub::ApiSources sources;
+      sources.store = store.get();
+      sources.freshness = [] { return processors::Freshness{}; };
+      sources.runner_stats = [] { return processors::RunnerStats{}; };
+      sources.append = [this](const schemas::Event& e) -> std::expected<std::int64_t, std::string> {
+        appended.push_back(e);
+        return static_cast<std::int64_t>(appended.size());
+      };
+      api = std::make_unique<hub::Api>(sources, metrics);
+    }
+    hub::HttpResponse post(const std::string& target, const std::string& body) { return api->handle({"POST", target, body}); }
+  };
+
+  TEST_CASE("a registry change is appended to the log as an event of its community") {
+    Writable f;
+    auto res = f.post("/api/v1/registry/c1", R"({"kind":"person","id":"tok-1","role":"visitor","unit":"b1-0101","valid_to":1795960000000})");
+    CHECK(res.status == 202);
+    REQUIRE(f.appended.size() == 1);
+    CHECK(f.appended[0].community.str() == "c1");
+    const auto& entry = std::get<schemas::RegistryEntry>(f.appended[0].body);
+    CHECK(entry.role == schemas::PersonRole::Visitor);
+    CHECK(entry.valid_to_ms == 1795960000000);
+  }
+
+  TEST_CASE("bad registry changes are refused with a reason and never reach the log") {
+    Writable f;
+    CHECK(f.post("/api/v1/registry/c1", R"({"kind":"pet","id":"x"})").status == 400);
+    CHECK(f.post("/api/v1/registry/c1", R"({"kind":"person","id":"Zhang San"})").status == 400);
+    CHECK(f.post("/api/v1/registry/c1", R"({"kind":"person","id":"v","role":"visitor"})").status == 400);
+    CHECK(f.post("/api/v1/registry/c1", "not json").status == 400);
+    CHECK(f.appended.empty());
+  }
+
+  TEST_CASE("acknowledging an unknown alert is a 404 and nothing is appended") {
+    Writable f;
+    CHECK(f.post("/api/v1/alerts/c1:fever:x:1/ack", "{}").status == 404);
+    CHECK(f.appended.empty());
+  }
+}

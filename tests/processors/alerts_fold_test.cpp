@@ -412,3 +412,67 @@ TEST_SUITE("alert rules: sustained vitals and meters") {
     CHECK(c.active("consumption_spike", "meter-1"));
   }
 }
+
+TEST_SUITE("alert rules: access") {
+  static void register_person(Community& c, const std::string& token, PersonRole role, std::int64_t from, std::int64_t to, std::int64_t at) {
+    c.feed("registry", RegistryEntry{RegistryKind::Person, token, role, "b3-0402", from, to, 0, false}, at);
+  }
+
+  TEST_CASE("what a subject is follows the registry and a visitor's invitation window") {
+    Community c;
+    register_person(c, "res-1", PersonRole::Resident, 0, 0, 100);
+    register_person(c, "vis-1", PersonRole::Visitor, kT0 + 1000, kT0 + 5000, 100);
+    CHECK(subject_kind(c.state, "res-1", kT0) == "resident");
+    CHECK(subject_kind(c.state, "vis-1", kT0 + 999) == "unknown");
+    CHECK(subject_kind(c.state, "vis-1", kT0 + 3000) == "visitor");
+    CHECK(subject_kind(c.state, "vis-1", kT0 + 5001) == "unknown");
+    CHECK(subject_kind(c.state, "nobody", kT0) == "unknown");
+    c.feed("registry", RegistryEntry{RegistryKind::Person, "res-1", PersonRole::Resident, "", 0, 0, 0, true}, 200);
+    CHECK(subject_kind(c.state, "res-1", kT0) == "unknown");
+  }
+
+  TEST_CASE("a refused pass by an unknown subject raises a minor alert; a refused resident does not") {
+    Community c;
+    register_person(c, "res-1", PersonRole::Resident, 0, 0, 100);
+    GatePass p;
+    p.subject = "res-1";
+    p.decision = Decision::Denied;
+    c.feed("gate-1", p, 1000);
+    CHECK(c.state.active.empty());
+    p.subject = "stranger";
+    c.feed("gate-1", p, 2000);
+    REQUIRE(c.active("unknown_subject", "stranger"));
+    CHECK(c.active("unknown_subject", "stranger")->location == "East gate");
+  }
+
+  TEST_CASE("five refusals at one gate within ten minutes raise a major alert; four do not") {
+    Community c;
+    register_person(c, "res-1", PersonRole::Resident, 0, 0, 100);
+    GatePass p;
+    p.subject = "res-1";
+    p.decision = Decision::Denied;
+    c.feed("gate-1", p, 0);  // too long ago to count
+    for (int i = 0; i < 4; ++i) c.feed("gate-1", p, 700'000 + i * 1000);
+    CHECK_FALSE(c.active("repeated_denials", "gate-1"));
+    c.feed("gate-1", p, 705'000);
+    REQUIRE(c.active("repeated_denials", "gate-1"));
+    CHECK(c.active("repeated_denials", "gate-1")->severity == "major");
+  }
+
+  TEST_CASE("an unregistered vehicle inside is minor; a visitor's car over its allowance is minor; leaving clears both") {
+    Community c;
+    c.rules.heartbeat_ms = {};
+    c.feed("registry", RegistryEntry{RegistryKind::Vehicle, "plate-v", PersonRole::Visitor, "b3-0402", 0, 0, 3600, false}, 0);
+    c.feed("vgate", VehiclePass{"plate-x", Direction::In, Decision::Granted}, 1000);
+    CHECK(c.active("unknown_vehicle", "plate-x"));
+    c.feed("vgate", VehiclePass{"plate-v", Direction::In, Decision::Granted}, 2000);
+    CHECK_FALSE(c.active("unknown_vehicle", "plate-v"));
+    c.tick(2000 + 3'600'000);
+    CHECK_FALSE(c.active("vehicle_overstay", "plate-v"));
+    c.tick(2001 + 3'600'000);
+    CHECK(c.active("vehicle_overstay", "plate-v"));
+    c.feed("vgate", VehiclePass{"plate-v", Direction::Out, Decision::Granted}, 4'000'000);
+    c.feed("vgate", VehiclePass{"plate-x", Direction::Out, Decision::Granted}, 4'000'000);
+    CHECK(c.state.active.empty());
+  }
+}

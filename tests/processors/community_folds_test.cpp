@@ -96,7 +96,8 @@ TEST_SUITE("gates and occupancy folds") {
       p.decision = dec;
       p.reason = reason;
       p.temperature_c = temp;
-      g = apply(std::move(g), at("gate-1", kNoonUtc, p), p, 37.3, FoldContext{});
+      g = apply(std::move(g), at("gate-1", kNoonUtc, p), p, 37.3, dec == Decision::Denied ? "unknown" : "resident",
+                FoldContext{});
     };
     pass(Direction::In, Decision::Granted, 36.5);
     pass(Direction::Out, Decision::Granted, 36.6);
@@ -107,6 +108,8 @@ TEST_SUITE("gates and occupancy folds") {
     CHECK(g.denials_by_reason.at("no_invitation") == 1);
     CHECK(g.fevers == 1);
     CHECK(g.by_credential.at("face") == 3);
+    CHECK(g.by_subject_kind.at("resident") == 2);
+    CHECK(g.by_subject_kind.at("unknown") == 1);
     CHECK(g.hourly.at("2026-11-29T20") == 3);
   }
 

@@ -246,3 +246,32 @@ TEST_SUITE("projector: replay") {
     CHECK(escalated_fall);
   }
 }
+
+TEST_SUITE("projector: registry") {
+  TEST_CASE("a registry change is projected and sent to the community's gates as an access update") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    Projector projector(*store, {});
+    schemas::Event reg;
+    reg.device = DeviceId("gate-1");
+    reg.community = CommunityId("c1");
+    reg.device_time_ms = reg.ingest_time_ms = 1795950000000;
+    reg.body = schemas::DeviceRegistered{schemas::DeviceKind::Gate, "", "North gate"};
+    schemas::Event meter = reg;
+    meter.device = DeviceId("meter-1");
+    meter.body = schemas::DeviceRegistered{schemas::DeviceKind::Meter, "b1", ""};
+    schemas::Event person = reg;
+    person.device = DeviceId("registry");
+    person.body = schemas::RegistryEntry{schemas::RegistryKind::Person, "tok-1", schemas::PersonRole::Staff, "", 0, 0, 0, false};
+    auto result = projector.apply(std::vector<LogMessage>{test::log_message(reg, 0), test::log_message(meter, 1),
+                                                          test::log_message(person, 2)});
+    REQUIRE(result);
+    CHECK(result->outbox_entries == 1);  // the gate only: meters do not admit people
+    auto entry = store->view().get(Projector::registry_key("c1", "person", "tok-1"));
+    REQUIRE(entry);
+    CHECK(nlohmann::json::parse(*entry)["role"] == "staff");
+    auto command = nlohmann::json::parse(store->view().scan(Projector::kOutboxPrefix, "", 10).at(0).second);
+    CHECK(command["key"] == "gate-1");
+    CHECK(nlohmann::json::parse(command["value"].get<std::string>())["command"] == "access_update");
+  }
+}

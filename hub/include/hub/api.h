@@ -1,12 +1,15 @@
 #pragma once
 // The hub's HTTP API as a function from request to response, independent of the HTTP library:
 // GET /healthz, /metrics, /api/v1/devices[/{id}], /api/v1/alerts[/{id}], and
-// POST /api/v1/alerts/{id}/ack|resolve (appended to the log as operator actions). Every projection
+// POST /api/v1/alerts/{id}/ack|resolve (appended to the log as operator actions),
+// POST /api/v1/registry/{community} (households, people, vehicles: tokens only). Every projection
 // read carries the input offsets it reflects (as_of) and the consumer lag. Thread-safe.
 #include <expected>
 #include <functional>
 #include <map>
 #include <string>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "common/metrics.h"
 #include "processors/runner.h"
@@ -37,6 +40,9 @@ struct ApiSources {
   std::function<std::expected<std::int64_t, std::string>(const schemas::Event&)> append;
 };
 
+// A registry change as the API and the CLI accept it (JSON), checked.
+std::expected<schemas::RegistryEntry, std::string> registry_entry_from_json(const nlohmann::json& j);
+
 class Api {
  public:
   Api(ApiSources sources, Metrics& metrics);
@@ -52,6 +58,7 @@ class Api {
   HttpResponse route(const HttpRequest& request, std::string& route_name);
   HttpResponse list(const Target& target, const std::string& prefix, std::initializer_list<const char*> filters);
   HttpResponse alert_action(const std::string& rest, const std::string& body);
+  HttpResponse registry_change(const std::string& community, const std::string& body);
   ApiSources sources_;
   Metrics& metrics_;
 };

@@ -35,6 +35,7 @@ struct BridgeConfig {
   schemas::Limits limits;                       // payload size and value limits
   std::chrono::milliseconds registry_wait{5000};  // how long an unknown device waits for the registry
   std::size_t max_in_flight = 50000;            // spooled records handed to the producer at once
+  std::chrono::milliseconds command_max_age{3'600'000};  // older commands are not delivered to devices
 };
 
 struct BridgeStats {

@@ -24,6 +24,8 @@ struct AlertRules {
   double heart_rate_limit_bpm = 120;            // above this while not moving for heart_rate_sustain_ms: major
   std::int64_t heart_rate_sustain_ms = 600'000;
   std::int64_t watch_removed_ms = 900'000;      // a watch taken off and no movement at home for this long: major
+  int repeated_denials = 5;                     // denials at one gate within the window: major
+  std::int64_t repeated_denials_window_ms = 600'000;
   double spike_multiple = 5;                    // a meter's consumption rate over this multiple of its own baseline: minor
   int spike_min_samples = 10;                   // readings before a meter's baseline counts
   double low_battery_pct = 20;                  // battery at or below: warning
@@ -89,6 +91,15 @@ struct WatchedDevice {
   bool operator==(const WatchedDevice&) const = default;
 };
 
+// Who and what the community's registry knows: people (resident, staff, visitor) and vehicles.
+struct Registered {
+  std::string role;  // resident, staff, visitor; "vehicle" for vehicles
+  std::string unit;
+  std::int64_t valid_from_ms = 0, valid_to_ms = 0;  // 0: unbounded
+  std::int64_t allowance_s = 0;
+  bool operator==(const Registered&) const = default;
+};
+
 struct CommunityAlerts {
   std::string community;                         // set by its first event (ticks carry none)
   std::int64_t now_ms = 0;                       // latest log time seen
@@ -97,6 +108,10 @@ struct CommunityAlerts {
   std::map<std::string, Alert> closed;           // by rule|subject: the last resolved episode, while it matters
   std::map<std::string, std::uint64_t> episodes; // by rule|subject: episodes opened so far
   std::map<std::string, std::int64_t> unit_activity;  // by household: last sign of life (movement, door, water)
+  std::map<std::string, Registered> people;           // by person token
+  std::map<std::string, Registered> vehicles;         // by plate token
+  std::map<std::string, std::int64_t> vehicles_inside;  // plate token -> entry (log time)
+  std::map<std::string, std::vector<std::int64_t>> denials;  // gate -> recent denial times
   bool operator==(const CommunityAlerts&) const = default;
 };
 
@@ -106,6 +121,10 @@ struct AlertStep {
 };
 
 AlertStep apply(CommunityAlerts state, const schemas::Event& event, const AlertRules& rules);
+
+// What a subject token is to the community at `now_ms`: resident, staff, visitor (invitation
+// valid now) or unknown (not registered, or an invitation outside its validity).
+std::string subject_kind(const CommunityAlerts& state, const std::string& token, std::int64_t now_ms);
 
 nlohmann::json to_json(const Alert& alert);
 Alert alert_from_json(const nlohmann::json& j);

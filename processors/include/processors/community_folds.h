@@ -49,13 +49,14 @@ struct GateState {
   std::string community, location;
   std::uint64_t passes = 0, in = 0, out = 0, granted = 0, denied = 0, fevers = 0;
   std::map<std::string, std::uint64_t> by_credential;     // face, card, ...
+  std::map<std::string, std::uint64_t> by_subject_kind;   // resident, staff, visitor, unknown
   std::map<std::string, std::uint64_t> denials_by_reason;
   std::map<std::string, std::uint64_t> hourly;            // passes per local hour (last 48)
   double last_temperature_c = 0;
   std::int64_t last_pass_ms = 0;
 };
 GateState apply(GateState state, const schemas::Event& event, const schemas::GatePass& pass, double fever_c,
-                const FoldContext& context);
+                const std::string& subject_kind, const FoldContext& context);
 
 // --- occupancy: per community, people (pedestrian gates) and vehicles -------------------------
 struct Occupancy {
@@ -79,7 +80,10 @@ struct HomeState {
   std::string community, unit;
   std::map<std::string, SensorReading> sensors;  // by device
   std::map<std::string, std::string> open_alerts;  // alert id -> severity, not resolved, for this household
+  std::set<std::string> people_inside;             // its residents and visitors inside the community now
 };
+// A granted pass by one of the household's people (or its visitors).
+HomeState apply(HomeState state, const schemas::GatePass& pass);
 HomeState apply(HomeState state, const schemas::Event& event, const schemas::HomeSensor& reading);
 
 // --- elders: per wearer ------------------------------------------------------------------------

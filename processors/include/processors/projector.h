@@ -46,7 +46,8 @@ struct BatchResult {
   std::uint64_t dead_letters = 0;
   std::vector<std::string> changed_keys;
   std::vector<std::int64_t> fresh_device_times_ms;  // device time of each event folded, for latency
-  std::uint64_t alerts_changed = 0;                 // alert records written (and put in the outbox)
+  std::uint64_t alerts_changed = 0;                 // alert records written
+  std::uint64_t outbox_entries = 0;                 // records put in the outbox (alerts and commands)
 };
 
 class Projector {
@@ -66,6 +67,9 @@ class Projector {
   static std::string elder_key(const std::string& device) { return "elders/" + device; }
   static std::string home_key(const std::string& community, const std::string& unit) {
     return "homes/" + community + "/" + unit;
+  }
+  static std::string registry_key(const std::string& community, const std::string& kind, const std::string& id) {
+    return "registry/" + community + "/" + kind + "/" + id;
   }
   static std::string community_key(const std::string& community, const std::string& what) {
     return "communities/" + community + "/" + what;

@@ -95,8 +95,26 @@ struct OperatorAction {
   bool operator==(const OperatorAction&) const = default;
 };
 
+enum class RegistryKind { Household, Person, Vehicle };
+enum class PersonRole { Resident, Staff, Visitor };
+// A change to the community's registry, appended by the hub. Tokens only, never names.
+struct RegistryEntry {
+  RegistryKind kind = RegistryKind::Person;
+  std::string id;        // unit code, person token or plate token
+  PersonRole role = PersonRole::Resident;
+  std::string unit;      // household of a person or vehicle (the host, for visitors)
+  std::int64_t valid_from_ms = 0, valid_to_ms = 0;  // 0: unbounded
+  std::int64_t allowance_s = 0;  // vehicles: longest stay (0: no limit)
+  bool removed = false;
+  bool operator==(const RegistryEntry&) const = default;
+};
+std::string_view to_string(RegistryKind kind);
+std::string_view to_string(PersonRole role);
+std::optional<RegistryKind> parse_registry_kind(std::string_view name);
+std::optional<PersonRole> parse_person_role(std::string_view name);
+
 using Body = std::variant<GatePass, VehiclePass, MeterReading, HomeSensor, WearableVitals, WearableAlarm,
-                          DeviceStatus, DeviceRegistered, Tick, OperatorAction>;
+                          DeviceStatus, DeviceRegistered, Tick, OperatorAction, RegistryEntry>;
 
 // Events Courtyard itself appends (registrations, ticks, operator actions) carry no device seq.
 bool is_system_event(const Body& body);
