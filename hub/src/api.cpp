@@ -288,8 +288,10 @@ HttpResponse Api::alert_action(const std::string& rest, const std::string& body)
     action = schemas::AlertAction::Acknowledge;
   } else if (verb == "resolve") {
     action = schemas::AlertAction::Resolve;
+  } else if (verb == "hush") {
+    action = schemas::AlertAction::Hush;
   } else {
-    return error(404, "not_found", "unknown alert action " + verb + " (ack, resolve)");
+    return error(404, "not_found", "unknown alert action " + verb + " (ack, resolve, hush)");
   }
   json request = body.empty() ? json::object() : json::parse(body, nullptr, false);
   if (request.is_discarded() || !request.is_object()) return error(400, "bad_request", "body must be a JSON object");
@@ -297,6 +299,9 @@ HttpResponse Api::alert_action(const std::string& rest, const std::string& body)
   if (!raw) return error(404, "not_found", "alert " + id + " is not known");
   json alert = json::parse(*raw);
   if (alert.value("state", "") == "resolved") return error(409, "conflict", "alert " + id + " is already resolved");
+  if (action == schemas::AlertAction::Hush && alert.value("rule", "") != "smoke" && alert.value("rule", "") != "gas") {
+    return error(409, "conflict", "only smoke and gas alarms can be hushed");
+  }
   if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
   schemas::Event event;
   event.device = DeviceId("operator");

@@ -211,6 +211,9 @@ void apply_rules(const toml::table& table, const std::string& where, processors:
     else if (key == "heart_rate_sustain_s") r.heart_rate_sustain_ms = ms(key, v);
     else if (key == "watch_removed_s") r.watch_removed_ms = ms(key, v);
     else if (key == "spike_multiple") r.spike_multiple = number(key, v);
+    else if (key == "hush_s") r.hush_ms = ms(key, v);
+    else if (key == "repeated_denials") r.repeated_denials = static_cast<int>(number(key, v));
+    else if (key == "repeated_denials_window_s") r.repeated_denials_window_ms = ms(key, v);
     else if (key == "spike_min_samples") r.spike_min_samples = static_cast<int>(number(key, v));
     else if (key == "heartbeat_s" && v.is_table()) {
       for (const auto& [kind, interval] : *v.as_table()) {

@@ -83,6 +83,14 @@ class Rules {
       if (it->second.id != action.alert_id) continue;
       if (action.action == AlertAction::Resolve) return close(it, action.actor, action.note);
       Alert& a = it->second;
+      if (action.action == AlertAction::Hush) {
+        if (a.rule != "smoke" && a.rule != "gas") return;  // only alarms with a sounder can be hushed
+        a.hushed_until_ms = s_.now_ms + r_.hush_ms;
+        a.updated_at_ms = s_.now_ms;
+        add(a, "hushed", action.actor, fmt::format("quiet for {} min", r_.hush_ms / 60'000));
+        changed(a);
+        return;
+      }
       if (a.state == "acknowledged") return;  // idempotent
       a.state = "acknowledged";
       a.acknowledged_at_ms = s_.now_ms;
@@ -97,6 +105,12 @@ class Rules {
   // Timers: escalations, silent devices, doors left open, and forgetting old closed episodes.
   void tick() {
     for (auto& [key, a] : s_.active) {
+      if (a.hushed_until_ms && s_.now_ms >= a.hushed_until_ms) {  // still alarming after the hush
+        a.hushed_until_ms = 0;
+        a.updated_at_ms = s_.now_ms;
+        add(a, "hush_ended", "rule", "still alarming");
+        changed(a);
+      }
       if (a.escalate_at_ms == 0 || s_.now_ms < a.escalate_at_ms) continue;
       a.escalate_at_ms = 0;
       a.updated_at_ms = s_.now_ms;
@@ -425,6 +439,7 @@ nlohmann::json to_json(const Alert& a) {
           {"acknowledged_at", a.acknowledged_at_ms},
           {"resolved_at", a.resolved_at_ms},
           {"escalate_at", a.escalate_at_ms},
+          {"hushed_until", a.hushed_until_ms},
           {"occurrences", a.occurrences},
           {"timeline", timeline}};
 }
@@ -446,6 +461,7 @@ Alert alert_from_json(const nlohmann::json& j) {
   a.acknowledged_at_ms = j.value("acknowledged_at", std::int64_t{0});
   a.resolved_at_ms = j.value("resolved_at", std::int64_t{0});
   a.escalate_at_ms = j.value("escalate_at", std::int64_t{0});
+  a.hushed_until_ms = j.value("hushed_until", std::int64_t{0});
   a.occurrences = j.value("occurrences", std::uint64_t{0});
   for (const auto& t : j.value("timeline", nlohmann::json::array())) {
     a.timeline.push_back({t.value("at", std::int64_t{0}), t.value("what", ""), t.value("by", ""), t.value("note", "")});

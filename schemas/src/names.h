@@ -43,7 +43,7 @@ struct Names<AlarmKind> {
 
 template <>
 struct Names<AlertAction> {
-  static constexpr std::array<std::string_view, 2> kValues = {"ack", "resolve"};
+  static constexpr std::array<std::string_view, 3> kValues = {"ack", "resolve", "hush"};
 };
 
 template <>

@@ -476,3 +476,28 @@ TEST_SUITE("alert rules: access") {
     CHECK(c.state.active.empty());
   }
 }
+
+TEST_SUITE("alert rules: hush") {
+  TEST_CASE("a hushed smoke alarm is quiet for ten minutes, then reported again if it still alarms") {
+    Community c;
+    c.rules.critical_ack_timeout_ms = 3'600'000;
+    c.rules.heartbeat_ms = {};
+    c.sensor(SensorKind::Smoke, "alarm", 1000);
+    c.feed("operator", OperatorAction{"c1:smoke:smoke-1:1", AlertAction::Hush, "resident", "burnt toast"}, 2000);
+    CHECK(c.active("smoke", "smoke-1")->hushed_until_ms == kT0 + 602'000);
+    CHECK(c.changed.at(0).timeline.back().what == "hushed");
+    c.tick(601'999);
+    CHECK(c.changed.empty());
+    c.tick(602'000);
+    REQUIRE(c.changed.size() == 1);
+    CHECK(c.changed[0].timeline.back().what == "hush_ended");
+  }
+
+  TEST_CASE("only alarms with a sounder can be hushed") {
+    Community c;
+    c.sensor(SensorKind::WaterLeak, "leak", 1000);
+    c.feed("operator", OperatorAction{"c1:water_leak:smoke-1:1", AlertAction::Hush, "resident", ""}, 2000);
+    CHECK(c.changed.empty());
+    CHECK(c.active("water_leak", "smoke-1")->hushed_until_ms == 0);
+  }
+}

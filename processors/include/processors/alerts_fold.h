@@ -24,6 +24,7 @@ struct AlertRules {
   double heart_rate_limit_bpm = 120;            // above this while not moving for heart_rate_sustain_ms: major
   std::int64_t heart_rate_sustain_ms = 600'000;
   std::int64_t watch_removed_ms = 900'000;      // a watch taken off and no movement at home for this long: major
+  std::int64_t hush_ms = 600'000;               // a hushed smoke alarm stays quiet this long
   int repeated_denials = 5;                     // denials at one gate within the window: major
   std::int64_t repeated_denials_window_ms = 600'000;
   double spike_multiple = 5;                    // a meter's consumption rate over this multiple of its own baseline: minor
@@ -69,6 +70,7 @@ struct Alert {
   std::string detail;    // latest reading in words
   std::int64_t opened_at_ms = 0, updated_at_ms = 0, acknowledged_at_ms = 0, resolved_at_ms = 0;
   std::int64_t escalate_at_ms = 0;  // when a timer of this alert fires (0: none)
+  std::int64_t hushed_until_ms = 0; // a hushed alarm: its sounder stays quiet until then
   std::uint64_t occurrences = 0;    // triggers folded into this episode
   std::vector<TimelineEntry> timeline;
   bool operator==(const Alert&) const = default;

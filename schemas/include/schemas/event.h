@@ -85,7 +85,7 @@ struct Tick {
   std::int32_t partition = 0;
   bool operator==(const Tick&) const = default;
 };
-enum class AlertAction { Acknowledge, Resolve };
+enum class AlertAction { Acknowledge, Resolve, Hush };  // hush: silence a smoke alarm for a while
 // An operator's decision about an alert, appended by the hub.
 struct OperatorAction {
   std::string alert_id;
