@@ -40,12 +40,22 @@ DeadLetter dead_letter_of(const LogMessage& m) {
 template <class State>
 struct Working {
   std::map<std::string, State> states;
+  std::map<std::string, std::string> loaded;  // the stored form, to skip writing what did not change
   State& get(const Store::View& view, const std::string& key, State (*parse)(const nlohmann::json&)) {
     auto it = states.find(key);
     if (it != states.end()) return it->second;
     State s{};
-    if (auto raw = view.get(key)) s = parse(nlohmann::json::parse(*raw));
+    auto raw = view.get(key);
+    if (raw) s = parse(nlohmann::json::parse(*raw));
+    loaded[key] = raw.value_or("");
     return states.emplace(key, std::move(s)).first->second;
+  }
+  // Appends the states whose stored form changed (a tick visits every community; most do not).
+  void put_changed(KeyValues& puts) const {
+    for (const auto& [key, state] : states) {
+      auto record = to_json(state).dump();
+      if (record != loaded.at(key)) puts.emplace_back(key, std::move(record));
+    }
   }
 };
 
@@ -245,15 +255,15 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   for (const auto& a : alerts) reflect_alert(a);
 
   KeyValues puts;
-  for (auto& [key, state] : devices.states) puts.emplace_back(key, to_json(state).dump());
-  for (auto& [key, state] : rejections.states) puts.emplace_back(key, to_json(state).dump());
-  for (auto& [key, state] : alert_states.states) puts.emplace_back(key, to_json(state).dump());
-  for (auto& [key, state] : meters.states) puts.emplace_back(key, to_json(state).dump());
-  for (auto& [key, state] : meter_totals.states) puts.emplace_back(key, to_json(state).dump());
-  for (auto& [key, state] : gates.states) puts.emplace_back(key, to_json(state).dump());
-  for (auto& [key, state] : occupancy.states) puts.emplace_back(key, to_json(state).dump());
-  for (auto& [key, state] : homes.states) puts.emplace_back(key, to_json(state).dump());
-  for (auto& [key, state] : elders.states) puts.emplace_back(key, to_json(state).dump());
+  devices.put_changed(puts);
+  rejections.put_changed(puts);
+  alert_states.put_changed(puts);
+  meters.put_changed(puts);
+  meter_totals.put_changed(puts);
+  gates.put_changed(puts);
+  occupancy.put_changed(puts);
+  homes.put_changed(puts);
+  elders.put_changed(puts);
   for (const auto& key : partitions_changed) puts.emplace_back(key, nlohmann::json(partitions[key]).dump());
   // The latest record of each changed alert; every change in order in the outbox, for the alerts
   // topic, and as commands to the household's devices and the community's staff.
