@@ -142,6 +142,9 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     std::string latency = sources_.latency ? sources_.latency->render("courtyard_event_to_projection_seconds",
                                                                       "Device timestamp to projection commit")
                                            : "";
+    if (sources_.batch_seconds) {
+      latency += sources_.batch_seconds->render("courtyard_batch_seconds", "Projector time per batch (folds and store write)");
+    }
     return {200, "text/plain; version=0.0.4", snapshot.render() + latency + metrics_.render()};
   }
   // Every projection: a list with filters and paging, and one item by id.

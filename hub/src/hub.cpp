@@ -52,7 +52,8 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   Metrics metrics;
   Api api({store->get(), [&] { return runner.freshness(); }, [&] { return runner.stats(); },
            [&] { return runner_alive.load(); }, &runner.latency(),
-           [&](const schemas::Event& e) { return writer.append(e, std::nullopt, std::chrono::seconds(10)); }},
+           [&](const schemas::Event& e) { return writer.append(e, std::nullopt, std::chrono::seconds(10)); },
+           &runner.batch_seconds()},
           metrics);
   HttpServer server(config.http.host, config.http.port, [&](const HttpRequest& r) { return api.handle(r); });
   spdlog::info("hub: API on http://{}:{}/ (state in {})", config.http.host, server.port(), store_config.dir);

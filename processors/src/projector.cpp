@@ -41,7 +41,9 @@ template <class State>
 struct Working {
   std::map<std::string, State> states;
   std::map<std::string, std::string> loaded;  // the stored form, to skip writing what did not change
+  std::set<std::string> touched;              // keys this batch may have changed
   State& get(const Store::View& view, const std::string& key, State (*parse)(const nlohmann::json&)) {
+    touched.insert(key);
     auto it = states.find(key);
     if (it != states.end()) return it->second;
     State s{};
@@ -51,13 +53,35 @@ struct Working {
     return states.emplace(key, std::move(s)).first->second;
   }
   // Appends the states whose stored form changed (a tick visits every community; most do not).
-  void put_changed(KeyValues& puts) const {
-    for (const auto& [key, state] : states) {
-      auto record = to_json(state).dump();
-      if (record != loaded.at(key)) puts.emplace_back(key, std::move(record));
+  void put_changed(KeyValues& puts) {
+    for (const auto& key : touched) {
+      auto record = to_json(states.at(key)).dump();
+      auto& before = loaded.at(key);
+      if (record == before) continue;
+      before = record;
+      puts.emplace_back(key, std::move(record));
     }
+    touched.clear();
   }
 };
+
+}  // namespace
+
+// Parsed states kept between batches: the projector is the store's only writer, so what it
+// wrote is what the store holds. Dropped whole when a write fails.
+struct Projector::Caches {
+  Working<DeviceState> devices;
+  Working<RejectionState> rejections;
+  Working<CommunityAlerts> alert_states;
+  Working<MeterState> meters;
+  Working<CommunityMeters> meter_totals;
+  Working<GateState> gates;
+  Working<Occupancy> occupancy;
+  Working<HomeState> homes;
+  Working<ElderState> elders;
+};
+
+namespace {
 
 std::map<std::string, std::uint64_t> counts_of(const Store::View& view, const char* key) {
   auto raw = view.get(key);
@@ -81,6 +105,8 @@ std::string outbox_key(std::uint64_t seq) {
 
 }  // namespace
 
+Projector::~Projector() = default;
+
 Projector::Projector(Store& store, ProjectorConfig config) : store_(store), config_(std::move(config)) {
   auto view = store_.view();
   offsets_ = view.offsets();
@@ -90,15 +116,16 @@ Projector::Projector(Store& store, ProjectorConfig config) : store_(store), conf
 std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMessage> batch) {
   BatchResult result;
   auto view = store_.view();
-  Working<DeviceState> devices;
-  Working<RejectionState> rejections;
-  Working<CommunityAlerts> alert_states;
-  Working<MeterState> meters;
-  Working<CommunityMeters> meter_totals;
-  Working<GateState> gates;
-  Working<Occupancy> occupancy;
-  Working<HomeState> homes;
-  Working<ElderState> elders;
+  if (!caches_) caches_ = std::make_unique<Caches>();
+  auto& devices = caches_->devices;
+  auto& rejections = caches_->rejections;
+  auto& alert_states = caches_->alert_states;
+  auto& meters = caches_->meters;
+  auto& meter_totals = caches_->meter_totals;
+  auto& gates = caches_->gates;
+  auto& occupancy = caches_->occupancy;
+  auto& homes = caches_->homes;
+  auto& elders = caches_->elders;
   std::map<std::string, std::vector<std::string>> partitions;  // partition key -> communities seen there
   std::set<std::string> partitions_changed;
   std::vector<Alert> alerts;  // changed, in order
@@ -319,7 +346,10 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   if (events_changed) puts.emplace_back(kEventStatsKey, nlohmann::json(event_counts).dump());
   if (rejections_changed) puts.emplace_back(kRejectionStatsKey, nlohmann::json(rejection_counts).dump());
   if (puts.empty() && next == offsets_) return result;
-  if (auto ok = store_.write(puts, next); !ok) return std::unexpected(ok.error());
+  if (auto ok = store_.write(puts, next); !ok) {
+    caches_.reset();  // they hold this batch's states, which the store does not
+    return std::unexpected(ok.error());
+  }
   offsets_ = std::move(next);
   outbox_next_ = outbox_next;
   for (auto& [key, _] : puts) result.changed_keys.push_back(key);

@@ -27,6 +27,7 @@ struct Runner::Impl {
 
   Histogram latency{{0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
                      0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60}};
+  Histogram batch_seconds{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1}};
   mutable std::mutex mu;
   Freshness freshness;
   RunnerStats stats;
@@ -183,7 +184,9 @@ void Runner::run(std::stop_token stop) {
       batch.push_back(std::move(lm));
     }
     if (!batch.empty()) {
+      auto started = std::chrono::steady_clock::now();
       auto result = m.projector.apply(batch);
+      m.batch_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       if (!result) throw std::runtime_error(result.error());
       {
         std::lock_guard lock(m.mu);
@@ -217,6 +220,7 @@ Freshness Runner::freshness() const {
 }
 
 const Histogram& Runner::latency() const { return impl_->latency; }
+const Histogram& Runner::batch_seconds() const { return impl_->batch_seconds; }
 
 RunnerStats Runner::stats() const {
   std::lock_guard lock(impl_->mu);

@@ -38,6 +38,7 @@ struct ApiSources {
   const Histogram* latency = nullptr;  // device time -> projection commit
   // Appends an event of the hub's own (an operator action) to the log; returns its offset.
   std::function<std::expected<std::int64_t, std::string>(const schemas::Event&)> append;
+  const Histogram* batch_seconds = nullptr;  // projector time per batch
 };
 
 // A registry change as the API and the CLI accept it (JSON), checked.

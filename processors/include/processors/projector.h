@@ -6,6 +6,7 @@
 // Single-threaded: one projector per store.
 #include <cstdint>
 #include <expected>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -53,6 +54,7 @@ struct BatchResult {
 class Projector {
  public:
   Projector(Store& store, ProjectorConfig config);
+  ~Projector();
   // Errors only when the store cannot be written; nothing of the batch is then applied.
   std::expected<BatchResult, std::string> apply(std::span<const LogMessage> batch);
   // Next offset to read, per partition, as stored.
@@ -88,6 +90,8 @@ class Projector {
   ProjectorConfig config_;
   Offsets offsets_;
   std::uint64_t outbox_next_ = 0;
+  struct Caches;
+  std::unique_ptr<Caches> caches_;
 };
 
 }  // namespace courtyard::processors

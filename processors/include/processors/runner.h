@@ -56,6 +56,8 @@ class Runner {
   RunnerStats stats() const;
   // Seconds from an event's device time to the commit of its projection (same-clock devices only).
   const Histogram& latency() const;
+  // Seconds the projector took per batch (fold and store write).
+  const Histogram& batch_seconds() const;
   // Called on the runner's thread after every committed batch (the hub's change feed).
   void on_batch(BatchListener listener);
 
