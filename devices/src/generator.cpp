@@ -58,13 +58,19 @@ SensorKind sensor_of(const Registration& device) {
   return static_cast<SensorKind>(std::hash<std::string>{}(device.device.str()) % 6);
 }
 
-Payload Generator::heartbeat(const Registration& device, DeviceCursor& cursor, std::int64_t now_ms) {
+// The next event of a device: its identity, boot and seq (consumed), and time.
+static Event next_event(const Registration& device, DeviceCursor& cursor, std::int64_t now_ms) {
   Event e;
   e.device = device.device;
   e.community = device.community;
   e.boot = cursor.boot;
   e.seq = cursor.next_seq++;
   e.device_time_ms = now_ms;
+  return e;
+}
+
+Payload Generator::heartbeat(const Registration& device, DeviceCursor& cursor, std::int64_t now_ms) {
+  Event e = next_event(device, cursor, now_ms);
   DeviceStatus s;
   s.firmware = "1.4.2";  // no battery or tamper reading: it must not clear the incident
   e.body = s;
@@ -133,12 +139,7 @@ Body Generator::body_for(const Registration& device, DeviceCursor& cursor) {
 }
 
 Payload Generator::valid(const Registration& device, DeviceCursor& cursor, std::int64_t now_ms, bool flatbuffer) {
-  Event e;
-  e.device = device.device;
-  e.community = device.community;
-  e.boot = cursor.boot;
-  e.seq = cursor.next_seq++;
-  e.device_time_ms = now_ms;
+  Event e = next_event(device, cursor, now_ms);
   e.body = body_for(device, cursor);
   Payload p;
   p.type = std::string(type_name(e.body));

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/event_ids.h"
 #include "common/handles.h"
 
 namespace courtyard::hub {
@@ -15,11 +16,6 @@ struct Delivery {
   std::promise<std::expected<std::int64_t, std::string>> done;
 };
 
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 constexpr unsigned kHubInstance = 255;  // event ids the hub assigns never collide with ingest's (0..254)
 
 }  // namespace
@@ -27,23 +23,12 @@ constexpr unsigned kHubInstance = 255;  // event ids the hub assigns never colli
 struct LogWriter::Impl {
   KafkaConfig kafka;
   KafkaPtr producer;
-  std::mutex mu;
-  std::int64_t last_ms = 0;
-  std::uint64_t counter = 0;
+  EventIdClock ids{kHubInstance};
 
   void stamp(schemas::Event& e) {
-    std::lock_guard lock(mu);
-    std::int64_t now = wall_ms();
-    if (now > last_ms) {
-      last_ms = now;
-      counter = 0;
-    } else if (++counter >= 4096) {
-      ++last_ms;
-      counter = 0;
-    }
-    e.event_id = (static_cast<std::uint64_t>(last_ms) << 20) | (kHubInstance << 12) | counter;
-    e.ingest_time_ms = last_ms;
-    e.device_time_ms = last_ms;
+    auto stamp = ids.next();
+    e.event_id = stamp.id;
+    e.ingest_time_ms = e.device_time_ms = stamp.ms;
   }
 
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {

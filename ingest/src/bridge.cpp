@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/event_ids.h"
 #include "common/handles.h"
 #include "ingest/admit.h"
 #include "registry_view.h"
@@ -38,8 +39,7 @@ struct Bridge::Impl {
   // Appends happen on the MQTT thread (events) and the loop thread (registrations): one lock keeps
   // spool order, event-id order and the order handed to the producer the same.
   std::mutex append_mu;
-  std::int64_t last_ms = 0;
-  std::uint64_t counter = 0;
+  EventIdClock ids{config.instance};
   std::int64_t registry_applied = 0;
 
   std::mutex pump_mu;
@@ -104,19 +104,10 @@ struct Bridge::Impl {
     return false;
   }
 
-  // Event ids: milliseconds << 20 | instance << 12 | counter, strictly increasing per instance.
   void stamp(schemas::Event& e) {
-    std::int64_t now = wall_ms();
-    if (now > last_ms) {
-      last_ms = now;
-      counter = 0;
-    } else if (++counter >= 4096) {
-      ++last_ms;
-      counter = 0;
-    }
-    e.event_id = (static_cast<std::uint64_t>(last_ms) << 20) |
-                 (static_cast<std::uint64_t>(config.instance & 0xff) << 12) | counter;
-    e.ingest_time_ms = last_ms;
+    auto stamp = ids.next();
+    e.event_id = stamp.id;
+    e.ingest_time_ms = stamp.ms;
   }
 
   void append(SpoolRecord record, std::optional<std::pair<std::string, std::string>> meta = {}) {
