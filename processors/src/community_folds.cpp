@@ -14,7 +14,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GateState, community, location, 
                                                 last_temperature_c, last_pass_ms)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Occupancy, people_inside, vehicles_inside, people_entries,
                                                 people_exits, vehicle_entries, vehicle_exits, unknown_exits,
-                                                entries_per_hour, vehicle_entries_per_hour)
+                                                entries_per_hour, vehicle_entries_per_hour, exits_per_hour,
+                                                vehicle_exits_per_hour)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SensorReading, sensor, state, value, has_value, at_ms)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HomeState, community, unit, sensors, open_alerts, people_inside)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ElderState, community, unit, latest, heart_rates, spo2,
@@ -113,6 +114,8 @@ Occupancy apply(Occupancy s, const schemas::Event& e, const FoldContext& ctx) {
     } else {
       if (!s.people_inside.erase(p->subject)) ++s.unknown_exits;
       ++s.people_exits;
+      ++s.exits_per_hour[hour];
+      keep_latest(s.exits_per_hour, kHours);
     }
   } else if (const auto* v = std::get_if<schemas::VehiclePass>(&e.body)) {
     if (v->decision != schemas::Decision::Granted) return s;
@@ -124,6 +127,8 @@ Occupancy apply(Occupancy s, const schemas::Event& e, const FoldContext& ctx) {
     } else {
       if (!s.vehicles_inside.erase(v->plate)) ++s.unknown_exits;
       ++s.vehicle_exits;
+      ++s.vehicle_exits_per_hour[hour];
+      keep_latest(s.vehicle_exits_per_hour, kHours);
     }
   }
   return s;

@@ -130,6 +130,7 @@ TEST_SUITE("gates and occupancy folds") {
     CHECK(o.people_inside == std::set<std::string>{"b"});
     CHECK(o.unknown_exits == 1);
     CHECK(o.entries_per_hour.at("2026-11-29T20") == 2);
+    CHECK(o.exits_per_hour.at("2026-11-29T20") == 2);
     o = apply(std::move(o), at("vg-1", kNoonUtc, VehiclePass{"plate-1", Direction::In, Decision::Granted}), FoldContext{});
     CHECK(o.vehicles_inside.at("plate-1") == kNoonUtc);
     CHECK(to_json(o)["people_now"] == 1);

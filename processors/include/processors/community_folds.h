@@ -66,6 +66,8 @@ struct Occupancy {
   std::uint64_t unknown_exits = 0;                     // exits by someone not seen entering
   std::map<std::string, std::uint64_t> entries_per_hour;  // people (last 48 local hours)
   std::map<std::string, std::uint64_t> vehicle_entries_per_hour;
+  std::map<std::string, std::uint64_t> exits_per_hour;          // people
+  std::map<std::string, std::uint64_t> vehicle_exits_per_hour;
 };
 Occupancy apply(Occupancy state, const schemas::Event& event, const FoldContext& context);
 
