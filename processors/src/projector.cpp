@@ -203,6 +203,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
       home.unit = a.unit;
       track(home.open_alerts);
     }
+    if (a.device.empty()) return;  // about a vehicle or a person, not a device
     auto& d = devices.get(view, device_key(a.device), &device_state_from_json);
     if (d.kind == "wearable") {
       auto& elder = elders.get(view, elder_key(a.device), &elder_state_from_json);
