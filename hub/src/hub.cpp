@@ -33,6 +33,16 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   std::stop_source stopping;
   std::atomic<bool> runner_alive{true};
   std::exception_ptr runner_error;
+  LogWriter writer(config.kafka);
+  Metrics metrics;
+  Api api({store->get(), [&] { return runner.freshness(); }, [&] { return runner.stats(); },
+           [&] { return runner_alive.load(); }, &runner.latency(),
+           [&](const schemas::Event& e) { return writer.append(e, std::nullopt, std::chrono::seconds(10)); },
+           &runner.batch_seconds()},
+          metrics);
+  // Bind before any thread starts: a taken port must stop start-up, not leave a hub without an API.
+  HttpServer server(config.http.host, config.http.port, [&](const HttpRequest& r) { return api.handle(r); });
+
   std::jthread runner_thread([&](std::stop_token) {
     try {
       runner.run(stopping.get_token());
@@ -43,19 +53,10 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
     stopping.request_stop();  // the API must not serve a store nobody updates
   });
   std::stop_callback forward(stop, [&] { stopping.request_stop(); });
-
-  LogWriter writer(config.kafka);
   std::jthread ticker([&](std::stop_token) {
     writer.run_ticks(stopping.get_token(), std::chrono::milliseconds(config.hub.tick_interval_ms));
   });
 
-  Metrics metrics;
-  Api api({store->get(), [&] { return runner.freshness(); }, [&] { return runner.stats(); },
-           [&] { return runner_alive.load(); }, &runner.latency(),
-           [&](const schemas::Event& e) { return writer.append(e, std::nullopt, std::chrono::seconds(10)); },
-           &runner.batch_seconds()},
-          metrics);
-  HttpServer server(config.http.host, config.http.port, [&](const HttpRequest& r) { return api.handle(r); });
   spdlog::info("hub: API on http://{}:{}/ (state in {})", config.http.host, server.port(), store_config.dir);
   if (on_listening) on_listening(server.port());
   server.run(stopping.get_token());

@@ -469,20 +469,47 @@ Alert alert_from_json(const nlohmann::json& j) {
   return a;
 }
 
-nlohmann::json to_json(const CommunityAlerts& s) {
+nlohmann::json to_json(const WatchedDevice& d) {
+  return {{"kind", d.kind}, {"unit", d.unit}, {"location", d.location}, {"last_seen", d.last_seen_ms},
+          {"door_open_since", d.door_open_since_ms}, {"last_total", d.last_total}, {"last_steps", d.last_steps},
+          {"last_reading", d.last_reading_ms}, {"flow_mask", d.flow_mask}, {"flow_hour", d.flow_hour},
+          {"rate_baseline", d.rate_baseline}, {"rate_samples", d.rate_samples},
+          {"spo2_low_since", d.spo2_low_since_ms}, {"hr_high_since", d.hr_high_since_ms},
+          {"removed_since", d.removed_since_ms}};
+}
+
+WatchedDevice watched_device_from_json(const nlohmann::json& d) {
+  WatchedDevice w;
+  w.kind = d.value("kind", "");
+  w.unit = d.value("unit", "");
+  w.location = d.value("location", "");
+  w.last_seen_ms = d.value("last_seen", std::int64_t{0});
+  w.door_open_since_ms = d.value("door_open_since", std::int64_t{0});
+  w.last_total = d.value("last_total", -1.0);
+  w.last_reading_ms = d.value("last_reading", std::int64_t{0});
+  w.flow_mask = d.value("flow_mask", std::uint32_t{0});
+  w.flow_hour = d.value("flow_hour", std::int64_t{0});
+  w.rate_baseline = d.value("rate_baseline", 0.0);
+  w.rate_samples = d.value("rate_samples", 0);
+  w.last_steps = d.value("last_steps", std::uint32_t{0});
+  w.spo2_low_since_ms = d.value("spo2_low_since", std::int64_t{0});
+  w.hr_high_since_ms = d.value("hr_high_since", std::int64_t{0});
+  w.removed_since_ms = d.value("removed_since", std::int64_t{0});
+  return w;
+}
+
+nlohmann::json to_json(const CommunityAlerts& s, bool with_devices) {
   nlohmann::json devices = nlohmann::json::object(), active = nlohmann::json::object(), closed = nlohmann::json::object();
-  for (const auto& [id, d] : s.devices) {
-    devices[id] = {{"kind", d.kind}, {"unit", d.unit}, {"location", d.location}, {"last_seen", d.last_seen_ms},
-                   {"door_open_since", d.door_open_since_ms}, {"last_total", d.last_total}, {"last_steps", d.last_steps},
-                   {"last_reading", d.last_reading_ms}, {"flow_mask", d.flow_mask}, {"flow_hour", d.flow_hour},
-                   {"rate_baseline", d.rate_baseline}, {"rate_samples", d.rate_samples},
-                   {"spo2_low_since", d.spo2_low_since_ms}, {"hr_high_since", d.hr_high_since_ms},
-                   {"removed_since", d.removed_since_ms}};
+  if (with_devices) {
+    for (const auto& [id, d] : s.devices) devices[id] = to_json(d);
   }
   for (const auto& [k, a] : s.active) active[k] = to_json(a);
   for (const auto& [k, a] : s.closed) closed[k] = to_json(a);
-  return {{"community", s.community}, {"now", s.now_ms}, {"devices", devices}, {"unit_activity", s.unit_activity},
-          {"people", s.people}, {"vehicles", s.vehicles}, {"vehicles_inside", s.vehicles_inside}, {"denials", s.denials}, {"active", active}, {"closed", closed}, {"episodes", s.episodes}};
+  nlohmann::json j{{"community", s.community}, {"now", s.now_ms}, {"unit_activity", s.unit_activity},
+                   {"people", s.people}, {"vehicles", s.vehicles}, {"vehicles_inside", s.vehicles_inside},
+                   {"denials", s.denials}, {"active", active}, {"closed", closed}, {"episodes", s.episodes}};
+  if (with_devices) j["devices"] = devices;
+  return j;
 }
 
 CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
@@ -492,24 +519,7 @@ CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
   const auto devices = j.value("devices", nlohmann::json::object());
   const auto active = j.value("active", nlohmann::json::object());
   const auto closed = j.value("closed", nlohmann::json::object());
-  for (const auto& [id, d] : devices.items()) {
-    auto& w = s.devices[id];
-    w.kind = d.value("kind", "");
-    w.unit = d.value("unit", "");
-    w.location = d.value("location", "");
-    w.last_seen_ms = d.value("last_seen", std::int64_t{0});
-    w.door_open_since_ms = d.value("door_open_since", std::int64_t{0});
-    w.last_total = d.value("last_total", -1.0);
-    w.last_reading_ms = d.value("last_reading", std::int64_t{0});
-    w.flow_mask = d.value("flow_mask", std::uint32_t{0});
-    w.flow_hour = d.value("flow_hour", std::int64_t{0});
-    w.rate_baseline = d.value("rate_baseline", 0.0);
-    w.rate_samples = d.value("rate_samples", 0);
-    w.last_steps = d.value("last_steps", std::uint32_t{0});
-    w.spo2_low_since_ms = d.value("spo2_low_since", std::int64_t{0});
-    w.hr_high_since_ms = d.value("hr_high_since", std::int64_t{0});
-    w.removed_since_ms = d.value("removed_since", std::int64_t{0});
-  }
+  for (const auto& [id, d] : devices.items()) s.devices[id] = watched_device_from_json(d);
   for (const auto& [k, a] : active.items()) s.active[k] = alert_from_json(a);
   for (const auto& [k, a] : closed.items()) s.closed[k] = alert_from_json(a);
   if (j.contains("episodes")) s.episodes = j["episodes"].get<std::map<std::string, std::uint64_t>>();

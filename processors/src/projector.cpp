@@ -65,6 +65,16 @@ struct Working {
   }
 };
 
+// A community's alert state as stored under alertstate/: without the device directory, which is
+// stored per device under watch/{community}/{device} (it changes with every event a device sends).
+struct AlertStateSlot {
+  CommunityAlerts state;
+};
+nlohmann::json to_json(const AlertStateSlot& slot) { return to_json(slot.state, /*with_devices=*/false); }
+AlertStateSlot alert_slot_from_json(const nlohmann::json& j) { return {community_alerts_from_json(j)}; }
+
+std::string watch_prefix(const std::string& community) { return "watch/" + community + "/"; }
+
 }  // namespace
 
 // Parsed states kept between batches: the projector is the store's only writer, so what it
@@ -72,7 +82,8 @@ struct Working {
 struct Projector::Caches {
   Working<DeviceState> devices;
   Working<RejectionState> rejections;
-  Working<CommunityAlerts> alert_states;
+  Working<AlertStateSlot> alert_states;
+  std::map<std::string, std::string> watch_written;  // watch/ key -> stored form
   Working<MeterState> meters;
   Working<CommunityMeters> meter_totals;
   Working<GateState> gates;
@@ -119,7 +130,23 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   if (!caches_) caches_ = std::make_unique<Caches>();
   auto& devices = caches_->devices;
   auto& rejections = caches_->rejections;
-  auto& alert_states = caches_->alert_states;
+  auto& alert_slots = caches_->alert_states;
+  auto& watch_written = caches_->watch_written;
+  std::set<std::pair<std::string, std::string>> watch_touched;  // (community, device)
+  // A community's alert state, with its device directory loaded the first time it is needed.
+  auto alert_state = [&](const std::string& community) -> CommunityAlerts& {
+    const std::string key = alert_state_key(community);
+    const bool cached = alert_slots.states.contains(key);
+    auto& state = alert_slots.get(view, key, &alert_slot_from_json).state;
+    if (!cached) {
+      const std::string prefix = watch_prefix(community);
+      for (auto& [k, v] : view.scan(prefix, "", std::numeric_limits<std::size_t>::max())) {
+        state.devices[k.substr(prefix.size())] = watched_device_from_json(nlohmann::json::parse(v));
+        watch_written[k] = std::move(v);
+      }
+    }
+    return state;
+  };
   auto& meters = caches_->meters;
   auto& meter_totals = caches_->meter_totals;
   auto& gates = caches_->gates;
@@ -142,7 +169,11 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     return partitions[key] = raw ? nlohmann::json::parse(*raw).get<std::vector<std::string>>() : std::vector<std::string>{};
   };
   auto fold_alerts = [&](const std::string& community, const schemas::Event& e) {
-    auto& state = alert_states.get(view, alert_state_key(community), &community_alerts_from_json);
+    auto& state = alert_state(community);
+    if (!e.device.empty() && !std::holds_alternative<schemas::Tick>(e.body) &&
+        !std::holds_alternative<schemas::OperatorAction>(e.body) && !std::holds_alternative<schemas::RegistryEntry>(e.body)) {
+      watch_touched.emplace(community, e.device.str());
+    }
     auto step = processors::apply(std::move(state), e, config_.rules.rules_for(community));
     state = std::move(step.state);
     for (auto& a : step.changed) alerts.push_back(std::move(a));
@@ -161,7 +192,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
         t = add_consumption(std::move(t), m, day_key(e.device_time_ms, ctx.utc_offset_min), step.consumed);
       }
     } else if (const auto* p = std::get_if<schemas::GatePass>(&e.body)) {
-      const auto& registry = alert_states.get(view, alert_state_key(community), &community_alerts_from_json);
+      const auto& registry = alert_state(community);
       std::string kind = subject_kind(registry, p->subject, e.ingest_time_ms);
       auto& g = gates.get(view, gate_key(id), &gate_state_from_json);
       g.location = device.location;
@@ -285,7 +316,17 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   KeyValues puts;
   devices.put_changed(puts);
   rejections.put_changed(puts);
-  alert_states.put_changed(puts);
+  alert_slots.put_changed(puts);
+  for (const auto& [community, device] : watch_touched) {
+    const auto& devices_of = alert_state(community).devices;
+    auto it = devices_of.find(device);
+    if (it == devices_of.end()) continue;
+    std::string key = watch_prefix(community) + device, record = to_json(it->second).dump();
+    auto& before = watch_written[key];
+    if (record == before) continue;
+    before = record;
+    puts.emplace_back(key, std::move(record));
+  }
   meters.put_changed(puts);
   meter_totals.put_changed(puts);
   gates.put_changed(puts);
@@ -316,7 +357,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     };
     command(kStaffTarget);
     if (a.unit.empty()) continue;
-    const auto& state = alert_states.get(view, alert_state_key(a.community), &community_alerts_from_json);
+    const auto& state = alert_state(a.community);
     for (const auto& [device, d] : state.devices) {
       if (d.unit == a.unit) command(device);
     }
@@ -328,7 +369,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     record["community"] = community;
     puts.emplace_back(registry_key(community, std::string(schemas::to_string(entry.kind)), entry.id), record.dump());
     if (entry.kind == schemas::RegistryKind::Household) continue;
-    const auto& state = alert_states.get(view, alert_state_key(community), &community_alerts_from_json);
+    const auto& state = alert_state(community);
     for (const auto& [device, d] : state.devices) {
       bool people_gate = d.kind == "gate" || d.kind == "door";
       bool vehicle_gate = d.kind == "vehicle_gate";

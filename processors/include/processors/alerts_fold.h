@@ -130,7 +130,11 @@ std::string subject_kind(const CommunityAlerts& state, const std::string& token,
 
 nlohmann::json to_json(const Alert& alert);
 Alert alert_from_json(const nlohmann::json& j);
-nlohmann::json to_json(const CommunityAlerts& state);
+// The whole state; `with_devices = false` leaves out the device directory, which the projector
+// stores per device (a device's liveness changes with every event it sends).
+nlohmann::json to_json(const CommunityAlerts& state, bool with_devices = true);
 CommunityAlerts community_alerts_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const WatchedDevice& device);
+WatchedDevice watched_device_from_json(const nlohmann::json& j);
 
 }  // namespace courtyard::processors
