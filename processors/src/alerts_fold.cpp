@@ -268,8 +268,14 @@ void meter_rules(CommunityAlerts& s, Rules& rules, const AlertRules& r, const st
       rules.trigger("continuous_flow", device, "major", device, "water used in every hour of the last 24: suspected leak");
     }
   }
-  if (hours > 0) {
-    double rate = used / hours;
+  // Rates over windows of at least a quarter of an hour: readings seconds apart say nothing.
+  if (d.rate_window_start_ms == 0) d.rate_window_start_ms = reading_ms - static_cast<std::int64_t>(hours * 3'600'000);
+  d.rate_window_used += used;
+  hours = static_cast<double>(reading_ms - d.rate_window_start_ms) / 3'600'000.0;
+  if (hours >= 0.25) {
+    double rate = d.rate_window_used / hours;
+    d.rate_window_start_ms = reading_ms;
+    d.rate_window_used = 0;
     if (d.rate_samples >= r.spike_min_samples && d.rate_baseline > 0 && rate > r.spike_multiple * d.rate_baseline) {
       rules.trigger("consumption_spike", device, "minor", device,
                     fmt::format("{:.2f} {}/h, {:.1f}x its usual", rate, m.unit, rate / d.rate_baseline));
@@ -330,7 +336,8 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
                           fmt::format("{:.1f} °C{}", *b.temperature_c, where(&d)));
           }
           if (b.decision == Decision::Denied) {
-            if (subject_kind(s, b.subject, s.now_ms) == "unknown") {
+            // A community that keeps no registry of people has nobody to tell strangers from.
+            if (!s.people.empty() && subject_kind(s, b.subject, s.now_ms) == "unknown") {
               rules.trigger("unknown_subject", b.subject, "minor", device, "refused, not registered" + where(&d));
             }
             auto& times = s.denials[device];
@@ -345,7 +352,7 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
         } else if constexpr (std::is_same_v<T, VehiclePass>) {
           if (b.decision == Decision::Granted && b.direction == Direction::In) {
             s.vehicles_inside[b.plate] = s.now_ms;
-            if (!s.vehicles.contains(b.plate)) {
+            if (!s.vehicles.empty() && !s.vehicles.contains(b.plate)) {
               rules.trigger("unknown_vehicle", b.plate, "minor", device, "unregistered vehicle entered" + where(&d));
             }
           } else if (b.decision == Decision::Granted) {
@@ -474,6 +481,7 @@ nlohmann::json to_json(const WatchedDevice& d) {
           {"door_open_since", d.door_open_since_ms}, {"last_total", d.last_total}, {"last_steps", d.last_steps},
           {"last_reading", d.last_reading_ms}, {"flow_mask", d.flow_mask}, {"flow_hour", d.flow_hour},
           {"rate_baseline", d.rate_baseline}, {"rate_samples", d.rate_samples},
+          {"rate_window_start", d.rate_window_start_ms}, {"rate_window_used", d.rate_window_used},
           {"spo2_low_since", d.spo2_low_since_ms}, {"hr_high_since", d.hr_high_since_ms},
           {"removed_since", d.removed_since_ms}};
 }
@@ -491,6 +499,8 @@ WatchedDevice watched_device_from_json(const nlohmann::json& d) {
   w.flow_hour = d.value("flow_hour", std::int64_t{0});
   w.rate_baseline = d.value("rate_baseline", 0.0);
   w.rate_samples = d.value("rate_samples", 0);
+  w.rate_window_start_ms = d.value("rate_window_start", std::int64_t{0});
+  w.rate_window_used = d.value("rate_window_used", 0.0);
   w.last_steps = d.value("last_steps", std::uint32_t{0});
   w.spo2_low_since_ms = d.value("spo2_low_since", std::int64_t{0});
   w.hr_high_since_ms = d.value("hr_high_since", std::int64_t{0});

@@ -501,3 +501,27 @@ TEST_SUITE("alert rules: hush") {
     CHECK(c.active("water_leak", "smoke-1")->hushed_until_ms == 0);
   }
 }
+
+TEST_SUITE("alert rules: access without a registry") {
+  TEST_CASE("a community that keeps no registry gets no stranger or unknown-vehicle alerts") {
+    Community c;
+    GatePass p;
+    p.subject = "anyone";
+    p.decision = Decision::Denied;
+    c.feed("gate-1", p, 1000);
+    c.feed("vgate", VehiclePass{"plate-x", Direction::In, Decision::Granted}, 2000);
+    CHECK_FALSE(c.active("unknown_subject", "anyone"));
+    CHECK_FALSE(c.active("unknown_vehicle", "plate-x"));
+  }
+
+  TEST_CASE("meter readings seconds apart are pooled into quarter-hour rates before any spike is judged") {
+    Community c;
+    c.rules.heartbeat_ms = {};
+    double total = 0;
+    for (int i = 0; i <= 40; ++i) {
+      c.feed("meter-1", MeterReading{MeterKind::Electricity, total += 0.01, "kWh"}, i * 60'000);
+    }
+    c.feed("meter-1", MeterReading{MeterKind::Electricity, total += 0.05, "kWh"}, 40 * 60'000 + 500);  // 0.5 s later
+    CHECK_FALSE(c.active("consumption_spike", "meter-1"));
+  }
+}

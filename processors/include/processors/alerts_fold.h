@@ -85,6 +85,8 @@ struct WatchedDevice {
   std::uint32_t flow_mask = 0;          // water meters: bit i set = water used in the hour i hours before flow_hour
   std::int64_t flow_hour = 0;           // hours since the epoch of bit 0
   double rate_baseline = 0;             // meters: smoothed consumption per hour
+  std::int64_t rate_window_start_ms = 0;  // meters: start of the current rate window
+  double rate_window_used = 0;          // meters: consumed in it
   int rate_samples = 0;
   std::uint32_t last_steps = 0;         // wearables: the last step count
   std::int64_t spo2_low_since_ms = 0;   // wearables: start of the current streak of SpO2 <= spo2_major_pct
