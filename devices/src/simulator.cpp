@@ -134,20 +134,24 @@ std::expected<SimReport, std::string> Simulator::run(std::stop_token stop, bool 
   const double bad_every = config_.bad_fraction > 0 ? 1.0 / config_.bad_fraction : 0;
   double bad_credit = 0;
   int bad_kind = 0;
+  std::uint64_t turn = 0;
   for (std::uint64_t i = 0;; ++i) {
     if (stop.stop_requested()) break;
     if (config_.events && i >= config_.events) break;
     auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval * static_cast<double>(i));
     if (config_.duration_s > 0 && due - start > std::chrono::duration<double>(config_.duration_s)) break;
     std::this_thread::sleep_until(due);
-    std::size_t d = i % fleet_.size();
-    // Bad payloads are spread evenly in time (every 1/bad_fraction-th), cycling through every
-    // kind, from devices picked at random so that none of them only ever sends bad ones.
+    // Valid payloads go round the fleet; bad ones are spread evenly in time (every
+    // 1/bad_fraction-th), cycling through every kind, from a device picked at random, and take
+    // nobody's turn (taking a fixed turn would silence the same few devices every time).
     bad_credit += 1;
     const bool bad = bad_every > 0 && bad_credit >= bad_every;
+    std::size_t d = 0;
     if (bad) {
       bad_credit -= bad_every;
       d = gen.pick(fleet_.size());
+    } else {
+      d = turn++ % fleet_.size();
     }
     if (silenced && d == *silenced) d = (d + 1) % fleet_.size();
     const auto& device = fleet_[d].registration;
