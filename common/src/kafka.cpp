@@ -101,30 +101,4 @@ std::expected<void, std::string> read_to_end(const KafkaConfig& config, const st
   return {};
 }
 
-std::expected<void, std::string> produce_sync(const KafkaConfig& config, const std::string& topic,
-                                              const std::string& key, const std::string& value,
-                                              std::chrono::milliseconds timeout) {
-  struct Outcome {
-    bool done = false;
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-  } outcome;
-  auto on_delivery = [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
-    auto* o = static_cast<Outcome*>(opaque);
-    o->done = true;
-    o->err = m->err;
-  };
-  auto producer = make_producer(config, {{"enable.idempotence", "true"}, {"acks", "all"}}, on_delivery, &outcome);
-  if (!producer) return std::unexpected(producer.error());
-  auto err = rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()),
-                               RD_KAFKA_V_KEY(key.data(), key.size()),
-                               RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-  if (err) return std::unexpected(std::string(rd_kafka_err2str(err)));
-  rd_kafka_flush(producer->get(), static_cast<int>(timeout.count()));
-  if (!outcome.done) return std::unexpected("no delivery report from Kafka within " +
-                                            std::to_string(timeout.count()) + " ms");
-  if (outcome.err) return std::unexpected(std::string(rd_kafka_err2str(outcome.err)));
-  return {};
-}
-
 }  // namespace courtyard

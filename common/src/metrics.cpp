@@ -38,14 +38,6 @@ void Metrics::set(const std::string& name, const Labels& labels, double value) {
   families_[name].series[labels] = value;
 }
 
-double Metrics::value(const std::string& name, const Labels& labels) const {
-  std::lock_guard lock(mu_);
-  auto f = families_.find(name);
-  if (f == families_.end()) return 0;
-  auto s = f->second.series.find(labels);
-  return s == f->second.series.end() ? 0 : s->second;
-}
-
 std::string Metrics::render() const {
   std::lock_guard lock(mu_);
   std::ostringstream out;

@@ -223,9 +223,4 @@ std::optional<MqttMessage> MqttClient::next_message(std::chrono::milliseconds ti
   return m;
 }
 
-bool MqttClient::connected() const {
-  std::lock_guard lock(state_->mu);
-  return state_->is_connected;
-}
-
 }  // namespace courtyard

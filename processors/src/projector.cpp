@@ -394,7 +394,6 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   }
   offsets_ = std::move(next);
   outbox_next_ = outbox_next;
-  for (auto& [key, _] : puts) result.changed_keys.push_back(key);
   return result;
 }
 

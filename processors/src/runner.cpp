@@ -23,7 +23,6 @@ struct Runner::Impl {
   KafkaPtr consumer;
   KafkaPtr producer;        // the alerts outbox
   std::string outbox_cursor;  // last outbox key handed to the producer
-  BatchListener listener;
 
   Histogram latency{{0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
                      0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60}};
@@ -124,8 +123,6 @@ struct Runner::Impl {
 Runner::Runner(RunnerConfig config, Store& store) : impl_(std::make_unique<Impl>(std::move(config), store)) {}
 Runner::~Runner() = default;
 
-void Runner::on_batch(BatchListener listener) { impl_->listener = std::move(listener); }
-
 void Runner::run(std::stop_token stop) {
   auto& m = *impl_;
   auto consumer = make_consumer(m.config.kafka,
@@ -201,7 +198,6 @@ void Runner::run(std::stop_token stop) {
       auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::system_clock::now().time_since_epoch()).count();
       for (auto t : result->fresh_device_times_ms) m.latency.observe(static_cast<double>(now_ms - t) / 1000.0);
-      if (m.listener) m.listener(*result);
       if (result->outbox_entries) m.publish_outbox();
     }
     rd_kafka_poll(m.producer.get(), 0);

@@ -50,9 +50,5 @@ std::expected<void, std::string> read_to_end(const KafkaConfig& config, const st
                                              const std::function<void(const rd_kafka_message_t&)>& on_message,
                                              std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
-// Produces one message and waits for its delivery report. For rare, synchronous writes (the CLI).
-std::expected<void, std::string> produce_sync(const KafkaConfig& config, const std::string& topic,
-                                              const std::string& key, const std::string& value,
-                                              std::chrono::milliseconds timeout);
 
 }  // namespace courtyard

@@ -37,7 +37,6 @@ class Metrics {
   void describe(const std::string& name, const std::string& type, const std::string& help);
   void add(const std::string& name, const Labels& labels, double delta = 1);
   void set(const std::string& name, const Labels& labels, double value);
-  double value(const std::string& name, const Labels& labels) const;
   std::string render() const;
 
  private:

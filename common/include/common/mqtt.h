@@ -70,7 +70,6 @@ class MqttClient {
   std::uint64_t acked() const;    // acknowledged with reason < 128
   std::uint64_t refused() const;  // acknowledged with reason >= 128
   std::optional<MqttMessage> next_message(std::chrono::milliseconds timeout);
-  bool connected() const;
 
  private:
   struct State;

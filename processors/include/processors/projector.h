@@ -45,7 +45,6 @@ struct BatchResult {
   std::uint64_t replayed = 0;    // messages below the stored offset (already in the store)
   std::uint64_t corrupt = 0;     // messages that did not decode; skipped and counted
   std::uint64_t dead_letters = 0;
-  std::vector<std::string> changed_keys;
   std::vector<std::int64_t> fresh_device_times_ms;  // device time of each event folded, for latency
   std::uint64_t alerts_changed = 0;                 // alert records written
   std::uint64_t outbox_entries = 0;                 // records put in the outbox (alerts and commands)

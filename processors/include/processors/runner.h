@@ -48,7 +48,6 @@ struct RunnerStats {
 
 class Runner {
  public:
-  using BatchListener = std::function<void(const BatchResult&)>;
   Runner(RunnerConfig config, Store& store);
   ~Runner();
   void run(std::stop_token stop);
@@ -58,8 +57,6 @@ class Runner {
   const Histogram& latency() const;
   // Seconds the projector took per batch (fold and store write).
   const Histogram& batch_seconds() const;
-  // Called on the runner's thread after every committed batch (the hub's change feed).
-  void on_batch(BatchListener listener);
 
  private:
   struct Impl;
