@@ -63,13 +63,34 @@ struct Bridge::Impl {
                        wall_ms() - command.value("issued_at", std::int64_t{0}) <= config.command_max_age.count();
     if (fresh && owns(CommunityId(command.value("community", "")))) {
       std::string community = command.value("community", ""), device = command.value("device", "");
-      std::string topic = device == "_staff" ? "courtyard/v1/" + community + "/alerts"
-                                             : schemas::topic_for(CommunityId(community), DeviceId(device), "cmd");
-      if (auto sent = mqtt->publish(topic, command.dump(), 1); !sent) {
-        spdlog::warn("command to {} not sent yet: {}", topic, sent.error());
-        return false;
+      std::string topic = device == "_staff"     ? "courtyard/v1/" + community + "/alerts"
+                          : device == "_notices" ? "courtyard/v1/" + community + "/notices"
+                                                 : schemas::topic_for(CommunityId(community), DeviceId(device), "cmd");
+      const std::string command_id = command.value("command_id", "");
+      const std::int64_t expires_at = command.value("expires_at", std::int64_t{0});
+      if (expires_at && wall_ms() >= expires_at) {
+        // Too late to act on; the processors expire it on their own clock.
+      } else if (command_id.empty()) {
+        if (auto sent = mqtt->publish(topic, command.dump(), 1); !sent) {
+          spdlog::warn("command to {} not sent yet: {}", topic, sent.error());
+          return false;
+        }
+        ++commands;
+      } else {
+        // A tracked command: once the broker holds it for the device's session, say so in the log.
+        auto sent = mqtt->publish_and_wait(topic, command.dump(), 1, std::chrono::seconds(5));
+        if (!sent || *sent >= 0x80) {
+          spdlog::warn("command {} to {} not sent yet: {}", command_id, topic,
+                       sent ? "reason " + std::to_string(*sent) : sent.error());
+          return false;
+        }
+        ++commands;
+        schemas::Event delivered;
+        delivered.device = DeviceId(device);
+        delivered.community = CommunityId(community);
+        delivered.body = schemas::CommandDelivered{command_id};
+        append_event(std::move(delivered));
       }
-      ++commands;
     }
     KafkaPartitionsPtr done(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(done.get(), rd_kafka_topic_name(m.rkt), m.partition)->offset = m.offset + 1;

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "processors/commands_fold.h"
 #include "processors/devices_fold.h"
 #include "processors/rejections_fold.h"
 #include "processors/time_buckets.h"
@@ -90,6 +91,9 @@ struct Projector::Caches {
   Working<Occupancy> occupancy;
   Working<HomeState> homes;
   Working<ElderState> elders;
+  Working<CommandRecord> commands;
+  Working<PendingCommands> pending_commands;
+  Working<NoticeRecord> notices;
 };
 
 namespace {
@@ -109,6 +113,8 @@ constexpr const char* kOutboxNextKey = "meta/outbox_next";
 std::string partition_key(const std::string& topic, std::int32_t partition) {
   return "partitions/" + topic + "/" + std::to_string(partition);
 }
+
+std::string pending_commands_key(const std::string& community) { return "cmdpending/" + community; }
 
 std::string outbox_key(std::uint64_t seq) {
   return fmt::format("{}{:020}", Projector::kOutboxPrefix, seq);
@@ -153,6 +159,21 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   auto& occupancy = caches_->occupancy;
   auto& homes = caches_->homes;
   auto& elders = caches_->elders;
+  auto& commands = caches_->commands;
+  auto& pending_commands = caches_->pending_commands;
+  auto& notices = caches_->notices;
+  // Messages for devices, home panels and staff that this batch's commands and notices cause.
+  std::vector<nlohmann::json> to_devices;
+  // A command's record, when the command is known (acks and deliveries can name anything).
+  auto command_of = [&](const std::string& id) -> CommandRecord* {
+    const std::string key = command_key(id);
+    if (!commands.states.contains(key) && !view.get(key)) return nullptr;
+    return &commands.get(view, key, &command_record_from_json);
+  };
+  auto settle = [&](const CommandRecord& r) {
+    if (!is_final(r)) return;
+    pending_commands.get(view, pending_commands_key(r.community), &pending_commands_from_json).expires_at_ms.erase(r.id);
+  };
   std::map<std::string, std::vector<std::string>> partitions;  // partition key -> communities seen there
   std::set<std::string> partitions_changed;
   std::vector<Alert> alerts;  // changed, in order
@@ -275,7 +296,18 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     }
     if (std::holds_alternative<schemas::Tick>(event->body)) {
       // The log's clock for every community of this partition: timers fire here.
-      for (const auto& community : communities_of(partition_key(m.topic, m.partition))) fold_alerts(community, *event);
+      for (const auto& community : communities_of(partition_key(m.topic, m.partition))) {
+        fold_alerts(community, *event);
+        auto& pending = pending_commands.get(view, pending_commands_key(community), &pending_commands_from_json);
+        for (auto it = pending.expires_at_ms.begin(); it != pending.expires_at_ms.end();) {
+          if (it->second > event->ingest_time_ms) {
+            ++it;
+            continue;
+          }
+          if (auto* r = command_of(it->first)) expire(*r, event->ingest_time_ms);
+          it = pending.expires_at_ms.erase(it);
+        }
+      }
       continue;
     }
     const std::string community = event->community.str();
@@ -286,6 +318,35 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     }
     if (std::holds_alternative<schemas::OperatorAction>(event->body)) {
       fold_alerts(community, *event);
+      continue;
+    }
+    if (const auto* c = std::get_if<schemas::Command>(&event->body)) {
+      const std::string target_key = device_key(c->target.str());
+      std::string unit;
+      if (devices.states.contains(target_key) || view.get(target_key)) {
+        unit = devices.get(view, target_key, &device_state_from_json).unit;
+      }
+      auto& r = commands.get(view, command_key(c->command_id), &command_record_from_json);
+      if (!r.id.empty()) continue;  // the same command appended twice: the first one counts
+      r = issue(*event, *c, unit);
+      if (r.expires_at_ms) {
+        pending_commands.get(view, pending_commands_key(community), &pending_commands_from_json)
+            .expires_at_ms[r.id] = r.expires_at_ms;
+      }
+      to_devices.push_back({{"community", community}, {"device", r.target}, {"command", r.action},
+                            {"command_id", r.id}, {"issued_at", r.issued_at_ms}, {"expires_at", r.expires_at_ms},
+                            {"body", r.args.empty() ? nlohmann::json::object() : nlohmann::json::parse(r.args)}});
+      continue;
+    }
+    if (const auto* d = std::get_if<schemas::CommandDelivered>(&event->body)) {
+      if (auto* r = command_of(d->command_id)) deliver(*r, event->ingest_time_ms);
+      continue;
+    }
+    if (const auto* n = std::get_if<schemas::Notice>(&event->body)) {
+      auto record = notice_of(*event, *n);
+      notices.get(view, notice_key(community, n->notice_id), &notice_record_from_json) = record;
+      to_devices.push_back({{"community", community}, {"device", kNoticesTarget}, {"command", "notice"},
+                            {"issued_at", record.issued_at_ms}, {"body", to_json(record)}});
       continue;
     }
     if (const auto* entry = std::get_if<schemas::RegistryEntry>(&event->body)) {
@@ -299,6 +360,9 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     if (step.admission == Admission::Fresh) {
       fold_alerts(community, *event);
       fold_community(*event, state);
+      if (const auto* ack = std::get_if<schemas::CommandAck>(&event->body)) {
+        if (auto* r = command_of(ack->command_id); r && answer(*r, *ack, event->device, event->ingest_time_ms)) settle(*r);
+      }
     }
     if (step.admission == Admission::Fresh) {
       ++result.applied;
@@ -333,6 +397,9 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   occupancy.put_changed(puts);
   homes.put_changed(puts);
   elders.put_changed(puts);
+  commands.put_changed(puts);
+  pending_commands.put_changed(puts);
+  notices.put_changed(puts);
   for (const auto& key : partitions_changed) puts.emplace_back(key, nlohmann::json(partitions[key]).dump());
   // The latest record of each changed alert; every change in order in the outbox, for the alerts
   // topic, and as commands to the household's devices and the community's staff.
@@ -363,6 +430,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     }
   }
   for (auto& [key, record] : latest) puts.emplace_back(key, std::move(record));
+  for (const auto& message : to_devices) outbox("commands", message.value("device", ""), message.dump());
   // Registry changes: the registry projection, and access updates for the community's gates.
   for (const auto& [community, entry, at_ms] : registry) {
     auto record = schemas::body_to_json(schemas::Body{entry});
@@ -394,7 +462,19 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   }
   offsets_ = std::move(next);
   outbox_next_ = outbox_next;
+  for (auto& kv : puts) {
+    if (is_projection_key(kv.first)) result.changes.push_back(std::move(kv));
+  }
   return result;
+}
+
+bool Projector::is_projection_key(std::string_view key) {
+  static constexpr std::string_view kServed[] = {"devices/", "rejections/", "alerts/", "meters/", "gates/", "elders/",
+                                                 "homes/", "communities/", "registry/", "commands/", "notices/"};
+  for (auto prefix : kServed) {
+    if (key.starts_with(prefix)) return true;
+  }
+  return false;
 }
 
 }  // namespace courtyard::processors

@@ -1,5 +1,6 @@
 #include "processors/runner.h"
 
+#include <atomic>
 #include <mutex>
 #include <vector>
 
@@ -30,6 +31,7 @@ struct Runner::Impl {
   mutable std::mutex mu;
   Freshness freshness;
   RunnerStats stats;
+  std::atomic<std::uint64_t> committed{0};
 
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
                            void* opaque) {
@@ -199,6 +201,11 @@ void Runner::run(std::stop_token stop) {
                         std::chrono::system_clock::now().time_since_epoch()).count();
       for (auto t : result->fresh_device_times_ms) m.latency.observe(static_cast<double>(now_ms - t) / 1000.0);
       if (result->outbox_entries) m.publish_outbox();
+      if (!result->changes.empty()) {
+        auto seq = m.committed.load() + 1;
+        m.committed.store(seq);
+        if (m.config.on_commit) m.config.on_commit(seq, std::move(result->changes));
+      }
     }
     rd_kafka_poll(m.producer.get(), 0);
     if (auto now = std::chrono::steady_clock::now(); !batch.empty() || now - last_freshness > std::chrono::milliseconds(200)) {
@@ -214,6 +221,8 @@ Freshness Runner::freshness() const {
   std::lock_guard lock(impl_->mu);
   return impl_->freshness;
 }
+
+std::uint64_t Runner::committed() const { return impl_->committed.load(); }
 
 const Histogram& Runner::latency() const { return impl_->latency; }
 const Histogram& Runner::batch_seconds() const { return impl_->batch_seconds; }

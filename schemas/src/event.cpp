@@ -22,7 +22,7 @@ std::string_view type_name(const Body& body) {
   static constexpr std::array<std::string_view, std::variant_size_v<Body>> kTypes = {
       "gate.pass",       "vehicle.pass",   "meter.reading", "home.sensor",
       "wearable.vitals", "wearable.alarm", "device.status", "device.registered", "tick", "operator.action",
-      "registry.entry"};
+      "registry.entry",  "command",        "command.delivered", "command.ack", "notice"};
   return kTypes[body.index()];
 }
 
@@ -31,8 +31,14 @@ std::optional<DeviceKind> parse_device_kind(std::string_view name) { return pars
 
 bool is_system_event(const Body& body) {
   return std::holds_alternative<DeviceRegistered>(body) || std::holds_alternative<Tick>(body) ||
-         std::holds_alternative<OperatorAction>(body) || std::holds_alternative<RegistryEntry>(body);
+         std::holds_alternative<OperatorAction>(body) || std::holds_alternative<RegistryEntry>(body) ||
+         std::holds_alternative<Command>(body) || std::holds_alternative<CommandDelivered>(body) ||
+         std::holds_alternative<Notice>(body);
 }
+
+std::string_view to_string(CommandResult result) { return name_of(result); }
+std::string_view to_string(NoticeSeverity severity) { return name_of(severity); }
+std::optional<NoticeSeverity> parse_notice_severity(std::string_view name) { return parse_name<NoticeSeverity>(name); }
 
 std::string_view to_string(AlertAction action) { return name_of(action); }
 std::string_view to_string(RegistryKind kind) { return name_of(kind); }
@@ -42,6 +48,7 @@ std::optional<PersonRole> parse_person_role(std::string_view name) { return pars
 
 bool allowed_for(DeviceKind kind, const Body& body) {
   if (std::holds_alternative<DeviceStatus>(body)) return true;  // every device reports health
+  if (std::holds_alternative<CommandAck>(body)) return true;    // and answers its commands
   if (is_system_event(body)) return false;                      // only Courtyard writes these
   switch (kind) {
     case DeviceKind::Gate:

@@ -80,6 +80,30 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
                       .Union()};
         } else if constexpr (std::is_same_v<T, Tick>) {
           return {f::Body::Tick, f::CreateTick(b, x.partition).Union()};
+        } else if constexpr (std::is_same_v<T, Command>) {
+          auto id = b.CreateString(x.command_id);
+          auto target = b.CreateString(x.target.str());
+          auto action = b.CreateString(x.action);
+          auto args = b.CreateString(x.args);
+          auto actor = b.CreateString(x.actor);
+          return {f::Body::Command, f::CreateCommand(b, id, target, action, args, actor, x.expires_at_ms).Union()};
+        } else if constexpr (std::is_same_v<T, CommandDelivered>) {
+          auto id = b.CreateString(x.command_id);
+          return {f::Body::CommandDelivered, f::CreateCommandDelivered(b, id).Union()};
+        } else if constexpr (std::is_same_v<T, CommandAck>) {
+          auto id = b.CreateString(x.command_id);
+          auto detail = b.CreateString(x.detail);
+          return {f::Body::CommandAck,
+                  f::CreateCommandAck(b, id, cast_enum<f::CommandResult>(x.result), detail).Union()};
+        } else if constexpr (std::is_same_v<T, Notice>) {
+          auto id = b.CreateString(x.notice_id);
+          auto title = b.CreateString(x.title);
+          auto text = b.CreateString(x.text);
+          auto unit = b.CreateString(x.unit);
+          auto actor = b.CreateString(x.actor);
+          return {f::Body::Notice, f::CreateNotice(b, id, title, text, cast_enum<f::NoticeSeverity>(x.severity), unit,
+                                                   actor, x.expires_at_ms)
+                                       .Union()};
         } else if constexpr (std::is_same_v<T, OperatorAction>) {
           auto id = b.CreateString(x.alert_id);
           auto actor = b.CreateString(x.actor);
@@ -168,6 +192,23 @@ std::expected<Body, std::string> read_body(const f::Event& e) {
       auto* x = e.body_as_OperatorAction();
       if (!in_range<AlertAction>(static_cast<int>(x->action()))) return bad_enum("body.action");
       return OperatorAction{str(x->alert_id()), cast_enum<AlertAction>(x->action()), str(x->actor()), str(x->note())};
+    }
+    case f::Body::Command: {
+      auto* x = e.body_as_Command();
+      return Command{str(x->command_id()), DeviceId(str(x->target())), str(x->action()), str(x->args()),
+                     str(x->actor()), x->expires_at_ms()};
+    }
+    case f::Body::CommandDelivered: return CommandDelivered{str(e.body_as_CommandDelivered()->command_id())};
+    case f::Body::CommandAck: {
+      auto* x = e.body_as_CommandAck();
+      if (!in_range<CommandResult>(static_cast<int>(x->result()))) return bad_enum("body.result");
+      return CommandAck{str(x->command_id()), cast_enum<CommandResult>(x->result()), str(x->detail())};
+    }
+    case f::Body::Notice: {
+      auto* x = e.body_as_Notice();
+      if (!in_range<NoticeSeverity>(static_cast<int>(x->severity()))) return bad_enum("body.severity");
+      return Notice{str(x->notice_id()), str(x->title()), str(x->text()), cast_enum<NoticeSeverity>(x->severity()),
+                    str(x->unit()), str(x->actor()), x->expires_at_ms()};
     }
     case f::Body::NONE: break;
   }

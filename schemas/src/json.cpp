@@ -208,7 +208,21 @@ std::expected<Body, Rejection> parse_body(std::string_view type, const json& obj
     b.firmware = std::move(firmware);
     return b;
   }
-  if (type == "device.registered" || type == "tick" || type == "operator.action" || type == "registry.entry") {
+  if (type == "command.ack") {
+    CY_CHECK(f.only({"command_id", "result", "detail"}));
+    CommandAck b;
+    CY_TRY(id, f.string("command_id", true));
+    CY_TRY(result, f.enumeration<CommandResult>("result"));
+    CY_TRY(detail, f.string("detail", false));
+    if (id.empty() || id.size() > 64) return reject(Code::OutOfRange, "body.command_id must be 1..64 bytes");
+    if (detail.size() > 256) return reject(Code::OutOfRange, "body.detail is longer than 256 bytes");
+    b.command_id = std::move(id);
+    b.result = result;
+    b.detail = std::move(detail);
+    return b;
+  }
+  if (type == "device.registered" || type == "tick" || type == "operator.action" || type == "registry.entry" ||
+      type == "command" || type == "command.delivered" || type == "notice") {
     return reject(Code::TypeNotAllowed, std::string(type) + " is written by Courtyard, not by devices");
   }
   return reject(Code::UnknownType, "type \"" + std::string(type) + "\" is not an event type");
@@ -306,6 +320,27 @@ nlohmann::json body_to_json(const Body& body) {
           j["valid_to"] = b.valid_to_ms;
           if (b.kind == RegistryKind::Vehicle) j["allowance_s"] = b.allowance_s;
           j["removed"] = b.removed;
+        } else if constexpr (std::is_same_v<T, Command>) {
+          j["command_id"] = b.command_id;
+          j["target"] = b.target.str();
+          j["action"] = b.action;
+          j["args"] = b.args.empty() ? json::object() : json::parse(b.args, nullptr, false);
+          j["actor"] = b.actor;
+          j["expires_at"] = b.expires_at_ms;
+        } else if constexpr (std::is_same_v<T, CommandDelivered>) {
+          j["command_id"] = b.command_id;
+        } else if constexpr (std::is_same_v<T, CommandAck>) {
+          j["command_id"] = b.command_id;
+          j["result"] = name_of(b.result);
+          if (!b.detail.empty()) j["detail"] = b.detail;
+        } else if constexpr (std::is_same_v<T, Notice>) {
+          j["notice_id"] = b.notice_id;
+          j["title"] = b.title;
+          j["text"] = b.text;
+          j["severity"] = name_of(b.severity);
+          j["unit"] = b.unit;
+          j["actor"] = b.actor;
+          j["expires_at"] = b.expires_at_ms;
         } else if constexpr (std::is_same_v<T, OperatorAction>) {
           j["alert_id"] = b.alert_id;
           j["action"] = name_of(b.action);

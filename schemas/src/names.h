@@ -55,6 +55,15 @@ struct Names<PersonRole> {
   static constexpr std::array<std::string_view, 3> kValues = {"resident", "staff", "visitor"};
 };
 
+template <>
+struct Names<CommandResult> {
+  static constexpr std::array<std::string_view, 2> kValues = {"ok", "failed"};
+};
+template <>
+struct Names<NoticeSeverity> {
+  static constexpr std::array<std::string_view, 3> kValues = {"info", "warning", "urgent"};
+};
+
 template <class E>
 constexpr std::string_view name_of(E e) {
   return Names<E>::kValues[static_cast<std::size_t>(e)];

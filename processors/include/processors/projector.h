@@ -48,6 +48,7 @@ struct BatchResult {
   std::vector<std::int64_t> fresh_device_times_ms;  // device time of each event folded, for latency
   std::uint64_t alerts_changed = 0;                 // alert records written
   std::uint64_t outbox_entries = 0;                 // records put in the outbox (alerts and commands)
+  KeyValues changes;  // the projection records this batch wrote (Projector::is_projection_key), in write order
 };
 
 class Projector {
@@ -72,6 +73,10 @@ class Projector {
   static std::string registry_key(const std::string& community, const std::string& kind, const std::string& id) {
     return "registry/" + community + "/" + kind + "/" + id;
   }
+  static std::string command_key(const std::string& id) { return "commands/" + id; }
+  static std::string notice_key(const std::string& community, const std::string& id) {
+    return "notices/" + community + "/" + id;
+  }
   static std::string community_key(const std::string& community, const std::string& what) {
     return "communities/" + community + "/" + what;
   }
@@ -81,6 +86,11 @@ class Projector {
   // Commands for the community's staff rather than one device (ingest publishes them on
   // courtyard/v1/{community}/alerts).
   static constexpr const char* kStaffTarget = "_staff";
+  // Notices for the community's home panels (ingest publishes them on courtyard/v1/{community}/notices).
+  static constexpr const char* kNoticesTarget = "_notices";
+  // Records the API serves (devices/, alerts/, ...), as opposed to the folds' working state,
+  // offsets and the outbox.
+  static bool is_projection_key(std::string_view key);
   static constexpr const char* kEventStatsKey = "stats/events";
   static constexpr const char* kRejectionStatsKey = "stats/rejected";
 

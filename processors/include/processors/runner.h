@@ -32,6 +32,9 @@ struct RunnerConfig {
   std::chrono::milliseconds poll_timeout{100};       // wait for the first message of a batch
   RuleBook rules;                                    // alert rules in force
   FoldContext context;                               // local time for hour and day buckets
+  // Called on the runner's thread after each store write with the write's sequence number
+  // (1, 2, ...) and the projection records it wrote. Must not block: hand the changes off.
+  std::function<void(std::uint64_t, KeyValues)> on_commit;
 };
 
 struct PartitionFreshness {
@@ -53,6 +56,9 @@ class Runner {
   void run(std::stop_token stop);
   Freshness freshness() const;
   RunnerStats stats() const;
+  // Sequence number of the last store write whose changes went to on_commit (0: none yet). A view
+  // taken after reading it contains every change up to and including it.
+  std::uint64_t committed() const;
   // Seconds from an event's device time to the commit of its projection (same-clock devices only).
   const Histogram& latency() const;
   // Seconds the projector took per batch (fold and store write).

@@ -113,8 +113,48 @@ std::string_view to_string(PersonRole role);
 std::optional<RegistryKind> parse_registry_kind(std::string_view name);
 std::optional<PersonRole> parse_person_role(std::string_view name);
 
+// A command to one device, appended by the hub; its record's state follows delivery and the answer.
+struct Command {
+  std::string command_id;
+  DeviceId target;
+  std::string action;       // open_gate, close_gate, close_valve, reboot, ...
+  std::string args;         // a JSON object's text, or empty
+  std::string actor;        // the API token's id
+  std::int64_t expires_at_ms = 0;
+  bool operator==(const Command&) const = default;
+};
+// Appended by ingest when the broker accepted a command for the device's session.
+struct CommandDelivered {
+  std::string command_id;
+  bool operator==(const CommandDelivered&) const = default;
+};
+enum class CommandResult { Ok, Failed };
+// The device's answer ("command.ack").
+struct CommandAck {
+  std::string command_id;
+  CommandResult result = CommandResult::Ok;
+  std::string detail;
+  bool operator==(const CommandAck&) const = default;
+};
+enum class NoticeSeverity { Info, Warning, Urgent };
+// A notice to the community (or one household), appended by the hub.
+struct Notice {
+  std::string notice_id;
+  std::string title;
+  std::string text;
+  NoticeSeverity severity = NoticeSeverity::Info;
+  std::string unit;  // empty: the whole community
+  std::string actor;
+  std::int64_t expires_at_ms = 0;
+  bool operator==(const Notice&) const = default;
+};
+std::string_view to_string(CommandResult result);
+std::string_view to_string(NoticeSeverity severity);
+std::optional<NoticeSeverity> parse_notice_severity(std::string_view name);
+
 using Body = std::variant<GatePass, VehiclePass, MeterReading, HomeSensor, WearableVitals, WearableAlarm,
-                          DeviceStatus, DeviceRegistered, Tick, OperatorAction, RegistryEntry>;
+                          DeviceStatus, DeviceRegistered, Tick, OperatorAction, RegistryEntry, Command,
+                          CommandDelivered, CommandAck, Notice>;
 
 // Events Courtyard itself appends (registrations, ticks, operator actions) carry no device seq.
 bool is_system_event(const Body& body);
