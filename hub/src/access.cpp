@@ -1,0 +1,203 @@
+#include "hub/access.h"
+
+#include <chrono>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/digest.h"
+#include "common/random.h"
+
+namespace courtyard::hub {
+namespace {
+
+constexpr std::string_view kRoles[] = {"admin", "staff", "auditor", "resident"};
+
+// The household's records a resident may read; community-wide ones (gates, occupancy) are not theirs.
+constexpr std::string_view kHouseholdPrefixes[] = {"devices/", "rejections/", "alerts/",   "meters/", "elders/",
+                                                   "homes/",   "registry/",   "commands/", "notices/"};
+
+std::string key_part(std::string_view key, std::size_t index) {
+  for (std::size_t i = 0; i < index; ++i) {
+    auto slash = key.find('/');
+    if (slash == std::string_view::npos) return {};
+    key.remove_prefix(slash + 1);
+  }
+  return std::string(key.substr(0, key.find('/')));
+}
+
+}  // namespace
+
+std::string_view to_string(Role role) { return kRoles[static_cast<int>(role)]; }
+
+std::optional<Role> parse_role(std::string_view name) {
+  for (int i = 0; i < 4; ++i) {
+    if (kRoles[i] == name) return static_cast<Role>(i);
+  }
+  return std::nullopt;
+}
+
+RecordScope scope_of(std::string_view key, const nlohmann::json& record) {
+  RecordScope s;
+  if (record.is_object()) {
+    s.community = record.value("community", "");
+    s.unit = record.value("unit", "");
+  }
+  // Keys that carry their place: homes/{c}/{unit}, communities/{c}/..., registry/{c}/...
+  if (key.starts_with("homes/")) {
+    s.community = key_part(key, 1);
+    s.unit = key_part(key, 2);
+  } else if (key.starts_with("communities/") || key.starts_with("registry/") || key.starts_with("notices/")) {
+    s.community = key_part(key, 1);
+  }
+  return s;
+}
+
+bool may_read(const Principal& who, std::string_view key, const RecordScope& scope) {
+  switch (who.role) {
+    case Role::Admin:
+    case Role::Auditor:
+      return true;
+    case Role::Staff:
+      return scope.community == who.community;
+    case Role::Resident: {
+      if (scope.community != who.community) return false;
+      bool household_kind = false;
+      for (auto prefix : kHouseholdPrefixes) household_kind |= key.starts_with(prefix);
+      if (!household_kind) return false;
+      // A notice without a unit is for the whole community.
+      if (key.starts_with("notices/") && scope.unit.empty()) return true;
+      return !scope.unit.empty() && scope.unit == who.unit;
+    }
+  }
+  return false;
+}
+
+bool may_act(const Principal& who, const std::string& community, const std::string& unit) {
+  switch (who.role) {
+    case Role::Admin:
+      return true;
+    case Role::Staff:
+      return community == who.community;
+    case Role::Resident:
+      return community == who.community && !unit.empty() && unit == who.unit;
+    case Role::Auditor:
+      return false;
+  }
+  return false;
+}
+
+TokenStore::TokenStore(std::filesystem::path file) : file_(std::move(file)) {}
+
+void TokenStore::reload_if_changed() const {
+  std::error_code ec;
+  auto mtime = std::filesystem::last_write_time(file_, ec);
+  if (ec) {
+    records_.clear();
+    by_hash_.clear();
+    loaded_mtime_ = {};
+    return;
+  }
+  auto size = std::filesystem::file_size(file_, ec);
+  if (mtime == loaded_mtime_ && size == loaded_size_) return;
+  std::ifstream in(file_);
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_array()) return;  // keep the last good set while a writer is mid-way
+  records_.clear();
+  by_hash_.clear();
+  for (const auto& r : j) {
+    TokenRecord t;
+    t.id = r.value("id", "");
+    t.sha256 = r.value("sha256", "");
+    t.role = parse_role(r.value("role", "")).value_or(Role::Auditor);
+    t.community = r.value("community", "");
+    t.unit = r.value("unit", "");
+    t.label = r.value("label", "");
+    t.created_ms = r.value("created_ms", std::int64_t{0});
+    t.revoked = r.value("revoked", false);
+    by_hash_[t.sha256] = records_.size();
+    records_.push_back(std::move(t));
+  }
+  loaded_mtime_ = mtime;
+  loaded_size_ = size;
+}
+
+std::expected<void, std::string> TokenStore::save() const {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& t : records_) {
+    j.push_back({{"id", t.id}, {"sha256", t.sha256}, {"role", to_string(t.role)}, {"community", t.community},
+                 {"unit", t.unit}, {"label", t.label}, {"created_ms", t.created_ms}, {"revoked", t.revoked}});
+  }
+  std::error_code ec;
+  if (file_.has_parent_path()) std::filesystem::create_directories(file_.parent_path(), ec);
+  auto tmp = file_;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(2) << "\n";
+    if (!out.flush()) return std::unexpected("cannot write " + tmp.string());
+  }
+  std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
+  std::filesystem::rename(tmp, file_, ec);
+  if (ec) return std::unexpected("cannot replace " + file_.string() + ": " + ec.message());
+  return {};
+}
+
+std::expected<std::string, std::string> TokenStore::add(Role role, const std::string& community,
+                                                        const std::string& unit, const std::string& label) {
+  if ((role == Role::Staff || role == Role::Resident) && community.empty()) {
+    return std::unexpected(std::string(to_string(role)) + " tokens need --community");
+  }
+  if (role == Role::Resident && unit.empty()) return std::unexpected(std::string("resident tokens need --household (the unit)"));
+  std::lock_guard lock(mu_);
+  reload_if_changed();
+  TokenRecord t;
+  t.id = "tok_" + random_token(6);
+  std::string secret = "cy_" + random_token(24);
+  t.sha256 = sha256_hex(secret);
+  t.role = role;
+  t.community = role == Role::Admin || role == Role::Auditor ? "" : community;
+  t.unit = role == Role::Resident ? unit : "";
+  t.label = label;
+  t.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch()).count();
+  records_.push_back(t);
+  if (auto ok = save(); !ok) {
+    records_.pop_back();
+    return std::unexpected(ok.error());
+  }
+  loaded_mtime_ = {};  // re-read our own write next time, like anyone else's
+  return secret;
+}
+
+std::expected<void, std::string> TokenStore::revoke(const std::string& id) {
+  std::lock_guard lock(mu_);
+  reload_if_changed();
+  for (auto& t : records_) {
+    if (t.id != id) continue;
+    t.revoked = true;
+    loaded_mtime_ = {};
+    return save();
+  }
+  return std::unexpected("no token " + id);
+}
+
+std::vector<TokenRecord> TokenStore::list() const {
+  std::lock_guard lock(mu_);
+  reload_if_changed();
+  return records_;
+}
+
+std::optional<Principal> TokenStore::authenticate(std::string_view secret) const {
+  if (secret.empty()) return std::nullopt;
+  auto hash = sha256_hex(secret);
+  std::lock_guard lock(mu_);
+  reload_if_changed();
+  auto it = by_hash_.find(hash);
+  if (it == by_hash_.end()) return std::nullopt;
+  const auto& t = records_[it->second];
+  if (t.revoked) return std::nullopt;
+  return Principal{t.id, t.role, t.community, t.unit, t.label};
+}
+
+}  // namespace courtyard::hub
