@@ -1,10 +1,15 @@
 #include "hub/api.h"
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <map>
+
+#include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 
+#include "common/random.h"
 #include "processors/projector.h"
 
 namespace courtyard::hub {
@@ -69,9 +74,13 @@ void add_freshness(json& out, const processors::Store::View& view, const process
 
 }  // namespace
 
-Api::Api(ApiSources sources, Metrics& metrics) : sources_(std::move(sources)), metrics_(metrics) {
+Api::Api(ApiSources sources, Metrics& metrics)
+    : sources_(std::move(sources)),
+      metrics_(metrics),
+      request_seconds_({0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10}) {
   metrics_.describe("courtyard_http_requests_total", "counter", "HTTP requests by route and status");
   metrics_.describe("courtyard_http_request_seconds_sum", "counter", "Total time spent answering, by route");
+  metrics_.describe("courtyard_http_refused_total", "counter", "Requests refused for want of a valid token or role, by reason");
 }
 
 HttpResponse Api::handle(const HttpRequest& request) {
@@ -83,28 +92,68 @@ HttpResponse Api::handle(const HttpRequest& request) {
   } catch (const std::exception& e) {
     response = error(500, "internal", e.what());
   }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   metrics_.add("courtyard_http_requests_total", {{"route", route_name}, {"status", std::to_string(response.status)}});
-  metrics_.add("courtyard_http_request_seconds_sum", {{"route", route_name}},
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  metrics_.add("courtyard_http_request_seconds_sum", {{"route", route_name}}, seconds);
+  request_seconds_.observe(seconds);
   return response;
 }
+
+std::expected<Principal, HttpResponse> Api::authenticate(std::string_view credentials) const {
+  constexpr std::string_view kBearer = "Bearer ";
+  if (credentials.starts_with(kBearer)) credentials.remove_prefix(kBearer.size());
+  if (credentials.empty()) {
+    metrics_.add("courtyard_http_refused_total", {{"reason", "no_token"}});
+    return std::unexpected(error(401, "unauthorized", "send a token: Authorization: Bearer <token> (courtyard token add)"));
+  }
+  auto who = sources_.tokens ? sources_.tokens->authenticate(credentials) : std::nullopt;
+  if (!who) {
+    metrics_.add("courtyard_http_refused_total", {{"reason", "bad_token"}});
+    return std::unexpected(error(401, "unauthorized", "the token is unknown or revoked"));
+  }
+  return *who;
+}
+
+HttpResponse Api::forbidden(const std::string& detail) const {
+  metrics_.add("courtyard_http_refused_total", {{"reason", "forbidden"}});
+  return error(403, "forbidden", detail);
+}
+
+namespace {
+
+// Why `who` may not read `key`, in words for the 403.
+std::string read_refusal(const Principal& who) {
+  switch (who.role) {
+    case Role::Staff: return "a staff token reads only its community (" + who.community + ")";
+    case Role::Resident: return "a resident token reads only its own household (" + who.community + "/" + who.unit + ")";
+    default: return "not allowed";
+  }
+}
+
+// Every projection: a list with filters and paging, and one item by id.
+struct Projection {
+  std::string_view path;
+  std::string prefix;
+  std::initializer_list<const char*> filters;
+};
+const Projection kProjections[] = {
+    {"/api/v1/devices", "devices/", {"community", "kind", "unit", "online"}},
+    {"/api/v1/alerts", "alerts/", {"state", "severity", "community", "unit", "rule", "device", "building"}},
+    {"/api/v1/meters", "meters/", {"community", "kind", "unit"}},
+    {"/api/v1/gates", "gates/", {"community"}},
+    {"/api/v1/elders", "elders/", {"community", "unit", "wellbeing"}},
+    {"/api/v1/homes", "homes/", {"community", "unit"}},
+    {"/api/v1/communities", "communities/", {}},
+    {"/api/v1/registry", "registry/", {"community", "kind", "role", "unit"}},
+    {"/api/v1/commands", "commands/", {"community", "device", "state", "unit"}},
+    {"/api/v1/notices", "notices/", {"community", "severity", "unit"}},
+};
+
+}  // namespace
 
 HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
   auto target = parse_target(request.target);
   const std::string& path = target.path;
-  constexpr std::string_view kAlerts = "/api/v1/alerts";
-  constexpr std::string_view kRegistry = "/api/v1/registry";
-  if (request.method == "POST" && path.starts_with(std::string(kRegistry) + "/")) {
-    route_name = "/api/v1/registry/{community}";
-    return registry_change(path.substr(kRegistry.size() + 1), request.body);
-  }
-  if (request.method == "POST" && path.starts_with(std::string(kAlerts) + "/")) {
-    route_name = "/api/v1/alerts/{id}/{action}";
-    return alert_action(path.substr(kAlerts.size() + 1), request.body);
-  }
-  if (request.method != "GET" && request.method != "HEAD") {
-    return error(405, "method_not_allowed", request.method + " is not supported here");
-  }
   if (path == "/healthz") {
     route_name = "/healthz";
     bool ok = !sources_.healthy || sources_.healthy();
@@ -114,68 +163,65 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
                                               {"assigned_partitions", sources_.freshness().size()},
                                               {"lag_total", lag}});
   }
+  if (!path.starts_with("/api/") && path != "/metrics") {
+    route_name = "static";
+    if (request.method != "GET" && request.method != "HEAD") return error(405, "method_not_allowed", "static files are read-only");
+    return static_file(path);
+  }
+  auto who = authenticate(request.authorization);
+  if (!who) {
+    route_name = "refused";
+    return who.error();
+  }
   if (path == "/metrics") {
     route_name = "/metrics";
-    auto view = sources_.store->view();
-    Metrics snapshot;
-    snapshot.describe("courtyard_events_total", "counter", "Events folded into projections, by type");
-    if (auto raw = view.get(processors::Projector::kEventStatsKey)) {
-      auto counts = json::parse(*raw);
-      for (const auto& [type, n] : counts.items()) snapshot.set("courtyard_events_total", {{"type", type}}, n.get<double>());
-    }
-    snapshot.describe("courtyard_rejected_total", "counter", "Payloads ingest rejected, by reason");
-    if (auto raw = view.get(processors::Projector::kRejectionStatsKey)) {
-      auto counts = json::parse(*raw);
-      for (const auto& [reason, n] : counts.items()) snapshot.set("courtyard_rejected_total", {{"reason", reason}}, n.get<double>());
-    }
-    snapshot.describe("courtyard_consumer_lag", "gauge", "Messages in the log not yet in the projections");
-    for (const auto& [tp, f] : sources_.freshness()) {
-      snapshot.set("courtyard_consumer_lag", {{"topic", tp.first}, {"partition", std::to_string(tp.second)}}, static_cast<double>(f.lag()));
-    }
-    auto stats = sources_.runner_stats();
-    snapshot.describe("courtyard_duplicates_total", "counter", "Events recognised as duplicates since start");
-    snapshot.set("courtyard_duplicates_total", {}, static_cast<double>(stats.duplicates));
-    snapshot.describe("courtyard_corrupt_total", "counter", "Log messages that did not decode since start");
-    snapshot.set("courtyard_corrupt_total", {}, static_cast<double>(stats.corrupt));
-    snapshot.describe("courtyard_batches_total", "counter", "Store writes by the processors since start");
-    snapshot.set("courtyard_batches_total", {}, static_cast<double>(stats.batches));
-    std::string latency = sources_.latency ? sources_.latency->render("courtyard_event_to_projection_seconds",
-                                                                      "Device timestamp to projection commit")
-                                           : "";
-    if (sources_.batch_seconds) {
-      latency += sources_.batch_seconds->render("courtyard_batch_seconds", "Projector time per batch (folds and store write)");
-    }
-    return {200, "text/plain; version=0.0.4", snapshot.render() + latency + metrics_.render()};
+    if (who->role != Role::Admin && who->role != Role::Auditor) return forbidden("metrics are for admin and auditor tokens");
+    return metrics();
   }
-  // Every projection: a list with filters and paging, and one item by id.
-  struct Projection {
-    std::string_view path;
-    const char* route;
-    std::string prefix;
-    std::initializer_list<const char*> filters;
-  };
-  static const Projection kProjections[] = {
-      {"/api/v1/devices", "/api/v1/devices", "devices/", {"community", "kind"}},
-      {"/api/v1/alerts", "/api/v1/alerts", "alerts/", {"state", "severity", "community", "unit", "rule", "device"}},
-      {"/api/v1/meters", "/api/v1/meters", "meters/", {"community", "kind", "unit"}},
-      {"/api/v1/gates", "/api/v1/gates", "gates/", {"community"}},
-      {"/api/v1/elders", "/api/v1/elders", "elders/", {"community", "unit", "wellbeing"}},
-      {"/api/v1/homes", "/api/v1/homes", "homes/", {"community", "unit"}},
-      {"/api/v1/communities", "/api/v1/communities", "communities/", {}},
-      {"/api/v1/registry", "/api/v1/registry", "registry/", {"community", "kind", "role", "unit"}},
-  };
+  const bool writes = request.method == "POST";
+  if (writes && who->role == Role::Auditor) return forbidden("an auditor token reads, it never changes anything");
+  constexpr std::string_view kAlerts = "/api/v1/alerts", kRegistry = "/api/v1/registry", kDevices = "/api/v1/devices";
+  if (writes && path.starts_with(std::string(kRegistry) + "/")) {
+    route_name = "/api/v1/registry/{community}";
+    return registry_change(*who, path.substr(kRegistry.size() + 1), request.body);
+  }
+  if (writes && path.starts_with(std::string(kAlerts) + "/")) {
+    route_name = "/api/v1/alerts/{id}/{action}";
+    return alert_action(*who, path.substr(kAlerts.size() + 1), request.body);
+  }
+  if (writes && path.starts_with(std::string(kDevices) + "/") && path.ends_with("/commands")) {
+    route_name = "/api/v1/devices/{id}/commands";
+    return device_command(*who, path.substr(kDevices.size() + 1, path.size() - kDevices.size() - 1 - 9), request.body);
+  }
+  if (writes && path == kDevices) {
+    route_name = "/api/v1/devices";
+    return provision(*who, request.body);
+  }
+  if (writes && path == "/api/v1/notices") {
+    route_name = "/api/v1/notices";
+    return notice(*who, request.body);
+  }
+  if (request.method != "GET" && request.method != "HEAD") {
+    return error(405, "method_not_allowed", request.method + " " + path + " is not supported");
+  }
+  if (path == "/api/v1/whoami") {
+    route_name = "/api/v1/whoami";
+    return json_response(200, json{{"token_id", who->token_id}, {"role", to_string(who->role)},
+                                   {"community", who->community}, {"unit", who->unit}, {"label", who->label}});
+  }
   for (const auto& p : kProjections) {
     if (path == p.path || path == std::string(p.path) + "/") {
-      route_name = p.route;
-      return list(target, p.prefix, p.filters);
+      route_name = std::string(p.path);
+      return list(*who, target, p.prefix, p.filters);
     }
     if (!path.starts_with(std::string(p.path) + "/")) continue;
-    route_name = std::string(p.route) + "/{id}";
+    route_name = std::string(p.path) + "/{id}";
     std::string id = path.substr(p.path.size() + 1);
     auto view = sources_.store->view();
     auto raw = view.get(p.prefix + id);
     if (!raw) return error(404, "not_found", std::string(p.path.substr(8)) + " " + id + " is not known");
     json out = json::parse(*raw);
+    if (!may_read(*who, p.prefix + id, scope_of(p.prefix + id, out))) return forbidden(read_refusal(*who));
     out["id"] = id;
     if (p.prefix == "devices/") {
       auto rejections = view.get(processors::Projector::rejection_key(id));
@@ -187,7 +233,43 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
   return error(404, "not_found", "no route for " + path);
 }
 
-HttpResponse Api::list(const Target& target, const std::string& prefix, std::initializer_list<const char*> filters) {
+HttpResponse Api::metrics() {
+  auto view = sources_.store->view();
+  Metrics snapshot;
+  snapshot.describe("courtyard_events_total", "counter", "Events folded into projections, by type");
+  if (auto raw = view.get(processors::Projector::kEventStatsKey)) {
+    auto counts = json::parse(*raw);
+    for (const auto& [type, n] : counts.items()) snapshot.set("courtyard_events_total", {{"type", type}}, n.get<double>());
+  }
+  snapshot.describe("courtyard_rejected_total", "counter", "Payloads ingest rejected, by reason");
+  if (auto raw = view.get(processors::Projector::kRejectionStatsKey)) {
+    auto counts = json::parse(*raw);
+    for (const auto& [reason, n] : counts.items()) snapshot.set("courtyard_rejected_total", {{"reason", reason}}, n.get<double>());
+  }
+  snapshot.describe("courtyard_consumer_lag", "gauge", "Messages in the log not yet in the projections");
+  for (const auto& [tp, f] : sources_.freshness()) {
+    snapshot.set("courtyard_consumer_lag", {{"topic", tp.first}, {"partition", std::to_string(tp.second)}}, static_cast<double>(f.lag()));
+  }
+  auto stats = sources_.runner_stats();
+  snapshot.describe("courtyard_duplicates_total", "counter", "Events recognised as duplicates since start");
+  snapshot.set("courtyard_duplicates_total", {}, static_cast<double>(stats.duplicates));
+  snapshot.describe("courtyard_corrupt_total", "counter", "Log messages that did not decode since start");
+  snapshot.set("courtyard_corrupt_total", {}, static_cast<double>(stats.corrupt));
+  snapshot.describe("courtyard_batches_total", "counter", "Store writes by the processors since start");
+  snapshot.set("courtyard_batches_total", {}, static_cast<double>(stats.batches));
+  std::string text = snapshot.render();
+  if (sources_.latency) text += sources_.latency->render("courtyard_event_to_projection_seconds", "Device timestamp to projection commit");
+  if (sources_.batch_seconds) {
+    text += sources_.batch_seconds->render("courtyard_batch_seconds", "Projector time per batch (folds and store write)");
+  }
+  text += request_seconds_.render("courtyard_http_request_seconds", "Time to answer an HTTP request");
+  text += metrics_.render();
+  if (sources_.more_metrics) text += sources_.more_metrics();
+  return {200, "text/plain; version=0.0.4", text};
+}
+
+HttpResponse Api::list(const Principal& who, const Target& target, const std::string& prefix,
+                       std::initializer_list<const char*> filters) {
   std::size_t limit = 100;
   if (auto it = target.query.find("limit"); it != target.query.end()) {
     try {
@@ -202,12 +284,24 @@ HttpResponse Api::list(const Target& target, const std::string& prefix, std::ini
   }
   auto matches = [&](const json& j) {
     for (const auto& [field, value] : wanted) {
+      if (field == "building") {  // the unit's building: "b3-0402" is in "b3"
+        if (!j.value("unit", "").starts_with(value + "-")) return false;
+        continue;
+      }
+      if (field == "online") {
+        if (j.value("online", false) != (value == "true")) return false;
+        continue;
+      }
       std::string have = j.value(field, "");
       // state=active: every state but resolved
       if (field == "state" && value == "active" ? have == "resolved" : have != value) return false;
     }
     return true;
   };
+  // A narrower prefix where the key itself carries the community (scans less for staff and residents).
+  std::string scan_prefix = prefix;
+  const bool keyed_by_community = prefix == "homes/" || prefix == "communities/" || prefix == "registry/" || prefix == "notices/";
+  if (keyed_by_community && who.role != Role::Admin && who.role != Role::Auditor) scan_prefix += who.community + "/";
   std::string after;
   if (auto it = target.query.find("after"); it != target.query.end() && !it->second.empty()) after = prefix + it->second;
   auto view = sources_.store->view();
@@ -215,13 +309,13 @@ HttpResponse Api::list(const Target& target, const std::string& prefix, std::ini
   std::string cursor = after;
   bool more = false;
   while (!more) {
-    auto chunk = view.scan(prefix, cursor, 256);
+    auto chunk = view.scan(scan_prefix, cursor, 256);
     if (chunk.empty()) break;
     for (const auto& [key, raw] : chunk) {
       cursor = key;
       json j = json::parse(raw);
+      if (!may_read(who, key, scope_of(key, j)) || !matches(j)) continue;
       j["id"] = key.substr(prefix.size());
-      if (!matches(j)) continue;
       if (items.size() == limit) {
         more = true;
         break;
@@ -266,8 +360,51 @@ std::expected<schemas::RegistryEntry, std::string> registry_entry_from_json(cons
   return e;
 }
 
-HttpResponse Api::registry_change(const std::string& community, const std::string& body) {
+namespace {
+
+std::string actor_of(const Principal& who) { return who.label.empty() ? who.token_id : who.token_id + " (" + who.label + ")"; }
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// What each kind of device can be told to do (besides reboot and ping, which every device takes).
+const std::map<std::string, std::vector<std::string>, std::less<>> kActions = {
+    {"gate", {"open_gate", "close_gate"}},   {"vehicle_gate", {"open_gate", "close_gate"}},
+    {"door", {"unlock"}},                    {"camera", {"snapshot"}},
+    {"meter", {"read_now"}},                 {"home_sensor", {"close_valve", "silence_alarm"}},
+    {"wearable", {"locate"}},
+};
+
+std::vector<std::string> actions_for(const std::string& kind) {
+  std::vector<std::string> out = {"reboot", "ping"};
+  if (auto it = kActions.find(kind); it != kActions.end()) out.insert(out.begin(), it->second.begin(), it->second.end());
+  return out;
+}
+
+// A JSON body as an object, or the 400 to send.
+std::expected<json, HttpResponse> object_body(const std::string& body) {
+  json j = body.empty() ? json::object() : json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::unexpected(error(400, "bad_request", "body must be a JSON object"));
+  return j;
+}
+
+// An integer field within bounds, or the 400 to send.
+std::expected<std::int64_t, HttpResponse> bounded(const json& j, const char* field, std::int64_t fallback, std::int64_t lo,
+                                                  std::int64_t hi) {
+  auto it = j.find(field);
+  if (it == j.end()) return fallback;
+  if (!it->is_number_integer() || it->get<std::int64_t>() < lo || it->get<std::int64_t>() > hi) {
+    return std::unexpected(error(400, "bad_request", fmt::format("{} must be an integer {}..{}", field, lo, hi)));
+  }
+  return it->get<std::int64_t>();
+}
+
+}  // namespace
+
+HttpResponse Api::registry_change(const Principal& who, const std::string& community, const std::string& body) {
   if (!schemas::valid_id(community)) return error(404, "not_found", "use POST /api/v1/registry/{community}");
+  if (who.role == Role::Resident || !may_act(who, community, "")) return forbidden("only admin and the community's staff change its registry");
   auto entry = registry_entry_from_json(json::parse(body, nullptr, false));
   if (!entry) return error(400, "bad_request", entry.error());
   if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
@@ -282,9 +419,9 @@ HttpResponse Api::registry_change(const std::string& community, const std::strin
                                  {"log_offset", *offset}});
 }
 
-HttpResponse Api::alert_action(const std::string& rest, const std::string& body) {
+HttpResponse Api::alert_action(const Principal& who, const std::string& rest, const std::string& body) {
   auto slash = rest.rfind('/');
-  if (slash == std::string::npos) return error(404, "not_found", "use POST /api/v1/alerts/{id}/ack or /resolve");
+  if (slash == std::string::npos) return error(404, "not_found", "use POST /api/v1/alerts/{id}/ack, /resolve or /hush");
   std::string id = rest.substr(0, slash), verb = rest.substr(slash + 1);
   schemas::AlertAction action;
   if (verb == "ack") {
@@ -296,11 +433,18 @@ HttpResponse Api::alert_action(const std::string& rest, const std::string& body)
   } else {
     return error(404, "not_found", "unknown alert action " + verb + " (ack, resolve, hush)");
   }
-  json request = body.empty() ? json::object() : json::parse(body, nullptr, false);
-  if (request.is_discarded() || !request.is_object()) return error(400, "bad_request", "body must be a JSON object");
+  auto request = object_body(body);
+  if (!request) return request.error();
   auto raw = sources_.store->view().get(processors::Projector::alert_key(id));
   if (!raw) return error(404, "not_found", "alert " + id + " is not known");
   json alert = json::parse(*raw);
+  if (!may_act(who, alert.value("community", ""), alert.value("unit", ""))) {
+    return forbidden(who.role == Role::Resident ? "a resident acts only on their own household's alerts"
+                                                : "a staff token acts only on its community's alerts");
+  }
+  if (who.role == Role::Resident && action == schemas::AlertAction::Resolve) {
+    return forbidden("staff resolve alerts; a resident may acknowledge or hush them");
+  }
   if (alert.value("state", "") == "resolved") return error(409, "conflict", "alert " + id + " is already resolved");
   if (action == schemas::AlertAction::Hush && alert.value("rule", "") != "smoke" && alert.value("rule", "") != "gas") {
     return error(409, "conflict", "only smoke and gas alarms can be hushed");
@@ -309,11 +453,138 @@ HttpResponse Api::alert_action(const std::string& rest, const std::string& body)
   schemas::Event event;
   event.device = DeviceId("operator");
   event.community = CommunityId(alert.value("community", ""));
-  event.body = schemas::OperatorAction{id, action, request.value("actor", "api"), request.value("note", "")};
+  event.body = schemas::OperatorAction{id, action, actor_of(who), request->value("note", "")};
   auto offset = sources_.append(event);
   if (!offset) return error(503, "unavailable", "could not append to the log: " + offset.error());
   // Accepted: the action is in the log; the alert's state changes when the processors reach it.
   return json_response(202, json{{"accepted", true}, {"alert", id}, {"action", verb}, {"log_offset", *offset}});
+}
+
+HttpResponse Api::device_command(const Principal& who, const std::string& device, const std::string& body) {
+  auto request = object_body(body);
+  if (!request) return request.error();
+  auto raw = sources_.store->view().get(processors::Projector::device_key(device));
+  if (!raw) return error(404, "not_found", "device " + device + " is not known");
+  json d = json::parse(*raw);
+  const std::string community = d.value("community", ""), unit = d.value("unit", ""), kind = d.value("kind", "");
+  if (!may_act(who, community, unit)) {
+    return forbidden(who.role == Role::Resident ? "a resident commands only their own household's devices"
+                                                : "a staff token commands only its community's devices");
+  }
+  const std::string action = request->value("action", "");
+  auto allowed = actions_for(kind);
+  if (std::find(allowed.begin(), allowed.end(), action) == allowed.end()) {
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+    return error(400, "bad_request", "a " + kind + " takes: " + list);
+  }
+  json args = request->value("args", json::object());
+  if (!args.is_object() || args.dump().size() > 1024) return error(400, "bad_request", "args must be a JSON object under 1 KiB");
+  auto ttl = bounded(*request, "ttl_s", 60, 1, 86400);
+  if (!ttl) return ttl.error();
+  if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
+  schemas::Command command;
+  command.command_id = "cmd-" + random_token(12);
+  command.target = DeviceId(device);
+  command.action = action;
+  command.args = args.empty() ? "" : args.dump();
+  command.actor = actor_of(who);
+  command.expires_at_ms = wall_ms() + *ttl * 1000;
+  schemas::Event event;
+  event.device = DeviceId("operator");
+  event.community = CommunityId(community);
+  event.body = command;
+  auto offset = sources_.append(event);
+  if (!offset) return error(503, "unavailable", "could not append to the log: " + offset.error());
+  return json_response(202, json{{"accepted", true},
+                                 {"command_id", command.command_id},
+                                 {"state", "sent"},
+                                 {"expires_at", command.expires_at_ms},
+                                 {"href", "/api/v1/commands/" + command.command_id},
+                                 {"log_offset", *offset}});
+}
+
+HttpResponse Api::notice(const Principal& who, const std::string& body) {
+  auto request = object_body(body);
+  if (!request) return request.error();
+  const std::string community = request->value("community", who.community);
+  if (!schemas::valid_id(community)) return error(400, "bad_request", "community is required");
+  if (who.role == Role::Resident || !may_act(who, community, "")) return forbidden("only admin and the community's staff post notices");
+  schemas::Notice n;
+  n.title = request->value("title", "");
+  n.text = request->value("text", "");
+  if (n.title.empty() || n.title.size() > 120) return error(400, "bad_request", "title must be 1..120 bytes");
+  if (n.text.size() > 2000) return error(400, "bad_request", "text must be at most 2000 bytes");
+  auto severity = schemas::parse_notice_severity(request->value("severity", "info"));
+  if (!severity) return error(400, "bad_request", "severity must be info, warning or urgent");
+  n.severity = *severity;
+  n.unit = request->value("unit", "");
+  if (!n.unit.empty() && !schemas::valid_id(n.unit)) return error(400, "bad_request", "unit must be 1..64 of [A-Za-z0-9_.-]");
+  auto ttl = bounded(*request, "ttl_s", 0, 0, 366 * 86400);
+  if (!ttl) return ttl.error();
+  n.expires_at_ms = *ttl ? wall_ms() + *ttl * 1000 : 0;
+  n.actor = actor_of(who);
+  n.notice_id = "ntc-" + random_token(12);
+  if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
+  schemas::Event event;
+  event.device = DeviceId("operator");
+  event.community = CommunityId(community);
+  event.body = n;
+  auto offset = sources_.append(event);
+  if (!offset) return error(503, "unavailable", "could not append to the log: " + offset.error());
+  return json_response(202, json{{"accepted", true},
+                                 {"notice_id", n.notice_id},
+                                 {"href", "/api/v1/notices/" + community + "/" + n.notice_id},
+                                 {"log_offset", *offset}});
+}
+
+HttpResponse Api::provision(const Principal& who, const std::string& body) {
+  auto request = object_body(body);
+  if (!request) return request.error();
+  schemas::Registration r;
+  r.device = DeviceId(request->value("id", ""));
+  r.community = CommunityId(request->value("community", ""));
+  auto kind = schemas::parse_device_kind(request->value("kind", ""));
+  r.unit = request->value("unit", "");
+  r.location = request->value("location", "");
+  if (!schemas::valid_id(r.device.str()) || !schemas::valid_id(r.community.str())) {
+    return error(400, "bad_request", "id and community must be 1..64 of [A-Za-z0-9_.-]");
+  }
+  if (!kind) return error(400, "bad_request", "kind must be gate, vehicle_gate, door, camera, meter, home_sensor or wearable");
+  if (!r.unit.empty() && !schemas::valid_id(r.unit)) return error(400, "bad_request", "unit must be 1..64 of [A-Za-z0-9_.-]");
+  if (r.location.size() > 200) return error(400, "bad_request", "location must be at most 200 bytes");
+  r.kind = *kind;
+  if (who.role == Role::Resident || !may_act(who, r.community.str(), "")) {
+    return forbidden("only admin and the community's staff provision devices");
+  }
+  if (!sources_.provision) return error(503, "unavailable", "this hub cannot provision devices");
+  r.registered_at_ms = wall_ms();
+  auto password = sources_.provision(r);
+  if (!password) return error(503, "unavailable", "provisioning failed: " + password.error());
+  return json_response(201, json{{"id", r.device.str()},
+                                 {"community", r.community.str()},
+                                 {"kind", schemas::to_string(r.kind)},
+                                 {"mqtt_username", r.device.str()},
+                                 {"mqtt_password", *password},
+                                 {"telemetry_topic", schemas::topic_for(r.community, r.device, "telemetry")}});
+}
+
+HttpResponse Api::static_file(const std::string& path) const {
+  if (sources_.web_root.empty()) return error(404, "not_found", "no route for " + path);
+  std::string relative = path == "/" ? "index.html" : path.substr(1);
+  if (relative.find("..") != std::string::npos || relative.find('\0') != std::string::npos) {
+    return error(404, "not_found", "no such file");
+  }
+  std::ifstream in(std::filesystem::path(sources_.web_root) / relative, std::ios::binary);
+  if (!in) return error(404, "not_found", "no such file: " + relative);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  static const std::map<std::string, std::string> kTypes = {
+      {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+      {".svg", "image/svg+xml"}, {".png", "image/png"}, {".json", "application/json"}};
+  auto ext = std::filesystem::path(relative).extension().string();
+  auto type = kTypes.find(ext);
+  return {200, type == kTypes.end() ? "application/octet-stream" : type->second, std::move(content)};
 }
 
 }  // namespace courtyard::hub

@@ -10,6 +10,9 @@
 #include "hub/api.h"
 #include "processors/runner.h"
 #include "processors/store.h"
+#include "devices/provisioner.h"
+#include "hub/access.h"
+#include "subscriptions.h"
 
 namespace courtyard::hub {
 
@@ -28,6 +31,10 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   runner_config.rules = load_rules(config.hub.rules_file);
   runner_config.context.utc_offset_min = config.hub.utc_offset_minutes;
   runner_config.max_batch = static_cast<std::size_t>(config.hub.max_batch);
+  HttpServer* server_ptr = nullptr;  // set before the runner starts; the server outlives it
+  runner_config.on_commit = [&server_ptr](std::uint64_t seq, processors::KeyValues changes) {
+    server_ptr->publish(seq, std::move(changes));
+  };
   processors::Runner runner(runner_config, **store);
 
   std::stop_source stopping;
@@ -35,13 +42,31 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   std::exception_ptr runner_error;
   LogWriter writer(config.kafka);
   Metrics metrics;
-  Api api({store->get(), [&] { return runner.freshness(); }, [&] { return runner.stats(); },
-           [&] { return runner_alive.load(); }, &runner.latency(),
-           [&](const schemas::Event& e) { return writer.append(e, std::nullopt, std::chrono::seconds(10)); },
-           &runner.batch_seconds()},
-          metrics);
+  TokenStore tokens(config.var_path(config.http.tokens_file));
+  SubscriptionLimits limits;
+  limits.max_pending_keys = static_cast<std::size_t>(config.http.ws_max_pending);
+  SubscriptionHub subscriptions(**store, [&] { return runner.committed(); }, limits);
+  ApiSources sources{store->get(), [&] { return runner.freshness(); }, [&] { return runner.stats(); },
+                     [&] { return runner_alive.load(); }, &runner.latency(),
+                     [&](const schemas::Event& e) { return writer.append(e, std::nullopt, std::chrono::seconds(10)); },
+                     &runner.batch_seconds()};
+  sources.tokens = &tokens;
+  sources.web_root = config.http.web_root;
+  sources.more_metrics = [&] { return subscriptions.render_metrics(); };
+  sources.provision = [&config](const schemas::Registration& r) -> std::expected<std::string, std::string> {
+    auto password = read_secret(config.var_path(config.mqtt.password_file).string());
+    if (!password) return std::unexpected(password.error());
+    auto provisioner = devices::Provisioner::connect({config.kafka, config.mqtt, *password});
+    if (!provisioner) return std::unexpected(provisioner.error());
+    devices::NewDevice request{r, ""};
+    auto passwords = (*provisioner)->add(std::span(&request, 1));
+    if (!passwords) return std::unexpected(passwords.error());
+    return passwords->front();
+  };
+  Api api(std::move(sources), metrics);
   // Bind before any thread starts: a taken port must stop start-up, not leave a hub without an API.
-  HttpServer server(config.http.host, config.http.port, [&](const HttpRequest& r) { return api.handle(r); });
+  HttpServer server(config.http.host, config.http.port, api, &subscriptions);
+  server_ptr = &server;
 
   std::jthread runner_thread([&](std::stop_token) {
     try {

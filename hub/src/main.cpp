@@ -9,6 +9,7 @@
 
 #include "devices/provisioner.h"
 #include "devices/simulator.h"
+#include "hub/access.h"
 #include "hub/config.h"
 #include "hub/api.h"
 #include "hub/hub.h"
@@ -221,6 +222,21 @@ int main(int argc, char** argv) {
   registry_cmd->add_option("--allowance", reg_allowance, "vehicles: longest stay inside, seconds (0: no limit)");
   registry_cmd->add_flag("--remove", reg_remove, "withdraw the entry");
 
+  auto* token_cmd = app.add_subcommand("token", "manage API tokens (stored hashed in var/)");
+  token_cmd->require_subcommand(1);
+  auto* token_add = token_cmd->add_subcommand("add", "create a token; prints it alone on the last line (shown once)");
+  std::string token_role, token_community, token_household, token_label;
+  token_add->add_option("--role", token_role, "admin|staff|auditor|resident")
+      ->required()
+      ->check(CLI::IsMember({"admin", "staff", "auditor", "resident"}));
+  token_add->add_option("--community", token_community, "staff and residents: their community");
+  token_add->add_option("--household", token_household, "residents: their household's unit (\"b3-1201\")");
+  token_add->add_option("--label", token_label, "who holds it, for the audit trail (\"gate office\")");
+  auto* token_list = token_cmd->add_subcommand("list", "list tokens (ids and roles, never secrets)");
+  auto* token_revoke = token_cmd->add_subcommand("revoke", "revoke a token by its id");
+  std::string token_id;
+  token_revoke->add_option("id", token_id, "the token's id (tok_...)")->required();
+
   auto* log_cmd = app.add_subcommand("log", "print the event log as JSON lines (from the start to the current end)");
   std::string log_community, log_device;
   log_cmd->add_option("--community", log_community, "only this community's events");
@@ -249,6 +265,26 @@ int main(int argc, char** argv) {
     }
     if (*add_cmd) return run_device_add(config, id, kind, community, unit, location, password);
     if (*log_cmd) return run_log(config, log_community, log_device);
+    if (*token_cmd) {
+      hub::TokenStore tokens(config.var_path(config.http.tokens_file));
+      if (*token_add) {
+        auto secret = tokens.add(*hub::parse_role(token_role), token_community, token_household, token_label);
+        if (!secret) throw std::runtime_error(secret.error());
+        std::cout << "created token (" << token_role << ")"
+                  << (token_community.empty() ? "" : " for " + token_community)
+                  << (token_household.empty() ? "" : "/" + token_household) << "; it is shown only now:\n"
+                  << *secret << "\n";
+      } else if (*token_list) {
+        for (const auto& t : tokens.list()) {
+          std::cout << t.id << "\t" << hub::to_string(t.role) << "\t" << t.community << "\t" << t.unit << "\t"
+                    << (t.revoked ? "revoked" : "active") << "\t" << t.label << "\n";
+        }
+      } else if (*token_revoke) {
+        if (auto ok = tokens.revoke(token_id); !ok) throw std::runtime_error(ok.error());
+        std::cout << "revoked " << token_id << "\n";
+      }
+      return 0;
+    }
     if (*registry_cmd) {
       return run_registry(config, reg_community,
                           nlohmann::json{{"kind", reg_kind}, {"id", reg_id}, {"role", reg_role}, {"unit", reg_unit},

@@ -16,6 +16,8 @@ struct Fixture {
   test::TempDir dir;
   std::unique_ptr<processors::Store> store;
   Metrics metrics;
+  hub::TokenStore tokens{dir.path() / "tokens.json"};
+  std::string admin = *tokens.add(hub::Role::Admin, "", "", "test");
   std::unique_ptr<hub::Api> api;
 
   Fixture() {
@@ -47,10 +49,11 @@ struct Fixture {
     };
     sources.runner_stats = [] { return processors::RunnerStats{}; };
     sources.healthy = [] { return true; };
+    sources.tokens = &tokens;
     api = std::make_unique<hub::Api>(sources, metrics);
   }
 
-  hub::HttpResponse get(const std::string& target) { return api->handle({"GET", target}); }
+  hub::HttpResponse get(const std::string& target) { return api->handle({"GET", target, "", "Bearer " + admin}); }
   json get_json(const std::string& target) { return json::parse(get(target).body); }
 };
 
@@ -116,9 +119,9 @@ TEST_SUITE("hub API") {
     CHECK(f.get("/healthz").status == 200);
   }
 
-  TEST_CASE("writes are refused on read-only routes") {
+  TEST_CASE("methods a route does not take are a 405") {
     Fixture f;
-    CHECK(f.api->handle({"POST", "/api/v1/devices"}).status == 405);
+    CHECK(f.api->handle({"PUT", "/api/v1/devices", "", "Bearer " + f.admin}).status == 405);
   }
 }
 
@@ -134,9 +137,12 @@ TEST_SUITE("hub API: writes") {
         appended.push_back(e);
         return static_cast<std::int64_t>(appended.size());
       };
+      sources.tokens = &tokens;
       api = std::make_unique<hub::Api>(sources, metrics);
     }
-    hub::HttpResponse post(const std::string& target, const std::string& body) { return api->handle({"POST", target, body}); }
+    hub::HttpResponse post(const std::string& target, const std::string& body) {
+      return api->handle({"POST", target, body, "Bearer " + admin});
+    }
   };
 
   TEST_CASE("a registry change is appended to the log as an event of its community") {

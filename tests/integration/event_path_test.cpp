@@ -96,7 +96,7 @@ TEST_SUITE("integration: event path") {
     CHECK(told == owed);
 
     // The hub's metrics count the rejections by reason.
-    auto metrics = test::http_get_text(stack.http_port(), "/metrics");
+    auto metrics = test::http_get_text(stack.http_port(), "/metrics", stack.admin_token());
     CHECK(metrics.find("courtyard_rejected_total{reason=\"out_of_range\"}") != std::string::npos);
     CHECK(metrics.find("courtyard_events_total{type=\"gate.pass\"}") != std::string::npos);
   }

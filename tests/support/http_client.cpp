@@ -10,7 +10,7 @@ namespace courtyard::test {
 namespace {
 
 std::optional<HttpResult> request(boost::beast::http::verb verb, const std::string& host, int port,
-                                  const std::string& target, const std::string& body) {
+                                  const std::string& target, const std::string& body, const std::string& token) {
   namespace beast = boost::beast;
   namespace http = beast::http;
   using tcp = boost::asio::ip::tcp;
@@ -22,6 +22,7 @@ std::optional<HttpResult> request(boost::beast::http::verb verb, const std::stri
     stream.connect(resolver.resolve(host, std::to_string(port)));
     http::request<http::string_body> req{verb, target, 11};
     req.set(http::field::host, host);
+    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
     if (verb == http::verb::post) {
       req.set(http::field::content_type, "application/json");
       req.body() = body;
@@ -42,12 +43,13 @@ std::optional<HttpResult> request(boost::beast::http::verb verb, const std::stri
 
 }  // namespace
 
-std::optional<HttpResult> http_get(const std::string& host, int port, const std::string& target) {
-  return request(boost::beast::http::verb::get, host, port, target, "");
+std::optional<HttpResult> http_get(const std::string& host, int port, const std::string& target, const std::string& token) {
+  return request(boost::beast::http::verb::get, host, port, target, "", token);
 }
 
-std::optional<HttpResult> http_post(const std::string& host, int port, const std::string& target, const std::string& body) {
-  return request(boost::beast::http::verb::post, host, port, target, body);
+std::optional<HttpResult> http_post(const std::string& host, int port, const std::string& target, const std::string& body,
+                                    const std::string& token) {
+  return request(boost::beast::http::verb::post, host, port, target, body, token);
 }
 
 }  // namespace courtyard::test

@@ -15,6 +15,7 @@
 #include <doctest/doctest.h>
 
 #include "common/handles.h"
+#include "hub/access.h"
 #include "http_client.h"
 
 namespace courtyard::test {
@@ -136,7 +137,16 @@ bool eventually(const std::function<bool()>& condition, std::chrono::millisecond
 
 Stack::Stack(std::vector<std::string> communities, std::map<std::string, std::string> extra_env)
     : name_(unique_name("it")), communities_(std::move(communities)), http_port_(free_port()),
-      extra_env_(std::move(extra_env)) {}
+      extra_env_(std::move(extra_env)) {
+  admin_token_ = token("admin");
+}
+
+std::string Stack::token(const std::string& role, const std::string& community, const std::string& unit) {
+  hub::TokenStore tokens(std::filesystem::path(dir_.str("var")) / "hub/tokens.json");
+  auto secret = tokens.add(*hub::parse_role(role), community, unit, "test " + role);
+  REQUIRE_MESSAGE(secret.has_value(), secret.error());
+  return *secret;
+}
 
 Stack::~Stack() {
   hub_.reset();
@@ -156,7 +166,8 @@ std::map<std::string, std::string> Stack::env() const {
           {"COURTYARD_INGEST_COMMUNITIES", communities},
           {"COURTYARD_HUB_GROUP_ID", name_ + "-hub"},
           {"COURTYARD_CONFIG", std::string(COURTYARD_SOURCE_DIR) + "/config/courtyard.toml"},
-          {"COURTYARD_HUB_RULES_FILE", std::string(COURTYARD_SOURCE_DIR) + "/config/rules.toml"}};
+          {"COURTYARD_HUB_RULES_FILE", std::string(COURTYARD_SOURCE_DIR) + "/config/rules.toml"},
+          {"COURTYARD_HTTP_WEB_ROOT", std::string(COURTYARD_SOURCE_DIR) + "/web"}};
   for (const auto& [k, v] : extra_env_) env[k] = v;
   return env;
 }
@@ -177,13 +188,13 @@ void Stack::start_hub() {
 }
 
 std::optional<nlohmann::json> Stack::get(const std::string& target) {
-  auto r = http_get("127.0.0.1", http_port_, target);
+  auto r = http_get("127.0.0.1", http_port_, target, admin_token_);
   if (!r || r->status != 200) return std::nullopt;
   return nlohmann::json::parse(r->body);
 }
 
 std::pair<int, nlohmann::json> Stack::post(const std::string& target, const nlohmann::json& body) {
-  auto r = http_post("127.0.0.1", http_port_, target, body.dump());
+  auto r = http_post("127.0.0.1", http_port_, target, body.dump(), admin_token_);
   if (!r) return {0, nullptr};
   return {r->status, nlohmann::json::parse(r->body, nullptr, false)};
 }

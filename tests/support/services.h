@@ -68,6 +68,9 @@ class Stack {
   Process& ingest() { return *ingest_; }
   Process& hub() { return *hub_; }
   int http_port() const { return http_port_; }
+  // A token for the hub's API (`courtyard token add` into this stack's var/); get and post use admin_token().
+  std::string token(const std::string& role, const std::string& community = "", const std::string& unit = "");
+  const std::string& admin_token() const { return admin_token_; }
   // GET on the hub's API; nullopt when it does not answer 200.
   std::optional<nlohmann::json> get(const std::string& target);
   // POST on the hub's API: status and parsed body.
@@ -86,6 +89,7 @@ class Stack {
   std::unique_ptr<Process> ingest_, hub_;
   int ingest_starts_ = 0, hub_starts_ = 0;
   std::map<std::string, std::string> extra_env_;
+  std::string admin_token_;
 };
 
 // Dead letters of these devices' payloads, read from the start of the topic to its end.

@@ -1,9 +1,10 @@
 #pragma once
-// The hub's HTTP API as a function from request to response, independent of the HTTP library:
-// GET /healthz, /metrics, /api/v1/devices[/{id}], /api/v1/alerts[/{id}], and
-// POST /api/v1/alerts/{id}/ack|resolve (appended to the log as operator actions),
-// POST /api/v1/registry/{community} (households, people, vehicles: tokens only). Every projection
-// read carries the input offsets it reflects (as_of) and the consumer lag. Thread-safe.
+// The hub's HTTP API as a function from request to response, independent of the HTTP library
+// (docs/api.md, docs/openapi.yaml). Every /api/ request carries a bearer token; what it may read
+// and change follows the token's role (hub/access.h). Reads of projections say which input
+// offsets they reflect (as_of) and the consumer lag. Changes (operator actions, registry entries,
+// device commands, notices) are appended to the log and answered 202 with their offset; the
+// projections show them once the processors reach them. Thread-safe.
 #include <expected>
 #include <functional>
 #include <map>
@@ -12,6 +13,8 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/metrics.h"
+#include "hub/access.h"
+#include "schemas/registry.h"
 #include "processors/runner.h"
 #include "processors/store.h"
 #include "schemas/event.h"
@@ -22,6 +25,7 @@ struct HttpRequest {
   std::string method;
   std::string target;  // path and query, as received
   std::string body;
+  std::string authorization;  // the Authorization header, if any
 };
 
 struct HttpResponse {
@@ -39,6 +43,12 @@ struct ApiSources {
   // Appends an event of the hub's own (an operator action) to the log; returns its offset.
   std::function<std::expected<std::int64_t, std::string>(const schemas::Event&)> append;
   const Histogram* batch_seconds = nullptr;  // projector time per batch
+  const TokenStore* tokens = nullptr;          // who may call; none: every /api/ request is refused
+  // Registers a device and creates its broker credentials; returns its MQTT password.
+  std::function<std::expected<std::string, std::string>(const schemas::Registration&)> provision;
+  std::string web_root;                        // static files of the dashboard (empty: none)
+  // Extra metrics text (the WebSocket server's), appended to /metrics.
+  std::function<std::string()> more_metrics;
 };
 
 // A registry change as the API and the CLI accept it (JSON), checked.
@@ -48,6 +58,9 @@ class Api {
  public:
   Api(ApiSources sources, Metrics& metrics);
   HttpResponse handle(const HttpRequest& request);
+  // The principal of an Authorization header ("Bearer <token>") or a bare token; the error is
+  // the 401 to send. Refusals are counted in courtyard_http_refused_total.
+  std::expected<Principal, HttpResponse> authenticate(std::string_view credentials) const;
 
   // A request target split into its decoded path and query parameters.
   struct Target {
@@ -57,11 +70,19 @@ class Api {
 
  private:
   HttpResponse route(const HttpRequest& request, std::string& route_name);
-  HttpResponse list(const Target& target, const std::string& prefix, std::initializer_list<const char*> filters);
-  HttpResponse alert_action(const std::string& rest, const std::string& body);
-  HttpResponse registry_change(const std::string& community, const std::string& body);
+  HttpResponse metrics();
+  HttpResponse list(const Principal& who, const Target& target, const std::string& prefix,
+                    std::initializer_list<const char*> filters);
+  HttpResponse alert_action(const Principal& who, const std::string& rest, const std::string& body);
+  HttpResponse registry_change(const Principal& who, const std::string& community, const std::string& body);
+  HttpResponse device_command(const Principal& who, const std::string& device, const std::string& body);
+  HttpResponse notice(const Principal& who, const std::string& body);
+  HttpResponse provision(const Principal& who, const std::string& body);
+  HttpResponse static_file(const std::string& path) const;
+  HttpResponse forbidden(const std::string& detail) const;
   ApiSources sources_;
   Metrics& metrics_;
+  Histogram request_seconds_;
 };
 
 }  // namespace courtyard::hub

@@ -23,6 +23,9 @@ struct Config {
   struct Http {
     std::string host = "127.0.0.1";  // address the hub's HTTP API listens on
     int port = 8080;                 // 0: any free port (printed at start)
+    std::string tokens_file = "hub/tokens.json";  // API tokens (hashed), relative to var
+    std::string web_root = "web";    // the dashboard's static files ("": no dashboard)
+    std::int64_t ws_max_pending = 4096;  // changes a WebSocket client may have waiting before it is dropped
   } http;
   struct Ingest {
     std::string client_id = "courtyard-ingest-0";  // its persistent MQTT session

@@ -1,0 +1,105 @@
+#pragma once
+// Live subscriptions to projections, behind the WebSocket endpoint /api/v1/subscribe, without the
+// networking: a Subscriber per connection, and the hub that routes each store commit's changes to
+// the subscribers whose filters and access allow them.
+//
+// Flow control: a subscriber's unsent changes are coalesced per key (only the latest value is
+// kept) in a bounded buffer; a subscriber with more than max_pending_keys distinct keys waiting
+// is too far behind and is disconnected with a reason. Ordering: a subscription's snapshot
+// reflects commit N, and only changes of commits after N follow it, in commit order per key.
+// Threading: everything here runs on the server's one I/O thread; counters are atomics so
+// /metrics can read them from anywhere.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "hub/access.h"
+#include "processors/store.h"
+
+namespace courtyard::hub {
+
+struct SubscriptionLimits {
+  std::size_t max_pending_keys = 4096;   // distinct keys waiting for one connection; more: disconnect
+  std::size_t max_snapshot = 5000;       // records in one snapshot (more: "truncated", page over REST)
+  std::size_t max_subscriptions = 64;    // per connection
+  std::size_t max_message_bytes = 4096;  // of a client's message
+};
+
+class Subscriber {
+ public:
+  explicit Subscriber(Principal who) : who_(std::move(who)) {}
+  const Principal& principal() const { return who_; }
+  bool has_pending() const { return !order_.empty(); }
+  // Every pending change as one frame, {"type":"changes","seq":N,"changes":[{key,subs,value}...]};
+  // the buffer is then empty.
+  std::string take_frame();
+  bool overflowed() const { return overflowed_; }
+  // Set by the connection: called when changes arrive or the subscriber overflows.
+  std::function<void()> wake;
+
+ private:
+  friend class SubscriptionHub;
+  struct Pending {
+    std::string value;
+    std::set<std::string> subs;
+  };
+  struct Subscription {
+    std::string prefix;
+    bool exact = false;
+    std::uint64_t after_seq = 0;  // its snapshot's commit: older changes are already in it
+  };
+  Principal who_;
+  std::unordered_map<std::string, Subscription> subscriptions_;  // by the client's id
+  std::vector<std::string> order_;                                // pending keys, first change first
+  std::unordered_map<std::string, Pending> pending_;
+  std::uint64_t last_seq_ = 0;
+  bool overflowed_ = false;
+};
+
+struct SubscriptionStats {
+  std::atomic<std::int64_t> connections{0}, subscriptions{0};
+  std::atomic<std::uint64_t> connections_total{0}, updates_sent{0}, coalesced{0}, dropped{0}, disconnected_slow{0};
+};
+
+class SubscriptionHub {
+ public:
+  // `committed` gives the last commit whose changes publish() has been or will be called with.
+  SubscriptionHub(const processors::Store& store, std::function<std::uint64_t()> committed, SubscriptionLimits limits = {});
+  ~SubscriptionHub();
+  std::shared_ptr<Subscriber> open(Principal who);
+  void close(Subscriber& s);  // forgets every subscription of `s`; idempotent
+  // One client message; returns the frames to send back at once (snapshot, ack or error).
+  //   {"op":"subscribe","id":"a","prefix":"alerts/"}   {"op":"subscribe","id":"b","key":"devices/gate-1"}
+  //   {"op":"subscribe","id":"c","stream":"alerts"}     {"op":"unsubscribe","id":"a"}
+  std::vector<std::string> on_message(Subscriber& s, std::string_view text);
+  // The subscriber's pending changes as one frame (Subscriber::take_frame), counted as sent.
+  std::string take_frame(Subscriber& s);
+  // Routes one commit's changes; wakes each subscriber that got something or overflowed.
+  void publish(std::uint64_t seq, const processors::KeyValues& changes);
+  const SubscriptionStats& stats() const { return stats_; }
+  std::string render_metrics() const;
+  const SubscriptionLimits& limits() const { return limits_; }
+
+ private:
+  std::string subscribe(Subscriber& s, const std::string& id, std::string prefix, bool exact);
+  void unsubscribe(Subscriber& s, const std::string& id);
+  struct Entry {
+    Subscriber* subscriber;
+    std::string id;
+  };
+  const processors::Store& store_;
+  std::function<std::uint64_t()> committed_;
+  SubscriptionLimits limits_;
+  std::unordered_map<std::string, std::vector<Entry>> by_prefix_;  // prefix (or exact key) -> subscriptions
+  std::map<std::size_t, std::size_t> prefix_lengths_;              // length -> prefixes of that length
+  std::set<Subscriber*> open_;
+  SubscriptionStats stats_;
+};
+
+}  // namespace courtyard::hub

@@ -1,0 +1,150 @@
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "subscriptions.h"
+#include "temp_dir.h"
+
+using namespace courtyard;
+using json = nlohmann::json;
+
+namespace {
+
+// A store with a few records and a commit counter, as the runner would keep them.
+struct Feed {
+  test::TempDir dir;
+  std::unique_ptr<processors::Store> store;
+  std::uint64_t committed = 0;
+  hub::SubscriptionLimits limits;
+  std::unique_ptr<hub::SubscriptionHub> hub;
+
+  explicit Feed(hub::SubscriptionLimits l = {}) : limits(l) {
+    processors::StoreConfig config;
+    config.dir = dir.str("state");
+    store = std::move(*processors::Store::open(config));
+    commit({{"alerts/c1:smoke:s1:1", R"({"community":"c1","unit":"b1-101","state":"open"})"},
+            {"alerts/c1:smoke:s2:1", R"({"community":"c1","unit":"b1-102","state":"open"})"},
+            {"devices/gate-1", R"({"community":"c1","unit":"","kind":"gate"})"}});
+    hub = std::make_unique<hub::SubscriptionHub>(*store, [this] { return committed; }, limits);
+  }
+  // Writes the records, as one commit, and (once the hub exists) publishes them.
+  void commit(const processors::KeyValues& changes) {
+    REQUIRE(store->write(changes, {}));
+    ++committed;
+    if (hub) hub->publish(committed, changes);
+  }
+  static hub::Principal admin() { return {"t", hub::Role::Admin, "", "", ""}; }
+  json ask(hub::Subscriber& s, const std::string& message) {
+    auto frames = hub->on_message(s, message);
+    REQUIRE(frames.size() == 1);
+    return json::parse(frames[0]);
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("hub subscriptions") {
+  TEST_CASE("a subscription starts with a snapshot, then gets the changes of later commits in order") {
+    Feed f;
+    auto s = f.hub->open(Feed::admin());
+    int woken = 0;
+    s->wake = [&] { ++woken; };
+    auto snapshot = f.ask(*s, R"({"op":"subscribe","id":"a","stream":"alerts"})");
+    CHECK(snapshot["type"] == "snapshot");
+    CHECK(snapshot["seq"] == 1);
+    CHECK(snapshot["items"].size() == 2);
+    f.commit({{"alerts/c1:smoke:s1:1", R"({"community":"c1","unit":"b1-101","state":"acknowledged"})"}});
+    f.commit({{"devices/gate-1", R"({"community":"c1","kind":"gate","online":false})"},
+              {"alerts/c1:gas:g1:1", R"({"community":"c1","unit":"b1-103","state":"open"})"}});
+    CHECK(woken == 2);
+    auto frame = json::parse(f.hub->take_frame(*s));
+    CHECK(frame["seq"] == 3);
+    REQUIRE(frame["changes"].size() == 2);  // devices/ is not subscribed
+    CHECK(frame["changes"][0]["key"] == "alerts/c1:smoke:s1:1");
+    CHECK(frame["changes"][0]["value"]["state"] == "acknowledged");
+    CHECK(frame["changes"][0]["subs"] == json::array({"a"}));
+    CHECK(frame["changes"][1]["key"] == "alerts/c1:gas:g1:1");
+    CHECK_FALSE(s->has_pending());
+  }
+
+  TEST_CASE("changes a snapshot already holds are not sent again") {
+    Feed f;
+    auto s = f.hub->open(Feed::admin());
+    f.ask(*s, R"({"op":"subscribe","id":"a","key":"devices/gate-1"})");
+    f.hub->publish(1, {{"devices/gate-1", R"({"old":true})"}});  // commit 1, reaching the hub late
+    CHECK_FALSE(s->has_pending());
+    f.commit({{"devices/gate-1", R"({"community":"c1","new":true})"}});
+    CHECK(s->has_pending());
+  }
+
+  TEST_CASE("a slow subscriber gets the latest value per key, coalesced") {
+    Feed f;
+    auto s = f.hub->open(Feed::admin());
+    f.ask(*s, R"({"op":"subscribe","id":"d","prefix":"devices/"})");
+    for (int i = 0; i < 100; ++i) f.commit({{"devices/gate-1", json{{"community", "c1"}, {"n", i}}.dump()}});
+    auto frame = json::parse(f.hub->take_frame(*s));
+    REQUIRE(frame["changes"].size() == 1);
+    CHECK(frame["changes"][0]["value"]["n"] == 99);
+    CHECK(f.hub->stats().coalesced == 99);
+    CHECK(f.hub->stats().updates_sent == 1);
+  }
+
+  TEST_CASE("a subscriber too far behind is marked overflowed, woken to be closed, and its backlog dropped") {
+    hub::SubscriptionLimits limits;
+    limits.max_pending_keys = 3;
+    Feed f(limits);
+    auto s = f.hub->open(Feed::admin());
+    bool woken = false;
+    s->wake = [&] { woken = true; };
+    f.ask(*s, R"({"op":"subscribe","id":"d","prefix":"devices/"})");
+    for (int i = 0; i < 5; ++i) f.commit({{"devices/d" + std::to_string(i), "{}"}});
+    CHECK(s->overflowed());
+    CHECK(woken);
+    CHECK_FALSE(s->has_pending());
+    CHECK(f.hub->stats().disconnected_slow == 1);
+    CHECK(f.hub->stats().dropped == 4);
+  }
+
+  TEST_CASE("a resident's subscription carries only their household's records, snapshot and changes") {
+    Feed f;
+    auto s = f.hub->open({"t", hub::Role::Resident, "c1", "b1-101", ""});
+    auto snapshot = f.ask(*s, R"({"op":"subscribe","id":"a","stream":"alerts"})");
+    REQUIRE(snapshot["items"].size() == 1);
+    CHECK(snapshot["items"][0]["value"]["unit"] == "b1-101");
+    f.commit({{"alerts/c1:smoke:s2:1", R"({"community":"c1","unit":"b1-102","state":"resolved"})"},
+              {"alerts/c2:smoke:s9:1", R"({"community":"c2","unit":"b1-101","state":"open"})"}});
+    CHECK_FALSE(s->has_pending());
+    f.commit({{"alerts/c1:smoke:s1:1", R"({"community":"c1","unit":"b1-101","state":"resolved"})"}});
+    CHECK(s->has_pending());
+  }
+
+  TEST_CASE("bad messages get an error frame and the connection goes on") {
+    Feed f;
+    auto s = f.hub->open(Feed::admin());
+    CHECK(f.ask(*s, "not json")["error"] == "bad_request");
+    CHECK(f.ask(*s, R"({"op":"subscribe","id":"a","prefix":"outbox/"})")["error"] == "bad_request");
+    CHECK(f.ask(*s, R"({"op":"subscribe","id":"a"})")["error"] == "bad_request");
+    CHECK(f.ask(*s, R"({"op":"unsubscribe","id":"zz"})")["error"] == "not_found");
+    CHECK(f.ask(*s, R"({"op":"subscribe","id":"a","stream":"alerts"})")["type"] == "snapshot");
+    CHECK(f.ask(*s, R"({"op":"subscribe","id":"a","stream":"alerts"})")["error"] == "conflict");
+    CHECK(f.ask(*s, R"({"op":"unsubscribe","id":"a"})")["type"] == "unsubscribed");
+  }
+
+  TEST_CASE("thousands of open, subscribe, close cycles leave nothing behind") {
+    Feed f;
+    for (int i = 0; i < 5000; ++i) {
+      auto s = f.hub->open(Feed::admin());
+      f.hub->on_message(*s, R"({"op":"subscribe","id":"a","stream":"alerts"})");
+      f.hub->on_message(*s, json{{"op", "subscribe"}, {"id", "b"}, {"key", "devices/d" + std::to_string(i)}}.dump());
+      if (i % 2) f.commit({{"alerts/c1:x:" + std::to_string(i), "{}"}});
+      f.hub->close(*s);
+    }
+    CHECK(f.hub->stats().connections == 0);
+    CHECK(f.hub->stats().subscriptions == 0);
+    CHECK(f.hub->stats().connections_total == 5000);
+    // Nothing routes anywhere any more: a commit wakes nobody and costs no lookups.
+    auto s = f.hub->open(Feed::admin());
+    f.commit({{"alerts/c1:x:last", "{}"}});
+    CHECK_FALSE(s->has_pending());
+  }
+}
