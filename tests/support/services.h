@@ -45,6 +45,8 @@ class Process {
   Process& operator=(const Process&) = delete;
   void kill_now();    // SIGKILL, then reap
   int terminate();    // SIGTERM, wait, exit status
+  int wait();         // waits for it to exit on its own; its exit status
+  int pid() const { return pid_; }
   bool running();
   const std::string& log_path() const { return log_path_; }
   // Waits until the log contains `text`; false after `timeout` or if the process exited.

@@ -1,0 +1,196 @@
+// The hub's dashboard users against the real services: a browser sees a fever appear and
+// acknowledges it; a command travels API -> log -> device and back; a notice reaches the home
+// panels; thousands of WebSocket subscribe/close cycles leave the hub's memory where it was.
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+#include "http_client.h"
+#include "services.h"
+#include "ws_client.h"
+
+using namespace courtyard;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+// A device provisioned through the API, connected to the broker and listening to its commands.
+struct Device {
+  std::string id, password;
+  std::unique_ptr<MqttClient> client;
+};
+
+Device provision(test::Stack& stack, const std::string& community, const std::string& id, const std::string& kind,
+                 const std::string& unit = "", bool connect = true) {
+  auto [status, body] = stack.post("/api/v1/devices", {{"id", id}, {"kind", kind}, {"community", community},
+                                                       {"unit", unit}, {"location", "Building 1, east gate"}});
+  REQUIRE_MESSAGE(status == 201, body.dump());
+  CHECK(body["telemetry_topic"] == "courtyard/v1/" + community + "/" + id + "/telemetry");
+  Device d{id, body["mqtt_password"].get<std::string>(), nullptr};
+  REQUIRE(test::eventually([&] { return stack.get("/api/v1/devices/" + id).has_value(); }, 30s));
+  if (!connect) return d;
+  MqttClient::Options o;
+  o.client_id = o.username = id;
+  o.password = d.password;
+  auto client = MqttClient::connect("127.0.0.1", test::services().mqtt_port, o, 10s);
+  REQUIRE(client);
+  d.client = std::move(*client);
+  REQUIRE(d.client->subscribe(schemas::topic_for(CommunityId(community), DeviceId(id), "cmd"), 1, 10s));
+  REQUIRE(d.client->subscribe("courtyard/v1/" + community + "/notices", 1, 10s));
+  return d;
+}
+
+std::optional<json> next_json(MqttClient& client, std::chrono::milliseconds timeout) {
+  auto m = client.next_message(timeout);
+  if (!m) return std::nullopt;
+  return json::parse(m->payload, nullptr, false);
+}
+
+long rss_kb(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+double metric(test::Stack& stack, const std::string& name) {
+  auto text = test::http_get_text(stack.http_port(), "/metrics", stack.admin_token());
+  auto at = text.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
+}
+
+}  // namespace
+
+TEST_SUITE("integration: dashboards") {
+  TEST_CASE("in a real browser, a fever at a gate appears on the open page and is acknowledged from it") {
+    const std::string node_modules = std::string(COURTYARD_SOURCE_DIR) + "/tests/browser/node_modules/playwright-core";
+    REQUIRE_MESSAGE(std::filesystem::exists(node_modules), "playwright-core is missing: run scripts/setup");
+    std::string community = test::unique_name("web");
+    test::Stack stack({community});
+    stack.start_ingest();
+    stack.start_hub();
+    auto gate = provision(stack, community, community + "-gate", "gate", "", /*connect=*/false);
+    auto staff = stack.token("staff", community);
+    std::string screenshot = std::string(COURTYARD_BINARY_DIR) + "/dashboard.png";
+    std::filesystem::remove(screenshot);
+    test::Process browser({"/usr/bin/env", "node", std::string(COURTYARD_SOURCE_DIR) + "/tests/browser/dashboard.mjs"},
+                          {{"COURTYARD_URL", "http://127.0.0.1:" + std::to_string(stack.http_port())},
+                           {"COURTYARD_TOKEN", staff},
+                           {"COURTYARD_COMMUNITY", community},
+                           {"MQTT_PORT", std::to_string(test::services().mqtt_port)},
+                           {"GATE_ID", gate.id},
+                           {"GATE_PASSWORD", gate.password},
+                           {"SCREENSHOT", screenshot}},
+                          stack.dir().str("browser.log"));
+    int status = browser.wait();
+    std::string output = test::read_file(stack.dir().str("browser.log"));
+    MESSAGE("browser: ", output);
+    REQUIRE_MESSAGE(status == 0, output);
+    CHECK(std::filesystem::file_size(screenshot) > 10000);
+    // What the page showed is what the hub holds: one fever alert, acknowledged, by this staff token.
+    auto alerts = stack.get("/api/v1/alerts?rule=fever&community=" + community);
+    REQUIRE(alerts);
+    REQUIRE((*alerts)["items"].size() == 1);
+    auto alert = (*alerts)["items"][0];
+    CHECK(alert["state"] == "acknowledged");
+    CHECK(alert["location"] == "Building 1, east gate");
+    CHECK(alert["timeline"].back()["by"].get<std::string>().find("test staff") != std::string::npos);
+  }
+
+  TEST_CASE("a command goes from the API through the log to the device, and its state follows the device's answer") {
+    std::string community = test::unique_name("cmd");
+    test::Stack stack({community});
+    stack.start_ingest();
+    stack.start_hub();
+    auto valve = provision(stack, community, community + "-valve", "home_sensor", "b1-101");
+    auto resident = stack.token("resident", community, "b1-101");
+    auto res = test::http_post("127.0.0.1", stack.http_port(), "/api/v1/devices/" + valve.id + "/commands",
+                               R"({"action":"close_valve","args":{"reason":"gas"},"ttl_s":120})", resident);
+    REQUIRE(res);
+    REQUIRE_MESSAGE(res->status == 202, res->body);
+    auto id = json::parse(res->body)["command_id"].get<std::string>();
+
+    std::optional<json> command;
+    REQUIRE(test::eventually([&] {
+      while (auto m = next_json(*valve.client, 10ms)) {
+        if (m->value("command_id", "") == id) command = m;
+      }
+      return command.has_value();
+    }, 30s));
+    CHECK((*command)["command"] == "close_valve");
+    CHECK((*command)["body"]["reason"] == "gas");
+    auto state_of = [&] {
+      auto r = test::http_get("127.0.0.1", stack.http_port(), "/api/v1/commands/" + id, resident);
+      return r && r->status == 200 ? json::parse(r->body).value("state", "") : std::string();
+    };
+    REQUIRE(test::eventually([&] { return state_of() == "delivered"; }, 30s));
+
+    json ack{{"seq", 1}, {"boot", 1}, {"ts", 1795950000000}, {"type", "command.ack"},
+             {"body", {{"command_id", id}, {"result", "ok"}, {"detail", "valve closed"}}}};
+    REQUIRE(valve.client->publish_and_wait(schemas::topic_for(CommunityId(community), DeviceId(valve.id), "telemetry"),
+                                           ack.dump(), 1, 10s) == 0);
+    REQUIRE(test::eventually([&] { return state_of() == "acknowledged"; }, 30s));
+    // A neighbour's token cannot see it.
+    auto neighbour = stack.token("resident", community, "b1-102");
+    CHECK(test::http_get("127.0.0.1", stack.http_port(), "/api/v1/commands/" + id, neighbour)->status == 403);
+  }
+
+  TEST_CASE("a notice reaches the community's home panels over MQTT and is served to its residents") {
+    std::string community = test::unique_name("ntc");
+    test::Stack stack({community});
+    stack.start_ingest();
+    stack.start_hub();
+    auto panel = provision(stack, community, community + "-panel", "home_sensor", "b2-202");
+    auto staff = stack.token("staff", community);
+    auto res = test::http_post("127.0.0.1", stack.http_port(), "/api/v1/notices",
+                               R"({"title":"Water off Tuesday","text":"9:00-12:00, buildings 1-3","severity":"warning"})", staff);
+    REQUIRE(res);
+    REQUIRE_MESSAGE(res->status == 202, res->body);
+    std::optional<json> notice;
+    REQUIRE(test::eventually([&] {
+      while (auto m = next_json(*panel.client, 10ms)) {
+        if (m->value("command", "") == "notice") notice = m;
+      }
+      return notice.has_value();
+    }, 30s));
+    CHECK((*notice)["body"]["title"] == "Water off Tuesday");
+    auto resident = stack.token("resident", community, "b2-202");
+    REQUIRE(test::eventually([&] {
+      auto r = test::http_get("127.0.0.1", stack.http_port(), "/api/v1/notices", resident);
+      return r && r->status == 200 && json::parse(r->body)["count"] == 1;
+    }, 30s));
+  }
+
+  TEST_CASE("thousands of WebSocket subscribe and close cycles free everything they held") {
+    std::string community = test::unique_name("ws");
+    test::Stack stack({community});
+    stack.start_hub();
+    const std::string target = "/api/v1/subscribe?token=" + stack.admin_token();
+    CHECK_FALSE(test::WsClient::connect(stack.http_port(), "/api/v1/subscribe?token=cy_wrong"));
+    auto cycle = [&](int i) {
+      auto ws = test::WsClient::connect(stack.http_port(), target);
+      REQUIRE(ws);
+      REQUIRE(ws->receive());  // hello
+      ws->send(json{{"op", "subscribe"}, {"id", "a"}, {"stream", "alerts"}}.dump());
+      ws->send(json{{"op", "subscribe"}, {"id", "b"}, {"prefix", "devices/" + std::to_string(i)}}.dump());
+      auto snapshot = ws->receive();
+      REQUIRE(snapshot);
+      CHECK(json::parse(*snapshot)["type"] == "snapshot");
+      REQUIRE(ws->receive());
+      if (i % 2) ws->close();  // and half of them just drop the connection
+    };
+    for (int i = 0; i < 300; ++i) cycle(i);  // warm-up: allocator pools, buffers
+    REQUIRE(test::eventually([&] { return metric(stack, "courtyard_ws_connections") == 0; }, 10s));
+    long before = rss_kb(stack.hub().pid());
+    for (int i = 0; i < 3000; ++i) cycle(i);
+    REQUIRE(test::eventually([&] { return metric(stack, "courtyard_ws_connections") == 0; }, 10s));
+    long after = rss_kb(stack.hub().pid());
+    MESSAGE("hub RSS before ", before, " kB, after 3000 cycles ", after, " kB");
+    CHECK(metric(stack, "courtyard_ws_subscriptions") == 0);
+    CHECK(metric(stack, "courtyard_ws_connections_total") == 3300);
+    CHECK(after - before < 4096);  // 3000 leaked sessions of even 2 KiB each would exceed this
+  }
+}
