@@ -26,7 +26,7 @@ namespace {
 
 struct Args {
   int mqtt_port = 1883, kafka_port = 9092, http_port = 8080;
-  std::string password_file;
+  std::string password_file, token;
   double rate = 2000;
   double seconds = 20;
   std::size_t devices = 300;
@@ -80,8 +80,8 @@ RawResult raw_mosquitto(const Args& a, const std::string& password, std::size_t 
 }
 
 // Per-bucket counts of the hub's latency histogram.
-std::pair<std::vector<double>, std::vector<std::uint64_t>> scrape_latency(int port) {
-  auto text = test::http_get_text(port, "/metrics");
+std::pair<std::vector<double>, std::vector<std::uint64_t>> scrape_latency(int port, const std::string& token) {
+  auto text = test::http_get_text(port, "/metrics", token);
   std::vector<double> bounds;
   std::vector<std::uint64_t> cumulative;
   std::istringstream in(text);
@@ -97,12 +97,12 @@ std::pair<std::vector<double>, std::vector<std::uint64_t>> scrape_latency(int po
   return {bounds, counts};
 }
 
-std::uint64_t projected_events(int port, const std::vector<std::string>& communities) {
+std::uint64_t projected_events(int port, const std::string& token, const std::vector<std::string>& communities) {
   std::uint64_t n = 0;
   for (const auto& c : communities) {
     std::string after;
     for (;;) {
-      auto r = test::http_get("127.0.0.1", port, "/api/v1/devices?limit=1000&community=" + c + (after.empty() ? "" : "&after=" + after));
+      auto r = test::http_get("127.0.0.1", port, "/api/v1/devices?limit=1000&community=" + c + (after.empty() ? "" : "&after=" + after), token);
       if (!r || r->status != 200) return n;
       auto j = nlohmann::json::parse(r->body);
       for (const auto& d : j["items"]) n += d["events"].get<std::uint64_t>();
@@ -123,6 +123,7 @@ int main(int argc, char** argv) {
     else if (k == "--kafka-port") a.kafka_port = std::stoi(v);
     else if (k == "--http-port") a.http_port = std::stoi(v);
     else if (k == "--password-file") a.password_file = v;
+    else if (k == "--token") a.token = v;
     else if (k == "--rate") a.rate = std::stod(v);
     else if (k == "--seconds") a.seconds = std::stod(v);
     else if (k == "--devices") a.devices = std::stoul(v);
@@ -154,7 +155,7 @@ int main(int argc, char** argv) {
     std::cerr << "provisioning: " << ok.error() << "\n";
     return 1;
   }
-  auto before = scrape_latency(a.http_port);
+  auto before = scrape_latency(a.http_port, a.token);
   std::cerr << "courtyard: " << a.devices << " devices at " << a.rate << " events/s for " << a.seconds << " s...\n";
   auto start = Clock::now();
   auto report = simulator.run(std::stop_token{});
@@ -167,14 +168,14 @@ int main(int argc, char** argv) {
     for (const auto& [__, n] : types) valid += n;
   }
   auto deadline = Clock::now() + 300s;
-  while (projected_events(a.http_port, sim.communities) < valid && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  while (projected_events(a.http_port, a.token, sim.communities) < valid && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  auto after = scrape_latency(a.http_port);
+  auto after = scrape_latency(a.http_port, a.token);
   std::vector<std::uint64_t> delta(after.second.size());
   for (std::size_t i = 0; i < delta.size(); ++i) delta[i] = after.second[i] - (i < before.second.size() ? before.second[i] : 0);
   double p50 = histogram_quantile(after.first, delta, 0.5) * 1000, p99 = histogram_quantile(after.first, delta, 0.99) * 1000;
   double e2e_rate = static_cast<double>(valid) / secs;
-  std::uint64_t projected = projected_events(a.http_port, sim.communities);
+  std::uint64_t projected = projected_events(a.http_port, a.token, sim.communities);
 
   std::printf("\n%-52s %12s %10s %10s\n", "measure (same machine, same run)", "events/s", "p50 ms", "p99 ms");
   std::printf("%-52s %12.0f %10.2f %10.2f\n", "raw Mosquitto QoS 1 pub->sub, unpaced", raw_max.rate, raw_max.p50_ms, raw_max.p99_ms);

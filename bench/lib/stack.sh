@@ -1,0 +1,30 @@
+# Sourced by the bench scripts: its own Mosquitto + Kafka (ports and data under build/bench-services),
+# a hub and ingest, and an admin token. Sets HUB_PID, TOKEN and BENCH_SERVICE_PASSWORD_FILE; stops
+# everything on exit.
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/env.sh"
+"$ROOT/scripts/setup" >/dev/null
+
+export COURTYARD_VAR=$BUILD_DIR/bench-services
+export COURTYARD_MQTT_PORT=${COURTYARD_BENCH_MQTT_PORT:-23883}
+export COURTYARD_KAFKA_PORT=${COURTYARD_BENCH_KAFKA_PORT:-23092}
+export COURTYARD_KAFKA_CONTROLLER_PORT=$((COURTYARD_KAFKA_PORT + 1))
+export COURTYARD_HTTP_PORT=${COURTYARD_BENCH_HTTP_PORT:-28080}
+"$ROOT/scripts/services" down >/dev/null 2>&1 || true
+rm -rf "$COURTYARD_VAR"
+bench_pids=()
+bench_cleanup() {
+  for pid in "${bench_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "$ROOT/scripts/services" down >/dev/null 2>&1
+}
+trap bench_cleanup EXIT
+"$ROOT/scripts/services" up
+mkdir -p "$COURTYARD_VAR/log"
+"$COURTYARD_BIN" --config "$ROOT/config/courtyard.toml" hub >"$COURTYARD_VAR/log/hub.log" 2>&1 & bench_pids+=($!)
+HUB_PID=$!
+"$COURTYARD_BIN" --config "$ROOT/config/courtyard.toml" ingest >"$COURTYARD_VAR/log/ingest.log" 2>&1 & bench_pids+=($!)
+for _ in $(seq 300); do curl -fsS "http://127.0.0.1:$COURTYARD_HTTP_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q "listening on" "$COURTYARD_VAR/log/ingest.log" && break; sleep 0.1; done
+TOKEN=$("$COURTYARD_BIN" --config "$ROOT/config/courtyard.toml" token add --role admin --label bench | tail -n 1)
+BENCH_SERVICE_PASSWORD_FILE=$COURTYARD_VAR/secrets/mqtt-service
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; $(date -u +%Y-%m-%dT%H:%MZ)"

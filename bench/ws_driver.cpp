@@ -1,0 +1,250 @@
+// bench/ws: many dashboards subscribed over WebSocket while the simulator drives the community.
+// Reports the device-publish -> dashboard update latency (p50/p99) next to the device-publish ->
+// projection-commit latency of the same run (the baseline: what the subscriptions add), the
+// updates delivered, coalesced and dropped, and the hub's memory before, during and after.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+#include <nlohmann/json.hpp>
+
+#include "common/metrics.h"
+#include "devices/simulator.h"
+#include "http_client.h"
+
+using namespace courtyard;
+using namespace std::chrono_literals;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+struct Args {
+  int mqtt_port = 1883, kafka_port = 9092, http_port = 8080, hub_pid = 0;
+  std::string password_file, token;
+  double rate = 1000, seconds = 20;
+  std::size_t devices = 300, subscribers = 1000;
+};
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+long rss_kb(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+double metric(const Args& a, const std::string& name) {
+  auto text = test::http_get_text(a.http_port, "/metrics", a.token);
+  auto at = text.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
+}
+
+// Bucket counts of one of the hub's histograms.
+std::pair<std::vector<double>, std::vector<std::uint64_t>> scrape(const Args& a, const std::string& name) {
+  std::istringstream in(test::http_get_text(a.http_port, "/metrics", a.token));
+  std::vector<double> bounds;
+  std::vector<std::uint64_t> cumulative;
+  const std::string prefix = name + "_bucket{le=\"";
+  for (std::string line; std::getline(in, line);) {
+    if (!line.starts_with(prefix)) continue;
+    auto le = line.substr(prefix.size(), line.find('"', prefix.size()) - prefix.size());
+    if (le != "+Inf") bounds.push_back(std::stod(le));
+    cumulative.push_back(std::stoull(line.substr(line.rfind(' ') + 1)));
+  }
+  std::vector<std::uint64_t> counts(cumulative.size());
+  for (std::size_t i = 0; i < cumulative.size(); ++i) counts[i] = cumulative[i] - (i ? cumulative[i - 1] : 0);
+  return {bounds, counts};
+}
+
+// One dashboard: its community's alerts and figures, and one device it watches.
+class Dashboard : public std::enable_shared_from_this<Dashboard> {
+ public:
+  Dashboard(asio::io_context& io, const Args& a, std::vector<std::string> subscribe, Histogram& latency,
+            std::atomic<std::uint64_t>& updates, std::atomic<int>& ready)
+      : ws_(io), args_(a), subscribe_(std::move(subscribe)), latency_(latency), updates_(updates), ready_(ready) {}
+
+  void start() {
+    beast::get_lowest_layer(ws_).async_connect(
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(args_.http_port)),
+        [self = shared_from_this()](beast::error_code ec) {
+          if (ec) return self->fail("connect", ec);
+          self->ws_.async_handshake("127.0.0.1", "/api/v1/subscribe?token=" + self->args_.token,
+                                    [self](beast::error_code ec) {
+                                      if (ec) return self->fail("handshake", ec);
+                                      self->send_next();
+                                      self->read();
+                                    });
+        });
+  }
+  void close() {
+    ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](beast::error_code) {});
+  }
+
+ private:
+  void send_next() {
+    if (sent_ == subscribe_.size()) return;
+    ws_.async_write(asio::buffer(subscribe_[sent_]), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->fail("write", ec);
+      ++self->sent_;
+      self->send_next();
+    });
+  }
+  void read() {
+    ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return;
+      self->on_frame(beast::buffers_to_string(self->buffer_.data()));
+      self->buffer_.consume(self->buffer_.size());
+      self->read();
+    });
+  }
+  void on_frame(const std::string& text) {
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    const std::string type = j.value("type", "");
+    if (type == "snapshot" && ++snapshots_ == subscribe_.size()) ++ready_;
+    if (type != "changes") return;
+    auto now = now_ms();
+    for (const auto& c : j["changes"]) {
+      ++updates_;
+      if (c["key"].get<std::string>().starts_with("devices/")) {
+        latency_.observe(static_cast<double>(now - c["value"].value("last_device_time", now)) / 1000.0);
+      }
+    }
+  }
+  void fail(const char* what, beast::error_code ec) { std::cerr << "dashboard " << what << ": " << ec.message() << "\n"; }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  const Args& args_;
+  std::vector<std::string> subscribe_;
+  Histogram& latency_;
+  std::atomic<std::uint64_t>& updates_;
+  std::atomic<int>& ready_;
+  beast::flat_buffer buffer_;
+  std::size_t sent_ = 0, snapshots_ = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--mqtt-port") a.mqtt_port = std::stoi(v);
+    else if (k == "--kafka-port") a.kafka_port = std::stoi(v);
+    else if (k == "--http-port") a.http_port = std::stoi(v);
+    else if (k == "--hub-pid") a.hub_pid = std::stoi(v);
+    else if (k == "--password-file") a.password_file = v;
+    else if (k == "--token") a.token = v;
+    else if (k == "--rate") a.rate = std::stod(v);
+    else if (k == "--seconds") a.seconds = std::stod(v);
+    else if (k == "--devices") a.devices = std::stoul(v);
+    else if (k == "--subscribers") a.subscribers = std::stoul(v);
+  }
+  auto password = read_secret(a.password_file);
+  if (!password) {
+    std::cerr << password.error() << "\n";
+    return 1;
+  }
+  devices::SimulatorConfig sim;
+  sim.kafka.port = a.kafka_port;
+  sim.mqtt.port = a.mqtt_port;
+  sim.mqtt_password = *password;
+  std::string run = "wsbench" + std::to_string(::getpid());
+  sim.communities = {run + "-a", run + "-b"};
+  sim.devices = a.devices;
+  sim.rate = a.rate;
+  sim.duration_s = a.seconds;
+  sim.bad_fraction = 0;
+  devices::Simulator simulator(sim);
+  if (auto ok = simulator.provision(); !ok) {
+    std::cerr << "provisioning: " << ok.error() << "\n";
+    return 1;
+  }
+  // Let the hub learn the fleet before anyone watches it.
+  std::this_thread::sleep_for(3s);
+  const long rss_idle = rss_kb(a.hub_pid);
+
+  Histogram latency({0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
+                     0.75, 1, 1.5, 2, 3, 5, 10});
+  std::atomic<std::uint64_t> updates{0};
+  std::atomic<int> ready{0};
+  asio::io_context io;
+  std::vector<std::shared_ptr<Dashboard>> dashboards;
+  const auto& fleet = simulator.fleet();
+  for (std::size_t i = 0; i < a.subscribers; ++i) {
+    const std::string community = sim.communities[i % sim.communities.size()];
+    const std::string device = fleet[i % fleet.size()].registration.device.str();
+    std::vector<std::string> subscribe = {
+        nlohmann::json{{"op", "subscribe"}, {"id", "alerts"}, {"prefix", "alerts/" + community + ":"}}.dump(),
+        nlohmann::json{{"op", "subscribe"}, {"id", "figures"}, {"prefix", "communities/" + community + "/"}}.dump(),
+        nlohmann::json{{"op", "subscribe"}, {"id", "device"}, {"key", "devices/" + device}}.dump()};
+    dashboards.push_back(std::make_shared<Dashboard>(io, a, std::move(subscribe), latency, updates, ready));
+    dashboards.back()->start();
+  }
+  std::jthread io_thread([&] { io.run(); });
+  auto deadline = std::chrono::steady_clock::now() + 120s;
+  while (ready < static_cast<int>(a.subscribers) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  const int connected = ready.load();
+  const long rss_connected = rss_kb(a.hub_pid);
+  std::cerr << connected << " dashboards subscribed; driving " << a.devices << " devices at " << a.rate << "/s for "
+            << a.seconds << " s...\n";
+
+  auto commit_before = scrape(a, "courtyard_event_to_projection_seconds");
+  auto report = simulator.run(std::stop_token{});
+  if (!report) {
+    std::cerr << "simulator: " << report.error() << "\n";
+    io.stop();
+    return 1;
+  }
+  std::this_thread::sleep_for(2s);  // the last changes reach the dashboards
+  auto commit_after = scrape(a, "courtyard_event_to_projection_seconds");
+  const long rss_loaded = rss_kb(a.hub_pid);
+  const double coalesced = metric(a, "courtyard_ws_updates_coalesced_total"), dropped = metric(a, "courtyard_ws_updates_dropped_total"),
+               slow = metric(a, "courtyard_ws_disconnected_slow_total"), open = metric(a, "courtyard_ws_connections");
+  asio::post(io, [&] {
+    for (auto& d : dashboards) d->close();
+  });
+  deadline = std::chrono::steady_clock::now() + 30s;
+  while (metric(a, "courtyard_ws_connections") > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
+  io.stop();
+  io_thread.join();
+  dashboards.clear();
+  const long rss_after = rss_kb(a.hub_pid);
+
+  std::vector<std::uint64_t> delta(commit_after.second.size());
+  for (std::size_t i = 0; i < delta.size(); ++i) delta[i] = commit_after.second[i] - (i < commit_before.second.size() ? commit_before.second[i] : 0);
+  double commit_p50 = histogram_quantile(commit_after.first, delta, 0.5) * 1000;
+  double commit_p99 = histogram_quantile(commit_after.first, delta, 0.99) * 1000;
+  double update_p50 = histogram_quantile(latency.bounds(), latency.counts(), 0.5) * 1000;
+  double update_p99 = histogram_quantile(latency.bounds(), latency.counts(), 0.99) * 1000;
+
+  std::printf("\n%-56s %10s %10s\n", "measure (same machine, same run)", "p50 ms", "p99 ms");
+  std::printf("%-56s %10.1f %10.1f\n", "device publish -> projection commit (baseline)", commit_p50, commit_p99);
+  std::printf("%-56s %10.1f %10.1f\n", ("device publish -> update at each of " + std::to_string(connected) + " dashboards").c_str(),
+              update_p50, update_p99);
+  std::printf("\nupdates delivered %llu (%.0f/s), coalesced %.0f, dropped %.0f, disconnected as too slow %.0f, open at the end %.0f\n",
+              static_cast<unsigned long long>(updates.load()), static_cast<double>(updates.load()) / a.seconds, coalesced, dropped, slow, open);
+  std::printf("hub RSS: idle %ld MiB, %d dashboards subscribed %ld MiB, after the run %ld MiB, all closed %ld MiB\n",
+              rss_idle / 1024, connected, rss_connected / 1024, rss_loaded / 1024, rss_after / 1024);
+  nlohmann::json summary{{"subscribers", connected},     {"offered_rate", a.rate},        {"seconds", a.seconds},
+                         {"commit_p50_ms", commit_p50},  {"commit_p99_ms", commit_p99},  {"update_p50_ms", update_p50},
+                         {"update_p99_ms", update_p99},  {"updates", updates.load()},     {"coalesced", coalesced},
+                         {"dropped", dropped},           {"disconnected_slow", slow},      {"rss_idle_kb", rss_idle},
+                         {"rss_subscribed_kb", rss_connected}, {"rss_loaded_kb", rss_loaded}, {"rss_closed_kb", rss_after}};
+  std::cout << summary.dump() << "\n";
+  return connected == static_cast<int>(a.subscribers) ? 0 : 2;
+}
