@@ -10,6 +10,9 @@
 #include <sstream>
 #include <thread>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -174,6 +177,20 @@ int main(int argc, char** argv) {
     std::cerr << "provisioning: " << ok.error() << "\n";
     return 1;
   }
+  // The fleet runs in a child forked now, before this process opens its thousand sockets:
+  // libmosquitto's loop uses select(), which cannot watch descriptors numbered 1024 or above.
+  int go[2];
+  if (::pipe(go) != 0) return 1;
+  const pid_t fleet_pid = ::fork();
+  if (fleet_pid == 0) {
+    ::close(go[1]);
+    char start = 0;
+    if (::read(go[0], &start, 1) != 1) ::_exit(3);
+    auto sent = simulator.run(std::stop_token{});
+    if (!sent) std::cerr << "simulator: " << sent.error() << "\n";
+    ::_exit(sent ? 0 : 1);
+  }
+  ::close(go[0]);
   // Let the hub learn the fleet before anyone watches it.
   std::this_thread::sleep_for(3s);
   const long rss_idle = rss_kb(a.hub_pid);
@@ -204,9 +221,10 @@ int main(int argc, char** argv) {
             << a.seconds << " s...\n";
 
   auto commit_before = scrape(a, "courtyard_event_to_projection_seconds");
-  auto report = simulator.run(std::stop_token{});
-  if (!report) {
-    std::cerr << "simulator: " << report.error() << "\n";
+  if (::write(go[1], "s", 1) != 1) return 1;
+  int fleet_status = 0;
+  ::waitpid(fleet_pid, &fleet_status, 0);
+  if (!WIFEXITED(fleet_status) || WEXITSTATUS(fleet_status) != 0) {
     io.stop();
     return 1;
   }
