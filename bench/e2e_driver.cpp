@@ -17,6 +17,7 @@
 #include "common/mqtt.h"
 #include "devices/simulator.h"
 #include "http_client.h"
+#include "scrape.h"
 
 using namespace courtyard;
 using namespace std::chrono_literals;
@@ -79,24 +80,6 @@ RawResult raw_mosquitto(const Args& a, const std::string& password, std::size_t 
   return {static_cast<double>(received) / secs, percentile(latencies, 0.5), percentile(latencies, 0.99)};
 }
 
-// Per-bucket counts of the hub's latency histogram.
-std::pair<std::vector<double>, std::vector<std::uint64_t>> scrape_latency(int port, const std::string& token) {
-  auto text = test::http_get_text(port, "/metrics", token);
-  std::vector<double> bounds;
-  std::vector<std::uint64_t> cumulative;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    const std::string prefix = "courtyard_event_to_projection_seconds_bucket{le=\"";
-    if (!line.starts_with(prefix)) continue;
-    auto le = line.substr(prefix.size(), line.find('"', prefix.size()) - prefix.size());
-    if (le != "+Inf") bounds.push_back(std::stod(le));
-    cumulative.push_back(std::stoull(line.substr(line.rfind(' ') + 1)));
-  }
-  std::vector<std::uint64_t> counts(cumulative.size());
-  for (std::size_t i = 0; i < cumulative.size(); ++i) counts[i] = cumulative[i] - (i ? cumulative[i - 1] : 0);
-  return {bounds, counts};
-}
-
 std::uint64_t projected_events(int port, const std::string& token, const std::vector<std::string>& communities) {
   std::uint64_t n = 0;
   for (const auto& c : communities) {
@@ -155,7 +138,7 @@ int main(int argc, char** argv) {
     std::cerr << "provisioning: " << ok.error() << "\n";
     return 1;
   }
-  auto before = scrape_latency(a.http_port, a.token);
+  auto before = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
   std::cerr << "courtyard: " << a.devices << " devices at " << a.rate << " events/s for " << a.seconds << " s...\n";
   auto start = Clock::now();
   auto report = simulator.run(std::stop_token{});
@@ -170,9 +153,8 @@ int main(int argc, char** argv) {
   auto deadline = Clock::now() + 300s;
   while (projected_events(a.http_port, a.token, sim.communities) < valid && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  auto after = scrape_latency(a.http_port, a.token);
-  std::vector<std::uint64_t> delta(after.second.size());
-  for (std::size_t i = 0; i < delta.size(); ++i) delta[i] = after.second[i] - (i < before.second.size() ? before.second[i] : 0);
+  auto after = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
+  auto delta = bench::between(before.second, after.second);
   double p50 = histogram_quantile(after.first, delta, 0.5) * 1000, p99 = histogram_quantile(after.first, delta, 0.99) * 1000;
   double e2e_rate = static_cast<double>(valid) / secs;
   std::uint64_t projected = projected_events(a.http_port, a.token, sim.communities);

@@ -22,6 +22,7 @@
 #include "common/metrics.h"
 #include "devices/simulator.h"
 #include "http_client.h"
+#include "scrape.h"
 
 using namespace courtyard;
 using namespace std::chrono_literals;
@@ -55,23 +56,6 @@ double metric(const Args& a, const std::string& name) {
   auto text = test::http_get_text(a.http_port, "/metrics", a.token);
   auto at = text.find("\n" + name + " ");
   return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
-}
-
-// Bucket counts of one of the hub's histograms.
-std::pair<std::vector<double>, std::vector<std::uint64_t>> scrape(const Args& a, const std::string& name) {
-  std::istringstream in(test::http_get_text(a.http_port, "/metrics", a.token));
-  std::vector<double> bounds;
-  std::vector<std::uint64_t> cumulative;
-  const std::string prefix = name + "_bucket{le=\"";
-  for (std::string line; std::getline(in, line);) {
-    if (!line.starts_with(prefix)) continue;
-    auto le = line.substr(prefix.size(), line.find('"', prefix.size()) - prefix.size());
-    if (le != "+Inf") bounds.push_back(std::stod(le));
-    cumulative.push_back(std::stoull(line.substr(line.rfind(' ') + 1)));
-  }
-  std::vector<std::uint64_t> counts(cumulative.size());
-  for (std::size_t i = 0; i < cumulative.size(); ++i) counts[i] = cumulative[i] - (i ? cumulative[i - 1] : 0);
-  return {bounds, counts};
 }
 
 // One dashboard: its community's alerts and figures, and one device it watches.
@@ -115,14 +99,18 @@ class Dashboard : public std::enable_shared_from_this<Dashboard> {
       self->read();
     });
   }
+  // Parses only frames that carry the watched device: the dashboards share two cores with the hub.
   void on_frame(const std::string& text) {
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    const std::string type = j.value("type", "");
-    if (type == "snapshot" && ++snapshots_ == subscribe_.size()) ++ready_;
-    if (type != "changes") return;
+    if (!text.starts_with(R"({"type":"changes")")) {  // hello, snapshots, errors: rare
+      auto j = nlohmann::json::parse(text, nullptr, false);
+      if (j.value("type", "") == "snapshot" && ++snapshots_ == subscribe_.size()) ++ready_;
+      return;
+    }
+    for (auto at = text.find(R"({"key":)"); at != std::string::npos; at = text.find(R"({"key":)", at + 1)) ++updates_;
+    if (text.find(R"({"key":"devices/)") == std::string::npos) return;
     auto now = now_ms();
+    auto j = nlohmann::json::parse(text, nullptr, false);
     for (const auto& c : j["changes"]) {
-      ++updates_;
       if (c["key"].get<std::string>().starts_with("devices/")) {
         latency_.observe(static_cast<double>(now - c["value"].value("last_device_time", now)) / 1000.0);
       }
@@ -220,7 +208,7 @@ int main(int argc, char** argv) {
   std::cerr << connected << " dashboards subscribed; driving " << a.devices << " devices at " << a.rate << "/s for "
             << a.seconds << " s...\n";
 
-  auto commit_before = scrape(a, "courtyard_event_to_projection_seconds");
+  auto commit_before = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
   if (::write(go[1], "s", 1) != 1) return 1;
   int fleet_status = 0;
   ::waitpid(fleet_pid, &fleet_status, 0);
@@ -229,7 +217,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::this_thread::sleep_for(2s);  // the last changes reach the dashboards
-  auto commit_after = scrape(a, "courtyard_event_to_projection_seconds");
+  auto commit_after = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
   const long rss_loaded = rss_kb(a.hub_pid);
   const double coalesced = metric(a, "courtyard_ws_updates_coalesced_total"), dropped = metric(a, "courtyard_ws_updates_dropped_total"),
                slow = metric(a, "courtyard_ws_disconnected_slow_total"), open = metric(a, "courtyard_ws_connections");
@@ -243,8 +231,7 @@ int main(int argc, char** argv) {
   dashboards.clear();
   const long rss_after = rss_kb(a.hub_pid);
 
-  std::vector<std::uint64_t> delta(commit_after.second.size());
-  for (std::size_t i = 0; i < delta.size(); ++i) delta[i] = commit_after.second[i] - (i < commit_before.second.size() ? commit_before.second[i] : 0);
+  auto delta = bench::between(commit_before.second, commit_after.second);
   double commit_p50 = histogram_quantile(commit_after.first, delta, 0.5) * 1000;
   double commit_p99 = histogram_quantile(commit_after.first, delta, 0.99) * 1000;
   double update_p50 = histogram_quantile(latency.bounds(), latency.counts(), 0.5) * 1000;

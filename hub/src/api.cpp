@@ -402,18 +402,26 @@ std::expected<std::int64_t, HttpResponse> bounded(const json& j, const char* fie
 
 }  // namespace
 
+std::expected<std::int64_t, HttpResponse> Api::append(const std::string& writer, const std::string& community,
+                                                      schemas::Body body) {
+  if (!sources_.append) return std::unexpected(error(503, "unavailable", "this hub cannot write to the log"));
+  schemas::Event event;
+  event.device = DeviceId(writer);
+  event.community = CommunityId(community);
+  event.body = std::move(body);
+  auto offset = sources_.append(event);
+  if (!offset) return std::unexpected(error(503, "unavailable", "could not append to the log: " + offset.error()));
+  return *offset;
+}
+
 HttpResponse Api::registry_change(const Principal& who, const std::string& community, const std::string& body) {
   if (!schemas::valid_id(community)) return error(404, "not_found", "use POST /api/v1/registry/{community}");
   if (who.role == Role::Resident || !may_act(who, community, "")) return forbidden("only admin and the community's staff change its registry");
   auto entry = registry_entry_from_json(json::parse(body, nullptr, false));
   if (!entry) return error(400, "bad_request", entry.error());
   if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
-  schemas::Event event;
-  event.device = DeviceId("registry");
-  event.community = CommunityId(community);
-  event.body = *entry;
-  auto offset = sources_.append(event);
-  if (!offset) return error(503, "unavailable", "could not append to the log: " + offset.error());
+  auto offset = append("registry", community, *entry);
+  if (!offset) return offset.error();
   return json_response(202, json{{"accepted", true},
                                  {"entry", std::string(schemas::to_string(entry->kind)) + "/" + entry->id},
                                  {"log_offset", *offset}});
@@ -450,12 +458,9 @@ HttpResponse Api::alert_action(const Principal& who, const std::string& rest, co
     return error(409, "conflict", "only smoke and gas alarms can be hushed");
   }
   if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
-  schemas::Event event;
-  event.device = DeviceId("operator");
-  event.community = CommunityId(alert.value("community", ""));
-  event.body = schemas::OperatorAction{id, action, actor_of(who), request->value("note", "")};
-  auto offset = sources_.append(event);
-  if (!offset) return error(503, "unavailable", "could not append to the log: " + offset.error());
+  auto offset = append("operator", alert.value("community", ""),
+                       schemas::OperatorAction{id, action, actor_of(who), request->value("note", "")});
+  if (!offset) return offset.error();
   // Accepted: the action is in the log; the alert's state changes when the processors reach it.
   return json_response(202, json{{"accepted", true}, {"alert", id}, {"action", verb}, {"log_offset", *offset}});
 }
@@ -490,12 +495,8 @@ HttpResponse Api::device_command(const Principal& who, const std::string& device
   command.args = args.empty() ? "" : args.dump();
   command.actor = actor_of(who);
   command.expires_at_ms = wall_ms() + *ttl * 1000;
-  schemas::Event event;
-  event.device = DeviceId("operator");
-  event.community = CommunityId(community);
-  event.body = command;
-  auto offset = sources_.append(event);
-  if (!offset) return error(503, "unavailable", "could not append to the log: " + offset.error());
+  auto offset = append("operator", community, command);
+  if (!offset) return offset.error();
   return json_response(202, json{{"accepted", true},
                                  {"command_id", command.command_id},
                                  {"state", "sent"},
@@ -526,12 +527,8 @@ HttpResponse Api::notice(const Principal& who, const std::string& body) {
   n.actor = actor_of(who);
   n.notice_id = "ntc-" + random_token(12);
   if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
-  schemas::Event event;
-  event.device = DeviceId("operator");
-  event.community = CommunityId(community);
-  event.body = n;
-  auto offset = sources_.append(event);
-  if (!offset) return error(503, "unavailable", "could not append to the log: " + offset.error());
+  auto offset = append("operator", community, n);
+  if (!offset) return offset.error();
   return json_response(202, json{{"accepted", true},
                                  {"notice_id", n.notice_id},
                                  {"href", "/api/v1/notices/" + community + "/" + n.notice_id},

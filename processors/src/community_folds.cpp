@@ -185,6 +185,12 @@ nlohmann::json to_json(const Occupancy& s) {
   j["vehicles_now"] = s.vehicles_inside.size();
   return j;
 }
+nlohmann::json occupancy_summary(const Occupancy& s) {
+  nlohmann::json j = to_json(s);
+  j.erase("people_inside");
+  j.erase("vehicles_inside");
+  return j;
+}
 nlohmann::json to_json(const HomeState& s) { return s; }
 nlohmann::json to_json(const ElderState& s) {
   nlohmann::json j = s;

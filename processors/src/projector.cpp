@@ -224,10 +224,10 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
         home.unit = person->second.unit;
         home = processors::apply(std::move(home), *p);
       }
-      auto& o = occupancy.get(view, community_key(community, "occupancy"), &occupancy_from_json);
+      auto& o = occupancy.get(view, community_key(community, "presence"), &occupancy_from_json);
       o = processors::apply(std::move(o), e, ctx);
     } else if (std::holds_alternative<schemas::VehiclePass>(e.body)) {
-      auto& o = occupancy.get(view, community_key(community, "occupancy"), &occupancy_from_json);
+      auto& o = occupancy.get(view, community_key(community, "presence"), &occupancy_from_json);
       o = processors::apply(std::move(o), e, ctx);
     } else if (const auto* h = std::get_if<schemas::HomeSensor>(&e.body)) {
       if (device.unit.empty()) return;
@@ -394,7 +394,16 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   meters.put_changed(puts);
   meter_totals.put_changed(puts);
   gates.put_changed(puts);
+  // Presence (who is inside: tokens) is its own record; the occupancy record dashboards watch
+  // carries the counts only, so a pass does not push the whole list to every subscriber.
+  const std::size_t first_presence = puts.size();
   occupancy.put_changed(puts);
+  std::vector<std::string> presence_changed;
+  for (std::size_t i = first_presence; i < puts.size(); ++i) presence_changed.push_back(puts[i].first);
+  for (const auto& key : presence_changed) {
+    const std::string community = key.substr(12, key.size() - 12 - 9);  // communities/{c}/presence
+    puts.emplace_back(community_key(community, "occupancy"), occupancy_summary(occupancy.states.at(key)).dump());
+  }
   homes.put_changed(puts);
   elders.put_changed(puts);
   commands.put_changed(puts);

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "events.h"
@@ -273,5 +275,30 @@ TEST_SUITE("projector: registry") {
     auto command = nlohmann::json::parse(store->view().scan(Projector::kOutboxPrefix, "", 10).at(0).second);
     CHECK(command["key"] == "gate-1");
     CHECK(nlohmann::json::parse(command["value"].get<std::string>())["command"] == "access_update");
+  }
+
+  TEST_CASE("who is inside is its own record; the occupancy record dashboards watch carries counts only") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    Projector projector(*store, {});
+    schemas::Event reg;
+    reg.device = DeviceId("gate-1");
+    reg.community = CommunityId("c1");
+    reg.device_time_ms = 1;
+    reg.ingest_time_ms = 1795950000000;
+    reg.body = schemas::DeviceRegistered{schemas::DeviceKind::Gate, "", "North gate"};
+    auto pass = test::status_event("gate-1", 1);
+    pass.body = schemas::GatePass{schemas::Credential::Face, "subj-1", schemas::Direction::In, schemas::Decision::Granted};
+    auto result = projector.apply(std::vector{test::log_message(reg, 0), test::log_message(pass, 1)});
+    REQUIRE(result);
+    auto occupancy = nlohmann::json::parse(*store->view().get(Projector::community_key("c1", "occupancy")));
+    auto presence = nlohmann::json::parse(*store->view().get(Projector::community_key("c1", "presence")));
+    CHECK(occupancy["people_now"] == 1);
+    CHECK_FALSE(occupancy.contains("people_inside"));
+    CHECK(presence["people_inside"] == nlohmann::json::array({"subj-1"}));
+    std::set<std::string> changed;
+    for (const auto& [key, _] : result->changes) changed.insert(key);
+    CHECK(changed.contains("communities/c1/occupancy"));
+    CHECK(changed.contains("communities/c1/presence"));
   }
 }

@@ -79,6 +79,9 @@ class Api {
   HttpResponse notice(const Principal& who, const std::string& body);
   HttpResponse provision(const Principal& who, const std::string& body);
   HttpResponse static_file(const std::string& path) const;
+  // Appends an event of the hub's own ("operator", "registry") to the log: its offset, or the 503.
+  std::expected<std::int64_t, HttpResponse> append(const std::string& writer, const std::string& community,
+                                                   schemas::Body body);
   HttpResponse forbidden(const std::string& detail) const;
   ApiSources sources_;
   Metrics& metrics_;

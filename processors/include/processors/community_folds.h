@@ -109,6 +109,8 @@ nlohmann::json to_json(const MeterState& s);
 nlohmann::json to_json(const CommunityMeters& s);
 nlohmann::json to_json(const GateState& s);
 nlohmann::json to_json(const Occupancy& s);
+// The occupancy record without who is inside (counts, entries and exits per hour).
+nlohmann::json occupancy_summary(const Occupancy& s);
 nlohmann::json to_json(const HomeState& s);
 nlohmann::json to_json(const ElderState& s);
 MeterState meter_state_from_json(const nlohmann::json& j);
