@@ -109,6 +109,7 @@ std::vector<Binding> bindings(Config& c) {
       setting("http.tokens_file", c.http.tokens_file),
       setting("http.web_root", c.http.web_root),
       setting("http.ws_max_pending", c.http.ws_max_pending),
+      setting("http.ws_frame_interval_ms", c.http.ws_frame_interval_ms),
       setting("ingest.client_id", c.ingest.client_id),
       setting("ingest.communities", c.ingest.communities),
       setting("ingest.instance", c.ingest.instance),

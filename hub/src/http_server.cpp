@@ -24,7 +24,7 @@ constexpr std::string_view kSubscribePath = "/api/v1/subscribe";
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(tcp::socket socket, SubscriptionHub& hub, std::shared_ptr<Subscriber> subscriber)
-      : ws_(std::move(socket)), hub_(hub), subscriber_(std::move(subscriber)) {}
+      : ws_(std::move(socket)), timer_(ws_.get_executor()), hub_(hub), subscriber_(std::move(subscriber)) {}
 
   ~WsSession() { hub_.close(*subscriber_); }
 
@@ -70,6 +70,19 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       frame = std::move(replies_.front());
       replies_.pop_front();
     } else if (subscriber_->has_pending()) {
+      auto now = std::chrono::steady_clock::now();
+      if (now < next_changes_at_) {  // too soon after the last frame: let more changes coalesce
+        if (!timer_armed_) {
+          timer_armed_ = true;
+          timer_.expires_at(next_changes_at_);
+          timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+            self->timer_armed_ = false;
+            if (!ec) self->flush();
+          });
+        }
+        return;
+      }
+      next_changes_at_ = now + hub_.limits().frame_interval;
       frame = hub_.take_frame(*subscriber_);
     } else {
       return;
@@ -92,11 +105,15 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   }
 
   void finish() {
+    timer_.cancel();
     subscriber_->wake = nullptr;
     hub_.close(*subscriber_);
   }
 
   websocket::stream<beast::tcp_stream> ws_;
+  asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point next_changes_at_{};
+  bool timer_armed_ = false;
   SubscriptionHub& hub_;
   std::shared_ptr<Subscriber> subscriber_;
   beast::flat_buffer in_;

@@ -45,6 +45,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   TokenStore tokens(config.var_path(config.http.tokens_file));
   SubscriptionLimits limits;
   limits.max_pending_keys = static_cast<std::size_t>(config.http.ws_max_pending);
+  limits.frame_interval = std::chrono::milliseconds(config.http.ws_frame_interval_ms);
   SubscriptionHub subscriptions(**store, [&] { return runner.committed(); }, limits);
   ApiSources sources{store->get(), [&] { return runner.freshness(); }, [&] { return runner.stats(); },
                      [&] { return runner_alive.load(); }, &runner.latency(),

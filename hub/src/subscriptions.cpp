@@ -19,16 +19,16 @@ std::string error_frame(const std::string& id, const std::string& code, const st
 std::string Subscriber::take_frame() {
   std::string frame = fmt::format(R"({{"type":"changes","seq":{},"changes":[)", last_seq_);
   bool first = true;
-  for (const auto& key : order_) {
-    auto& p = pending_.at(key);
+  for (const std::string* key : order_) {
+    auto& p = pending_.at(*key);
     if (!first) frame += ',';
     first = false;
     frame += R"({"key":)";
-    frame += json(key).dump();
+    frame += json(*key).dump();
     frame += R"(,"subs":)";
     frame += json(p.subs).dump();
     frame += R"(,"value":)";
-    frame += p.value;  // stored records are JSON already
+    frame += *p.value;  // stored records are JSON already
     frame += '}';
   }
   frame += "]}";
@@ -152,11 +152,13 @@ void SubscriptionHub::unsubscribe(Subscriber& s, const std::string& id) {
 
 void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& changes) {
   std::set<Subscriber*> woken;
-  for (const auto& [key, value] : changes) {
+  for (const auto& [key, raw] : changes) {
     std::optional<RecordScope> scope;  // parsed once per change, only when someone needs it
+    std::shared_ptr<const std::string> value;  // made once per change, only when someone gets it
+    const std::string_view whole(key);
     for (const auto& [length, _] : prefix_lengths_) {
       if (length > key.size()) break;
-      auto it = by_prefix_.find(key.substr(0, length));
+      auto it = by_prefix_.find(whole.substr(0, length));
       if (it == by_prefix_.end()) continue;
       for (const auto& [s, id] : it->second) {
         if (s->overflowed_) continue;
@@ -164,17 +166,18 @@ void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& ch
         if ((sub.exact && length != key.size()) || seq <= sub.after_seq) continue;
         const auto& who = s->principal();
         if (who.role != Role::Admin && who.role != Role::Auditor) {
-          if (!scope) scope = scope_of(key, json::parse(value, nullptr, false));
+          if (!scope) scope = scope_of(key, json::parse(raw, nullptr, false));
           if (!may_read(who, key, *scope)) continue;
         }
+        if (!value) value = std::make_shared<const std::string>(raw);
         auto [p, inserted] = s->pending_.try_emplace(key);
         if (inserted) {
-          s->order_.push_back(key);
+          s->order_.push_back(&p->first);
         } else if (p->second.value != value) {
           ++stats_.coalesced;
         }
         p->second.value = value;
-        p->second.subs.insert(id);
+        if (std::find(p->second.subs.begin(), p->second.subs.end(), id) == p->second.subs.end()) p->second.subs.push_back(id);
         s->last_seq_ = seq;
         if (s->order_.size() > limits_.max_pending_keys) {
           s->overflowed_ = true;

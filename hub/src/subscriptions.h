@@ -10,6 +10,7 @@
 // Threading: everything here runs on the server's one I/O thread; counters are atomics so
 // /metrics can read them from anywhere.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,6 +30,9 @@ struct SubscriptionLimits {
   std::size_t max_snapshot = 5000;       // records in one snapshot (more: "truncated", page over REST)
   std::size_t max_subscriptions = 64;    // per connection
   std::size_t max_message_bytes = 4096;  // of a client's message
+  // Least time between two frames of changes to one connection: what arrives meanwhile is
+  // coalesced into the next frame. Bounds the frames a busy community costs per dashboard.
+  std::chrono::milliseconds frame_interval{50};
 };
 
 class Subscriber {
@@ -45,9 +49,11 @@ class Subscriber {
 
  private:
   friend class SubscriptionHub;
+  // One commit's value of a key, shared by every subscriber it goes to: coalescing replaces a
+  // pointer, never copies a record.
   struct Pending {
-    std::string value;
-    std::set<std::string> subs;
+    std::shared_ptr<const std::string> value;
+    std::vector<std::string> subs;  // the connection's subscriptions it matched (short ids: no allocation)
   };
   struct Subscription {
     std::string prefix;
@@ -56,8 +62,8 @@ class Subscriber {
   };
   Principal who_;
   std::unordered_map<std::string, Subscription> subscriptions_;  // by the client's id
-  std::vector<std::string> order_;                                // pending keys, first change first
   std::unordered_map<std::string, Pending> pending_;
+  std::vector<const std::string*> order_;  // pending_'s keys (stable in its nodes), first change first
   std::uint64_t last_seq_ = 0;
   bool overflowed_ = false;
 };
@@ -96,7 +102,12 @@ class SubscriptionHub {
   const processors::Store& store_;
   std::function<std::uint64_t()> committed_;
   SubscriptionLimits limits_;
-  std::unordered_map<std::string, std::vector<Entry>> by_prefix_;  // prefix (or exact key) -> subscriptions
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  // prefix (or exact key) -> subscriptions; looked up by string_view, without copying keys
+  std::unordered_map<std::string, std::vector<Entry>, Hash, std::equal_to<>> by_prefix_;
   std::map<std::size_t, std::size_t> prefix_lengths_;              // length -> prefixes of that length
   std::set<Subscriber*> open_;
   SubscriptionStats stats_;
