@@ -38,6 +38,7 @@ struct Args {
   std::string password_file, token;
   double rate = 1000, seconds = 20;
   std::size_t devices = 300, subscribers = 1000;
+  int rounds = 1;  // connect, drive, close; more than one shows whether memory comes back
 };
 
 std::int64_t now_ms() {
@@ -144,6 +145,7 @@ int main(int argc, char** argv) {
     else if (k == "--seconds") a.seconds = std::stod(v);
     else if (k == "--devices") a.devices = std::stoul(v);
     else if (k == "--subscribers") a.subscribers = std::stoul(v);
+    else if (k == "--rounds") a.rounds = std::stoi(v);
   }
   auto password = read_secret(a.password_file);
   if (!password) {
@@ -160,96 +162,108 @@ int main(int argc, char** argv) {
   sim.rate = a.rate;
   sim.duration_s = a.seconds;
   sim.bad_fraction = 0;
-  devices::Simulator simulator(sim);
-  if (auto ok = simulator.provision(); !ok) {
-    std::cerr << "provisioning: " << ok.error() << "\n";
-    return 1;
+  std::vector<std::string> fleet;
+  {
+    devices::Simulator simulator(sim);
+    for (const auto& d : simulator.fleet()) fleet.push_back(d.registration.device.str());
   }
-  // The fleet runs in a child forked now, before this process opens its thousand sockets:
-  // libmosquitto's loop uses select(), which cannot watch descriptors numbered 1024 or above.
-  int go[2];
-  if (::pipe(go) != 0) return 1;
-  const pid_t fleet_pid = ::fork();
-  if (fleet_pid == 0) {
+  std::printf("%-6s %11s %12s %12s %12s %12s %10s %10s %9s %9s %9s %9s\n", "round", "dashboards", "commit p50", "commit p99",
+              "update p50", "update p99", "updates/s", "coalesced", "RSS idle", "RSS subs", "RSS run", "RSS closed");
+  bool complete = true;
+  for (int round = 1; round <= a.rounds; ++round) {
+    // The fleet runs in a child forked before this process opens its thousand sockets (libmosquitto's
+    // loop uses select(), which cannot watch descriptors numbered 1024 or above). Each round is a new
+    // boot of the same devices, so their seqs count afresh.
+    int go[2];
+    if (::pipe(go) != 0) return 1;
+    const pid_t fleet_pid = ::fork();
+    if (fleet_pid == 0) {
+      ::close(go[1]);
+      auto config = sim;
+      config.boot = static_cast<std::uint32_t>(round);
+      devices::Simulator simulator(config);
+      auto provisioned = simulator.provision();
+      if (!provisioned) std::cerr << "provisioning: " << provisioned.error() << "\n";
+      char start = 0;
+      if (!provisioned || ::read(go[0], &start, 1) != 1) ::_exit(3);
+      auto sent = simulator.run(std::stop_token{});
+      if (!sent) std::cerr << "simulator: " << sent.error() << "\n";
+      ::_exit(sent ? 0 : 1);
+    }
+    ::close(go[0]);
+    std::this_thread::sleep_for(5s);  // the fleet is provisioned and the hub knows it
+    const long rss_idle = rss_kb(a.hub_pid);
+
+    Histogram latency({0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
+                       0.5, 0.75, 1, 1.5, 2, 3, 5, 10});
+    std::atomic<std::uint64_t> updates{0};
+    std::atomic<int> ready{0};
+    asio::io_context io;
+    std::vector<std::shared_ptr<Dashboard>> dashboards;
+    for (std::size_t i = 0; i < a.subscribers; ++i) {
+      const std::string community = sim.communities[i % sim.communities.size()];
+      std::vector<std::string> subscribe = {
+          nlohmann::json{{"op", "subscribe"}, {"id", "alerts"}, {"prefix", "alerts/" + community + ":"}}.dump(),
+          nlohmann::json{{"op", "subscribe"}, {"id", "figures"}, {"prefix", "communities/" + community + "/"}}.dump(),
+          nlohmann::json{{"op", "subscribe"}, {"id", "device"}, {"key", "devices/" + fleet[i % fleet.size()]}}.dump()};
+      dashboards.push_back(std::make_shared<Dashboard>(io, a, std::move(subscribe), latency, updates, ready));
+      dashboards.back()->start();
+    }
+    std::jthread io_thread([&] { io.run(); });
+    auto deadline = std::chrono::steady_clock::now() + 120s;
+    while (ready < static_cast<int>(a.subscribers) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
+    const int connected = ready.load();
+    complete &= connected == static_cast<int>(a.subscribers);
+    const long rss_subscribed = rss_kb(a.hub_pid);
+    std::cerr << "round " << round << ": " << connected << " dashboards subscribed; driving " << a.devices
+              << " devices at " << a.rate << "/s for " << a.seconds << " s...\n";
+
+    auto commit_before = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
+    const double coalesced_before = metric(a, "courtyard_ws_updates_coalesced_total");
+    int fleet_status = 0;
+    if (::write(go[1], "s", 1) == 1) ::waitpid(fleet_pid, &fleet_status, 0);
     ::close(go[1]);
-    char start = 0;
-    if (::read(go[0], &start, 1) != 1) ::_exit(3);
-    auto sent = simulator.run(std::stop_token{});
-    if (!sent) std::cerr << "simulator: " << sent.error() << "\n";
-    ::_exit(sent ? 0 : 1);
-  }
-  ::close(go[0]);
-  // Let the hub learn the fleet before anyone watches it.
-  std::this_thread::sleep_for(3s);
-  const long rss_idle = rss_kb(a.hub_pid);
-
-  Histogram latency({0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5,
-                     0.75, 1, 1.5, 2, 3, 5, 10});
-  std::atomic<std::uint64_t> updates{0};
-  std::atomic<int> ready{0};
-  asio::io_context io;
-  std::vector<std::shared_ptr<Dashboard>> dashboards;
-  const auto& fleet = simulator.fleet();
-  for (std::size_t i = 0; i < a.subscribers; ++i) {
-    const std::string community = sim.communities[i % sim.communities.size()];
-    const std::string device = fleet[i % fleet.size()].registration.device.str();
-    std::vector<std::string> subscribe = {
-        nlohmann::json{{"op", "subscribe"}, {"id", "alerts"}, {"prefix", "alerts/" + community + ":"}}.dump(),
-        nlohmann::json{{"op", "subscribe"}, {"id", "figures"}, {"prefix", "communities/" + community + "/"}}.dump(),
-        nlohmann::json{{"op", "subscribe"}, {"id", "device"}, {"key", "devices/" + device}}.dump()};
-    dashboards.push_back(std::make_shared<Dashboard>(io, a, std::move(subscribe), latency, updates, ready));
-    dashboards.back()->start();
-  }
-  std::jthread io_thread([&] { io.run(); });
-  auto deadline = std::chrono::steady_clock::now() + 120s;
-  while (ready < static_cast<int>(a.subscribers) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
-  const int connected = ready.load();
-  const long rss_connected = rss_kb(a.hub_pid);
-  std::cerr << connected << " dashboards subscribed; driving " << a.devices << " devices at " << a.rate << "/s for "
-            << a.seconds << " s...\n";
-
-  auto commit_before = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
-  if (::write(go[1], "s", 1) != 1) return 1;
-  int fleet_status = 0;
-  ::waitpid(fleet_pid, &fleet_status, 0);
-  if (!WIFEXITED(fleet_status) || WEXITSTATUS(fleet_status) != 0) {
+    if (!WIFEXITED(fleet_status) || WEXITSTATUS(fleet_status) != 0) {
+      io.stop();
+      return 1;
+    }
+    std::this_thread::sleep_for(2s);  // the last changes reach the dashboards
+    auto commit_after = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
+    const long rss_loaded = rss_kb(a.hub_pid);
+    const double coalesced = metric(a, "courtyard_ws_updates_coalesced_total") - coalesced_before;
+    asio::post(io, [&] {
+      for (auto& d : dashboards) d->close();
+    });
+    deadline = std::chrono::steady_clock::now() + 30s;
+    while (metric(a, "courtyard_ws_connections") > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(50ms);
+    }
     io.stop();
-    return 1;
+    io_thread.join();
+    dashboards.clear();
+    const long rss_closed = rss_kb(a.hub_pid);
+
+    auto delta = bench::between(commit_before.second, commit_after.second);
+    const double commit_p50 = histogram_quantile(commit_after.first, delta, 0.5) * 1000;
+    const double commit_p99 = histogram_quantile(commit_after.first, delta, 0.99) * 1000;
+    const double update_p50 = histogram_quantile(latency.bounds(), latency.counts(), 0.5) * 1000;
+    const double update_p99 = histogram_quantile(latency.bounds(), latency.counts(), 0.99) * 1000;
+    std::printf("%-6d %11d %12.1f %12.1f %12.1f %12.1f %10.0f %10.0f %8ldM %8ldM %8ldM %8ldM\n", round, connected,
+                commit_p50, commit_p99, update_p50, update_p99, static_cast<double>(updates.load()) / a.seconds, coalesced,
+                rss_idle / 1024, rss_subscribed / 1024, rss_loaded / 1024, rss_closed / 1024);
+    std::fflush(stdout);
+    nlohmann::json summary{{"round", round},                {"subscribers", connected},       {"offered_rate", a.rate},
+                           {"seconds", a.seconds},          {"commit_p50_ms", commit_p50},    {"commit_p99_ms", commit_p99},
+                           {"update_p50_ms", update_p50},   {"update_p99_ms", update_p99},    {"updates", updates.load()},
+                           {"coalesced", coalesced},        {"dropped", metric(a, "courtyard_ws_updates_dropped_total")},
+                           {"disconnected_slow", metric(a, "courtyard_ws_disconnected_slow_total")},
+                           {"rss_idle_kb", rss_idle},       {"rss_subscribed_kb", rss_subscribed},
+                           {"rss_loaded_kb", rss_loaded},   {"rss_closed_kb", rss_closed}};
+    std::cerr << summary.dump() << "\n";
   }
-  std::this_thread::sleep_for(2s);  // the last changes reach the dashboards
-  auto commit_after = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
-  const long rss_loaded = rss_kb(a.hub_pid);
-  const double coalesced = metric(a, "courtyard_ws_updates_coalesced_total"), dropped = metric(a, "courtyard_ws_updates_dropped_total"),
-               slow = metric(a, "courtyard_ws_disconnected_slow_total"), open = metric(a, "courtyard_ws_connections");
-  asio::post(io, [&] {
-    for (auto& d : dashboards) d->close();
-  });
-  deadline = std::chrono::steady_clock::now() + 30s;
-  while (metric(a, "courtyard_ws_connections") > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(50ms);
-  io.stop();
-  io_thread.join();
-  dashboards.clear();
-  const long rss_after = rss_kb(a.hub_pid);
-
-  auto delta = bench::between(commit_before.second, commit_after.second);
-  double commit_p50 = histogram_quantile(commit_after.first, delta, 0.5) * 1000;
-  double commit_p99 = histogram_quantile(commit_after.first, delta, 0.99) * 1000;
-  double update_p50 = histogram_quantile(latency.bounds(), latency.counts(), 0.5) * 1000;
-  double update_p99 = histogram_quantile(latency.bounds(), latency.counts(), 0.99) * 1000;
-
-  std::printf("\n%-56s %10s %10s\n", "measure (same machine, same run)", "p50 ms", "p99 ms");
-  std::printf("%-56s %10.1f %10.1f\n", "device publish -> projection commit (baseline)", commit_p50, commit_p99);
-  std::printf("%-56s %10.1f %10.1f\n", ("device publish -> update at each of " + std::to_string(connected) + " dashboards").c_str(),
-              update_p50, update_p99);
-  std::printf("\nupdates delivered %llu (%.0f/s), coalesced %.0f, dropped %.0f, disconnected as too slow %.0f, open at the end %.0f\n",
-              static_cast<unsigned long long>(updates.load()), static_cast<double>(updates.load()) / a.seconds, coalesced, dropped, slow, open);
-  std::printf("hub RSS: idle %ld MiB, %d dashboards subscribed %ld MiB, after the run %ld MiB, all closed %ld MiB\n",
-              rss_idle / 1024, connected, rss_connected / 1024, rss_loaded / 1024, rss_after / 1024);
-  nlohmann::json summary{{"subscribers", connected},     {"offered_rate", a.rate},        {"seconds", a.seconds},
-                         {"commit_p50_ms", commit_p50},  {"commit_p99_ms", commit_p99},  {"update_p50_ms", update_p50},
-                         {"update_p99_ms", update_p99},  {"updates", updates.load()},     {"coalesced", coalesced},
-                         {"dropped", dropped},           {"disconnected_slow", slow},      {"rss_idle_kb", rss_idle},
-                         {"rss_subscribed_kb", rss_connected}, {"rss_loaded_kb", rss_loaded}, {"rss_closed_kb", rss_after}};
-  std::cout << summary.dump() << "\n";
-  return connected == static_cast<int>(a.subscribers) ? 0 : 2;
+  std::printf("(ms: device publish -> projection commit, the baseline, and -> update received by every dashboard; "
+              "RSS of the hub in MiB: before the dashboards, subscribed, after the run, after they all closed)\n");
+  return complete ? 0 : 2;
 }

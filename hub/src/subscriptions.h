@@ -32,7 +32,7 @@ struct SubscriptionLimits {
   std::size_t max_message_bytes = 4096;  // of a client's message
   // Least time between two frames of changes to one connection: what arrives meanwhile is
   // coalesced into the next frame. Bounds the frames a busy community costs per dashboard.
-  std::chrono::milliseconds frame_interval{50};
+  std::chrono::milliseconds frame_interval{100};
 };
 
 class Subscriber {

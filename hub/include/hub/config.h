@@ -26,7 +26,7 @@ struct Config {
     std::string tokens_file = "hub/tokens.json";  // API tokens (hashed), relative to var
     std::string web_root = "web";    // the dashboard's static files ("": no dashboard)
     std::int64_t ws_max_pending = 4096;  // changes a WebSocket client may have waiting before it is dropped
-    std::int64_t ws_frame_interval_ms = 50;  // least time between two frames of changes to one client (coalescing)
+    std::int64_t ws_frame_interval_ms = 100; // least time between two frames of changes to one client (coalescing)
   } http;
   struct Ingest {
     std::string client_id = "courtyard-ingest-0";  // its persistent MQTT session
