@@ -182,15 +182,25 @@ TEST_SUITE("integration: dashboards") {
       REQUIRE(ws->receive());
       if (i % 2) ws->close();  // and half of them just drop the connection
     };
-    for (int i = 0; i < 300; ++i) cycle(i);  // warm-up: allocator pools, buffers
-    REQUIRE(test::eventually([&] { return metric(stack, "courtyard_ws_connections") == 0; }, 10s));
-    long before = rss_kb(stack.hub().pid());
-    for (int i = 0; i < 3000; ++i) cycle(i);
-    REQUIRE(test::eventually([&] { return metric(stack, "courtyard_ws_connections") == 0; }, 10s));
-    long after = rss_kb(stack.hub().pid());
-    MESSAGE("hub RSS before ", before, " kB, after 3000 cycles ", after, " kB");
+    auto settled_rss = [&] {
+      REQUIRE(test::eventually([&] { return metric(stack, "courtyard_ws_connections") == 0; }, 10s));
+      return rss_kb(stack.hub().pid());
+    };
+    // Warm-up, then blocks of 1,000 cycles. A leak grows every block alike (1,000 leaked sessions
+    // of even 1 KiB each: 1 MiB a block).
+    for (int i = 0; i < 500; ++i) cycle(i);
+    std::vector<long> rss{settled_rss()};
+    for (int block = 0; block < 3; ++block) {
+      for (int i = 0; i < 1000; ++i) cycle(block * 1000 + i);
+      rss.push_back(settled_rss());
+    }
+    MESSAGE("hub RSS after warm-up and after each 1,000 cycles (kB): ", rss[0], " ", rss[1], " ", rss[2], " ", rss[3]);
     CHECK(metric(stack, "courtyard_ws_subscriptions") == 0);
-    CHECK(metric(stack, "courtyard_ws_connections_total") == 3300);
-    CHECK(after - before < 4096);  // 3000 leaked sessions of even 2 KiB each would exceed this
+    CHECK(metric(stack, "courtyard_ws_connections_total") == 3500);
+    // Something outside the sessions (RocksDB's memtable arena, librdkafka's buffers) may take a
+    // one-time step of a few MiB at any moment; a leak would grow in every block.
+    int flat_blocks = 0;
+    for (int block = 1; block <= 3; ++block) flat_blocks += rss[block] - rss[block - 1] < 1024;
+    CHECK(flat_blocks >= 2);
   }
 }
