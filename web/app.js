@@ -159,8 +159,8 @@ function draw() {
     return days.length ? series[days[days.length - 1]] : 0;
   };
   const kinds = meters.daily_by_kind || {};
-  $("meters-today").textContent = Object.keys(kinds).length
-    ? Object.entries(kinds).map(([k, s]) => `${k} ${today(s).toFixed(1)}`).join(" · ")
+  $("meters-today").innerHTML = Object.keys(kinds).length
+    ? Object.entries(kinds).map(([k, s]) => `<span class="small">${esc(k)} ${today(s).toFixed(1)}</span>`).join("<br>")
     : "–";
 
   const elders = [...state.data.elders.entries()].filter(([, v]) => inCommunity(v));
@@ -199,14 +199,20 @@ function drawAlerts(active) {
   $("no-alerts").hidden = active.length > 0;
 }
 
+// The gates that passed someone last, most recent first.
 function drawGates(gates) {
-  $("gates").querySelector("tbody").innerHTML = gates.map(([key, g]) =>
+  gates.sort(([, a], [, b]) => b.last_pass_ms - a.last_pass_ms);
+  $("gates").querySelector("tbody").innerHTML = gates.slice(0, 12).map(([key, g]) =>
     `<tr><td>${esc(g.location || key.slice(6))}</td><td>${g.passes}</td><td>${g.granted}</td><td>${g.denied}</td>
      <td>${g.fevers}</td><td>${time(g.last_pass_ms)}</td></tr>`).join("");
 }
 
+const WELLBEING_RANK = { alert: 0, attention: 1, unknown: 2, ok: 3 };
+
+// Who needs someone first.
 function drawElders(elders) {
-  $("elders").querySelector("tbody").innerHTML = elders.map(([key, e]) => {
+  const ranked = [...elders].sort(([ka, a], [kb, b]) => (WELLBEING_RANK[a.wellbeing] ?? 9) - (WELLBEING_RANK[b.wellbeing] ?? 9) || ka.localeCompare(kb));
+  $("elders").querySelector("tbody").innerHTML = ranked.map(([key, e]) => {
     const hr = e.heart_rate_stats, spo2 = e.spo2_stats;
     return `<tr><td>${esc(key.slice(7))}</td><td>${esc(e.unit)}</td><td class="wb-${esc(e.wellbeing)}">${esc(e.wellbeing)}</td>
       <td>${hr ? `${Math.round(hr.mean)} (${hr.min}–${hr.max})` : "–"}</td><td>${spo2 ? Math.round(spo2.mean) + "%" : "–"}</td>
