@@ -7,12 +7,9 @@
 
 namespace courtyard {
 
-std::string sha256_hex(std::string_view data) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-  unsigned int size = 0;
-  if (!EVP_Digest(data.data(), data.size(), md.data(), &size, EVP_sha256(), nullptr)) {
-    throw std::runtime_error("EVP_Digest(sha256) failed");
-  }
+namespace {
+
+std::string to_hex(const unsigned char* md, unsigned int size) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   out.reserve(size * 2);
@@ -21,6 +18,34 @@ std::string sha256_hex(std::string_view data) {
     out += kHex[md[i] & 0xf];
   }
   return out;
+}
+
+}  // namespace
+
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  if (!ctx_ || !EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr)) {
+    throw std::runtime_error("EVP_DigestInit_ex(sha256) failed");
+  }
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_)); }
+
+void Sha256::update(std::string_view data) { EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data.data(), data.size()); }
+
+std::string Sha256::hex() {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+  unsigned int size = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), md.data(), &size);
+  return to_hex(md.data(), size);
+}
+
+std::string sha256_hex(std::string_view data) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+  unsigned int size = 0;
+  if (!EVP_Digest(data.data(), data.size(), md.data(), &size, EVP_sha256(), nullptr)) {
+    throw std::runtime_error("EVP_Digest(sha256) failed");
+  }
+  return to_hex(md.data(), size);
 }
 
 }  // namespace courtyard

@@ -14,6 +14,7 @@
 #include "hub/api.h"
 #include "hub/hub.h"
 #include "log_writer.h"
+#include "replay_cli.h"
 #include "ingest/bridge.h"
 #include "common/handles.h"
 #include "schemas/event.h"
@@ -237,6 +238,24 @@ int main(int argc, char** argv) {
   std::string token_id;
   token_revoke->add_option("id", token_id, "the token's id (tok_...)")->required();
 
+  auto* replay_cmd = app.add_subcommand("replay", "the auditor's tools: rebuild the projections from the log, verify the live ones");
+  replay_cmd->require_subcommand(1);
+  auto* rebuild_cmd = replay_cmd->add_subcommand("rebuild", "fold the log into a fresh store (never the live one)");
+  hub::RebuildArgs rebuild_args;
+  std::int64_t until_time = -1;
+  rebuild_cmd->add_option("--to", rebuild_args.to, "directory of the new store (must be empty)")->required();
+  rebuild_cmd->add_option("--until-time", until_time, "stop at the first message appended after this time (ms since the epoch)");
+  rebuild_cmd->add_option("--until-offsets", rebuild_args.until_offsets, "stop at these offsets: topic:partition=offset,...");
+  auto* verify_cmd = replay_cmd->add_subcommand(
+      "verify", "rebuild up to the live store's offsets and compare every projection; exit 0 only when equal");
+  std::string verify_dir;
+  bool verify_keep = false;
+  verify_cmd->add_option("--work", verify_dir, "where to rebuild (default: a new directory under var/replay, removed after)");
+  verify_cmd->add_flag("--keep", verify_keep, "keep the rebuilt store");
+  auto* digest_cmd = replay_cmd->add_subcommand("digest", "print a store's offsets and per-projection digests");
+  std::string digest_dir;
+  digest_cmd->add_option("--store", digest_dir, "the store (default: the live one, read-only)");
+
   auto* log_cmd = app.add_subcommand("log", "print the event log as JSON lines (from the start to the current end)");
   std::string log_community, log_device;
   log_cmd->add_option("--community", log_community, "only this community's events");
@@ -265,6 +284,12 @@ int main(int argc, char** argv) {
     }
     if (*add_cmd) return run_device_add(config, id, kind, community, unit, location, password);
     if (*log_cmd) return run_log(config, log_community, log_device);
+    if (*rebuild_cmd) {
+      if (until_time >= 0) rebuild_args.until_time_ms = until_time;
+      return hub::run_replay_rebuild(config, rebuild_args);
+    }
+    if (*verify_cmd) return hub::run_replay_verify(config, verify_dir, verify_keep);
+    if (*digest_cmd) return hub::run_replay_digest(digest_dir.empty() ? config.var_path("hub/state").string() : digest_dir);
     if (*token_cmd) {
       hub::TokenStore tokens(config.var_path(config.http.tokens_file));
       if (*token_add) {

@@ -27,7 +27,10 @@ std::expected<std::unique_ptr<Store>, std::string> Store::open(const StoreConfig
   options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   options.compression = rocksdb::kLZ4Compression;
   rocksdb::DB* raw = nullptr;
-  auto s = rocksdb::DB::Open(options, config.dir, &raw);
+  options.create_if_missing = !config.read_only;
+  // Read-only: safe next to the hub that writes it; sees the store as it was when opened.
+  auto s = config.read_only ? rocksdb::DB::OpenForReadOnly(options, config.dir, &raw)
+                            : rocksdb::DB::Open(options, config.dir, &raw);
   if (!s.ok()) return std::unexpected("cannot open store " + config.dir + ": " + s.ToString());
   store->db_.reset(raw);
   return store;

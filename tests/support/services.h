@@ -81,9 +81,10 @@ class Stack {
   std::map<std::string, nlohmann::json> devices();
   const std::vector<std::string>& communities() const { return communities_; }
   const TempDir& dir() const { return dir_; }
+  // The environment this stack's processes run with (its var/, ports, names, rules).
+  std::map<std::string, std::string> env() const;
 
  private:
-  std::map<std::string, std::string> env() const;
   TempDir dir_;
   std::string name_;
   std::vector<std::string> communities_;

@@ -8,4 +8,19 @@ namespace courtyard {
 // The SHA-256 of `data`, as 64 lowercase hex digits.
 std::string sha256_hex(std::string_view data);
 
+// SHA-256 over data given in pieces. Not thread-safe; one per digest.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void update(std::string_view data);
+  // The digest of everything so far, as 64 lowercase hex digits; the object is spent after.
+  std::string hex();
+
+ private:
+  void* ctx_;  // EVP_MD_CTX, kept out of this header
+};
+
 }  // namespace courtyard

@@ -22,6 +22,7 @@ namespace courtyard::processors {
 
 struct StoreConfig {
   std::string dir = "var/hub/state";        // RocksDB directory
+  bool read_only = false;                   // open another process's store to read (a snapshot as of opening)
   std::size_t block_cache_bytes = 64 << 20; // shared block cache: bounds read memory
   std::size_t write_buffer_bytes = 32 << 20;  // memtable budget for the whole store
 };

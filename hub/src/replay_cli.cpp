@@ -1,0 +1,165 @@
+#include "replay_cli.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/random.h"
+#include "replay/replay.h"
+
+namespace courtyard::hub {
+namespace {
+
+using json = nlohmann::json;
+
+void show_progress(const replay::Progress& p) {
+  const double rate = p.seconds > 0 ? static_cast<double>(p.messages) / p.seconds : 0;
+  const double eta = rate > 0 ? static_cast<double>(p.total - std::min(p.total, p.messages)) / rate : 0;
+  std::fprintf(stderr, "\r%llu of %llu messages, %.0f/s, about %.0f s to go   ", static_cast<unsigned long long>(p.messages),
+               static_cast<unsigned long long>(p.total), rate, eta);
+}
+
+replay::RebuildConfig rebuild_config(const Config& config, const std::string& dir) {
+  replay::RebuildConfig c;
+  c.kafka = config.kafka;
+  c.projector.topics = {config.kafka.events_topic, config.kafka.deadletter_topic};
+  c.projector.rules = load_rules(config.hub.rules_file);
+  c.projector.context.utc_offset_min = config.hub.utc_offset_minutes;
+  c.max_batch = static_cast<std::size_t>(config.hub.max_batch);
+  c.dir = dir;
+  if (::isatty(STDERR_FILENO)) c.on_progress = show_progress;
+  return c;
+}
+
+json offsets_json(const processors::Offsets& offsets) {
+  json out = json::object();
+  for (const auto& [tp, next] : offsets) out[tp.first][std::to_string(tp.second)] = next;
+  return out;
+}
+
+json digests_json(const replay::Digests& digests) {
+  json out = json::object();
+  for (const auto& [name, d] : digests) out[name] = {{"records", d.records}, {"sha256", d.sha256}};
+  return out;
+}
+
+json summary_json(const replay::RebuildSummary& s) {
+  return {{"messages", s.messages}, {"applied", s.applied},   {"duplicates", s.duplicates},
+          {"corrupt", s.corrupt},   {"dead_letters", s.dead_letters}, {"seconds", s.seconds},
+          {"messages_per_s", s.seconds > 0 ? static_cast<double>(s.messages) / s.seconds : 0},
+          {"offsets", offsets_json(s.offsets)}};
+}
+
+std::optional<processors::Offsets> parse_offsets(const std::string& spec) {
+  processors::Offsets out;
+  std::size_t at = 0;
+  while (at < spec.size()) {
+    auto comma = spec.find(',', at);
+    auto item = spec.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    auto colon = item.rfind(':'), eq = item.find('=');
+    if (colon == std::string::npos || eq == std::string::npos || eq < colon) return std::nullopt;
+    try {
+      out[{item.substr(0, colon), std::stoi(item.substr(colon + 1, eq - colon - 1))}] = std::stoll(item.substr(eq + 1));
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+int run_replay_rebuild(const Config& config, const RebuildArgs& args) {
+  auto c = rebuild_config(config, args.to);
+  c.until_time_ms = args.until_time_ms;
+  if (!args.until_offsets.empty()) {
+    c.until_offsets = parse_offsets(args.until_offsets);
+    if (!c.until_offsets) throw std::runtime_error("--until-offsets takes topic:partition=offset,...");
+  }
+  auto summary = replay::rebuild(c);
+  if (::isatty(STDERR_FILENO)) std::fputc('\n', stderr);
+  if (!summary) throw std::runtime_error(summary.error());
+  processors::StoreConfig sc;
+  sc.dir = args.to;
+  sc.read_only = true;
+  auto store = processors::Store::open(sc);
+  if (!store) throw std::runtime_error(store.error());
+  auto out = summary_json(*summary);
+  out["store"] = args.to;
+  out["digests"] = digests_json(replay::digest((*store)->view()));
+  std::cout << out.dump() << "\n";
+  return 0;
+}
+
+int run_replay_verify(const Config& config, const std::string& work_dir, bool keep) {
+  processors::StoreConfig live_config;
+  live_config.dir = config.var_path("hub/state").string();
+  live_config.read_only = true;
+  auto live = processors::Store::open(live_config);
+  if (!live) throw std::runtime_error(live.error());
+  auto live_view = (*live)->view();
+  processors::Offsets until;
+  for (const auto& [tp, next] : live_view.offsets()) {
+    if (tp.first == config.kafka.events_topic || tp.first == config.kafka.deadletter_topic) until[tp] = next;
+  }
+  const std::string dir = work_dir.empty() ? config.var_path("replay/verify-" + random_token(6)).string() : work_dir;
+  auto c = rebuild_config(config, dir);
+  c.until_offsets = until;
+  c.only_named_partitions = true;
+  auto summary = replay::rebuild(c);
+  if (::isatty(STDERR_FILENO)) std::fputc('\n', stderr);
+  if (!summary) throw std::runtime_error(summary.error());
+  int status = 0;
+  json out = summary_json(*summary);
+  {
+    processors::StoreConfig sc;
+    sc.dir = dir;
+    auto rebuilt = processors::Store::open(sc);
+    if (!rebuilt) throw std::runtime_error(rebuilt.error());
+    auto rebuilt_view = (*rebuilt)->view();
+    auto live_digests = replay::digest(live_view), rebuilt_digests = replay::digest(rebuilt_view);
+    json table = json::object();
+    for (const auto& [name, d] : live_digests) {
+      const auto& r = rebuilt_digests.at(name);
+      table[name] = {{"records", d.records}, {"rebuilt_records", r.records}, {"sha256", d.sha256}, {"equal", d == r}};
+      std::cerr << fmt::format("{:<12} {:>8} records  {}  {}\n", name, d.records, d.sha256.substr(0, 16),
+                               d == r ? "equal" : fmt::format("DIFFERS (rebuilt: {} records, {})", r.records, r.sha256.substr(0, 16)));
+    }
+    out["digests"] = table;
+    out["live_offsets"] = offsets_json(until);
+    if (auto diff = replay::first_difference(live_view, rebuilt_view)) {
+      status = 1;
+      std::cerr << "first difference: " << diff->key << "\n  live:    " << diff->left.value_or("(absent)")
+                << "\n  rebuilt: " << diff->right.value_or("(absent)") << "\n  both as of the live store's offsets "
+                << offsets_json(until).dump() << "\n";
+      out["first_difference"] = {{"key", diff->key},
+                                 {"live", diff->left ? json(*diff->left) : json(nullptr)},
+                                 {"rebuilt", diff->right ? json(*diff->right) : json(nullptr)}};
+    }
+    out["equal"] = status == 0;
+  }
+  std::cout << out.dump() << "\n";
+  if (!keep && work_dir.empty()) std::filesystem::remove_all(dir);
+  return status;
+}
+
+int run_replay_digest(const std::string& store_dir) {
+  processors::StoreConfig sc;
+  sc.dir = store_dir;
+  sc.read_only = true;
+  auto store = processors::Store::open(sc);
+  if (!store) throw std::runtime_error(store.error());
+  auto view = (*store)->view();
+  std::cout << json{{"store", store_dir}, {"offsets", offsets_json(view.offsets())}, {"digests", digests_json(replay::digest(view))}}.dump()
+            << "\n";
+  return 0;
+}
+
+}  // namespace courtyard::hub

@@ -1,0 +1,25 @@
+#pragma once
+// `courtyard replay rebuild|verify|digest`: the auditor's commands (replay/ does the work).
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "hub/config.h"
+
+namespace courtyard::hub {
+
+struct RebuildArgs {
+  std::string to;                          // the new store's directory
+  std::optional<std::int64_t> until_time_ms;
+  std::string until_offsets;               // "topic:partition=offset,..." (empty: to the end)
+};
+
+// Each prints a machine-readable summary (one JSON line) on stdout and progress on stderr when
+// stderr is a terminal; returns the process's exit status.
+int run_replay_rebuild(const Config& config, const RebuildArgs& args);
+// Rebuilds up to the live store's offsets (opened read-only, so the hub may keep running) and
+// compares the projections' digests. 0 when equal; 1, naming the first differing record, when not.
+int run_replay_verify(const Config& config, const std::string& work_dir, bool keep);
+int run_replay_digest(const std::string& store_dir);
+
+}  // namespace courtyard::hub

@@ -1,0 +1,70 @@
+#pragma once
+// Auditor replay: rebuild the projections from the Kafka log into a fresh store with the very
+// projector and folds the hub runs, digest a store's projections, and compare two stores.
+// Never writes to the live store (it is opened read-only). Single-threaded; long calls report
+// progress through a callback.
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "common/kafka.h"
+#include "processors/projector.h"
+#include "processors/store.h"
+
+namespace courtyard::replay {
+
+struct Progress {
+  std::uint64_t messages = 0;  // read so far
+  std::uint64_t total = 0;     // to read in all
+  double seconds = 0;          // since the start
+};
+
+struct RebuildConfig {
+  KafkaConfig kafka;
+  processors::ProjectorConfig projector;  // the same rules and local time as the hub's
+  std::string dir;                        // the new store; must not exist or be empty
+  // Where to stop, per partition (next offset not to apply); partitions not named are read to
+  // the end they had when the rebuild started. Unset: everything up to that end.
+  std::optional<processors::Offsets> until_offsets;
+  bool only_named_partitions = false;     // with until_offsets: partitions it does not name are not read
+  // Or: stop at the first message appended after this time (ms since the epoch, broker time).
+  std::optional<std::int64_t> until_time_ms;
+  std::size_t max_batch = 5000;           // messages per store write
+  std::chrono::milliseconds timeout{120000};  // longest wait for the broker without progress
+  std::function<void(const Progress&)> on_progress;  // about once a second
+};
+
+struct RebuildSummary {
+  processors::Offsets offsets;  // what the rebuilt store reflects (next offset per partition)
+  std::uint64_t messages = 0, applied = 0, duplicates = 0, corrupt = 0, dead_letters = 0;
+  double seconds = 0;
+};
+
+std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& config);
+
+// Per projection (devices, alerts, ...): how many records and the SHA-256 of all of them in key
+// order. Two stores holding the same records have the same digests.
+struct ProjectionDigest {
+  std::uint64_t records = 0;
+  std::string sha256;
+  bool operator==(const ProjectionDigest&) const = default;
+};
+using Digests = std::map<std::string, ProjectionDigest>;
+Digests digest(const processors::Store::View& view);
+
+// The first projection record (in key order) two stores disagree on; nullopt when they agree.
+struct Difference {
+  std::string key;
+  std::optional<std::string> left, right;  // nullopt: the store lacks the key
+};
+std::optional<Difference> first_difference(const processors::Store::View& left, const processors::Store::View& right);
+
+// The projections the digests and comparisons cover (the served records, not the folds'
+// working state, the outbox or the offsets).
+const std::vector<std::string>& projection_prefixes();
+
+}  // namespace courtyard::replay

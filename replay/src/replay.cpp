@@ -1,0 +1,235 @@
+#include "replay/replay.h"
+
+#include <filesystem>
+#include <limits>
+
+#include "common/digest.h"
+#include "common/handles.h"
+
+namespace courtyard::replay {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Every partition of the topics with the offsets to read from and to stop at.
+struct Plan {
+  processors::Offsets start, end;
+  std::uint64_t total() const {
+    std::uint64_t n = 0;
+    for (const auto& [tp, e] : end) n += static_cast<std::uint64_t>(std::max<std::int64_t>(0, e - start.at(tp)));
+    return n;
+  }
+};
+
+std::expected<Plan, std::string> plan(rd_kafka_t* rk, const RebuildConfig& c) {
+  const rd_kafka_metadata_t* md = nullptr;
+  const int timeout_ms = static_cast<int>(std::min<std::int64_t>(c.timeout.count(), 30000));
+  if (auto err = rd_kafka_metadata(rk, 1, nullptr, &md, timeout_ms)) {
+    return std::unexpected(std::string("metadata: ") + rd_kafka_err2str(err));
+  }
+  Plan p;
+  KafkaPartitionsPtr times(rd_kafka_topic_partition_list_new(32));
+  for (const auto& topic : {c.kafka.events_topic, c.kafka.deadletter_topic}) {
+    bool found = false;
+    for (int t = 0; t < md->topic_cnt; ++t) {
+      if (topic != md->topics[t].topic) continue;
+      found = true;
+      for (int i = 0; i < md->topics[t].partition_cnt; ++i) {
+        const std::int32_t id = md->topics[t].partitions[i].id;
+        std::int64_t low = 0, high = 0;
+        if (auto err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), id, &low, &high, timeout_ms)) {
+          rd_kafka_metadata_destroy(md);
+          return std::unexpected("watermarks of " + topic + ": " + rd_kafka_err2str(err));
+        }
+        p.start[{topic, id}] = low;
+        p.end[{topic, id}] = high;
+        if (c.until_time_ms) rd_kafka_topic_partition_list_add(times.get(), topic.c_str(), id)->offset = *c.until_time_ms + 1;
+      }
+    }
+    if (!found) {
+      rd_kafka_metadata_destroy(md);
+      return std::unexpected("topic " + topic + " does not exist");
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  if (c.until_time_ms) {
+    // The first offset of each partition appended after the time: where to stop.
+    if (auto err = rd_kafka_offsets_for_times(rk, times.get(), timeout_ms)) {
+      return std::unexpected(std::string("offsets for time: ") + rd_kafka_err2str(err));
+    }
+    for (int i = 0; i < times->cnt; ++i) {
+      const auto& e = times->elems[i];
+      auto& end = p.end[{e.topic, e.partition}];
+      if (e.offset >= 0) end = std::min(end, e.offset);  // -1: nothing after the time, read to the end
+    }
+  }
+  if (c.until_offsets) {
+    for (auto& [tp, end] : p.end) {
+      if (auto it = c.until_offsets->find(tp); it != c.until_offsets->end()) {
+        end = std::min(end, it->second);
+      } else if (c.only_named_partitions) {
+        end = p.start.at(tp);
+      }
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
+const std::vector<std::string>& projection_prefixes() {
+  static const std::vector<std::string> kPrefixes = {"alerts/", "commands/", "communities/", "devices/", "elders/",
+                                                     "gates/",  "homes/",    "meters/",      "notices/", "registry/",
+                                                     "rejections/"};
+  return kPrefixes;
+}
+
+std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
+  std::error_code ec;
+  if (std::filesystem::exists(c.dir, ec) && !std::filesystem::is_empty(c.dir, ec)) {
+    return std::unexpected(c.dir + " is not empty: a rebuild starts from a fresh store");
+  }
+  std::filesystem::create_directories(c.dir, ec);
+  processors::StoreConfig store_config;
+  store_config.dir = c.dir;
+  auto store = processors::Store::open(store_config);
+  if (!store) return std::unexpected(store.error());
+  processors::Projector projector(**store, c.projector);
+
+  auto consumer = make_consumer(c.kafka, {{"group.id", "courtyard-replay"},
+                                          {"enable.auto.commit", "false"},
+                                          {"enable.auto.offset.store", "false"},
+                                          {"enable.partition.eof", "false"},
+                                          {"fetch.max.bytes", "67108864"}});
+  if (!consumer) return std::unexpected(consumer.error());
+  rd_kafka_t* rk = consumer->get();
+  auto p = plan(rk, c);
+  if (!p) return std::unexpected(p.error());
+  KafkaPartitionsPtr assignment(rd_kafka_topic_partition_list_new(32));
+  processors::Offsets remaining;  // partitions still to read -> their end
+  for (const auto& [tp, end] : p->end) {
+    if (end <= p->start.at(tp)) continue;
+    remaining[tp] = end;
+    rd_kafka_topic_partition_list_add(assignment.get(), tp.first.c_str(), tp.second)->offset = p->start.at(tp);
+  }
+  if (auto err = rd_kafka_assign(rk, assignment.get())) return std::unexpected(std::string("assign: ") + rd_kafka_err2str(err));
+
+  RebuildSummary summary;
+  Progress progress;
+  progress.total = p->total();
+  const auto started = Clock::now();
+  auto last_progress = started, last_message = started;
+  std::vector<processors::LogMessage> batch;
+  auto flush = [&]() -> std::expected<void, std::string> {
+    if (batch.empty()) return {};
+    auto result = projector.apply(batch);
+    if (!result) return std::unexpected(result.error());
+    summary.applied += result->applied;
+    summary.duplicates += result->duplicates;
+    summary.corrupt += result->corrupt;
+    summary.dead_letters += result->dead_letters;
+    batch.clear();
+    return {};
+  };
+  while (!remaining.empty()) {
+    KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 100));
+    auto now = Clock::now();
+    if (!m) {
+      if (auto ok = flush(); !ok) return std::unexpected(ok.error());
+      if (now - last_message > c.timeout) return std::unexpected(std::string("the log stopped delivering before its end"));
+      continue;
+    }
+    if (m->err) continue;
+    last_message = now;
+    std::pair<std::string, std::int32_t> tp{rd_kafka_topic_name(m->rkt), m->partition};
+    auto it = remaining.find(tp);
+    if (it == remaining.end() || m->offset >= it->second) continue;  // past where this rebuild stops
+    if (m->offset + 1 >= it->second) remaining.erase(it);
+    processors::LogMessage lm;
+    lm.topic = tp.first;
+    lm.partition = tp.second;
+    lm.offset = m->offset;
+    if (m->key) lm.key.assign(static_cast<const char*>(m->key), m->key_len);
+    if (m->payload) lm.value.assign(static_cast<const char*>(m->payload), m->len);
+    rd_kafka_headers_t* headers = nullptr;
+    if (!rd_kafka_message_headers(m.get(), &headers) && headers) {
+      const char* name = nullptr;
+      const void* value = nullptr;
+      std::size_t size = 0;
+      for (std::size_t i = 0; !rd_kafka_header_get_all(headers, i, &name, &value, &size); ++i) {
+        lm.headers.emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
+      }
+    }
+    batch.push_back(std::move(lm));
+    ++summary.messages;
+    if (batch.size() >= c.max_batch) {
+      if (auto ok = flush(); !ok) return std::unexpected(ok.error());
+    }
+    if (c.on_progress && now - last_progress > std::chrono::seconds(1)) {
+      last_progress = now;
+      progress.messages = summary.messages;
+      progress.seconds = std::chrono::duration<double>(now - started).count();
+      c.on_progress(progress);
+    }
+  }
+  if (auto ok = flush(); !ok) return std::unexpected(ok.error());
+  summary.offsets = projector.offsets();
+  // Partitions with nothing to read still say where the rebuild stands.
+  for (const auto& [tp, end] : p->end) summary.offsets.try_emplace(tp, end);
+  summary.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  return summary;
+}
+
+Digests digest(const processors::Store::View& view) {
+  Digests out;
+  for (const auto& prefix : projection_prefixes()) {
+    Sha256 hash;
+    ProjectionDigest d;
+    std::string cursor;
+    for (;;) {
+      auto chunk = view.scan(prefix, cursor, 1024);
+      if (chunk.empty()) break;
+      for (const auto& [key, value] : chunk) {
+        hash.update(key);
+        hash.update(std::string_view("\0", 1));
+        hash.update(value);
+        hash.update(std::string_view("\n", 1));
+        ++d.records;
+        cursor = key;
+      }
+    }
+    d.sha256 = hash.hex();
+    out[prefix.substr(0, prefix.size() - 1)] = d;
+  }
+  return out;
+}
+
+std::optional<Difference> first_difference(const processors::Store::View& left, const processors::Store::View& right) {
+  for (const auto& prefix : projection_prefixes()) {
+    std::string lc, rc;
+    processors::KeyValues l, r;
+    std::size_t li = 0, ri = 0;
+    for (;;) {
+      if (li == l.size()) {
+        l = left.scan(prefix, lc, 1024);
+        li = 0;
+        if (!l.empty()) lc = l.back().first;
+      }
+      if (ri == r.size()) {
+        r = right.scan(prefix, rc, 1024);
+        ri = 0;
+        if (!r.empty()) rc = r.back().first;
+      }
+      const bool l_end = li == l.size(), r_end = ri == r.size();
+      if (l_end && r_end) break;
+      if (r_end || (!l_end && l[li].first < r[ri].first)) return Difference{l[li].first, l[li].second, std::nullopt};
+      if (l_end || r[ri].first < l[li].first) return Difference{r[ri].first, std::nullopt, r[ri].second};
+      if (l[li].second != r[ri].second) return Difference{l[li].first, l[li].second, r[ri].second};
+      ++li;
+      ++ri;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace courtyard::replay
