@@ -1,0 +1,87 @@
+// bench/replay: how fast an auditor's rebuild folds the log, against the raw consume rate of the
+// same topics on the same machine (a consumer that only counts what it reads).
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/handles.h"
+#include "common/kafka.h"
+#include "hub/config.h"
+#include "replay/replay.h"
+
+using namespace courtyard;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Raw {
+  std::uint64_t messages = 0, bytes = 0;
+  double seconds = 0;
+};
+
+// Every message of the events and dead-letter topics, start to end, counted and nothing else.
+Raw raw_consume(const KafkaConfig& kafka) {
+  Raw raw;
+  auto start = Clock::now();
+  for (const auto& topic : {kafka.events_topic, kafka.deadletter_topic}) {
+    auto ok = read_to_end(kafka, topic, [&](const rd_kafka_message_t& m) {
+      ++raw.messages;
+      raw.bytes += m.len;
+    }, std::chrono::minutes(10));
+    if (!ok) throw std::runtime_error(ok.error());
+  }
+  raw.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return raw;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir = "build/bench-services/replay", rules = "config/rules.toml";
+  KafkaConfig kafka;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--kafka-port") kafka.port = std::stoi(v);
+    else if (k == "--dir") dir = v;
+    else if (k == "--rules") rules = v;
+  }
+  try {
+    // Twice each, alternating, so neither has the page cache to itself.
+    std::vector<Raw> raws;
+    std::vector<replay::RebuildSummary> rebuilds;
+    for (int round = 0; round < 2; ++round) {
+      raws.push_back(raw_consume(kafka));
+      std::filesystem::remove_all(dir);
+      replay::RebuildConfig c;
+      c.kafka = kafka;
+      c.projector.rules = hub::load_rules(rules);
+      c.dir = dir;
+      auto summary = replay::rebuild(c);
+      if (!summary) throw std::runtime_error(summary.error());
+      rebuilds.push_back(*summary);
+    }
+    std::filesystem::remove_all(dir);
+    std::printf("\n%-6s %-44s %12s %12s %10s\n", "round", "measure (same machine, same log)", "messages", "msg/s", "seconds");
+    nlohmann::json out = nlohmann::json::array();
+    for (std::size_t r = 0; r < raws.size(); ++r) {
+      const double raw_rate = static_cast<double>(raws[r].messages) / raws[r].seconds;
+      const double replay_rate = static_cast<double>(rebuilds[r].messages) / rebuilds[r].seconds;
+      std::printf("%-6zu %-44s %12llu %12.0f %10.2f\n", r + 1, "raw consume (count only)",
+                  static_cast<unsigned long long>(raws[r].messages), raw_rate, raws[r].seconds);
+      std::printf("%-6zu %-44s %12llu %12.0f %10.2f\n", r + 1, "courtyard replay rebuild (every projection)",
+                  static_cast<unsigned long long>(rebuilds[r].messages), replay_rate, rebuilds[r].seconds);
+      std::printf("%-6zu replay runs at %.1f%% of the raw consume rate\n", r + 1, 100 * replay_rate / raw_rate);
+      out.push_back({{"raw_messages", raws[r].messages}, {"raw_bytes", raws[r].bytes}, {"raw_per_s", raw_rate},
+                     {"replay_messages", rebuilds[r].messages}, {"replay_per_s", replay_rate},
+                     {"ratio", replay_rate / raw_rate}});
+    }
+    std::cout << out.dump() << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
