@@ -424,7 +424,7 @@ HttpResponse Api::registry_change(const Principal& who, const std::string& commu
   if (!offset) return offset.error();
   return json_response(202, json{{"accepted", true},
                                  {"entry", std::string(schemas::to_string(entry->kind)) + "/" + entry->id},
-                                 {"log_offset", *offset}});
+                                 {"request_offset", *offset}});
 }
 
 HttpResponse Api::alert_action(const Principal& who, const std::string& rest, const std::string& body) {
@@ -462,7 +462,7 @@ HttpResponse Api::alert_action(const Principal& who, const std::string& rest, co
                        schemas::OperatorAction{id, action, actor_of(who), request->value("note", "")});
   if (!offset) return offset.error();
   // Accepted: the action is in the log; the alert's state changes when the processors reach it.
-  return json_response(202, json{{"accepted", true}, {"alert", id}, {"action", verb}, {"log_offset", *offset}});
+  return json_response(202, json{{"accepted", true}, {"alert", id}, {"action", verb}, {"request_offset", *offset}});
 }
 
 HttpResponse Api::device_command(const Principal& who, const std::string& device, const std::string& body) {
@@ -502,7 +502,7 @@ HttpResponse Api::device_command(const Principal& who, const std::string& device
                                  {"state", "sent"},
                                  {"expires_at", command.expires_at_ms},
                                  {"href", "/api/v1/commands/" + command.command_id},
-                                 {"log_offset", *offset}});
+                                 {"request_offset", *offset}});
 }
 
 HttpResponse Api::notice(const Principal& who, const std::string& body) {
@@ -532,7 +532,7 @@ HttpResponse Api::notice(const Principal& who, const std::string& body) {
   return json_response(202, json{{"accepted", true},
                                  {"notice_id", n.notice_id},
                                  {"href", "/api/v1/notices/" + community + "/" + n.notice_id},
-                                 {"log_offset", *offset}});
+                                 {"request_offset", *offset}});
 }
 
 HttpResponse Api::provision(const Principal& who, const std::string& body) {

@@ -99,6 +99,7 @@ std::vector<Binding> bindings(Config& c) {
       setting("kafka.registry_topic", c.kafka.registry_topic),
       setting("kafka.alerts_topic", c.kafka.alerts_topic),
       setting("kafka.commands_topic", c.kafka.commands_topic),
+      setting("kafka.requests_topic", c.kafka.requests_topic),
       setting("mqtt.host", c.mqtt.host),
       setting("mqtt.port", c.mqtt.port),
       setting("mqtt.username", c.mqtt.username),

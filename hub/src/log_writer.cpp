@@ -44,7 +44,9 @@ struct LogWriter::Impl {
   rd_kafka_resp_err_t produce(const schemas::Event& e, std::optional<std::int32_t> partition, Delivery* d) {
     std::string value = schemas::encode(e);
     std::string key = e.community.empty() ? "tick" : e.community.str();
-    return rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(kafka.events_topic.c_str()),
+    // A community's events are ingest's to append (and chain); ticks go straight to their partition.
+    const std::string& topic = e.community.empty() ? kafka.events_topic : kafka.requests_topic;
+    return rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
                              RD_KAFKA_V_PARTITION(partition.value_or(RD_KAFKA_PARTITION_UA)),
                              RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(value.data(), value.size()),
                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);

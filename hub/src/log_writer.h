@@ -1,7 +1,9 @@
 #pragma once
-// The hub's own appends to the events topic: ticks (the log's clock, one per partition every
-// interval) and operator actions. Thread-safe: the ticker runs on its own thread, the API appends
-// from the HTTP thread and waits for Kafka's confirmation.
+// The hub's own writes: ticks (the log's clock, one per partition every interval) straight to
+// the events topic, and a community's events (operator actions, registry changes, commands,
+// notices) to the requests topic, from which the community's ingest appends and chains them.
+// Thread-safe: the ticker runs on its own thread, the API appends from its workers and waits for
+// Kafka's confirmation.
 #include <chrono>
 #include <cstdint>
 #include <expected>
@@ -20,8 +22,8 @@ class LogWriter {
   // Throws when the producer cannot be created.
   explicit LogWriter(const KafkaConfig& kafka);
   ~LogWriter();
-  // Appends one event keyed by its community (or to `partition` when given); waits for Kafka.
-  // Returns the offset it was written at.
+  // Writes one event keyed by its community (a tick: to `partition`); waits for Kafka. Returns
+  // the offset it was written at (of the requests topic for a community's event).
   std::expected<std::int64_t, std::string> append(schemas::Event event, std::optional<std::int32_t> partition,
                                                   std::chrono::milliseconds timeout);
   // Appends a tick to every partition every `interval` until `stop` fires; also serves the

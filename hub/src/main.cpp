@@ -125,7 +125,7 @@ int run_registry(const hub::Config& config, const std::string& community, const 
   auto offset = writer.append(event, std::nullopt, std::chrono::seconds(30));
   if (!offset) throw std::runtime_error(offset.error());
   std::cout << (entry->removed ? "removed " : "registered ") << schemas::to_string(entry->kind) << " " << entry->id
-            << " in " << community << " (log offset " << *offset << ")\n";
+            << " in " << community << " (request offset " << *offset << "; ingest appends it to the log)\n";
   return 0;
 }
 

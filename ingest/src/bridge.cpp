@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -24,6 +25,10 @@ std::int64_t wall_ms() {
 }
 
 constexpr const char* kRegistryAppliedKey = "registry_applied";
+std::string chain_key(const std::string& community) { return "chain/" + community; }
+std::string requests_key(std::int32_t partition) { return "requests/" + std::to_string(partition); }
+
+using Meta = std::vector<std::pair<std::string, std::string>>;
 
 }  // namespace
 
@@ -117,6 +122,58 @@ struct Bridge::Impl {
     }
   }
 
+  // Hub -> log: the hub's events for a community (operator actions, registry changes, commands,
+  // notices) arrive on the requests topic; ingest appends those of its communities, so it stays
+  // the single writer of each community's stream. Where it stands per partition is kept in the
+  // spool with each append: a restart neither loses nor repeats one.
+  KafkaPtr requests_consumer;
+  std::map<std::int32_t, bool> requests_resumed;  // partition -> started from the spool's offset
+
+  void start_requests() {
+    auto consumer = make_consumer(config.kafka, {{"group.id", config.client_id + "-requests"},
+                                                 {"enable.auto.commit", "false"},
+                                                 {"enable.partition.eof", "false"}});
+    if (!consumer) throw std::runtime_error("requests consumer: " + consumer.error());
+    requests_consumer = std::move(*consumer);
+    const rd_kafka_metadata_t* md = nullptr;
+    if (auto err = rd_kafka_metadata(requests_consumer.get(), 1, nullptr, &md, 10000)) {
+      throw std::runtime_error(std::string("requests metadata: ") + rd_kafka_err2str(err));
+    }
+    KafkaPartitionsPtr parts(rd_kafka_topic_partition_list_new(8));
+    for (int t = 0; t < md->topic_cnt; ++t) {
+      if (config.kafka.requests_topic != md->topics[t].topic) continue;
+      for (int i = 0; i < md->topics[t].partition_cnt; ++i) {
+        const std::int32_t p = md->topics[t].partitions[i].id;
+        auto stored = spool->meta(requests_key(p));
+        requests_resumed[p] = stored.has_value();
+        rd_kafka_topic_partition_list_add(parts.get(), config.kafka.requests_topic.c_str(), p)->offset =
+            stored ? std::stoll(*stored) : RD_KAFKA_OFFSET_BEGINNING;
+      }
+    }
+    rd_kafka_metadata_destroy(md);
+    if (parts->cnt == 0) throw std::runtime_error("topic " + config.kafka.requests_topic + " does not exist");
+    if (auto err = rd_kafka_assign(requests_consumer.get(), parts.get())) {
+      throw std::runtime_error(std::string("requests assign: ") + rd_kafka_err2str(err));
+    }
+  }
+
+  void append_requests() {
+    for (int i = 0; i < 500; ++i) {
+      KafkaMessagePtr m(rd_kafka_consumer_poll(requests_consumer.get(), 0));
+      if (!m) return;
+      if (m->err) continue;
+      auto event = schemas::decode(std::string_view(static_cast<const char*>(m->payload), m->len));
+      if (!event || event->community.empty() || schemas::is_system_event(event->body) == false) {
+        spdlog::error("request at {}@{} is not a Courtyard event of a community; skipped", m->partition, m->offset);
+        continue;
+      }
+      if (!owns(event->community)) continue;
+      // A new instance reads from the start; what is older than the age limit was another's to append.
+      if (!requests_resumed[m->partition] && wall_ms() - event->device_time_ms > config.command_max_age.count()) continue;
+      append_event(std::move(*event), {{requests_key(m->partition), std::to_string(m->offset + 1)}});
+    }
+  }
+
   bool owns(const CommunityId& community) const {
     if (config.communities.empty()) return true;
     for (const auto& c : config.communities) {
@@ -125,14 +182,33 @@ struct Bridge::Impl {
     return false;
   }
 
-  void stamp(schemas::Event& e) {
+  // Each owned community's chain head: (seq, link) of its last appended event. Kept in the spool
+  // next to the records, in the same atomic write, so a restart continues the chain exactly.
+  std::map<std::string, std::pair<std::uint64_t, std::string>> chain_heads;
+
+  // Gives the event its id, ingest time and chain link; returns the head to store with it.
+  std::pair<std::string, std::string> stamp(schemas::Event& e) {
     auto stamp = ids.next();
     e.event_id = stamp.id;
     e.ingest_time_ms = stamp.ms;
+    const std::string community = e.community.str();
+    auto head = chain_heads.find(community);
+    if (head == chain_heads.end()) {
+      std::pair<std::uint64_t, std::string> stored{0, ""};
+      if (auto raw = spool->meta(chain_key(community))) {
+        auto space = raw->find(' ');
+        stored = {std::stoull(raw->substr(0, space)), space == std::string::npos ? "" : raw->substr(space + 1)};
+      }
+      head = chain_heads.emplace(community, stored).first;
+    }
+    e.chain_seq = head->second.first + 1;
+    e.chain_link = schemas::chain_link(head->second.second, e);
+    head->second = {e.chain_seq, e.chain_link};
+    return {chain_key(community), std::to_string(e.chain_seq) + " " + e.chain_link};
   }
 
-  void append(SpoolRecord record, std::optional<std::pair<std::string, std::string>> meta = {}) {
-    auto seq = spool->append(record, std::move(meta));
+  void append(SpoolRecord record, const Meta& meta = {}) {
+    auto seq = spool->append(record, meta);
     if (!seq) {
       // Without the spool nothing can be promised; stop and let the supervisor restart us.
       spdlog::critical("{}", seq.error());
@@ -143,11 +219,10 @@ struct Bridge::Impl {
     pending.emplace_back(*seq, std::move(record));
   }
 
-  void append_event(schemas::Event event, std::optional<std::pair<std::string, std::string>> meta = {}) {
+  void append_event(schemas::Event event, Meta meta = {}) {
     std::lock_guard lock(append_mu);
-    stamp(event);
-    append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}},
-           std::move(meta));
+    meta.push_back(stamp(event));
+    append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}}, meta);
   }
 
   void apply_registrations(const std::vector<RegistryRecord>& records) {
@@ -157,9 +232,9 @@ struct Bridge::Impl {
       registry_applied = r.offset + 1;
       if (!owns(r.registration.community)) continue;
       auto event = schemas::registered_event(r.registration);
-      stamp(event);
+      auto head = stamp(event);
       append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}},
-             std::pair{std::string(kRegistryAppliedKey), std::to_string(registry_applied)});
+             {{std::string(kRegistryAppliedKey), std::to_string(registry_applied)}, head});
       spdlog::info("registered {} ({}) in {}", r.registration.device.str(),
                    schemas::to_string(r.registration.kind), r.registration.community.str());
     }
@@ -326,6 +401,7 @@ struct Bridge::Impl {
     if (auto err = rd_kafka_subscribe(command_consumer.get(), topics.get())) {
       throw std::runtime_error(std::string("commands subscribe: ") + rd_kafka_err2str(err));
     }
+    start_requests();
     spdlog::info("ingest {} listening on {} pattern(s), producing to {}", config.client_id, patterns.size(),
                  config.kafka.events_topic);
   }
@@ -342,6 +418,8 @@ void Bridge::run(std::stop_token stop) {
     impl_->apply_registrations(impl_->registry->poll());
     impl_->pump();
     impl_->relay_commands();
+    impl_->append_requests();
+    impl_->pump();
     if (auto now = std::chrono::steady_clock::now(); now - last_report > std::chrono::seconds(10)) {
       last_report = now;
       auto s = stats();
@@ -350,6 +428,7 @@ void Bridge::run(std::stop_token stop) {
     }
   }
   rd_kafka_consumer_close(impl_->command_consumer.get());
+  rd_kafka_consumer_close(impl_->requests_consumer.get());
   impl_->mqtt.reset();  // no new messages while we drain
   impl_->pump();
   rd_kafka_flush(impl_->producer.get(), 10000);

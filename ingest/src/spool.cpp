@@ -81,11 +81,11 @@ std::expected<std::unique_ptr<Spool>, std::string> Spool::open(const std::string
 Spool::~Spool() = default;
 
 std::expected<std::uint64_t, std::string> Spool::append(const SpoolRecord& record,
-                                                         std::optional<std::pair<std::string, std::string>> meta) {
+                                                         const std::vector<std::pair<std::string, std::string>>& meta) {
   std::lock_guard lock(mu_);
   rocksdb::WriteBatch batch;
   batch.Put(queue_key(next_seq_), serialize(record));
-  if (meta) batch.Put("m" + meta->first, meta->second);
+  for (const auto& [key, value] : meta) batch.Put("m" + key, value);
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   auto s = db_->Write(wo, &batch);

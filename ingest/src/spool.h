@@ -31,9 +31,9 @@ class Spool {
   static std::expected<std::unique_ptr<Spool>, std::string> open(const std::string& dir, bool sync);
   ~Spool();
 
-  // Appends a record, and optionally sets a metadata key in the same write. Returns its sequence.
+  // Appends a record and sets metadata keys in the same atomic write. Returns its sequence.
   std::expected<std::uint64_t, std::string> append(const SpoolRecord& record,
-                                                   std::optional<std::pair<std::string, std::string>> meta = {});
+                                                   const std::vector<std::pair<std::string, std::string>>& meta = {});
   // Records from `first` on, in order, at most `max`.
   std::vector<std::pair<std::uint64_t, SpoolRecord>> read(std::uint64_t first, std::size_t max) const;
   std::expected<void, std::string> remove(std::uint64_t seq);

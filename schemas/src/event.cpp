@@ -1,3 +1,4 @@
+#include "common/digest.h"
 #include "names.h"
 #include "schemas/event.h"
 
@@ -28,6 +29,11 @@ std::string_view type_name(const Body& body) {
 
 std::string_view to_string(DeviceKind kind) { return name_of(kind); }
 std::optional<DeviceKind> parse_device_kind(std::string_view name) { return parse_name<DeviceKind>(name); }
+
+std::string chain_link(const std::string& previous, Event event) {
+  event.chain_link.clear();
+  return sha256_hex(previous + encode(event));
+}
 
 bool is_system_event(const Body& body) {
   return std::holds_alternative<DeviceRegistered>(body) || std::holds_alternative<Tick>(body) ||

@@ -233,8 +233,9 @@ std::string encode(const Event& e) {
   auto device = b.CreateString(e.device.str());
   auto community = b.CreateString(e.community.str());
   auto [type, body] = build_body(b, e.body);
+  auto link = e.chain_link.empty() ? flatbuffers::Offset<flatbuffers::String>() : b.CreateString(e.chain_link);
   auto root = f::CreateEvent(b, e.schema_version, e.event_id, device, community, e.boot, e.seq, e.device_time_ms,
-                             e.ingest_time_ms, type, body);
+                             e.ingest_time_ms, type, body, e.chain_seq, link);
   f::FinishEventBuffer(b, root);
   return std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
 }
@@ -256,6 +257,8 @@ std::expected<Event, std::string> decode(std::string_view bytes) {
   e.device_time_ms = x.device_time_ms();
   e.ingest_time_ms = x.ingest_time_ms();
   e.body = std::move(*body);
+  e.chain_seq = x.chain_seq();
+  e.chain_link = str(x.chain_link());
   return e;
 }
 
@@ -283,6 +286,8 @@ std::expected<Event, Rejection> parse_device_flatbuffer(const Topic& topic, std:
   event->community = topic.community;
   event->event_id = 0;
   event->ingest_time_ms = 0;
+  event->chain_seq = 0;
+  event->chain_link.clear();
   event->schema_version = kSchemaVersion;
   return std::move(*event);
 }

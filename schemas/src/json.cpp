@@ -362,7 +362,9 @@ nlohmann::json to_json(const Event& e) {
               {"ts", e.device_time_ms},
               {"ingest_ts", e.ingest_time_ms},
               {"type", type_name(e.body)},
-              {"body", body_to_json(e.body)}};
+              {"body", body_to_json(e.body)},
+              {"chain_seq", e.chain_seq},
+              {"chain_link", e.chain_link}};
 }
 
 }  // namespace courtyard::schemas

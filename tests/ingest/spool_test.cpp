@@ -48,7 +48,7 @@ TEST_SUITE("ingest spool") {
     test::TempDir dir;
     {
       auto spool = Spool::open(dir.str("spool"), true);
-      REQUIRE((*spool)->append({"t", "k", "v", {}}, std::pair{std::string("registry_applied"), std::string("12")}));
+      REQUIRE((*spool)->append({"t", "k", "v", {}}, {{"registry_applied", "12"}}));
     }
     auto spool = Spool::open(dir.str("spool"), false);
     CHECK((*spool)->meta("registry_applied") == "12");

@@ -20,6 +20,9 @@ struct KafkaConfig {
   std::string registry_topic = "courtyard.registry.v1";      // device registrations (compacted)
   std::string alerts_topic = "courtyard.alerts.v1";
   std::string commands_topic = "courtyard.commands.v1";
+  // The hub's events for a community (operator actions, registry changes, commands, notices), on
+  // their way to ingest, the single writer (and chainer) of each community's stream.
+  std::string requests_topic = "courtyard.requests.v1";
 
   std::string bootstrap() const {
     return bootstrap_servers.empty() ? host + ":" + std::to_string(port) : bootstrap_servers;

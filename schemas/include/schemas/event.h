@@ -170,8 +170,14 @@ struct Event {
   std::int64_t device_time_ms = 0;
   std::int64_t ingest_time_ms = 0;
   Body body;
+  std::uint64_t chain_seq = 0;  // position in its community's stream; set by ingest (0: not chained)
+  std::string chain_link;       // SHA-256(previous link || this event without its link), hex
   bool operator==(const Event&) const = default;
 };
+
+// The chain link of `event` (with its chain_seq set) after the community's previous link
+// ("" before the first event).
+std::string chain_link(const std::string& previous, Event event);
 
 // Why a payload was refused. `detail` names the field and the rule it broke.
 struct Rejection {
