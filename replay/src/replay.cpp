@@ -3,8 +3,11 @@
 #include <filesystem>
 #include <limits>
 
+#include <fmt/format.h>
+
 #include "common/digest.h"
 #include "common/handles.h"
+#include "schemas/event.h"
 
 namespace courtyard::replay {
 namespace {
@@ -75,6 +78,55 @@ std::expected<Plan, std::string> plan(rd_kafka_t* rk, const RebuildConfig& c) {
   return p;
 }
 
+// Follows every community's chain through the log: each event must be the next in its
+// community's stream and carry SHA-256(previous link || itself).
+class ChainChecker {
+ public:
+  explicit ChainChecker(RebuildSummary& summary) : summary_(summary) {}
+
+  void check(const processors::LogMessage& m) {
+    auto event = schemas::decode(m.value);
+    if (!event || event->community.empty()) return;  // corrupt (counted by the projector) or a tick
+    const std::string community = event->community.str();
+    auto& head = summary_.chains[community];
+    auto& recent = recent_[community];
+    auto broken = [&](std::string what) {
+      summary_.breaks.push_back({community, m.topic, m.partition, m.offset, event->chain_seq, std::move(what)});
+    };
+    if (event->chain_seq == 0) {
+      ++head.unchained;
+      return;
+    }
+    if (event->chain_seq <= head.seq) {
+      // Seen before: a re-append is byte-identical to the first; anything else is a fork.
+      auto first = recent.find(event->chain_seq);
+      if (first != recent.end() && first->second == event->chain_link) {
+        ++head.repeats;
+      } else {
+        broken(fmt::format("position {} appears again with different content (the chain is at {})", event->chain_seq,
+                           head.seq));
+      }
+      return;
+    }
+    if (event->chain_seq > head.seq + 1) {
+      broken(fmt::format("missing event(s) {}..{} of the chain before this one", head.seq + 1, event->chain_seq - 1));
+    } else if (schemas::chain_link(head.link, *event) != event->chain_link) {
+      broken("altered: the event does not match its chain link");
+    }
+    // Either way, follow the chain on from this event so one break is reported once.
+    head.seq = event->chain_seq;
+    head.link = event->chain_link;
+    ++head.events;
+    recent[head.seq] = head.link;
+    if (recent.size() > kRecent) recent.erase(recent.begin());
+  }
+
+ private:
+  static constexpr std::size_t kRecent = 4096;  // links remembered per community for re-appends
+  RebuildSummary& summary_;
+  std::map<std::string, std::map<std::uint64_t, std::string>> recent_;
+};
+
 }  // namespace
 
 const std::vector<std::string>& projection_prefixes() {
@@ -115,6 +167,7 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   if (auto err = rd_kafka_assign(rk, assignment.get())) return std::unexpected(std::string("assign: ") + rd_kafka_err2str(err));
 
   RebuildSummary summary;
+  ChainChecker chains(summary);
   Progress progress;
   progress.total = p->total();
   const auto started = Clock::now();
@@ -160,6 +213,7 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
         lm.headers.emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
       }
     }
+    if (lm.topic == c.kafka.events_topic) chains.check(lm);
     batch.push_back(std::move(lm));
     ++summary.messages;
     if (batch.size() >= c.max_batch) {

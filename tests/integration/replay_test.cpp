@@ -3,8 +3,10 @@
 // rebuilt projections identical to the live ones, and must name the record when they are not.
 #include <doctest/doctest.h>
 
+#include "common/handles.h"
 #include "http_client.h"
 #include "processors/store.h"
+#include "schemas/event.h"
 #include "services.h"
 
 using namespace courtyard;
@@ -29,6 +31,29 @@ std::pair<int, json> replay(test::Stack& stack, std::vector<std::string> args, c
     at = end + 1;
   }
   return {status, summary};
+}
+
+// Copies the events topic into a new one, message for message and partition for partition,
+// letting `edit` change or drop (return false) each event on the way.
+std::string copy_events(const KafkaConfig& kafka, const std::string& name,
+                        const std::function<bool(std::int32_t, std::int64_t, schemas::Event&)>& edit) {
+  test::create_topic(kafka, name, 12);
+  auto producer = make_producer(kafka, {{"enable.idempotence", "true"}, {"acks", "all"}});
+  REQUIRE(producer);
+  REQUIRE(read_to_end(kafka, kafka.events_topic, [&](const rd_kafka_message_t& m) {
+    std::string value(static_cast<const char*>(m.payload), m.len);
+    auto event = schemas::decode(value);
+    if (event && !event->community.empty()) {
+      if (!edit(m.partition, m.offset, *event)) return;
+      value = schemas::encode(*event);
+    }
+    std::string key = m.key ? std::string(static_cast<const char*>(m.key), m.key_len) : std::string();
+    REQUIRE(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC(name.c_str()), RD_KAFKA_V_PARTITION(m.partition),
+                              RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(value.data(), value.size()),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  }));
+  REQUIRE(rd_kafka_flush(producer->get(), 30000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  return name;
 }
 
 }  // namespace
@@ -100,5 +125,67 @@ TEST_SUITE("integration: replay") {
     CHECK(tampered_summary["first_difference"]["key"] == "alerts/" + alert);
     CHECK(tampered_summary["digests"]["alerts"]["equal"] == false);
     CHECK(tampered_summary["digests"]["devices"]["equal"] == true);
+    CHECK(tampered_summary["chain_breaks"].empty());  // the log itself is intact
+
+    // Every event of the community is chained, one position after the other.
+    auto [intact, intact_summary] = replay(stack, {"rebuild", "--to", stack.dir().str("intact")}, "rebuild-intact");
+    CHECK(intact == 0);
+    const auto& chain = intact_summary["chains"][community];
+    CHECK(chain["events"].get<int>() > 3000);
+    CHECK(chain["seq"] == chain["events"]);
+    CHECK(chain["unchained"] == 0);
+
+    // Somebody with access to Kafka edits one event of the community, in a copy of the log.
+    const auto services_kafka = services.kafka();
+    std::int64_t altered_offset = -1;
+    auto altered = copy_events(services_kafka, test::unique_name("altered"), [&](std::int32_t, std::int64_t offset, schemas::Event& e) {
+      if (e.community.str() == community && e.chain_seq == 100) {
+        e.device_time_ms += 60'000;  // a minute later than it was
+        altered_offset = offset;
+      }
+      return true;
+    });
+    auto env = stack.env();
+    auto run_on = [&](const std::string& topic, const std::string& name) {
+      std::vector<std::string> args = {COURTYARD_BIN, "replay", "rebuild", "--to", stack.dir().str(name)};
+      auto e = env;
+      e["COURTYARD_KAFKA_EVENTS_TOPIC"] = topic;
+      test::Process p(args, e, stack.dir().str(name + ".log"));
+      int status = p.wait();
+      auto out = test::read_file(stack.dir().str(name + ".log"));
+      json summary;
+      for (std::size_t at = 0; at < out.size();) {
+        auto end = out.find('\n', at);
+        auto line = out.substr(at, end - at);
+        if (line.starts_with("{")) summary = json::parse(line, nullptr, false);
+        if (end == std::string::npos) break;
+        at = end + 1;
+      }
+      MESSAGE(name, ": ", out.substr(out.find("chain"), 600));
+      return std::pair{status, summary};
+    };
+    auto [altered_status, altered_summary] = run_on(altered, "rebuild-altered");
+    CHECK(altered_status == 1);
+    REQUIRE(altered_summary["chain_breaks"].size() == 1);
+    CHECK(altered_summary["chain_breaks"][0]["community"] == community);
+    CHECK(altered_summary["chain_breaks"][0]["offset"] == altered_offset);
+    CHECK(altered_summary["chain_breaks"][0]["seq"] == 100);
+    CHECK(altered_summary["chain_breaks"][0]["what"].get<std::string>().starts_with("altered"));
+
+    // ... or drops one.
+    std::int64_t after_dropped = -1;
+    bool dropped = false;
+    auto dropping = copy_events(services_kafka, test::unique_name("dropped"), [&](std::int32_t, std::int64_t offset, schemas::Event& e) {
+      if (e.community.str() != community) return true;
+      if (e.chain_seq == 200) return !(dropped = true);
+      if (dropped && after_dropped < 0) after_dropped = offset;
+      return true;
+    });
+    auto [dropped_status, dropped_summary] = run_on(dropping, "rebuild-dropped");
+    CHECK(dropped_status == 1);
+    REQUIRE(dropped_summary["chain_breaks"].size() == 1);
+    CHECK(dropped_summary["chain_breaks"][0]["seq"] == 201);
+    CHECK(dropped_summary["chain_breaks"][0]["what"] == "missing event(s) 200..200 of the chain before this one");
+    CHECK(after_dropped >= 0);
   }
 }

@@ -256,6 +256,29 @@ devices::SimulatorConfig Services::simulator(std::vector<std::string> communitie
   return sim;
 }
 
+void create_topic(const KafkaConfig& kafka, const std::string& name, int partitions) {
+  auto producer = make_producer(kafka, {});
+  REQUIRE(producer);
+  rd_kafka_t* rk = producer->get();
+  char error[256] = {0};
+  rd_kafka_NewTopic_t* topic = rd_kafka_NewTopic_new(name.c_str(), partitions, 1, error, sizeof error);
+  REQUIRE_MESSAGE(topic, error);
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_CreateTopics(rk, &topic, 1, nullptr, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
+  REQUIRE(event);
+  const rd_kafka_CreateTopics_result_t* result = rd_kafka_event_CreateTopics_result(event);
+  REQUIRE(result);
+  std::size_t count = 0;
+  const rd_kafka_topic_result_t** topics = rd_kafka_CreateTopics_result_topics(result, &count);
+  REQUIRE(count == 1);
+  REQUIRE_MESSAGE(rd_kafka_topic_result_error(topics[0]) == RD_KAFKA_RESP_ERR_NO_ERROR,
+                  rd_kafka_topic_result_error_string(topics[0]));
+  rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_NewTopic_destroy(topic);
+}
+
 std::uint64_t total(const std::map<std::string, std::uint64_t>& counts) {
   std::uint64_t n = 0;
   for (const auto& [_, v] : counts) n += v;

@@ -101,6 +101,9 @@ struct DeadLetterRecord {
 };
 std::vector<DeadLetterRecord> read_dead_letters(const KafkaConfig& kafka, const std::string& device_prefix);
 
+// Creates a topic on the test broker (auto-creation is off); REQUIREs success.
+void create_topic(const KafkaConfig& kafka, const std::string& name, int partitions);
+
 // The sum of a report's per-type counts.
 std::uint64_t total(const std::map<std::string, std::uint64_t>& counts);
 // True when the hub counts exactly the valid events the simulator sent, for every device.

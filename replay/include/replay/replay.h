@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/kafka.h"
 #include "processors/projector.h"
@@ -38,10 +39,31 @@ struct RebuildConfig {
   std::function<void(const Progress&)> on_progress;  // about once a second
 };
 
+// A community's hash chain as the rebuild found it.
+struct ChainHead {
+  std::uint64_t seq = 0;      // of its last event
+  std::string link;           // of its last event
+  std::uint64_t events = 0;   // chained events read
+  std::uint64_t repeats = 0;  // byte-identical re-appends (ingest re-producing after a crash)
+  std::uint64_t unchained = 0;  // events written before chains existed (no link)
+};
+
+// Where the log does not match its chains: an altered event, a missing one, or a foreign one.
+struct ChainBreak {
+  std::string community;
+  std::string topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  std::uint64_t seq = 0;  // the chain position the event claims
+  std::string what;       // in words: "altered: ...", "missing events 41..41 before this one", ...
+};
+
 struct RebuildSummary {
   processors::Offsets offsets;  // what the rebuilt store reflects (next offset per partition)
   std::uint64_t messages = 0, applied = 0, duplicates = 0, corrupt = 0, dead_letters = 0;
   double seconds = 0;
+  std::map<std::string, ChainHead> chains;  // by community
+  std::vector<ChainBreak> breaks;           // in log order per partition
 };
 
 std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& config);
