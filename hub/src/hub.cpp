@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "audit.h"
 #include "http_server.h"
 #include "log_writer.h"
 #include "hub/api.h"
@@ -82,12 +83,15 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   std::jthread ticker([&](std::stop_token) {
     writer.run_ticks(stopping.get_token(), std::chrono::milliseconds(config.hub.tick_interval_ms));
   });
+  Auditor auditor(config, **store, writer);
+  std::jthread audit_thread([&](std::stop_token) { auditor.run(stopping.get_token()); });
 
   spdlog::info("hub: API on http://{}:{}/ (state in {})", config.http.host, server.port(), store_config.dir);
   if (on_listening) on_listening(server.port());
   server.run(stopping.get_token());
   runner_thread.join();
   ticker.join();
+  audit_thread.join();
   if (runner_error) std::rethrow_exception(runner_error);
 }
 

@@ -91,6 +91,24 @@ std::expected<std::int64_t, std::string> LogWriter::append(schemas::Event event,
   return result.get();
 }
 
+std::expected<std::int64_t, std::string> LogWriter::publish(const std::string& topic, const std::string& key,
+                                                            const std::string& value, std::chrono::milliseconds timeout) {
+  auto* delivery = new Delivery();
+  auto result = delivery->done.get_future();
+  std::string payload = value;  // librdkafka takes a non-const pointer, even to copy
+  auto err = rd_kafka_producev(impl_->producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key.data(), key.size()),
+                               RD_KAFKA_V_VALUE(payload.data(), payload.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                               RD_KAFKA_V_OPAQUE(delivery), RD_KAFKA_V_END);
+  if (err) {
+    delete delivery;
+    return std::unexpected(std::string(rd_kafka_err2str(err)));
+  }
+  if (result.wait_for(timeout) != std::future_status::ready) {
+    return std::unexpected("Kafka did not confirm within " + std::to_string(timeout.count()) + " ms");
+  }
+  return result.get();
+}
+
 void LogWriter::run_ticks(std::stop_token stop, std::chrono::milliseconds interval) {
   int partitions = 0;
   auto next = std::chrono::steady_clock::now();

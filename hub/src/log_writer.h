@@ -26,6 +26,9 @@ class LogWriter {
   // the offset it was written at (of the requests topic for a community's event).
   std::expected<std::int64_t, std::string> append(schemas::Event event, std::optional<std::int32_t> partition,
                                                   std::chrono::milliseconds timeout);
+  // Publishes one record to `topic` (the audit trail); waits for Kafka. Returns its offset.
+  std::expected<std::int64_t, std::string> publish(const std::string& topic, const std::string& key,
+                                                   const std::string& value, std::chrono::milliseconds timeout);
   // Appends a tick to every partition every `interval` until `stop` fires; also serves the
   // producer's delivery reports. Run it on a thread of its own.
   void run_ticks(std::stop_token stop, std::chrono::milliseconds interval);

@@ -252,6 +252,11 @@ int main(int argc, char** argv) {
   bool verify_keep = false;
   verify_cmd->add_option("--work", verify_dir, "where to rebuild (default: a new directory under var/replay, removed after)");
   verify_cmd->add_flag("--keep", verify_keep, "keep the rebuilt store");
+  auto* audit_cmd = replay_cmd->add_subcommand(
+      "audit", "replay the log against every digest the hub published to the audit topic; exit 0 only when all agree");
+  std::string audit_hub, audit_dir;
+  audit_cmd->add_option("--hub", audit_hub, "whose records (default: hub.instance_id)");
+  audit_cmd->add_option("--work", audit_dir, "where to rebuild (default: a new directory under var/replay, removed after)");
   auto* digest_cmd = replay_cmd->add_subcommand("digest", "print a store's offsets and per-projection digests");
   std::string digest_dir;
   digest_cmd->add_option("--store", digest_dir, "the store (default: the live one, read-only)");
@@ -289,6 +294,7 @@ int main(int argc, char** argv) {
       return hub::run_replay_rebuild(config, rebuild_args);
     }
     if (*verify_cmd) return hub::run_replay_verify(config, verify_dir, verify_keep);
+    if (*audit_cmd) return hub::run_replay_audit(config, audit_hub.empty() ? config.hub.instance_id : audit_hub, audit_dir);
     if (*digest_cmd) return hub::run_replay_digest(digest_dir.empty() ? config.var_path("hub/state").string() : digest_dir);
     if (*token_cmd) {
       hub::TokenStore tokens(config.var_path(config.http.tokens_file));

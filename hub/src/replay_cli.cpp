@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/kafka.h"
 #include "common/random.h"
 #include "replay/replay.h"
 
@@ -169,6 +171,65 @@ int run_replay_verify(const Config& config, const std::string& work_dir, bool ke
   }
   std::cout << out.dump() << "\n";
   if (!keep && work_dir.empty()) std::filesystem::remove_all(dir);
+  return status;
+}
+
+int run_replay_audit(const Config& config, const std::string& hub_id, const std::string& work_dir) {
+  std::vector<json> records;
+  auto read = read_to_end(config.kafka, config.kafka.audit_topic, [&](const rd_kafka_message_t& m) {
+    auto record = json::parse(std::string_view(static_cast<const char*>(m.payload), m.len), nullptr, false);
+    if (record.is_object() && record.value("hub", "") == hub_id) records.push_back(std::move(record));
+  });
+  if (!read) throw std::runtime_error(read.error());
+  std::sort(records.begin(), records.end(), [](const json& a, const json& b) { return a["at"] < b["at"]; });
+  const std::string dir = work_dir.empty() ? config.var_path("replay/audit-" + random_token(6)).string() : work_dir;
+  int status = 0;
+  json results = json::array();
+  bool first = true;
+  for (const auto& record : records) {
+    auto c = rebuild_config(config, dir);
+    c.resume = !first;
+    first = false;
+    processors::Offsets until;
+    for (const auto& [topic, partitions] : record["offsets"].items()) {
+      for (const auto& [partition, next] : partitions.items()) until[{topic, std::stoi(partition)}] = next.get<std::int64_t>();
+    }
+    c.until_offsets = until;
+    c.only_named_partitions = true;
+    auto summary = replay::rebuild(c);
+    if (!summary) throw std::runtime_error(summary.error());
+    processors::StoreConfig sc;
+    sc.dir = dir;
+    sc.read_only = true;
+    auto store = processors::Store::open(sc);
+    if (!store) throw std::runtime_error(store.error());
+    std::vector<std::string> differing;
+    for (const auto& [name, d] : replay::digest((*store)->view())) {
+      const auto& published = record["projections"].value(name, json::object());
+      if (published.value("sha256", "") != d.sha256) differing.push_back("projection " + name);
+    }
+    for (const auto& [community, head] : record["chains"].items()) {
+      auto it = summary->chains.find(community);
+      if (it == summary->chains.end() || it->second.seq != head.value("seq", std::uint64_t{0}) ||
+          it->second.link != head.value("link", "")) {
+        differing.push_back("chain of " + community);
+      }
+    }
+    const bool ok = differing.empty() && summary->breaks.empty();
+    if (!ok) status = 1;
+    report_breaks(*summary);
+    std::string what;
+    for (const auto& d : differing) what += (what.empty() ? "" : ", ") + d;
+    std::cerr << fmt::format("audit record of {} at {}: {}\n", hub_id, record["at"].get<std::int64_t>(),
+                             ok ? "the log replays to it exactly" : "DIFFERS: " + what);
+    results.push_back({{"at", record["at"]}, {"equal", ok}, {"differing", differing}, {"chain_breaks", summary->breaks.size()}});
+  }
+  if (work_dir.empty()) std::filesystem::remove_all(dir);
+  std::cout << json{{"hub", hub_id}, {"records", results.size()}, {"results", results}, {"equal", status == 0}}.dump() << "\n";
+  if (records.empty()) {
+    std::cerr << "no audit records of " << hub_id << " in " << config.kafka.audit_topic << "\n";
+    return 1;
+  }
   return status;
 }
 

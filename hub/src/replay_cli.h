@@ -21,5 +21,8 @@ int run_replay_rebuild(const Config& config, const RebuildArgs& args);
 // compares the projections' digests. 0 when equal; 1, naming the first differing record, when not.
 int run_replay_verify(const Config& config, const std::string& work_dir, bool keep);
 int run_replay_digest(const std::string& store_dir);
+// Replays the log once, stopping at the offsets of each record the hub `hub_id` published to the
+// audit topic, and compares projections and chain heads with the record. 0 when all agree.
+int run_replay_audit(const Config& config, const std::string& hub_id, const std::string& work_dir);
 
 }  // namespace courtyard::hub

@@ -94,6 +94,7 @@ struct Projector::Caches {
   Working<CommandRecord> commands;
   Working<PendingCommands> pending_commands;
   Working<NoticeRecord> notices;
+  std::map<std::string, std::pair<std::uint64_t, std::string>> chain_heads;  // community -> (seq, link) as stored
 };
 
 namespace {
@@ -268,6 +269,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   };
   std::map<std::string, std::uint64_t> event_counts, rejection_counts;
   bool events_changed = false, rejections_changed = false;
+  std::set<std::string> chain_heads_changed;  // communities
   Offsets next = offsets_;
 
   for (const auto& m : batch) {
@@ -311,6 +313,19 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
       continue;
     }
     const std::string community = event->community.str();
+    if (event->chain_seq > 0) {
+      auto& head = caches_->chain_heads[community];
+      if (head.first == 0 && !chain_heads_changed.contains(community)) {
+        if (auto raw = view.get(chain_head_key(community))) {
+          auto j = nlohmann::json::parse(*raw);
+          head = {j.value("seq", std::uint64_t{0}), j.value("link", "")};
+        }
+      }
+      if (event->chain_seq > head.first) {  // a re-append after an ingest crash does not move it back
+        head = {event->chain_seq, event->chain_link};
+        chain_heads_changed.insert(community);
+      }
+    }
     auto& seen = communities_of(partition_key(m.topic, m.partition));
     if (std::find(seen.begin(), seen.end(), community) == seen.end()) {
       seen.insert(std::lower_bound(seen.begin(), seen.end(), community), community);
@@ -462,6 +477,10 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   if (outbox_next != outbox_next_) puts.emplace_back(kOutboxNextKey, std::to_string(outbox_next));
   result.alerts_changed = alerts.size();
   result.outbox_entries = outbox_next - outbox_next_;
+  for (const auto& community : chain_heads_changed) {
+    const auto& [seq, link] = caches_->chain_heads.at(community);
+    puts.emplace_back(chain_head_key(community), nlohmann::json{{"seq", seq}, {"link", link}}.dump());
+  }
   if (events_changed) puts.emplace_back(kEventStatsKey, nlohmann::json(event_counts).dump());
   if (rejections_changed) puts.emplace_back(kRejectionStatsKey, nlohmann::json(rejection_counts).dump());
   if (puts.empty() && next == offsets_) return result;

@@ -2,6 +2,7 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
@@ -37,6 +38,16 @@ std::expected<std::unique_ptr<Store>, std::string> Store::open(const StoreConfig
 }
 
 Store::~Store() = default;
+
+std::expected<void, std::string> Store::checkpoint(const std::string& dir) const {
+  rocksdb::Checkpoint* raw = nullptr;
+  auto s = rocksdb::Checkpoint::Create(db_.get(), &raw);
+  if (!s.ok()) return std::unexpected("checkpoint: " + s.ToString());
+  std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+  s = checkpoint->CreateCheckpoint(dir);
+  if (!s.ok()) return std::unexpected("checkpoint into " + dir + ": " + s.ToString());
+  return {};
+}
 
 Store::View::View(const Store& store) : store_(store), snapshot_(store.db_->GetSnapshot()) {}
 Store::View::~View() { store_.db_->ReleaseSnapshot(static_cast<const rocksdb::Snapshot*>(snapshot_)); }

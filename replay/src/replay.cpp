@@ -4,6 +4,7 @@
 #include <limits>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "common/digest.h"
 #include "common/handles.h"
@@ -84,6 +85,19 @@ class ChainChecker {
  public:
   explicit ChainChecker(RebuildSummary& summary) : summary_(summary) {}
 
+  // Continue from the heads a store holds (processors::Projector::chain_head_key).
+  void start_from(const processors::Store::View& view) {
+    const std::string prefix = processors::Projector::kChainHeadPrefix;
+    for (const auto& [key, raw] : view.scan(prefix, "", std::numeric_limits<std::size_t>::max())) {
+      auto j = nlohmann::json::parse(raw, nullptr, false);
+      if (!j.is_object()) continue;
+      auto& head = summary_.chains[key.substr(prefix.size())];
+      head.seq = j.value("seq", std::uint64_t{0});
+      head.link = j.value("link", "");
+      recent_[key.substr(prefix.size())][head.seq] = head.link;
+    }
+  }
+
   void check(const processors::LogMessage& m) {
     auto event = schemas::decode(m.value);
     if (!event || event->community.empty()) return;  // corrupt (counted by the projector) or a tick
@@ -138,8 +152,11 @@ const std::vector<std::string>& projection_prefixes() {
 
 std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   std::error_code ec;
-  if (std::filesystem::exists(c.dir, ec) && !std::filesystem::is_empty(c.dir, ec)) {
+  if (!c.resume && std::filesystem::exists(c.dir, ec) && !std::filesystem::is_empty(c.dir, ec)) {
     return std::unexpected(c.dir + " is not empty: a rebuild starts from a fresh store");
+  }
+  if (c.resume && !std::filesystem::exists(std::filesystem::path(c.dir) / "CURRENT", ec)) {
+    return std::unexpected(c.dir + " holds no store to continue");
   }
   std::filesystem::create_directories(c.dir, ec);
   processors::StoreConfig store_config;
@@ -157,6 +174,16 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   rd_kafka_t* rk = consumer->get();
   auto p = plan(rk, c);
   if (!p) return std::unexpected(p.error());
+  RebuildSummary summary;
+  ChainChecker chains(summary);
+  if (c.resume) {
+    // Start where the store stands, not at the log's start.
+    const auto stored = (*store)->view().offsets();
+    for (auto& [tp, start] : p->start) {
+      if (auto it = stored.find(tp); it != stored.end()) start = std::max(start, it->second);
+    }
+    chains.start_from((*store)->view());
+  }
   KafkaPartitionsPtr assignment(rd_kafka_topic_partition_list_new(32));
   processors::Offsets remaining;  // partitions still to read -> their end
   for (const auto& [tp, end] : p->end) {
@@ -166,8 +193,6 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   }
   if (auto err = rd_kafka_assign(rk, assignment.get())) return std::unexpected(std::string("assign: ") + rd_kafka_err2str(err));
 
-  RebuildSummary summary;
-  ChainChecker chains(summary);
   Progress progress;
   progress.total = p->total();
   const auto started = Clock::now();

@@ -31,6 +31,7 @@ public class CreateTopics {
           new NewTopic("courtyard.alerts.v1", 3, (short) 1),
           new NewTopic("courtyard.commands.v1", 3, (short) 1),
           new NewTopic("courtyard.requests.v1", 3, (short) 1),
+          new NewTopic("courtyard.audit.v1", 1, (short) 1).configs(compacted),
           new NewTopic("courtyard.registry.v1", 1, (short) 1).configs(compacted));
       Set<String> existing = admin.listTopics().names().get();
       List<NewTopic> missing = new ArrayList<>();

@@ -173,6 +173,7 @@ std::map<std::string, std::string> Stack::env() const {
           {"COURTYARD_INGEST_CLIENT_ID", name_ + "-ingest"},
           {"COURTYARD_INGEST_COMMUNITIES", communities},
           {"COURTYARD_HUB_GROUP_ID", name_ + "-hub"},
+          {"COURTYARD_HUB_INSTANCE_ID", name_ + "-hub-0"},
           {"COURTYARD_CONFIG", std::string(COURTYARD_SOURCE_DIR) + "/config/courtyard.toml"},
           {"COURTYARD_HUB_RULES_FILE", std::string(COURTYARD_SOURCE_DIR) + "/config/rules.toml"},
           {"COURTYARD_HTTP_WEB_ROOT", std::string(COURTYARD_SOURCE_DIR) + "/web"}};

@@ -23,6 +23,8 @@ struct KafkaConfig {
   // The hub's events for a community (operator actions, registry changes, commands, notices), on
   // their way to ingest, the single writer (and chainer) of each community's stream.
   std::string requests_topic = "courtyard.requests.v1";
+  // Periodic digests of the projections and the chains' heads (compacted; one record per digest).
+  std::string audit_topic = "courtyard.audit.v1";
 
   std::string bootstrap() const {
     return bootstrap_servers.empty() ? host + ":" + std::to_string(port) : bootstrap_servers;

@@ -43,6 +43,8 @@ struct Config {
     std::string rules_file = "config/rules.toml";  // alert thresholds (defaults and per community)
     std::int64_t tick_interval_ms = 1000;          // the log's clock: a tick per partition this often
     int utc_offset_minutes = 480;                  // local time for hour and day buckets (China: UTC+8)
+    std::int64_t audit_interval_s = 3600;          // digests to the audit topic and a store checkpoint this often
+    std::int64_t checkpoints_keep = 48;            // store checkpoints kept for as-of queries (oldest go first)
   } hub;
   struct Simulate {
     std::vector<std::string> communities = {"sunny-garden", "river-view"};

@@ -77,6 +77,9 @@ class Projector {
   static std::string notice_key(const std::string& community, const std::string& id) {
     return "notices/" + community + "/" + id;
   }
+  // The last chain position and link seen of a community's stream (for audit digests).
+  static std::string chain_head_key(const std::string& community) { return std::string(kChainHeadPrefix) + community; }
+  static constexpr const char* kChainHeadPrefix = "chainhead/";
   static std::string community_key(const std::string& community, const std::string& what) {
     return "communities/" + community + "/" + what;
   }

@@ -27,7 +27,10 @@ struct Progress {
 struct RebuildConfig {
   KafkaConfig kafka;
   processors::ProjectorConfig projector;  // the same rules and local time as the hub's
-  std::string dir;                        // the new store; must not exist or be empty
+  std::string dir;                        // the new store; must not exist or be empty (unless resume)
+  // Continue the store already in `dir` (a previous rebuild, or a hub checkpoint) from its offsets;
+  // chains are followed on from the heads it holds.
+  bool resume = false;
   // Where to stop, per partition (next offset not to apply); partitions not named are read to
   // the end they had when the rebuild started. Unset: everything up to that end.
   std::optional<processors::Offsets> until_offsets;
