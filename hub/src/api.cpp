@@ -204,6 +204,23 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
   if (request.method != "GET" && request.method != "HEAD") {
     return error(405, "method_not_allowed", request.method + " " + path + " is not supported");
   }
+  // ?as_of_time=T: the projections as they were then, rebuilt from a checkpoint and the log.
+  const processors::Store* store = sources_.store;
+  std::shared_ptr<const processors::Store> past;
+  if (auto t = target.query.find("as_of_time"); t != target.query.end()) {
+    if (who->role != Role::Admin && who->role != Role::Auditor) return forbidden("as_of_time is for admin and auditor tokens");
+    std::int64_t at = 0;
+    try {
+      at = std::stoll(t->second);
+    } catch (const std::exception&) {
+      return error(400, "bad_request", "as_of_time is ms since the epoch");
+    }
+    if (!sources_.as_of) return error(503, "unavailable", "this hub cannot answer as-of queries");
+    auto built = sources_.as_of(at);
+    if (!built) return error(503, "unavailable", "as-of " + t->second + ": " + built.error());
+    past = *built;
+    store = past.get();
+  }
   if (path == "/api/v1/whoami") {
     route_name = "/api/v1/whoami";
     return json_response(200, json{{"token_id", who->token_id}, {"role", to_string(who->role)},
@@ -212,12 +229,12 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
   for (const auto& p : kProjections) {
     if (path == p.path || path == std::string(p.path) + "/") {
       route_name = std::string(p.path);
-      return list(*who, target, p.prefix, p.filters);
+      return list(*who, *store, target, p.prefix, p.filters);
     }
     if (!path.starts_with(std::string(p.path) + "/")) continue;
     route_name = std::string(p.path) + "/{id}";
     std::string id = path.substr(p.path.size() + 1);
-    auto view = sources_.store->view();
+    auto view = store->view();
     auto raw = view.get(p.prefix + id);
     if (!raw) return error(404, "not_found", std::string(p.path.substr(8)) + " " + id + " is not known");
     json out = json::parse(*raw);
@@ -227,7 +244,7 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
       auto rejections = view.get(processors::Projector::rejection_key(id));
       out["rejections"] = rejections ? json::parse(*rejections) : json(nullptr);
     }
-    add_freshness(out, view, sources_.freshness());
+    add_freshness(out, view, past ? processors::Freshness{} : sources_.freshness());  // the past has no lag
     return json_response(200, out);
   }
   return error(404, "not_found", "no route for " + path);
@@ -268,8 +285,8 @@ HttpResponse Api::metrics() {
   return {200, "text/plain; version=0.0.4", text};
 }
 
-HttpResponse Api::list(const Principal& who, const Target& target, const std::string& prefix,
-                       std::initializer_list<const char*> filters) {
+HttpResponse Api::list(const Principal& who, const processors::Store& store, const Target& target,
+                       const std::string& prefix, std::initializer_list<const char*> filters) {
   std::size_t limit = 100;
   if (auto it = target.query.find("limit"); it != target.query.end()) {
     try {
@@ -304,7 +321,7 @@ HttpResponse Api::list(const Principal& who, const Target& target, const std::st
   if (keyed_by_community && who.role != Role::Admin && who.role != Role::Auditor) scan_prefix += who.community + "/";
   std::string after;
   if (auto it = target.query.find("after"); it != target.query.end() && !it->second.empty()) after = prefix + it->second;
-  auto view = sources_.store->view();
+  auto view = store.view();
   json items = json::array();
   std::string cursor = after;
   bool more = false;
@@ -325,7 +342,7 @@ HttpResponse Api::list(const Principal& who, const Target& target, const std::st
   }
   json out{{"items", items}, {"count", items.size()}};
   out["next"] = more ? json(items.back()["id"]) : json(nullptr);
-  add_freshness(out, view, sources_.freshness());
+  add_freshness(out, view, &store == sources_.store ? sources_.freshness() : processors::Freshness{});
   return json_response(200, out);
 }
 

@@ -12,6 +12,17 @@
 
 namespace courtyard::hub {
 
+replay::RebuildConfig replay_config(const Config& config, const std::string& dir) {
+  replay::RebuildConfig c;
+  c.kafka = config.kafka;
+  c.projector.topics = {config.kafka.events_topic, config.kafka.deadletter_topic};
+  c.projector.rules = load_rules(config.hub.rules_file);
+  c.projector.context.utc_offset_min = config.hub.utc_offset_minutes;
+  c.max_batch = static_cast<std::size_t>(config.hub.max_batch);
+  c.dir = dir;
+  return c;
+}
+
 Auditor::Auditor(const Config& config, const processors::Store& store, LogWriter& writer)
     : config_(config), store_(store), writer_(writer), checkpoints_(config.var_path("hub/checkpoints")) {}
 

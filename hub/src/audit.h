@@ -14,8 +14,12 @@
 #include "hub/config.h"
 #include "log_writer.h"
 #include "processors/store.h"
+#include "replay/replay.h"
 
 namespace courtyard::hub {
+
+// A replay configured like this hub's processors (topics, rules, local time, batch size).
+replay::RebuildConfig replay_config(const Config& config, const std::string& dir);
 
 class Auditor {
  public:

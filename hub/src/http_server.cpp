@@ -145,8 +145,9 @@ class Session : public std::enable_shared_from_this<Session> {
     HttpRequest req{std::string(request_.method_string()), std::string(request_.target()), request_.body(),
                     std::string(request_[http::field::authorization])};
     if (websocket::is_upgrade(request_)) return upgrade(req);
-    if (request_.method() != http::verb::post) return respond(api_.handle(req));
-    // Changes wait for Kafka's acknowledgement: off the I/O thread, back onto it to answer.
+    // Changes wait for Kafka and as-of reads replay the log: both off the I/O thread.
+    const bool slow = request_.method() == http::verb::post || req.target.find("as_of_time=") != std::string::npos;
+    if (!slow) return respond(api_.handle(req));
     asio::post(workers_, [self = shared_from_this(), req = std::move(req)] {
       auto res = self->api_.handle(req);
       asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->respond(std::move(res)); });

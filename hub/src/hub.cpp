@@ -1,6 +1,8 @@
 #include "hub/hub.h"
 
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -64,6 +66,25 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
     auto passwords = (*provisioner)->add(std::span(&request, 1));
     if (!passwords) return std::unexpected(passwords.error());
     return passwords->front();
+  };
+  // As-of stores, built on demand from checkpoints and the log, the last few kept.
+  std::mutex as_of_mu;
+  std::map<std::int64_t, std::shared_ptr<const processors::Store>> as_of_cache;
+  sources.as_of = [&](std::int64_t at) -> std::expected<std::shared_ptr<const processors::Store>, std::string> {
+    std::lock_guard lock(as_of_mu);
+    if (auto it = as_of_cache.find(at); it != as_of_cache.end()) return it->second;
+    const std::string dir = config.var_path("hub/as-of/" + std::to_string(at)).string();
+    std::filesystem::remove_all(dir);
+    auto built = replay::build_as_of(replay_config(config, dir), config.var_path("hub/checkpoints").string(), at);
+    if (!built) return std::unexpected(built.error());
+    processors::StoreConfig sc;
+    sc.dir = dir;
+    sc.read_only = true;
+    sc.block_cache_bytes = 8 << 20;
+    auto opened = processors::Store::open(sc);
+    if (!opened) return std::unexpected(opened.error());
+    if (as_of_cache.size() >= 4) as_of_cache.erase(as_of_cache.begin());
+    return as_of_cache[at] = std::shared_ptr<const processors::Store>(std::move(*opened));
   };
   Api api(std::move(sources), metrics);
   // Bind before any thread starts: a taken port must stop start-up, not leave a hub without an API.

@@ -257,6 +257,14 @@ int main(int argc, char** argv) {
   std::string audit_hub, audit_dir;
   audit_cmd->add_option("--hub", audit_hub, "whose records (default: hub.instance_id)");
   audit_cmd->add_option("--work", audit_dir, "where to rebuild (default: a new directory under var/replay, removed after)");
+  auto* as_of_cmd = replay_cmd->add_subcommand(
+      "as-of", "projection records as they were at a past time (from the newest checkpoint before it plus the log)");
+  std::int64_t as_of_time = 0;
+  std::string as_of_prefix, as_of_key, as_of_dir;
+  as_of_cmd->add_option("--time", as_of_time, "ms since the epoch")->required();
+  as_of_cmd->add_option("--prefix", as_of_prefix, "records under this key prefix: alerts/, communities/sunny-garden/, ...");
+  as_of_cmd->add_option("--key", as_of_key, "one record: communities/sunny-garden/presence, ...");
+  as_of_cmd->add_option("--work", as_of_dir, "where to build it (default: a new directory under var/replay, removed after)");
   auto* digest_cmd = replay_cmd->add_subcommand("digest", "print a store's offsets and per-projection digests");
   std::string digest_dir;
   digest_cmd->add_option("--store", digest_dir, "the store (default: the live one, read-only)");
@@ -294,6 +302,10 @@ int main(int argc, char** argv) {
       return hub::run_replay_rebuild(config, rebuild_args);
     }
     if (*verify_cmd) return hub::run_replay_verify(config, verify_dir, verify_keep);
+    if (*as_of_cmd) {
+      if (as_of_prefix.empty() && as_of_key.empty()) throw std::runtime_error("as-of needs --prefix or --key");
+      return hub::run_replay_as_of(config, as_of_time, as_of_prefix, as_of_key, as_of_dir);
+    }
     if (*audit_cmd) return hub::run_replay_audit(config, audit_hub.empty() ? config.hub.instance_id : audit_hub, audit_dir);
     if (*digest_cmd) return hub::run_replay_digest(digest_dir.empty() ? config.var_path("hub/state").string() : digest_dir);
     if (*token_cmd) {

@@ -12,6 +12,7 @@
 
 #include "common/kafka.h"
 #include "common/random.h"
+#include "audit.h"
 #include "replay/replay.h"
 
 namespace courtyard::hub {
@@ -27,13 +28,7 @@ void show_progress(const replay::Progress& p) {
 }
 
 replay::RebuildConfig rebuild_config(const Config& config, const std::string& dir) {
-  replay::RebuildConfig c;
-  c.kafka = config.kafka;
-  c.projector.topics = {config.kafka.events_topic, config.kafka.deadletter_topic};
-  c.projector.rules = load_rules(config.hub.rules_file);
-  c.projector.context.utc_offset_min = config.hub.utc_offset_minutes;
-  c.max_batch = static_cast<std::size_t>(config.hub.max_batch);
-  c.dir = dir;
+  auto c = replay_config(config, dir);
   if (::isatty(STDERR_FILENO)) c.on_progress = show_progress;
   return c;
 }
@@ -231,6 +226,47 @@ int run_replay_audit(const Config& config, const std::string& hub_id, const std:
     return 1;
   }
   return status;
+}
+
+int run_replay_as_of(const Config& config, std::int64_t time_ms, const std::string& prefix, const std::string& key,
+                     const std::string& work_dir) {
+  const std::string dir = work_dir.empty() ? config.var_path("replay/as-of-" + random_token(6)).string() : work_dir;
+  auto result = replay::build_as_of(rebuild_config(config, dir), config.var_path("hub/checkpoints").string(), time_ms);
+  if (::isatty(STDERR_FILENO)) std::fputc('\n', stderr);
+  if (!result) throw std::runtime_error(result.error());
+  std::size_t records = 0;
+  {
+    processors::StoreConfig sc;
+    sc.dir = dir;
+    sc.read_only = true;
+    auto store = processors::Store::open(sc);
+    if (!store) throw std::runtime_error(store.error());
+    auto view = (*store)->view();
+    auto print = [&](const std::string& k, const std::string& raw) {
+      if (!processors::Projector::is_projection_key(k)) return;
+      std::cout << json{{"key", k}, {"value", json::parse(raw)}}.dump() << "\n";
+      ++records;
+    };
+    if (!key.empty()) {
+      if (auto raw = view.get(key)) print(key, *raw);
+    } else {
+      std::string cursor;
+      for (;;) {
+        auto chunk = view.scan(prefix, cursor, 1024);
+        if (chunk.empty()) break;
+        for (const auto& [k, raw] : chunk) print(k, raw);
+        cursor = chunk.back().first;
+      }
+    }
+  }
+  report_breaks(result->summary);
+  auto out = summary_json(result->summary);
+  out["as_of_time"] = time_ms;
+  out["checkpoint"] = result->checkpoint_ms ? json(*result->checkpoint_ms) : json(nullptr);
+  out["records"] = records;
+  std::cout << out.dump() << "\n";
+  if (work_dir.empty()) std::filesystem::remove_all(dir);
+  return 0;
 }
 
 int run_replay_digest(const std::string& store_dir) {

@@ -21,6 +21,10 @@ int run_replay_rebuild(const Config& config, const RebuildArgs& args);
 // compares the projections' digests. 0 when equal; 1, naming the first differing record, when not.
 int run_replay_verify(const Config& config, const std::string& work_dir, bool keep);
 int run_replay_digest(const std::string& store_dir);
+// The projection records under `prefix` (or the one `key`) as they were at `time_ms`, as JSON
+// lines, then the summary (which checkpoint, how much log replayed).
+int run_replay_as_of(const Config& config, std::int64_t time_ms, const std::string& prefix, const std::string& key,
+                     const std::string& work_dir);
 // Replays the log once, stopping at the offsets of each record the hub `hub_id` published to the
 // audit topic, and compares projections and chain heads with the record. 0 when all agree.
 int run_replay_audit(const Config& config, const std::string& hub_id, const std::string& work_dir);

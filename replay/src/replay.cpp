@@ -259,6 +259,34 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   return summary;
 }
 
+std::expected<AsOfResult, std::string> build_as_of(RebuildConfig config, const std::string& checkpoints_dir,
+                                                   std::int64_t time_ms) {
+  AsOfResult out;
+  std::error_code ec;
+  std::filesystem::path best;
+  for (const auto& entry : std::filesystem::directory_iterator(checkpoints_dir, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::int64_t at = std::stoll(name);
+    if (at <= time_ms && (!out.checkpoint_ms || at > *out.checkpoint_ms)) {
+      out.checkpoint_ms = at;
+      best = entry.path();
+    }
+  }
+  if (out.checkpoint_ms) {
+    std::filesystem::remove_all(config.dir, ec);
+    std::filesystem::create_directories(config.dir, ec);
+    std::filesystem::copy(best, config.dir, std::filesystem::copy_options::recursive, ec);
+    if (ec) return std::unexpected("copying checkpoint " + best.string() + ": " + ec.message());
+    config.resume = true;
+  }
+  config.until_time_ms = time_ms;
+  auto summary = rebuild(config);
+  if (!summary) return std::unexpected(summary.error());
+  out.summary = std::move(*summary);
+  return out;
+}
+
 Digests digest(const processors::Store::View& view) {
   Digests out;
   for (const auto& prefix : projection_prefixes()) {

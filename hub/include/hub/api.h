@@ -8,6 +8,7 @@
 #include <expected>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
@@ -47,6 +48,8 @@ struct ApiSources {
   // Registers a device and creates its broker credentials; returns its MQTT password.
   std::function<std::expected<std::string, std::string>(const schemas::Registration&)> provision;
   std::string web_root;                        // static files of the dashboard (empty: none)
+  // The projections as they were at a time (ms since the epoch), for ?as_of_time= (admin, auditor).
+  std::function<std::expected<std::shared_ptr<const processors::Store>, std::string>(std::int64_t)> as_of;
   // Extra metrics text (the WebSocket server's), appended to /metrics.
   std::function<std::string()> more_metrics;
 };
@@ -71,8 +74,8 @@ class Api {
  private:
   HttpResponse route(const HttpRequest& request, std::string& route_name);
   HttpResponse metrics();
-  HttpResponse list(const Principal& who, const Target& target, const std::string& prefix,
-                    std::initializer_list<const char*> filters);
+  HttpResponse list(const Principal& who, const processors::Store& store, const Target& target,
+                    const std::string& prefix, std::initializer_list<const char*> filters);
   HttpResponse alert_action(const Principal& who, const std::string& rest, const std::string& body);
   HttpResponse registry_change(const Principal& who, const std::string& community, const std::string& body);
   HttpResponse device_command(const Principal& who, const std::string& device, const std::string& body);

@@ -71,6 +71,16 @@ struct RebuildSummary {
 
 std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& config);
 
+// The projections as they were at `time_ms` (broker time): the newest hub checkpoint taken at or
+// before it (var/hub/checkpoints/{ms}) copied into `config.dir`, and the log from the checkpoint's
+// offsets up to the time replayed on top; from offset 0 when no checkpoint is old enough.
+struct AsOfResult {
+  RebuildSummary summary;
+  std::optional<std::int64_t> checkpoint_ms;  // the checkpoint it started from
+};
+std::expected<AsOfResult, std::string> build_as_of(RebuildConfig config, const std::string& checkpoints_dir,
+                                                   std::int64_t time_ms);
+
 // Per projection (devices, alerts, ...): how many records and the SHA-256 of all of them in key
 // order. Two stores holding the same records have the same digests.
 struct ProjectionDigest {
