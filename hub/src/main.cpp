@@ -265,6 +265,16 @@ int main(int argc, char** argv) {
   as_of_cmd->add_option("--prefix", as_of_prefix, "records under this key prefix: alerts/, communities/sunny-garden/, ...");
   as_of_cmd->add_option("--key", as_of_key, "one record: communities/sunny-garden/presence, ...");
   as_of_cmd->add_option("--work", as_of_dir, "where to build it (default: a new directory under var/replay, removed after)");
+  auto* export_cmd = replay_cmd->add_subcommand(
+      "export", "for an inquiry: the events of a device, subject or community, what was refused, and the alerts they caused");
+  hub::ExportArgs export_args;
+  std::int64_t export_from = -1, export_to = -1;
+  export_cmd->add_option("--device", export_args.device, "a device id");
+  export_cmd->add_option("--subject", export_args.subject, "a person's or plate's token");
+  export_cmd->add_option("--community", export_args.community, "a community");
+  export_cmd->add_option("--from", export_from, "from this ingest time (ms since the epoch)");
+  export_cmd->add_option("--to", export_to, "to this ingest time (ms since the epoch), inclusive");
+  export_cmd->add_option("--format", export_args.format, "jsonl (default) or csv")->check(CLI::IsMember({"jsonl", "csv"}));
   auto* digest_cmd = replay_cmd->add_subcommand("digest", "print a store's offsets and per-projection digests");
   std::string digest_dir;
   digest_cmd->add_option("--store", digest_dir, "the store (default: the live one, read-only)");
@@ -302,6 +312,11 @@ int main(int argc, char** argv) {
       return hub::run_replay_rebuild(config, rebuild_args);
     }
     if (*verify_cmd) return hub::run_replay_verify(config, verify_dir, verify_keep);
+    if (*export_cmd) {
+      if (export_from >= 0) export_args.from_ms = export_from;
+      if (export_to >= 0) export_args.to_ms = export_to;
+      return hub::run_replay_export(config, export_args);
+    }
     if (*as_of_cmd) {
       if (as_of_prefix.empty() && as_of_key.empty()) throw std::runtime_error("as-of needs --prefix or --key");
       return hub::run_replay_as_of(config, as_of_time, as_of_prefix, as_of_key, as_of_dir);

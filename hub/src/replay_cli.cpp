@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <map>
+#include <tuple>
 #include <iostream>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "common/random.h"
 #include "audit.h"
 #include "replay/replay.h"
+#include "schemas/event.h"
 
 namespace courtyard::hub {
 namespace {
@@ -266,6 +269,103 @@ int run_replay_as_of(const Config& config, std::int64_t time_ms, const std::stri
   out["records"] = records;
   std::cout << out.dump() << "\n";
   if (work_dir.empty()) std::filesystem::remove_all(dir);
+  return 0;
+}
+
+namespace {
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// Whether an event concerns the subject of the inquiry.
+bool concerns(const schemas::Event& e, const ExportArgs& a) {
+  if (!a.community.empty()) return e.community.str() == a.community;
+  if (!a.device.empty()) {
+    if (e.device.str() == a.device) return true;
+    if (const auto* c = std::get_if<schemas::Command>(&e.body)) return c->target.str() == a.device;
+    return false;
+  }
+  if (const auto* p = std::get_if<schemas::GatePass>(&e.body)) return p->subject == a.subject;
+  if (const auto* v = std::get_if<schemas::VehiclePass>(&e.body)) return v->plate == a.subject;
+  if (const auto* r = std::get_if<schemas::RegistryEntry>(&e.body)) return r->id == a.subject;
+  return false;
+}
+
+}  // namespace
+
+int run_replay_export(const Config& config, const ExportArgs& a) {
+  const int chosen = !a.device.empty() + !a.subject.empty() + !a.community.empty();
+  if (chosen != 1) throw std::runtime_error("export takes exactly one of --device, --subject, --community");
+  if (a.format != "jsonl" && a.format != "csv") throw std::runtime_error("--format is jsonl or csv");
+  auto in_range = [&](std::int64_t t) { return (!a.from_ms || t >= *a.from_ms) && (!a.to_ms || t <= *a.to_ms); };
+  const bool csv = a.format == "csv";
+  if (csv) std::cout << "kind,time,community,device,type,partition,offset,detail\n";
+  auto emit = [&](const char* kind, std::int64_t time, const std::string& community, const std::string& device,
+                  const std::string& type, std::int32_t partition, std::int64_t offset, const json& detail) {
+    if (csv) {
+      std::cout << kind << ',' << time << ',' << csv_field(community) << ',' << csv_field(device) << ',' << csv_field(type)
+                << ',' << partition << ',' << offset << ',' << csv_field(detail.dump()) << '\n';
+    } else {
+      std::cout << json{{"kind", kind}, {"time", time}, {"partition", partition}, {"offset", offset}, {"record", detail}}.dump()
+                << '\n';
+    }
+  };
+  std::uint64_t events = 0, refused = 0, alerts = 0;
+  auto read_events = read_to_end(config.kafka, config.kafka.events_topic, [&](const rd_kafka_message_t& m) {
+    auto e = schemas::decode(std::string_view(static_cast<const char*>(m.payload), m.len));
+    if (!e || e->community.empty() || !concerns(*e, a) || !in_range(e->ingest_time_ms)) return;
+    ++events;
+    emit("event", e->ingest_time_ms, e->community.str(), e->device.str(), std::string(schemas::type_name(e->body)),
+         m.partition, m.offset, schemas::to_json(*e));
+  });
+  if (!read_events) throw std::runtime_error(read_events.error());
+  if (!a.device.empty() || !a.community.empty()) {
+    auto read_refused = read_to_end(config.kafka, config.kafka.deadletter_topic, [&](const rd_kafka_message_t& m) {
+      json headers = json::object();
+      rd_kafka_headers_t* hs = nullptr;
+      if (!rd_kafka_message_headers(&m, &hs) && hs) {
+        const char* name = nullptr;
+        const void* value = nullptr;
+        std::size_t size = 0;
+        for (std::size_t i = 0; !rd_kafka_header_get_all(hs, i, &name, &value, &size); ++i) {
+          headers[name] = value ? std::string(static_cast<const char*>(value), size) : std::string();
+        }
+      }
+      const std::string device = headers.value("device", ""), community = headers.value("community", "");
+      const std::int64_t at = std::stoll(headers.value("received_at", "0"));
+      if ((!a.device.empty() && device != a.device) || (!a.community.empty() && community != a.community) || !in_range(at)) return;
+      ++refused;
+      headers["payload"] = std::string(static_cast<const char*>(m.payload), m.len);
+      emit("refused", at, community, device, headers.value("reason", ""), m.partition, m.offset, headers);
+    });
+    if (!read_refused) throw std::runtime_error(read_refused.error());
+  }
+  // The alerts topic carries every change of an alert; an inquiry wants each one's last word.
+  std::map<std::string, std::tuple<json, std::int32_t, std::int64_t>> latest;
+  auto read_alerts = read_to_end(config.kafka, config.kafka.alerts_topic, [&](const rd_kafka_message_t& m) {
+    auto alert = json::parse(std::string_view(static_cast<const char*>(m.payload), m.len), nullptr, false);
+    if (!alert.is_object() || !in_range(alert.value("updated_at", std::int64_t{0}))) return;
+    const bool match = !a.community.empty() ? alert.value("community", "") == a.community
+                       : !a.device.empty()  ? alert.value("device", "") == a.device
+                                            : alert.value("subject", "") == a.subject;
+    if (match) latest[alert.value("id", "")] = {alert, m.partition, m.offset};
+  });
+  if (!read_alerts) throw std::runtime_error(read_alerts.error());
+  for (const auto& [id, entry] : latest) {
+    const auto& [alert, partition, offset] = entry;
+    ++alerts;
+    emit("alert", alert.value("updated_at", std::int64_t{0}), alert.value("community", ""), alert.value("device", ""),
+         alert.value("rule", ""), partition, offset, alert);
+  }
+  std::cout.flush();  // the records first, then the summary (both may go to one file)
+  std::cerr << json{{"events", events}, {"refused", refused}, {"alerts", alerts}, {"format", a.format}}.dump() << "\n";
   return 0;
 }
 

@@ -21,6 +21,16 @@ int run_replay_rebuild(const Config& config, const RebuildArgs& args);
 // compares the projections' digests. 0 when equal; 1, naming the first differing record, when not.
 int run_replay_verify(const Config& config, const std::string& work_dir, bool keep);
 int run_replay_digest(const std::string& store_dir);
+
+struct ExportArgs {
+  std::string device, subject, community;  // exactly one
+  std::optional<std::int64_t> from_ms, to_ms;  // ingest time, inclusive
+  std::string format = "jsonl";            // jsonl or csv
+};
+// For an inquiry: the events of a device, a subject (person or plate token) or a community in a
+// time range, the payloads refused from that device, and the alerts they caused (each alert's
+// last record in the range), on stdout; a JSON summary on stderr.
+int run_replay_export(const Config& config, const ExportArgs& args);
 // The projection records under `prefix` (or the one `key`) as they were at `time_ms`, as JSON
 // lines, then the summary (which checkpoint, how much log replayed).
 int run_replay_as_of(const Config& config, std::int64_t time_ms, const std::string& prefix, const std::string& key,

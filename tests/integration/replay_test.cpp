@@ -24,7 +24,7 @@ std::pair<int, json> replay(test::Stack& stack, std::vector<std::string> args, c
   test::Process p(args, stack.env(), stack.dir().str(name + ".log"));
   int status = p.wait();
   auto out = test::read_file(stack.dir().str(name + ".log"));
-  MESSAGE(name, ": ", out.substr(0, 4000));
+  MESSAGE(name, ": ", out.substr(0, 600));
   json summary;
   for (std::size_t at = 0; at < out.size();) {  // the summary is the JSON line among the logs
     auto end = out.find('\n', at);
@@ -151,6 +151,24 @@ TEST_SUITE("integration: replay") {
     CHECK(as_of_status == 0);
     CHECK(as_of_summary["records"] == 1);
     CHECK_FALSE(as_of_summary["checkpoint"].is_null());
+
+    // An inquiry about the gate that saw the fever: its events, what it had refused, the alert.
+    auto fevers = stack.get("/api/v1/alerts?rule=fever&community=" + community);
+    REQUIRE(fevers);
+    REQUIRE_FALSE((*fevers)["items"].empty());
+    const std::string gate = (*fevers)["items"][0]["device"];
+    auto [exported, export_summary] = replay(stack, {"export", "--device", gate}, "export");
+    CHECK(exported == 0);
+    const auto gate_record = stack.get("/api/v1/devices/" + gate).value();
+    CHECK(export_summary["events"].get<int>() >= gate_record["events"].get<int>() + 1);  // and its registration
+    CHECK(export_summary["alerts"].get<int>() >= 1);
+    const auto export_log = test::read_file(stack.dir().str("export.log"));
+    CHECK(export_log.find(R"("kind":"alert")") != std::string::npos);
+    CHECK(export_log.find(R"("rule":"fever")") != std::string::npos);
+    auto [exported_csv, csv_summary] = replay(stack, {"export", "--device", gate, "--format", "csv"}, "export-csv");
+    CHECK(exported_csv == 0);
+    CHECK(csv_summary["events"] == export_summary["events"]);
+    CHECK(test::read_file(stack.dir().str("export-csv.log")).starts_with("kind,time,community,device,type,partition,offset,detail\n"));
 
     // A rebuild to a directory reproduces the same digests.
     auto [rebuilt, rebuild_summary] = replay(stack, {"rebuild", "--to", stack.dir().str("rebuilt")}, "rebuild");
