@@ -106,3 +106,34 @@ TEST_SUITE("schemas envelope") {
     }
   }
 }
+
+TEST_SUITE("hash chain links") {
+  TEST_CASE("a link depends on the previous link and on every field of the event, and survives the envelope") {
+    schemas::Event e;
+    e.device = DeviceId("gate-1");
+    e.community = CommunityId("c1");
+    e.seq = 7;
+    e.device_time_ms = 1795950000000;
+    e.ingest_time_ms = 1795950000005;
+    e.body = schemas::GatePass{schemas::Credential::Face, "subj-1", schemas::Direction::In, schemas::Decision::Granted};
+    e.chain_seq = 42;
+    const auto link = schemas::chain_link("prev", e);
+    CHECK(link.size() == 64);
+    CHECK(schemas::chain_link("prev", e) == link);
+    CHECK(schemas::chain_link("other", e) != link);
+    auto later = e;
+    later.device_time_ms += 1;
+    CHECK(schemas::chain_link("prev", later) != link);
+    auto moved = e;
+    moved.chain_seq = 43;
+    CHECK(schemas::chain_link("prev", moved) != link);
+    auto with_link = e;
+    with_link.chain_link = link;
+    CHECK(schemas::chain_link("prev", with_link) == link);  // the link itself is not hashed
+    auto decoded = schemas::decode(schemas::encode(with_link));
+    REQUIRE(decoded);
+    CHECK(decoded->chain_seq == 42);
+    CHECK(decoded->chain_link == link);
+    CHECK(schemas::chain_link("prev", *decoded) == link);
+  }
+}
