@@ -63,6 +63,19 @@ std::expected<std::int64_t, std::string> query_high_watermark(rd_kafka_t* rk, co
   return high;
 }
 
+std::vector<std::pair<std::string, std::string>> message_headers(const rd_kafka_message_t& message) {
+  std::vector<std::pair<std::string, std::string>> out;
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(&message, &headers) || !headers) return out;
+  const char* name = nullptr;
+  const void* value = nullptr;
+  std::size_t size = 0;
+  for (std::size_t i = 0; !rd_kafka_header_get_all(headers, i, &name, &value, &size); ++i) {
+    out.emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
+  }
+  return out;
+}
+
 std::expected<void, std::string> read_to_end(const KafkaConfig& config, const std::string& topic,
                                              const std::function<void(const rd_kafka_message_t&)>& on_message,
                                              std::chrono::milliseconds timeout) {

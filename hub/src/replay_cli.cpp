@@ -349,15 +349,7 @@ int run_replay_export(const Config& config, const ExportArgs& a) {
   if (!a.device.empty() || !a.community.empty()) {
     auto read_refused = read_to_end(config.kafka, config.kafka.deadletter_topic, [&](const rd_kafka_message_t& m) {
       json headers = json::object();
-      rd_kafka_headers_t* hs = nullptr;
-      if (!rd_kafka_message_headers(&m, &hs) && hs) {
-        const char* name = nullptr;
-        const void* value = nullptr;
-        std::size_t size = 0;
-        for (std::size_t i = 0; !rd_kafka_header_get_all(hs, i, &name, &value, &size); ++i) {
-          headers[name] = value ? std::string(static_cast<const char*>(value), size) : std::string();
-        }
-      }
+      for (auto& [name, value] : message_headers(m)) headers[name] = std::move(value);
       const std::string device = headers.value("device", ""), community = headers.value("community", "");
       const std::int64_t at = std::stoll(headers.value("received_at", "0"));
       if ((!a.device.empty() && device != a.device) || (!a.community.empty() && community != a.community) || !in_range(at)) return;

@@ -171,15 +171,7 @@ void Runner::run(std::stop_token stop) {
       lm.offset = msg->offset;
       if (msg->key) lm.key.assign(static_cast<const char*>(msg->key), msg->key_len);
       if (msg->payload) lm.value.assign(static_cast<const char*>(msg->payload), msg->len);
-      rd_kafka_headers_t* headers = nullptr;
-      if (!rd_kafka_message_headers(msg.get(), &headers) && headers) {
-        const char* name = nullptr;
-        const void* value = nullptr;
-        std::size_t size = 0;
-        for (std::size_t i = 0; !rd_kafka_header_get_all(headers, i, &name, &value, &size); ++i) {
-          lm.headers.emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
-        }
-      }
+      lm.headers = message_headers(*msg);
       batch.push_back(std::move(lm));
     }
     if (!batch.empty()) {

@@ -229,15 +229,7 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
     lm.offset = m->offset;
     if (m->key) lm.key.assign(static_cast<const char*>(m->key), m->key_len);
     if (m->payload) lm.value.assign(static_cast<const char*>(m->payload), m->len);
-    rd_kafka_headers_t* headers = nullptr;
-    if (!rd_kafka_message_headers(m.get(), &headers) && headers) {
-      const char* name = nullptr;
-      const void* value = nullptr;
-      std::size_t size = 0;
-      for (std::size_t i = 0; !rd_kafka_header_get_all(headers, i, &name, &value, &size); ++i) {
-        lm.headers.emplace_back(name, value ? std::string(static_cast<const char*>(value), size) : std::string());
-      }
-    }
+    lm.headers = message_headers(*m);
     if (lm.topic == c.kafka.events_topic) chains.check(lm);
     batch.push_back(std::move(lm));
     ++summary.messages;

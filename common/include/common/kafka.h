@@ -6,6 +6,8 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/handles.h"
 
@@ -48,6 +50,9 @@ std::expected<KafkaPtr, std::string> make_consumer(
 std::expected<std::int64_t, std::string> query_high_watermark(rd_kafka_t* rk, const std::string& topic,
                                                               std::int32_t partition,
                                                               std::chrono::milliseconds timeout);
+
+// A message's headers, in order (a header without a value has an empty one).
+std::vector<std::pair<std::string, std::string>> message_headers(const rd_kafka_message_t& message);
 
 // Reads every partition of `topic` from its start to the end it had when called, calling
 // `on_message` for each message (per partition in order). For tools and tests, not hot paths.
