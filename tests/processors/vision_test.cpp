@@ -1,0 +1,116 @@
+// Faces in real photographs: OpenCV's own sample images (Debian's opencv-doc, installed by
+// scripts/setup, never committed).
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+#include "processors/vision.h"
+#include "temp_dir.h"
+
+using namespace courtyard;
+using namespace courtyard::processors;
+
+namespace {
+
+std::string sample(const std::string& name) {
+  auto data = test::read_file(std::filesystem::path(COURTYARD_OPENCV_SAMPLES) / name);
+  REQUIRE_MESSAGE(!data.empty(), name, " is missing from ", COURTYARD_OPENCV_SAMPLES, ": run scripts/setup (opencv-doc)");
+  return data;
+}
+
+std::unique_ptr<FaceDetector> detector() {
+  auto d = FaceDetector::open({});
+  REQUIRE_MESSAGE(d, (d ? "" : d.error()));
+  return std::move(*d);
+}
+
+}  // namespace
+
+TEST_SUITE("vision: faces") {
+  TEST_CASE("a face is found where there is one, at its place") {
+    auto d = detector();
+    auto messi = d->scan(sample("messi5.jpg"));
+    REQUIRE(messi);
+    CHECK(messi->width == 548);
+    CHECK(messi->height == 342);
+    REQUIRE(messi->faces.size() == 1);  // the player's; the crowd behind is out of focus
+    const auto& face = messi->faces[0];
+    CHECK(face.x > 200);
+    CHECK(face.x < 250);
+    CHECK(face.y > 80);
+    CHECK(face.y < 110);
+    auto players = d->scan(sample("basketball2.png"));
+    REQUIRE(players);
+    CHECK(players->faces.size() == 1);
+  }
+
+  TEST_CASE("no face is found in photographs without people") {
+    auto d = detector();
+    for (const char* name : {"building.jpg", "fruits.jpg", "starry_night.jpg", "smarties.png", "box.png", "home.jpg",
+                             "baboon.jpg", "HappyFish.jpg", "licenseplate_motion.jpg"}) {
+      INFO(name);
+      auto scan = d->scan(sample(name));
+      REQUIRE(scan);
+      CHECK(scan->faces.empty());
+    }
+  }
+
+  TEST_CASE("a blurred snapshot has no detectable face left, and the rest of it is still there") {
+    auto d = detector();
+    const auto original = sample("messi5.jpg");
+    auto scan = d->scan(original);
+    REQUIRE(scan);
+    REQUIRE_FALSE(scan->faces.empty());
+    auto blurred = d->blur_faces(original, scan->faces);
+    REQUIRE(blurred);
+    auto again = d->scan(*blurred);
+    REQUIRE(again);
+    CHECK(again->faces.empty());
+    CHECK(again->width == scan->width);
+    CHECK(again->height == scan->height);
+    // Nor does OpenCV's own default setting (3 neighbours, far more eager than ours) where the face was.
+    VisionConfig permissive;
+    permissive.min_neighbors = 3;
+    auto eager = FaceDetector::open(permissive);
+    REQUIRE(eager);
+    auto eager_scan = (*eager)->scan(*blurred);
+    REQUIRE(eager_scan);
+    const auto& f = scan->faces[0];
+    for (const auto& g : eager_scan->faces) {
+      const bool overlaps = g.x < f.x + f.width && f.x < g.x + g.width && g.y < f.y + f.height && f.y < g.y + g.height;
+      CHECK_FALSE(overlaps);
+    }
+  }
+
+  TEST_CASE("bytes that are not an image, or too large, are refused with a reason") {
+    auto d = detector();
+    auto empty = d->scan("");
+    REQUIRE_FALSE(empty);
+    CHECK(empty.error() == "the image is empty");
+    auto junk = d->scan("\xff\xd8\xff\xe0 not really a jpeg");
+    REQUIRE_FALSE(junk);
+    CHECK(junk.error().starts_with("not a decodable image"));
+    VisionConfig small;
+    small.max_image_bytes = 1000;
+    auto strict = FaceDetector::open(small);
+    REQUIRE(strict);
+    auto big = (*strict)->scan(sample("messi5.jpg"));
+    REQUIRE_FALSE(big);
+    CHECK(big.error().find("more than 1000") != std::string::npos);
+    VisionConfig narrow;
+    narrow.max_side_px = 500;
+    auto small_side = FaceDetector::open(narrow);
+    REQUIRE(small_side);
+    auto wide = (*small_side)->scan(sample("messi5.jpg"));
+    REQUIRE_FALSE(wide);
+    CHECK(wide.error() == "the image is 548x342, larger than 500 on a side");
+  }
+
+  TEST_CASE("a missing face model stops start-up with its path") {
+    VisionConfig wrong;
+    wrong.face_model = "/nonexistent/model.xml";
+    auto d = FaceDetector::open(wrong);
+    REQUIRE_FALSE(d);
+    CHECK(d.error() == "cannot load the face model /nonexistent/model.xml");
+  }
+}
