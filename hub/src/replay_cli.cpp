@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/digest.h"
 #include "common/kafka.h"
 #include "common/random.h"
 #include "audit.h"
@@ -354,7 +355,8 @@ int run_replay_export(const Config& config, const ExportArgs& a) {
       const std::int64_t at = std::stoll(headers.value("received_at", "0"));
       if ((!a.device.empty() && device != a.device) || (!a.community.empty() && community != a.community) || !in_range(at)) return;
       ++refused;
-      headers["payload"] = std::string(static_cast<const char*>(m.payload), m.len);
+      // The refused bytes as they came: not necessarily text.
+      headers["payload_base64"] = base64(std::string_view(static_cast<const char*>(m.payload), m.len));
       emit("refused", at, community, device, headers.value("reason", ""), m.partition, m.offset, headers);
     });
     if (!read_refused) throw std::runtime_error(read_refused.error());

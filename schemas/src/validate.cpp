@@ -1,6 +1,7 @@
 // Range checks: the physical and protocol limits of every field, with the field named in the reason.
 #include <cmath>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "codec.h"
 #include "schemas/event.h"
@@ -25,6 +26,17 @@ struct Check {
       failure = Rejection{Code::MissingField, fmt::format("body.{} must not be empty", field)};
     } else if (s.size() > max) {
       failure = Rejection{Code::OutOfRange, fmt::format("body.{} is {} bytes, at most {} allowed", field, s.size(), max)};
+    } else if (!valid_utf8(s)) {
+      // JSON payloads cannot carry it, a FlatBuffers string can: every later JSON view would fail.
+      failure = Rejection{Code::Malformed, fmt::format("body.{} is not valid UTF-8", field)};
+    }
+  }
+  static bool valid_utf8(const std::string& s) {
+    try {
+      (void)nlohmann::json(s).dump();
+      return true;
+    } catch (const nlohmann::json::type_error&) {
+      return false;
     }
   }
 };
@@ -69,6 +81,9 @@ std::expected<void, Rejection> validate(const Event& e, const Limits& limits) {
           c.range("battery_pct", b.battery_pct, 0, 100);
           c.range("rssi", b.rssi ? std::optional<double>(*b.rssi) : std::nullopt, -150, 0);
           c.text("firmware", b.firmware, 64, false);
+        } else if constexpr (std::is_same_v<T, CommandAck>) {
+          c.text("command_id", b.command_id, 64, true);
+          c.text("detail", b.detail, 256, false);
         } else if constexpr (std::is_same_v<T, DeviceRegistered>) {
           c.text("unit", b.unit, 64, false);
           c.text("location", b.location, 256, false);

@@ -137,3 +137,33 @@ TEST_SUITE("hash chain links") {
     CHECK(schemas::chain_link("prev", *decoded) == link);
   }
 }
+
+TEST_SUITE("device FlatBuffers") {
+  TEST_CASE("a string that is not UTF-8 is refused as malformed, naming the field, before anything renders it as JSON") {
+    schemas::Event e;
+    e.seq = 1;
+    e.device_time_ms = 1795950000000;
+    e.body = schemas::GatePass{schemas::Credential::Face, "subj-\xff\xfe", schemas::Direction::In, schemas::Decision::Granted};
+    auto topic = schemas::parse_topic("courtyard/v1/c1/gate-1/telemetry");
+    REQUIRE(topic);
+    auto admitted = schemas::decode_device_payload(*topic, schemas::encode(e));
+    REQUIRE_FALSE(admitted);
+    CHECK(admitted.error().code == Rejection::Code::Malformed);
+    CHECK(admitted.error().detail == "body.subject is not valid UTF-8");
+  }
+
+  TEST_CASE("chain fields a device puts in its buffer are ignored: they are ingest's to set") {
+    schemas::Event e;
+    e.seq = 1;
+    e.device_time_ms = 1795950000000;
+    e.body = schemas::DeviceStatus{};
+    e.chain_seq = 99;
+    e.chain_link = "forged";
+    auto topic = schemas::parse_topic("courtyard/v1/c1/gate-1/telemetry");
+    REQUIRE(topic);
+    auto admitted = schemas::decode_device_payload(*topic, schemas::encode(e));
+    REQUIRE(admitted);
+    CHECK(admitted->chain_seq == 0);
+    CHECK(admitted->chain_link.empty());
+  }
+}

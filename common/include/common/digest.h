@@ -8,6 +8,9 @@ namespace courtyard {
 // The SHA-256 of `data`, as 64 lowercase hex digits.
 std::string sha256_hex(std::string_view data);
 
+// Standard base64 (with padding) of arbitrary bytes, for binary data in JSON and CSV.
+std::string base64(std::string_view data);
+
 // SHA-256 over data given in pieces. Not thread-safe; one per digest.
 class Sha256 {
  public:
