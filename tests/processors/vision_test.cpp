@@ -114,3 +114,39 @@ TEST_SUITE("vision: faces") {
     CHECK(d.error() == "cannot load the face model /nonexistent/model.xml");
   }
 }
+
+TEST_SUITE("vision: plates") {
+  std::unique_ptr<PlateReader> reader() {
+    auto r = PlateReader::open({});
+    REQUIRE_MESSAGE(r, (r ? "" : r.error()));
+    return std::move(*r);
+  }
+
+  TEST_CASE("a rendered plate is found and its text read") {
+    auto r = reader();
+    for (const char* plate : {"AB123CD", "XY987ZK", "LU456MN", "HZ202PQ", "CN888EV", "SK314JT"}) {
+      INFO(plate);
+      auto readings = r->read(render_plate_jpeg(plate));
+      REQUIRE(readings);
+      REQUIRE(readings->size() == 1);
+      CHECK((*readings)[0].text == plate);
+      CHECK((*readings)[0].confidence > 50);
+      // where the plate is in the rendered scene: centred, below the middle
+      CHECK((*readings)[0].region.x > 150);
+      CHECK((*readings)[0].region.y > 250);
+    }
+  }
+
+  TEST_CASE("photographs without a plate give no reading, and bad bytes a reason") {
+    auto r = reader();
+    for (const char* name : {"building.jpg", "fruits.jpg", "starry_night.jpg", "messi5.jpg"}) {
+      INFO(name);
+      auto readings = r->read(sample(name));
+      REQUIRE(readings);
+      for (const auto& reading : *readings) CHECK(reading.text.size() < 4);  // nothing that reads like a plate
+    }
+    auto junk = r->read("not an image");
+    REQUIRE_FALSE(junk);
+    CHECK(junk.error().starts_with("not a decodable image"));
+  }
+}

@@ -1,8 +1,9 @@
 #pragma once
-// Faces in gate camera snapshots: find them, and blur them out of any image Courtyard keeps or
-// serves (residential gates may not rely on faces alone, and face data stays minimal). OpenCV's
-// Haar cascade for frontal faces (Debian's opencv-data) does the finding; OpenCV types stay out of
-// this header. A FaceDetector is not thread-safe: one per thread.
+// Gate camera snapshots: find faces and blur them out of any image Courtyard keeps or serves
+// (residential gates may not rely on faces alone, and face data stays minimal), and read licence
+// plates. OpenCV's Haar cascades (Debian's opencv-data) find faces and plate regions; Tesseract
+// (Debian's tesseract-ocr) reads the plate. OpenCV and Tesseract types stay out of this header.
+// A FaceDetector or PlateReader is not thread-safe: one per thread.
 #include <cstddef>
 #include <expected>
 #include <memory>
@@ -21,6 +22,9 @@ struct VisionConfig {
   std::size_t max_image_bytes = 2 << 20;  // larger snapshots are refused
   int max_side_px = 4096;               // larger images are refused
   int blur_cells = 4;                   // a blurred head keeps this many cells per side, at most
+  std::string plate_model = "/usr/share/opencv4/haarcascades/haarcascade_russian_plate_number.xml";
+  int plate_min_neighbors = 3;          // overlapping detections a plate region needs
+  std::string ocr_language = "eng";     // Tesseract's traineddata for plate characters
 };
 
 struct Box {
@@ -48,5 +52,30 @@ class FaceDetector {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// A plate read in an image: where, what it says (A-Z and 0-9 only), and Tesseract's confidence 0..100.
+struct PlateReading {
+  Box region;
+  std::string text;
+  double confidence = 0;
+};
+
+class PlateReader {
+ public:
+  // Errors: the plate model or Tesseract's language data cannot be loaded.
+  static std::expected<std::unique_ptr<PlateReader>, std::string> open(const VisionConfig& config);
+  ~PlateReader();
+  // Every plate region found, with its text (empty when nothing legible was read).
+  std::expected<std::vector<PlateReading>, std::string> read(std::string_view image) const;
+
+ private:
+  PlateReader();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A car park scene with a plate saying `text` (A-Z, 0-9), as JPEG: what the simulator's
+// vehicle-gate cameras send, and what the tests read back.
+std::string render_plate_jpeg(std::string_view text);
 
 }  // namespace courtyard::processors
