@@ -17,6 +17,7 @@
 #include "common/mqtt.h"
 #include "devices/simulator.h"
 #include "http_client.h"
+#include "options.h"
 #include "scrape.h"
 
 using namespace courtyard;
@@ -100,18 +101,13 @@ std::uint64_t projected_events(int port, const std::string& token, const std::ve
 
 int main(int argc, char** argv) {
   Args a;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i], v = argv[i + 1];
-    if (k == "--mqtt-port") a.mqtt_port = std::stoi(v);
-    else if (k == "--kafka-port") a.kafka_port = std::stoi(v);
-    else if (k == "--http-port") a.http_port = std::stoi(v);
-    else if (k == "--password-file") a.password_file = v;
-    else if (k == "--token") a.token = v;
-    else if (k == "--rate") a.rate = std::stod(v);
-    else if (k == "--seconds") a.seconds = std::stod(v);
-    else if (k == "--devices") a.devices = std::stoul(v);
-    else if (k == "--raw-messages") a.raw_messages = std::stoul(v);
-  }
+  CLI::App app{"bench_e2e: Courtyard end to end next to the raw broker (run through bench/e2e)"};
+  bench::add_service_options(app, a);
+  app.add_option("--rate", a.rate, "offered events/s");
+  app.add_option("--seconds", a.seconds, "how long");
+  app.add_option("--devices", a.devices, "fleet size");
+  app.add_option("--raw-messages", a.raw_messages, "messages of the unpaced raw baseline");
+  CLI11_PARSE(app, argc, argv);
   auto password = read_secret(a.password_file);
   if (!password) {
     std::cerr << password.error() << "\n";

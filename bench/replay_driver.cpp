@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/handles.h"
@@ -42,12 +43,11 @@ Raw raw_consume(const KafkaConfig& kafka) {
 int main(int argc, char** argv) {
   std::string dir = "build/bench-services/replay", rules = "config/rules.toml";
   KafkaConfig kafka;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i], v = argv[i + 1];
-    if (k == "--kafka-port") kafka.port = std::stoi(v);
-    else if (k == "--dir") dir = v;
-    else if (k == "--rules") rules = v;
-  }
+  CLI::App app{"bench_replay: rebuild speed against the raw consume rate (run through bench/replay)"};
+  app.add_option("--kafka-port", kafka.port, "Kafka");
+  app.add_option("--dir", dir, "where to rebuild (removed after)");
+  app.add_option("--rules", rules, "the alert rules the hub uses");
+  CLI11_PARSE(app, argc, argv);
   try {
     // Twice each, alternating, so neither has the page cache to itself.
     std::vector<Raw> raws;

@@ -22,6 +22,7 @@
 #include "common/metrics.h"
 #include "devices/simulator.h"
 #include "http_client.h"
+#include "options.h"
 #include "scrape.h"
 
 using namespace courtyard;
@@ -133,20 +134,15 @@ class Dashboard : public std::enable_shared_from_this<Dashboard> {
 
 int main(int argc, char** argv) {
   Args a;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string k = argv[i], v = argv[i + 1];
-    if (k == "--mqtt-port") a.mqtt_port = std::stoi(v);
-    else if (k == "--kafka-port") a.kafka_port = std::stoi(v);
-    else if (k == "--http-port") a.http_port = std::stoi(v);
-    else if (k == "--hub-pid") a.hub_pid = std::stoi(v);
-    else if (k == "--password-file") a.password_file = v;
-    else if (k == "--token") a.token = v;
-    else if (k == "--rate") a.rate = std::stod(v);
-    else if (k == "--seconds") a.seconds = std::stod(v);
-    else if (k == "--devices") a.devices = std::stoul(v);
-    else if (k == "--subscribers") a.subscribers = std::stoul(v);
-    else if (k == "--rounds") a.rounds = std::stoi(v);
-  }
+  CLI::App app{"bench_ws: dashboards subscribed over WebSocket under load (run through bench/ws)"};
+  bench::add_service_options(app, a);
+  app.add_option("--hub-pid", a.hub_pid, "the hub's process, for its memory");
+  app.add_option("--rate", a.rate, "offered events/s");
+  app.add_option("--seconds", a.seconds, "how long each round drives the fleet");
+  app.add_option("--devices", a.devices, "fleet size");
+  app.add_option("--subscribers", a.subscribers, "dashboards");
+  app.add_option("--rounds", a.rounds, "connect, drive, close this many times");
+  CLI11_PARSE(app, argc, argv);
   auto password = read_secret(a.password_file);
   if (!password) {
     std::cerr << password.error() << "\n";

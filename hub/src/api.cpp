@@ -33,7 +33,9 @@ std::string url_decode(std::string_view s) {
   return out;
 }
 
-Api::Target parse_target(std::string_view target) {
+}  // namespace
+
+Api::Target Api::parse_target(std::string_view target) {
   Api::Target t;
   auto q = target.find('?');
   t.path = url_decode(target.substr(0, q));
@@ -49,6 +51,8 @@ Api::Target parse_target(std::string_view target) {
   }
   return t;
 }
+
+namespace {
 
 HttpResponse json_response(int status, const json& body) { return {status, "application/json", body.dump() + "\n"}; }
 

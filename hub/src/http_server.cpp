@@ -39,18 +39,13 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       self->subscriber_->wake = [weak] {
         if (auto s = weak.lock()) s->flush();
       };
-      self->replies_.push_back(nlohmann_hello(self->subscriber_->principal()));
+      self->replies_.push_back(self->hub_.hello(*self->subscriber_));
       self->flush();
       self->read();
     });
   }
 
  private:
-  static std::string nlohmann_hello(const Principal& who) {
-    return std::string(R"({"type":"hello","role":")") + std::string(to_string(who.role)) + R"(","community":")" +
-           who.community + R"(","unit":")" + who.unit + R"("})";
-  }
-
   void read() {
     ws_.async_read(in_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec) return self->finish();
@@ -155,15 +150,11 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void upgrade(const HttpRequest& req) {
-    auto target = std::string_view(req.target);
-    if (!hub_ || target.substr(0, target.find('?')) != kSubscribePath) {
+    auto target = Api::parse_target(req.target);
+    if (!hub_ || target.path != kSubscribePath) {
       return respond({404, "application/json", R"({"error":"not_found","detail":"WebSocket is served at /api/v1/subscribe"})"});
     }
-    std::string credentials = req.authorization;
-    if (auto q = target.find("token="); credentials.empty() && q != std::string_view::npos) {
-      credentials = std::string(target.substr(q + 6, target.find('&', q) - (q + 6)));
-    }
-    auto who = api_.authenticate(credentials);
+    auto who = api_.authenticate(req.authorization.empty() ? target.query["token"] : req.authorization);
     if (!who) return respond(who.error());
     stream_.expires_never();
     auto ws = std::make_shared<WsSession>(stream_.release_socket(), *hub_, hub_->open(*who));

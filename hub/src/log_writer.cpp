@@ -41,15 +41,34 @@ struct LogWriter::Impl {
     }
   }
 
-  rd_kafka_resp_err_t produce(const schemas::Event& e, std::optional<std::int32_t> partition, Delivery* d) {
-    std::string value = schemas::encode(e);
-    std::string key = e.community.empty() ? "tick" : e.community.str();
-    // A community's events are ingest's to append (and chain); ticks go straight to their partition.
-    const std::string& topic = e.community.empty() ? kafka.events_topic : kafka.requests_topic;
+  // `d` receives the delivery report (nullptr: nobody waits).
+  rd_kafka_resp_err_t produce(const std::string& topic, std::optional<std::int32_t> partition, std::string key,
+                              std::string value, Delivery* d) {
     return rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
                              RD_KAFKA_V_PARTITION(partition.value_or(RD_KAFKA_PARTITION_UA)),
                              RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(value.data(), value.size()),
                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(d), RD_KAFKA_V_END);
+  }
+
+  rd_kafka_resp_err_t produce(const schemas::Event& e, std::optional<std::int32_t> partition, Delivery* d) {
+    // A community's events are ingest's to append (and chain); ticks go straight to their partition.
+    const std::string& topic = e.community.empty() ? kafka.events_topic : kafka.requests_topic;
+    return produce(topic, partition, e.community.empty() ? "tick" : e.community.str(), schemas::encode(e), d);
+  }
+
+  // Produces through `send` (which hands on the Delivery) and waits for Kafka's confirmation.
+  template <class Send>
+  std::expected<std::int64_t, std::string> confirmed(Send send, std::chrono::milliseconds timeout) {
+    auto* delivery = new Delivery();
+    auto result = delivery->done.get_future();
+    if (auto err = send(delivery)) {
+      delete delivery;
+      return std::unexpected(std::string(rd_kafka_err2str(err)));
+    }
+    if (result.wait_for(timeout) != std::future_status::ready) {
+      return std::unexpected("Kafka did not confirm within " + std::to_string(timeout.count()) + " ms");
+    }
+    return result.get();
   }
 
   int partitions() {
@@ -79,34 +98,12 @@ LogWriter::~LogWriter() { rd_kafka_flush(impl_->producer.get(), 5000); }
 std::expected<std::int64_t, std::string> LogWriter::append(schemas::Event event, std::optional<std::int32_t> partition,
                                                            std::chrono::milliseconds timeout) {
   impl_->stamp(event);
-  auto* delivery = new Delivery();
-  auto result = delivery->done.get_future();
-  if (auto err = impl_->produce(event, partition, delivery)) {
-    delete delivery;
-    return std::unexpected(std::string(rd_kafka_err2str(err)));
-  }
-  if (result.wait_for(timeout) != std::future_status::ready) {
-    return std::unexpected("Kafka did not confirm within " + std::to_string(timeout.count()) + " ms");
-  }
-  return result.get();
+  return impl_->confirmed([&](Delivery* d) { return impl_->produce(event, partition, d); }, timeout);
 }
 
 std::expected<std::int64_t, std::string> LogWriter::publish(const std::string& topic, const std::string& key,
                                                             const std::string& value, std::chrono::milliseconds timeout) {
-  auto* delivery = new Delivery();
-  auto result = delivery->done.get_future();
-  std::string payload = value;  // librdkafka takes a non-const pointer, even to copy
-  auto err = rd_kafka_producev(impl_->producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key.data(), key.size()),
-                               RD_KAFKA_V_VALUE(payload.data(), payload.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                               RD_KAFKA_V_OPAQUE(delivery), RD_KAFKA_V_END);
-  if (err) {
-    delete delivery;
-    return std::unexpected(std::string(rd_kafka_err2str(err)));
-  }
-  if (result.wait_for(timeout) != std::future_status::ready) {
-    return std::unexpected("Kafka did not confirm within " + std::to_string(timeout.count()) + " ms");
-  }
-  return result.get();
+  return impl_->confirmed([&](Delivery* d) { return impl_->produce(topic, std::nullopt, key, value, d); }, timeout);
 }
 
 void LogWriter::run_ticks(std::stop_token stop, std::chrono::milliseconds interval) {

@@ -37,6 +37,16 @@ replay::RebuildConfig rebuild_config(const Config& config, const std::string& di
   return c;
 }
 
+// Another process's (or a finished rebuild's) store, to read. Throws when it cannot be opened.
+std::unique_ptr<processors::Store> read_only_store(const std::string& dir) {
+  processors::StoreConfig sc;
+  sc.dir = dir;
+  sc.read_only = true;
+  auto store = processors::Store::open(sc);
+  if (!store) throw std::runtime_error(store.error());
+  return std::move(*store);
+}
+
 json offsets_json(const processors::Offsets& offsets) {
   json out = json::object();
   for (const auto& [tp, next] : offsets) out[tp.first][std::to_string(tp.second)] = next;
@@ -109,25 +119,17 @@ int run_replay_rebuild(const Config& config, const RebuildArgs& args) {
   auto summary = replay::rebuild(c);
   if (::isatty(STDERR_FILENO)) std::fputc('\n', stderr);
   if (!summary) throw std::runtime_error(summary.error());
-  processors::StoreConfig sc;
-  sc.dir = args.to;
-  sc.read_only = true;
-  auto store = processors::Store::open(sc);
-  if (!store) throw std::runtime_error(store.error());
+  auto store = read_only_store(args.to);
   auto out = summary_json(*summary);
   out["store"] = args.to;
-  out["digests"] = digests_json(replay::digest((*store)->view()));
+  out["digests"] = digests_json(replay::digest(store->view()));
   std::cout << out.dump() << "\n";
   return report_breaks(*summary) ? 0 : 1;
 }
 
 int run_replay_verify(const Config& config, const std::string& work_dir, bool keep) {
-  processors::StoreConfig live_config;
-  live_config.dir = config.var_path("hub/state").string();
-  live_config.read_only = true;
-  auto live = processors::Store::open(live_config);
-  if (!live) throw std::runtime_error(live.error());
-  auto live_view = (*live)->view();
+  auto live = read_only_store(config.var_path("hub/state").string());
+  auto live_view = live->view();
   processors::Offsets until;
   for (const auto& [tp, next] : live_view.offsets()) {
     if (tp.first == config.kafka.events_topic || tp.first == config.kafka.deadletter_topic) until[tp] = next;
@@ -217,13 +219,9 @@ int run_replay_audit(const Config& config, const std::string& hub_id, const std:
     c.only_named_partitions = true;
     auto summary = replay::rebuild(c);
     if (!summary) throw std::runtime_error(summary.error());
-    processors::StoreConfig sc;
-    sc.dir = dir;
-    sc.read_only = true;
-    auto store = processors::Store::open(sc);
-    if (!store) throw std::runtime_error(store.error());
+    auto store = read_only_store(dir);
     std::vector<std::string> differing;
-    for (const auto& [name, d] : replay::digest((*store)->view())) {
+    for (const auto& [name, d] : replay::digest(store->view())) {
       const auto& published = record["projections"].value(name, json::object());
       if (published.value("sha256", "") != d.sha256) differing.push_back("projection " + name);
     }
@@ -260,12 +258,8 @@ int run_replay_as_of(const Config& config, std::int64_t time_ms, const std::stri
   if (!result) throw std::runtime_error(result.error());
   std::size_t records = 0;
   {
-    processors::StoreConfig sc;
-    sc.dir = dir;
-    sc.read_only = true;
-    auto store = processors::Store::open(sc);
-    if (!store) throw std::runtime_error(store.error());
-    auto view = (*store)->view();
+    auto store = read_only_store(dir);
+    auto view = store->view();
     auto print = [&](const std::string& k, const std::string& raw) {
       if (!processors::Projector::is_projection_key(k)) return;
       std::cout << json{{"key", k}, {"value", json::parse(raw)}}.dump() << "\n";
@@ -384,12 +378,8 @@ int run_replay_export(const Config& config, const ExportArgs& a) {
 }
 
 int run_replay_digest(const std::string& store_dir) {
-  processors::StoreConfig sc;
-  sc.dir = store_dir;
-  sc.read_only = true;
-  auto store = processors::Store::open(sc);
-  if (!store) throw std::runtime_error(store.error());
-  auto view = (*store)->view();
+  auto store = read_only_store(store_dir);
+  auto view = store->view();
   std::cout << json{{"store", store_dir}, {"offsets", offsets_json(view.offsets())}, {"digests", digests_json(replay::digest(view))}}.dump()
             << "\n";
   return 0;

@@ -63,6 +63,11 @@ void SubscriptionHub::close(Subscriber& s) {
   --stats_.connections;
 }
 
+std::string SubscriptionHub::hello(const Subscriber& s) const {
+  const auto& who = s.principal();
+  return json{{"type", "hello"}, {"role", to_string(who.role)}, {"community", who.community}, {"unit", who.unit}}.dump();
+}
+
 std::vector<std::string> SubscriptionHub::on_message(Subscriber& s, std::string_view text) {
   if (text.size() > limits_.max_message_bytes) return {error_frame("", "too_large", "messages are at most 4 KiB")};
   json m = json::parse(text, nullptr, false);

@@ -80,6 +80,8 @@ class SubscriptionHub {
   ~SubscriptionHub();
   std::shared_ptr<Subscriber> open(Principal who);
   void close(Subscriber& s);  // forgets every subscription of `s`; idempotent
+  // The first frame of a connection: who the server takes it for.
+  std::string hello(const Subscriber& s) const;
   // One client message; returns the frames to send back at once (snapshot, ack or error).
   //   {"op":"subscribe","id":"a","prefix":"alerts/"}   {"op":"subscribe","id":"b","key":"devices/gate-1"}
   //   {"op":"subscribe","id":"c","stream":"alerts"}     {"op":"unsubscribe","id":"a"}

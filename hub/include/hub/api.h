@@ -70,6 +70,7 @@ class Api {
     std::string path;
     std::map<std::string, std::string> query;
   };
+  static Target parse_target(std::string_view target);
 
  private:
   HttpResponse route(const HttpRequest& request, std::string& route_name);

@@ -1,0 +1,19 @@
+#pragma once
+// The options every bench driver takes to reach the services bench/lib/stack.sh started.
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace courtyard::bench {
+
+// Args: any struct with mqtt_port, kafka_port, http_port, password_file and token.
+template <class Args>
+void add_service_options(CLI::App& app, Args& a) {
+  app.add_option("--mqtt-port", a.mqtt_port, "Mosquitto");
+  app.add_option("--kafka-port", a.kafka_port, "Kafka");
+  app.add_option("--http-port", a.http_port, "the hub's API");
+  app.add_option("--password-file", a.password_file, "Courtyard's service identity at the broker")->required();
+  app.add_option("--token", a.token, "an admin token for the hub's API")->required();
+}
+
+}  // namespace courtyard::bench
