@@ -114,4 +114,87 @@ std::expected<void, std::string> read_to_end(const KafkaConfig& config, const st
   return {};
 }
 
+namespace {
+
+using AdminQueuePtr = std::unique_ptr<rd_kafka_queue_t, CDeleter<rd_kafka_queue_destroy>>;
+using AdminEventPtr = std::unique_ptr<rd_kafka_event_t, CDeleter<rd_kafka_event_destroy>>;
+using ConfigResourcePtr = std::unique_ptr<rd_kafka_ConfigResource_t, CDeleter<rd_kafka_ConfigResource_destroy>>;
+
+// Runs one admin request on a short-lived client and waits for its result event.
+template <class Request>
+std::expected<AdminEventPtr, std::string> admin_call(const KafkaConfig& config, std::chrono::milliseconds timeout,
+                                                     Request request) {
+  auto client = make_producer(config, {});
+  if (!client) return std::unexpected(client.error());
+  AdminQueuePtr queue(rd_kafka_queue_new(client->get()));
+  request(client->get(), queue.get());
+  AdminEventPtr event(rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count())));
+  if (!event) return std::unexpected(std::string("the broker did not answer in time"));
+  if (rd_kafka_event_error(event.get())) return std::unexpected(std::string(rd_kafka_event_error_string(event.get())));
+  return event;
+}
+
+}  // namespace
+
+std::expected<void, std::string> ensure_topic(const KafkaConfig& config, const std::string& topic, int partitions,
+                                              const KafkaProperties& configs, std::chrono::milliseconds timeout) {
+  char error[256] = {0};
+  std::unique_ptr<rd_kafka_NewTopic_t, CDeleter<rd_kafka_NewTopic_destroy>> fresh(
+      rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, error, sizeof error));
+  if (!fresh) return std::unexpected("topic " + topic + ": " + error);
+  for (const auto& [k, v] : configs) rd_kafka_NewTopic_set_config(fresh.get(), k.c_str(), v.c_str());
+  auto created = admin_call(config, timeout, [&](rd_kafka_t* rk, rd_kafka_queue_t* q) {
+    rd_kafka_NewTopic_t* list[] = {fresh.get()};
+    rd_kafka_CreateTopics(rk, list, 1, nullptr, q);
+  });
+  if (!created) return std::unexpected("create topic " + topic + ": " + created.error());
+  std::size_t count = 0;
+  const auto** results = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(created->get()), &count);
+  const auto err = count == 1 ? rd_kafka_topic_result_error(results[0]) : RD_KAFKA_RESP_ERR__FAIL;
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return {};
+  if (err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+    return std::unexpected("create topic " + topic + ": " +
+                           (count == 1 ? rd_kafka_topic_result_error_string(results[0]) : "no result"));
+  }
+  ConfigResourcePtr resource(rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()));
+  for (const auto& [k, v] : configs) rd_kafka_ConfigResource_set_config(resource.get(), k.c_str(), v.c_str());
+  auto altered = admin_call(config, timeout, [&](rd_kafka_t* rk, rd_kafka_queue_t* q) {
+    rd_kafka_ConfigResource_t* list[] = {resource.get()};
+    rd_kafka_AlterConfigs(rk, list, 1, nullptr, q);
+  });
+  if (!altered) return std::unexpected("configure topic " + topic + ": " + altered.error());
+  const auto** resources =
+      rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(altered->get()), &count);
+  if (count != 1 || rd_kafka_ConfigResource_error(resources[0]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return std::unexpected("configure topic " + topic + ": " +
+                           (count == 1 ? rd_kafka_ConfigResource_error_string(resources[0]) : "no result"));
+  }
+  return {};
+}
+
+std::expected<KafkaProperties, std::string> describe_topic(const KafkaConfig& config, const std::string& topic,
+                                                           std::chrono::milliseconds timeout) {
+  ConfigResourcePtr resource(rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()));
+  auto described = admin_call(config, timeout, [&](rd_kafka_t* rk, rd_kafka_queue_t* q) {
+    rd_kafka_ConfigResource_t* list[] = {resource.get()};
+    rd_kafka_DescribeConfigs(rk, list, 1, nullptr, q);
+  });
+  if (!described) return std::unexpected("describe topic " + topic + ": " + described.error());
+  std::size_t count = 0;
+  const auto** resources =
+      rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(described->get()), &count);
+  if (count != 1 || rd_kafka_ConfigResource_error(resources[0]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return std::unexpected("describe topic " + topic + ": " +
+                           (count == 1 ? rd_kafka_ConfigResource_error_string(resources[0]) : "no result"));
+  }
+  KafkaProperties out;
+  std::size_t n = 0;
+  const auto** entries = rd_kafka_ConfigResource_configs(resources[0], &n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const char* value = rd_kafka_ConfigEntry_value(entries[i]);
+    out[rd_kafka_ConfigEntry_name(entries[i])] = value ? value : "";
+  }
+  return out;
+}
+
 }  // namespace courtyard

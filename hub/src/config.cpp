@@ -101,6 +101,7 @@ std::vector<Binding> bindings(Config& c) {
       setting("kafka.commands_topic", c.kafka.commands_topic),
       setting("kafka.requests_topic", c.kafka.requests_topic),
       setting("kafka.audit_topic", c.kafka.audit_topic),
+      setting("kafka.snapshots_topic", c.kafka.snapshots_topic),
       setting("mqtt.host", c.mqtt.host),
       setting("mqtt.port", c.mqtt.port),
       setting("mqtt.username", c.mqtt.username),
@@ -117,6 +118,13 @@ std::vector<Binding> bindings(Config& c) {
       setting("ingest.instance", c.ingest.instance),
       setting("ingest.spool_sync", c.ingest.spool_sync),
       setting("ingest.max_payload_bytes", c.ingest.max_payload_bytes),
+      setting("ingest.max_snapshot_bytes", c.ingest.max_snapshot_bytes),
+      setting("vision.enabled", c.vision.enabled),
+      setting("vision.group_id", c.vision.group_id),
+      setting("vision.workers", c.vision.workers),
+      setting("vision.snapshot_retention_minutes", c.vision.snapshot_retention_minutes),
+      setting("vision.plate_key_file", c.vision.plate_key_file),
+      setting("vision.min_face_px", c.vision.min_face_px),
       setting("hub.group_id", c.hub.group_id),
       setting("hub.instance_id", c.hub.instance_id),
       setting("hub.rules_file", c.hub.rules_file),
@@ -132,6 +140,8 @@ std::vector<Binding> bindings(Config& c) {
       setting("simulate.bad_fraction", c.simulate.bad_fraction),
       setting("simulate.flatbuffer_fraction", c.simulate.flatbuffer_fraction),
       setting("simulate.seed", c.simulate.seed),
+      setting("simulate.cameras", c.simulate.cameras),
+      setting("simulate.photos_dir", c.simulate.photos_dir),
   };
 }
 

@@ -13,6 +13,8 @@
 #include "hub/api.h"
 #include "processors/runner.h"
 #include "processors/store.h"
+#include "processors/vision_worker.h"
+#include "common/random.h"
 #include "devices/provisioner.h"
 #include "hub/access.h"
 #include "subscriptions.h"
@@ -86,6 +88,54 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
     if (as_of_cache.size() >= 4) as_of_cache.erase(as_of_cache.begin());
     return as_of_cache[at] = std::shared_ptr<const processors::Store>(std::move(*opened));
   };
+  // The vision processor: its own consumer group, `vision.workers` snapshots at a time.
+  std::unique_ptr<processors::SnapshotImages> images;
+  std::unique_ptr<processors::VisionWorker> vision;
+  if (config.vision.enabled) {
+    const std::string dir = config.var_path("hub/snapshots").string();
+    std::filesystem::create_directories(dir);
+    auto opened = processors::SnapshotImages::open(dir);
+    if (!opened) throw std::runtime_error(opened.error());
+    images = std::move(*opened);
+    auto key = read_or_create_secret(config.var_path(config.vision.plate_key_file).string());
+    if (!key) throw std::runtime_error("vision: " + key.error());
+    processors::VisionWorkerConfig vc;
+    vc.kafka = config.kafka;
+    vc.group_id = config.vision.group_id;
+    vc.workers = static_cast<unsigned>(std::max<std::int64_t>(1, config.vision.workers));
+    vc.vision.min_face_px = static_cast<int>(config.vision.min_face_px);
+    vc.plate_key = *key;
+    vc.retention = std::chrono::minutes(config.vision.snapshot_retention_minutes);
+    vision = std::make_unique<processors::VisionWorker>(
+        vc, *images, [&writer](const schemas::Event& e) -> std::expected<void, std::string> {
+          auto offset = writer.append(e, std::nullopt, std::chrono::seconds(10));
+          if (!offset) return std::unexpected(offset.error());
+          return {};
+        });
+    sources.snapshot_image = [&images](std::uint64_t id) -> std::optional<ApiSources::SnapshotImage> {
+      auto image = images->get(id);
+      if (!image) return std::nullopt;
+      return ApiSources::SnapshotImage{std::move(image->community), std::move(image->camera), std::move(image->jpeg)};
+    };
+    auto more = std::move(sources.more_metrics);
+    sources.more_metrics = [more, &vision, &images] {
+      auto s = vision->stats();
+      std::string out = more ? more() : "";
+      out += "# HELP courtyard_vision_snapshots_total Camera snapshots analysed, by outcome.\n"
+             "# TYPE courtyard_vision_snapshots_total counter\n";
+      out += "courtyard_vision_snapshots_total{outcome=\"analysed\"} " + std::to_string(s.analysed - s.unreadable) + "\n";
+      out += "courtyard_vision_snapshots_total{outcome=\"unreadable\"} " + std::to_string(s.unreadable) + "\n";
+      out += "# HELP courtyard_vision_faces_total Faces found (and blurred).\n# TYPE courtyard_vision_faces_total counter\n";
+      out += "courtyard_vision_faces_total " + std::to_string(s.faces) + "\n";
+      out += "# HELP courtyard_vision_plates_total Plates read.\n# TYPE courtyard_vision_plates_total counter\n";
+      out += "courtyard_vision_plates_total " + std::to_string(s.plates) + "\n";
+      out += "# HELP courtyard_vision_images_kept Blurred snapshots held (within their retention).\n"
+             "# TYPE courtyard_vision_images_kept gauge\n";
+      out += "courtyard_vision_images_kept " + std::to_string(images->count()) + "\n";
+      out += vision->latency().render("courtyard_vision_latency_seconds", "Snapshot ingest to its analysis in the log.");
+      return out;
+    };
+  }
   Api api(std::move(sources), metrics);
   // Bind before any thread starts: a taken port must stop start-up, not leave a hub without an API.
   HttpServer server(config.http.host, config.http.port, api, &subscriptions);
@@ -107,12 +157,23 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   Auditor auditor(config, **store, writer);
   std::jthread audit_thread([&](std::stop_token) { auditor.run(stopping.get_token()); });
 
+  std::jthread vision_thread;
+  if (vision) {
+    vision_thread = std::jthread([&](std::stop_token) {
+      try {
+        vision->run(stopping.get_token());
+      } catch (const std::exception& e) {
+        spdlog::error("vision stopped: {}", e.what());  // the event path and the API go on without it
+      }
+    });
+  }
   spdlog::info("hub: API on http://{}:{}/ (state in {})", config.http.host, server.port(), store_config.dir);
   if (on_listening) on_listening(server.port());
   server.run(stopping.get_token());
   runner_thread.join();
   ticker.join();
   audit_thread.join();
+  if (vision_thread.joinable()) vision_thread.join();
   if (runner_error) std::rethrow_exception(runner_error);
 }
 

@@ -8,9 +8,10 @@ std::expected<schemas::Event, Rejection> admit(std::string_view topic, std::stri
                                                const RegistryLookup& lookup, const schemas::Limits& limits) {
   auto where = schemas::parse_topic(topic);
   if (!where) return std::unexpected(where.error());
-  if (where->channel != "telemetry") {
-    return std::unexpected(Rejection{Rejection::Code::WrongTopic, "topic " + std::string(topic) +
-                                                                      ": devices publish events on .../telemetry"});
+  if (where->channel != "telemetry" && where->channel != "snapshot") {
+    return std::unexpected(Rejection{Rejection::Code::WrongTopic,
+                                     "topic " + std::string(topic) +
+                                         ": devices publish events on .../telemetry (camera images on .../snapshot)"});
   }
   // The size limit comes first so an oversized payload is never parsed.
   auto event = schemas::decode_device_payload(*where, payload, limits);

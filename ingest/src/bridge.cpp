@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "common/digest.h"
 #include "common/event_ids.h"
 #include "common/handles.h"
 #include "ingest/admit.h"
@@ -208,7 +209,14 @@ struct Bridge::Impl {
   }
 
   void append(SpoolRecord record, const Meta& meta = {}) {
-    auto seq = spool->append(record, meta);
+    std::vector<SpoolRecord> one;
+    one.push_back(std::move(record));
+    append(std::move(one), meta);
+  }
+
+  // Records that must survive together (a snapshot's image and its event) go in one spool write.
+  void append(std::vector<SpoolRecord> records, const Meta& meta) {
+    auto seq = spool->append(std::span<const SpoolRecord>(records), meta);
     if (!seq) {
       // Without the spool nothing can be promised; stop and let the supervisor restart us.
       spdlog::critical("{}", seq.error());
@@ -216,7 +224,27 @@ struct Bridge::Impl {
       return;
     }
     std::lock_guard lock(pump_mu);
-    pending.emplace_back(*seq, std::move(record));
+    for (std::size_t i = 0; i < records.size(); ++i) pending.emplace_back(*seq + i, std::move(records[i]));
+  }
+
+  // The image goes to the snapshots topic with the event; the log gets the event without it.
+  void append_snapshot(schemas::Event event) {
+    auto& snapshot = std::get<schemas::CameraSnapshot>(event.body);
+    auto info = schemas::jpeg_info(snapshot.jpeg);  // admitted, so a JPEG
+    snapshot.image_sha256 = sha256_hex(snapshot.jpeg);
+    snapshot.image_bytes = static_cast<std::uint32_t>(snapshot.jpeg.size());
+    snapshot.width = static_cast<std::uint16_t>(info ? info->width : 0);
+    snapshot.height = static_cast<std::uint16_t>(info ? info->height : 0);
+    std::string jpeg = std::move(snapshot.jpeg);
+    snapshot.jpeg.clear();
+    std::lock_guard lock(append_mu);
+    Meta meta{stamp(event)};
+    std::string logged = schemas::encode(event);
+    std::get<schemas::CameraSnapshot>(event.body).jpeg = std::move(jpeg);
+    std::vector<SpoolRecord> records;
+    records.push_back({config.kafka.snapshots_topic, event.device.str(), schemas::encode(event), {}});
+    records.push_back({config.kafka.events_topic, event.community.str(), std::move(logged), {}});
+    append(std::move(records), meta);
   }
 
   void append_event(schemas::Event event, Meta meta = {}) {
@@ -257,7 +285,9 @@ struct Bridge::Impl {
     ++rejected;
     auto topic = schemas::parse_topic(m.topic);
     auto seq = schemas::best_effort_seq(m.payload);
-    SpoolRecord dead{config.kafka.deadletter_topic, topic ? topic->device.str() : m.topic, m.payload, {}};
+    // The dead-letter topic is kept for ever: a camera's image (faces, plates) is not.
+    const bool image = topic && topic->channel == "snapshot";
+    SpoolRecord dead{config.kafka.deadletter_topic, topic ? topic->device.str() : m.topic, image ? "" : m.payload, {}};
     dead.headers = {{"reason", std::string(schemas::to_string(why.code))},
                     {"detail", why.detail},
                     {"source_topic", m.topic},
@@ -267,6 +297,11 @@ struct Bridge::Impl {
       dead.headers.emplace_back("device", topic->device.str());
     }
     if (seq) dead.headers.emplace_back("seq", std::to_string(*seq));
+    if (image) {
+      dead.headers.emplace_back("payload_omitted", "camera image");
+      dead.headers.emplace_back("payload_bytes", std::to_string(m.payload.size()));
+      dead.headers.emplace_back("payload_sha256", sha256_hex(m.payload));
+    }
     append(std::move(dead));
     if (topic) {
       nlohmann::json reply{{"seq", seq ? nlohmann::json(*seq) : nlohmann::json(nullptr)},
@@ -286,7 +321,8 @@ struct Bridge::Impl {
         return;  // another instance's community; our subscriptions should not deliver it
       } else {
         ++accepted;
-        append_event(std::move(*event));
+        if (std::holds_alternative<schemas::CameraSnapshot>(event->body)) append_snapshot(std::move(*event));
+        else append_event(std::move(*event));
       }
       pump();
     } catch (const std::exception& e) {
@@ -339,6 +375,11 @@ struct Bridge::Impl {
   }
 
   void start() {
+    auto retention = snapshot_topic_configs(config.snapshot_retention);
+    if (!retention) throw std::runtime_error(retention.error());
+    if (auto ok = ensure_topic(config.kafka, config.kafka.snapshots_topic, 3, *retention); !ok) {
+      throw std::runtime_error(ok.error());
+    }
     auto s = Spool::open(config.spool_dir, config.spool_sync);
     if (!s) throw std::runtime_error(s.error());
     spool = std::move(*s);
@@ -383,8 +424,10 @@ struct Bridge::Impl {
       throw std::runtime_error("mqtt: " + ok.error());
     }
     std::vector<std::string> patterns;
-    if (config.communities.empty()) patterns.push_back("courtyard/v1/+/+/telemetry");
-    for (const auto& c : config.communities) patterns.push_back("courtyard/v1/" + c + "/+/telemetry");
+    for (const char* channel : {"telemetry", "snapshot"}) {
+      if (config.communities.empty()) patterns.push_back(std::string("courtyard/v1/+/+/") + channel);
+      for (const auto& c : config.communities) patterns.push_back("courtyard/v1/" + c + "/+/" + channel);
+    }
     for (const auto& pattern : patterns) {
       if (auto ok = mqtt->subscribe(pattern, 1, std::chrono::seconds(10)); !ok) {
         throw std::runtime_error("mqtt: " + ok.error());
@@ -406,6 +449,20 @@ struct Bridge::Impl {
                  config.kafka.events_topic);
   }
 };
+
+std::expected<KafkaProperties, std::string> snapshot_topic_configs(std::chrono::minutes retention) {
+  if (retention < std::chrono::minutes(10)) {
+    return std::unexpected("snapshot retention must be at least 10 minutes, not " + std::to_string(retention.count()));
+  }
+  constexpr std::int64_t kCleanerSlackMs = 5 * 60'000 + 60'000;  // log.retention.check.interval.ms + file.delete.delay.ms
+  const std::int64_t total_ms = std::chrono::duration_cast<std::chrono::milliseconds>(retention).count();
+  const std::int64_t segment_ms = total_ms / 24;
+  return KafkaProperties{{"cleanup.policy", "delete"},
+                         {"retention.ms", std::to_string(total_ms - segment_ms - kCleanerSlackMs)},
+                         {"segment.ms", std::to_string(segment_ms)},
+                         {"file.delete.delay.ms", "60000"},
+                         {"max.message.bytes", std::to_string(2 << 20)}};
+}
 
 Bridge::Bridge(BridgeConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 Bridge::~Bridge() = default;

@@ -82,15 +82,22 @@ Spool::~Spool() = default;
 
 std::expected<std::uint64_t, std::string> Spool::append(const SpoolRecord& record,
                                                          const std::vector<std::pair<std::string, std::string>>& meta) {
+  return append(std::span(&record, 1), meta);
+}
+
+std::expected<std::uint64_t, std::string> Spool::append(std::span<const SpoolRecord> records,
+                                                         const std::vector<std::pair<std::string, std::string>>& meta) {
   std::lock_guard lock(mu_);
   rocksdb::WriteBatch batch;
-  batch.Put(queue_key(next_seq_), serialize(record));
+  for (std::size_t i = 0; i < records.size(); ++i) batch.Put(queue_key(next_seq_ + i), serialize(records[i]));
   for (const auto& [key, value] : meta) batch.Put("m" + key, value);
   rocksdb::WriteOptions wo;
   wo.sync = sync_;
   auto s = db_->Write(wo, &batch);
   if (!s.ok()) return std::unexpected("spool write failed: " + s.ToString());
-  return next_seq_++;
+  const std::uint64_t first = next_seq_;
+  next_seq_ += records.size();
+  return first;
 }
 
 std::vector<std::pair<std::uint64_t, SpoolRecord>> Spool::read(std::uint64_t first, std::size_t max) const {

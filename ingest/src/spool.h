@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +34,9 @@ class Spool {
 
   // Appends a record and sets metadata keys in the same atomic write. Returns its sequence.
   std::expected<std::uint64_t, std::string> append(const SpoolRecord& record,
+                                                   const std::vector<std::pair<std::string, std::string>>& meta = {});
+  // Appends several records (consecutive sequences) and the metadata in one atomic write; returns the first.
+  std::expected<std::uint64_t, std::string> append(std::span<const SpoolRecord> records,
                                                    const std::vector<std::pair<std::string, std::string>>& meta = {});
   // Records from `first` on, in order, at most `max`.
   std::vector<std::pair<std::uint64_t, SpoolRecord>> read(std::uint64_t first, std::size_t max) const;

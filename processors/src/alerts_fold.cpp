@@ -69,6 +69,14 @@ class Rules {
     if (it != s_.active.end()) close(it, by, note);
   }
 
+  // The snapshot that shows an alert (camera rules), on its record.
+  void attach_snapshot(const std::string& rule, const std::string& subject, std::uint64_t snapshot_id) {
+    auto it = s_.active.find(rule + "|" + subject);
+    if (it == s_.active.end()) return;
+    it->second.snapshot_id = snapshot_id;
+    changed(it->second);
+  }
+
   bool active(const std::string& rule, const std::string& subject) const {
     return s_.active.contains(rule + "|" + subject);
   }
@@ -285,7 +293,88 @@ void meter_rules(CommunityAlerts& s, Rules& rules, const AlertRules& r, const st
   }
 }
 
+// Passes granted at a gate are kept as long as a snapshot may still be matched with them.
+void remember_pass(CommunityAlerts& s, const AlertRules& r, const std::string& gate, std::uint64_t event_id,
+                   std::string plate) {
+  auto& passes = s.granted[gate];
+  passes.push_back({s.now_ms, event_id, std::move(plate)});
+  const std::int64_t keep = 2 * std::max(r.tailgate_window_ms, r.plate_window_ms);
+  std::erase_if(passes, [&](const GrantedPass& p) { return s.now_ms - p.at_ms > keep; });
+}
+
+SnapshotVerdict judge(const CommunityAlerts& s, const VisionAnalysis& a, const AlertRules& r) {
+  SnapshotVerdict v;
+  if (!a.error.empty()) return {"unreadable", {}, a.error};
+  auto gate = s.devices.find(a.gate);
+  if (gate == s.devices.end()) return {"unknown_gate", {}, "gate " + a.gate + " is not registered"};
+  const bool vehicles = gate->second.kind == "vehicle_gate";
+  const std::int64_t before = vehicles ? r.plate_window_ms : r.tailgate_window_ms;
+  std::vector<const GrantedPass*> passes;
+  if (auto it = s.granted.find(a.gate); it != s.granted.end()) {
+    for (const auto& p : it->second) {
+      if (p.at_ms >= a.snapshot_time_ms - before && p.at_ms <= a.snapshot_time_ms + r.snapshot_grace_ms) passes.push_back(&p);
+    }
+  }
+  if (vehicles) {
+    if (passes.empty()) return {"no_pass", {}, "no vehicle let in just before"};
+    const GrantedPass& last = *passes.back();
+    v.passes = {last.event_id};
+    if (a.plate_token.empty() || a.plate_confidence < r.plate_min_confidence) {
+      v.verdict = "plate_unread";
+      v.detail = a.plate_token.empty() ? "no plate legible" : fmt::format("plate read with {:.0f}% confidence only", a.plate_confidence * 100);
+    } else if (a.plate_token != last.plate) {
+      v.verdict = "plate_mismatch";
+      v.detail = fmt::format("camera read {} ({:.0f}%), the gate let in {}", a.plate_token, a.plate_confidence * 100, last.plate);
+    } else {
+      v.verdict = "ok";
+      v.detail = "plate matches the pass";
+    }
+    return v;
+  }
+  for (const auto* p : passes) v.passes.push_back(p->event_id);
+  if (passes.empty()) {
+    v.verdict = "no_pass";
+    v.detail = fmt::format("{} face(s), the gate let nobody in", a.faces);
+  } else if (a.faces > passes.size()) {
+    v.verdict = "tailgating";
+    v.detail = fmt::format("{} people, {} pass(es) granted", a.faces, passes.size());
+  } else {
+    v.verdict = "ok";
+    v.detail = fmt::format("{} face(s), {} pass(es) granted", a.faces, passes.size());
+  }
+  return v;
+}
+
+// A snapshot's analysis: judged once (a repeat of the same snapshot is ignored), alerts raised
+// once per passage (another snapshot of the same passage adds nothing).
+SnapshotVerdict camera_rules(CommunityAlerts& s, Rules& rules, const AlertRules& r, const std::string& camera,
+                             const VisionAnalysis& a) {
+  auto& seen = s.analysed[camera];
+  if (std::find(seen.begin(), seen.end(), a.snapshot_id) != seen.end()) return {"repeat", {}, "analysed before"};
+  seen.push_back(a.snapshot_id);
+  if (seen.size() > 64) seen.erase(seen.begin());
+  SnapshotVerdict v = judge(s, a, r);
+  const auto* gate = s.devices.contains(a.gate) ? &s.devices.at(a.gate) : nullptr;
+  if (v.verdict == "tailgating") {
+    auto& covered = s.tailgated[a.gate];
+    if (v.passes.back() != covered) {
+      covered = v.passes.back();
+      rules.trigger("tailgating", a.gate, "major", a.gate, v.detail + where(gate));
+      rules.attach_snapshot("tailgating", a.gate, a.snapshot_id);
+    }
+  } else if (v.verdict == "plate_mismatch") {
+    rules.trigger("plate_mismatch", a.gate, "major", a.gate, v.detail + where(gate));
+    rules.attach_snapshot("plate_mismatch", a.gate, a.snapshot_id);
+  }
+  return v;
+}
+
 }  // namespace
+
+SnapshotVerdict judge_snapshot(const CommunityAlerts& state, const schemas::VisionAnalysis& analysis,
+                               const AlertRules& rules) {
+  return judge(state, analysis, rules);
+}
 
 AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r) {
   std::vector<Alert> changed;
@@ -301,6 +390,10 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
   if (const auto* action = std::get_if<OperatorAction>(&e.body)) {
     rules.operator_action(*action);
     return {std::move(s), std::move(changed)};
+  }
+  if (const auto* analysis = std::get_if<VisionAnalysis>(&e.body)) {
+    auto verdict = camera_rules(s, rules, r, device, *analysis);
+    return {std::move(s), std::move(changed), std::move(verdict)};
   }
   if (const auto* entry = std::get_if<RegistryEntry>(&e.body)) {
     auto& book = entry->kind == RegistryKind::Vehicle ? s.vehicles : s.people;
@@ -331,6 +424,7 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
       [&](const auto& b) {
         using T = std::decay_t<decltype(b)>;
         if constexpr (std::is_same_v<T, GatePass>) {
+          if (b.decision == Decision::Granted) remember_pass(s, r, device, e.event_id, "");
           if (b.temperature_c && *b.temperature_c >= r.fever_c) {
             rules.trigger("fever", b.subject, "major", device,
                           fmt::format("{:.1f} °C{}", *b.temperature_c, where(&d)));
@@ -350,6 +444,7 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
             }
           }
         } else if constexpr (std::is_same_v<T, VehiclePass>) {
+          if (b.decision == Decision::Granted) remember_pass(s, r, device, e.event_id, b.plate);
           if (b.decision == Decision::Granted && b.direction == Direction::In) {
             s.vehicles_inside[b.plate] = s.now_ms;
             if (!s.vehicles.empty() && !s.vehicles.contains(b.plate)) {
@@ -427,6 +522,7 @@ std::string subject_kind(const CommunityAlerts& s, const std::string& token, std
 }
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Registered, role, unit, valid_from_ms, valid_to_ms, allowance_s)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GrantedPass, at_ms, event_id, plate)
 
 nlohmann::json to_json(const Alert& a) {
   nlohmann::json timeline = nlohmann::json::array();
@@ -448,6 +544,7 @@ nlohmann::json to_json(const Alert& a) {
           {"escalate_at", a.escalate_at_ms},
           {"hushed_until", a.hushed_until_ms},
           {"occurrences", a.occurrences},
+          {"snapshot_id", a.snapshot_id},
           {"timeline", timeline}};
 }
 
@@ -470,6 +567,7 @@ Alert alert_from_json(const nlohmann::json& j) {
   a.escalate_at_ms = j.value("escalate_at", std::int64_t{0});
   a.hushed_until_ms = j.value("hushed_until", std::int64_t{0});
   a.occurrences = j.value("occurrences", std::uint64_t{0});
+  a.snapshot_id = j.value("snapshot_id", std::uint64_t{0});
   for (const auto& t : j.value("timeline", nlohmann::json::array())) {
     a.timeline.push_back({t.value("at", std::int64_t{0}), t.value("what", ""), t.value("by", ""), t.value("note", "")});
   }
@@ -517,7 +615,8 @@ nlohmann::json to_json(const CommunityAlerts& s, bool with_devices) {
   for (const auto& [k, a] : s.closed) closed[k] = to_json(a);
   nlohmann::json j{{"community", s.community}, {"now", s.now_ms}, {"unit_activity", s.unit_activity},
                    {"people", s.people}, {"vehicles", s.vehicles}, {"vehicles_inside", s.vehicles_inside},
-                   {"denials", s.denials}, {"active", active}, {"closed", closed}, {"episodes", s.episodes}};
+                   {"denials", s.denials}, {"active", active}, {"closed", closed}, {"episodes", s.episodes},
+                   {"granted", s.granted}, {"analysed", s.analysed}, {"tailgated", s.tailgated}};
   if (with_devices) j["devices"] = devices;
   return j;
 }
@@ -538,6 +637,9 @@ CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
   if (j.contains("vehicles")) s.vehicles = j["vehicles"].get<std::map<std::string, Registered>>();
   if (j.contains("vehicles_inside")) s.vehicles_inside = j["vehicles_inside"].get<std::map<std::string, std::int64_t>>();
   if (j.contains("denials")) s.denials = j["denials"].get<std::map<std::string, std::vector<std::int64_t>>>();
+  if (j.contains("granted")) s.granted = j["granted"].get<std::map<std::string, std::vector<GrantedPass>>>();
+  if (j.contains("analysed")) s.analysed = j["analysed"].get<std::map<std::string, std::vector<std::uint64_t>>>();
+  if (j.contains("tailgated")) s.tailgated = j["tailgated"].get<std::map<std::string, std::uint64_t>>();
   return s;
 }
 

@@ -16,6 +16,10 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Occupancy, people_inside, vehicl
                                                 people_exits, vehicle_entries, vehicle_exits, unknown_exits,
                                                 entries_per_hour, vehicle_entries_per_hour, exits_per_hour,
                                                 vehicle_exits_per_hour)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SnapshotRecord, snapshot_id, at_ms, faces, plate_token,
+                                                plate_confidence, verdict, detail, passes)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CameraState, community, gate, location, snapshots, analysed, verdicts,
+                                                last_snapshot_ms, recent)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SensorReading, sensor, state, value, has_value, at_ms)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HomeState, community, unit, sensors, open_alerts, people_inside)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ElderState, community, unit, latest, heart_rates, spo2,
@@ -179,6 +183,26 @@ std::string wellbeing(const ElderState& s) {
 nlohmann::json to_json(const MeterState& s) { return s; }
 nlohmann::json to_json(const CommunityMeters& s) { return s; }
 nlohmann::json to_json(const GateState& s) { return s; }
+nlohmann::json to_json(const CameraState& s) { return s; }
+CameraState camera_state_from_json(const nlohmann::json& j) { return j.get<CameraState>(); }
+
+CameraState apply(CameraState s, const schemas::Event& e, const schemas::CameraSnapshot& snapshot) {
+  s.community = e.community.str();
+  s.gate = snapshot.gate;
+  ++s.snapshots;
+  s.last_snapshot_ms = std::max(s.last_snapshot_ms, e.ingest_time_ms);
+  return s;
+}
+
+CameraState apply(CameraState s, const schemas::VisionAnalysis& a, const SnapshotVerdict& v) {
+  if (v.verdict == "repeat") return s;
+  ++s.analysed;
+  ++s.verdicts[v.verdict];
+  s.recent.push_back({a.snapshot_id, a.snapshot_time_ms, a.faces, a.plate_token, a.plate_confidence, v.verdict, v.detail,
+                      v.passes});
+  if (s.recent.size() > 20) s.recent.erase(s.recent.begin());
+  return s;
+}
 nlohmann::json to_json(const Occupancy& s) {
   nlohmann::json j = s;
   j["people_now"] = s.people_inside.size();

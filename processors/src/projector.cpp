@@ -94,6 +94,7 @@ struct Projector::Caches {
   Working<CommandRecord> commands;
   Working<PendingCommands> pending_commands;
   Working<NoticeRecord> notices;
+  Working<CameraState> cameras;
   std::map<std::string, std::pair<std::uint64_t, std::string>> chain_heads;  // community -> (seq, link) as stored
 };
 
@@ -163,6 +164,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   auto& commands = caches_->commands;
   auto& pending_commands = caches_->pending_commands;
   auto& notices = caches_->notices;
+  auto& cameras = caches_->cameras;
   // Messages for devices, home panels and staff that this batch's commands and notices cause.
   std::vector<nlohmann::json> to_devices;
   // A command's record, when the command is known (acks and deliveries can name anything).
@@ -199,6 +201,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     auto step = processors::apply(std::move(state), e, config_.rules.rules_for(community));
     state = std::move(step.state);
     for (auto& a : step.changed) alerts.push_back(std::move(a));
+    return std::move(step.verdict);
   };
   // The community projections of one admitted device event; `device` is its devices state.
   auto fold_community = [&](const schemas::Event& e, const DeviceState& device) {
@@ -230,6 +233,10 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     } else if (std::holds_alternative<schemas::VehiclePass>(e.body)) {
       auto& o = occupancy.get(view, community_key(community, "presence"), &occupancy_from_json);
       o = processors::apply(std::move(o), e, ctx);
+    } else if (const auto* snapshot = std::get_if<schemas::CameraSnapshot>(&e.body)) {
+      auto& c = cameras.get(view, camera_key(id), &camera_state_from_json);
+      c.location = device.location;
+      c = processors::apply(std::move(c), e, *snapshot);
     } else if (const auto* h = std::get_if<schemas::HomeSensor>(&e.body)) {
       if (device.unit.empty()) return;
       auto& home = homes.get(view, home_key(community, device.unit), &home_state_from_json);
@@ -335,6 +342,13 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
       fold_alerts(community, *event);
       continue;
     }
+    if (const auto* analysis = std::get_if<schemas::VisionAnalysis>(&event->body)) {
+      auto verdict = fold_alerts(community, *event);
+      auto& c = cameras.get(view, camera_key(event->device.str()), &camera_state_from_json);
+      c.community = community;
+      c = processors::apply(std::move(c), *analysis, verdict.value_or(SnapshotVerdict{}));
+      continue;
+    }
     if (const auto* c = std::get_if<schemas::Command>(&event->body)) {
       const std::string target_key = device_key(c->target.str());
       std::string unit;
@@ -424,6 +438,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   commands.put_changed(puts);
   pending_commands.put_changed(puts);
   notices.put_changed(puts);
+  cameras.put_changed(puts);
   for (const auto& key : partitions_changed) puts.emplace_back(key, nlohmann::json(partitions[key]).dump());
   // The latest record of each changed alert; every change in order in the outbox, for the alerts
   // topic, and as commands to the household's devices and the community's staff.
@@ -498,7 +513,8 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
 
 bool Projector::is_projection_key(std::string_view key) {
   static constexpr std::string_view kServed[] = {"devices/", "rejections/", "alerts/", "meters/", "gates/", "elders/",
-                                                 "homes/", "communities/", "registry/", "commands/", "notices/"};
+                                                 "homes/", "communities/", "registry/", "commands/", "notices/",
+                                                 "cameras/"};
   for (auto prefix : kServed) {
     if (key.starts_with(prefix)) return true;
   }

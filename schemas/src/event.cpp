@@ -23,7 +23,8 @@ std::string_view type_name(const Body& body) {
   static constexpr std::array<std::string_view, std::variant_size_v<Body>> kTypes = {
       "gate.pass",       "vehicle.pass",   "meter.reading", "home.sensor",
       "wearable.vitals", "wearable.alarm", "device.status", "device.registered", "tick", "operator.action",
-      "registry.entry",  "command",        "command.delivered", "command.ack", "notice"};
+      "registry.entry",  "command",        "command.delivered", "command.ack", "notice", "camera.snapshot",
+      "vision.analysis"};
   return kTypes[body.index()];
 }
 
@@ -39,7 +40,7 @@ bool is_system_event(const Body& body) {
   return std::holds_alternative<DeviceRegistered>(body) || std::holds_alternative<Tick>(body) ||
          std::holds_alternative<OperatorAction>(body) || std::holds_alternative<RegistryEntry>(body) ||
          std::holds_alternative<Command>(body) || std::holds_alternative<CommandDelivered>(body) ||
-         std::holds_alternative<Notice>(body);
+         std::holds_alternative<Notice>(body) || std::holds_alternative<VisionAnalysis>(body);
 }
 
 std::string_view to_string(CommandResult result) { return name_of(result); }
@@ -60,7 +61,7 @@ bool allowed_for(DeviceKind kind, const Body& body) {
     case DeviceKind::Gate:
     case DeviceKind::Door: return std::holds_alternative<GatePass>(body);
     case DeviceKind::VehicleGate: return std::holds_alternative<VehiclePass>(body);
-    case DeviceKind::Camera: return false;  // snapshots arrive on their own channel (a later protocol)
+    case DeviceKind::Camera: return std::holds_alternative<CameraSnapshot>(body);
     case DeviceKind::Meter: return std::holds_alternative<MeterReading>(body);
     case DeviceKind::HomeSensor: return std::holds_alternative<HomeSensor>(body);
     case DeviceKind::Wearable:

@@ -104,6 +104,21 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
           return {f::Body::Notice, f::CreateNotice(b, id, title, text, cast_enum<f::NoticeSeverity>(x.severity), unit,
                                                    actor, x.expires_at_ms)
                                        .Union()};
+        } else if constexpr (std::is_same_v<T, CameraSnapshot>) {
+          auto gate = b.CreateString(x.gate);
+          auto jpeg = x.jpeg.empty() ? flatbuffers::Offset<flatbuffers::Vector<std::uint8_t>>()
+                                     : b.CreateVector(reinterpret_cast<const std::uint8_t*>(x.jpeg.data()), x.jpeg.size());
+          auto digest = b.CreateString(x.image_sha256);
+          return {f::Body::CameraSnapshot,
+                  f::CreateCameraSnapshot(b, gate, jpeg, digest, x.image_bytes, x.width, x.height).Union()};
+        } else if constexpr (std::is_same_v<T, VisionAnalysis>) {
+          auto gate = b.CreateString(x.gate);
+          auto token = b.CreateString(x.plate_token);
+          auto error = b.CreateString(x.error);
+          return {f::Body::VisionAnalysis,
+                  f::CreateVisionAnalysis(b, x.snapshot_id, gate, x.snapshot_time_ms, x.faces, token, x.plate_confidence,
+                                          x.plate_x, x.plate_y, x.plate_width, x.plate_height, error)
+                      .Union()};
         } else if constexpr (std::is_same_v<T, OperatorAction>) {
           auto id = b.CreateString(x.alert_id);
           auto actor = b.CreateString(x.actor);
@@ -209,6 +224,18 @@ std::expected<Body, std::string> read_body(const f::Event& e) {
       if (!in_range<NoticeSeverity>(static_cast<int>(x->severity()))) return bad_enum("body.severity");
       return Notice{str(x->notice_id()), str(x->title()), str(x->text()), cast_enum<NoticeSeverity>(x->severity()),
                     str(x->unit()), str(x->actor()), x->expires_at_ms()};
+    }
+    case f::Body::CameraSnapshot: {
+      auto* x = e.body_as_CameraSnapshot();
+      CameraSnapshot c{str(x->gate()), {}, str(x->image_sha256()), x->image_bytes(), x->width(), x->height()};
+      if (x->jpeg()) c.jpeg.assign(reinterpret_cast<const char*>(x->jpeg()->data()), x->jpeg()->size());
+      return c;
+    }
+    case f::Body::VisionAnalysis: {
+      auto* x = e.body_as_VisionAnalysis();
+      return VisionAnalysis{x->snapshot_id(),  str(x->gate()),  x->snapshot_time_ms(), x->faces(),
+                            str(x->plate_token()), x->plate_confidence(), x->plate_x(), x->plate_y(),
+                            x->plate_width(),  x->plate_height(), str(x->error())};
     }
     case f::Body::NONE: break;
   }

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "codec.h"
+#include "common/digest.h"
 #include "names.h"
 
 namespace courtyard::schemas {
@@ -221,8 +222,19 @@ std::expected<Body, Rejection> parse_body(std::string_view type, const json& obj
     b.detail = std::move(detail);
     return b;
   }
+  if (type == "camera.snapshot") {
+    CY_CHECK(f.only({"gate", "jpeg"}));
+    CY_TRY(gate, f.string("gate", true));
+    CY_TRY(jpeg, f.string("jpeg", true));
+    auto bytes = base64_decode(jpeg);
+    if (!bytes) return reject(Code::Malformed, "body.jpeg must be the image in standard base64");
+    CameraSnapshot b;
+    b.gate = std::move(gate);
+    b.jpeg = std::move(*bytes);
+    return b;
+  }
   if (type == "device.registered" || type == "tick" || type == "operator.action" || type == "registry.entry" ||
-      type == "command" || type == "command.delivered" || type == "notice") {
+      type == "command" || type == "command.delivered" || type == "notice" || type == "vision.analysis") {
     return reject(Code::TypeNotAllowed, std::string(type) + " is written by Courtyard, not by devices");
   }
   return reject(Code::UnknownType, "type \"" + std::string(type) + "\" is not an event type");
@@ -341,6 +353,24 @@ nlohmann::json body_to_json(const Body& body) {
           j["unit"] = b.unit;
           j["actor"] = b.actor;
           j["expires_at"] = b.expires_at_ms;
+        } else if constexpr (std::is_same_v<T, CameraSnapshot>) {
+          j["gate"] = b.gate;
+          if (!b.jpeg.empty()) j["jpeg"] = base64(b.jpeg);
+          if (!b.image_sha256.empty()) j["image_sha256"] = b.image_sha256;
+          if (b.image_bytes) j["image_bytes"] = b.image_bytes;
+          if (b.width) j["width"] = b.width;
+          if (b.height) j["height"] = b.height;
+        } else if constexpr (std::is_same_v<T, VisionAnalysis>) {
+          j["snapshot_id"] = b.snapshot_id;
+          j["gate"] = b.gate;
+          j["snapshot_time"] = b.snapshot_time_ms;
+          j["faces"] = b.faces;
+          if (!b.plate_token.empty()) {
+            j["plate_token"] = b.plate_token;
+            j["plate_confidence"] = b.plate_confidence;
+            j["plate_region"] = {b.plate_x, b.plate_y, b.plate_width, b.plate_height};
+          }
+          if (!b.error.empty()) j["error"] = b.error;
         } else if constexpr (std::is_same_v<T, OperatorAction>) {
           j["alert_id"] = b.alert_id;
           j["action"] = name_of(b.action);

@@ -1,6 +1,10 @@
 #include "schemas/registry.h"
 
+#include <cctype>
+
 #include <nlohmann/json.hpp>
+
+#include "common/digest.h"
 
 namespace courtyard::schemas {
 
@@ -53,6 +57,16 @@ std::optional<std::uint64_t> best_effort_seq(std::string_view payload) {
     if (it != j.end() && it->is_number_unsigned()) return it->get<std::uint64_t>();
   }
   return std::nullopt;
+}
+
+std::string plate_token(std::string_view key, std::string_view plate) {
+  std::string normal;
+  for (char c : plate) {  // separators go; letters, digits and non-ASCII (a province's character) stay
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x80) normal += c;
+    else if (std::isalnum(u)) normal += static_cast<char>(std::toupper(u));
+  }
+  return "plate-" + hmac_sha256_hex(key, normal).substr(0, 16);
 }
 
 }  // namespace courtyard::schemas

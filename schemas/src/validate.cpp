@@ -84,6 +84,21 @@ std::expected<void, Rejection> validate(const Event& e, const Limits& limits) {
         } else if constexpr (std::is_same_v<T, CommandAck>) {
           c.text("command_id", b.command_id, 64, true);
           c.text("detail", b.detail, 256, false);
+        } else if constexpr (std::is_same_v<T, CameraSnapshot>) {
+          c.text("gate", b.gate, 64, true);
+          if (!c.failure && !valid_id(b.gate)) {
+            c.failure = Rejection{Code::OutOfRange, "body.gate must be a device id: 1..64 of [A-Za-z0-9_.-]"};
+          }
+          if (!c.failure && b.jpeg.empty()) c.failure = Rejection{Code::MissingField, "body.jpeg must not be empty"};
+          if (!c.failure) {
+            auto info = jpeg_info(b.jpeg);
+            if (!info) {
+              c.failure = Rejection{Code::Malformed, "body.jpeg " + info.error()};
+            } else if (info->width > limits.max_image_side_px || info->height > limits.max_image_side_px) {
+              c.failure = Rejection{Code::OutOfRange, fmt::format("body.jpeg is {}x{} pixels, at most {} a side",
+                                                                  info->width, info->height, limits.max_image_side_px)};
+            }
+          }
         } else if constexpr (std::is_same_v<T, DeviceRegistered>) {
           c.text("unit", b.unit, 64, false);
           c.text("location", b.location, 256, false);
@@ -94,16 +109,53 @@ std::expected<void, Rejection> validate(const Event& e, const Limits& limits) {
   return {};
 }
 
+std::expected<JpegInfo, std::string> jpeg_info(std::string_view bytes) {
+  auto byte = [&](std::size_t i) { return static_cast<unsigned char>(bytes[i]); };
+  if (bytes.size() < 4 || byte(0) != 0xFF || byte(1) != 0xD8) return std::unexpected(std::string("is not a JPEG image"));
+  if (byte(bytes.size() - 2) != 0xFF || byte(bytes.size() - 1) != 0xD9) {
+    return std::unexpected(std::string("is truncated (no end-of-image marker)"));
+  }
+  // Marker segments up to the first scan: a frame header (SOF0..SOF15 but DHT, JPG and DAC) must come first.
+  std::size_t i = 2;
+  while (i + 4 <= bytes.size()) {
+    if (byte(i) != 0xFF) return std::unexpected(std::string("has a corrupt header"));
+    const unsigned marker = byte(i + 1);
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    const std::size_t length = (std::size_t{byte(i + 2)} << 8) | byte(i + 3);
+    if (length < 2 || i + 2 + length > bytes.size()) return std::unexpected(std::string("has a corrupt header"));
+    const bool frame = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (frame) {
+      if (length < 7) return std::unexpected(std::string("has a corrupt frame header"));
+      JpegInfo info{(byte(i + 7) << 8) | byte(i + 8), (byte(i + 5) << 8) | byte(i + 6)};
+      if (info.width == 0 || info.height == 0) return std::unexpected(std::string("declares no pixels"));
+      return info;
+    }
+    if (marker == 0xDA) break;  // a scan before any frame header
+    i += 2 + length;
+  }
+  return std::unexpected(std::string("has no frame header"));
+}
+
 std::expected<Event, Rejection> decode_device_payload(const Topic& topic, std::string_view payload,
                                                       const Limits& limits) {
-  if (payload.size() > limits.max_payload_bytes) {
-    return std::unexpected(Rejection{Code::TooLarge, fmt::format("payload is {} bytes, at most {} allowed",
-                                                                 payload.size(), limits.max_payload_bytes)});
+  const bool snapshot_channel = topic.channel == "snapshot";
+  const std::size_t max_bytes = snapshot_channel ? limits.max_snapshot_bytes : limits.max_payload_bytes;
+  if (payload.size() > max_bytes) {
+    return std::unexpected(
+        Rejection{Code::TooLarge, fmt::format("payload is {} bytes, at most {} allowed", payload.size(), max_bytes)});
   }
   if (payload.empty()) return std::unexpected(Rejection{Code::Malformed, "payload is empty"});
   auto event = has_flatbuffer_identifier(payload) ? parse_device_flatbuffer(topic, payload)
                                                   : parse_device_json(topic, payload);
   if (!event) return event;
+  if (snapshot_channel != std::holds_alternative<CameraSnapshot>(event->body)) {
+    return std::unexpected(Rejection{Code::WrongTopic, snapshot_channel
+                                                           ? "only camera.snapshot is published on .../snapshot"
+                                                           : "camera.snapshot is published on .../snapshot"});
+  }
   if (auto ok = validate(*event, limits); !ok) return std::unexpected(ok.error());
   return event;
 }

@@ -4,7 +4,11 @@
 
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "processors/vision.h"
+#include "processors/vision_worker.h"
+#include "schemas/registry.h"
 #include "temp_dir.h"
 
 using namespace courtyard;
@@ -148,5 +152,77 @@ TEST_SUITE("vision: plates") {
     auto junk = r->read("not an image");
     REQUIRE_FALSE(junk);
     CHECK(junk.error().starts_with("not a decodable image"));
+  }
+}
+
+TEST_SUITE("vision: snapshots") {
+  schemas::Event snapshot_of(std::string jpeg, std::uint64_t id = 42) {
+    schemas::Event e;
+    e.event_id = id;
+    e.device = DeviceId("cam-1");
+    e.community = CommunityId("c1");
+    e.ingest_time_ms = 1'795'950'000'000;
+    e.body = schemas::CameraSnapshot{"gate-1", std::move(jpeg), "", 0, 0, 0};
+    return e;
+  }
+
+  std::unique_ptr<SnapshotAnalyzer> analyzer() {
+    auto a = SnapshotAnalyzer::open({}, "test-key");
+    REQUIRE_MESSAGE(a, (a ? "" : a.error()));
+    return std::move(*a);
+  }
+
+  TEST_CASE("a snapshot with a face: counted, and the image kept has it blurred") {
+    auto a = analyzer();
+    auto result = a->analyze(snapshot_of(sample("messi5.jpg")));
+    CHECK(result.analysis.snapshot_id == 42);
+    CHECK(result.analysis.gate == "gate-1");
+    CHECK(result.analysis.snapshot_time_ms == 1'795'950'000'000);
+    CHECK(result.analysis.faces == 1);
+    CHECK(result.analysis.plate_token.empty());
+    CHECK(result.analysis.error.empty());
+    auto scan = detector()->scan(result.blurred_jpeg);
+    REQUIRE(scan);
+    CHECK(scan->faces.empty());
+  }
+
+  TEST_CASE("a plate is reported as the token of its text, never the text") {
+    auto a = analyzer();
+    auto result = a->analyze(snapshot_of(render_plate_jpeg("AB123CD")));
+    CHECK(result.analysis.faces == 0);
+    CHECK(result.analysis.plate_token == schemas::plate_token("test-key", "AB 123 CD"));
+    CHECK(result.analysis.plate_token != schemas::plate_token("other-key", "AB123CD"));
+    CHECK(result.analysis.plate_confidence > 0.5);
+    CHECK(result.analysis.plate_width > 0);
+    CHECK(schemas::body_to_json(result.analysis).dump().find("AB123CD") == std::string::npos);
+  }
+
+  TEST_CASE("an image that does not decode is an analysis with the reason, and nothing is kept") {
+    auto a = analyzer();
+    auto result = a->analyze(snapshot_of("\xff\xd8 garbage \xff\xd9"));
+    CHECK(result.analysis.error.starts_with("not a decodable image"));
+    CHECK(result.blurred_jpeg.empty());
+  }
+
+  TEST_CASE("blurred snapshots are deleted once past their retention") {
+    test::TempDir dir;
+    auto images = SnapshotImages::open(dir.path().string());
+    REQUIRE(images);
+    auto& store = **images;
+    auto id_at = [](std::int64_t ms, int n) { return (static_cast<std::uint64_t>(ms) << 20) | static_cast<std::uint64_t>(n); };
+    REQUIRE(store.put(id_at(1'000, 1), {"c1", "cam-1", "old"}));
+    REQUIRE(store.put(id_at(1'000, 2), {"c1", "cam-1", "old too"}));
+    REQUIRE(store.put(id_at(5'000, 1), {"c1", "cam-2", "new"}));
+    CHECK(store.count() == 3);
+    auto expired = store.expire(2'000);
+    REQUIRE(expired);
+    CHECK(*expired == 2);
+    CHECK_FALSE(store.get(id_at(1'000, 1)));
+    auto kept = store.get(id_at(5'000, 1));
+    REQUIRE(kept);
+    CHECK(kept->community == "c1");
+    CHECK(kept->camera == "cam-2");
+    CHECK(kept->jpeg == "new");
+    CHECK(store.count() == 1);
   }
 }

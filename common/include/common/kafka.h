@@ -27,6 +27,9 @@ struct KafkaConfig {
   std::string requests_topic = "courtyard.requests.v1";
   // Periodic digests of the projections and the chains' heads (compacted; one record per digest).
   std::string audit_topic = "courtyard.audit.v1";
+  // Gate cameras' snapshots with their images, for the vision processor only: kept for a limited
+  // time (ingest sets its retention), never part of the log that is replayed.
+  std::string snapshots_topic = "courtyard.snapshots.v1";
 
   std::string bootstrap() const {
     return bootstrap_servers.empty() ? host + ":" + std::to_string(port) : bootstrap_servers;
@@ -60,5 +63,13 @@ std::expected<void, std::string> read_to_end(const KafkaConfig& config, const st
                                              const std::function<void(const rd_kafka_message_t&)>& on_message,
                                              std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+// Creates `topic` with `configs` if it does not exist, or sets its configs to exactly `configs`
+// (every other dynamic setting of the topic returns to the broker's default) if it does.
+std::expected<void, std::string> ensure_topic(const KafkaConfig& config, const std::string& topic, int partitions,
+                                              const KafkaProperties& configs,
+                                              std::chrono::milliseconds timeout = std::chrono::seconds(30));
+// The topic's configs as the broker reports them (defaults included).
+std::expected<KafkaProperties, std::string> describe_topic(const KafkaConfig& config, const std::string& topic,
+                                                           std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 }  // namespace courtyard

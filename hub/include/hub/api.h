@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
@@ -50,6 +51,11 @@ struct ApiSources {
   std::string web_root;                        // static files of the dashboard (empty: none)
   // The projections as they were at a time (ms since the epoch), for ?as_of_time= (admin, auditor).
   std::function<std::expected<std::shared_ptr<const processors::Store>, std::string>(std::int64_t)> as_of;
+  // A camera snapshot with its faces blurred, by snapshot id, while retained (none: no vision).
+  struct SnapshotImage {
+    std::string community, camera, jpeg;
+  };
+  std::function<std::optional<SnapshotImage>(std::uint64_t)> snapshot_image;
   // Extra metrics text (the WebSocket server's), appended to /metrics.
   std::function<std::string()> more_metrics;
 };

@@ -34,6 +34,7 @@ struct Config {
     int instance = 0;                              // 0..255, part of event ids
     bool spool_sync = false;                       // fsync every spool write
     std::int64_t max_payload_bytes = 16384;        // larger payloads are rejected (too_large)
+    std::int64_t max_snapshot_bytes = 524288;      // the same for camera snapshots (.../snapshot)
   } ingest;
   struct Hub {
     std::string group_id = "courtyard-hub";        // consumer group of the processors
@@ -46,6 +47,14 @@ struct Config {
     std::int64_t audit_interval_s = 3600;          // digests to the audit topic and a store checkpoint this often
     std::int64_t checkpoints_keep = 48;            // store checkpoints kept for as-of queries (oldest go first)
   } hub;
+  struct Vision {
+    bool enabled = true;                           // the hub analyses camera snapshots
+    std::string group_id = "courtyard-vision";     // its own consumer group: never in the event path's way
+    std::int64_t workers = 1;                      // snapshots analysed at once
+    std::int64_t snapshot_retention_minutes = 4320;  // raw images on Kafka and blurred ones in the hub: gone after this
+    std::string plate_key_file = "secrets/plate-key";  // key of plate tokens, relative to var (made on first use)
+    std::int64_t min_face_px = 24;                 // smallest face side looked for, pixels
+  } vision;
   struct Simulate {
     std::vector<std::string> communities = {"sunny-garden", "river-view"};
     std::int64_t devices = 300;
@@ -53,6 +62,8 @@ struct Config {
     double bad_fraction = 0.01;
     double flatbuffer_fraction = 0.1;
     std::int64_t seed = 1;
+    std::int64_t cameras = 0;                      // gate cameras sending photographs, in the fleet's first community
+    std::string photos_dir = "/usr/share/doc/opencv-doc/examples/data";  // OpenCV's sample photographs (opencv-doc)
   } simulate;
 
   std::filesystem::path var_path(const std::string& relative) const { return std::filesystem::path(var) / relative; }

@@ -1,7 +1,7 @@
 #pragma once
 // ingest::Bridge moves device events from MQTT into Kafka.
 //
-// For every message on courtyard/v1/{community}/+/telemetry of the communities it owns, it admits
+// For every message on courtyard/v1/{community}/+/telemetry (and .../snapshot, camera images) of the communities it owns, it admits
 // or rejects (see admit.h); an accepted event is enriched (event id, ingest time), written to the
 // durable spool and produced to the events topic keyed by community (idempotent, acks=all); a
 // rejection goes to the dead-letter topic (through the same spool) and to the device's errors
@@ -9,9 +9,14 @@
 // after a restart, so an accepted event survives a SIGKILL. Duplicates this can create are the
 // processors' to recognise (device, boot, seq).
 //
+// A camera snapshot is two records in one spool write: the whole event, image included, for the
+// snapshots topic (limited retention; ingest sets it at start), and the event without its image
+// for the log. A refused snapshot's image never reaches the dead-letter topic, only its digest.
+//
 // Lifecycle: construct with a config, call run() on one thread until the stop token fires.
 // run() throws only at start-up (spool, broker or credentials unusable).
 #include <chrono>
+#include <expected>
 #include <cstdint>
 #include <stop_token>
 #include <string>
@@ -36,7 +41,14 @@ struct BridgeConfig {
   std::chrono::milliseconds registry_wait{5000};  // how long an unknown device waits for the registry
   std::size_t max_in_flight = 50000;            // spooled records handed to the producer at once
   std::chrono::milliseconds command_max_age{3'600'000};  // older commands are not delivered to devices
+  std::chrono::minutes snapshot_retention{72 * 60};  // camera images are gone from Kafka after this at the latest
 };
+
+// The snapshots topic's settings for a retention: its segments roll and the broker's cleaner runs
+// often enough that no image outlives `retention` (the broker deletes whole segments only, checks
+// every 5 minutes and removes a deleted segment's file a minute later; all of that is subtracted).
+// Errors when the retention is too short to honour (under 10 minutes).
+std::expected<KafkaProperties, std::string> snapshot_topic_configs(std::chrono::minutes retention);
 
 struct BridgeStats {
   std::uint64_t accepted = 0;

@@ -6,6 +6,7 @@
 // times and hub ticks), never a clock; replaying the same events gives the same alerts.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,10 @@ struct AlertRules {
   std::int64_t door_open_limit_ms = 600'000;    // a home door open longer than this: minor
   int offline_missed_heartbeats = 3;            // silent for this many intervals: offline (major)
   std::int64_t inactivity_ms = 12 * 3'600'000;  // a wearer's home with no movement, door or water use this long: major
+  std::int64_t tailgate_window_ms = 10'000;     // passes granted this long before a gate snapshot count for it
+  std::int64_t snapshot_grace_ms = 2'000;       // ... and this long after (a camera may fire before the reader)
+  std::int64_t plate_window_ms = 30'000;        // a vehicle snapshot belongs to the last pass granted this long before it
+  double plate_min_confidence = 0.6;            // plates read with less confidence are not compared
   std::map<std::string, std::int64_t> heartbeat_ms = {  // expected interval per device kind; 0: not watched
       {"gate", 60'000},       {"vehicle_gate", 60'000}, {"door", 300'000},   {"camera", 60'000},
       {"meter", 900'000},     {"home_sensor", 300'000}, {"wearable", 300'000}};
@@ -72,6 +77,7 @@ struct Alert {
   std::int64_t escalate_at_ms = 0;  // when a timer of this alert fires (0: none)
   std::int64_t hushed_until_ms = 0; // a hushed alarm: its sounder stays quiet until then
   std::uint64_t occurrences = 0;    // triggers folded into this episode
+  std::uint64_t snapshot_id = 0;    // camera rules: the (blurred) snapshot that shows it
   std::vector<TimelineEntry> timeline;
   bool operator==(const Alert&) const = default;
 };
@@ -104,6 +110,14 @@ struct Registered {
   bool operator==(const Registered&) const = default;
 };
 
+// A pass granted at a gate, kept for a while so camera snapshots can be matched with it.
+struct GrantedPass {
+  std::int64_t at_ms = 0;      // log time
+  std::uint64_t event_id = 0;
+  std::string plate;           // vehicle gates: the plate token
+  bool operator==(const GrantedPass&) const = default;
+};
+
 struct CommunityAlerts {
   std::string community;                         // set by its first event (ticks carry none)
   std::int64_t now_ms = 0;                       // latest log time seen
@@ -116,15 +130,33 @@ struct CommunityAlerts {
   std::map<std::string, Registered> vehicles;         // by plate token
   std::map<std::string, std::int64_t> vehicles_inside;  // plate token -> entry (log time)
   std::map<std::string, std::vector<std::int64_t>> denials;  // gate -> recent denial times
+  std::map<std::string, std::vector<GrantedPass>> granted;  // gate -> passes granted recently (for cameras)
+  std::map<std::string, std::vector<std::uint64_t>> analysed;  // camera -> snapshots analysed lately (repeats ignored)
+  std::map<std::string, std::uint64_t> tailgated;  // gate -> latest pass already part of a tailgating alert
   bool operator==(const CommunityAlerts&) const = default;
+};
+
+// What a camera snapshot's analysis means at its gate.
+struct SnapshotVerdict {
+  std::string verdict;  // ok, tailgating, plate_mismatch, no_pass, plate_unread, unreadable, unknown_gate, repeat
+  std::vector<std::uint64_t> passes;  // event ids of the granted passes it belongs to
+  std::string detail;
+  bool operator==(const SnapshotVerdict&) const = default;
 };
 
 struct AlertStep {
   CommunityAlerts state;
   std::vector<Alert> changed;  // alerts whose record changed: the projector stores and publishes them
+  std::optional<SnapshotVerdict> verdict;  // for a vision.analysis event
 };
 
 AlertStep apply(CommunityAlerts state, const schemas::Event& event, const AlertRules& rules);
+
+// What a snapshot's analysis means given the passes the state has seen at its gate (without
+// changing anything): tailgating when more faces than passes granted around it, plate_mismatch
+// when a legible plate is not the one the vehicle gate let in.
+SnapshotVerdict judge_snapshot(const CommunityAlerts& state, const schemas::VisionAnalysis& analysis,
+                               const AlertRules& rules);
 
 // What a subject token is to the community at `now_ms`: resident, staff, visitor (invitation
 // valid now) or unknown (not registered, or an invitation outside its validity).

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "processors/alerts_fold.h"
 #include "schemas/event.h"
 
 namespace courtyard::processors {
@@ -104,6 +105,29 @@ ElderState apply(ElderState state, const schemas::Event& event, const FoldContex
 // Wellbeing from the wearer's open alerts (fall, SOS, SpO2, inactivity, offline...) and vitals.
 // Time-based signs (12 h without movement) arrive as alerts, so this needs no clock.
 std::string wellbeing(const ElderState& state);
+
+// --- cameras: per gate camera -------------------------------------------------------------------
+struct SnapshotRecord {
+  std::uint64_t snapshot_id = 0;  // the blurred image: GET /api/v1/snapshots/{id} (while retained)
+  std::int64_t at_ms = 0;         // log time of the snapshot
+  std::uint32_t faces = 0;
+  std::string plate_token;        // pseudonymous; empty: none read
+  double plate_confidence = 0;
+  std::string verdict, detail;    // SnapshotVerdict
+  std::vector<std::uint64_t> passes;  // event ids of the passes it belongs to
+};
+struct CameraState {
+  std::string community, gate, location;
+  std::uint64_t snapshots = 0, analysed = 0;
+  std::map<std::string, std::uint64_t> verdicts;  // ok, tailgating, ... -> count
+  std::int64_t last_snapshot_ms = 0;
+  std::vector<SnapshotRecord> recent;             // the last 20 analysed, newest last
+};
+CameraState apply(CameraState state, const schemas::Event& event, const schemas::CameraSnapshot& snapshot);
+CameraState apply(CameraState state, const schemas::VisionAnalysis& analysis, const SnapshotVerdict& verdict);
+
+nlohmann::json to_json(const CameraState& s);
+CameraState camera_state_from_json(const nlohmann::json& j);
 
 nlohmann::json to_json(const MeterState& s);
 nlohmann::json to_json(const CommunityMeters& s);

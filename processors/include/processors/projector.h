@@ -67,6 +67,7 @@ class Projector {
   static std::string meter_key(const std::string& device) { return "meters/" + device; }
   static std::string gate_key(const std::string& device) { return "gates/" + device; }
   static std::string elder_key(const std::string& device) { return "elders/" + device; }
+  static std::string camera_key(const std::string& device) { return "cameras/" + device; }
   static std::string home_key(const std::string& community, const std::string& unit) {
     return "homes/" + community + "/" + unit;
   }

@@ -25,6 +25,7 @@ struct VisionConfig {
   std::string plate_model = "/usr/share/opencv4/haarcascades/haarcascade_russian_plate_number.xml";
   int plate_min_neighbors = 3;          // overlapping detections a plate region needs
   std::string ocr_language = "eng";     // Tesseract's traineddata for plate characters
+  std::size_t min_plate_chars = 5;      // shorter readings are not plates (Chinese plates have 7 or 8)
 };
 
 struct Box {

@@ -152,9 +152,34 @@ std::string_view to_string(CommandResult result);
 std::string_view to_string(NoticeSeverity severity);
 std::optional<NoticeSeverity> parse_notice_severity(std::string_view name);
 
+// A gate camera's snapshot ("camera.snapshot", on .../snapshot). The device sends gate and jpeg;
+// ingest fills the image's digest, size and dimensions, keeps `jpeg` only on the snapshots topic
+// (limited retention) and appends the event without it to the log.
+struct CameraSnapshot {
+  std::string gate;          // the gate device the camera watches
+  std::string jpeg;          // the image (bytes); empty in the events log
+  std::string image_sha256;  // hex
+  std::uint32_t image_bytes = 0;
+  std::uint16_t width = 0, height = 0;
+  bool operator==(const CameraSnapshot&) const = default;
+};
+// What the vision processor saw in one snapshot ("vision.analysis"), appended by the hub. A face
+// count, never a face; a plate as a pseudonymous token, never its text.
+struct VisionAnalysis {
+  std::uint64_t snapshot_id = 0;      // event id of the snapshot
+  std::string gate;
+  std::int64_t snapshot_time_ms = 0;  // the snapshot's log time (ingest time)
+  std::uint16_t faces = 0;
+  std::string plate_token;            // empty: no plate read
+  double plate_confidence = 0;        // 0..1
+  std::int32_t plate_x = 0, plate_y = 0, plate_width = 0, plate_height = 0;
+  std::string error;                  // why the image could not be analysed (empty: it was)
+  bool operator==(const VisionAnalysis&) const = default;
+};
+
 using Body = std::variant<GatePass, VehiclePass, MeterReading, HomeSensor, WearableVitals, WearableAlarm,
                           DeviceStatus, DeviceRegistered, Tick, OperatorAction, RegistryEntry, Command,
-                          CommandDelivered, CommandAck, Notice>;
+                          CommandDelivered, CommandAck, Notice, CameraSnapshot, VisionAnalysis>;
 
 // Events Courtyard itself appends (registrations, ticks, operator actions) carry no device seq.
 bool is_system_event(const Body& body);
@@ -210,6 +235,8 @@ bool valid_id(std::string_view id);
 
 struct Limits {
   std::size_t max_payload_bytes = 16 * 1024;       // larger device payloads are TooLarge
+  std::size_t max_snapshot_bytes = 512 * 1024;     // the same for payloads on .../snapshot
+  int max_image_side_px = 4096;                    // wider or taller snapshots are OutOfRange
   std::int64_t min_device_time_ms = 946684800000;  // 2000-01-01: older device clocks are OutOfRange
   std::int64_t max_device_time_ms = 4102444800000; // 2100-01-01
 };
@@ -219,6 +246,13 @@ struct Limits {
 // Does not know the registry: UnknownDevice and TypeNotAllowed are the caller's to check.
 std::expected<Event, Rejection> decode_device_payload(const Topic& topic, std::string_view payload,
                                                       const Limits& limits = {});
+// The dimensions a JPEG declares, after checking it is one: starts with SOI, has a frame header
+// before its scan, and ends with EOI (a truncated upload does not). Reads headers only.
+struct JpegInfo {
+  int width = 0, height = 0;
+};
+std::expected<JpegInfo, std::string> jpeg_info(std::string_view bytes);
+
 // Range checks on a decoded event (used by decode_device_payload; exposed for tests and tools).
 std::expected<void, Rejection> validate(const Event& event, const Limits& limits = {});
 

@@ -26,6 +26,11 @@ std::expected<Registration, std::string> parse_registration(std::string_view jso
 // The event ingest appends for a registration.
 Event registered_event(const Registration& registration);
 
+// A licence plate as Courtyard stores it: "plate-" and 16 hex digits of HMAC-SHA256(key, the
+// plate without separators, Latin letters in upper case). Registry, vehicle gates and the vision processor use
+// the same key, so one plate is one token; without the key a token says nothing about the plate.
+std::string plate_token(std::string_view key, std::string_view plate);
+
 // The "seq" of a device payload if one can be read at all (for error replies to rejected payloads).
 std::optional<std::uint64_t> best_effort_seq(std::string_view payload);
 
