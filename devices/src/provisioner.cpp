@@ -20,13 +20,17 @@ json device_role(const schemas::Registration& r) {
   auto acl = [](const char* type, const std::string& topic) {
     return json{{"acltype", type}, {"topic", topic}, {"allow", true}};
   };
+  auto acls = json::array({acl("publishClientSend", schemas::topic_for(r.community, r.device, "telemetry")),
+                           acl("subscribeLiteral", schemas::topic_for(r.community, r.device, "cmd")),
+                           acl("subscribeLiteral", schemas::topic_for(r.community, r.device, "errors")),
+                           acl("subscribeLiteral", "courtyard/v1/" + r.community.str() + "/notices")});
+  if (r.kind == schemas::DeviceKind::Camera) {
+    acls.push_back(acl("publishClientSend", snapshot_topic(r)));
+  }
   return json{{"command", "createRole"},
               {"rolename", role_of(r)},
               {"textname", "Courtyard device " + r.device.str()},
-              {"acls", json::array({acl("publishClientSend", schemas::topic_for(r.community, r.device, "telemetry")),
-                                    acl("subscribeLiteral", schemas::topic_for(r.community, r.device, "cmd")),
-                                    acl("subscribeLiteral", schemas::topic_for(r.community, r.device, "errors")),
-                                    acl("subscribeLiteral", "courtyard/v1/" + r.community.str() + "/notices")})}};
+              {"acls", acls}};
 }
 
 // Sends one dynamic-security request and returns the broker's per-command responses.
@@ -50,6 +54,8 @@ std::string error_of(const json& response) {
 std::string telemetry_topic(const schemas::Registration& r) {
   return schemas::topic_for(r.community, r.device, "telemetry");
 }
+
+std::string snapshot_topic(const schemas::Registration& r) { return schemas::topic_for(r.community, r.device, "snapshot"); }
 
 Provisioner::Provisioner(ProvisionerConfig config) : config_(std::move(config)) {}
 Provisioner::~Provisioner() = default;

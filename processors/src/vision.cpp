@@ -164,6 +164,26 @@ std::expected<std::vector<PlateReading>, std::string> PlateReader::read(std::str
   return out;
 }
 
+std::expected<std::string, std::string> side_by_side_jpeg(const std::vector<std::string>& photos) {
+  std::vector<cv::Mat> parts;
+  int height = 0;
+  for (const auto& photo : photos) {
+    cv::Mat m = cv::imdecode(cv::Mat(1, static_cast<int>(photo.size()), CV_8U, const_cast<char*>(photo.data())), cv::IMREAD_COLOR);
+    if (m.empty()) return std::unexpected(std::string("a photograph does not decode"));
+    height = std::max(height, m.rows);
+    parts.push_back(std::move(m));
+  }
+  if (parts.empty()) return std::unexpected(std::string("no photographs"));
+  for (auto& m : parts) {  // upscaled, never down: nobody's face gets smaller
+    if (m.rows != height) cv::resize(m, m, cv::Size(m.cols * height / m.rows, height), 0, 0, cv::INTER_CUBIC);
+  }
+  cv::Mat scene;
+  cv::hconcat(parts, scene);
+  std::vector<unsigned char> jpeg;
+  cv::imencode(".jpg", scene, jpeg, {cv::IMWRITE_JPEG_QUALITY, 90});
+  return std::string(jpeg.begin(), jpeg.end());
+}
+
 std::string render_plate_jpeg(std::string_view text) {
   cv::Mat img(480, 640, CV_8UC3, cv::Scalar(90, 95, 100));
   const std::string t(text);

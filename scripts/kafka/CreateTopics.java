@@ -32,7 +32,9 @@ public class CreateTopics {
           new NewTopic("courtyard.commands.v1", 3, (short) 1),
           new NewTopic("courtyard.requests.v1", 3, (short) 1),
           new NewTopic("courtyard.audit.v1", 1, (short) 1).configs(compacted),
-          new NewTopic("courtyard.registry.v1", 1, (short) 1).configs(compacted));
+          new NewTopic("courtyard.registry.v1", 1, (short) 1).configs(compacted),
+          // Camera images: ingest sets the retention from vision.snapshot_retention_minutes at start.
+          new NewTopic("courtyard.snapshots.v1", 3, (short) 1).configs(Map.of("cleanup.policy", "delete")));
       Set<String> existing = admin.listTopics().names().get();
       List<NewTopic> missing = new ArrayList<>();
       for (NewTopic t : topics) if (!existing.contains(t.name())) missing.add(t);

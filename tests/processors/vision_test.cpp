@@ -226,3 +226,17 @@ TEST_SUITE("vision: snapshots") {
     CHECK(store.count() == 1);
   }
 }
+
+TEST_SUITE("vision: gate scenes") {
+  // opencv-doc has no photograph with two faces our detector finds; the player twice stands in for two people.
+  TEST_CASE("two photographs of people side by side are one scene with two faces") {
+    auto scene = side_by_side_jpeg({sample("messi5.jpg"), sample("messi5.jpg")});
+    REQUIRE(scene);
+    auto scan = detector()->scan(*scene);
+    REQUIRE(scan);
+    CHECK(scan->faces.size() == 2);
+    CHECK(scan->width == 2 * 548);
+    CHECK(scan->height == 342);
+    CHECK_FALSE(side_by_side_jpeg({"not an image"}));
+  }
+}

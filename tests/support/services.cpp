@@ -174,6 +174,8 @@ std::map<std::string, std::string> Stack::env() const {
           {"COURTYARD_INGEST_COMMUNITIES", communities},
           {"COURTYARD_HUB_GROUP_ID", name_ + "-hub"},
           {"COURTYARD_HUB_INSTANCE_ID", name_ + "-hub-0"},
+          {"COURTYARD_VISION_GROUP_ID", name_ + "-vision"},
+          {"COURTYARD_KAFKA_SNAPSHOTS_TOPIC", name_ + ".snapshots"},
           {"COURTYARD_CONFIG", std::string(COURTYARD_SOURCE_DIR) + "/config/courtyard.toml"},
           {"COURTYARD_HUB_RULES_FILE", std::string(COURTYARD_SOURCE_DIR) + "/config/rules.toml"},
           {"COURTYARD_HTTP_WEB_ROOT", std::string(COURTYARD_SOURCE_DIR) + "/web"}};

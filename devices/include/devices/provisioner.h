@@ -45,5 +45,6 @@ class Provisioner {
 
 // The MQTT topics a device may use.
 std::string telemetry_topic(const schemas::Registration& r);
+std::string snapshot_topic(const schemas::Registration& r);  // cameras only
 
 }  // namespace courtyard::devices

@@ -75,6 +75,10 @@ class PlateReader {
   std::unique_ptr<Impl> impl_;
 };
 
+// Photographs side by side in one JPEG, scaled up to the tallest one's height: the simulator's and the
+// tests' gate scene with several people in it. Errors: a photograph does not decode.
+std::expected<std::string, std::string> side_by_side_jpeg(const std::vector<std::string>& photos);
+
 // A car park scene with a plate saying `text` (A-Z, 0-9), as JPEG: what the simulator's
 // vehicle-gate cameras send, and what the tests read back.
 std::string render_plate_jpeg(std::string_view text);
