@@ -26,6 +26,8 @@ std::string json_payload(const Event& e) {
 
 }  // namespace
 
+std::string payload_json(const Event& e) { return json_payload(e); }
+
 std::vector<Registration> make_fleet(const SimulatorConfig& config, std::int64_t now_ms) {
   std::vector<Registration> fleet;
   std::map<std::pair<std::string, DeviceKind>, int> numbers;
@@ -41,7 +43,9 @@ std::vector<Registration> make_fleet(const SimulatorConfig& config, std::int64_t
     switch (kind) {
       case DeviceKind::Gate: r.location = fmt::format("Pedestrian gate {}", n); break;
       case DeviceKind::VehicleGate: r.location = fmt::format("Vehicle gate {}", n); break;
-      case DeviceKind::Camera: r.location = fmt::format("Camera over gate {}", n); break;
+      case DeviceKind::Camera:
+        r.location = fmt::format("Camera over {} gate {}", n % 2 ? "pedestrian" : "vehicle", n);
+        break;
       case DeviceKind::Door: r.location = fmt::format("Building {} unit door", building); break;
       default:
         r.unit = fmt::format("b{}-{:02}{:02}", building, 1 + n % 18, 1 + n % 4);

@@ -45,6 +45,9 @@ class Generator {
 // The one sensor a home-sensor device carries (fixed per device).
 schemas::SensorKind sensor_of(const schemas::Registration& device);
 
+// A valid event as a device publishes it in JSON.
+std::string payload_json(const schemas::Event& event);
+
 // The fleet of a community simulation: kinds in fixed proportions, ids "<prefix><community>-<kind>-<n>".
 std::vector<schemas::Registration> make_fleet(const SimulatorConfig& config, std::int64_t now_ms);
 

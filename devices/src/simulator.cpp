@@ -1,13 +1,18 @@
 #include "devices/simulator.h"
 
+#include <filesystem>
+#include <fstream>
 #include <set>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "devices/provisioner.h"
 #include "generator.h"
+#include "processors/vision.h"
 
 namespace courtyard::devices {
 namespace {
@@ -15,6 +20,53 @@ namespace {
 std::int64_t wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Gate scenes: a camera and the gate it watches, and the pictures it takes.
+struct Scenes {
+  struct Pair {
+    std::size_t camera, gate;
+    bool vehicles;
+  };
+  std::vector<Pair> pairs;
+  std::string one_person, two_people;
+  std::uint64_t next = 0;
+
+  static std::expected<Scenes, std::string> make(const SimulatorConfig& config, const std::vector<SimDevice>& fleet) {
+    Scenes scenes;
+    if (config.scenes_per_minute <= 0) return scenes;
+    scenes.one_person = read_file(std::filesystem::path(config.photos_dir) / "messi5.jpg");
+    if (scenes.one_person.empty()) {
+      return std::unexpected("no messi5.jpg in " + config.photos_dir + ": install opencv-doc (scripts/setup does)");
+    }
+    // opencv-doc has no photograph of two people whose faces the detector finds: the same one twice.
+    auto two = processors::side_by_side_jpeg({scenes.one_person, scenes.one_person});
+    if (!two) return std::unexpected(two.error());
+    scenes.two_people = std::move(*two);
+    std::map<std::string, std::size_t> index;
+    for (std::size_t i = 0; i < fleet.size(); ++i) index[fleet[i].registration.device.str()] = i;
+    for (std::size_t i = 0; i < fleet.size(); ++i) {
+      const auto& id = fleet[i].registration.device.str();
+      auto at = id.rfind("-camera-");
+      if (fleet[i].registration.kind != schemas::DeviceKind::Camera || at == std::string::npos) continue;
+      const int n = std::stoi(id.substr(at + 8));
+      const bool vehicles = n % 2 == 0;
+      auto gate = index.find(id.substr(0, at) + (vehicles ? "-vehicle_gate-" : "-gate-") + id.substr(at + 8));
+      if (gate != index.end()) scenes.pairs.push_back({i, gate->second, vehicles});
+    }
+    if (scenes.pairs.empty()) return std::unexpected(std::string("the fleet has no camera with a gate under it"));
+    return scenes;
+  }
+};
+
+const std::string& plate_text(std::uint64_t n) {
+  const auto& plates = processors::legible_plates();
+  return plates[n % plates.size()];
 }
 
 }  // namespace
@@ -129,6 +181,55 @@ std::expected<SimReport, std::string> Simulator::run(std::stop_token stop, bool 
     report.injected.push_back(anomaly + ": " + device.device.str());
   }
 
+  auto scenes = Scenes::make(config_, fleet_);
+  if (!scenes) return std::unexpected(scenes.error());
+  // A pass, then the camera's picture of whoever went through: the pass waits for its PUBACK, so
+  // the broker hands ingest the two in that order.
+  auto scene = [&]() -> std::expected<void, std::string> {
+    const std::uint64_t k = scenes->next++;
+    const auto& pair = scenes->pairs[k % scenes->pairs.size()];
+    const auto& gate = fleet_[pair.gate].registration;
+    const auto& camera = fleet_[pair.camera].registration;
+    schemas::Event pass;
+    pass.boot = cursors[pair.gate].boot;
+    pass.seq = cursors[pair.gate].next_seq++;
+    pass.device_time_ms = wall_ms();
+    std::string jpeg;
+    if (pair.vehicles) {
+      const bool mismatch = k % 8 == 7;
+      pass.body = schemas::VehiclePass{schemas::plate_token(config_.plate_key, plate_text(k)), schemas::Direction::In,
+                                       schemas::Decision::Granted};
+      jpeg = processors::render_plate_jpeg(plate_text(mismatch ? k + 3 : k));
+      report.plate_mismatch_scenes += mismatch;
+    } else {
+      const bool tailgating = k % 5 == 4;
+      schemas::GatePass g;
+      g.credential = schemas::Credential::Card;
+      g.subject = fmt::format("subj-{:05}", k % 2000);
+      pass.body = g;
+      jpeg = tailgating ? scenes->two_people : scenes->one_person;
+      report.tailgating_scenes += tailgating;
+    }
+    auto acked = clients[pair.gate]->publish_and_wait(telemetry_topic(gate), payload_json(pass), 1, std::chrono::seconds(10));
+    if (!acked) return std::unexpected("publish from " + gate.device.str() + ": " + acked.error());
+    ++report.valid[gate.device.str()][std::string(schemas::type_name(pass.body))];
+    schemas::Event snapshot;
+    snapshot.boot = cursors[pair.camera].boot;
+    snapshot.seq = cursors[pair.camera].next_seq++;
+    snapshot.device_time_ms = wall_ms();
+    snapshot.body = schemas::CameraSnapshot{gate.device.str(), std::move(jpeg), "", 0, 0, 0};
+    if (auto ok = clients[pair.camera]->publish(snapshot_topic(camera), payload_json(snapshot), 1); !ok) {
+      return std::unexpected("publish from " + camera.device.str() + ": " + ok.error());
+    }
+    ++report.valid[camera.device.str()]["camera.snapshot"];
+    report.sent += 2;
+    ++report.scenes;
+    return {};
+  };
+  std::set<std::size_t> watched;
+  for (const auto& pair : scenes->pairs) watched.insert(pair.gate);
+  const auto scene_interval = std::chrono::duration<double>(60.0 / std::max(config_.scenes_per_minute, 1e-9));
+
   const auto start = std::chrono::steady_clock::now();
   const auto interval = std::chrono::duration<double>(1.0 / std::max(config_.rate, 0.001));
   const double bad_every = config_.bad_fraction > 0 ? 1.0 / config_.bad_fraction : 0;
@@ -141,6 +242,10 @@ std::expected<SimReport, std::string> Simulator::run(std::stop_token stop, bool 
     auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval * static_cast<double>(i));
     if (config_.duration_s > 0 && due - start > std::chrono::duration<double>(config_.duration_s)) break;
     std::this_thread::sleep_until(due);
+    if (!scenes->pairs.empty() &&
+        std::chrono::steady_clock::now() - start >= scene_interval * static_cast<double>(scenes->next)) {
+      if (auto ok = scene(); !ok) return std::unexpected(ok.error());
+    }
     // Valid payloads go round the fleet; bad ones are spread evenly in time (every
     // 1/bad_fraction-th), cycling through every kind, from a device picked at random, and take
     // nobody's turn (taking a fixed turn would silence the same few devices every time).
@@ -161,7 +266,9 @@ std::expected<SimReport, std::string> Simulator::run(std::stop_token stop, bool 
       p = gen.bad(device, cursors[d], wall_ms(), static_cast<BadKind>(bad_kind++ % kBadKinds));
       report.bad.push_back({device.device.str(), topic, p.bytes, p.reason});
     } else {
-      p = in_incident.contains(d) ? gen.heartbeat(device, cursors[d], wall_ms())
+      // A gate under a camera lets people through in scenes only, so every pass there has its picture.
+      const bool quiet = in_incident.contains(d) || watched.contains(d);
+      p = quiet ? gen.heartbeat(device, cursors[d], wall_ms())
                                   : gen.valid(device, cursors[d], wall_ms(), gen.uniform() < config_.flatbuffer_fraction);
       ++report.valid[device.device.str()][p.type];
       if (track_latency) {

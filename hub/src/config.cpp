@@ -140,7 +140,7 @@ std::vector<Binding> bindings(Config& c) {
       setting("simulate.bad_fraction", c.simulate.bad_fraction),
       setting("simulate.flatbuffer_fraction", c.simulate.flatbuffer_fraction),
       setting("simulate.seed", c.simulate.seed),
-      setting("simulate.cameras", c.simulate.cameras),
+      setting("simulate.scenes_per_minute", c.simulate.scenes_per_minute),
       setting("simulate.photos_dir", c.simulate.photos_dir),
   };
 }
@@ -233,6 +233,10 @@ void apply_rules(const toml::table& table, const std::string& where, processors:
     else if (key == "repeated_denials") r.repeated_denials = static_cast<int>(number(key, v));
     else if (key == "repeated_denials_window_s") r.repeated_denials_window_ms = ms(key, v);
     else if (key == "spike_min_samples") r.spike_min_samples = static_cast<int>(number(key, v));
+    else if (key == "tailgate_window_s") r.tailgate_window_ms = ms(key, v);
+    else if (key == "snapshot_grace_s") r.snapshot_grace_ms = ms(key, v);
+    else if (key == "plate_window_s") r.plate_window_ms = ms(key, v);
+    else if (key == "plate_min_confidence") r.plate_min_confidence = number(key, v);
     else if (key == "heartbeat_s" && v.is_table()) {
       for (const auto& [kind, interval] : *v.as_table()) {
         r.heartbeat_ms[std::string(kind.str())] = ms("heartbeat_s." + std::string(kind.str()), interval);

@@ -17,6 +17,7 @@
 #include "replay_cli.h"
 #include "ingest/bridge.h"
 #include "common/handles.h"
+#include "common/random.h"
 #include "schemas/event.h"
 
 namespace {
@@ -77,6 +78,12 @@ int run_simulate(const hub::Config& config, devices::SimulatorConfig sim, bool s
   sim.kafka = config.kafka;
   sim.mqtt = config.mqtt;
   sim.mqtt_password = service_password(config);
+  sim.photos_dir = config.simulate.photos_dir;
+  if (sim.scenes_per_minute > 0) {  // the vehicle gates tokenise plates with the hub's key
+    auto key = read_or_create_secret(config.var_path(config.vision.plate_key_file).string());
+    if (!key) throw std::runtime_error(key.error());
+    sim.plate_key = *key;
+  }
   devices::Simulator simulator(sim);
   if (!skip_provision) {
     if (auto ok = simulator.provision(); !ok) throw std::runtime_error("provisioning: " + ok.error());
@@ -93,6 +100,10 @@ int run_simulate(const hub::Config& config, devices::SimulatorConfig sim, bool s
   std::cout << "sent " << report->sent << " payloads (" << valid << " valid, " << report->bad.size()
             << " deliberately bad) from " << simulator.fleet().size() << " devices in " << report->seconds
             << " s; broker acknowledged " << report->acked << ", refused " << report->refused << "\n";
+  if (report->scenes) {
+    std::cout << "gate scenes " << report->scenes << " (" << report->tailgating_scenes << " tailgating, "
+              << report->plate_mismatch_scenes << " with a plate the gate did not let in)\n";
+  }
   return 0;
 }
 
@@ -188,6 +199,9 @@ int main(int argc, char** argv) {
   sim_cmd->add_option("--bad-fraction", bad, "share of deliberately invalid payloads (default: simulate.bad_fraction)");
   sim_cmd->add_option("--prefix", sim.id_prefix, "prefix for device ids");
   sim_cmd->add_option("--seed", seed, "random seed (default: simulate.seed)");
+  double scenes = -1;
+  sim_cmd->add_option("--scenes-per-minute", scenes,
+                      "gate scenes (a pass, then the camera's snapshot) per minute (default: simulate.scenes_per_minute)");
   sim_cmd->add_option("--boot", sim.boot, "boot number the devices report (raise it to simulate a restart)");
   sim_cmd->add_flag("--no-provision", skip_provision, "the fleet is already provisioned with these passwords");
   sim_cmd->add_option("--anomaly", sim.anomalies,
@@ -305,6 +319,7 @@ int main(int argc, char** argv) {
       sim.flatbuffer_fraction = config.simulate.flatbuffer_fraction;
       sim.communities = sim_communities.empty() ? config.simulate.communities : sim_communities;
       sim.seed = static_cast<std::uint64_t>(seed >= 0 ? seed : config.simulate.seed);
+      sim.scenes_per_minute = scenes >= 0 ? scenes : config.simulate.scenes_per_minute;
       return run_simulate(config, sim, skip_provision);
     }
     if (*add_cmd) return run_device_add(config, id, kind, community, unit, location, password);

@@ -96,6 +96,10 @@ TEST_SUITE("alert rules configuration") {
     CHECK(book.defaults.inactivity_ms == defaults.inactivity_ms);
     CHECK(book.defaults.heart_rate_sustain_ms == defaults.heart_rate_sustain_ms);
     CHECK(book.defaults.heartbeat_ms == defaults.heartbeat_ms);
+    CHECK(book.defaults.tailgate_window_ms == defaults.tailgate_window_ms);
+    CHECK(book.defaults.snapshot_grace_ms == defaults.snapshot_grace_ms);
+    CHECK(book.defaults.plate_window_ms == defaults.plate_window_ms);
+    CHECK(book.defaults.plate_min_confidence == defaults.plate_min_confidence);
     CHECK(book.communities.empty());
   }
 

@@ -2,7 +2,10 @@
 // the hub's vision processor, and what it saw becomes alerts, projections and a blurred image.
 #include <doctest/doctest.h>
 
+#include <fstream>
+
 #include "common/digest.h"
+#include "devices/simulator.h"
 #include "devices/provisioner.h"
 #include "http_client.h"
 #include "hub/config.h"
@@ -47,10 +50,10 @@ struct Device {
 struct Site {
   test::Services services = test::services();
   std::string community = test::unique_name("cam");
-  test::Stack stack{{community}};
+  test::Stack stack;
   std::map<std::string, Device> devices;
 
-  Site() {
+  explicit Site(std::map<std::string, std::string> env = {}) : stack({community}, std::move(env)) {
     stack.start_ingest();
     stack.start_hub();
   }
@@ -223,5 +226,51 @@ TEST_SUITE("integration: gate cameras") {
     REQUIRE(test::eventually([&] { return !(letters = test::read_dead_letters(site.services.kafka(), site.id("rampcam"))).empty(); }, 30s));
     CHECK(letters[0].reason == "malformed");
     CHECK(letters[0].payload.empty());
+  }
+
+  TEST_CASE("the simulator's gate scenes, real photographs and rendered plates, are each analysed, and its tailgating and wrong plates are alerts") {
+    // Scenes a second apart, alternating between a pedestrian and a vehicle gate: windows of half
+    // a second keep each scene's pass its own.
+    test::TempDir rules;
+    std::ofstream(rules.str("rules.toml")) << "[defaults]\ntailgate_window_s = 0.5\nsnapshot_grace_s = 0.2\nplate_window_s = 0.5\n";
+    Site site({{"COURTYARD_HUB_RULES_FILE", rules.str("rules.toml")}});
+    auto sim_config = site.services.simulator({site.community});
+    sim_config.id_prefix = site.community + "-";
+    sim_config.devices = 40;  // two cameras: over pedestrian gate 1 and vehicle gate 2
+    sim_config.rate = 40;
+    sim_config.events = 440;
+    sim_config.scenes_per_minute = 60;
+    auto key = read_secret(site.stack.dir().str("var/secrets/plate-key"));
+    REQUIRE(key);
+    sim_config.plate_key = *key;
+    devices::Simulator simulator(sim_config);
+    REQUIRE(simulator.provision());
+    auto report = simulator.run(std::stop_token{});
+    REQUIRE_MESSAGE(report, (report ? "" : report.error()));
+    REQUIRE(report->scenes >= 8);
+    REQUIRE(report->tailgating_scenes >= 1);
+    REQUIRE(report->plate_mismatch_scenes >= 1);
+
+    const std::string people = site.community + "-" + site.community + "-camera-001";
+    const std::string cars = site.community + "-" + site.community + "-camera-002";
+    const auto at_people = report->valid[people]["camera.snapshot"], at_cars = report->valid[cars]["camera.snapshot"];
+    CHECK(at_people + at_cars == report->scenes);
+    auto pedestrian = site.camera_after(people.substr(site.community.size() + 1), at_people);
+    auto vehicle = site.camera_after(cars.substr(site.community.size() + 1), at_cars);
+    CHECK(pedestrian["analysed"] == at_people);
+    CHECK(pedestrian["verdicts"].value("tailgating", 0u) == report->tailgating_scenes);
+    CHECK(pedestrian["verdicts"].value("ok", 0u) == at_people - report->tailgating_scenes);
+    for (const auto& r : pedestrian["recent"]) {
+      CHECK(r["faces"] == (r["verdict"] == "tailgating" ? 2 : 1));
+      CHECK(r["passes"].size() == 1);
+    }
+    CHECK(vehicle["verdicts"].value("plate_mismatch", 0u) == report->plate_mismatch_scenes);
+    CHECK(vehicle["verdicts"].value("ok", 0u) == at_cars - report->plate_mismatch_scenes);
+    auto tailgating = site.alerts("tailgating");
+    REQUIRE(tailgating.size() == 1);  // one episode per gate, every scene of it counted
+    CHECK(tailgating[0]["occurrences"] == report->tailgating_scenes);
+    auto mismatch = site.alerts("plate_mismatch");
+    REQUIRE(mismatch.size() == 1);
+    CHECK(mismatch[0]["occurrences"] == report->plate_mismatch_scenes);
   }
 }

@@ -38,6 +38,14 @@ struct SimulatorConfig {
   // Incidents injected once at the start of the run, one device each:
   // fever, fall, sos, leak, smoke, gas, spo2, battery, tamper, door, offline (a meter falls silent).
   std::vector<std::string> anomalies;
+  // Gate scenes per minute, whole fleet: a pass at a gate, then the snapshot of the camera over
+  // it (camera n watches pedestrian gate n when n is odd, vehicle gate n when even). Pedestrian
+  // scenes are OpenCV's sample photographs (one person; one scene in five two people behind one
+  // pass, i.e. tailgating); vehicle scenes are rendered plates (one in eight not the plate the
+  // gate let in). 0: cameras send heartbeats only.
+  double scenes_per_minute = 0;
+  std::string photos_dir = "/usr/share/doc/opencv-doc/examples/data";  // Debian's opencv-doc
+  std::string plate_key;  // key of plate tokens (the hub's); empty: scenes' vehicle passes use the text's digest
 };
 
 // The anomalies the simulator knows.
@@ -64,6 +72,7 @@ struct SimReport {
   std::map<std::string, std::map<std::string, std::uint64_t>> valid;
   std::vector<SentBad> bad;
   std::vector<std::string> injected;  // "anomaly: device" for each incident injected
+  std::uint64_t scenes = 0, tailgating_scenes = 0, plate_mismatch_scenes = 0;
   // Publish time (steady clock, ns) of each valid event by "device/boot/seq" when latency is tracked.
   std::map<std::string, std::int64_t> publish_ns;
 };

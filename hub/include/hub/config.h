@@ -62,7 +62,7 @@ struct Config {
     double bad_fraction = 0.01;
     double flatbuffer_fraction = 0.1;
     std::int64_t seed = 1;
-    std::int64_t cameras = 0;                      // gate cameras sending photographs, in the fleet's first community
+    double scenes_per_minute = 6;                  // gate scenes: a pass, then the camera's snapshot (0: none)
     std::string photos_dir = "/usr/share/doc/opencv-doc/examples/data";  // OpenCV's sample photographs (opencv-doc)
   } simulate;
 
