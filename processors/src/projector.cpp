@@ -511,11 +511,15 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   return result;
 }
 
+const std::vector<std::string>& Projector::projection_prefixes() {
+  static const std::vector<std::string> kServed = {"alerts/", "cameras/", "commands/", "communities/", "devices/",
+                                                   "elders/", "gates/",   "homes/",    "meters/",      "notices/",
+                                                   "registry/", "rejections/"};
+  return kServed;
+}
+
 bool Projector::is_projection_key(std::string_view key) {
-  static constexpr std::string_view kServed[] = {"devices/", "rejections/", "alerts/", "meters/", "gates/", "elders/",
-                                                 "homes/", "communities/", "registry/", "commands/", "notices/",
-                                                 "cameras/"};
-  for (auto prefix : kServed) {
+  for (const auto& prefix : projection_prefixes()) {
     if (key.starts_with(prefix)) return true;
   }
   return false;

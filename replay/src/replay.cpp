@@ -143,12 +143,7 @@ class ChainChecker {
 
 }  // namespace
 
-const std::vector<std::string>& projection_prefixes() {
-  static const std::vector<std::string> kPrefixes = {"alerts/", "commands/", "communities/", "devices/", "elders/",
-                                                     "gates/",  "homes/",    "meters/",      "notices/", "registry/",
-                                                     "rejections/"};
-  return kPrefixes;
-}
+const std::vector<std::string>& projection_prefixes() { return processors::Projector::projection_prefixes(); }
 
 std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   std::error_code ec;

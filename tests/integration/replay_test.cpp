@@ -74,11 +74,22 @@ TEST_SUITE("integration: replay") {
     sim.events = 3000;
     sim.bad_fraction = 0.02;
     sim.anomalies = {"fever", "fall", "sos"};  // kinds every fleet of 60 has (a home sensor's sensor depends on its id)
+    sim.scenes_per_minute = 300;  // camera snapshots too: the log keeps what the vision processor saw, not the images
+    auto plate_key = read_secret(stack.dir().str("var/secrets/plate-key"));
+    REQUIRE(plate_key);
+    sim.plate_key = *plate_key;
     devices::Simulator simulator(sim);
     REQUIRE(simulator.provision());
     auto report = simulator.run(std::stop_token{});
     REQUIRE_MESSAGE(report, (report ? "" : report.error()));
     REQUIRE(test::eventually([&] { return test::projections_match(stack, *report); }, 60s));
+    REQUIRE(report->scenes > 0);
+    REQUIRE(test::eventually([&] {
+      auto cameras = stack.get("/api/v1/cameras?community=" + community);
+      std::uint64_t analysed = 0;
+      if (cameras) for (const auto& c : (*cameras)["items"]) analysed += c["analysed"].get<std::uint64_t>();
+      return analysed == report->scenes;
+    }, 60s));
 
     // What the live hub says now, and the time: an as-of query for this moment must say the same.
     REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["lag_total"] == 0; }, 30s));
@@ -112,6 +123,7 @@ TEST_SUITE("integration: replay") {
     CHECK(summary["digests"]["devices"]["records"].get<int>() >= 60);
     // (the test services' log holds the other tests' communities too: the hub and the rebuild read them all)
     CHECK(summary["digests"]["notices"]["records"].get<int>() >= 1);
+    CHECK(summary["digests"]["cameras"]["records"].get<int>() >= 1);
     CHECK(summary["digests"]["commands"]["records"].get<int>() >= 1);
     CHECK(summary["digests"]["rejections"]["records"].get<int>() >= 1);
 

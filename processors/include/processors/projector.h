@@ -95,6 +95,7 @@ class Projector {
   // Records the API serves (devices/, alerts/, ...), as opposed to the folds' working state,
   // offsets and the outbox.
   static bool is_projection_key(std::string_view key);
+  static const std::vector<std::string>& projection_prefixes();  // in key order
   static constexpr const char* kEventStatsKey = "stats/events";
   static constexpr const char* kRejectionStatsKey = "stats/rejected";
 
