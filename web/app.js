@@ -190,10 +190,13 @@ function drawAlerts(active) {
     const buttons = !canAct ? "" : busy ? "<em>sending…</em>" :
       (["open", "escalated"].includes(a.state) ? `<button data-action="ack">Acknowledge</button> ` : "") +
       (canResolve ? `<button data-action="resolve">Resolve</button>` : "");
+    // Camera rules carry the snapshot that shows them (faces blurred; staff, admin, auditor).
+    const picture = a.snapshot_id && state.who.role !== "resident"
+      ? ` <button data-snapshot="${esc(String(a.snapshot_id))}">Snapshot</button>` : "";
     return `<tr data-alert-id="${esc(a.id)}" data-rule="${esc(a.rule)}" class="${fresh ? "new" : ""}">
       <td class="sev sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(a.rule.replaceAll("_", " "))}</td>
       <td>${esc(a.location)}${a.unit ? " · " + esc(a.unit) : ""}</td><td>${esc(a.detail)}</td>
-      <td class="state">${esc(a.state)}</td><td>${time(a.opened_at)}</td><td>${buttons}</td></tr>`;
+      <td class="state">${esc(a.state)}</td><td>${time(a.opened_at)}</td><td>${buttons}${picture}</td></tr>`;
   }).join("");
   for (const a of active) state.seen.add(a.id);
   $("no-alerts").hidden = active.length > 0;
@@ -277,7 +280,31 @@ function lineChart(svg, values) {
     <polyline class="line" points="${values.map((v, i) => `${x(i)},${y(v)}`).join(" ")}"></polyline>`;
 }
 
+// The picture needs the token in a header, so it is fetched, not linked.
+async function showSnapshot(id, caption) {
+  const res = await fetch(`/api/v1/snapshots/${encodeURIComponent(id)}.jpg`, { headers: { Authorization: `Bearer ${state.token}` } });
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    throw new Error(body.detail || res.statusText);
+  }
+  const image = $("snapshot-image");
+  if (image.src) URL.revokeObjectURL(image.src);
+  image.src = URL.createObjectURL(await res.blob());
+  $("snapshot-caption").textContent = caption;
+  $("snapshot-dialog").showModal();
+}
+
 $("alerts").addEventListener("click", async (event) => {
+  const picture = event.target.closest("button[data-snapshot]");
+  if (picture) {
+    const row = picture.closest("tr");
+    try {
+      await showSnapshot(picture.dataset.snapshot, row.cells[2].textContent + ": " + row.cells[3].textContent);
+    } catch (e) {
+      alert(`No snapshot: ${e.message}`);
+    }
+    return;
+  }
   const button = event.target.closest("button[data-action]");
   if (!button) return;
   const id = button.closest("tr").dataset.alertId;

@@ -122,6 +122,7 @@ std::vector<Binding> bindings(Config& c) {
       setting("vision.enabled", c.vision.enabled),
       setting("vision.group_id", c.vision.group_id),
       setting("vision.workers", c.vision.workers),
+      setting("vision.raw_retention_minutes", c.vision.raw_retention_minutes),
       setting("vision.snapshot_retention_minutes", c.vision.snapshot_retention_minutes),
       setting("vision.plate_key_file", c.vision.plate_key_file),
       setting("vision.min_face_px", c.vision.min_face_px),

@@ -61,7 +61,7 @@ int run_ingest(const hub::Config& config) {
   bridge.instance = static_cast<unsigned>(config.ingest.instance);
   bridge.limits.max_payload_bytes = static_cast<std::size_t>(config.ingest.max_payload_bytes);
   bridge.limits.max_snapshot_bytes = static_cast<std::size_t>(config.ingest.max_snapshot_bytes);
-  bridge.snapshot_retention = std::chrono::minutes(config.vision.snapshot_retention_minutes);
+  bridge.snapshot_retention = std::chrono::minutes(config.vision.raw_retention_minutes);
   std::filesystem::create_directories(bridge.spool_dir);
   auto stop = install_signal_stop();
   ingest::Bridge(bridge).run(stop.get_token());

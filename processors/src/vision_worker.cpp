@@ -1,6 +1,11 @@
 #include "processors/vision_worker.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -183,7 +188,9 @@ struct VisionWorker::Impl {
   }
 
   void sweep() {
-    const auto cutoff = wall_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(config.retention).count();
+    // A sweep interval early rather than late: no image outlives the retention.
+    const auto cutoff = wall_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(config.retention).count() +
+                        config.sweep_interval.count();
     if (auto n = images.expire(cutoff); !n) {
       spdlog::error("vision: {}", n.error());
     } else if (*n > 0) {
@@ -207,6 +214,11 @@ VisionWorker::~VisionWorker() = default;
 
 void VisionWorker::run(std::stop_token stop) {
   auto& self = *impl_;
+  // Below the processors: when a core is short, the event path goes first. Linux's nice is per
+  // thread, and the threads that analyse are started from this one, so they inherit it.
+  if (self.config.nice > 0 && ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), self.config.nice) != 0) {
+    spdlog::warn("vision: cannot lower its priority: {}", std::strerror(errno));
+  }
   auto consumer = make_consumer(self.config.kafka, {{"group.id", self.config.group_id},
                                                    {"enable.auto.commit", "false"},
                                                    {"auto.offset.reset", "earliest"},

@@ -177,7 +177,7 @@ TEST_SUITE("integration: gate cameras") {
       CHECK(image == *two_people);
       auto configs = describe_topic(kafka, topic);
       REQUIRE(configs);
-      auto expected = ingest::snapshot_topic_configs(std::chrono::minutes(hub::Config{}.vision.snapshot_retention_minutes));
+      auto expected = ingest::snapshot_topic_configs(std::chrono::minutes(hub::Config{}.vision.raw_retention_minutes));
       REQUIRE(expected);
       CHECK(configs->at("retention.ms") == expected->at("retention.ms"));
       CHECK(configs->at("segment.ms") == expected->at("segment.ms"));

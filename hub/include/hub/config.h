@@ -51,7 +51,8 @@ struct Config {
     bool enabled = true;                           // the hub analyses camera snapshots
     std::string group_id = "courtyard-vision";     // its own consumer group: never in the event path's way
     std::int64_t workers = 1;                      // snapshots analysed at once
-    std::int64_t snapshot_retention_minutes = 4320;  // raw images on Kafka and blurred ones in the hub: gone after this
+    std::int64_t raw_retention_minutes = 120;      // unblurred images on Kafka (awaiting analysis): gone after this
+    std::int64_t snapshot_retention_minutes = 4320;  // blurred copies in the hub: gone after this
     std::string plate_key_file = "secrets/plate-key";  // key of plate tokens, relative to var (made on first use)
     std::int64_t min_face_px = 24;                 // smallest face side looked for, pixels
   } vision;

@@ -41,7 +41,7 @@ struct BridgeConfig {
   std::chrono::milliseconds registry_wait{5000};  // how long an unknown device waits for the registry
   std::size_t max_in_flight = 50000;            // spooled records handed to the producer at once
   std::chrono::milliseconds command_max_age{3'600'000};  // older commands are not delivered to devices
-  std::chrono::minutes snapshot_retention{72 * 60};  // camera images are gone from Kafka after this at the latest
+  std::chrono::minutes snapshot_retention{120};  // camera images (unblurred) are gone from Kafka after this at the latest
 };
 
 // The snapshots topic's settings for a retention: its segments roll and the broker's cleaner runs

@@ -80,6 +80,7 @@ struct VisionWorkerConfig {
   std::string plate_key;                               // HMAC key of plate tokens
   std::chrono::minutes retention{72 * 60};             // blurred images are deleted after this
   std::chrono::milliseconds sweep_interval{60'000};    // how often expired images are deleted
+  int nice = 10;                                       // the analysing threads' nice value (0: unchanged)
 };
 
 struct VisionStats {
