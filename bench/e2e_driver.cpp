@@ -35,12 +35,6 @@ struct Args {
   std::size_t raw_messages = 50000;
 };
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
-}
-
 struct RawResult {
   double rate, p50_ms, p99_ms;
 };
@@ -78,23 +72,7 @@ RawResult raw_mosquitto(const Args& a, const std::string& password, std::size_t 
   while (received < n && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   std::lock_guard lock(mu);
-  return {static_cast<double>(received) / secs, percentile(latencies, 0.5), percentile(latencies, 0.99)};
-}
-
-std::uint64_t projected_events(int port, const std::string& token, const std::vector<std::string>& communities) {
-  std::uint64_t n = 0;
-  for (const auto& c : communities) {
-    std::string after;
-    for (;;) {
-      auto r = test::http_get("127.0.0.1", port, "/api/v1/devices?limit=1000&community=" + c + (after.empty() ? "" : "&after=" + after), token);
-      if (!r || r->status != 200) return n;
-      auto j = nlohmann::json::parse(r->body);
-      for (const auto& d : j["items"]) n += d["events"].get<std::uint64_t>();
-      if (j["next"].is_null()) break;
-      after = j["next"].get<std::string>();
-    }
-  }
-  return n;
+  return {static_cast<double>(received) / secs, bench::percentile(latencies, 0.5), bench::percentile(latencies, 0.99)};
 }
 
 }  // namespace
@@ -147,13 +125,13 @@ int main(int argc, char** argv) {
     for (const auto& [__, n] : types) valid += n;
   }
   auto deadline = Clock::now() + 300s;
-  while (projected_events(a.http_port, a.token, sim.communities) < valid && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  while (bench::projected_events(a.http_port, a.token, sim.communities) < valid && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
   auto after = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
   auto delta = bench::between(before.second, after.second);
   double p50 = histogram_quantile(after.first, delta, 0.5) * 1000, p99 = histogram_quantile(after.first, delta, 0.99) * 1000;
   double e2e_rate = static_cast<double>(valid) / secs;
-  std::uint64_t projected = projected_events(a.http_port, a.token, sim.communities);
+  std::uint64_t projected = bench::projected_events(a.http_port, a.token, sim.communities);
 
   std::printf("\n%-52s %12s %10s %10s\n", "measure (same machine, same run)", "events/s", "p50 ms", "p99 ms");
   std::printf("%-52s %12.0f %10.2f %10.2f\n", "raw Mosquitto QoS 1 pub->sub, unpaced", raw_max.rate, raw_max.p50_ms, raw_max.p99_ms);

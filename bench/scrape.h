@@ -1,9 +1,12 @@
 #pragma once
-// Reading the hub's /metrics from the bench drivers.
+// Reading the hub's /metrics and projections from the bench drivers, and percentiles.
+#include <algorithm>
 #include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "http_client.h"
 
@@ -32,6 +35,31 @@ inline std::vector<std::uint64_t> between(const std::vector<std::uint64_t>& befo
   std::vector<std::uint64_t> delta(after.size());
   for (std::size_t i = 0; i < after.size(); ++i) delta[i] = after[i] - (i < before.size() ? before[i] : 0);
   return delta;
+}
+
+// The q-quantile (0..1) of samples: the nearest rank.
+inline double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
+}
+
+// Events folded into the devices projection of these communities (every page of it).
+inline std::uint64_t projected_events(int port, const std::string& token, const std::vector<std::string>& communities) {
+  std::uint64_t n = 0;
+  for (const auto& c : communities) {
+    std::string after;
+    for (;;) {
+      auto r = test::http_get("127.0.0.1", port,
+                              "/api/v1/devices?limit=1000&community=" + c + (after.empty() ? "" : "&after=" + after), token);
+      if (!r || r->status != 200) return n;
+      const auto page = nlohmann::json::parse(r->body);
+      for (const auto& d : page["items"]) n += d["events"].get<std::uint64_t>();
+      if (page["next"].is_null()) break;
+      after = page["next"].get<std::string>();
+    }
+  }
+  return n;
 }
 
 }  // namespace courtyard::bench

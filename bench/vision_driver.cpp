@@ -43,12 +43,6 @@ struct Args {
   std::size_t devices = 200;
 };
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
-}
-
 std::string read_file(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
@@ -69,7 +63,7 @@ Timing time_it(const std::string& what, int n, F&& f) {
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
   }
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  return {what, n / secs, percentile(ms, 0.5), percentile(ms, 0.99)};
+  return {what, n / secs, bench::percentile(ms, 0.5), bench::percentile(ms, 0.99)};
 }
 
 struct Phase {
@@ -85,19 +79,6 @@ std::uint64_t analysed(int port, const std::string& token, const std::string& co
   const auto page = nlohmann::json::parse(r->body);  // kept: a range-for over a temporary's member dangles
   for (const auto& c : page["items"]) n += c["analysed"].get<std::uint64_t>();
   return n;
-}
-
-std::uint64_t projected_events(int port, const std::string& token, const std::string& community) {
-  std::uint64_t n = 0;
-  std::string after;
-  for (;;) {
-    auto r = test::http_get("127.0.0.1", port, "/api/v1/devices?limit=1000&community=" + community + (after.empty() ? "" : "&after=" + after), token);
-    if (!r || r->status != 200) return n;
-    auto j = nlohmann::json::parse(r->body);
-    for (const auto& d : j["items"]) n += d["events"].get<std::uint64_t>();
-    if (j["next"].is_null()) return n;
-    after = j["next"].get<std::string>();
-  }
 }
 
 Phase run_phase(const Args& a, const std::string& password, const std::string& plate_key, const std::string& community,
@@ -125,9 +106,9 @@ Phase run_phase(const Args& a, const std::string& password, const std::string& p
     for (const auto& [__, n] : types) valid += n;
   }
   auto deadline = Clock::now() + 600s;
-  while (projected_events(a.http_port, a.token, community) < valid && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
+  while (bench::projected_events(a.http_port, a.token, {community}) < valid && Clock::now() < deadline) std::this_thread::sleep_for(20ms);
   const double event_secs = std::chrono::duration<double>(Clock::now() - start).count();
-  std::cerr << "  " << valid << " events sent, " << projected_events(a.http_port, a.token, community) << " projected; "
+  std::cerr << "  " << valid << " events sent, " << bench::projected_events(a.http_port, a.token, {community}) << " projected; "
             << report->scenes << " scenes\n";
   // A hub with vision.enabled = false (to measure what carrying the images alone costs) analyses nothing.
   const bool vision_on = test::http_get_text(a.http_port, "/metrics", a.token).find("courtyard_vision_") != std::string::npos;
