@@ -40,9 +40,10 @@ struct Bridge::Impl {
   std::unique_ptr<Spool> spool;
   std::unique_ptr<RegistryView> registry;
   KafkaPtr producer;
-  std::unique_ptr<MqttClient> mqtt;
+  std::unique_ptr<MqttClient> mqtt;           // telemetry in; error replies, commands and notices out
+  std::unique_ptr<MqttClient> snapshot_mqtt;  // camera snapshots in (a session of its own)
 
-  // Appends happen on the MQTT thread (events) and the loop thread (registrations): one lock keeps
+  // Appends happen on the MQTT threads (telemetry, snapshots) and the loop thread (registrations): one lock keeps
   // spool order, event-id order and the order handed to the producer the same.
   std::mutex append_mu;
   EventIdClock ids{config.instance};
@@ -423,14 +424,27 @@ struct Bridge::Impl {
     if (auto ok = mqtt->open(config.mqtt.host, config.mqtt.port, std::chrono::seconds(10)); !ok) {
       throw std::runtime_error("mqtt: " + ok.error());
     }
+    // Camera images arrive on a session and thread of their own, so a 100 KB snapshot being
+    // decoded and spooled never holds up the telemetry behind it.
+    MqttClient::Options snapshot_options = options;
+    snapshot_options.client_id = config.client_id + "-snapshots";
+    auto images = MqttClient::create(snapshot_options);
+    if (!images) throw std::runtime_error("mqtt: " + images.error());
+    snapshot_mqtt = std::move(*images);
+    if (auto ok = snapshot_mqtt->open(config.mqtt.host, config.mqtt.port, std::chrono::seconds(10)); !ok) {
+      throw std::runtime_error("mqtt: " + ok.error());
+    }
     std::vector<std::string> patterns;
     for (const char* channel : {"telemetry", "snapshot"}) {
-      if (config.communities.empty()) patterns.push_back(std::string("courtyard/v1/+/+/") + channel);
-      for (const auto& c : config.communities) patterns.push_back("courtyard/v1/" + c + "/+/" + channel);
-    }
-    for (const auto& pattern : patterns) {
-      if (auto ok = mqtt->subscribe(pattern, 1, std::chrono::seconds(10)); !ok) {
-        throw std::runtime_error("mqtt: " + ok.error());
+      std::vector<std::string> of_channel;
+      if (config.communities.empty()) of_channel.push_back(std::string("courtyard/v1/+/+/") + channel);
+      for (const auto& c : config.communities) of_channel.push_back("courtyard/v1/" + c + "/+/" + channel);
+      auto& client = std::string_view(channel) == "snapshot" ? *snapshot_mqtt : *mqtt;
+      for (const auto& pattern : of_channel) {
+        if (auto ok = client.subscribe(pattern, 1, std::chrono::seconds(10)); !ok) {
+          throw std::runtime_error("mqtt: " + ok.error());
+        }
+        patterns.push_back(pattern);
       }
     }
     auto commands_consumer = make_consumer(config.kafka, {{"group.id", config.client_id + "-commands"},
@@ -486,7 +500,8 @@ void Bridge::run(std::stop_token stop) {
   }
   rd_kafka_consumer_close(impl_->command_consumer.get());
   rd_kafka_consumer_close(impl_->requests_consumer.get());
-  impl_->mqtt.reset();  // no new messages while we drain
+  impl_->snapshot_mqtt.reset();  // no new messages while we drain
+  impl_->mqtt.reset();
   impl_->pump();
   rd_kafka_flush(impl_->producer.get(), 10000);
   if (impl_->fatal) throw std::runtime_error("ingest stopped after a fatal error; spooled records are kept");

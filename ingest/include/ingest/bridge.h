@@ -9,7 +9,8 @@
 // after a restart, so an accepted event survives a SIGKILL. Duplicates this can create are the
 // processors' to recognise (device, boot, seq).
 //
-// A camera snapshot is two records in one spool write: the whole event, image included, for the
+// Snapshots arrive on a second persistent MQTT session ("{client_id}-snapshots") with its own
+// thread, so images never queue telemetry behind them. A camera snapshot is two records in one spool write: the whole event, image included, for the
 // snapshots topic (limited retention; ingest sets it at start), and the event without its image
 // for the log. A refused snapshot's image never reaches the dead-letter topic, only its digest.
 //
