@@ -212,6 +212,7 @@ std::expected<SimReport, std::string> Simulator::run(std::stop_token stop, bool 
     }
     auto acked = clients[pair.gate]->publish_and_wait(telemetry_topic(gate), payload_json(pass), 1, std::chrono::seconds(10));
     if (!acked) return std::unexpected("publish from " + gate.device.str() + ": " + acked.error());
+    ++(*acked < 128 ? report.acked : report.refused);  // a waited-for publish is not in the client's counts
     ++report.valid[gate.device.str()][std::string(schemas::type_name(pass.body))];
     schemas::Event snapshot;
     snapshot.boot = cursors[pair.camera].boot;

@@ -102,6 +102,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
     processors::VisionWorkerConfig vc;
     vc.kafka = config.kafka;
     vc.group_id = config.vision.group_id;
+    vc.instance_id = config.hub.instance_id + "-vision";
     vc.workers = static_cast<unsigned>(std::max<std::int64_t>(1, config.vision.workers));
     vc.vision.min_face_px = static_cast<int>(config.vision.min_face_px);
     vc.plate_key = *key;

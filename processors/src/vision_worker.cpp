@@ -219,11 +219,14 @@ void VisionWorker::run(std::stop_token stop) {
   if (self.config.nice > 0 && ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), self.config.nice) != 0) {
     spdlog::warn("vision: cannot lower its priority: {}", std::strerror(errno));
   }
-  auto consumer = make_consumer(self.config.kafka, {{"group.id", self.config.group_id},
-                                                   {"enable.auto.commit", "false"},
-                                                   {"auto.offset.reset", "earliest"},
-                                                   {"fetch.max.bytes", std::to_string(16 << 20)},
-                                                   {"partition.assignment.strategy", "cooperative-sticky"}});
+  KafkaProperties properties{{"group.id", self.config.group_id},
+                             {"enable.auto.commit", "false"},
+                             {"auto.offset.reset", "earliest"},
+                             {"fetch.max.bytes", std::to_string(16 << 20)},
+                             {"partition.assignment.strategy", "cooperative-sticky"}};
+  // Without it a SIGKILLed hub's partitions stay with its ghost until the session times out (45 s).
+  if (!self.config.instance_id.empty()) properties["group.instance.id"] = self.config.instance_id;
+  auto consumer = make_consumer(self.config.kafka, properties);
   if (!consumer) throw std::runtime_error("vision consumer: " + consumer.error());
   KafkaPartitionsPtr topics(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(topics.get(), self.config.kafka.snapshots_topic.c_str(), RD_KAFKA_PARTITION_UA);

@@ -75,6 +75,7 @@ class SnapshotAnalyzer {
 struct VisionWorkerConfig {
   KafkaConfig kafka;
   std::string group_id = "courtyard-vision";
+  std::string instance_id;                             // static membership: a restarted hub takes its partitions back at once
   unsigned workers = 1;                                // snapshots analysed at once
   VisionConfig vision;
   std::string plate_key;                               // HMAC key of plate tokens
