@@ -222,7 +222,6 @@ void VisionWorker::run(std::stop_token stop) {
   KafkaProperties properties{{"group.id", self.config.group_id},
                              {"enable.auto.commit", "false"},
                              {"auto.offset.reset", "earliest"},
-                             {"fetch.max.bytes", std::to_string(16 << 20)},
                              {"partition.assignment.strategy", "cooperative-sticky"}};
   // Without it a SIGKILLed hub's partitions stay with its ghost until the session times out (45 s).
   if (!self.config.instance_id.empty()) properties["group.instance.id"] = self.config.instance_id;
