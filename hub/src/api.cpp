@@ -211,6 +211,20 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
   if (request.method != "GET" && request.method != "HEAD") {
     return error(405, "method_not_allowed", request.method + " " + path + " is not supported");
   }
+  // Images are not projections: no as-of (and no store built for one).
+  if (constexpr std::string_view kSnapshots = "/api/v1/snapshots/"; path.starts_with(kSnapshots)) {
+    route_name = "/api/v1/snapshots/{id}";
+    std::string id = path.substr(kSnapshots.size());
+    if (id.ends_with(".jpg")) id.resize(id.size() - 4);
+    std::uint64_t snapshot_id = 0;
+    auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), snapshot_id);
+    if (ec != std::errc() || end != id.data() + id.size()) return error(400, "bad_request", "a snapshot id is a number");
+    if (!sources_.snapshot_image) return error(404, "not_found", "this hub keeps no snapshots (vision is off)");
+    auto image = sources_.snapshot_image(snapshot_id);
+    if (!image) return error(404, "not_found", "snapshot " + id + " is not kept (never analysed, or past its retention)");
+    if (!may_read(*who, "snapshots/" + id, {image->community, ""})) return forbidden(read_refusal(*who));
+    return HttpResponse{200, "image/jpeg", std::move(image->jpeg)};
+  }
   // ?as_of_time=T: the projections as they were then, rebuilt from a checkpoint and the log.
   const processors::Store* store = sources_.store;
   std::shared_ptr<const processors::Store> past;
@@ -232,19 +246,6 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     route_name = "/api/v1/whoami";
     return json_response(200, json{{"token_id", who->token_id}, {"role", to_string(who->role)},
                                    {"community", who->community}, {"unit", who->unit}, {"label", who->label}});
-  }
-  if (constexpr std::string_view kSnapshots = "/api/v1/snapshots/"; path.starts_with(kSnapshots)) {
-    route_name = "/api/v1/snapshots/{id}";
-    std::string id = path.substr(kSnapshots.size());
-    if (id.ends_with(".jpg")) id.resize(id.size() - 4);
-    std::uint64_t snapshot_id = 0;
-    auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), snapshot_id);
-    if (ec != std::errc() || end != id.data() + id.size()) return error(400, "bad_request", "a snapshot id is a number");
-    if (!sources_.snapshot_image) return error(404, "not_found", "this hub keeps no snapshots (vision is off)");
-    auto image = sources_.snapshot_image(snapshot_id);
-    if (!image) return error(404, "not_found", "snapshot " + id + " is not kept (never analysed, or past its retention)");
-    if (!may_read(*who, "snapshots/" + id, {image->community, ""})) return forbidden(read_refusal(*who));
-    return HttpResponse{200, "image/jpeg", std::move(image->jpeg)};
   }
   for (const auto& p : kProjections) {
     if (path == p.path || path == std::string(p.path) + "/") {

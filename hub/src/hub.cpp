@@ -51,10 +51,12 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   SubscriptionLimits limits;
   limits.max_pending_keys = static_cast<std::size_t>(config.http.ws_max_pending);
   limits.frame_interval = std::chrono::milliseconds(config.http.ws_frame_interval_ms);
+  // The hub's own events (operator actions, commands, vision analyses) go through ingest.
+  auto append_to_log = [&writer](const schemas::Event& e) { return writer.append(e, std::nullopt, std::chrono::seconds(10)); };
   SubscriptionHub subscriptions(**store, [&] { return runner.committed(); }, limits);
   ApiSources sources{store->get(), [&] { return runner.freshness(); }, [&] { return runner.stats(); },
                      [&] { return runner_alive.load(); }, &runner.latency(),
-                     [&](const schemas::Event& e) { return writer.append(e, std::nullopt, std::chrono::seconds(10)); },
+                     append_to_log,
                      &runner.batch_seconds()};
   sources.tokens = &tokens;
   sources.web_root = config.http.web_root;
@@ -107,12 +109,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
     vc.vision.min_face_px = static_cast<int>(config.vision.min_face_px);
     vc.plate_key = *key;
     vc.retention = std::chrono::minutes(config.vision.snapshot_retention_minutes);
-    vision = std::make_unique<processors::VisionWorker>(
-        vc, *images, [&writer](const schemas::Event& e) -> std::expected<void, std::string> {
-          auto offset = writer.append(e, std::nullopt, std::chrono::seconds(10));
-          if (!offset) return std::unexpected(offset.error());
-          return {};
-        });
+    vision = std::make_unique<processors::VisionWorker>(vc, *images, append_to_log);
     sources.snapshot_image = [&images](std::uint64_t id) -> std::optional<ApiSources::SnapshotImage> {
       auto image = images->get(id);
       if (!image) return std::nullopt;
@@ -120,21 +117,19 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
     };
     auto more = std::move(sources.more_metrics);
     sources.more_metrics = [more, &vision, &images] {
-      auto s = vision->stats();
-      std::string out = more ? more() : "";
-      out += "# HELP courtyard_vision_snapshots_total Camera snapshots analysed, by outcome.\n"
-             "# TYPE courtyard_vision_snapshots_total counter\n";
-      out += "courtyard_vision_snapshots_total{outcome=\"analysed\"} " + std::to_string(s.analysed - s.unreadable) + "\n";
-      out += "courtyard_vision_snapshots_total{outcome=\"unreadable\"} " + std::to_string(s.unreadable) + "\n";
-      out += "# HELP courtyard_vision_faces_total Faces found (and blurred).\n# TYPE courtyard_vision_faces_total counter\n";
-      out += "courtyard_vision_faces_total " + std::to_string(s.faces) + "\n";
-      out += "# HELP courtyard_vision_plates_total Plates read.\n# TYPE courtyard_vision_plates_total counter\n";
-      out += "courtyard_vision_plates_total " + std::to_string(s.plates) + "\n";
-      out += "# HELP courtyard_vision_images_kept Blurred snapshots held (within their retention).\n"
-             "# TYPE courtyard_vision_images_kept gauge\n";
-      out += "courtyard_vision_images_kept " + std::to_string(images->count()) + "\n";
-      out += vision->latency().render("courtyard_vision_latency_seconds", "Snapshot ingest to its analysis in the log.");
-      return out;
+      const auto s = vision->stats();
+      Metrics m;  // the worker's counters as they are now, in the same text format as the rest
+      m.describe("courtyard_vision_snapshots_total", "counter", "Camera snapshots analysed, by outcome.");
+      m.set("courtyard_vision_snapshots_total", {{"outcome", "analysed"}}, static_cast<double>(s.analysed - s.unreadable));
+      m.set("courtyard_vision_snapshots_total", {{"outcome", "unreadable"}}, static_cast<double>(s.unreadable));
+      m.describe("courtyard_vision_faces_total", "counter", "Faces found (and blurred).");
+      m.set("courtyard_vision_faces_total", {}, static_cast<double>(s.faces));
+      m.describe("courtyard_vision_plates_total", "counter", "Plates read.");
+      m.set("courtyard_vision_plates_total", {}, static_cast<double>(s.plates));
+      m.describe("courtyard_vision_images_kept", "gauge", "Blurred snapshots held (within their retention).");
+      m.set("courtyard_vision_images_kept", {}, static_cast<double>(images->count()));
+      return (more ? more() : std::string()) + m.render() +
+             vision->latency().render("courtyard_vision_latency_seconds", "Snapshot ingest to its analysis in the log.");
     };
   }
   Api api(std::move(sources), metrics);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/metrics.h"
 #include "processors/projector.h"
 
 namespace courtyard::hub {
@@ -206,23 +207,22 @@ std::string SubscriptionHub::take_frame(Subscriber& s) {
 }
 
 std::string SubscriptionHub::render_metrics() const {
-  return fmt::format(
-      "# HELP courtyard_ws_connections Open WebSocket connections\n# TYPE courtyard_ws_connections gauge\n"
-      "courtyard_ws_connections {}\n"
-      "# HELP courtyard_ws_subscriptions Open subscriptions over all connections\n# TYPE courtyard_ws_subscriptions gauge\n"
-      "courtyard_ws_subscriptions {}\n"
-      "# HELP courtyard_ws_connections_total WebSocket connections accepted\n# TYPE courtyard_ws_connections_total counter\n"
-      "courtyard_ws_connections_total {}\n"
-      "# HELP courtyard_ws_updates_sent_total Changes sent to subscribers\n# TYPE courtyard_ws_updates_sent_total counter\n"
-      "courtyard_ws_updates_sent_total {}\n"
-      "# HELP courtyard_ws_updates_coalesced_total Changes replaced by a newer value of the same key before sending\n"
-      "# TYPE courtyard_ws_updates_coalesced_total counter\ncourtyard_ws_updates_coalesced_total {}\n"
-      "# HELP courtyard_ws_updates_dropped_total Changes never sent: their connection closed or fell too far behind\n"
-      "# TYPE courtyard_ws_updates_dropped_total counter\ncourtyard_ws_updates_dropped_total {}\n"
-      "# HELP courtyard_ws_disconnected_slow_total Connections closed for falling too far behind\n"
-      "# TYPE courtyard_ws_disconnected_slow_total counter\ncourtyard_ws_disconnected_slow_total {}\n",
-      stats_.connections.load(), stats_.subscriptions.load(), stats_.connections_total.load(), stats_.updates_sent.load(),
-      stats_.coalesced.load(), stats_.dropped.load(), stats_.disconnected_slow.load());
+  Metrics m;
+  auto put = [&](const char* name, const char* type, const char* help, std::uint64_t value) {
+    m.describe(name, type, help);
+    m.set(name, {}, static_cast<double>(value));
+  };
+  put("courtyard_ws_connections", "gauge", "Open WebSocket connections", stats_.connections.load());
+  put("courtyard_ws_subscriptions", "gauge", "Open subscriptions over all connections", stats_.subscriptions.load());
+  put("courtyard_ws_connections_total", "counter", "WebSocket connections accepted", stats_.connections_total.load());
+  put("courtyard_ws_updates_sent_total", "counter", "Changes sent to subscribers", stats_.updates_sent.load());
+  put("courtyard_ws_updates_coalesced_total", "counter",
+      "Changes replaced by a newer value of the same key before sending", stats_.coalesced.load());
+  put("courtyard_ws_updates_dropped_total", "counter",
+      "Changes never sent: their connection closed or fell too far behind", stats_.dropped.load());
+  put("courtyard_ws_disconnected_slow_total", "counter", "Connections closed for falling too far behind",
+      stats_.disconnected_slow.load());
+  return m.render();
 }
 
 }  // namespace courtyard::hub

@@ -371,11 +371,6 @@ SnapshotVerdict camera_rules(CommunityAlerts& s, Rules& rules, const AlertRules&
 
 }  // namespace
 
-SnapshotVerdict judge_snapshot(const CommunityAlerts& state, const schemas::VisionAnalysis& analysis,
-                               const AlertRules& rules) {
-  return judge(state, analysis, rules);
-}
-
 AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r) {
   std::vector<Alert> changed;
   s.now_ms = std::max(s.now_ms, e.ingest_time_ms);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -49,9 +50,23 @@ std::optional<SnapshotImages::Image> parse_image(std::string_view v) {
 
 // ---- SnapshotImages ------------------------------------------------------------------------------
 
+// The number of images is kept under a key of its own, written with every change, so opening the
+// store never reads the images to count them. Image keys start with a byte below 0x80 (event ids
+// are below 2^63), so this key is never in an expiry's range.
+constexpr std::string_view kCountKey = "\xff" "count";
+
 struct SnapshotImages::Impl {
   std::unique_ptr<rocksdb::DB> db;
+  std::mutex mu;  // count and the writes that change it
   std::atomic<std::uint64_t> count{0};
+
+  std::expected<void, std::string> write(rocksdb::WriteBatch& batch, std::uint64_t new_count) {
+    batch.Put(kCountKey, std::to_string(new_count));
+    auto s = db->Write(rocksdb::WriteOptions(), &batch);
+    if (!s.ok()) return std::unexpected(s.ToString());
+    count = new_count;
+    return {};
+  }
 };
 
 std::expected<std::unique_ptr<SnapshotImages>, std::string> SnapshotImages::open(const std::string& dir) {
@@ -64,21 +79,20 @@ std::expected<std::unique_ptr<SnapshotImages>, std::string> SnapshotImages::open
   std::unique_ptr<SnapshotImages> images(new SnapshotImages());
   images->impl_ = std::make_unique<Impl>();
   images->impl_->db.reset(raw);
-  std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions()));
-  std::uint64_t n = 0;
-  for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
-  images->impl_->count = n;
+  std::string stored;
+  if (raw->Get(rocksdb::ReadOptions(), kCountKey, &stored).ok()) images->impl_->count = std::stoull(stored);
   return images;
 }
 
 SnapshotImages::~SnapshotImages() = default;
 
 std::expected<void, std::string> SnapshotImages::put(std::uint64_t snapshot_id, const Image& image) {
+  std::lock_guard lock(impl_->mu);
   std::string existing;
   const bool fresh = impl_->db->Get(rocksdb::ReadOptions(), image_key(snapshot_id), &existing).IsNotFound();
-  auto s = impl_->db->Put(rocksdb::WriteOptions(), image_key(snapshot_id), image_value(image));
-  if (!s.ok()) return std::unexpected("snapshot image: " + s.ToString());
-  if (fresh) ++impl_->count;
+  rocksdb::WriteBatch batch;
+  batch.Put(image_key(snapshot_id), image_value(image));
+  if (auto ok = impl_->write(batch, impl_->count + (fresh ? 1 : 0)); !ok) return std::unexpected("snapshot image: " + ok.error());
   return {};
 }
 
@@ -90,21 +104,25 @@ std::optional<SnapshotImages::Image> SnapshotImages::get(std::uint64_t snapshot_
 
 std::expected<std::uint64_t, std::string> SnapshotImages::expire(std::int64_t cutoff_ms) {
   if (cutoff_ms <= 0) return 0;
+  std::lock_guard lock(impl_->mu);
   const std::string begin = image_key(0), end = image_key(static_cast<std::uint64_t>(cutoff_ms) << 20);
   std::uint64_t n = 0;
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(begin); it->Valid() && it->key().compare(end) < 0; it->Next()) ++n;
   if (n == 0) return 0;
-  auto s = impl_->db->DeleteRange(rocksdb::WriteOptions(), impl_->db->DefaultColumnFamily(), begin, end);
-  if (!s.ok()) return std::unexpected("expire snapshot images: " + s.ToString());
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(begin, end);
+  if (auto ok = impl_->write(batch, impl_->count - std::min<std::uint64_t>(n, impl_->count)); !ok) {
+    return std::unexpected("expire snapshot images: " + ok.error());
+  }
   // Deleted is not gone until compaction rewrites the files: do it now for this range.
   rocksdb::Slice from(begin), to(end);
   rocksdb::CompactRangeOptions compact;
   compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
   impl_->db->Flush(rocksdb::FlushOptions());
-  s = impl_->db->CompactRange(compact, &from, &to);
-  if (!s.ok()) return std::unexpected("compact expired snapshot images: " + s.ToString());
-  impl_->count -= std::min<std::uint64_t>(n, impl_->count);
+  if (auto s = impl_->db->CompactRange(compact, &from, &to); !s.ok()) {
+    return std::unexpected("compact expired snapshot images: " + s.ToString());
+  }
   return n;
 }
 

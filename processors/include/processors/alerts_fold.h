@@ -136,7 +136,9 @@ struct CommunityAlerts {
   bool operator==(const CommunityAlerts&) const = default;
 };
 
-// What a camera snapshot's analysis means at its gate.
+// What a camera snapshot's analysis means at its gate (apply() returns it for vision.analysis):
+// tailgating when more faces than passes granted around it, plate_mismatch when a legible plate
+// is not the one the vehicle gate let in.
 struct SnapshotVerdict {
   std::string verdict;  // ok, tailgating, plate_mismatch, no_pass, plate_unread, unreadable, unknown_gate, repeat
   std::vector<std::uint64_t> passes;  // event ids of the granted passes it belongs to
@@ -151,12 +153,6 @@ struct AlertStep {
 };
 
 AlertStep apply(CommunityAlerts state, const schemas::Event& event, const AlertRules& rules);
-
-// What a snapshot's analysis means given the passes the state has seen at its gate (without
-// changing anything): tailgating when more faces than passes granted around it, plate_mismatch
-// when a legible plate is not the one the vehicle gate let in.
-SnapshotVerdict judge_snapshot(const CommunityAlerts& state, const schemas::VisionAnalysis& analysis,
-                               const AlertRules& rules);
 
 // What a subject token is to the community at `now_ms`: resident, staff, visitor (invitation
 // valid now) or unknown (not registered, or an invitation outside its validity).

@@ -90,8 +90,8 @@ struct VisionStats {
 
 class VisionWorker {
  public:
-  // Appends one analysis event to the log; errors are retried.
-  using Append = std::function<std::expected<void, std::string>(const schemas::Event&)>;
+  // Appends one analysis event to the log (its offset); errors are retried.
+  using Append = std::function<std::expected<std::int64_t, std::string>(const schemas::Event&)>;
   // Throws when the models cannot be loaded.
   VisionWorker(VisionWorkerConfig config, SnapshotImages& images, Append append);
   ~VisionWorker();
