@@ -70,7 +70,7 @@ json summary_json(const replay::RebuildSummary& s) {
                       {"seq", b.seq}, {"what", b.what}});
   }
   return {{"messages", s.messages}, {"applied", s.applied},   {"duplicates", s.duplicates},
-          {"corrupt", s.corrupt},   {"dead_letters", s.dead_letters}, {"seconds", s.seconds},
+          {"corrupt", s.corrupt}, {"quarantined", s.quarantined},   {"dead_letters", s.dead_letters}, {"seconds", s.seconds},
           {"messages_per_s", s.seconds > 0 ? static_cast<double>(s.messages) / s.seconds : 0},
           {"offsets", offsets_json(s.offsets)}, {"chains", chains}, {"chain_breaks", breaks}};
 }

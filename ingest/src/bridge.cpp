@@ -12,6 +12,7 @@
 #include "common/digest.h"
 #include "common/event_ids.h"
 #include "common/handles.h"
+#include "common/text.h"
 #include "ingest/admit.h"
 #include "registry_view.h"
 #include "spool.h"
@@ -289,9 +290,12 @@ struct Bridge::Impl {
     // The dead-letter topic is kept for ever: a camera's image (faces, plates) is not.
     const bool image = topic && topic->channel == "snapshot";
     SpoolRecord dead{config.kafka.deadletter_topic, topic ? topic->device.str() : m.topic, image ? "" : m.payload, {}};
+    // Headers are text for every reader (the hub folds them, auditors export them): whatever a
+    // device sent appears in them only as printable text.
+    const std::string detail = printable(why.detail, 512);
     dead.headers = {{"reason", std::string(schemas::to_string(why.code))},
-                    {"detail", why.detail},
-                    {"source_topic", m.topic},
+                    {"detail", detail},
+                    {"source_topic", printable(m.topic, 256)},
                     {"received_at", std::to_string(wall_ms())}};
     if (topic) {
       dead.headers.emplace_back("community", topic->community.str());
@@ -307,8 +311,9 @@ struct Bridge::Impl {
     if (topic) {
       nlohmann::json reply{{"seq", seq ? nlohmann::json(*seq) : nlohmann::json(nullptr)},
                            {"reason", schemas::to_string(why.code)},
-                           {"detail", why.detail}};
-      auto sent = mqtt->publish(schemas::topic_for(topic->community, topic->device, "errors"), reply.dump(), 1);
+                           {"detail", detail}};
+      auto sent = mqtt->publish(schemas::topic_for(topic->community, topic->device, "errors"),
+                                reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 1);
       if (!sent) spdlog::warn("error reply to {} not sent: {}", topic->device.str(), sent.error());
     }
   }

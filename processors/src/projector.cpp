@@ -1,5 +1,6 @@
 #include "processors/projector.h"
 
+#include <charconv>
 #include <map>
 #include <set>
 
@@ -11,6 +12,8 @@
 #include "processors/commands_fold.h"
 #include "processors/devices_fold.h"
 #include "processors/rejections_fold.h"
+#include "common/digest.h"
+#include "common/text.h"
 #include "processors/time_buckets.h"
 #include "schemas/event.h"
 
@@ -24,15 +27,32 @@ std::string header(const LogMessage& m, std::string_view name) {
   return {};
 }
 
+// A header as text: ingest writes printable text, but a record in Kafka is still outside input.
+std::string text_header(const LogMessage& m, std::string_view name, std::size_t max = 512) {
+  auto value = header(m, name);
+  return valid_utf8(value) && value.size() <= max ? value : printable(value, max);
+}
+
+template <class T>
+std::optional<T> number_header(const LogMessage& m, std::string_view name) {
+  auto value = header(m, name);
+  T n{};
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (value.empty() || ec != std::errc() || end != value.data() + value.size()) return std::nullopt;
+  return n;
+}
+
 DeadLetter dead_letter_of(const LogMessage& m) {
   DeadLetter d;
-  d.reason = header(m, "reason");
-  d.detail = header(m, "detail");
-  d.source_topic = header(m, "source_topic");
+  d.reason = text_header(m, "reason", 64);
+  d.detail = text_header(m, "detail");
+  d.source_topic = text_header(m, "source_topic");
   d.device = header(m, "device");
   d.community = header(m, "community");
-  if (auto seq = header(m, "seq"); !seq.empty()) d.seq = std::stoull(seq);
-  if (auto at = header(m, "received_at"); !at.empty()) d.received_at_ms = std::stoll(at);
+  if (!schemas::valid_id(d.device)) d.device.clear();  // a key part: ids only
+  if (!schemas::valid_id(d.community)) d.community.clear();
+  d.seq = number_header<std::uint64_t>(m, "seq");
+  d.received_at_ms = number_header<std::int64_t>(m, "received_at").value_or(0);
   if (d.reason.empty()) d.reason = "unknown";
   return d;
 }
@@ -132,7 +152,83 @@ Projector::Projector(Store& store, ProjectorConfig config) : store_(store), conf
   if (auto next = view.get(kOutboxNextKey)) outbox_next_ = std::stoull(*next);
 }
 
+std::string Projector::quarantine_key(const std::string& topic, std::int32_t partition, std::int64_t offset) {
+  return fmt::format("quarantine/{}/{}/{:020}", topic, partition, offset);
+}
+
+namespace {
+
+nlohmann::json quarantine_record(const LogMessage& m, const std::string& reason) {
+  return {{"topic", m.topic},         {"partition", m.partition},          {"offset", m.offset},
+          {"reason", printable(reason, 512)}, {"key", printable(m.key, 128)}, {"bytes", m.value.size()},
+          {"sha256", sha256_hex(m.value)}};
+}
+
+void add(BatchResult& total, BatchResult&& one) {
+  total.applied += one.applied;
+  total.duplicates += one.duplicates;
+  total.replayed += one.replayed;
+  total.corrupt += one.corrupt;
+  total.quarantined += one.quarantined;
+  total.dead_letters += one.dead_letters;
+  total.alerts_changed += one.alerts_changed;
+  total.outbox_entries += one.outbox_entries;
+  for (auto t : one.fresh_device_times_ms) total.fresh_device_times_ms.push_back(t);
+  for (auto& kv : one.changes) total.changes.push_back(std::move(kv));
+}
+
+}  // namespace
+
 std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMessage> batch) {
+  try {
+    return fold(batch);
+  } catch (const std::exception& e) {
+    spdlog::warn("projector: a batch of {} message(s) did not fold ({}); folding them one at a time", batch.size(),
+                 e.what());
+  } catch (...) {
+    spdlog::warn("projector: a batch of {} message(s) did not fold; folding them one at a time", batch.size());
+  }
+  caches_.reset();  // they may hold the half-folded batch
+  BatchResult total;
+  for (const auto& m : batch) {
+    std::string why;
+    std::expected<BatchResult, std::string> one;
+    try {
+      one = fold(std::span(&m, 1));
+    } catch (const std::exception& e) {
+      why = e.what();
+    } catch (...) {
+      why = "unknown error";
+    }
+    if (!why.empty()) {
+      caches_.reset();
+      spdlog::error("projector: {}[{}]@{} quarantined: {}", m.topic, m.partition, m.offset, printable(why, 256));
+      one = quarantine(m, "fold failed: " + why);
+    }
+    if (!one) return std::unexpected(one.error());
+    add(total, std::move(*one));
+  }
+  return total;
+}
+
+std::expected<BatchResult, std::string> Projector::quarantine(const LogMessage& m, const std::string& reason) {
+  BatchResult result;
+  const auto tp = std::pair{m.topic, m.partition};
+  if (auto it = offsets_.find(tp); it != offsets_.end() && m.offset < it->second) {
+    ++result.replayed;
+    return result;
+  }
+  Offsets next = offsets_;
+  next[tp] = m.offset + 1;
+  KeyValues puts{{quarantine_key(m.topic, m.partition, m.offset), quarantine_record(m, reason).dump()}};
+  if (auto ok = store_.write(puts, next); !ok) return std::unexpected(ok.error());
+  offsets_ = std::move(next);
+  ++result.quarantined;
+  result.changes = std::move(puts);
+  return result;
+}
+
+std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessage> batch) {
   BatchResult result;
   auto view = store_.view();
   if (!caches_) caches_ = std::make_unique<Caches>();
@@ -276,6 +372,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   };
   std::map<std::string, std::uint64_t> event_counts, rejection_counts;
   bool events_changed = false, rejections_changed = false;
+  KeyValues quarantined;  // records of messages that did not decode
   std::set<std::string> chain_heads_changed;  // communities
   Offsets next = offsets_;
 
@@ -299,8 +396,11 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     }
     auto event = schemas::decode(m.value);
     if (!event) {
-      spdlog::error("{}[{}]@{} does not decode and is skipped: {}", m.topic, m.partition, m.offset, event.error());
+      spdlog::error("{}[{}]@{} does not decode and is quarantined: {}", m.topic, m.partition, m.offset, event.error());
       ++result.corrupt;
+      ++result.quarantined;
+      quarantined.emplace_back(quarantine_key(m.topic, m.partition, m.offset),
+                               quarantine_record(m, "does not decode: " + event.error()).dump());
       continue;
     }
     if (std::holds_alternative<schemas::Tick>(event->body)) {
@@ -496,6 +596,7 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     const auto& [seq, link] = caches_->chain_heads.at(community);
     puts.emplace_back(chain_head_key(community), nlohmann::json{{"seq", seq}, {"link", link}}.dump());
   }
+  for (auto& kv : quarantined) puts.push_back(std::move(kv));
   if (events_changed) puts.emplace_back(kEventStatsKey, nlohmann::json(event_counts).dump());
   if (rejections_changed) puts.emplace_back(kRejectionStatsKey, nlohmann::json(rejection_counts).dump());
   if (puts.empty() && next == offsets_) return result;
@@ -512,9 +613,9 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
 }
 
 const std::vector<std::string>& Projector::projection_prefixes() {
-  static const std::vector<std::string> kServed = {"alerts/", "cameras/", "commands/", "communities/", "devices/",
-                                                   "elders/", "gates/",   "homes/",    "meters/",      "notices/",
-                                                   "registry/", "rejections/"};
+  static const std::vector<std::string> kServed = {"alerts/",  "cameras/",   "commands/", "communities/", "devices/",
+                                                   "elders/",  "gates/",     "homes/",    "meters/",      "notices/",
+                                                   "quarantine/", "registry/", "rejections/"};
   return kServed;
 }
 

@@ -185,6 +185,7 @@ void Runner::run(std::stop_token stop) {
         m.stats.duplicates += result->duplicates;
         m.stats.replayed += result->replayed;
         m.stats.corrupt += result->corrupt;
+        m.stats.quarantined += result->quarantined;
         m.stats.dead_letters += result->dead_letters;
         ++m.stats.batches;
       }

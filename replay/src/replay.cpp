@@ -200,6 +200,7 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
     summary.applied += result->applied;
     summary.duplicates += result->duplicates;
     summary.corrupt += result->corrupt;
+    summary.quarantined += result->quarantined;
     summary.dead_letters += result->dead_letters;
     batch.clear();
     return {};

@@ -2,6 +2,7 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include "codec.h"
+#include "common/text.h"
 #include "event_generated.h"
 #include "names.h"
 
@@ -286,6 +287,7 @@ std::expected<Event, std::string> decode(std::string_view bytes) {
   e.body = std::move(*body);
   e.chain_seq = x.chain_seq();
   e.chain_link = str(x.chain_link());
+  if (auto field = first_invalid_text(e)) return std::unexpected(*field + " is not valid UTF-8");
   return e;
 }
 
@@ -293,14 +295,20 @@ std::expected<Event, Rejection> parse_device_flatbuffer(const Topic& topic, std:
   auto root = verified(payload);
   if (!root) return std::unexpected(Rejection{Code::FailedVerification, root.error()});
   auto event = decode(payload);
-  if (!event) return std::unexpected(Rejection{Code::FailedVerification, event.error()});
+  if (!event) {
+    // A string that is not text is malformed input, not a buffer that failed to verify.
+    const auto code = event.error().ends_with("not valid UTF-8") ? Code::Malformed : Code::FailedVerification;
+    return std::unexpected(Rejection{code, event.error()});
+  }
+  // The device's own strings are quoted back to it and kept for ever in the dead-letter topic:
+  // only as printable text, never as the raw bytes.
   if (!event->device.empty() && event->device != topic.device) {
-    return std::unexpected(Rejection{Code::WrongTopic, "device_id \"" + event->device.str() +
+    return std::unexpected(Rejection{Code::WrongTopic, "device_id \"" + printable(event->device.str(), 64) +
                                                            "\" in the buffer is not the topic's device \"" +
                                                            topic.device.str() + "\""});
   }
   if (!event->community.empty() && event->community != topic.community) {
-    return std::unexpected(Rejection{Code::WrongTopic, "community \"" + event->community.str() +
+    return std::unexpected(Rejection{Code::WrongTopic, "community \"" + printable(event->community.str(), 64) +
                                                            "\" in the buffer is not the topic's community \"" +
                                                            topic.community.str() + "\""});
   }

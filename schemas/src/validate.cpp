@@ -1,9 +1,9 @@
 // Range checks: the physical and protocol limits of every field, with the field named in the reason.
 #include <cmath>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "codec.h"
+#include "common/text.h"
 #include "schemas/event.h"
 
 namespace courtyard::schemas {
@@ -31,17 +31,56 @@ struct Check {
       failure = Rejection{Code::Malformed, fmt::format("body.{} is not valid UTF-8", field)};
     }
   }
-  static bool valid_utf8(const std::string& s) {
-    try {
-      (void)nlohmann::json(s).dump();
-      return true;
-    } catch (const nlohmann::json::type_error&) {
-      return false;
-    }
-  }
 };
 
 }  // namespace
+
+std::optional<std::string> first_invalid_text(const Event& e) {
+  if (!valid_utf8(e.device.str())) return std::string("device_id");
+  if (!valid_utf8(e.community.str())) return std::string("community");
+  if (!valid_utf8(e.chain_link)) return std::string("chain_link");
+  std::optional<std::string> bad;
+  auto check = [&](const char* field, const std::string& text) {
+    if (!bad && !valid_utf8(text)) bad = std::string("body.") + field;
+  };
+  std::visit(
+      [&](const auto& b) {
+        using T = std::decay_t<decltype(b)>;
+        if constexpr (std::is_same_v<T, GatePass>) {
+          check("subject", b.subject), check("reason", b.reason);
+        } else if constexpr (std::is_same_v<T, VehiclePass>) {
+          check("plate", b.plate);
+        } else if constexpr (std::is_same_v<T, MeterReading>) {
+          check("unit", b.unit);
+        } else if constexpr (std::is_same_v<T, HomeSensor>) {
+          check("state", b.state);
+        } else if constexpr (std::is_same_v<T, DeviceStatus>) {
+          check("firmware", b.firmware);
+        } else if constexpr (std::is_same_v<T, DeviceRegistered>) {
+          check("unit", b.unit), check("location", b.location);
+        } else if constexpr (std::is_same_v<T, OperatorAction>) {
+          check("alert_id", b.alert_id), check("actor", b.actor), check("note", b.note);
+        } else if constexpr (std::is_same_v<T, RegistryEntry>) {
+          check("id", b.id), check("unit", b.unit);
+        } else if constexpr (std::is_same_v<T, Command>) {
+          check("command_id", b.command_id), check("target", b.target.str()), check("action", b.action);
+          check("args", b.args), check("actor", b.actor);
+        } else if constexpr (std::is_same_v<T, CommandDelivered>) {
+          check("command_id", b.command_id);
+        } else if constexpr (std::is_same_v<T, CommandAck>) {
+          check("command_id", b.command_id), check("detail", b.detail);
+        } else if constexpr (std::is_same_v<T, Notice>) {
+          check("notice_id", b.notice_id), check("title", b.title), check("text", b.text);
+          check("unit", b.unit), check("actor", b.actor);
+        } else if constexpr (std::is_same_v<T, CameraSnapshot>) {
+          check("gate", b.gate), check("image_sha256", b.image_sha256);  // jpeg is bytes, not text
+        } else if constexpr (std::is_same_v<T, VisionAnalysis>) {
+          check("gate", b.gate), check("plate_token", b.plate_token), check("error", b.error);
+        }
+      },
+      e.body);
+  return bad;
+}
 
 std::expected<void, Rejection> validate(const Event& e, const Limits& limits) {
   if (e.device_time_ms < limits.min_device_time_ms || e.device_time_ms > limits.max_device_time_ms) {

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -93,16 +94,102 @@ TEST_SUITE("projector") {
     CHECK(events_of(*store, "m-1") == 7);
   }
 
-  TEST_CASE("a message that does not decode is skipped, counted, and its offset still advances") {
+  TEST_CASE("attack: a message that does not decode is quarantined with its offset and reason, and folding goes on") {
     test::TempDir dir;
     auto store = open_store(dir);
     Projector projector(*store, {});
     std::vector<LogMessage> batch = messages("m-1", 1, 2, 0);
     batch.push_back({"courtyard.events.v1", 0, 2, "c1", "garbage", {}});
+    batch.push_back(test::log_message(test::status_event("m-1", 3), 3));
     auto result = projector.apply(batch);
     REQUIRE(result);
     CHECK(result->corrupt == 1);
-    CHECK(store->view().offsets().at({"courtyard.events.v1", 0}) == 3);
+    CHECK(result->quarantined == 1);
+    CHECK(events_of(*store, "m-1") == 3);
+    CHECK(store->view().offsets().at({"courtyard.events.v1", 0}) == 4);
+    auto record = store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 2));
+    REQUIRE(record);
+    auto q = nlohmann::json::parse(*record);
+    CHECK(q["offset"] == 2);
+    CHECK(q["bytes"] == 7);
+    CHECK(q["reason"].get<std::string>().starts_with("does not decode"));
+    CHECK(Projector::is_projection_key(Projector::quarantine_key("courtyard.events.v1", 0, 2)));
+  }
+
+  TEST_CASE("attack: an event with a string that is not UTF-8, appended straight to the log, is quarantined") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    Projector projector(*store, {});
+    auto forged = test::status_event("m-1", 1);
+    std::get<schemas::DeviceStatus>(forged.body).firmware = "v1\xff\xfe";
+    auto result = projector.apply(std::vector{test::log_message(forged, 0), test::log_message(test::status_event("m-1", 2), 1)});
+    REQUIRE(result);
+    CHECK(result->quarantined == 1);
+    CHECK(events_of(*store, "m-1") == 1);
+    auto q = nlohmann::json::parse(*store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 0)));
+    CHECK(q["reason"] == "does not decode: body.firmware is not valid UTF-8");
+  }
+
+  TEST_CASE("attack: a dead letter whose headers are not UTF-8 is folded as printable text, wherever a batch ends") {
+    // The review's probe: a FlatBuffers payload whose device_id was not UTF-8 left its raw bytes in
+    // the dead letter's detail; the hub's fold threw when that letter ended a batch, and a rebuild
+    // stopping right after it failed every time.
+    std::vector<LogMessage> log{
+        {"courtyard.deadletter.v1", 0, 0, "m-1", "\xff",
+         {{"reason", "wrong_topic"}, {"detail", "device_id \"\xff\xfe\" in the buffer"}, {"device", "m-1"},
+          {"source_topic", "courtyard/v1/c1/m-1/telemetry\xc0"}, {"seq", "12x"}, {"received_at", "\xff"}}},
+        {"courtyard.deadletter.v1", 0, 1, "\xff", "", {{"reason", "\xff\xff"}, {"device", "\xff/../x"}}},
+    };
+    auto fold = [&](std::size_t batch) {
+      auto dir = std::make_unique<test::TempDir>();
+      auto store = open_store(*dir);
+      Projector projector(*store, {});
+      for (std::size_t i = 0; i < log.size(); i += batch) {
+        auto result = projector.apply(std::span(log).subspan(i, std::min(batch, log.size() - i)));
+        REQUIRE(result);
+        CHECK(result->quarantined == 0);
+      }
+      return store->view().scan("", "", 1'000'000);
+    };
+    auto whole = fold(2);
+    CHECK(fold(1) == whole);
+    std::map<std::string, std::string> records(whole.begin(), whole.end());
+    auto state = nlohmann::json::parse(records.at(Projector::rejection_key("m-1")));
+    CHECK(state["last"]["detail"] == "device_id \"\\xFF\\xFE\" in the buffer");
+    CHECK(state["last"]["seq"].is_null());
+    CHECK(records.contains(Projector::rejection_key("_unknown")));  // a device header that is no id
+  }
+
+  TEST_CASE("attack: a command whose args are not JSON cannot be folded: it alone is quarantined, the same in any batch") {
+    std::vector<LogMessage> log;
+    schemas::Event command;
+    command.device = DeviceId("operator");
+    command.community = CommunityId("c1");
+    command.device_time_ms = command.ingest_time_ms = 1795950000000;
+    command.body = schemas::Command{"cmd-1", DeviceId("m-1"), "reboot", "{not json", "tok", 0};
+    for (std::uint64_t i = 1; i <= 3; ++i) log.push_back(test::log_message(test::status_event("m-1", i), 0));
+    log.push_back(test::log_message(command, 0));
+    for (std::uint64_t i = 4; i <= 6; ++i) log.push_back(test::log_message(test::status_event("m-1", i), 0));
+    for (std::size_t i = 0; i < log.size(); ++i) log[i].offset = static_cast<std::int64_t>(i);
+    auto fold = [&](std::size_t batch) {
+      auto dir = std::make_unique<test::TempDir>();
+      auto store = open_store(*dir);
+      Projector projector(*store, {});
+      std::uint64_t quarantined = 0;
+      for (std::size_t i = 0; i < log.size(); i += batch) {
+        auto result = projector.apply(std::span(log).subspan(i, std::min(batch, log.size() - i)));
+        REQUIRE(result);
+        quarantined += result->quarantined;
+      }
+      CHECK(quarantined == 1);
+      CHECK(events_of(*store, "m-1") == 6);
+      CHECK(store->view().offsets().at({"courtyard.events.v1", 0}) == 7);
+      CHECK(store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 3)));
+      return store->view().scan("", "", 1'000'000);
+    };
+    auto whole = fold(log.size());
+    CHECK(fold(1) == whole);
+    CHECK(fold(4) == whole);
   }
 
   TEST_CASE("partitions keep offsets of their own") {

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "schemas/event.h"
 #include "schemas/registry.h"
 
@@ -150,6 +152,48 @@ TEST_SUITE("device FlatBuffers") {
     REQUIRE_FALSE(admitted);
     CHECK(admitted.error().code == Rejection::Code::Malformed);
     CHECK(admitted.error().detail == "body.subject is not valid UTF-8");
+  }
+
+  TEST_CASE("attack: envelope strings that are not UTF-8 are refused without their bytes in the reason") {
+    // The review's probe: a device_id of raw bytes was quoted into the refusal, which went to the
+    // dead-letter topic (kept for ever) and threw in every JSON view of it.
+    auto topic = schemas::parse_topic("courtyard/v1/c1/gate-1/telemetry");
+    REQUIRE(topic);
+    for (const char* field : {"device", "community", "link"}) {
+      CAPTURE(field);
+      schemas::Event e;
+      e.seq = 1;
+      e.device_time_ms = 1795950000000;
+      e.body = schemas::DeviceStatus{};
+      const std::string bad = "gate-\xff\xfe\xc0\xaf";
+      if (std::string_view(field) == "device") e.device = DeviceId(bad);
+      if (std::string_view(field) == "community") e.community = CommunityId(bad);
+      if (std::string_view(field) == "link") e.chain_link = bad;
+      auto admitted = schemas::decode_device_payload(*topic, schemas::encode(e));
+      REQUIRE_FALSE(admitted);
+      CHECK(admitted.error().code == Rejection::Code::Malformed);
+      CHECK(admitted.error().detail.find('\xff') == std::string::npos);
+      CHECK_NOTHROW((void)nlohmann::json(admitted.error().detail).dump());
+    }
+    schemas::Event other;  // a printable but foreign device id is quoted back as printable text
+    other.seq = 1;
+    other.device_time_ms = 1795950000000;
+    other.body = schemas::DeviceStatus{};
+    other.device = DeviceId("gate-2\n\x01");
+    auto admitted = schemas::decode_device_payload(*topic, schemas::encode(other));
+    REQUIRE_FALSE(admitted);
+    CHECK(admitted.error().code == Rejection::Code::WrongTopic);
+    CHECK(admitted.error().detail.find("gate-2\\x0A\\x01") != std::string::npos);
+  }
+
+  TEST_CASE("attack: a log message with any string that is not UTF-8 does not decode, naming the field") {
+    schemas::Event e;
+    e.device = DeviceId("operator");
+    e.community = CommunityId("c1");
+    e.body = schemas::OperatorAction{"c1:smoke:s:1", schemas::AlertAction::Acknowledge, "guard", "note \xff"};
+    auto decoded = schemas::decode(schemas::encode(e));
+    REQUIRE_FALSE(decoded);
+    CHECK(decoded.error() == "body.note is not valid UTF-8");
   }
 
   TEST_CASE("chain fields a device puts in its buffer are ignored: they are ingest's to set") {

@@ -3,6 +3,11 @@
 // below the stored offset of their partition are skipped, and the new state of every key the
 // batch touched is written together with the batch's offsets in one atomic write. A crash at any
 // point therefore leaves state and offsets agreeing, and a restart resumes where the store says.
+//
+// No message can stop it. A message it cannot fold (it does not decode, or folding it throws) is
+// quarantined: a record under quarantine/{topic}/{partition}/{offset} with the reason, written
+// with the offset, and folding goes on. When a batch throws, its messages are folded again one
+// at a time, so the decision is made for each message alone, the same way live and in a replay.
 // Single-threaded: one projector per store.
 #include <cstdint>
 #include <expected>
@@ -43,7 +48,8 @@ struct BatchResult {
   std::uint64_t applied = 0;     // events folded for the first time
   std::uint64_t duplicates = 0;  // events recognised as seen (device, boot, seq)
   std::uint64_t replayed = 0;    // messages below the stored offset (already in the store)
-  std::uint64_t corrupt = 0;     // messages that did not decode; skipped and counted
+  std::uint64_t corrupt = 0;     // messages that did not decode (quarantined)
+  std::uint64_t quarantined = 0;  // messages set aside with their reason: corrupt, or their fold threw
   std::uint64_t dead_letters = 0;
   std::vector<std::int64_t> fresh_device_times_ms;  // device time of each event folded, for latency
   std::uint64_t alerts_changed = 0;                 // alert records written
@@ -55,7 +61,7 @@ class Projector {
  public:
   Projector(Store& store, ProjectorConfig config);
   ~Projector();
-  // Errors only when the store cannot be written; nothing of the batch is then applied.
+  // Errors only when the store cannot be written; nothing of that write is then applied.
   std::expected<BatchResult, std::string> apply(std::span<const LogMessage> batch);
   // Next offset to read, per partition, as stored.
   const Offsets& offsets() const { return offsets_; }
@@ -75,6 +81,8 @@ class Projector {
     return "registry/" + community + "/" + kind + "/" + id;
   }
   static std::string command_key(const std::string& id) { return "commands/" + id; }
+  // Messages set aside: {topic, partition, offset, reason, key, bytes, sha256}. Admin and auditor read them.
+  static std::string quarantine_key(const std::string& topic, std::int32_t partition, std::int64_t offset);
   static std::string notice_key(const std::string& community, const std::string& id) {
     return "notices/" + community + "/" + id;
   }
@@ -100,6 +108,10 @@ class Projector {
   static constexpr const char* kRejectionStatsKey = "stats/rejected";
 
  private:
+  // Folds a batch; throws when a message cannot be folded (apply() then quarantines it).
+  std::expected<BatchResult, std::string> fold(std::span<const LogMessage> batch);
+  // Writes one message's quarantine record and offset (nothing, if it is below the stored offset).
+  std::expected<BatchResult, std::string> quarantine(const LogMessage& m, const std::string& reason);
   Store& store_;
   ProjectorConfig config_;
   Offsets offsets_;

@@ -45,7 +45,7 @@ struct PartitionFreshness {
 using Freshness = std::map<std::pair<std::string, std::int32_t>, PartitionFreshness>;
 
 struct RunnerStats {
-  std::uint64_t applied = 0, duplicates = 0, replayed = 0, corrupt = 0, dead_letters = 0, batches = 0;
+  std::uint64_t applied = 0, duplicates = 0, replayed = 0, corrupt = 0, quarantined = 0, dead_letters = 0, batches = 0;
   std::uint64_t alerts_published = 0;
 };
 

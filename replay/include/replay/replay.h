@@ -63,7 +63,7 @@ struct ChainBreak {
 
 struct RebuildSummary {
   processors::Offsets offsets;  // what the rebuilt store reflects (next offset per partition)
-  std::uint64_t messages = 0, applied = 0, duplicates = 0, corrupt = 0, dead_letters = 0;
+  std::uint64_t messages = 0, applied = 0, duplicates = 0, corrupt = 0, quarantined = 0, dead_letters = 0;
   double seconds = 0;
   std::map<std::string, ChainHead> chains;  // by community
   std::vector<ChainBreak> breaks;           // in log order per partition

@@ -255,8 +255,12 @@ std::expected<JpegInfo, std::string> jpeg_info(std::string_view bytes);
 
 // Range checks on a decoded event (used by decode_device_payload; exposed for tests and tools).
 std::expected<void, Rejection> validate(const Event& event, const Limits& limits = {});
+// The first field of the envelope or the body that is not valid UTF-8 ("device_id", "body.note"),
+// nullopt when every string is text. decode() refuses such events: every JSON view would fail.
+std::optional<std::string> first_invalid_text(const Event& event);
 
-// The FlatBuffers envelope as stored in the log.
+// The FlatBuffers envelope as stored in the log. decode() refuses, with the reason, a buffer that
+// does not verify, an unknown body or enum value, and a string that is not UTF-8.
 std::string encode(const Event& event);
 bool has_flatbuffer_identifier(std::string_view bytes);
 std::expected<Event, std::string> decode(std::string_view bytes);
