@@ -72,7 +72,10 @@ class Dashboard : public std::enable_shared_from_this<Dashboard> {
         tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(args_.http_port)),
         [self = shared_from_this()](beast::error_code ec) {
           if (ec) return self->fail("connect", ec);
-          self->ws_.async_handshake("127.0.0.1", "/api/v1/subscribe?token=" + self->args_.token,
+          self->ws_.set_option(websocket::stream_base::decorator([token = self->args_.token](websocket::request_type& req) {
+            req.set(beast::http::field::sec_websocket_protocol, "courtyard.v1, bearer." + token);
+          }));
+          self->ws_.async_handshake("127.0.0.1", "/api/v1/subscribe",
                                     [self](beast::error_code ec) {
                                       if (ec) return self->fail("handshake", ec);
                                       self->send_next();

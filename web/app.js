@@ -88,7 +88,8 @@ function subscriptions() {
 
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const socket = new WebSocket(`${scheme}://${location.host}/api/v1/subscribe?token=${encodeURIComponent(state.token)}`);
+  // The token rides in the subprotocol list, never in the URL (proxies and logs keep URLs).
+  const socket = new WebSocket(`${scheme}://${location.host}/api/v1/subscribe`, ["courtyard.v1", `bearer.${state.token}`]);
   state.socket = socket;
   setLink("connecting");
   socket.onopen = () => {

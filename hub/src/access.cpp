@@ -1,15 +1,26 @@
 #include "hub/access.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "common/digest.h"
 #include "common/random.h"
 
 namespace courtyard::hub {
 namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool usable(const TokenRecord& t) { return !t.revoked && (t.expires_ms == 0 || now_ms() < t.expires_ms); }
 
 constexpr std::string_view kRoles[] = {"admin", "staff", "auditor", "resident"};
 
@@ -106,15 +117,33 @@ void TokenStore::reload_if_changed() const {
   records_.clear();
   by_hash_.clear();
   for (const auto& r : j) {
+    // A record that does not read cleanly grants nothing (fail closed): an unknown role, a field of
+    // the wrong type, a staff or resident token without its place.
     TokenRecord t;
-    t.id = r.value("id", "");
-    t.sha256 = r.value("sha256", "");
-    t.role = parse_role(r.value("role", "")).value_or(Role::Auditor);
-    t.community = r.value("community", "");
-    t.unit = r.value("unit", "");
-    t.label = r.value("label", "");
-    t.created_ms = r.value("created_ms", std::int64_t{0});
-    t.revoked = r.value("revoked", false);
+    try {
+      auto role = r.is_object() ? parse_role(r.value("role", "")) : std::nullopt;
+      if (!role) {
+        spdlog::warn("tokens: a record with an unknown role is ignored ({})", file_.string());
+        continue;
+      }
+      t.role = *role;
+      t.id = r.value("id", "");
+      t.sha256 = r.value("sha256", "");
+      t.community = r.value("community", "");
+      t.unit = r.value("unit", "");
+      t.label = r.value("label", "");
+      t.created_ms = r.value("created_ms", std::int64_t{0});
+      t.expires_ms = r.value("expires_ms", std::int64_t{0});
+      t.revoked = r.value("revoked", false);
+    } catch (const nlohmann::json::exception& e) {
+      spdlog::warn("tokens: a malformed record is ignored ({}): {}", file_.string(), e.what());
+      continue;
+    }
+    if (t.sha256.size() != 64 || ((t.role == Role::Staff || t.role == Role::Resident) && t.community.empty()) ||
+        (t.role == Role::Resident && t.unit.empty())) {
+      spdlog::warn("tokens: record {} is incomplete and ignored", t.id);
+      continue;
+    }
     by_hash_[t.sha256] = records_.size();
     records_.push_back(std::move(t));
   }
@@ -126,25 +155,31 @@ std::expected<void, std::string> TokenStore::save() const {
   nlohmann::json j = nlohmann::json::array();
   for (const auto& t : records_) {
     j.push_back({{"id", t.id}, {"sha256", t.sha256}, {"role", to_string(t.role)}, {"community", t.community},
-                 {"unit", t.unit}, {"label", t.label}, {"created_ms", t.created_ms}, {"revoked", t.revoked}});
+                 {"unit", t.unit}, {"label", t.label}, {"created_ms", t.created_ms}, {"expires_ms", t.expires_ms},
+                 {"revoked", t.revoked}});
   }
   std::error_code ec;
   if (file_.has_parent_path()) std::filesystem::create_directories(file_.parent_path(), ec);
   auto tmp = file_;
   tmp += ".tmp";
   {
+    // Created 0600: the file never exists, even for a moment, with wider permissions.
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) return std::unexpected("cannot write " + tmp.string());
+    ::close(fd);
+    std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
     std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << "\n";
+    out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     if (!out.flush()) return std::unexpected("cannot write " + tmp.string());
   }
-  std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
   std::filesystem::rename(tmp, file_, ec);
   if (ec) return std::unexpected("cannot replace " + file_.string() + ": " + ec.message());
   return {};
 }
 
 std::expected<std::string, std::string> TokenStore::add(Role role, const std::string& community,
-                                                        const std::string& unit, const std::string& label) {
+                                                        const std::string& unit, const std::string& label,
+                                                        std::int64_t ttl_ms) {
   if ((role == Role::Staff || role == Role::Resident) && community.empty()) {
     return std::unexpected(std::string(to_string(role)) + " tokens need --community");
   }
@@ -159,8 +194,8 @@ std::expected<std::string, std::string> TokenStore::add(Role role, const std::st
   t.community = role == Role::Admin || role == Role::Auditor ? "" : community;
   t.unit = role == Role::Resident ? unit : "";
   t.label = label;
-  t.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::system_clock::now().time_since_epoch()).count();
+  t.created_ms = now_ms();
+  t.expires_ms = ttl_ms > 0 ? t.created_ms + ttl_ms : 0;
   records_.push_back(t);
   if (auto ok = save(); !ok) {
     records_.pop_back();
@@ -196,8 +231,17 @@ std::optional<Principal> TokenStore::authenticate(std::string_view secret) const
   auto it = by_hash_.find(hash);
   if (it == by_hash_.end()) return std::nullopt;
   const auto& t = records_[it->second];
-  if (t.revoked) return std::nullopt;
+  if (!usable(t)) return std::nullopt;
   return Principal{t.id, t.role, t.community, t.unit, t.label};
+}
+
+bool TokenStore::valid(const std::string& token_id) const {
+  std::lock_guard lock(mu_);
+  reload_if_changed();
+  for (const auto& t : records_) {
+    if (t.id == token_id) return usable(t);
+  }
+  return false;
 }
 
 }  // namespace courtyard::hub

@@ -3,8 +3,6 @@
 #include <charconv>
 
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <map>
 
 #include <fmt/format.h>
@@ -13,6 +11,7 @@
 
 #include "common/random.h"
 #include "processors/projector.h"
+#include "static_files.h"
 
 namespace courtyard::hub {
 namespace {
@@ -56,7 +55,18 @@ Api::Target Api::parse_target(std::string_view target) {
 
 namespace {
 
-HttpResponse json_response(int status, const json& body) { return {status, "application/json", body.dump() + "\n"}; }
+// Strings that came from outside (ids in paths, stored records) may not be UTF-8: replaced, never thrown on.
+HttpResponse json_response(int status, const json& body) {
+  return {status, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"};
+}
+
+// A decimal integer and nothing else ("12abc", "", " 1" are not).
+std::optional<std::int64_t> strict_integer(std::string_view text) {
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
 
 HttpResponse error(int status, const std::string& code, const std::string& detail) {
   return json_response(status, json{{"error", code}, {"detail", detail}});
@@ -82,12 +92,19 @@ void add_freshness(json& out, const processors::Store::View& view, const process
 
 Api::Api(ApiSources sources, Metrics& metrics)
     : sources_(std::move(sources)),
+      static_files_([&] {
+        auto files = StaticFiles::load(sources_.web_root);
+        if (!files) throw std::runtime_error(files.error());
+        return std::make_unique<const StaticFiles>(std::move(*files));
+      }()),
       metrics_(metrics),
       request_seconds_({0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10}) {
   metrics_.describe("courtyard_http_requests_total", "counter", "HTTP requests by route and status");
   metrics_.describe("courtyard_http_request_seconds_sum", "counter", "Total time spent answering, by route");
   metrics_.describe("courtyard_http_refused_total", "counter", "Requests refused for want of a valid token or role, by reason");
 }
+
+Api::~Api() = default;
 
 HttpResponse Api::handle(const HttpRequest& request) {
   auto start = std::chrono::steady_clock::now();
@@ -97,6 +114,8 @@ HttpResponse Api::handle(const HttpRequest& request) {
     response = route(request, route_name);
   } catch (const std::exception& e) {
     response = error(500, "internal", e.what());
+  } catch (...) {
+    response = error(500, "internal", "unexpected error");
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   metrics_.add("courtyard_http_requests_total", {{"route", route_name}, {"status", std::to_string(response.status)}});
@@ -120,6 +139,15 @@ std::expected<Principal, HttpResponse> Api::authenticate(std::string_view creden
   return *who;
 }
 
+bool Api::token_valid(const std::string& token_id) const {
+  return sources_.tokens && sources_.tokens->valid(token_id);
+}
+
+HttpResponse Api::not_found_or_hidden(const std::string& what, const std::string& id, bool exists) const {
+  if (exists) metrics_.add("courtyard_http_refused_total", {{"reason", "hidden"}});
+  return error(404, "not_found", what + " " + id + " is not known");
+}
+
 HttpResponse Api::forbidden(const std::string& detail) const {
   metrics_.add("courtyard_http_refused_total", {{"reason", "forbidden"}});
   return error(403, "forbidden", detail);
@@ -127,14 +155,8 @@ HttpResponse Api::forbidden(const std::string& detail) const {
 
 namespace {
 
-// Why `who` may not read `key`, in words for the 403.
-std::string read_refusal(const Principal& who) {
-  switch (who.role) {
-    case Role::Staff: return "a staff token reads only its community (" + who.community + ")";
-    case Role::Resident: return "a resident token reads only its own household (" + who.community + "/" + who.unit + ")";
-    default: return "not allowed";
-  }
-}
+// Records a list request examines at most, matching or not (docs/api.md: paging).
+constexpr std::size_t kMaxScanned = 20000;
 
 // Every projection: a list with filters and paging, and one item by id.
 struct Projection {
@@ -154,6 +176,7 @@ const Projection kProjections[] = {
     {"/api/v1/commands", "commands/", {"community", "device", "state", "unit"}},
     {"/api/v1/notices", "notices/", {"community", "severity", "unit"}},
     {"/api/v1/cameras", "cameras/", {"community", "gate"}},
+    {"/api/v1/quarantine", "quarantine/", {"topic", "reason"}},
 };
 
 }  // namespace
@@ -221,8 +244,9 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     if (ec != std::errc() || end != id.data() + id.size()) return error(400, "bad_request", "a snapshot id is a number");
     if (!sources_.snapshot_image) return error(404, "not_found", "this hub keeps no snapshots (vision is off)");
     auto image = sources_.snapshot_image(snapshot_id);
-    if (!image) return error(404, "not_found", "snapshot " + id + " is not kept (never analysed, or past its retention)");
-    if (!may_read(*who, "snapshots/" + id, {image->community, ""})) return forbidden(read_refusal(*who));
+    if (!image || !may_read(*who, "snapshots/" + id, {image->community, ""})) {
+      return not_found_or_hidden("snapshot", id + " (never analysed, past its retention, or not yours)", image.has_value());
+    }
     return HttpResponse{200, "image/jpeg", std::move(image->jpeg)};
   }
   // ?as_of_time=T: the projections as they were then, rebuilt from a checkpoint and the log.
@@ -230,15 +254,18 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
   std::shared_ptr<const processors::Store> past;
   if (auto t = target.query.find("as_of_time"); t != target.query.end()) {
     if (who->role != Role::Admin && who->role != Role::Auditor) return forbidden("as_of_time is for admin and auditor tokens");
-    std::int64_t at = 0;
-    try {
-      at = std::stoll(t->second);
-    } catch (const std::exception&) {
-      return error(400, "bad_request", "as_of_time is ms since the epoch");
-    }
+    auto at = strict_integer(t->second);
+    if (!at || *at < 0) return error(400, "bad_request", "as_of_time is ms since the epoch");
     if (!sources_.as_of) return error(503, "unavailable", "this hub cannot answer as-of queries");
-    auto built = sources_.as_of(at);
-    if (!built) return error(503, "unavailable", "as-of " + t->second + ": " + built.error());
+    auto built = sources_.as_of(*at);
+    if (!built) {
+      if (built.error().starts_with("busy:")) {
+        auto busy = error(429, "too_many_requests", built.error().substr(6));
+        busy.headers.emplace_back("Retry-After", "5");
+        return busy;
+      }
+      return error(503, "unavailable", "as-of " + t->second + ": " + built.error());
+    }
     past = *built;
     store = past.get();
   }
@@ -257,9 +284,10 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     std::string id = path.substr(p.path.size() + 1);
     auto view = store->view();
     auto raw = view.get(p.prefix + id);
-    if (!raw) return error(404, "not_found", std::string(p.path.substr(8)) + " " + id + " is not known");
-    json out = json::parse(*raw);
-    if (!may_read(*who, p.prefix + id, scope_of(p.prefix + id, out))) return forbidden(read_refusal(*who));
+    json out = raw ? json::parse(*raw, nullptr, false) : json();
+    if (!raw || !may_read(*who, p.prefix + id, scope_of(p.prefix + id, out))) {
+      return not_found_or_hidden(std::string(p.path.substr(8)), id, raw.has_value());
+    }
     out["id"] = id;
     if (p.prefix == "devices/") {
       auto rejections = view.get(processors::Projector::rejection_key(id));
@@ -293,6 +321,9 @@ HttpResponse Api::metrics() {
   snapshot.set("courtyard_duplicates_total", {}, static_cast<double>(stats.duplicates));
   snapshot.describe("courtyard_corrupt_total", "counter", "Log messages that did not decode since start");
   snapshot.set("courtyard_corrupt_total", {}, static_cast<double>(stats.corrupt));
+  snapshot.describe("courtyard_quarantined_total", "counter",
+                    "Log messages set aside since start (did not decode, or could not be folded); see /api/v1/quarantine");
+  snapshot.set("courtyard_quarantined_total", {}, static_cast<double>(stats.quarantined));
   snapshot.describe("courtyard_batches_total", "counter", "Store writes by the processors since start");
   snapshot.set("courtyard_batches_total", {}, static_cast<double>(stats.batches));
   std::string text = snapshot.render();
@@ -310,11 +341,9 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
                        const std::string& prefix, std::initializer_list<const char*> filters) {
   std::size_t limit = 100;
   if (auto it = target.query.find("limit"); it != target.query.end()) {
-    try {
-      limit = std::clamp<std::size_t>(std::stoul(it->second), 1, 1000);
-    } catch (const std::exception&) {
-      return error(400, "bad_request", "limit must be a number 1..1000");
-    }
+    auto n = strict_integer(it->second);
+    if (!n || *n < 1 || *n > 1000) return error(400, "bad_request", "limit must be a number 1..1000");
+    limit = static_cast<std::size_t>(*n);
   }
   std::vector<std::pair<std::string, std::string>> wanted;
   for (const char* name : filters) {
@@ -346,23 +375,34 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
   json items = json::array();
   std::string cursor = after;
   bool more = false;
+  // A page examines at most kMaxScanned records, whatever it finds: a filter that matches
+  // nothing never walks the whole projection. A short page with `next` set means "go on".
+  std::size_t scanned = 0;
+  std::string last_item;
   while (!more) {
     auto chunk = view.scan(scan_prefix, cursor, 256);
     if (chunk.empty()) break;
     for (const auto& [key, raw] : chunk) {
-      cursor = key;
-      json j = json::parse(raw);
-      if (!may_read(who, key, scope_of(key, j)) || !matches(j)) continue;
-      j["id"] = key.substr(prefix.size());
-      if (items.size() == limit) {
+      if (scanned == kMaxScanned) {
         more = true;
         break;
       }
+      ++scanned;
+      cursor = key;
+      json j = json::parse(raw, nullptr, false);
+      if (j.is_discarded() || !may_read(who, key, scope_of(key, j)) || !matches(j)) continue;
+      if (items.size() == limit) {  // one match beyond the page: there is a next one
+        more = true;
+        break;
+      }
+      j["id"] = key.substr(prefix.size());
       items.push_back(std::move(j));
+      last_item = key;
     }
   }
   json out{{"items", items}, {"count", items.size()}};
-  out["next"] = more ? json(items.back()["id"]) : json(nullptr);
+  const std::string& resume = items.size() == limit ? last_item : cursor;
+  out["next"] = more ? json(resume.substr(prefix.size())) : json(nullptr);
   add_freshness(out, view, &store == sources_.store ? sources_.freshness() : processors::Freshness{});
   return json_response(200, out);
 }
@@ -482,8 +522,10 @@ HttpResponse Api::alert_action(const Principal& who, const std::string& rest, co
   auto request = object_body(body);
   if (!request) return request.error();
   auto raw = sources_.store->view().get(processors::Projector::alert_key(id));
-  if (!raw) return error(404, "not_found", "alert " + id + " is not known");
-  json alert = json::parse(*raw);
+  json alert = raw ? json::parse(*raw, nullptr, false) : json();
+  if (!raw || !alert.is_object() || !may_read(who, processors::Projector::alert_key(id), scope_of("alerts/", alert))) {
+    return not_found_or_hidden("alert", id, raw.has_value());
+  }
   if (!may_act(who, alert.value("community", ""), alert.value("unit", ""))) {
     return forbidden(who.role == Role::Resident ? "a resident acts only on their own household's alerts"
                                                 : "a staff token acts only on its community's alerts");
@@ -507,8 +549,10 @@ HttpResponse Api::device_command(const Principal& who, const std::string& device
   auto request = object_body(body);
   if (!request) return request.error();
   auto raw = sources_.store->view().get(processors::Projector::device_key(device));
-  if (!raw) return error(404, "not_found", "device " + device + " is not known");
-  json d = json::parse(*raw);
+  json d = raw ? json::parse(*raw, nullptr, false) : json();
+  if (!raw || !d.is_object() || !may_read(who, processors::Projector::device_key(device), scope_of("devices/", d))) {
+    return not_found_or_hidden("device", device, raw.has_value());
+  }
   const std::string community = d.value("community", ""), unit = d.value("unit", ""), kind = d.value("kind", "");
   if (!may_act(who, community, unit)) {
     return forbidden(who.role == Role::Resident ? "a resident commands only their own household's devices"
@@ -605,21 +649,10 @@ HttpResponse Api::provision(const Principal& who, const std::string& body) {
 }
 
 HttpResponse Api::static_file(const std::string& path) const {
-  if (sources_.web_root.empty()) return error(404, "not_found", "no route for " + path);
-  std::string relative = path == "/" ? "index.html" : path.substr(1);
-  if (relative.find("..") != std::string::npos || relative.find('\0') != std::string::npos) {
-    return error(404, "not_found", "no such file");
-  }
-  std::ifstream in(std::filesystem::path(sources_.web_root) / relative, std::ios::binary);
-  if (!in) return error(404, "not_found", "no such file: " + relative);
-  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  static const std::map<std::string, std::string> kTypes = {
-      {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
-      {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-      {".svg", "image/svg+xml"}, {".png", "image/png"}, {".json", "application/json"}};
-  auto ext = std::filesystem::path(relative).extension().string();
-  auto type = kTypes.find(ext);
-  return {200, type == kTypes.end() ? "application/octet-stream" : type->second, std::move(content)};
+  // An allow-list lookup: the path is a key, never a file name.
+  const auto* file = static_files_->find(path);
+  if (!file) return error(404, "not_found", "no such file");
+  return {200, file->content_type, file->body};
 }
 
 }  // namespace courtyard::hub

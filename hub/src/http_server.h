@@ -1,9 +1,24 @@
 #pragma once
-// The hub's HTTP/1.1 and WebSocket server (Boost.Beast, one io_context on one thread). Requests
-// go to the Api; POSTs, which wait for Kafka, run on a small worker pool so they never stall the
-// I/O thread. GET /api/v1/subscribe with a WebSocket upgrade opens a live subscription
-// (SubscriptionHub); the token comes in the Authorization header or as ?token= (browsers cannot
-// set headers on a WebSocket). Kept behind this header so only one translation unit compiles Beast.
+// The hub's HTTP/1.1 and WebSocket server (Boost.Beast, one io_context on one thread). The I/O
+// thread only moves bytes, serves the dashboard's files and /healthz: every /api/ request and
+// every subscription snapshot runs on a bounded worker pool, so no request can hold the loop.
+//
+// Every byte a client sends is hostile, and so is a client that never reads. Bounds (ServerLimits):
+// connections (more are answered 503 and closed), requests waiting for a worker (503), requests of
+// one credential in progress (429), replies queued for a WebSocket (its messages are not read
+// until they drain), a write that makes no progress (the connection is dropped). Accept errors
+// (descriptors exhausted) back off instead of spinning.
+//
+// GET /api/v1/subscribe with a WebSocket upgrade opens a live subscription (SubscriptionHub). The
+// token comes in the Sec-WebSocket-Protocol header ("courtyard.v1, bearer.<token>", what browsers
+// can send) or the Authorization header, never in the URL (proxies log URLs). An open WebSocket is
+// closed when its token is revoked or expires. Kept behind this header so only one translation
+// unit compiles Beast.
+//
+// A handler that throws closes its connection; an exception that escapes the loop anyway stops
+// run() by rethrowing it, and the hub exits non-zero (a supervisor restarts it): never a process
+// whose API is silently gone.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -16,16 +31,30 @@
 
 namespace courtyard::hub {
 
+struct ServerLimits {
+  std::size_t max_connections = 1024;            // HTTP and WebSocket together; more: 503 and closed
+  std::size_t workers = 4;                       // threads answering /api/ requests and building snapshots
+  std::size_t max_queued = 256;                  // /api/ requests waiting for or on a worker; more: 503
+  std::size_t max_per_credential = 8;            // of those, with one Authorization value; more: 429
+  std::size_t max_queued_frames = 4;             // WebSocket replies waiting to be written; more: stop reading
+  std::chrono::milliseconds write_timeout{30000};  // a write that makes no progress this long drops the client
+  std::chrono::milliseconds idle_timeout{60000};   // an HTTP connection between requests
+  std::chrono::milliseconds token_check{1000};     // how often an open WebSocket's token is checked
+  std::chrono::milliseconds accept_backoff{100};   // pause after an accept error
+};
+
 class HttpServer {
  public:
   // Binds host:port (port 0: any free port). Throws when the address cannot be bound.
-  HttpServer(const std::string& host, int port, Api& api, SubscriptionHub* subscriptions);
+  HttpServer(const std::string& host, int port, Api& api, SubscriptionHub* subscriptions, ServerLimits limits = {});
   ~HttpServer();
   int port() const;
-  // Serves until the stop token fires.
+  // Serves until the stop token fires. Rethrows an exception that escaped a handler.
   void run(std::stop_token stop);
   // Hands a commit's changes to the subscriptions, on the I/O thread. Callable from any thread.
   void publish(std::uint64_t seq, processors::KeyValues changes);
+  // courtyard_http_* gauges and counters of the server itself (connections, refusals).
+  std::string render_metrics() const;
 
  private:
   struct Impl;

@@ -20,6 +20,46 @@
 #include "subscriptions.h"
 
 namespace courtyard::hub {
+namespace {
+
+// The first failure of any of the hub's loops. Any loop that ends stops all of them: the hub
+// runs whole or not at all, and run_hub() rethrows the failure so the process exits non-zero.
+class Loops {
+ public:
+  explicit Loops(std::stop_source& stopping) : stopping_(stopping) {}
+  // Runs `body` on a thread of its own; whatever way it ends, every loop is asked to stop.
+  template <class Body>
+  std::jthread start(std::string name, Body body) {
+    return std::jthread([this, name = std::move(name), body = std::move(body)](std::stop_token) mutable { guard(name, body); });
+  }
+  template <class Body>
+  void guard(const std::string& name, Body& body) {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      fail(name, std::current_exception(), e.what());
+    } catch (...) {
+      fail(name, std::current_exception(), "unknown error");
+    }
+    stopping_.request_stop();
+  }
+  void rethrow_first() {
+    std::lock_guard lock(mu_);
+    if (first_) std::rethrow_exception(first_);
+  }
+
+ private:
+  void fail(const std::string& name, std::exception_ptr e, const char* what) {
+    spdlog::critical("hub: {} stopped: {}; stopping the hub", name, what);
+    std::lock_guard lock(mu_);
+    if (!first_) first_ = e;
+  }
+  std::stop_source& stopping_;
+  std::mutex mu_;
+  std::exception_ptr first_;
+};
+
+}  // namespace
 
 void run_hub(const Config& config, std::stop_token stop, std::function<void(int)> on_listening) {
   processors::StoreConfig store_config;
@@ -44,7 +84,6 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
 
   std::stop_source stopping;
   std::atomic<bool> runner_alive{true};
-  std::exception_ptr runner_error;
   LogWriter writer(config.kafka);
   Metrics metrics;
   TokenStore tokens(config.var_path(config.http.tokens_file));
@@ -71,24 +110,43 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
     if (!passwords) return std::unexpected(passwords.error());
     return passwords->front();
   };
-  // As-of stores, built on demand from checkpoints and the log, the last few kept.
-  std::mutex as_of_mu;
+  // As-of stores, built on demand from checkpoints and the log, one at a time; the last few are
+  // kept for repeated queries, and a store leaves the disk once evicted and no longer read.
+  const std::filesystem::path as_of_root = config.var_path("hub/as-of");
+  std::filesystem::remove_all(as_of_root);  // a previous run's are nobody's now
+  std::mutex as_of_mu, as_of_build_mu;
   std::map<std::int64_t, std::shared_ptr<const processors::Store>> as_of_cache;
+  const auto as_of_keep = static_cast<std::size_t>(std::max<std::int64_t>(1, config.http.as_of_stores_keep));
   sources.as_of = [&](std::int64_t at) -> std::expected<std::shared_ptr<const processors::Store>, std::string> {
-    std::lock_guard lock(as_of_mu);
-    if (auto it = as_of_cache.find(at); it != as_of_cache.end()) return it->second;
-    const std::string dir = config.var_path("hub/as-of/" + std::to_string(at)).string();
-    std::filesystem::remove_all(dir);
+    {
+      std::lock_guard lock(as_of_mu);
+      if (auto it = as_of_cache.find(at); it != as_of_cache.end()) return it->second;
+    }
+    std::unique_lock build(as_of_build_mu, std::try_to_lock);
+    if (!build) return std::unexpected(std::string("busy: another as-of query is being built; try again shortly"));
+    const std::string dir = (as_of_root / (std::to_string(at) + "-" + random_token(4))).string();
     auto built = replay::build_as_of(replay_config(config, dir), config.var_path("hub/checkpoints").string(), at);
-    if (!built) return std::unexpected(built.error());
+    if (!built) {
+      std::filesystem::remove_all(dir);
+      return std::unexpected(built.error());
+    }
     processors::StoreConfig sc;
     sc.dir = dir;
     sc.read_only = true;
     sc.block_cache_bytes = 8 << 20;
     auto opened = processors::Store::open(sc);
-    if (!opened) return std::unexpected(opened.error());
-    if (as_of_cache.size() >= 4) as_of_cache.erase(as_of_cache.begin());
-    return as_of_cache[at] = std::shared_ptr<const processors::Store>(std::move(*opened));
+    if (!opened) {
+      std::filesystem::remove_all(dir);
+      return std::unexpected(opened.error());
+    }
+    std::shared_ptr<const processors::Store> store(opened->release(), [dir](const processors::Store* s) {
+      delete s;
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    });
+    std::lock_guard lock(as_of_mu);
+    while (as_of_cache.size() >= as_of_keep) as_of_cache.erase(as_of_cache.begin());
+    return as_of_cache[at] = std::move(store);
   };
   // The vision processor: its own consumer group, `vision.workers` snapshots at a time.
   std::unique_ptr<processors::SnapshotImages> images;
@@ -132,45 +190,53 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
              vision->latency().render("courtyard_vision_latency_seconds", "Snapshot ingest to its analysis in the log.");
     };
   }
+  ServerLimits server_limits;
+  server_limits.max_connections = static_cast<std::size_t>(std::max<std::int64_t>(1, config.http.max_connections));
+  server_limits.workers = static_cast<std::size_t>(std::max<std::int64_t>(1, config.http.workers));
+  server_limits.max_queued = static_cast<std::size_t>(std::max<std::int64_t>(1, config.http.max_queued_requests));
+  server_limits.max_per_credential = static_cast<std::size_t>(std::max<std::int64_t>(1, config.http.max_requests_per_token));
+  server_limits.write_timeout = std::chrono::milliseconds(std::max<std::int64_t>(100, config.http.write_timeout_ms));
+  HttpServer* metrics_server = nullptr;
+  {
+    auto more = std::move(sources.more_metrics);
+    sources.more_metrics = [more, &metrics_server] {
+      return (more ? more() : std::string()) + (metrics_server ? metrics_server->render_metrics() : std::string());
+    };
+  }
   Api api(std::move(sources), metrics);
   // Bind before any thread starts: a taken port must stop start-up, not leave a hub without an API.
-  HttpServer server(config.http.host, config.http.port, api, &subscriptions);
+  HttpServer server(config.http.host, config.http.port, api, &subscriptions, server_limits);
   server_ptr = &server;
+  metrics_server = &server;
 
-  std::jthread runner_thread([&](std::stop_token) {
+  Loops loops(stopping);
+  std::jthread runner_thread = loops.start("the processors", [&] {
     try {
       runner.run(stopping.get_token());
     } catch (...) {
-      runner_error = std::current_exception();
+      runner_alive = false;  // the API must not serve a store nobody updates
+      throw;
     }
     runner_alive = false;
-    stopping.request_stop();  // the API must not serve a store nobody updates
   });
   std::stop_callback forward(stop, [&] { stopping.request_stop(); });
-  std::jthread ticker([&](std::stop_token) {
+  std::jthread ticker = loops.start("the ticker", [&] {
     writer.run_ticks(stopping.get_token(), std::chrono::milliseconds(config.hub.tick_interval_ms));
   });
   Auditor auditor(config, **store, writer);
-  std::jthread audit_thread([&](std::stop_token) { auditor.run(stopping.get_token()); });
-
+  std::jthread audit_thread = loops.start("the auditor", [&] { auditor.run(stopping.get_token()); });
   std::jthread vision_thread;
-  if (vision) {
-    vision_thread = std::jthread([&](std::stop_token) {
-      try {
-        vision->run(stopping.get_token());
-      } catch (const std::exception& e) {
-        spdlog::error("vision stopped: {}", e.what());  // the event path and the API go on without it
-      }
-    });
-  }
+  if (vision) vision_thread = loops.start("the vision processor", [&] { vision->run(stopping.get_token()); });
+
   spdlog::info("hub: API on http://{}:{}/ (state in {})", config.http.host, server.port(), store_config.dir);
   if (on_listening) on_listening(server.port());
-  server.run(stopping.get_token());
+  auto serve = [&] { server.run(stopping.get_token()); };
+  loops.guard("the HTTP server", serve);
   runner_thread.join();
   ticker.join();
   audit_thread.join();
   if (vision_thread.joinable()) vision_thread.join();
-  if (runner_error) std::rethrow_exception(runner_error);
+  loops.rethrow_first();
 }
 
 }  // namespace courtyard::hub

@@ -1,4 +1,5 @@
 // The `courtyard` command: one binary, one subcommand per role.
+#include <charconv>
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -41,6 +42,21 @@ std::stop_source install_signal_stop() {
     std::_Exit(130);
   }).detach();
   return source;
+}
+
+// "90s", "30m", "12h", "7d" in milliseconds; nullopt for anything else.
+std::optional<std::int64_t> parse_duration_ms(const std::string& text) {
+  if (text.size() < 2) return std::nullopt;
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size() - 1, n);
+  if (ec != std::errc() || end != text.data() + text.size() - 1 || n <= 0 || n > 3650LL * 86400) return std::nullopt;
+  switch (text.back()) {
+    case 's': return n * 1000;
+    case 'm': return n * 60'000;
+    case 'h': return n * 3'600'000;
+    case 'd': return n * 86'400'000;
+    default: return std::nullopt;
+  }
 }
 
 std::string service_password(const hub::Config& config) {
@@ -249,6 +265,8 @@ int main(int argc, char** argv) {
   token_add->add_option("--community", token_community, "staff and residents: their community");
   token_add->add_option("--household", token_household, "residents: their household's unit (\"b3-1201\")");
   token_add->add_option("--label", token_label, "who holds it, for the audit trail (\"gate office\")");
+  std::string token_ttl;
+  token_add->add_option("--ttl", token_ttl, "how long it works: 90s, 30m, 12h, 7d (default: until revoked)");
   auto* token_list = token_cmd->add_subcommand("list", "list tokens (ids and roles, never secrets)");
   auto* token_revoke = token_cmd->add_subcommand("revoke", "revoke a token by its id");
   std::string token_id;
@@ -343,16 +361,25 @@ int main(int argc, char** argv) {
     if (*token_cmd) {
       hub::TokenStore tokens(config.var_path(config.http.tokens_file));
       if (*token_add) {
-        auto secret = tokens.add(*hub::parse_role(token_role), token_community, token_household, token_label);
+        std::int64_t ttl_ms = 0;
+        if (!token_ttl.empty()) {
+          auto ttl = parse_duration_ms(token_ttl);
+          if (!ttl) throw std::runtime_error("--ttl " + token_ttl + ": a number and a unit, as 90s, 30m, 12h or 7d");
+          ttl_ms = *ttl;
+        }
+        auto secret = tokens.add(*hub::parse_role(token_role), token_community, token_household, token_label, ttl_ms);
         if (!secret) throw std::runtime_error(secret.error());
         std::cout << "created token (" << token_role << ")"
                   << (token_community.empty() ? "" : " for " + token_community)
                   << (token_household.empty() ? "" : "/" + token_household) << "; it is shown only now:\n"
                   << *secret << "\n";
       } else if (*token_list) {
+        const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
         for (const auto& t : tokens.list()) {
-          std::cout << t.id << "\t" << hub::to_string(t.role) << "\t" << t.community << "\t" << t.unit << "\t"
-                    << (t.revoked ? "revoked" : "active") << "\t" << t.label << "\n";
+          const char* state = t.revoked ? "revoked" : (t.expires_ms && t.expires_ms <= now) ? "expired" : "active";
+          std::cout << t.id << "\t" << hub::to_string(t.role) << "\t" << t.community << "\t" << t.unit << "\t" << state
+                    << "\t" << t.label << "\n";
         }
       } else if (*token_revoke) {
         if (auto ok = tokens.revoke(token_id); !ok) throw std::runtime_error(ok.error());

@@ -12,7 +12,16 @@ namespace {
 using json = nlohmann::json;
 
 std::string error_frame(const std::string& id, const std::string& code, const std::string& detail) {
-  return json{{"type", "error"}, {"id", id}, {"error", code}, {"detail", detail}}.dump();
+  return json{{"type", "error"}, {"id", id}, {"error", code}, {"detail", detail}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
+}
+
+// A field that must be a string when present: its value, "" when absent, nullopt when of another type.
+std::optional<std::string> string_field(const json& m, const char* name) {
+  auto it = m.find(name);
+  if (it == m.end()) return std::string();
+  if (!it->is_string()) return std::nullopt;
+  return it->get<std::string>();
 }
 
 }  // namespace
@@ -60,6 +69,7 @@ void SubscriptionHub::close(Subscriber& s) {
   stats_.dropped += s.pending_.size();
   s.order_.clear();
   s.pending_.clear();
+  s.snapshots_pending_ = 0;
   s.wake = nullptr;
   --stats_.connections;
 }
@@ -69,77 +79,103 @@ std::string SubscriptionHub::hello(const Subscriber& s) const {
   return json{{"type", "hello"}, {"role", to_string(who.role)}, {"community", who.community}, {"unit", who.unit}}.dump();
 }
 
-std::vector<std::string> SubscriptionHub::on_message(Subscriber& s, std::string_view text) {
-  if (text.size() > limits_.max_message_bytes) return {error_frame("", "too_large", "messages are at most 4 KiB")};
-  json m = json::parse(text, nullptr, false);
-  if (m.is_discarded() || !m.is_object()) return {error_frame("", "bad_request", "send a JSON object")};
-  const std::string op = m.value("op", ""), id = m.value("id", "");
-  if (id.empty() || id.size() > 64) return {error_frame(id, "bad_request", "id (1..64 bytes) names the subscription")};
-  if (op == "unsubscribe") {
-    if (!s.subscriptions_.contains(id)) return {error_frame(id, "not_found", "no subscription " + id)};
-    unsubscribe(s, id);
-    return {json{{"type", "unsubscribed"}, {"id", id}}.dump()};
+MessageOutcome SubscriptionHub::on_message(Subscriber& s, std::string_view text) {
+  auto refuse = [](const std::string& id, const std::string& code, const std::string& detail) {
+    return MessageOutcome{{error_frame(id, code, detail)}, std::nullopt};
+  };
+  if (text.size() > limits_.max_message_bytes) return refuse("", "too_large", "messages are at most 4 KiB");
+  json m = json::parse(text, nullptr, false);  // also refuses text that is not UTF-8
+  if (m.is_discarded() || !m.is_object()) return refuse("", "bad_request", "send a JSON object");
+  const auto op = string_field(m, "op"), id = string_field(m, "id");
+  if (!op || !id || id->empty() || id->size() > 64) {
+    return refuse("", "bad_request", "op is a string, and id (a string of 1..64 bytes) names the subscription");
   }
-  if (op != "subscribe") return {error_frame(id, "bad_request", "op must be subscribe or unsubscribe")};
-  if (s.subscriptions_.contains(id)) return {error_frame(id, "conflict", "subscription " + id + " exists")};
+  if (*op == "unsubscribe") {
+    if (!s.subscriptions_.contains(*id)) return refuse(*id, "not_found", "no subscription " + *id);
+    unsubscribe(s, *id);
+    return {{json{{"type", "unsubscribed"}, {"id", *id}}.dump()}, std::nullopt};
+  }
+  if (*op != "subscribe") return refuse(*id, "bad_request", "op must be subscribe or unsubscribe");
+  if (s.subscriptions_.contains(*id)) return refuse(*id, "conflict", "subscription " + *id + " exists");
   if (s.subscriptions_.size() >= limits_.max_subscriptions) {
-    return {error_frame(id, "too_many", fmt::format("at most {} subscriptions per connection", limits_.max_subscriptions))};
+    return refuse(*id, "too_many", fmt::format("at most {} subscriptions per connection", limits_.max_subscriptions));
   }
-  std::string prefix;
+  const auto key = string_field(m, "key"), prefix = string_field(m, "prefix"), stream = string_field(m, "stream");
+  if (!key || !prefix || !stream) return refuse(*id, "bad_request", "key, prefix and stream are strings");
+  std::string wanted;
   bool exact = false;
   if (m.contains("key")) {
-    prefix = m.value("key", "");
+    wanted = *key;
     exact = true;
   } else if (m.contains("prefix")) {
-    prefix = m.value("prefix", "");
-  } else if (m.value("stream", "") == "alerts") {
-    prefix = "alerts/";
+    wanted = *prefix;
+  } else if (*stream == "alerts") {
+    wanted = "alerts/";
   } else {
-    return {error_frame(id, "bad_request", "give a key, a prefix or \"stream\":\"alerts\"")};
+    return refuse(*id, "bad_request", "give a key, a prefix or \"stream\":\"alerts\"");
   }
-  if (!processors::Projector::is_projection_key(prefix)) {
-    return {error_frame(id, "bad_request",
-                        "keys and prefixes start with a projection: devices/, alerts/, meters/, gates/, elders/, homes/, "
-                        "communities/, registry/, commands/, notices/")};
+  if (!processors::Projector::is_projection_key(wanted)) {
+    return refuse(*id, "bad_request",
+                  "keys and prefixes start with a projection: devices/, alerts/, meters/, gates/, elders/, homes/, "
+                  "communities/, registry/, commands/, notices/");
   }
-  return {subscribe(s, id, std::move(prefix), exact)};
+  return {{}, subscribe(s, *id, std::move(wanted), exact)};
 }
 
-std::string SubscriptionHub::subscribe(Subscriber& s, const std::string& id, std::string prefix, bool exact) {
-  // The commit first, then the view: the view holds at least every change up to that commit, so
-  // later commits' changes are exactly what the snapshot may lack.
+SnapshotJob SubscriptionHub::subscribe(Subscriber& s, const std::string& id, std::string prefix, bool exact) {
+  // Registered now, at the last commit handed to publish(): the snapshot, built later from a
+  // view taken after this, holds at least every change up to it, and later changes queue
+  // behind the snapshot (Subscriber::snapshot_pending).
   const std::uint64_t seq = committed_();
-  auto view = store_.view();
-  json items = json::array();
-  bool truncated = false;
-  const auto& who = s.principal();
-  auto add = [&](const std::string& key, const std::string& raw) {
-    json value = json::parse(raw, nullptr, false);
-    if (value.is_discarded() || !may_read(who, key, scope_of(key, value))) return;
-    items.push_back(json{{"key", key}, {"value", std::move(value)}});
-  };
-  if (exact) {
-    if (auto raw = view.get(prefix)) add(prefix, *raw);
-  } else {
-    std::string cursor;
-    while (!truncated) {
-      auto chunk = view.scan(prefix, cursor, 512);
-      if (chunk.empty()) break;
-      for (const auto& [key, raw] : chunk) {
-        cursor = key;
-        if (items.size() == limits_.max_snapshot) {
-          truncated = true;
-          break;
-        }
-        add(key, raw);
-      }
-    }
-  }
   s.subscriptions_[id] = {prefix, exact, seq};
   by_prefix_[prefix].push_back({&s, id});
   ++prefix_lengths_[prefix.size()];
   ++stats_.subscriptions;
-  return json{{"type", "snapshot"}, {"id", id}, {"seq", seq}, {"items", std::move(items)}, {"truncated", truncated}}.dump();
+  ++s.snapshots_pending_;
+  return SnapshotJob{id, std::move(prefix), exact, seq, s.principal()};
+}
+
+void SubscriptionHub::snapshot_sent(Subscriber& s) {
+  if (s.snapshots_pending_ > 0) --s.snapshots_pending_;
+}
+
+std::string SubscriptionHub::build_snapshot(const SnapshotJob& job) const {
+  auto view = store_.view();
+  std::string items = "[";
+  std::size_t count = 0, bytes = 0, scanned = 0;
+  bool truncated = false;
+  auto add = [&](const std::string& key, const std::string& raw) {
+    json value = json::parse(raw, nullptr, false);
+    if (value.is_discarded() || !may_read(job.who, key, scope_of(key, value))) return;
+    if (count == limits_.max_snapshot || bytes + key.size() + raw.size() > limits_.max_snapshot_bytes) {
+      truncated = true;
+      return;
+    }
+    if (count++) items += ',';
+    items += R"({"key":)" + json(key).dump(-1, ' ', false, json::error_handler_t::replace) + R"(,"value":)" + raw + "}";
+    bytes += key.size() + raw.size();
+  };
+  if (job.exact) {
+    if (auto raw = view.get(job.prefix)) add(job.prefix, *raw);
+  } else {
+    std::string cursor;
+    while (!truncated) {
+      auto chunk = view.scan(job.prefix, cursor, 512);
+      if (chunk.empty()) break;
+      for (const auto& [key, raw] : chunk) {
+        if (truncated) break;
+        if (scanned++ == limits_.max_snapshot_scanned) {
+          truncated = true;
+          break;
+        }
+        cursor = key;
+        add(key, raw);
+      }
+    }
+  }
+  items += "]";
+  return fmt::format(R"({{"type":"snapshot","id":{},"seq":{},"items":{},"truncated":{}}})",
+                     json(job.id).dump(-1, ' ', false, json::error_handler_t::replace), job.seq, items, truncated);
 }
 
 void SubscriptionHub::unsubscribe(Subscriber& s, const std::string& id) {

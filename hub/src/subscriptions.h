@@ -7,13 +7,16 @@
 // kept) in a bounded buffer; a subscriber with more than max_pending_keys distinct keys waiting
 // is too far behind and is disconnected with a reason. Ordering: a subscription's snapshot
 // reflects commit N, and only changes of commits after N follow it, in commit order per key.
-// Threading: everything here runs on the server's one I/O thread; counters are atomics so
-// /metrics can read them from anywhere.
+// Threading: everything here runs on the server's one I/O thread but build_snapshot(), which reads
+// the store from any thread (the server runs it on its workers, so a large scan never holds the
+// I/O thread); counters are atomics so /metrics can read them from anywhere.
+// Every client message is hostile: fields are type-checked, and nothing a client sends throws.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -28,6 +31,8 @@ namespace courtyard::hub {
 struct SubscriptionLimits {
   std::size_t max_pending_keys = 4096;   // distinct keys waiting for one connection; more: disconnect
   std::size_t max_snapshot = 5000;       // records in one snapshot (more: "truncated", page over REST)
+  std::size_t max_snapshot_bytes = 4 << 20;  // bytes of records in one snapshot (more: "truncated")
+  std::size_t max_snapshot_scanned = 50000;  // records a snapshot examines, matching or not (more: "truncated")
   std::size_t max_subscriptions = 64;    // per connection
   std::size_t max_message_bytes = 4096;  // of a client's message
   // Least time between two frames of changes to one connection: what arrives meanwhile is
@@ -44,6 +49,8 @@ class Subscriber {
   // the buffer is then empty.
   std::string take_frame();
   bool overflowed() const { return overflowed_; }
+  // Snapshots asked for and not yet sent: changes wait behind them (they are newer).
+  bool snapshot_pending() const { return snapshots_pending_ > 0; }
   // Set by the connection: called when changes arrive or the subscriber overflows.
   std::function<void()> wake;
 
@@ -66,6 +73,22 @@ class Subscriber {
   std::vector<const std::string*> order_;  // pending_'s keys (stable in its nodes), first change first
   std::uint64_t last_seq_ = 0;
   bool overflowed_ = false;
+  int snapshots_pending_ = 0;
+};
+
+// A subscription's first frame, to build from the store (SubscriptionHub::build_snapshot).
+struct SnapshotJob {
+  std::string id;
+  std::string prefix;
+  bool exact = false;
+  std::uint64_t seq = 0;  // the commit it reflects at least
+  Principal who;
+};
+
+// What one client message asks for: frames to send now, and maybe a snapshot to build first.
+struct MessageOutcome {
+  std::vector<std::string> frames;
+  std::optional<SnapshotJob> snapshot;
 };
 
 struct SubscriptionStats {
@@ -82,10 +105,16 @@ class SubscriptionHub {
   void close(Subscriber& s);  // forgets every subscription of `s`; idempotent
   // The first frame of a connection: who the server takes it for.
   std::string hello(const Subscriber& s) const;
-  // One client message; returns the frames to send back at once (snapshot, ack or error).
+  // One client message: the frames to send back at once (ack or error), or the snapshot job of a
+  // new subscription, which is registered at once (changes after its commit queue behind it):
   //   {"op":"subscribe","id":"a","prefix":"alerts/"}   {"op":"subscribe","id":"b","key":"devices/gate-1"}
   //   {"op":"subscribe","id":"c","stream":"alerts"}     {"op":"unsubscribe","id":"a"}
-  std::vector<std::string> on_message(Subscriber& s, std::string_view text);
+  MessageOutcome on_message(Subscriber& s, std::string_view text);
+  // The snapshot frame of a job: the records under its prefix the principal may read, bounded by
+  // the limits. Any thread; reads the store only.
+  std::string build_snapshot(const SnapshotJob& job) const;
+  // The job's frame is on its way (or the connection is gone): changes may follow it.
+  void snapshot_sent(Subscriber& s);
   // The subscriber's pending changes as one frame (Subscriber::take_frame), counted as sent.
   std::string take_frame(Subscriber& s);
   // Routes one commit's changes; wakes each subscriber that got something or overflowed.
@@ -95,7 +124,7 @@ class SubscriptionHub {
   const SubscriptionLimits& limits() const { return limits_; }
 
  private:
-  std::string subscribe(Subscriber& s, const std::string& id, std::string prefix, bool exact);
+  SnapshotJob subscribe(Subscriber& s, const std::string& id, std::string prefix, bool exact);
   void unsubscribe(Subscriber& s, const std::string& id);
   struct Entry {
     Subscriber* subscriber;

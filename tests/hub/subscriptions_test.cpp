@@ -34,10 +34,18 @@ struct Feed {
     if (hub) hub->publish(committed, changes);
   }
   static hub::Principal admin() { return {"t", hub::Role::Admin, "", "", ""}; }
+  // One client message and its one reply, the snapshot built as the server's workers build it.
   json ask(hub::Subscriber& s, const std::string& message) {
-    auto frames = hub->on_message(s, message);
-    REQUIRE(frames.size() == 1);
-    return json::parse(frames[0]);
+    auto out = hub->on_message(s, message);
+    if (out.snapshot) {
+      REQUIRE(out.frames.empty());
+      CHECK(s.snapshot_pending());
+      auto frame = hub->build_snapshot(*out.snapshot);
+      hub->snapshot_sent(s);
+      return json::parse(frame);
+    }
+    REQUIRE(out.frames.size() == 1);
+    return json::parse(out.frames[0]);
   }
 };
 
@@ -128,6 +136,55 @@ TEST_SUITE("hub subscriptions") {
     CHECK(f.ask(*s, R"({"op":"subscribe","id":"a","stream":"alerts"})")["type"] == "snapshot");
     CHECK(f.ask(*s, R"({"op":"subscribe","id":"a","stream":"alerts"})")["error"] == "conflict");
     CHECK(f.ask(*s, R"({"op":"unsubscribe","id":"a"})")["type"] == "unsubscribed");
+  }
+
+  TEST_CASE("attack: messages with fields of the wrong type, or not UTF-8, are refused and the hub goes on") {
+    Feed f;
+    auto s = f.hub->open(Feed::admin());
+    // The review's probe: a numeric id threw inside the subscription code and stopped the API's loop.
+    for (const char* hostile : {R"({"op":"subscribe","id":7,"stream":"alerts"})",
+                                R"({"op":"subscribe","id":["a"],"stream":"alerts"})",
+                                R"({"op":1,"id":"a","stream":"alerts"})",
+                                R"({"op":"subscribe","id":"a","key":42})",
+                                R"({"op":"subscribe","id":"a","prefix":null})",
+                                R"({"op":"subscribe","id":"a","stream":{"x":1}})",
+                                R"({"op":"unsubscribe","id":false})",
+                                "[1,2,3]", "\"subscribe\"", "{\"op\":\"subscribe\",\"id\":\"\xff\xfe\"}"}) {
+      CAPTURE(hostile);
+      auto reply = f.ask(*s, hostile);
+      CHECK(reply["type"] == "error");
+      CHECK(reply["error"] == "bad_request");
+    }
+    CHECK(f.ask(*s, R"({"op":"subscribe","id":"a","stream":"alerts"})")["type"] == "snapshot");
+  }
+
+  TEST_CASE("a snapshot is bounded in records, bytes and records examined, and says it was cut") {
+    hub::SubscriptionLimits limits;
+    limits.max_snapshot_bytes = 100;
+    Feed f(limits);
+    auto s = f.hub->open(Feed::admin());
+    auto snapshot = f.ask(*s, R"({"op":"subscribe","id":"a","stream":"alerts"})");
+    CHECK(snapshot["items"].size() == 1);
+    CHECK(snapshot["truncated"] == true);
+    hub::SubscriptionLimits scanning;
+    scanning.max_snapshot_scanned = 1;
+    Feed g(scanning);
+    auto t = g.hub->open(Feed::admin());
+    snapshot = g.ask(*t, R"({"op":"subscribe","id":"a","stream":"alerts"})");
+    CHECK(snapshot["items"].size() == 1);
+    CHECK(snapshot["truncated"] == true);
+  }
+
+  TEST_CASE("changes of a subscription wait behind its snapshot") {
+    Feed f;
+    auto s = f.hub->open(Feed::admin());
+    auto out = f.hub->on_message(*s, R"({"op":"subscribe","id":"a","stream":"alerts"})");
+    REQUIRE(out.snapshot);
+    f.commit({{"alerts/c1:smoke:s1:1", R"({"community":"c1","unit":"b1-101","state":"acknowledged"})"}});
+    CHECK(s->has_pending());
+    CHECK(s->snapshot_pending());  // the server sends nothing of s's changes while this holds
+    f.hub->snapshot_sent(*s);
+    CHECK_FALSE(s->snapshot_pending());
   }
 
   TEST_CASE("thousands of open, subscribe, close cycles leave nothing behind") {

@@ -140,8 +140,9 @@ TEST_SUITE("integration: gate cameras") {
       CHECK(scan->width == 2 * 548);
       CHECK(scan->faces.empty());
       CHECK(status(path, site.stack.token("staff", site.community)) == 200);
-      CHECK(status(path, site.stack.token("staff", "elsewhere")) == 403);
-      CHECK(status(path, site.stack.token("resident", site.community, "b1-0101")) == 403);
+      // Not theirs, so as unknown to them as a snapshot that does not exist.
+      CHECK(status(path, site.stack.token("staff", "elsewhere")) == 404);
+      CHECK(status(path, site.stack.token("resident", site.community, "b1-0101")) == 404);
       CHECK(status("/api/v1/snapshots/12345", site.stack.admin_token()) == 404);
     }
 

@@ -15,23 +15,33 @@ struct WsClient::Impl {
   boost::asio::io_context io;
   websocket::stream<beast::tcp_stream> ws{io};
   beast::flat_buffer buffer;
+  websocket::response_type handshake;
 };
 
 WsClient::WsClient() : impl_(std::make_unique<Impl>()) {}
 WsClient::~WsClient() = default;
 
-std::unique_ptr<WsClient> WsClient::connect(int port, const std::string& target) {
+std::unique_ptr<WsClient> WsClient::connect(int port, const std::string& target, const std::string& token) {
   std::unique_ptr<WsClient> c(new WsClient());
   try {
     beast::get_lowest_layer(c->impl_->ws).expires_after(std::chrono::seconds(10));
     beast::get_lowest_layer(c->impl_->ws).connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"),
                                                                 static_cast<unsigned short>(port)));
-    c->impl_->ws.handshake("127.0.0.1:" + std::to_string(port), target);
+    if (!token.empty()) {
+      c->impl_->ws.set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
+        req.set(beast::http::field::sec_websocket_protocol, "courtyard.v1, bearer." + token);
+      }));
+    }
+    c->impl_->ws.handshake(c->impl_->handshake, "127.0.0.1:" + std::to_string(port), target);
     beast::get_lowest_layer(c->impl_->ws).expires_never();
     return c;
   } catch (const std::exception&) {
     return nullptr;
   }
+}
+
+std::string WsClient::subprotocol() const {
+  return std::string(impl_->handshake[beast::http::field::sec_websocket_protocol]);
 }
 
 void WsClient::send(const std::string& text) {

@@ -9,8 +9,11 @@ namespace courtyard::test {
 
 class WsClient {
  public:
-  // Connects to ws://127.0.0.1:port{target}; nullopt when the upgrade is refused.
-  static std::unique_ptr<WsClient> connect(int port, const std::string& target);
+  // Connects to ws://127.0.0.1:port{target} offering the subprotocols "courtyard.v1, bearer.<token>"
+  // as a browser does (no token: none offered); nullptr when the upgrade is refused.
+  static std::unique_ptr<WsClient> connect(int port, const std::string& target, const std::string& token = "");
+  // The subprotocol the server chose ("" when none).
+  std::string subprotocol() const;
   ~WsClient();
   void send(const std::string& text);
   // The next text message; nullopt on timeout or when the server closed (see close_reason()).

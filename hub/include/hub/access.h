@@ -53,6 +53,7 @@ struct TokenRecord {
   Role role = Role::Auditor;
   std::string community, unit, label;
   std::int64_t created_ms = 0;
+  std::int64_t expires_ms = 0;  // 0: never
   bool revoked = false;
 };
 
@@ -61,12 +62,15 @@ class TokenStore {
   explicit TokenStore(std::filesystem::path file);
   // Creates a token and saves it; returns the secret (shown once). Errors: a staff or resident
   // token without its community, a resident without a unit, or the file cannot be written.
+  // `ttl_ms` > 0: the token stops working that long from now.
   std::expected<std::string, std::string> add(Role role, const std::string& community, const std::string& unit,
-                                              const std::string& label);
+                                              const std::string& label, std::int64_t ttl_ms = 0);
   std::expected<void, std::string> revoke(const std::string& id);
   std::vector<TokenRecord> list() const;
-  // The principal for a presented secret; nullopt when unknown or revoked.
+  // The principal for a presented secret; nullopt when unknown, revoked or expired.
   std::optional<Principal> authenticate(std::string_view secret) const;
+  // Whether the token with this public id still lets its holder in.
+  bool valid(const std::string& token_id) const;
 
  private:
   void reload_if_changed() const;

@@ -11,6 +11,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -34,6 +36,7 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // beyond the ones every response gets
 };
 
 struct ApiSources {
@@ -48,7 +51,7 @@ struct ApiSources {
   const TokenStore* tokens = nullptr;          // who may call; none: every /api/ request is refused
   // Registers a device and creates its broker credentials; returns its MQTT password.
   std::function<std::expected<std::string, std::string>(const schemas::Registration&)> provision;
-  std::string web_root;                        // static files of the dashboard (empty: none)
+  std::string web_root;                        // the dashboard's files, read once at start (empty: none)
   // The projections as they were at a time (ms since the epoch), for ?as_of_time= (admin, auditor).
   std::function<std::expected<std::shared_ptr<const processors::Store>, std::string>(std::int64_t)> as_of;
   // A camera snapshot with its faces blurred, by snapshot id, while retained (none: no vision).
@@ -63,13 +66,20 @@ struct ApiSources {
 // A registry change as the API and the CLI accept it (JSON), checked.
 std::expected<schemas::RegistryEntry, std::string> registry_entry_from_json(const nlohmann::json& j);
 
+class StaticFiles;
+
 class Api {
  public:
+  // Throws when the web root cannot be read (bad configuration: fail at start).
   Api(ApiSources sources, Metrics& metrics);
+  ~Api();
   HttpResponse handle(const HttpRequest& request);
   // The principal of an Authorization header ("Bearer <token>") or a bare token; the error is
   // the 401 to send. Refusals are counted in courtyard_http_refused_total.
   std::expected<Principal, HttpResponse> authenticate(std::string_view credentials) const;
+  // Whether the token `token_id` still lets its holder in (not revoked, not expired): open
+  // WebSockets ask this every second and close when it stops.
+  bool token_valid(const std::string& token_id) const;
 
   // A request target split into its decoded path and query parameters.
   struct Target {
@@ -89,11 +99,15 @@ class Api {
   HttpResponse notice(const Principal& who, const std::string& body);
   HttpResponse provision(const Principal& who, const std::string& body);
   HttpResponse static_file(const std::string& path) const;
+  // The same 404 whether a record does not exist or the token may not see it: a refusal must not
+  // tell a resident that a neighbour's alert exists.
+  HttpResponse not_found_or_hidden(const std::string& what, const std::string& id, bool exists) const;
   // Appends an event of the hub's own ("operator", "registry") to the log: its offset, or the 503.
   std::expected<std::int64_t, HttpResponse> append(const std::string& writer, const std::string& community,
                                                    schemas::Body body);
   HttpResponse forbidden(const std::string& detail) const;
   ApiSources sources_;
+  std::unique_ptr<const StaticFiles> static_files_;
   Metrics& metrics_;
   Histogram request_seconds_;
 };

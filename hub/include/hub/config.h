@@ -27,6 +27,12 @@ struct Config {
     std::string web_root = "web";    // the dashboard's static files ("": no dashboard)
     std::int64_t ws_max_pending = 4096;  // changes a WebSocket client may have waiting before it is dropped
     std::int64_t ws_frame_interval_ms = 100; // least time between two frames of changes to one client (coalescing)
+    std::int64_t max_connections = 1024;     // open HTTP and WebSocket connections; more are answered 503
+    std::int64_t workers = 4;                // threads answering /api/ requests and building subscription snapshots
+    std::int64_t max_queued_requests = 256;  // /api/ requests waiting for a worker; more are answered 503
+    std::int64_t max_requests_per_token = 8; // of those, with one token; more are answered 429
+    std::int64_t write_timeout_ms = 30000;   // a client that reads nothing for this long is dropped
+    std::int64_t as_of_stores_keep = 4;      // as-of stores kept on disk for repeated queries (var/hub/as-of)
   } http;
   struct Ingest {
     std::string client_id = "courtyard-ingest-0";  // its persistent MQTT session
