@@ -11,21 +11,28 @@ namespace courtyard::devices {
 namespace {
 
 using json = nlohmann::json;
+using Code = ProvisionError::Code;
 constexpr const char* kControlTopic = "$CONTROL/dynamic-security/v1";
 constexpr const char* kResponseTopic = "$CONTROL/dynamic-security/v1/response";
+constexpr std::size_t kChunk = 50;  // devices per dynamic-security request
 
 std::string role_of(const schemas::Registration& r) { return "device-" + r.device.str(); }
+
+std::string notices_topic(const schemas::Registration& r) { return "courtyard/v1/" + r.community.str() + "/notices"; }
 
 json device_role(const schemas::Registration& r) {
   auto acl = [](const char* type, const std::string& topic) {
     return json{{"acltype", type}, {"topic", topic}, {"allow", true}};
   };
-  auto acls = json::array({acl("publishClientSend", schemas::topic_for(r.community, r.device, "telemetry")),
-                           acl("subscribeLiteral", schemas::topic_for(r.community, r.device, "cmd")),
-                           acl("subscribeLiteral", schemas::topic_for(r.community, r.device, "errors")),
-                           acl("subscribeLiteral", "courtyard/v1/" + r.community.str() + "/notices")});
-  if (r.kind == schemas::DeviceKind::Camera) {
-    acls.push_back(acl("publishClientSend", snapshot_topic(r)));
+  auto acls = json::array({acl("publishClientSend", telemetry_topic(r))});
+  if (r.kind == schemas::DeviceKind::Camera) acls.push_back(acl("publishClientSend", snapshot_topic(r)));
+  // Delivery is denied by default: a device receives exactly what it may subscribe to.
+  std::vector<std::string> inbox = {schemas::topic_for(r.community, r.device, "cmd"),
+                                    schemas::topic_for(r.community, r.device, "errors"), notices_topic(r)};
+  if (!r.unit.empty()) inbox.push_back(notices_topic(r) + "/" + r.unit);
+  for (const auto& topic : inbox) {
+    acls.push_back(acl("subscribeLiteral", topic));
+    acls.push_back(acl("publishClientReceive", topic));
   }
   return json{{"command", "createRole"},
               {"rolename", role_of(r)},
@@ -33,23 +40,47 @@ json device_role(const schemas::Registration& r) {
               {"acls", acls}};
 }
 
-// Sends one dynamic-security request and returns the broker's per-command responses.
-std::expected<json, std::string> control(MqttClient& admin, const json& commands) {
+ProvisionError unavailable(std::string detail) { return {Code::Unavailable, std::move(detail)}; }
+
+// Sends one dynamic-security request; the broker's responses, one per command, in order.
+std::expected<json, ProvisionError> control(MqttClient& admin, const json& commands) {
   auto sent = admin.publish_and_wait(kControlTopic, json{{"commands", commands}}.dump(), 1, std::chrono::seconds(10));
-  if (!sent) return std::unexpected(sent.error());
-  if (*sent >= 128) return std::unexpected("broker refused the dynamic-security request (reason " + std::to_string(*sent) + ")");
+  if (!sent) return std::unexpected(unavailable(sent.error()));
+  if (*sent >= 128) {
+    return std::unexpected(unavailable("broker refused the dynamic-security request (reason " + std::to_string(*sent) + ")"));
+  }
   auto reply = admin.next_message(std::chrono::seconds(10));
-  if (!reply) return std::unexpected(std::string("no answer from the dynamic-security plugin"));
+  if (!reply) return std::unexpected(unavailable("no answer from the dynamic-security plugin"));
   auto j = json::parse(reply->payload, nullptr, false);
-  if (j.is_discarded() || !j.contains("responses")) return std::unexpected("unexpected dynamic-security answer: " + reply->payload);
+  if (j.is_discarded() || !j.contains("responses") || !j["responses"].is_array() ||
+      j["responses"].size() != commands.size()) {
+    return std::unexpected(unavailable("unexpected dynamic-security answer: " + reply->payload.substr(0, 200)));
+  }
   return j["responses"];
 }
 
 std::string error_of(const json& response) {
-  return response.contains("error") ? response["error"].get<std::string>() : std::string();
+  auto it = response.find("error");
+  return it != response.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// The community a device's role lets it publish for: courtyard/v1/{community}/{device}/telemetry.
+std::optional<std::string> community_of_role(const json& role, const std::string& device) {
+  if (!role.contains("acls") || !role["acls"].is_array()) return std::nullopt;
+  for (const auto& a : role["acls"]) {
+    if (a.value("acltype", "") != "publishClientSend") continue;
+    auto topic = schemas::parse_topic(a.value("topic", ""));
+    if (topic && topic->device.str() == device && topic->channel == "telemetry") return topic->community.str();
+  }
+  return std::nullopt;
 }
 
 }  // namespace
+
+bool reserved_device_id(std::string_view id) {
+  return id == "courtyard" || id.starts_with("courtyard-") || id.starts_with("_") || id == "admin" ||
+         id == "operator" || id == "registry";
+}
 
 std::string telemetry_topic(const schemas::Registration& r) {
   return schemas::topic_for(r.community, r.device, "telemetry");
@@ -74,16 +105,106 @@ std::expected<std::unique_ptr<Provisioner>, std::string> Provisioner::connect(co
   return p;
 }
 
-std::expected<std::vector<std::string>, std::string> Provisioner::add(std::span<const NewDevice> devices) {
+std::expected<std::vector<std::string>, ProvisionError> Provisioner::add(std::span<const NewDevice> devices,
+                                                                         IfExists if_exists) {
   for (const auto& d : devices) {
-    if (!schemas::valid_id(d.registration.device.str())) {
-      return std::unexpected("device id \"" + d.registration.device.str() + "\" must be 1..64 of [A-Za-z0-9_.-]");
-    }
+    const auto& id = d.registration.device.str();
+    if (!schemas::valid_id(id)) return std::unexpected(ProvisionError{Code::Invalid, "device id must be 1..64 of [A-Za-z0-9_.-]"});
     if (!schemas::valid_id(d.registration.community.str())) {
-      return std::unexpected("community id \"" + d.registration.community.str() + "\" must be 1..64 of [A-Za-z0-9_.-]");
+      return std::unexpected(ProvisionError{Code::Invalid, "community id must be 1..64 of [A-Za-z0-9_.-]"});
+    }
+    if (!d.registration.unit.empty() && !schemas::valid_id(d.registration.unit)) {
+      return std::unexpected(ProvisionError{Code::Invalid, "unit must be 1..64 of [A-Za-z0-9_.-]"});
+    }
+    if (reserved_device_id(id)) {
+      return std::unexpected(ProvisionError{Code::Reserved, "\"" + id + "\" is reserved for Courtyard's own accounts"});
     }
   }
-  // 1. Registrations, durable before any credential exists.
+  // 1. Who exists already. Existing clients are conflicts, or (Rotate) must be devices of the
+  //    same community: never a service account, never another community's device.
+  std::vector<bool> exists(devices.size(), false);
+  for (std::size_t first = 0; first < devices.size(); first += kChunk) {
+    const std::size_t n = std::min(kChunk, devices.size() - first);
+    json ask = json::array();
+    for (std::size_t i = first; i < first + n; ++i) {
+      ask.push_back({{"command", "getClient"}, {"username", devices[i].registration.device.str()}});
+      ask.push_back({{"command", "getRole"}, {"rolename", role_of(devices[i].registration)}});
+    }
+    auto responses = control(*admin_, ask);
+    if (!responses) return std::unexpected(responses.error());
+    for (std::size_t k = 0; k < n; ++k) {
+      const auto& r = devices[first + k].registration;
+      const auto& client = (*responses)[2 * k];
+      const auto& role = (*responses)[2 * k + 1];
+      if (!error_of(client).empty()) continue;  // "Client not found": a new id
+      exists[first + k] = true;
+      if (if_exists == IfExists::Refuse) {
+        return std::unexpected(ProvisionError{Code::Conflict, "device " + r.device.str() + " exists; its credentials are rotated on request only"});
+      }
+      const json c = client.value("data", json::object()).value("client", json::object());
+      const json roles = c.value("roles", json::array()), groups = c.value("groups", json::array());
+      const bool only_its_role = roles.is_array() && roles.size() == 1 && roles[0].is_object() &&
+                                 roles[0].value("rolename", "") == role_of(r) && groups.empty();
+      auto community = error_of(role).empty()
+                           ? community_of_role(role.value("data", json::object()).value("role", json::object()), r.device.str())
+                           : std::nullopt;
+      if (!only_its_role || !community) {
+        return std::unexpected(ProvisionError{Code::Conflict, r.device.str() + " is not a device; it is never changed here"});
+      }
+      if (*community != r.community.str()) {
+        return std::unexpected(ProvisionError{Code::Conflict, "device " + r.device.str() + " belongs to another community"});
+      }
+    }
+  }
+  std::vector<std::string> passwords;
+  for (const auto& d : devices) passwords.push_back(d.password.empty() ? random_token() : d.password);
+
+  // 2. Claim the new ids: a client bound to its own client id, with no role, so no one else can
+  //    have it and it can do nothing yet.
+  std::vector<std::string> created;
+  auto roll_back = [&] {
+    json undo = json::array();
+    for (const auto& u : created) undo.push_back({{"command", "deleteClient"}, {"username", u}});
+    if (!undo.empty()) (void)control(*admin_, undo);
+  };
+  for (std::size_t first = 0; first < devices.size(); first += kChunk) {
+    json ask = json::array();
+    std::vector<std::size_t> asked;
+    for (std::size_t i = first; i < std::min(first + kChunk, devices.size()); ++i) {
+      if (exists[i]) continue;
+      const auto& r = devices[i].registration;
+      ask.push_back({{"command", "createClient"},
+                     {"username", r.device.str()},
+                     {"clientid", r.device.str()},
+                     {"password", passwords[i]},
+                     {"textname", std::string(schemas::to_string(r.kind)) + " in " + r.community.str()}});
+      asked.push_back(i);
+    }
+    if (ask.empty()) continue;
+    auto responses = control(*admin_, ask);
+    if (!responses) {
+      roll_back();
+      return std::unexpected(responses.error());
+    }
+    std::optional<ProvisionError> failed;
+    for (std::size_t k = 0; k < asked.size(); ++k) {
+      const std::string& id = devices[asked[k]].registration.device.str();
+      auto e = error_of((*responses)[k]);
+      if (e.empty()) {
+        created.push_back(id);
+      } else if (!failed) {
+        failed = e.find("already exists") != std::string::npos
+                     ? ProvisionError{Code::Conflict, "device " + id + " exists"}
+                     : unavailable("creating MQTT client " + id + ": " + e);
+      }
+    }
+    if (failed) {
+      roll_back();
+      return std::unexpected(*failed);
+    }
+  }
+
+  // 3. Registrations, durable before any device can send.
   struct Delivery {
     std::size_t done = 0, failed = 0;
     std::string error;
@@ -97,7 +218,10 @@ std::expected<std::vector<std::string>, std::string> Provisioner::add(std::span<
     }
   };
   auto producer = make_producer(config_.kafka, {{"enable.idempotence", "true"}, {"acks", "all"}}, on_delivery, &delivery);
-  if (!producer) return std::unexpected(producer.error());
+  if (!producer) {
+    roll_back();
+    return std::unexpected(unavailable(producer.error()));
+  }
   for (const auto& d : devices) {
     std::string key = d.registration.device.str();
     std::string value = schemas::to_json_string(d.registration);
@@ -105,42 +229,42 @@ std::expected<std::vector<std::string>, std::string> Provisioner::add(std::span<
                                  RD_KAFKA_V_KEY(key.data(), key.size()),
                                  RD_KAFKA_V_VALUE(value.data(), value.size()),
                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    if (err) return std::unexpected(std::string("registry produce: ") + rd_kafka_err2str(err));
+    if (err) {
+      roll_back();
+      return std::unexpected(unavailable(std::string("registry produce: ") + rd_kafka_err2str(err)));
+    }
   }
   rd_kafka_flush(producer->get(), 30000);
-  if (delivery.done < devices.size()) return std::unexpected(std::string("registry: Kafka did not confirm in 30 s"));
-  if (delivery.failed) return std::unexpected("registry: " + delivery.error);
+  if (delivery.done < devices.size() || delivery.failed) {
+    roll_back();
+    return std::unexpected(unavailable(delivery.failed ? "registry: " + delivery.error : "registry: Kafka did not confirm in 30 s"));
+  }
 
-  // 2. Broker credentials and the device's role.
-  std::vector<std::string> passwords;
-  for (const auto& d : devices) {
-    const auto& r = d.registration;
-    std::string password = d.password.empty() ? random_token() : d.password;
-    auto responses = control(*admin_, json::array({device_role(r),
-                                                   {{"command", "createClient"},
-                                                    {"username", r.device.str()},
-                                                    {"password", password},
-                                                    {"textname", std::string(schemas::to_string(r.kind)) + " in " +
-                                                                     r.community.str()},
-                                                    {"roles", json::array({{{"rolename", role_of(r)}}})}}}));
-    if (!responses) return std::unexpected(responses.error());
-    std::string client_error = responses->size() > 1 ? error_of((*responses)[1]) : "no response";
-    if (!client_error.empty()) {
-      if (client_error.find("already exists") == std::string::npos) {
-        return std::unexpected("creating MQTT client " + r.device.str() + ": " + client_error);
-      }
-      auto again = control(*admin_, json::array({{{"command", "setClientPassword"},
-                                                  {"username", r.device.str()},
-                                                  {"password", password}},
-                                                 {{"command", "addClientRole"},
-                                                  {"username", r.device.str()},
-                                                  {"rolename", role_of(r)}}}));
-      if (!again) return std::unexpected(again.error());
-      if (auto e = error_of((*again)[0]); !e.empty()) {
-        return std::unexpected("resetting MQTT client " + r.device.str() + ": " + e);
+  // 4. Roles (afresh for a rotated device), and new passwords for rotated ones.
+  for (std::size_t first = 0; first < devices.size(); first += kChunk) {
+    json ask = json::array();
+    std::vector<std::pair<std::string, bool>> expect;  // command's device, whether "Role not found" is fine
+    for (std::size_t i = first; i < std::min(first + kChunk, devices.size()); ++i) {
+      const auto& r = devices[i].registration;
+      const std::string id = r.device.str();
+      ask.push_back({{"command", "deleteRole"}, {"rolename", role_of(r)}});
+      expect.emplace_back(id, true);
+      ask.push_back(device_role(r));
+      expect.emplace_back(id, false);
+      ask.push_back({{"command", "addClientRole"}, {"username", id}, {"rolename", role_of(r)}});
+      expect.emplace_back(id, false);
+      if (exists[i]) {
+        ask.push_back({{"command", "modifyClient"}, {"username", id}, {"clientid", id}, {"password", passwords[i]}});
+        expect.emplace_back(id, false);
       }
     }
-    passwords.push_back(std::move(password));
+    auto responses = control(*admin_, ask);
+    if (!responses) return std::unexpected(responses.error());
+    for (std::size_t k = 0; k < expect.size(); ++k) {
+      auto e = error_of((*responses)[k]);
+      if (e.empty() || (expect[k].second && e == "Role not found")) continue;
+      return std::unexpected(unavailable("setting up MQTT client " + expect[k].first + ": " + e));
+    }
   }
   return passwords;
 }

@@ -89,8 +89,9 @@ std::expected<void, std::string> Simulator::provision() {
   if (!provisioner) return std::unexpected(provisioner.error());
   std::vector<NewDevice> requests;
   for (const auto& d : fleet_) requests.push_back({d.registration, {}});
-  auto passwords = (*provisioner)->add(requests);
-  if (!passwords) return std::unexpected(passwords.error());
+  // The simulator owns its fleet: a fleet provisioned by an earlier run gets new passwords.
+  auto passwords = (*provisioner)->add(requests, IfExists::Rotate);
+  if (!passwords) return std::unexpected(passwords.error().detail);
   for (std::size_t i = 0; i < fleet_.size(); ++i) fleet_[i].password = (*passwords)[i];
   return {};
 }

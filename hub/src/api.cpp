@@ -227,6 +227,10 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     route_name = "/api/v1/devices";
     return provision(*who, request.body);
   }
+  if (writes && path.starts_with(std::string(kDevices) + "/") && path.ends_with("/credentials")) {
+    route_name = "/api/v1/devices/{id}/credentials";
+    return rotate_credentials(*who, path.substr(kDevices.size() + 1, path.size() - kDevices.size() - 1 - 12));
+  }
   if (writes && path == "/api/v1/notices") {
     route_name = "/api/v1/notices";
     return notice(*who, request.body);
@@ -638,14 +642,45 @@ HttpResponse Api::provision(const Principal& who, const std::string& body) {
   }
   if (!sources_.provision) return error(503, "unavailable", "this hub cannot provision devices");
   r.registered_at_ms = wall_ms();
-  auto password = sources_.provision(r);
-  if (!password) return error(503, "unavailable", "provisioning failed: " + password.error());
+  auto password = sources_.provision(r, /*rotate=*/false);
+  if (!password) return password.error();
   return json_response(201, json{{"id", r.device.str()},
                                  {"community", r.community.str()},
                                  {"kind", schemas::to_string(r.kind)},
                                  {"mqtt_username", r.device.str()},
+                                 {"mqtt_client_id", r.device.str()},  // the broker accepts it under this id only
                                  {"mqtt_password", *password},
                                  {"telemetry_topic", schemas::topic_for(r.community, r.device, "telemetry")}});
+}
+
+HttpResponse Api::rotate_credentials(const Principal& who, const std::string& device) {
+  auto raw = sources_.store->view().get(processors::Projector::device_key(device));
+  json d = raw ? json::parse(*raw, nullptr, false) : json();
+  if (!raw || !d.is_object() || !may_read(who, processors::Projector::device_key(device), scope_of("devices/", d))) {
+    return not_found_or_hidden("device", device, raw.has_value());
+  }
+  schemas::Registration r;
+  r.device = DeviceId(device);
+  r.community = CommunityId(d.value("community", ""));
+  r.unit = d.value("unit", "");
+  r.location = d.value("location", "");
+  auto kind = schemas::parse_device_kind(d.value("kind", ""));
+  if (!kind) return error(409, "conflict", "device " + device + " has no kind on record");
+  r.kind = *kind;
+  // A device's credentials are its community's staff's (or an admin's) to change, in that community only.
+  if (who.role == Role::Resident || !may_act(who, r.community.str(), "")) {
+    return forbidden("only admin and the device's community's staff rotate its credentials");
+  }
+  if (!sources_.provision) return error(503, "unavailable", "this hub cannot provision devices");
+  r.registered_at_ms = wall_ms();
+  auto password = sources_.provision(r, /*rotate=*/true);
+  if (!password) return password.error();
+  return json_response(200, json{{"id", device},
+                                 {"community", r.community.str()},
+                                 {"mqtt_username", device},
+                                 {"mqtt_client_id", device},
+                                 {"mqtt_password", *password},
+                                 {"rotated", true}});
 }
 
 HttpResponse Api::static_file(const std::string& path) const {

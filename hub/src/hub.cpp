@@ -5,6 +5,7 @@
 #include <mutex>
 #include <thread>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "audit.h"
@@ -100,14 +101,29 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   sources.tokens = &tokens;
   sources.web_root = config.http.web_root;
   sources.more_metrics = [&] { return subscriptions.render_metrics(); };
-  sources.provision = [&config](const schemas::Registration& r) -> std::expected<std::string, std::string> {
+  // One provisioning at a time: two requests for one new id never race each other.
+  std::mutex provision_mu;
+  sources.provision = [&config, &provision_mu](const schemas::Registration& r, bool rotate) -> std::expected<std::string, HttpResponse> {
+    auto refusal = [](int status, const char* code, const std::string& detail) {
+      return std::unexpected(HttpResponse{status, "application/json",
+                                          nlohmann::json{{"error", code}, {"detail", detail}}.dump() + "\n"});
+    };
+    std::lock_guard lock(provision_mu);
     auto password = read_secret(config.var_path(config.mqtt.password_file).string());
-    if (!password) return std::unexpected(password.error());
+    if (!password) return refusal(503, "unavailable", password.error());
     auto provisioner = devices::Provisioner::connect({config.kafka, config.mqtt, *password});
-    if (!provisioner) return std::unexpected(provisioner.error());
+    if (!provisioner) return refusal(503, "unavailable", "provisioning: " + provisioner.error());
     devices::NewDevice request{r, ""};
-    auto passwords = (*provisioner)->add(std::span(&request, 1));
-    if (!passwords) return std::unexpected(passwords.error());
+    auto passwords = (*provisioner)->add(std::span(&request, 1), rotate ? devices::IfExists::Rotate : devices::IfExists::Refuse);
+    if (!passwords) {
+      using Code = devices::ProvisionError::Code;
+      switch (passwords.error().code) {
+        case Code::Invalid: return refusal(400, "bad_request", passwords.error().detail);
+        case Code::Reserved: return refusal(403, "forbidden", passwords.error().detail);
+        case Code::Conflict: return refusal(409, "conflict", passwords.error().detail);
+        case Code::Unavailable: return refusal(503, "unavailable", "provisioning failed: " + passwords.error().detail);
+      }
+    }
     return passwords->front();
   };
   // As-of stores, built on demand from checkpoints and the log, one at a time; the last few are

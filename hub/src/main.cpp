@@ -160,7 +160,7 @@ int run_registry(const hub::Config& config, const std::string& community, const 
 
 int run_device_add(const hub::Config& config, const std::string& id, const std::string& kind_name,
                    const std::string& community, const std::string& unit, const std::string& location,
-                   const std::string& password) {
+                   const std::string& password, bool rotate) {
   auto kind = schemas::parse_device_kind(kind_name);
   if (!kind) throw std::runtime_error("unknown kind " + kind_name);
   auto provisioner = devices::Provisioner::connect({config.kafka, config.mqtt, service_password(config)});
@@ -174,9 +174,15 @@ int run_device_add(const hub::Config& config, const std::string& id, const std::
   r.registered_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch()).count();
   devices::NewDevice request{r, password};
-  auto passwords = (*provisioner)->add(std::span(&request, 1));
-  if (!passwords) throw std::runtime_error(passwords.error());
-  std::cout << "registered " << id << " (" << kind_name << ") in " << community << "\n"
+  auto passwords =
+      (*provisioner)->add(std::span(&request, 1), rotate ? devices::IfExists::Rotate : devices::IfExists::Refuse);
+  if (!passwords) {
+    throw std::runtime_error(passwords.error().detail +
+                             (passwords.error().code == devices::ProvisionError::Code::Conflict && !rotate
+                                  ? " (to give an existing device of this community a new password: --rotate)"
+                                  : ""));
+  }
+  std::cout << (rotate ? "rotated the credentials of " : "registered ") << id << " (" << kind_name << ") in " << community << "\n"
             << "MQTT username: " << id << "\n"
             << "telemetry topic: " << devices::telemetry_topic(r) << "\n"
             << "password:\n"
@@ -236,7 +242,9 @@ int main(int argc, char** argv) {
   add_cmd->add_option("--community", community, "community id")->required();
   add_cmd->add_option("--unit", unit, "household the device belongs to");
   add_cmd->add_option("--location", location, "where it is, for staff (\"Building 3, east gate\")");
-  add_cmd->add_option("--password", password, "its MQTT password (default: generated)");
+  add_cmd->add_option("--password", password, "its MQTT password (default: generated; better: let it be generated)");
+  bool rotate = false;
+  add_cmd->add_flag("--rotate", rotate, "the device exists in this community: give it a new password (and its role afresh)");
 
   app.add_subcommand("config", "print every setting and its environment variable");
 
@@ -340,7 +348,7 @@ int main(int argc, char** argv) {
       sim.scenes_per_minute = scenes >= 0 ? scenes : config.simulate.scenes_per_minute;
       return run_simulate(config, sim, skip_provision);
     }
-    if (*add_cmd) return run_device_add(config, id, kind, community, unit, location, password);
+    if (*add_cmd) return run_device_add(config, id, kind, community, unit, location, password, rotate);
     if (*log_cmd) return run_log(config, log_community, log_device);
     if (*rebuild_cmd) {
       if (until_time >= 0) rebuild_args.until_time_ms = until_time;

@@ -63,19 +63,35 @@ struct Bridge::Impl {
   // its publish was accepted; one that could not be published is retried first next time.
   KafkaMessagePtr stalled_command;
 
+  // A field of a command record: the record is outside input, whoever wrote it.
+  static std::string text_of(const nlohmann::json& j, const char* field) {
+    auto it = j.find(field);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  }
+  static std::int64_t number_of(const nlohmann::json& j, const char* field) {
+    auto it = j.find(field);
+    return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : 0;
+  }
+
   bool relay(const rd_kafka_message_t& m) {
     auto command = nlohmann::json::parse(std::string_view(static_cast<const char*>(m.payload), m.len), nullptr, false);
+    if (!command.is_object()) command = nlohmann::json::object();
+    const std::string community = text_of(command, "community"), device = text_of(command, "device");
     // A new instance reads the topic from its start, so nothing issued while it was joining is
-    // missed; what is older than the age limit is history, not a command.
-    const bool fresh = command.is_object() &&
-                       wall_ms() - command.value("issued_at", std::int64_t{0}) <= config.command_max_age.count();
-    if (fresh && owns(CommunityId(command.value("community", "")))) {
-      std::string community = command.value("community", ""), device = command.value("device", "");
+    // missed; what is older than the age limit is history, not a command. A record that names no
+    // valid community and device is skipped: retrying it would stall every command behind it.
+    const bool fresh = wall_ms() - number_of(command, "issued_at") <= config.command_max_age.count();
+    const bool addressed = schemas::valid_id(community) && schemas::valid_id(device);
+    if (!addressed && fresh) spdlog::error("commands: record at {}@{} names no valid device; skipped", m.partition, m.offset);
+    if (fresh && addressed && owns(CommunityId(community))) {
+      const std::string unit = text_of(command, "unit");
+      // A household's notice goes to that household's panels only, never to the whole community.
       std::string topic = device == "_staff"     ? "courtyard/v1/" + community + "/alerts"
-                          : device == "_notices" ? "courtyard/v1/" + community + "/notices"
+                          : device == "_notices" ? "courtyard/v1/" + community + "/notices" +
+                                                       (schemas::valid_id(unit) ? "/" + unit : "")
                                                  : schemas::topic_for(CommunityId(community), DeviceId(device), "cmd");
-      const std::string command_id = command.value("command_id", "");
-      const std::int64_t expires_at = command.value("expires_at", std::int64_t{0});
+      const std::string command_id = text_of(command, "command_id");
+      const std::int64_t expires_at = number_of(command, "expires_at");
       if (expires_at && wall_ms() >= expires_at) {
         // Too late to act on; the processors expire it on their own clock.
       } else if (command_id.empty()) {

@@ -474,7 +474,8 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
     if (const auto* n = std::get_if<schemas::Notice>(&event->body)) {
       auto record = notice_of(*event, *n);
       notices.get(view, notice_key(community, n->notice_id), &notice_record_from_json) = record;
-      to_devices.push_back({{"community", community}, {"device", kNoticesTarget}, {"command", "notice"},
+      // A household's notice goes to that household's panels only (courtyard/v1/{c}/notices/{unit}).
+      to_devices.push_back({{"community", community}, {"device", kNoticesTarget}, {"unit", n->unit}, {"command", "notice"},
                             {"issued_at", record.issued_at_ms}, {"body", to_json(record)}});
       continue;
     }

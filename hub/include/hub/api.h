@@ -49,8 +49,9 @@ struct ApiSources {
   std::function<std::expected<std::int64_t, std::string>(const schemas::Event&)> append;
   const Histogram* batch_seconds = nullptr;  // projector time per batch
   const TokenStore* tokens = nullptr;          // who may call; none: every /api/ request is refused
-  // Registers a device and creates its broker credentials; returns its MQTT password.
-  std::function<std::expected<std::string, std::string>(const schemas::Registration&)> provision;
+  // Registers a device and creates its broker credentials (rotate: gives an existing device of the
+  // same community new ones); returns its MQTT password, or the response to send (400, 403, 409, 503).
+  std::function<std::expected<std::string, HttpResponse>(const schemas::Registration&, bool rotate)> provision;
   std::string web_root;                        // the dashboard's files, read once at start (empty: none)
   // The projections as they were at a time (ms since the epoch), for ?as_of_time= (admin, auditor).
   std::function<std::expected<std::shared_ptr<const processors::Store>, std::string>(std::int64_t)> as_of;
@@ -98,6 +99,7 @@ class Api {
   HttpResponse device_command(const Principal& who, const std::string& device, const std::string& body);
   HttpResponse notice(const Principal& who, const std::string& body);
   HttpResponse provision(const Principal& who, const std::string& body);
+  HttpResponse rotate_credentials(const Principal& who, const std::string& device);
   HttpResponse static_file(const std::string& path) const;
   // The same 404 whether a record does not exist or the token may not see it: a refusal must not
   // tell a resident that a neighbour's alert exists.
