@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
   auto raw_paced = raw_mosquitto(a, *password, static_cast<std::size_t>(a.rate * std::min(a.seconds, 10.0)), a.rate);
 
   devices::SimulatorConfig sim;
-  sim.kafka.port = a.kafka_port;
+  sim.kafka = bench::kafka_as("hub", a.kafka_port, a.password_file);
   sim.mqtt.port = a.mqtt_port;
   sim.mqtt_password = *password;
   std::string run = "bench" + std::to_string(::getpid());

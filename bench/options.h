@@ -1,10 +1,27 @@
 #pragma once
 // The options every bench driver takes to reach the services bench/lib/stack.sh started.
+#include <filesystem>
+#include <stdexcept>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "common/kafka.h"
+#include "common/mqtt.h"
+
 namespace courtyard::bench {
+
+// Kafka on `port`, signed in as `role` with the password scripts/services keeps beside the MQTT
+// service password (the same secrets directory).
+inline KafkaConfig kafka_as(const std::string& role, int port, const std::string& password_file) {
+  KafkaConfig k;
+  k.port = port;
+  auto password = read_secret((std::filesystem::path(password_file).parent_path() / ("kafka-" + role)).string());
+  if (!password) throw std::runtime_error(password.error());
+  k.sasl_username = role;
+  k.sasl_password = *password;
+  return k;
+}
 
 // Args: any struct with mqtt_port, kafka_port, http_port, password_file and token.
 template <class Args>

@@ -11,6 +11,7 @@
 #include "common/handles.h"
 #include "common/kafka.h"
 #include "hub/config.h"
+#include "options.h"
 #include "replay/replay.h"
 
 using namespace courtyard;
@@ -42,13 +43,16 @@ Raw raw_consume(const KafkaConfig& kafka) {
 
 int main(int argc, char** argv) {
   std::string dir = "build/bench-services/replay", rules = "config/rules.toml";
-  KafkaConfig kafka;
+  int kafka_port = 9092;
+  std::string password_file;
   CLI::App app{"bench_replay: rebuild speed against the raw consume rate (run through bench/replay)"};
-  app.add_option("--kafka-port", kafka.port, "Kafka");
+  app.add_option("--kafka-port", kafka_port, "Kafka");
+  app.add_option("--password-file", password_file, "the MQTT service password's file (Kafka's are beside it)")->required();
   app.add_option("--dir", dir, "where to rebuild (removed after)");
   app.add_option("--rules", rules, "the alert rules the hub uses");
   CLI11_PARSE(app, argc, argv);
   try {
+    const KafkaConfig kafka = bench::kafka_as("auditor", kafka_port, password_file);
     // Twice each, alternating, so neither has the page cache to itself.
     std::vector<Raw> raws;
     std::vector<replay::RebuildSummary> rebuilds;

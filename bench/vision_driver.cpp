@@ -84,7 +84,7 @@ std::uint64_t analysed(int port, const std::string& token, const std::string& co
 Phase run_phase(const Args& a, const std::string& password, const std::string& plate_key, const std::string& community,
                 double scenes_per_minute) {
   devices::SimulatorConfig sim;
-  sim.kafka.port = a.kafka_port;
+  sim.kafka = bench::kafka_as("hub", a.kafka_port, a.password_file);
   sim.mqtt.port = a.mqtt_port;
   sim.mqtt_password = password;
   sim.communities = {community};

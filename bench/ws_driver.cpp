@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   devices::SimulatorConfig sim;
-  sim.kafka.port = a.kafka_port;
+  sim.kafka = bench::kafka_as("hub", a.kafka_port, a.password_file);
   sim.mqtt.port = a.mqtt_port;
   sim.mqtt_password = *password;
   std::string run = "wsbench" + std::to_string(::getpid());

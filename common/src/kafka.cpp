@@ -13,6 +13,12 @@ std::expected<KafkaConfPtr, std::string> make_conf(const KafkaConfig& config, co
     return rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err.data(), err.size()) == RD_KAFKA_CONF_OK;
   };
   if (!set("bootstrap.servers", config.bootstrap())) return std::unexpected(std::string(err.data()));
+  if (!config.sasl_mechanism.empty() && !config.sasl_username.empty()) {
+    if (!set("security.protocol", "sasl_plaintext") || !set("sasl.mechanisms", config.sasl_mechanism) ||
+        !set("sasl.username", config.sasl_username) || !set("sasl.password", config.sasl_password)) {
+      return std::unexpected("kafka SASL settings: " + std::string(err.data()));
+    }
+  }
   for (const auto& [k, v] : extra) {
     if (!set(k, v)) return std::unexpected("kafka property " + k + ": " + err.data());
   }

@@ -92,7 +92,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   limits.max_pending_keys = static_cast<std::size_t>(config.http.ws_max_pending);
   limits.frame_interval = std::chrono::milliseconds(config.http.ws_frame_interval_ms);
   // The hub's own events (operator actions, commands, vision analyses) go through ingest.
-  auto append_to_log = [&writer](const schemas::Event& e) { return writer.append(e, std::nullopt, std::chrono::seconds(10)); };
+  auto append_to_log = [&writer](const schemas::Event& e) { return writer.append(e, std::chrono::seconds(10)); };
   SubscriptionHub subscriptions(**store, [&] { return runner.committed(); }, limits);
   ApiSources sources{store->get(), [&] { return runner.freshness(); }, [&] { return runner.stats(); },
                      [&] { return runner_alive.load(); }, &runner.latency(),
@@ -236,9 +236,6 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
     runner_alive = false;
   });
   std::stop_callback forward(stop, [&] { stopping.request_stop(); });
-  std::jthread ticker = loops.start("the ticker", [&] {
-    writer.run_ticks(stopping.get_token(), std::chrono::milliseconds(config.hub.tick_interval_ms));
-  });
   Auditor auditor(config, **store, writer);
   std::jthread audit_thread = loops.start("the auditor", [&] { auditor.run(stopping.get_token()); });
   std::jthread vision_thread;
@@ -249,7 +246,6 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   auto serve = [&] { server.run(stopping.get_token()); };
   loops.guard("the HTTP server", serve);
   runner_thread.join();
-  ticker.join();
   audit_thread.join();
   if (vision_thread.joinable()) vision_thread.join();
   loops.rethrow_first();

@@ -18,6 +18,7 @@
 #include "replay_cli.h"
 #include "ingest/bridge.h"
 #include "common/handles.h"
+#include "common/kafka_access.h"
 #include "common/random.h"
 #include "schemas/event.h"
 
@@ -59,6 +60,17 @@ std::optional<std::int64_t> parse_duration_ms(const std::string& text) {
   }
 }
 
+// Kafka credentials of `role` (ingest, hub, auditor, admin) from the credentials directory.
+void sign_in_as(hub::Config& config, const std::string& role) {
+  if (config.kafka.sasl_mechanism.empty()) return;
+  const auto dir = std::filesystem::path(config.kafka_credentials_dir);
+  const auto file = (dir.is_absolute() ? dir : config.var_path(config.kafka_credentials_dir)) / ("kafka-" + role);
+  auto password = read_secret(file.string());
+  if (!password) throw std::runtime_error("Kafka password of " + role + ": " + password.error() + " (is `scripts/services up` done?)");
+  config.kafka.sasl_username = role;
+  config.kafka.sasl_password = *password;
+}
+
 std::string service_password(const hub::Config& config) {
   auto secret = read_secret(config.var_path(config.mqtt.password_file).string());
   if (!secret) throw std::runtime_error(secret.error() + " (is `scripts/services up` done?)");
@@ -78,6 +90,7 @@ int run_ingest(const hub::Config& config) {
   bridge.limits.max_payload_bytes = static_cast<std::size_t>(config.ingest.max_payload_bytes);
   bridge.limits.max_snapshot_bytes = static_cast<std::size_t>(config.ingest.max_snapshot_bytes);
   bridge.snapshot_retention = std::chrono::minutes(config.vision.raw_retention_minutes);
+  bridge.tick_interval = std::chrono::milliseconds(std::max<std::int64_t>(0, config.ingest.tick_interval_ms));
   std::filesystem::create_directories(bridge.spool_dir);
   auto stop = install_signal_stop();
   ingest::Bridge(bridge).run(stop.get_token());
@@ -151,7 +164,7 @@ int run_registry(const hub::Config& config, const std::string& community, const 
   event.community = CommunityId(community);
   event.body = *entry;
   hub::LogWriter writer(config.kafka);
-  auto offset = writer.append(event, std::nullopt, std::chrono::seconds(30));
+  auto offset = writer.append(event, std::chrono::seconds(30));
   if (!offset) throw std::runtime_error(offset.error());
   std::cout << (entry->removed ? "removed " : "registered ") << schemas::to_string(entry->kind) << " " << entry->id
             << " in " << community << " (request offset " << *offset << "; ingest appends it to the log)\n";
@@ -296,8 +309,11 @@ int main(int argc, char** argv) {
   verify_cmd->add_flag("--keep", verify_keep, "keep the rebuilt store");
   auto* audit_cmd = replay_cmd->add_subcommand(
       "audit", "replay the log against every digest the hub published to the audit topic; exit 0 only when all agree");
-  std::string audit_hub, audit_dir;
+  std::string audit_hub, audit_dir, audit_key;
   audit_cmd->add_option("--hub", audit_hub, "whose records (default: hub.instance_id)");
+  audit_cmd->add_option("--public-key", audit_key,
+                        "the hub's public key (PEM) to check the records' signatures with (default: var/hub/audit-key.pub; "
+                        "better: a copy kept since the hub was set up)");
   audit_cmd->add_option("--work", audit_dir, "where to rebuild (default: a new directory under var/replay, removed after)");
   auto* as_of_cmd = replay_cmd->add_subcommand(
       "as-of", "projection records as they were at a past time (from the newest checkpoint before it plus the log)");
@@ -321,6 +337,13 @@ int main(int argc, char** argv) {
   std::string digest_dir;
   digest_cmd->add_option("--store", digest_dir, "the store (default: the live one, read-only)");
 
+  auto* kafka_cmd = app.add_subcommand("kafka", "the broker's set-up (run by scripts/services)");
+  kafka_cmd->require_subcommand(1);
+  auto* kafka_setup_cmd = kafka_cmd->add_subcommand(
+      "setup", "wait for the broker, then create Courtyard's topics and grant each role its access (as admin)");
+  int kafka_wait_s = 90;
+  kafka_setup_cmd->add_option("--wait", kafka_wait_s, "seconds to wait for the broker (default 90)");
+
   auto* log_cmd = app.add_subcommand("log", "print the event log as JSON lines (from the start to the current end)");
   std::string log_community, log_device;
   log_cmd->add_option("--community", log_community, "only this community's events");
@@ -330,6 +353,21 @@ int main(int argc, char** argv) {
   try {
     auto config = hub::load_config(config_path);
     spdlog::set_level(spdlog::level::from_str(config.log_level));
+    // Each command signs in to Kafka as the least role that does its work (docs/security.md).
+    if (*ingest_cmd) {
+      sign_in_as(config, "ingest");
+    } else if (*hub_cmd || *sim_cmd || *add_cmd || *registry_cmd) {
+      sign_in_as(config, "hub");
+    } else if (*replay_cmd || *log_cmd) {
+      sign_in_as(config, "auditor");
+    } else if (*kafka_setup_cmd) {
+      sign_in_as(config, "admin");
+    }
+    if (*kafka_setup_cmd) {
+      if (auto ok = set_up_kafka(config.kafka, {}, std::chrono::seconds(kafka_wait_s)); !ok) throw std::runtime_error(ok.error());
+      std::cout << "kafka: topics and access rules in place\n";
+      return 0;
+    }
     if (*hub_cmd) {
       if (http_port >= 0) config.http.port = http_port;
       return run_hub(config);
@@ -364,7 +402,10 @@ int main(int argc, char** argv) {
       if (as_of_prefix.empty() && as_of_key.empty()) throw std::runtime_error("as-of needs --prefix or --key");
       return hub::run_replay_as_of(config, as_of_time, as_of_prefix, as_of_key, as_of_dir);
     }
-    if (*audit_cmd) return hub::run_replay_audit(config, audit_hub.empty() ? config.hub.instance_id : audit_hub, audit_dir);
+    if (*audit_cmd) {
+      return hub::run_replay_audit(config, audit_hub.empty() ? config.hub.instance_id : audit_hub,
+                                   audit_key.empty() ? config.var_path("hub/audit-key.pub").string() : audit_key, audit_dir);
+    }
     if (*digest_cmd) return hub::run_replay_digest(digest_dir.empty() ? config.var_path("hub/state").string() : digest_dir);
     if (*token_cmd) {
       hub::TokenStore tokens(config.var_path(config.http.tokens_file));

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <tuple>
 #include <iostream>
@@ -15,6 +16,8 @@
 #include "common/digest.h"
 #include "common/kafka.h"
 #include "common/random.h"
+#include "common/signing.h"
+#include "common/text.h"
 #include "audit.h"
 #include "replay/replay.h"
 #include "schemas/event.h"
@@ -195,24 +198,29 @@ int run_replay_verify(const Config& config, const std::string& work_dir, bool ke
   return status;
 }
 
-int run_replay_audit(const Config& config, const std::string& hub_id, const std::string& work_dir) {
-  std::vector<json> records;
-  auto read = read_to_end(config.kafka, config.kafka.audit_topic, [&](const rd_kafka_message_t& m) {
-    auto record = json::parse(std::string_view(static_cast<const char*>(m.payload), m.len), nullptr, false);
-    if (record.is_object() && record.value("hub", "") == hub_id) records.push_back(std::move(record));
-  });
-  if (!read) throw std::runtime_error(read.error());
-  std::sort(records.begin(), records.end(), [](const json& a, const json& b) { return a["at"] < b["at"]; });
+int run_replay_audit(const Config& config, const std::string& hub_id, const std::string& public_key_file,
+                     const std::string& work_dir) {
+  std::ifstream key_in(public_key_file);
+  const std::string public_key((std::istreambuf_iterator<char>(key_in)), std::istreambuf_iterator<char>());
+  auto key_id = key_id_of(public_key);
+  if (!key_id) throw std::runtime_error("public key " + public_key_file + ": " + key_id.error());
+  std::cerr << "checking the audit records of " << hub_id << " with key " << *key_id << " (" << public_key_file << ")\n";
+  auto trail = read_audit_trail(config.kafka, hub_id, public_key);
+  if (!trail) throw std::runtime_error(trail.error());
+  int status = trail->problems.empty() ? 0 : 1;
+  for (const auto& problem : trail->problems) std::cerr << problem << "\n";
   const std::string dir = work_dir.empty() ? config.var_path("replay/audit-" + random_token(6)).string() : work_dir;
-  int status = 0;
   json results = json::array();
   bool first = true;
-  for (const auto& record : records) {
+  for (const auto& checked : trail->records) {
+    const json& record = checked.body;  // signed by the hub: its fields are the hub's own
     auto c = rebuild_config(config, dir);
     c.resume = !first;
     first = false;
     processors::Offsets until;
-    for (const auto& [topic, partitions] : record["offsets"].items()) {
+    const json offsets = record.value("offsets", json::object()), projections = record.value("projections", json::object()),
+               chains = record.value("chains", json::object());
+    for (const auto& [topic, partitions] : offsets.items()) {
       for (const auto& [partition, next] : partitions.items()) until[{topic, std::stoi(partition)}] = next.get<std::int64_t>();
     }
     c.until_offsets = until;
@@ -222,10 +230,10 @@ int run_replay_audit(const Config& config, const std::string& hub_id, const std:
     auto store = read_only_store(dir);
     std::vector<std::string> differing;
     for (const auto& [name, d] : replay::digest(store->view())) {
-      const auto& published = record["projections"].value(name, json::object());
+      const auto published = projections.value(name, json::object());
       if (published.value("sha256", "") != d.sha256) differing.push_back("projection " + name);
     }
-    for (const auto& [community, head] : record["chains"].items()) {
+    for (const auto& [community, head] : chains.items()) {
       auto it = summary->chains.find(community);
       if (it == summary->chains.end() || it->second.seq != head.value("seq", std::uint64_t{0}) ||
           it->second.link != head.value("link", "")) {
@@ -237,13 +245,17 @@ int run_replay_audit(const Config& config, const std::string& hub_id, const std:
     report_breaks(*summary);
     std::string what;
     for (const auto& d : differing) what += (what.empty() ? "" : ", ") + d;
-    std::cerr << fmt::format("audit record of {} at {}: {}\n", hub_id, record["at"].get<std::int64_t>(),
+    std::cerr << fmt::format("audit record {} of {} at {}: {}\n", checked.seq, hub_id, record.value("at", std::int64_t{0}),
                              ok ? "the log replays to it exactly" : "DIFFERS: " + what);
-    results.push_back({{"at", record["at"]}, {"equal", ok}, {"differing", differing}, {"chain_breaks", summary->breaks.size()}});
+    results.push_back({{"seq", checked.seq}, {"at", record.value("at", std::int64_t{0})}, {"equal", ok},
+                       {"differing", differing}, {"chain_breaks", summary->breaks.size()}});
   }
   if (work_dir.empty()) std::filesystem::remove_all(dir);
-  std::cout << json{{"hub", hub_id}, {"records", results.size()}, {"results", results}, {"equal", status == 0}}.dump() << "\n";
-  if (records.empty()) {
+  std::cout << json{{"hub", hub_id}, {"key_id", *key_id}, {"records", results.size()}, {"results", results},
+                    {"problems", trail->problems}, {"equal", status == 0}}
+                   .dump(-1, ' ', false, json::error_handler_t::replace)
+            << "\n";
+  if (trail->records.empty()) {
     std::cerr << "no audit records of " << hub_id << " in " << config.kafka.audit_topic << "\n";
     return 1;
   }

@@ -35,8 +35,11 @@ int run_replay_export(const Config& config, const ExportArgs& args);
 // lines, then the summary (which checkpoint, how much log replayed).
 int run_replay_as_of(const Config& config, std::int64_t time_ms, const std::string& prefix, const std::string& key,
                      const std::string& work_dir);
-// Replays the log once, stopping at the offsets of each record the hub `hub_id` published to the
-// audit topic, and compares projections and chain heads with the record. 0 when all agree.
-int run_replay_audit(const Config& config, const std::string& hub_id, const std::string& work_dir);
+// Checks the signature and the chain of every record the hub `hub_id` published to the audit
+// topic with its public key (`public_key_file`, PEM), then replays the log once, stopping at the
+// offsets of each valid record, and compares projections and chain heads with it. 0 only when
+// every record is genuine, none is missing, and all agree.
+int run_replay_audit(const Config& config, const std::string& hub_id, const std::string& public_key_file,
+                     const std::string& work_dir);
 
 }  // namespace courtyard::hub

@@ -193,6 +193,43 @@ struct Bridge::Impl {
     }
   }
 
+  // The log's clock: a tick to every partition, straight to the producer (a lost tick is only a
+  // late timer; the next one follows).
+  int partitions = 0;
+  void tick() {
+    if (partitions == 0) {
+      const rd_kafka_metadata_t* md = nullptr;
+      std::unique_ptr<rd_kafka_topic_t, CDeleter<rd_kafka_topic_destroy>> topic(
+          rd_kafka_topic_new(producer.get(), config.kafka.events_topic.c_str(), nullptr));
+      if (rd_kafka_metadata(producer.get(), 0, topic.get(), &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (md->topic_cnt == 1 && !md->topics[0].err) partitions = md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+      }
+      if (partitions == 0) {
+        spdlog::warn("ticker: {} has no partitions yet", config.kafka.events_topic);
+        return;
+      }
+    }
+    for (std::int32_t p = 0; p < partitions; ++p) {
+      schemas::Event tick;
+      tick.device = DeviceId(config.client_id);
+      tick.body = schemas::Tick{p};
+      {
+        std::lock_guard lock(append_mu);  // the same id clock as every event's
+        auto stamp = ids.next();
+        tick.event_id = stamp.id;
+        tick.ingest_time_ms = tick.device_time_ms = stamp.ms;
+      }
+      const std::string value = schemas::encode(tick);
+      auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(config.kafka.events_topic.c_str()),
+                                   RD_KAFKA_V_PARTITION(p), RD_KAFKA_V_KEY("tick", 4),
+                                   RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&kTickMarker),
+                                   RD_KAFKA_V_END);
+      if (err) spdlog::warn("tick to partition {}: {}", p, rd_kafka_err2str(err));
+    }
+  }
+
   bool owns(const CommunityId& community) const {
     if (config.communities.empty()) return true;
     for (const auto& c : config.communities) {
@@ -381,8 +418,14 @@ struct Bridge::Impl {
     }
   }
 
+  static inline char kTickMarker = 0;  // the opaque of ticks: not a spooled record
+
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     auto* self = static_cast<Impl*>(opaque);
+    if (m->_private == &kTickMarker) {
+      if (m->err) spdlog::warn("a tick was not appended: {}", rd_kafka_err2str(m->err));
+      return;
+    }
     --self->in_flight;
     auto seq = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(m->_private));
     if (m->err) {
@@ -505,8 +548,13 @@ Bridge::~Bridge() = default;
 void Bridge::run(std::stop_token stop) {
   impl_->start();
   auto last_report = std::chrono::steady_clock::now();
+  auto next_tick = std::chrono::steady_clock::now();
   while (!stop.stop_requested() && !impl_->fatal) {
     rd_kafka_poll(impl_->producer.get(), 10);
+    if (impl_->config.tick_interval.count() > 0 && std::chrono::steady_clock::now() >= next_tick) {
+      next_tick += impl_->config.tick_interval;
+      impl_->tick();
+    }
     impl_->apply_registrations(impl_->registry->poll());
     impl_->pump();
     impl_->relay_commands();

@@ -8,6 +8,7 @@
 
 #include "common/digest.h"
 #include "common/handles.h"
+#include "common/text.h"
 #include "schemas/event.h"
 
 namespace courtyard::replay {
@@ -79,11 +80,25 @@ std::expected<Plan, std::string> plan(rd_kafka_t* rk, const RebuildConfig& c) {
   return p;
 }
 
-// Follows every community's chain through the log: each event must be the next in its
-// community's stream and carry SHA-256(previous link || itself).
+// Follows every community's chain through the log: each event of a community's stream must be
+// chained (only ticks, which belong to no community, are not), be the next in its stream and
+// carry SHA-256(previous link || itself); an event at a position seen before must be a
+// byte-identical re-append (ingest re-producing after a crash), compared with the original's
+// bytes among the last kRecent positions of its stream.
 class ChainChecker {
  public:
+  static constexpr std::size_t kRecent = 65536;  // positions remembered per community for re-appends
   explicit ChainChecker(RebuildSummary& summary) : summary_(summary) {}
+
+  // A message before where this rebuild starts: remembered, so a re-append of it later is
+  // recognised, never checked or counted.
+  void remember(const processors::LogMessage& m) {
+    auto event = schemas::decode(m.value);
+    if (!event || event->community.empty() || event->chain_seq == 0) return;
+    auto& recent = recent_[event->community.str()];
+    recent[event->chain_seq] = sha256_hex(m.value);
+    if (recent.size() > kRecent) recent.erase(recent.begin());
+  }
 
   // Continue from the heads a store holds (processors::Projector::chain_head_key).
   void start_from(const processors::Store::View& view) {
@@ -94,13 +109,22 @@ class ChainChecker {
       auto& head = summary_.chains[key.substr(prefix.size())];
       head.seq = j.value("seq", std::uint64_t{0});
       head.link = j.value("link", "");
-      recent_[key.substr(prefix.size())][head.seq] = head.link;
     }
   }
 
   void check(const processors::LogMessage& m) {
     auto event = schemas::decode(m.value);
-    if (!event || event->community.empty()) return;  // corrupt (counted by the projector) or a tick
+    if (!event) {  // quarantined by the projector; in a community's partition it may hide a forgery
+      summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0, "not a Courtyard event: " + event.error()});
+      return;
+    }
+    if (event->community.empty()) {
+      if (!std::holds_alternative<schemas::Tick>(event->body)) {
+        summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0,
+                                   std::string(schemas::type_name(event->body)) + " of no community: only ticks are"});
+      }
+      return;
+    }
     const std::string community = event->community.str();
     auto& head = summary_.chains[community];
     auto& recent = recent_[community];
@@ -109,12 +133,19 @@ class ChainChecker {
     };
     if (event->chain_seq == 0) {
       ++head.unchained;
+      broken(fmt::format("{} from {} is not chained: ingest chains every event of a community's stream",
+                         schemas::type_name(event->body), printable(event->device.str(), 64)));
       return;
     }
+    const std::string digest = sha256_hex(m.value);
     if (event->chain_seq <= head.seq) {
       // Seen before: a re-append is byte-identical to the first; anything else is a fork.
       auto first = recent.find(event->chain_seq);
-      if (first != recent.end() && first->second == event->chain_link) {
+      if (first == recent.end()) {
+        broken(fmt::format("position {} appears again, and its first appearance is not among the last {} of the chain "
+                           "(at {}): it cannot be a re-append",
+                           event->chain_seq, kRecent, head.seq));
+      } else if (first->second == digest) {
         ++head.repeats;
       } else {
         broken(fmt::format("position {} appears again with different content (the chain is at {})", event->chain_seq,
@@ -131,12 +162,11 @@ class ChainChecker {
     head.seq = event->chain_seq;
     head.link = event->chain_link;
     ++head.events;
-    recent[head.seq] = head.link;
+    recent[head.seq] = digest;
     if (recent.size() > kRecent) recent.erase(recent.begin());
   }
 
  private:
-  static constexpr std::size_t kRecent = 4096;  // links remembered per community for re-appends
   RebuildSummary& summary_;
   std::map<std::string, std::map<std::uint64_t, std::string>> recent_;
 };
@@ -172,12 +202,47 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   RebuildSummary summary;
   ChainChecker chains(summary);
   if (c.resume) {
+    const auto lows = p->start;  // the first offset each partition still holds
     // Start where the store stands, not at the log's start.
     const auto stored = (*store)->view().offsets();
     for (auto& [tp, start] : p->start) {
       if (auto it = stored.find(tp); it != stored.end()) start = std::max(start, it->second);
     }
     chains.start_from((*store)->view());
+    // The positions just before where this rebuild starts, so a re-append of one of them (after
+    // an ingest crash) is still compared with its original's bytes.
+    KafkaPartitionsPtr earlier(rd_kafka_topic_partition_list_new(8));
+    processors::Offsets seed_end;
+    const auto recent = static_cast<std::int64_t>(ChainChecker::kRecent);
+    for (const auto& [tp, start] : p->start) {
+      if (tp.first != c.kafka.events_topic) continue;
+      const std::int64_t from = std::max<std::int64_t>(lows.at(tp), start - recent);
+      if (from >= start) continue;
+      seed_end[tp] = start;
+      rd_kafka_topic_partition_list_add(earlier.get(), tp.first.c_str(), tp.second)->offset = from;
+    }
+    if (!seed_end.empty()) {
+      if (auto err = rd_kafka_assign(rk, earlier.get())) return std::unexpected(std::string("assign: ") + rd_kafka_err2str(err));
+      auto last = Clock::now();
+      while (!seed_end.empty()) {
+        KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 100));
+        if (!m || m->err) {
+          if (Clock::now() - last > c.timeout) return std::unexpected(std::string("the log stopped delivering before its end"));
+          continue;
+        }
+        last = Clock::now();
+        std::pair<std::string, std::int32_t> tp{rd_kafka_topic_name(m->rkt), m->partition};
+        auto it = seed_end.find(tp);
+        if (it == seed_end.end() || m->offset >= it->second) continue;
+        if (m->offset + 1 >= it->second) seed_end.erase(it);
+        processors::LogMessage lm;
+        lm.topic = tp.first;
+        lm.partition = tp.second;
+        lm.offset = m->offset;
+        if (m->payload) lm.value.assign(static_cast<const char*>(m->payload), m->len);
+        chains.remember(lm);
+      }
+    }
   }
   KafkaPartitionsPtr assignment(rd_kafka_topic_partition_list_new(32));
   processors::Offsets remaining;  // partitions still to read -> their end

@@ -43,7 +43,7 @@ TEST_SUITE("integration: alerts") {
     std::ofstream(rules_dir.str("rules.toml")) << "[defaults]\nfall_escalate_s = 2\ncritical_ack_timeout_s = 600\n"
                                                   "[defaults.heartbeat_s]\nmeter = 1\n";
     test::Stack stack({community}, {{"COURTYARD_HUB_RULES_FILE", rules_dir.str("rules.toml")},
-                                    {"COURTYARD_HUB_TICK_INTERVAL_MS", "200"}});
+                                    {"COURTYARD_INGEST_TICK_INTERVAL_MS", "200"}});
     stack.start_ingest();
     stack.start_hub();
 

@@ -170,7 +170,7 @@ TEST_SUITE("integration: dashboards") {
     // and its memory would grow by tens of MiB at some point of the cycles, for reasons of its own.
     auto kafka = test::services().kafka();
     test::create_topic(kafka, community + ".events", 12);
-    test::create_topic(kafka, community + ".deadletter", 3);
+    test::create_topic(kafka, community + ".deadletter", 3, TopicKind::DeadLetter);
     test::Stack stack({community}, {{"COURTYARD_KAFKA_EVENTS_TOPIC", community + ".events"},
                                     {"COURTYARD_KAFKA_DEADLETTER_TOPIC", community + ".deadletter"}});
     stack.start_hub();

@@ -17,7 +17,7 @@ TEST_SUITE("integration: registry and access") {
   TEST_CASE("an invitation reaches the gate, and passes are told apart by who passed") {
     auto services = test::services();
     std::string community = test::unique_name("reg");
-    test::Stack stack({community}, {{"COURTYARD_HUB_TICK_INTERVAL_MS", "200"}});
+    test::Stack stack({community}, {{"COURTYARD_INGEST_TICK_INTERVAL_MS", "200"}});
     stack.start_ingest();
     stack.start_hub();
 

@@ -65,7 +65,7 @@ TEST_SUITE("integration: replay") {
   TEST_CASE("a rebuild from the log after a live run gives projections identical to the live ones, and a changed record is named") {
     auto services = test::services();
     std::string community = test::unique_name("rp");
-    test::Stack stack({community}, {{"COURTYARD_HUB_TICK_INTERVAL_MS", "200"}, {"COURTYARD_HUB_AUDIT_INTERVAL_S", "1"}});
+    test::Stack stack({community}, {{"COURTYARD_INGEST_TICK_INTERVAL_MS", "200"}, {"COURTYARD_HUB_AUDIT_INTERVAL_S", "1"}});
     stack.start_ingest();
     stack.start_hub();
     auto sim = services.simulator({community});

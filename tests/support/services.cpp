@@ -34,9 +34,15 @@ Services services() {
   return {env_int("COURTYARD_MQTT_PORT", 1883), env_int("COURTYARD_KAFKA_PORT", 9092), var};
 }
 
-KafkaConfig Services::kafka() const {
+KafkaConfig Services::kafka() const { return kafka_as("admin"); }
+
+KafkaConfig Services::kafka_as(const std::string& role) const {
   KafkaConfig k;
   k.port = kafka_port;
+  auto password = read_secret(var + "/secrets/kafka-" + role);
+  REQUIRE_MESSAGE(password, (password ? "" : password.error()));
+  k.sasl_username = role;
+  k.sasl_password = *password;
   return k;
 }
 
@@ -147,6 +153,8 @@ Stack::Stack(std::vector<std::string> communities, std::map<std::string, std::st
     : name_(unique_name("it")), communities_(std::move(communities)), http_port_(free_port()),
       extra_env_(std::move(extra_env)) {
   admin_token_ = token("admin");
+  // Ingest creates its snapshots topic at start, where it may: a name of this stack's own.
+  create_topic(services().kafka(), name_ + ".snapshots", 3, TopicKind::Snapshots);
 }
 
 std::string Stack::token(const std::string& role, const std::string& community, const std::string& unit) {
@@ -169,6 +177,7 @@ std::map<std::string, std::string> Stack::env() const {
           {"COURTYARD_MQTT_PORT", std::to_string(s.mqtt_port)},
           {"COURTYARD_KAFKA_PORT", std::to_string(s.kafka_port)},
           {"COURTYARD_MQTT_PASSWORD_FILE", s.service_password_file()},
+          {"COURTYARD_KAFKA_CREDENTIALS_DIR", s.var + "/secrets"},
           {"COURTYARD_HTTP_PORT", std::to_string(http_port_)},
           {"COURTYARD_INGEST_CLIENT_ID", name_ + "-ingest"},
           {"COURTYARD_INGEST_COMMUNITIES", communities},
@@ -259,27 +268,9 @@ devices::SimulatorConfig Services::simulator(std::vector<std::string> communitie
   return sim;
 }
 
-void create_topic(const KafkaConfig& kafka, const std::string& name, int partitions) {
-  auto producer = make_producer(kafka, {});
-  REQUIRE(producer);
-  rd_kafka_t* rk = producer->get();
-  char error[256] = {0};
-  rd_kafka_NewTopic_t* topic = rd_kafka_NewTopic_new(name.c_str(), partitions, 1, error, sizeof error);
-  REQUIRE_MESSAGE(topic, error);
-  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
-  rd_kafka_CreateTopics(rk, &topic, 1, nullptr, queue);
-  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, 30000);
-  REQUIRE(event);
-  const rd_kafka_CreateTopics_result_t* result = rd_kafka_event_CreateTopics_result(event);
-  REQUIRE(result);
-  std::size_t count = 0;
-  const rd_kafka_topic_result_t** topics = rd_kafka_CreateTopics_result_topics(result, &count);
-  REQUIRE(count == 1);
-  REQUIRE_MESSAGE(rd_kafka_topic_result_error(topics[0]) == RD_KAFKA_RESP_ERR_NO_ERROR,
-                  rd_kafka_topic_result_error_string(topics[0]));
-  rd_kafka_event_destroy(event);
-  rd_kafka_queue_destroy(queue);
-  rd_kafka_NewTopic_destroy(topic);
+void create_topic(const KafkaConfig& kafka, const std::string& name, int partitions, TopicKind kind) {
+  auto ok = create_topic_with_access(kafka, {name, kind, partitions, {}});
+  REQUIRE_MESSAGE(ok, (ok ? "" : ok.error()));
 }
 
 std::uint64_t total(const std::map<std::string, std::uint64_t>& counts) {

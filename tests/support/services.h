@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/kafka.h"
+#include "common/kafka_access.h"
 #include "common/mqtt.h"
 #include "devices/simulator.h"
 #include "temp_dir.h"
@@ -23,7 +24,10 @@ struct Services {
   int mqtt_port;
   int kafka_port;
   std::string var;
+  // Kafka as its admin (the super user): what a test does behind Courtyard's back.
   KafkaConfig kafka() const;
+  // Kafka signed in as one of Courtyard's roles: ingest, hub, auditor.
+  KafkaConfig kafka_as(const std::string& role) const;
   MqttConfig mqtt() const;
   std::string service_password() const;
   std::string service_password_file() const;
@@ -101,8 +105,9 @@ struct DeadLetterRecord {
 };
 std::vector<DeadLetterRecord> read_dead_letters(const KafkaConfig& kafka, const std::string& device_prefix);
 
-// Creates a topic on the test broker (auto-creation is off); REQUIREs success.
-void create_topic(const KafkaConfig& kafka, const std::string& name, int partitions);
+// Creates a topic on the test broker (auto-creation is off) with the access rules of its kind;
+// REQUIREs success. `kafka` must be the admin's.
+void create_topic(const KafkaConfig& kafka, const std::string& name, int partitions, TopicKind kind = TopicKind::Events);
 
 // The sum of a report's per-type counts.
 std::uint64_t total(const std::map<std::string, std::uint64_t>& counts);

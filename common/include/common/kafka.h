@@ -31,6 +31,13 @@ struct KafkaConfig {
   // time (ingest sets its retention), never part of the log that is replayed.
   std::string snapshots_topic = "courtyard.snapshots.v1";
 
+  // Who this process is at the broker. The CLI wiring fills username and password for the role
+  // it runs as (ingest, hub, auditor, admin: docs/security.md); an empty mechanism talks to a
+  // broker without authentication.
+  std::string sasl_mechanism = "PLAIN";  // SASL over the loopback listener; "" for none
+  std::string sasl_username;
+  std::string sasl_password;
+
   std::string bootstrap() const {
     return bootstrap_servers.empty() ? host + ":" + std::to_string(port) : bootstrap_servers;
   }

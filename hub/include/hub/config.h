@@ -19,6 +19,9 @@ struct Config {
   std::string var = "var";           // runtime data: state, spool, secrets (COURTYARD_VAR)
   std::string log_level = "info";    // trace|debug|info|warn|error
   KafkaConfig kafka;
+  // Where each role's Kafka password is (kafka-ingest, kafka-hub, kafka-auditor, kafka-admin),
+  // relative to var; scripts/services makes them.
+  std::string kafka_credentials_dir = "secrets";
   MqttConfig mqtt;
   struct Http {
     std::string host = "127.0.0.1";  // address the hub's HTTP API listens on
@@ -41,6 +44,7 @@ struct Config {
     bool spool_sync = false;                       // fsync every spool write
     std::int64_t max_payload_bytes = 16384;        // larger payloads are rejected (too_large)
     std::int64_t max_snapshot_bytes = 524288;      // the same for camera snapshots (.../snapshot)
+    std::int64_t tick_interval_ms = 1000;          // the log's clock: a tick to every partition this often (0: this instance does not tick)
   } ingest;
   struct Hub {
     std::string group_id = "courtyard-hub";        // consumer group of the processors
@@ -48,10 +52,10 @@ struct Config {
     std::int64_t block_cache_mb = 64;              // RocksDB block cache for all projections
     std::int64_t max_batch = 5000;                 // events folded per store write
     std::string rules_file = "config/rules.toml";  // alert thresholds (defaults and per community)
-    std::int64_t tick_interval_ms = 1000;          // the log's clock: a tick per partition this often
     int utc_offset_minutes = 480;                  // local time for hour and day buckets (China: UTC+8)
     std::int64_t audit_interval_s = 3600;          // digests to the audit topic and a store checkpoint this often
     std::int64_t checkpoints_keep = 48;            // store checkpoints kept for as-of queries (oldest go first)
+    std::string audit_key_file = "secrets/audit-key";  // Ed25519 key signing audit records, relative to var (made on first start)
   } hub;
   struct Vision {
     bool enabled = true;                           // the hub analyses camera snapshots

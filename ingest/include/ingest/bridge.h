@@ -43,6 +43,10 @@ struct BridgeConfig {
   std::size_t max_in_flight = 50000;            // spooled records handed to the producer at once
   std::chrono::milliseconds command_max_age{3'600'000};  // older commands are not delivered to devices
   std::chrono::minutes snapshot_retention{120};  // camera images (unblurred) are gone from Kafka after this at the latest
+  // The log's clock: a tick to every partition of the events topic this often (0: none). Ingest,
+  // the events topic's only writer, stamps ticks with the clock that stamps every event; one
+  // instance of a deployment ticks.
+  std::chrono::milliseconds tick_interval{1000};
 };
 
 // The snapshots topic's settings for a retention: its segments roll and the broker's cleaner runs

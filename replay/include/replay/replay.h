@@ -48,7 +48,7 @@ struct ChainHead {
   std::string link;           // of its last event
   std::uint64_t events = 0;   // chained events read
   std::uint64_t repeats = 0;  // byte-identical re-appends (ingest re-producing after a crash)
-  std::uint64_t unchained = 0;  // events written before chains existed (no link)
+  std::uint64_t unchained = 0;  // events of the community without a chain position (each one is a break)
 };
 
 // Where the log does not match its chains: an altered event, a missing one, or a foreign one.

@@ -1,0 +1,49 @@
+#pragma once
+// Courtyard's topics and who may do what with them, in one table: the broker's set-up
+// (`courtyard kafka setup`, run by scripts/services), the tests that make topics of their own and
+// docs/security.md all follow it. Principals are the SASL users of the processes' roles:
+//   ingest   appends to the events, dead-letter and snapshots topics; reads registry, requests, commands
+//   hub      appends to requests, alerts, commands, audit and the registry; reads events, dead letters,
+//            snapshots (vision) and its own audit trail
+//   auditor  reads events, dead letters, alerts and the audit trail; writes nothing
+//   admin    the broker's super user: the set-up, and people administering the broker
+// Anything not granted is refused by the broker (StandardAuthorizer, no ACL: no access).
+#include <chrono>
+#include <expected>
+#include <string>
+#include <vector>
+
+#include "common/kafka.h"
+
+namespace courtyard {
+
+enum class TopicKind { Events, DeadLetter, Registry, Requests, Commands, Alerts, Audit, Snapshots };
+
+struct KafkaPrincipals {
+  std::string ingest = "ingest";
+  std::string hub = "hub";
+  std::string auditor = "auditor";
+};
+
+struct TopicPlan {
+  std::string name;
+  TopicKind kind = TopicKind::Events;
+  int partitions = 1;
+  KafkaProperties configs;
+};
+
+// Every topic of a deployment, named as `names` configures them.
+std::vector<TopicPlan> courtyard_topics(const KafkaConfig& names);
+
+// Creates the topic if it does not exist and grants each principal what its kind allows.
+// Idempotent. `admin` must carry a super user's credentials.
+std::expected<void, std::string> create_topic_with_access(const KafkaConfig& admin, const TopicPlan& plan,
+                                                          const KafkaPrincipals& principals = {},
+                                                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// Waits until the broker answers (at most `wait`), then every topic of courtyard_topics() and the
+// principals' consumer-group rights. Idempotent.
+std::expected<void, std::string> set_up_kafka(const KafkaConfig& admin, const KafkaPrincipals& principals,
+                                              std::chrono::milliseconds wait);
+
+}  // namespace courtyard
