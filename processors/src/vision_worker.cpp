@@ -159,14 +159,21 @@ SnapshotAnalysis SnapshotAnalyzer::analyze(const schemas::Event& snapshot) const
     return out;
   }
   a.faces = static_cast<std::uint16_t>(std::min<std::size_t>(scan->faces.size(), 0xffff));
-  auto blurred = faces_->blur_faces(body.jpeg, scan->faces);
+  // Every plate region the reader finds is blurred in the kept image too, legible or not: a plate
+  // identifies a household as well as a face does.
+  auto plates = plates_->read(body.jpeg);
+  std::vector<Box> hidden = scan->faces;
+  if (plates) {
+    for (const auto& p : *plates) hidden.push_back(p.region);
+  }
+  auto blurred = faces_->blur_faces(body.jpeg, hidden);
   if (!blurred) {
     a.error = blurred.error();
     return out;
   }
   out.blurred_jpeg = std::move(*blurred);
   // The most confident legible plate, if any; its text becomes a token here and goes no further.
-  if (auto plates = plates_->read(body.jpeg)) {
+  if (plates) {
     const PlateReading* best = nullptr;
     for (const auto& p : *plates) {
       if (p.text.size() >= min_plate_chars_ && (!best || p.confidence > best->confidence)) best = &p;

@@ -197,6 +197,19 @@ TEST_SUITE("vision: snapshots") {
     CHECK(schemas::body_to_json(result.analysis).dump().find("AB123CD") == std::string::npos);
   }
 
+  TEST_CASE("attack: the image kept of a car has its plate blurred as well as read into a token") {
+    // The review's probe: blurred snapshots kept licence plates legible.
+    auto a = analyzer();
+    auto result = a->analyze(snapshot_of(render_plate_jpeg("AB123CD")));
+    REQUIRE_FALSE(result.analysis.plate_token.empty());
+    REQUIRE_FALSE(result.blurred_jpeg.empty());
+    auto plates = PlateReader::open({});
+    REQUIRE(plates);
+    auto readings = (*plates)->read(result.blurred_jpeg);
+    REQUIRE(readings);
+    for (const auto& r : *readings) CHECK(r.text.size() < 5);  // nothing legible as a plate is left
+  }
+
   TEST_CASE("an image that does not decode is an analysis with the reason, and nothing is kept") {
     auto a = analyzer();
     auto result = a->analyze(snapshot_of("\xff\xd8 garbage \xff\xd9"));

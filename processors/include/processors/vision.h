@@ -45,8 +45,9 @@ class FaceDetector {
   ~FaceDetector();
   // Faces in an encoded image (JPEG, PNG). Errors say why the bytes are not a usable image.
   std::expected<ImageScan, std::string> scan(std::string_view image) const;
-  // The image as JPEG with each face (and a margin around it) pixelated beyond recognition.
-  std::expected<std::string, std::string> blur_faces(std::string_view image, const std::vector<Box>& faces) const;
+  // The image as JPEG with each region (a face or a plate, and a margin around it) pixelated
+  // beyond recognition.
+  std::expected<std::string, std::string> blur_faces(std::string_view image, const std::vector<Box>& regions) const;
 
  private:
   FaceDetector();
