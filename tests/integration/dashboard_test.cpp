@@ -15,29 +15,11 @@ using nlohmann::json;
 
 namespace {
 
-// A device provisioned through the API, connected to the broker and listening to its commands.
-struct Device {
-  std::string id, password;
-  std::unique_ptr<MqttClient> client;
-};
-
-Device provision(test::Stack& stack, const std::string& community, const std::string& id, const std::string& kind,
-                 const std::string& unit = "", bool connect = true) {
-  auto [status, body] = stack.post("/api/v1/devices", {{"id", id}, {"kind", kind}, {"community", community},
-                                                       {"unit", unit}, {"location", "Building 1, east gate"}});
-  REQUIRE_MESSAGE(status == 201, body.dump());
-  CHECK(body["telemetry_topic"] == "courtyard/v1/" + community + "/" + id + "/telemetry");
-  Device d{id, body["mqtt_password"].get<std::string>(), nullptr};
-  REQUIRE(test::eventually([&] { return stack.get("/api/v1/devices/" + id).has_value(); }, 30s));
-  if (!connect) return d;
-  MqttClient::Options o;
-  o.client_id = o.username = id;
-  o.password = d.password;
-  auto client = MqttClient::connect("127.0.0.1", test::services().mqtt_port, o, 10s);
-  REQUIRE(client);
-  d.client = std::move(*client);
-  REQUIRE(d.client->subscribe(schemas::topic_for(CommunityId(community), DeviceId(id), "cmd"), 1, 10s));
-  REQUIRE(d.client->subscribe("courtyard/v1/" + community + "/notices", 1, 10s));
+// A device provisioned through the API, listening to its commands and the community's notices.
+test::ApiDevice provision(test::Stack& stack, const std::string& community, const std::string& id, const std::string& kind,
+                          const std::string& unit = "", bool connect = true) {
+  auto d = test::provision_via_api(stack, community, id, kind, unit, connect);
+  if (connect) REQUIRE(d.client->subscribe("courtyard/v1/" + community + "/notices", 1, 10s));
   return d;
 }
 

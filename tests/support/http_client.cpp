@@ -35,7 +35,13 @@ std::optional<HttpResult> request(boost::beast::http::verb verb, const std::stri
     http::read(stream, buffer, parser);
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    return HttpResult{static_cast<int>(parser.get().result_int()), parser.get().body()};
+    HttpResult out{static_cast<int>(parser.get().result_int()), parser.get().body(), {}};
+    for (const auto& field : parser.get()) {
+      std::string name(field.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      out.headers[name] = std::string(field.value());
+    }
+    return out;
   } catch (const std::exception&) {
     return std::nullopt;
   }

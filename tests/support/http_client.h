@@ -1,5 +1,6 @@
 #pragma once
 // A blocking HTTP GET for tests (Boost.Beast, compiled in one file).
+#include <map>
 #include <optional>
 #include <string>
 
@@ -8,6 +9,7 @@ namespace courtyard::test {
 struct HttpResult {
   int status;
   std::string body;
+  std::map<std::string, std::string> headers;  // by lower-case name
 };
 
 // `token`, when given, goes in an Authorization: Bearer header.

@@ -234,6 +234,50 @@ std::map<std::string, nlohmann::json> Stack::devices() {
   return out;
 }
 
+ApiDevice provision_via_api(Stack& stack, const std::string& community, const std::string& id, const std::string& kind,
+                            const std::string& unit, bool connect) {
+  auto [status, body] = stack.post("/api/v1/devices", {{"id", id}, {"kind", kind}, {"community", community},
+                                                       {"unit", unit}, {"location", "Building 1, east gate"}});
+  REQUIRE_MESSAGE(status == 201, body.dump());
+  CHECK(body["telemetry_topic"] == "courtyard/v1/" + community + "/" + id + "/telemetry");
+  ApiDevice d{id, body["mqtt_password"].get<std::string>(), nullptr};
+  REQUIRE(eventually([&] { return stack.get("/api/v1/devices/" + id).has_value(); }, std::chrono::seconds(30)));
+  if (!connect) return d;
+  MqttClient::Options o;
+  o.client_id = o.username = id;
+  o.password = d.password;
+  auto client = MqttClient::connect("127.0.0.1", services().mqtt_port, o, std::chrono::seconds(10));
+  REQUIRE_MESSAGE(client, (client ? "" : client.error()));
+  d.client = std::move(*client);
+  REQUIRE(d.client->subscribe(schemas::topic_for(CommunityId(community), DeviceId(id), "cmd"), 1, std::chrono::seconds(10)));
+  return d;
+}
+
+std::pair<int, std::string> run_courtyard(const Stack& stack, std::vector<std::string> args, const std::string& name,
+                                          std::map<std::string, std::string> extra_env) {
+  args.insert(args.begin(), COURTYARD_BIN);
+  auto env = stack.env();
+  for (auto& [k, v] : extra_env) env[k] = v;
+  Process p(args, env, stack.dir().str(name + ".log"));
+  const int status = p.wait();
+  return {status, read_file(stack.dir().str(name + ".log"))};
+}
+
+nlohmann::json last_json_line(const std::string& output) {
+  nlohmann::json last;
+  for (std::size_t at = 0; at < output.size();) {
+    auto end = output.find('\n', at);
+    auto line = output.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    if (line.starts_with("{")) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded()) last = std::move(j);
+    }
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  return last;
+}
+
 std::vector<DeadLetterRecord> read_dead_letters(const KafkaConfig& kafka, const std::string& device_prefix) {
   std::vector<DeadLetterRecord> out;
   auto ok = read_to_end(kafka, kafka.deadletter_topic, [&](const rd_kafka_message_t& m) {

@@ -99,6 +99,22 @@ class Stack {
   std::string admin_token_;
 };
 
+// A device provisioned through the hub's API (POST /api/v1/devices, as admin), known to the hub,
+// and when `connect` connected to the broker as itself, subscribed to its cmd topic.
+struct ApiDevice {
+  std::string id, password;
+  std::unique_ptr<MqttClient> client;
+};
+ApiDevice provision_via_api(Stack& stack, const std::string& community, const std::string& id, const std::string& kind,
+                            const std::string& unit = "", bool connect = true);
+
+// Runs `courtyard <args>` with the stack's environment; its exit status and everything it printed
+// (the log is kept as `name`.log in the stack's directory).
+std::pair<int, std::string> run_courtyard(const Stack& stack, std::vector<std::string> args, const std::string& name,
+                                          std::map<std::string, std::string> extra_env = {});
+// The last line of `output` that is a JSON object (the commands' summary), or null.
+nlohmann::json last_json_line(const std::string& output);
+
 // Dead letters of these devices' payloads, read from the start of the topic to its end.
 struct DeadLetterRecord {
   std::string device, reason, detail, source_topic, payload;
