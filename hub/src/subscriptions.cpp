@@ -34,9 +34,9 @@ std::string Subscriber::take_frame() {
     if (!first) frame += ',';
     first = false;
     frame += R"({"key":)";
-    frame += json(*key).dump();
+    frame += json(*key).dump(-1, ' ', false, json::error_handler_t::replace);
     frame += R"(,"subs":)";
-    frame += json(p.subs).dump();
+    frame += json(p.subs).dump(-1, ' ', false, json::error_handler_t::replace);
     frame += R"(,"value":)";
     frame += *p.value;  // stored records are JSON already
     frame += '}';
@@ -76,7 +76,8 @@ void SubscriptionHub::close(Subscriber& s) {
 
 std::string SubscriptionHub::hello(const Subscriber& s) const {
   const auto& who = s.principal();
-  return json{{"type", "hello"}, {"role", to_string(who.role)}, {"community", who.community}, {"unit", who.unit}}.dump();
+  return json{{"type", "hello"}, {"role", to_string(who.role)}, {"community", who.community}, {"unit", who.unit}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
 }
 
 MessageOutcome SubscriptionHub::on_message(Subscriber& s, std::string_view text) {

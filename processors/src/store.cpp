@@ -2,6 +2,7 @@
 
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
@@ -27,6 +28,10 @@ std::expected<std::unique_ptr<Store>, std::string> Store::open(const StoreConfig
   table.block_cache = store->cache_;
   options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   options.compression = rocksdb::kLZ4Compression;
+  if (config.in_memory) {
+    store->env_.reset(rocksdb::NewMemEnv(rocksdb::Env::Default()));
+    options.env = store->env_.get();
+  }
   rocksdb::DB* raw = nullptr;
   options.create_if_missing = !config.read_only;
   // Read-only: safe next to the hub that writes it; sees the store as it was when opened.
@@ -100,6 +105,15 @@ std::expected<void, std::string> Store::write(const KeyValues& puts, const Offse
 std::expected<void, std::string> Store::remove(const std::string& key) {
   auto s = db_->Delete(rocksdb::WriteOptions(), key);
   if (!s.ok()) return std::unexpected("store delete failed: " + s.ToString());
+  return {};
+}
+
+std::expected<void, std::string> Store::clear() {
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) batch.Delete(it->key());
+  auto s = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok()) return std::unexpected("store clear failed: " + s.ToString());
   return {};
 }
 

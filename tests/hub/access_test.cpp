@@ -235,7 +235,7 @@ TEST_SUITE("hub API: commands and notices") {
     auto body = json::parse(res.body);
     REQUIRE(c.appended.size() == 1);
     const auto& command = std::get<schemas::Command>(c.appended[0].body);
-    CHECK(command.command_id == body["command_id"]);
+    CHECK(command.command_id == body["command_id"].get<std::string>());
     CHECK(command.target.str() == "smoke-101");
     CHECK(command.action == "silence_alarm");
     CHECK(c.appended[0].community.str() == "c1");

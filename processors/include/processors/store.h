@@ -16,6 +16,7 @@
 namespace rocksdb {
 class DB;
 class Cache;
+class Env;
 }
 
 namespace courtyard::processors {
@@ -23,6 +24,7 @@ namespace courtyard::processors {
 struct StoreConfig {
   std::string dir = "var/hub/state";        // RocksDB directory
   bool read_only = false;                   // open another process's store to read (a snapshot as of opening)
+  bool in_memory = false;                   // an in-memory file system: nothing reaches the disk (fuzzers, tests)
   std::size_t block_cache_bytes = 64 << 20; // shared block cache: bounds read memory
   std::size_t write_buffer_bytes = 32 << 20;  // memtable budget for the whole store
 };
@@ -58,6 +60,8 @@ class Store {
   // Writes state and offsets in one atomic batch.
   std::expected<void, std::string> write(const KeyValues& puts, const Offsets& offsets);
   std::expected<void, std::string> remove(const std::string& key);
+  // Removes every record: one store serves many runs (fuzzers). Not for a store anyone reads.
+  std::expected<void, std::string> clear();
   // A consistent copy of the whole store in `dir` (must not exist), made of hard links where it
   // can: cheap, and openable as a store of its own.
   std::expected<void, std::string> checkpoint(const std::string& dir) const;
@@ -67,6 +71,7 @@ class Store {
  private:
   Store() = default;
   std::shared_ptr<rocksdb::Cache> cache_;
+  std::unique_ptr<rocksdb::Env> env_;  // in_memory only; outlives db_
   std::unique_ptr<rocksdb::DB> db_;
 };
 
