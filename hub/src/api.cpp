@@ -413,6 +413,9 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
 
 std::expected<schemas::RegistryEntry, std::string> registry_entry_from_json(const json& j) {
   if (!j.is_object()) return std::unexpected(std::string("body must be a JSON object"));
+  for (const char* field : {"kind", "id", "role", "unit"}) {
+    if (auto it = j.find(field); it != j.end() && !it->is_string()) return std::unexpected(std::string(field) + " must be a string");
+  }
   schemas::RegistryEntry e;
   auto kind = schemas::parse_registry_kind(j.value("kind", ""));
   if (!kind) return std::unexpected(std::string("kind must be household, person or vehicle"));
@@ -464,10 +467,15 @@ std::vector<std::string> actions_for(const std::string& kind) {
   return out;
 }
 
-// A JSON body as an object, or the 400 to send.
-std::expected<json, HttpResponse> object_body(const std::string& body) {
+// A JSON body as an object whose `text_fields`, where present, are strings; or the 400 to send.
+std::expected<json, HttpResponse> object_body(const std::string& body, std::initializer_list<const char*> text_fields) {
   json j = body.empty() ? json::object() : json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return std::unexpected(error(400, "bad_request", "body must be a JSON object"));
+  for (const char* field : text_fields) {
+    if (auto it = j.find(field); it != j.end() && !it->is_string()) {
+      return std::unexpected(error(400, "bad_request", std::string(field) + " must be a string"));
+    }
+  }
   return j;
 }
 
@@ -523,7 +531,7 @@ HttpResponse Api::alert_action(const Principal& who, const std::string& rest, co
   } else {
     return error(404, "not_found", "unknown alert action " + verb + " (ack, resolve, hush)");
   }
-  auto request = object_body(body);
+  auto request = object_body(body, {"note"});
   if (!request) return request.error();
   auto raw = sources_.store->view().get(processors::Projector::alert_key(id));
   json alert = raw ? json::parse(*raw, nullptr, false) : json();
@@ -550,7 +558,7 @@ HttpResponse Api::alert_action(const Principal& who, const std::string& rest, co
 }
 
 HttpResponse Api::device_command(const Principal& who, const std::string& device, const std::string& body) {
-  auto request = object_body(body);
+  auto request = object_body(body, {"action"});
   if (!request) return request.error();
   auto raw = sources_.store->view().get(processors::Projector::device_key(device));
   json d = raw ? json::parse(*raw, nullptr, false) : json();
@@ -592,7 +600,7 @@ HttpResponse Api::device_command(const Principal& who, const std::string& device
 }
 
 HttpResponse Api::notice(const Principal& who, const std::string& body) {
-  auto request = object_body(body);
+  auto request = object_body(body, {"community", "title", "text", "severity", "unit"});
   if (!request) return request.error();
   const std::string community = request->value("community", who.community);
   if (!schemas::valid_id(community)) return error(400, "bad_request", "community is required");
@@ -622,7 +630,7 @@ HttpResponse Api::notice(const Principal& who, const std::string& body) {
 }
 
 HttpResponse Api::provision(const Principal& who, const std::string& body) {
-  auto request = object_body(body);
+  auto request = object_body(body, {"id", "community", "kind", "unit", "location"});
   if (!request) return request.error();
   schemas::Registration r;
   r.device = DeviceId(request->value("id", ""));

@@ -164,6 +164,21 @@ TEST_SUITE("hub API: attacks") {
     CHECK(post.status == 404);
   }
 
+  TEST_CASE("attack: body fields of the wrong type are a 400, never a 500 (found by fuzz_http)") {
+    Hub h;
+    auto post = [&](const std::string& target, const std::string& body) {
+      return h.api->handle({"POST", target, body, "Bearer " + h.admin}).status;
+    };
+    CHECK(post("/api/v1/notices", R"({"community":3600})") == 400);
+    CHECK(post("/api/v1/notices", R"({"community":"c1","title":["a"]})") == 400);
+    CHECK(post("/api/v1/devices", R"({"id":1,"kind":"gate","community":"c1"})") == 400);
+    CHECK(post("/api/v1/devices", R"({"id":"g","kind":{"k":1},"community":"c1"})") == 400);
+    CHECK(post("/api/v1/registry/c1", R"({"kind":7,"id":"x"})") == 400);
+    CHECK(post("/api/v1/registry/c1", R"({"kind":"person","id":"x","role":false})") == 400);
+    CHECK(post("/api/v1/alerts/nope/ack", R"({"note":12})") == 400);
+    CHECK(post("/api/v1/devices/nope/commands", R"({"action":null})") == 400);
+  }
+
   TEST_CASE("a list examines a bounded number of records per page and says where to go on") {
     Hub h;
     processors::KeyValues records;
