@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -338,9 +339,9 @@ int run_replay_export(const Config& config, const ExportArgs& a) {
                   const std::string& type, std::int32_t partition, std::int64_t offset, const json& detail) {
     if (csv) {
       std::cout << kind << ',' << time << ',' << csv_field(community) << ',' << csv_field(device) << ',' << csv_field(type)
-                << ',' << partition << ',' << offset << ',' << csv_field(detail.dump()) << '\n';
+                << ',' << partition << ',' << offset << ',' << csv_field(detail.dump(-1, ' ', false, json::error_handler_t::replace)) << '\n';
     } else {
-      std::cout << json{{"kind", kind}, {"time", time}, {"partition", partition}, {"offset", offset}, {"record", detail}}.dump()
+      std::cout << json{{"kind", kind}, {"time", time}, {"partition", partition}, {"offset", offset}, {"record", detail}}.dump(-1, ' ', false, json::error_handler_t::replace)
                 << '\n';
     }
   };
@@ -355,10 +356,13 @@ int run_replay_export(const Config& config, const ExportArgs& a) {
   if (!read_events) throw std::runtime_error(read_events.error());
   if (!a.device.empty() || !a.community.empty()) {
     auto read_refused = read_to_end(config.kafka, config.kafka.deadletter_topic, [&](const rd_kafka_message_t& m) {
+      // Headers are records from Kafka: read as text, never trusted to be.
       json headers = json::object();
-      for (auto& [name, value] : message_headers(m)) headers[name] = std::move(value);
+      for (auto& [name, value] : message_headers(m)) headers[printable(name, 64)] = printable(value, 1024);
       const std::string device = headers.value("device", ""), community = headers.value("community", "");
-      const std::int64_t at = std::stoll(headers.value("received_at", "0"));
+      std::int64_t at = 0;
+      const std::string received = headers.value("received_at", "0");
+      std::from_chars(received.data(), received.data() + received.size(), at);
       if ((!a.device.empty() && device != a.device) || (!a.community.empty() && community != a.community) || !in_range(at)) return;
       ++refused;
       // The refused bytes as they came: not necessarily text.
@@ -371,7 +375,14 @@ int run_replay_export(const Config& config, const ExportArgs& a) {
   std::map<std::string, std::tuple<json, std::int32_t, std::int64_t>> latest;
   auto read_alerts = read_to_end(config.kafka, config.kafka.alerts_topic, [&](const rd_kafka_message_t& m) {
     auto alert = json::parse(std::string_view(static_cast<const char*>(m.payload), m.len), nullptr, false);
-    if (!alert.is_object() || !in_range(alert.value("updated_at", std::int64_t{0}))) return;
+    if (!alert.is_object()) return;
+    for (const char* field : {"community", "device", "subject", "id", "rule"}) {
+      if (alert.contains(field) && !alert[field].is_string()) return;  // not an alert record the hub wrote
+    }
+    if (!alert.contains("updated_at") || !alert["updated_at"].is_number_integer() ||
+        !in_range(alert["updated_at"].get<std::int64_t>())) {
+      return;
+    }
     const bool match = !a.community.empty() ? alert.value("community", "") == a.community
                        : !a.device.empty()  ? alert.value("device", "") == a.device
                                             : alert.value("subject", "") == a.subject;

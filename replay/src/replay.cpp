@@ -80,6 +80,17 @@ std::expected<Plan, std::string> plan(rd_kafka_t* rk, const RebuildConfig& c) {
   return p;
 }
 
+processors::LogMessage log_message_of(const rd_kafka_message_t& m) {
+  processors::LogMessage lm;
+  lm.topic = rd_kafka_topic_name(m.rkt);
+  lm.partition = m.partition;
+  lm.offset = m.offset;
+  if (m.key) lm.key.assign(static_cast<const char*>(m.key), m.key_len);
+  if (m.payload) lm.value.assign(static_cast<const char*>(m.payload), m.len);
+  lm.headers = message_headers(m);
+  return lm;
+}
+
 // Follows every community's chain through the log: each event of a community's stream must be
 // chained (only ticks, which belong to no community, are not), be the next in its stream and
 // carry SHA-256(previous link || itself); an event at a position seen before must be a
@@ -231,16 +242,10 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
           continue;
         }
         last = Clock::now();
-        std::pair<std::string, std::int32_t> tp{rd_kafka_topic_name(m->rkt), m->partition};
-        auto it = seed_end.find(tp);
+        auto it = seed_end.find({rd_kafka_topic_name(m->rkt), m->partition});
         if (it == seed_end.end() || m->offset >= it->second) continue;
         if (m->offset + 1 >= it->second) seed_end.erase(it);
-        processors::LogMessage lm;
-        lm.topic = tp.first;
-        lm.partition = tp.second;
-        lm.offset = m->offset;
-        if (m->payload) lm.value.assign(static_cast<const char*>(m->payload), m->len);
-        chains.remember(lm);
+        chains.remember(log_message_of(*m));
       }
     }
   }
@@ -280,17 +285,10 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
     }
     if (m->err) continue;
     last_message = now;
-    std::pair<std::string, std::int32_t> tp{rd_kafka_topic_name(m->rkt), m->partition};
-    auto it = remaining.find(tp);
+    auto it = remaining.find({rd_kafka_topic_name(m->rkt), m->partition});
     if (it == remaining.end() || m->offset >= it->second) continue;  // past where this rebuild stops
     if (m->offset + 1 >= it->second) remaining.erase(it);
-    processors::LogMessage lm;
-    lm.topic = tp.first;
-    lm.partition = tp.second;
-    lm.offset = m->offset;
-    if (m->key) lm.key.assign(static_cast<const char*>(m->key), m->key_len);
-    if (m->payload) lm.value.assign(static_cast<const char*>(m->payload), m->len);
-    lm.headers = message_headers(*m);
+    auto lm = log_message_of(*m);
     if (lm.topic == c.kafka.events_topic) chains.check(lm);
     batch.push_back(std::move(lm));
     ++summary.messages;

@@ -10,10 +10,12 @@
 #include <nlohmann/json.hpp>
 
 #include "common/text.h"
+#include "check.h"
 #include "fixtures.h"
 #include "ingest/admit.h"
 
 using namespace courtyard;
+using fuzz::check;
 
 namespace {
 
@@ -23,13 +25,6 @@ const char* const kTopics[] = {
     "courtyard/v1/c1/wear-1/telemetry", "courtyard/v1/c1/cam-1/snapshot",    "courtyard/v1/c1/ghost/telemetry",
     "courtyard/v1/c2/gate-1/telemetry",
 };
-
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "property broken: %s\n", what);
-    std::abort();
-  }
-}
 
 }  // namespace
 

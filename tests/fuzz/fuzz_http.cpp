@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "check.h"
 #include "common/text.h"
 #include "events.h"
 #include "hub/api.h"
@@ -21,15 +22,9 @@
 #include "processors/store.h"
 
 using namespace courtyard;
+using fuzz::check;
 
 namespace {
-
-void check(bool ok, const char* what, const std::string& detail = "") {
-  if (!ok) {
-    std::fprintf(stderr, "property broken: %s\n%s\n", what, detail.c_str());
-    std::abort();
-  }
-}
 
 struct World {
   std::filesystem::path dir;

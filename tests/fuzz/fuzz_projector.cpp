@@ -12,25 +12,20 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "fixtures.h"
 #include "ingest/admit.h"
 #include "processors/projector.h"
 #include "processors/store.h"
 
 using namespace courtyard;
+using fuzz::check;
 
 namespace {
 
 constexpr std::string_view kSeparator = "\xff\xfe\xfd";
 constexpr std::int64_t kT0 = 1795950000000;
 const char* const kDevices[] = {"gate-1", "door-1", "vgate-1", "cam-1", "meter-1", "home-1", "wear-1"};
-
-void check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "property broken: %s\n", what);
-    std::abort();
-  }
-}
 
 std::unique_ptr<processors::Store> memory_store() {
   processors::StoreConfig config;

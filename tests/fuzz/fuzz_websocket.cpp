@@ -13,20 +13,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "check.h"
 #include "processors/store.h"
 #include "subscriptions.h"
 
 using namespace courtyard;
+using fuzz::check;
 using json = nlohmann::json;
 
 namespace {
-
-void check(bool ok, const char* what, const std::string& detail = "") {
-  if (!ok) {
-    std::fprintf(stderr, "property broken: %s\n%s\n", what, detail.c_str());
-    std::abort();
-  }
-}
 
 struct World {
   std::unique_ptr<processors::Store> store;

@@ -40,20 +40,7 @@ test::Stack own_log_stack(const std::string& community, std::map<std::string, st
   return test::Stack({community}, env);
 }
 
-double metric(test::Stack& stack, const std::string& name) {
-  auto text = test::http_get_text(stack.http_port(), "/metrics", stack.admin_token());
-  auto at = text.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
-}
 
-long rss_kb(int pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
-  }
-  return -1;
-}
 
 // CPU seconds a process has used (user + system).
 double cpu_seconds(int pid) {
@@ -286,7 +273,7 @@ TEST_SUITE("integration: attacks") {
       REQUIRE(stack.post("/api/v1/notices", {{"community", community}, {"title", "n" + std::to_string(i)}, {"text", text}}).first == 202);
     }
     REQUIRE(test::eventually([&] { return stack.get("/api/v1/notices?limit=1000")->at("count") == 120; }, 60s));
-    const long before = rss_kb(stack.hub().pid());
+    const long before = test::rss_kb(stack.hub().pid());
     Flooder flooder(stack.http_port(), stack.admin_token());
     // Subscribe and unsubscribe, again and again: each subscribe asks for a 250 KB snapshot.
     int sent = 0;
@@ -294,11 +281,11 @@ TEST_SUITE("integration: attacks") {
       sent += flooder.flood(json{{"op", i % 2 ? "unsubscribe" : "subscribe"}, {"id", "s0"}, {"prefix", "notices/"}}.dump(), 1, 2s);
     }
     MESSAGE("messages the hub's socket took before it stopped reading: ", sent);
-    const long during = rss_kb(stack.hub().pid());
+    const long during = test::rss_kb(stack.hub().pid());
     MESSAGE("hub RSS before and during the flood (kB): ", before, " ", during);
     CHECK(during - before < 100 * 1024);  // the review saw +777 MB in 17 s
-    REQUIRE(test::eventually([&] { return metric(stack, "courtyard_ws_dropped_stalled_total") >= 1; }, 30s));
-    REQUIRE(test::eventually([&] { return metric(stack, "courtyard_ws_connections") == 0; }, 30s));
+    REQUIRE(test::eventually([&] { return test::metric(stack, "courtyard_ws_dropped_stalled_total") >= 1; }, 30s));
+    REQUIRE(test::eventually([&] { return test::metric(stack, "courtyard_ws_connections") == 0; }, 30s));
     CHECK(stack.get("/api/v1/notices?limit=1").has_value());
   }
 
@@ -317,7 +304,7 @@ TEST_SUITE("integration: attacks") {
     ::close(over);
     for (int fd : held) ::close(fd);
     held.clear();
-    REQUIRE(test::eventually([&] { auto n = metric(stack, "courtyard_http_connections"); return n >= 0 && n <= 1; }, 10s));
+    REQUIRE(test::eventually([&] { auto n = test::metric(stack, "courtyard_http_connections"); return n >= 0 && n <= 1; }, 10s));
     // Out of descriptors: the accept loop backs off instead of spinning at 100% CPU.
     const int pid = stack.hub().pid();
     const int limit = open_fds(pid) + 12;
@@ -332,8 +319,8 @@ TEST_SUITE("integration: attacks") {
     CHECK(cpu_used < 0.5);  // a spinning accept loop burns all 2 s
     for (int fd : held) ::close(fd);
     REQUIRE(test::eventually([&] { return test::http_get("127.0.0.1", stack.http_port(), "/healthz").has_value(); }, 20s));
-    CHECK(metric(stack, "courtyard_http_accept_errors_total") >= 1);
-    CHECK(metric(stack, "courtyard_http_server_refused_total{reason=\"connections_full\"}") != 0);
+    CHECK(test::metric(stack, "courtyard_http_accept_errors_total") >= 1);
+    CHECK(test::metric(stack, "courtyard_http_server_refused_total{reason=\"connections_full\"}") != 0);
   }
 
   TEST_CASE("attack: a device message whose envelope is not UTF-8 is refused readably, the hub folds on, and a rebuild stopping right after it succeeds") {

@@ -29,20 +29,7 @@ std::optional<json> next_json(MqttClient& client, std::chrono::milliseconds time
   return json::parse(m->payload, nullptr, false);
 }
 
-long rss_kb(int pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
-  }
-  return -1;
-}
 
-double metric(test::Stack& stack, const std::string& name) {
-  auto text = test::http_get_text(stack.http_port(), "/metrics", stack.admin_token());
-  auto at = text.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
-}
 
 }  // namespace
 
@@ -171,8 +158,8 @@ TEST_SUITE("integration: dashboards") {
       if (i % 2) ws->close();  // and half of them just drop the connection
     };
     auto settled_rss = [&] {
-      REQUIRE(test::eventually([&] { return metric(stack, "courtyard_ws_connections") == 0; }, 10s));
-      return rss_kb(stack.hub().pid());
+      REQUIRE(test::eventually([&] { return test::metric(stack, "courtyard_ws_connections") == 0; }, 10s));
+      return test::rss_kb(stack.hub().pid());
     };
     // Warm-up, then blocks of 1,000 cycles. A leak grows every block alike (1,000 leaked sessions
     // of even 1 KiB each: 1 MiB a block).
@@ -184,8 +171,8 @@ TEST_SUITE("integration: dashboards") {
       rss.push_back(settled_rss());
     }
     MESSAGE("hub RSS after warm-up and after each 1,000 cycles (kB): ", rss[0], " ", rss[1], " ", rss[2], " ", rss[3]);
-    CHECK(metric(stack, "courtyard_ws_subscriptions") == 0);
-    CHECK(metric(stack, "courtyard_ws_connections_total") == 3500);
+    CHECK(test::metric(stack, "courtyard_ws_subscriptions") == 0);
+    CHECK(test::metric(stack, "courtyard_ws_connections_total") == 3500);
     // Something outside the sessions (RocksDB's memtable arena, librdkafka's buffers) may take a
     // one-time step of a few MiB at any moment; a leak would grow in every block.
     int flat_blocks = 0;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <cstdlib>
 #include <random>
 #include <thread>
@@ -261,6 +262,21 @@ std::pair<int, std::string> run_courtyard(const Stack& stack, std::vector<std::s
   Process p(args, env, stack.dir().str(name + ".log"));
   const int status = p.wait();
   return {status, read_file(stack.dir().str(name + ".log"))};
+}
+
+long rss_kb(int pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+double metric(Stack& stack, const std::string& name) {
+  auto text = http_get_text(stack.http_port(), "/metrics", stack.admin_token());
+  auto at = text.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
 }
 
 nlohmann::json last_json_line(const std::string& output) {

@@ -112,6 +112,11 @@ ApiDevice provision_via_api(Stack& stack, const std::string& community, const st
 // (the log is kept as `name`.log in the stack's directory).
 std::pair<int, std::string> run_courtyard(const Stack& stack, std::vector<std::string> args, const std::string& name,
                                           std::map<std::string, std::string> extra_env = {});
+// A process's resident memory, kB (-1 when it cannot be read).
+long rss_kb(int pid);
+// A metric of the stack's hub as /metrics has it (the admin token's view); -1 when absent.
+double metric(Stack& stack, const std::string& name);
+
 // The last line of `output` that is a JSON object (the commands' summary), or null.
 nlohmann::json last_json_line(const std::string& output);
 
