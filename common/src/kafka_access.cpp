@@ -115,8 +115,44 @@ std::expected<void, std::string> create_topic_with_access(const KafkaConfig& adm
   return create_acls(admin, RD_KAFKA_RESOURCE_TOPIC, plan.name, grants_for(plan.kind, principals), timeout);
 }
 
+// Removes every grant on the wildcard group "*" (earlier set-ups made them).
+std::expected<void, std::string> revoke_wildcard_groups(const KafkaConfig& admin) {
+  char error[512] = {0};
+  std::unique_ptr<rd_kafka_AclBindingFilter_t, CDeleter<rd_kafka_AclBinding_destroy>> filter(rd_kafka_AclBindingFilter_new(
+      RD_KAFKA_RESOURCE_GROUP, "*", RD_KAFKA_RESOURCE_PATTERN_LITERAL, nullptr, nullptr, RD_KAFKA_ACL_OPERATION_ANY,
+      RD_KAFKA_ACL_PERMISSION_TYPE_ANY, error, sizeof error));
+  if (!filter) return std::unexpected(std::string("ACL filter: ") + error);
+  auto client = make_producer(admin, {});
+  if (!client) return std::unexpected(client.error());
+  AdminQueuePtr queue(rd_kafka_queue_new(client->get()));
+  rd_kafka_AclBindingFilter_t* filters[] = {filter.get()};
+  rd_kafka_DeleteAcls(client->get(), filters, 1, nullptr, queue.get());
+  AdminEventPtr event(rd_kafka_queue_poll(queue.get(), 30000));
+  if (!event) return std::unexpected(std::string("deleting the wildcard group grants: the broker did not answer in time"));
+  if (rd_kafka_event_error(event.get())) {
+    return std::unexpected(std::string("deleting the wildcard group grants: ") + rd_kafka_event_error_string(event.get()));
+  }
+  return {};
+}
+
+std::expected<void, std::string> grant_groups(const KafkaConfig& admin, const ConsumerGroups& groups,
+                                              const KafkaPrincipals& principals) {
+  if (admin.sasl_mechanism.empty()) return {};
+  for (const auto& [names, principal] : {std::pair{&groups.ingest, &principals.ingest},
+                                         std::pair{&groups.hub, &principals.hub},
+                                         std::pair{&groups.auditor, &principals.auditor}}) {
+    for (const auto& name : *names) {
+      if (name.empty() || name == "*") return std::unexpected(std::string("a consumer group is granted by its name, never \"*\""));
+      auto ok = create_acls(admin, RD_KAFKA_RESOURCE_GROUP, name, {{principal, RD_KAFKA_ACL_OPERATION_READ}},
+                            std::chrono::seconds(30));
+      if (!ok) return ok;
+    }
+  }
+  return {};
+}
+
 std::expected<void, std::string> set_up_kafka(const KafkaConfig& admin, const KafkaPrincipals& principals,
-                                              std::chrono::milliseconds wait) {
+                                              const ConsumerGroups& groups, std::chrono::milliseconds wait) {
   auto client = make_producer(admin, {});
   if (!client) return std::unexpected(client.error());
   const auto deadline = std::chrono::steady_clock::now() + wait;
@@ -136,11 +172,8 @@ std::expected<void, std::string> set_up_kafka(const KafkaConfig& admin, const Ka
     if (auto ok = create_topic_with_access(admin, plan, principals); !ok) return ok;
   }
   if (admin.sasl_mechanism.empty()) return {};
-  // Consumer groups are not a boundary here: what a member reads is bounded by its topics' ACLs.
-  std::vector<Grant> groups = {{&principals.ingest, RD_KAFKA_ACL_OPERATION_READ},
-                               {&principals.hub, RD_KAFKA_ACL_OPERATION_READ},
-                               {&principals.auditor, RD_KAFKA_ACL_OPERATION_READ}};
-  return create_acls(admin, RD_KAFKA_RESOURCE_GROUP, "*", groups, std::chrono::seconds(30));
+  if (auto ok = revoke_wildcard_groups(admin); !ok) return ok;
+  return grant_groups(admin, groups, principals);
 }
 
 }  // namespace courtyard

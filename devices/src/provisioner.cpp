@@ -42,21 +42,35 @@ json device_role(const schemas::Registration& r) {
 
 ProvisionError unavailable(std::string detail) { return {Code::Unavailable, std::move(detail)}; }
 
-// Sends one dynamic-security request; the broker's responses, one per command, in order.
-std::expected<json, ProvisionError> control(MqttClient& admin, const json& commands) {
+// Sends one dynamic-security request; the broker's responses, one per command, in order. The
+// plugin answers every client on one topic: each command carries a correlation id of this
+// request, and only the answer that carries them all is ours (another provisioner's is skipped).
+std::expected<json, ProvisionError> control(MqttClient& admin, json commands) {
+  const std::string request = random_token(12);
+  for (std::size_t i = 0; i < commands.size(); ++i) commands[i]["correlationData"] = request + "-" + std::to_string(i);
   auto sent = admin.publish_and_wait(kControlTopic, json{{"commands", commands}}.dump(), 1, std::chrono::seconds(10));
   if (!sent) return std::unexpected(unavailable(sent.error()));
   if (*sent >= 128) {
     return std::unexpected(unavailable("broker refused the dynamic-security request (reason " + std::to_string(*sent) + ")"));
   }
-  auto reply = admin.next_message(std::chrono::seconds(10));
-  if (!reply) return std::unexpected(unavailable("no answer from the dynamic-security plugin"));
-  auto j = json::parse(reply->payload, nullptr, false);
-  if (j.is_discarded() || !j.contains("responses") || !j["responses"].is_array() ||
-      j["responses"].size() != commands.size()) {
-    return std::unexpected(unavailable("unexpected dynamic-security answer: " + reply->payload.substr(0, 200)));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto reply = left.count() > 0 ? admin.next_message(left) : std::nullopt;
+    if (!reply) return std::unexpected(unavailable("no answer from the dynamic-security plugin"));
+    auto j = json::parse(reply->payload, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("responses") || !j["responses"].is_array() ||
+        j["responses"].size() != commands.size()) {
+      continue;  // not an answer to this request
+    }
+    bool ours = true;
+    for (std::size_t i = 0; i < commands.size() && ours; ++i) {
+      const auto& r = j["responses"][i];
+      ours = r.is_object() && r.contains("correlationData") && r["correlationData"].is_string() &&
+             r["correlationData"].get<std::string>() == request + "-" + std::to_string(i);
+    }
+    if (ours) return j["responses"];
   }
-  return j["responses"];
 }
 
 std::string error_of(const json& response) {
@@ -136,7 +150,8 @@ std::expected<std::vector<std::string>, ProvisionError> Provisioner::add(std::sp
       const auto& r = devices[first + k].registration;
       const auto& client = (*responses)[2 * k];
       const auto& role = (*responses)[2 * k + 1];
-      if (!error_of(client).empty()) continue;  // "Client not found": a new id
+      if (const auto e = error_of(client); e == "Client not found") continue;  // a new id
+      else if (!e.empty()) return std::unexpected(unavailable("looking up MQTT client " + r.device.str() + ": " + e));
       exists[first + k] = true;
       if (if_exists == IfExists::Refuse) {
         return std::unexpected(ProvisionError{Code::Conflict, "device " + r.device.str() + " exists; its credentials are rotated on request only"});

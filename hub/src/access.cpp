@@ -1,6 +1,7 @@
 #include "hub/access.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -21,6 +22,25 @@ std::int64_t now_ms() {
 }
 
 bool usable(const TokenRecord& t) { return !t.revoked && (t.expires_ms == 0 || now_ms() < t.expires_ms); }
+
+// An exclusive lock on the token file across processes (the hub, `courtyard token add` and
+// `revoke` run at once): read, change and replace happen under it, so no change is lost.
+class FileLock {
+ public:
+  explicit FileLock(const std::filesystem::path& file) {
+    std::error_code ec;
+    if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
+    fd_ = ::open((file.string() + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
+  }
+  ~FileLock() {
+    if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+  }
+  bool held() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
 
 constexpr std::string_view kRoles[] = {"admin", "staff", "auditor", "resident"};
 
@@ -161,16 +181,18 @@ std::expected<void, std::string> TokenStore::save() const {
   std::error_code ec;
   if (file_.has_parent_path()) std::filesystem::create_directories(file_.parent_path(), ec);
   auto tmp = file_;
-  tmp += ".tmp";
+  tmp += ".tmp." + random_token(6);
   {
-    // Created 0600: the file never exists, even for a moment, with wider permissions.
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    // Created 0600 and new (O_EXCL): never wider, never someone else's file.
+    const std::string text = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return std::unexpected("cannot write " + tmp.string());
+    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
     ::close(fd);
-    std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-    if (!out.flush()) return std::unexpected("cannot write " + tmp.string());
+    if (!written) {
+      std::filesystem::remove(tmp, ec);
+      return std::unexpected("cannot write " + tmp.string());
+    }
   }
   std::filesystem::rename(tmp, file_, ec);
   if (ec) return std::unexpected("cannot replace " + file_.string() + ": " + ec.message());
@@ -185,6 +207,9 @@ std::expected<std::string, std::string> TokenStore::add(Role role, const std::st
   }
   if (role == Role::Resident && unit.empty()) return std::unexpected(std::string("resident tokens need --household (the unit)"));
   std::lock_guard lock(mu_);
+  FileLock file_lock(file_);
+  if (!file_lock.held()) return std::unexpected("cannot lock " + file_.string());
+  loaded_mtime_ = {};  // under the lock, read what is there now
   reload_if_changed();
   TokenRecord t;
   t.id = "tok_" + random_token(6);
@@ -207,6 +232,9 @@ std::expected<std::string, std::string> TokenStore::add(Role role, const std::st
 
 std::expected<void, std::string> TokenStore::revoke(const std::string& id) {
   std::lock_guard lock(mu_);
+  FileLock file_lock(file_);
+  if (!file_lock.held()) return std::unexpected("cannot lock " + file_.string());
+  loaded_mtime_ = {};  // under the lock, read what is there now
   reload_if_changed();
   for (auto& t : records_) {
     if (t.id != id) continue;

@@ -157,6 +157,8 @@ namespace {
 
 // Records a list request examines at most, matching or not (docs/api.md: paging).
 constexpr std::size_t kMaxScanned = 20000;
+// A paging cursor that names no record: "~" and what Sealer made of the key.
+constexpr std::string_view kSealedCursor = "~";
 
 // Every projection: a list with filters and paging, and one item by id.
 struct Projection {
@@ -373,8 +375,18 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
   std::string scan_prefix = prefix;
   const bool keyed_by_community = prefix == "homes/" || prefix == "communities/" || prefix == "registry/" || prefix == "notices/";
   if (keyed_by_community && who.role != Role::Admin && who.role != Role::Auditor) scan_prefix += who.community + "/";
+  // `after` is a record's id (one the caller has seen), or a sealed cursor this hub handed out: a
+  // page that stopped among records the caller may not read says where to go on without naming them.
   std::string after;
-  if (auto it = target.query.find("after"); it != target.query.end() && !it->second.empty()) after = prefix + it->second;
+  if (auto it = target.query.find("after"); it != target.query.end() && !it->second.empty()) {
+    if (it->second.starts_with(kSealedCursor)) {
+      auto key = cursors_.open(std::string_view(it->second).substr(kSealedCursor.size()));
+      if (!key || !key->starts_with(prefix)) return error(400, "bad_request", "after: a cursor this hub did not hand out (or from before its restart)");
+      after = *key;
+    } else {
+      after = prefix + it->second;
+    }
+  }
   auto view = store.view();
   json items = json::array();
   std::string cursor = after;
@@ -405,8 +417,13 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
     }
   }
   json out{{"items", items}, {"count", items.size()}};
-  const std::string& resume = items.size() == limit ? last_item : cursor;
-  out["next"] = more ? json(resume.substr(prefix.size())) : json(nullptr);
+  if (!more) {
+    out["next"] = nullptr;
+  } else if (items.size() == limit) {
+    out["next"] = last_item.substr(prefix.size());  // the last record served: the caller has it
+  } else {
+    out["next"] = std::string(kSealedCursor) + cursors_.seal(cursor);  // a record the caller may not see
+  }
   add_freshness(out, view, &store == sources_.store ? sources_.freshness() : processors::Freshness{});
   return json_response(200, out);
 }

@@ -116,6 +116,8 @@ std::vector<Binding> bindings(Config& c) {
       setting("http.ws_max_pending", c.http.ws_max_pending),
       setting("http.ws_frame_interval_ms", c.http.ws_frame_interval_ms),
       setting("http.max_connections", c.http.max_connections),
+      setting("http.max_connections_per_address", c.http.max_connections_per_address),
+      setting("http.max_websockets_per_token", c.http.max_websockets_per_token),
       setting("http.workers", c.http.workers),
       setting("http.max_queued_requests", c.http.max_queued_requests),
       setting("http.max_requests_per_token", c.http.max_requests_per_token),
@@ -128,6 +130,7 @@ std::vector<Binding> bindings(Config& c) {
       setting("ingest.max_payload_bytes", c.ingest.max_payload_bytes),
       setting("ingest.max_snapshot_bytes", c.ingest.max_snapshot_bytes),
       setting("ingest.tick_interval_ms", c.ingest.tick_interval_ms),
+      setting("ingest.chain_key_file", c.ingest.chain_key_file),
       setting("vision.enabled", c.vision.enabled),
       setting("vision.group_id", c.vision.group_id),
       setting("vision.workers", c.vision.workers),
@@ -210,6 +213,11 @@ Config load_config(const std::optional<std::string>& path, const Environment& en
   for (auto& b : binds) {
     if (auto v = env(env_name(b.key))) b.from_env(*v);
   }
+  // Ingest's MQTT sessions use these ids: devices may never have them (provisioning refuses ids
+  // that start with "courtyard-"), so no device can take over ingest's session.
+  if (!config.ingest.client_id.starts_with("courtyard-")) {
+    bad("ingest.client_id", "must start with \"courtyard-\" (ids reserved from devices), not \"" + config.ingest.client_id + "\"");
+  }
   return config;
 }
 
@@ -280,6 +288,13 @@ processors::RuleBook load_rules(const std::string& path) {
     }
   }
   return book;
+}
+
+ConsumerGroups consumer_groups(const Config& config) {
+  const std::string& ingest = config.ingest.client_id;
+  return {{ingest + "-registry", ingest + "-requests", ingest + "-commands"},
+          {config.hub.group_id, config.vision.group_id, "courtyard-reader"},
+          {"courtyard-replay", "courtyard-reader"}};
 }
 
 std::vector<std::pair<std::string, std::string>> config_keys() {

@@ -46,8 +46,29 @@ void add_security_headers(http::response<http::string_body>& res) {
 // What the server itself counts (the Api counts requests by route).
 struct ServerStats {
   std::atomic<std::int64_t> connections{0};
-  std::atomic<std::uint64_t> refused_full{0}, refused_busy{0}, refused_credential{0}, accept_errors{0},
+  std::atomic<std::uint64_t> refused_full{0}, refused_address{0}, refused_busy{0}, refused_credential{0}, accept_errors{0},
       dropped_stalled{0}, closed_token{0}, handler_errors{0};
+};
+
+// Counts per key (a token's id, a client's address), for the limits. Thread-safe.
+class Counts {
+ public:
+  // Takes one for `key` unless it has `limit` already.
+  bool take(const std::string& key, std::size_t limit) {
+    std::lock_guard lock(mu_);
+    auto& n = counts_[key];
+    if (n >= limit) return false;
+    ++n;
+    return true;
+  }
+  void give_back(const std::string& key) {
+    std::lock_guard lock(mu_);
+    if (auto it = counts_.find(key); it != counts_.end() && --it->second == 0) counts_.erase(it);
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::size_t> counts_;
 };
 
 // What every connection shares: the Api, the subscriptions, the worker pool and its admission.
@@ -59,34 +80,47 @@ struct Shared {
   asio::thread_pool workers;
   ServerStats stats;
 
-  // Admission to the worker pool: at most max_queued requests, at most max_per_credential of one
-  // Authorization value (a token, or whatever garbage a client sends as one).
-  std::mutex mu;
-  std::size_t queued = 0;
-  std::unordered_map<std::string, std::size_t> per_credential;
+  // Admission to the worker pool, after authentication: at most max_queued jobs, at most
+  // max_per_credential of one token (requests and subscription snapshots alike).
+  std::atomic<std::size_t> queued{0};
+  Counts per_token, websockets_per_token, per_address;
 
   enum class Admission { Admitted, Busy, TooMany };
-  Admission admit(const std::string& credential) {
-    std::lock_guard lock(mu);
-    if (queued >= limits.max_queued) return Admission::Busy;
-    auto& mine = per_credential[credential];
-    if (mine >= limits.max_per_credential) return Admission::TooMany;
-    ++mine;
-    ++queued;
+  Admission admit(const std::string& token_id) {
+    if (queued.fetch_add(1) >= limits.max_queued) {
+      --queued;
+      return Admission::Busy;
+    }
+    if (!per_token.take(token_id, limits.max_per_credential)) {
+      --queued;
+      return Admission::TooMany;
+    }
     return Admission::Admitted;
   }
-  void release(const std::string& credential) {
-    std::lock_guard lock(mu);
+  void release(const std::string& token_id) {
+    per_token.give_back(token_id);
     --queued;
-    if (auto it = per_credential.find(credential); it != per_credential.end() && --it->second == 0) per_credential.erase(it);
   }
 };
 
-// One open connection, counted while it lives (HTTP, then perhaps WebSocket).
+// One open connection, counted while it lives (HTTP, then perhaps WebSocket), in all and per
+// client address.
 struct ConnectionSlot {
-  explicit ConnectionSlot(ServerStats& s) : stats(s) { ++stats.connections; }
-  ~ConnectionSlot() { --stats.connections; }
-  ServerStats& stats;
+  ConnectionSlot(Shared& s, std::string a) : shared(s), address(std::move(a)) { ++shared.stats.connections; }
+  ~ConnectionSlot() {
+    --shared.stats.connections;
+    shared.per_address.give_back(address);
+  }
+  Shared& shared;
+  const std::string address;
+};
+
+// An open WebSocket, counted against its token while it lives.
+struct WebSocketSlot {
+  WebSocketSlot(Shared& s, std::string t) : shared(s), token_id(std::move(t)) {}
+  ~WebSocketSlot() { shared.websockets_per_token.give_back(token_id); }
+  Shared& shared;
+  const std::string token_id;
 };
 
 // One WebSocket connection: reads one client message at a time, writes replies first and then
@@ -96,14 +130,15 @@ struct ConnectionSlot {
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(tcp::socket socket, Shared& shared, std::shared_ptr<Subscriber> subscriber,
-            std::shared_ptr<ConnectionSlot> slot)
+            std::shared_ptr<ConnectionSlot> slot, std::unique_ptr<WebSocketSlot> ws_slot)
       : ws_(std::move(socket)),
         timer_(ws_.get_executor()),
         check_timer_(ws_.get_executor()),
         shared_(shared),
         hub_(*shared.hub),
         subscriber_(std::move(subscriber)),
-        slot_(std::move(slot)) {}
+        slot_(std::move(slot)),
+        ws_slot_(std::move(ws_slot)) {}
 
   ~WsSession() { hub_.close(*subscriber_); }
 
@@ -151,23 +186,34 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     }
     for (auto& frame : outcome.frames) replies_.push_back(std::move(frame));
     if (outcome.snapshot) {
-      snapshot_outstanding_ = true;
-      asio::post(shared_.workers, [self = shared_from_this(), job = std::move(*outcome.snapshot)] {
-        std::string frame;
-        try {
-          frame = self->hub_.build_snapshot(job);
-        } catch (const std::exception& e) {
-          spdlog::error("websocket: snapshot of {} failed: {}", job.prefix, e.what());
-          frame = R"({"type":"error","id":"","error":"internal","detail":"the snapshot could not be built"})";
-        }
-        asio::post(self->ws_.get_executor(), [self, frame = std::move(frame)]() mutable {
-          self->snapshot_outstanding_ = false;
-          self->hub_.snapshot_sent(*self->subscriber_);
-          self->replies_.push_back(std::move(frame));
-          self->flush();
-          self->maybe_read();
+      // A snapshot scans the store: it takes a worker like any request, under the token's limit.
+      const std::string& token = subscriber_->principal().token_id;
+      if (shared_.admit(token) != Shared::Admission::Admitted) {
+        ++shared_.stats.refused_credential;
+        replies_.push_back(hub_.cancel(*subscriber_, *outcome.snapshot));
+      } else {
+        snapshot_outstanding_ = true;
+        asio::post(shared_.workers, [self = shared_from_this(), job = std::move(*outcome.snapshot), token]() mutable {
+          std::string frame;
+          try {
+            frame = self->hub_.build_snapshot(job);
+          } catch (const std::exception& e) {
+            spdlog::error("websocket: snapshot of {} failed: {}", job.prefix, e.what());
+            frame = R"({"type":"error","id":"","error":"internal","detail":"the snapshot could not be built"})";
+          }
+          self->shared_.release(token);
+          // The session goes back to its own thread whole: its last reference is never dropped here.
+          auto executor = self->ws_.get_executor();
+          asio::post(executor, [self = std::move(self), frame = std::move(frame)]() mutable {
+            self->snapshot_outstanding_ = false;
+            self->hub_.snapshot_sent(*self->subscriber_);
+            if (self->finished_) return;
+            self->replies_.push_back(std::move(frame));
+            self->flush();
+            self->maybe_read();
+          });
         });
-      });
+      }
     }
     flush();
     maybe_read();
@@ -266,6 +312,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   SubscriptionHub& hub_;
   std::shared_ptr<Subscriber> subscriber_;
   std::shared_ptr<ConnectionSlot> slot_;
+  std::unique_ptr<WebSocketSlot> ws_slot_;
   beast::flat_buffer in_;
   std::deque<std::string> replies_;
   std::string out_;
@@ -320,7 +367,11 @@ class Session : public std::enable_shared_from_this<Session> {
     // The decoded path decides, never the raw target: "/api%2Fv1/..." is "/api/v1/...".
     const std::string path = Api::parse_target(req.target).path;
     if (!path.starts_with("/api/") && path != "/metrics") return respond(shared_.api.handle(req));
-    switch (shared_.admit(req.authorization)) {
+    // Who asks, decided here: a request without a valid token never takes a worker, and the
+    // limit counts tokens, however their header is spelled.
+    auto who = shared_.api.authenticate(req.authorization);
+    if (!who) return respond(who.error());
+    switch (shared_.admit(who->token_id)) {
       case Shared::Admission::Busy:
         ++shared_.stats.refused_busy;
         return respond(refusal(503, "unavailable", "the hub is busy; try again shortly"));
@@ -330,15 +381,17 @@ class Session : public std::enable_shared_from_this<Session> {
       case Shared::Admission::Admitted: break;
     }
     stream_.expires_never();  // the worker may take a while (an as-of query replays the log)
-    asio::post(shared_.workers, [self = shared_from_this(), req = std::move(req)] {
+    asio::post(shared_.workers, [self = shared_from_this(), req = std::move(req), token = who->token_id]() mutable {
       HttpResponse res;
       try {
         res = self->shared_.api.handle(req);
       } catch (...) {
         res = {500, "application/json", R"({"error":"internal","detail":"unexpected error"})" "\n"};
       }
-      self->shared_.release(req.authorization);
-      asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->respond(std::move(res)); });
+      self->shared_.release(token);
+      // The session goes back to its own thread whole: its last reference is never dropped here.
+      auto executor = self->stream_.get_executor();
+      asio::post(executor, [self = std::move(self), res = std::move(res)]() mutable { self->respond(std::move(res)); });
     });
   }
 
@@ -361,8 +414,14 @@ class Session : public std::enable_shared_from_this<Session> {
     auto offered = token_from_subprotocols(std::string(request_[http::field::sec_websocket_protocol]), wants_courtyard);
     auto who = shared_.api.authenticate(offered ? *offered : req.authorization);
     if (!who) return respond(who.error());
+    if (!shared_.websockets_per_token.take(who->token_id, shared_.limits.max_websockets_per_token)) {
+      ++shared_.stats.refused_credential;
+      return respond(refusal(429, "too_many_requests", "too many WebSockets of this token are open"));
+    }
+    auto ws_slot = std::make_unique<WebSocketSlot>(shared_, who->token_id);
     stream_.expires_never();
-    auto ws = std::make_shared<WsSession>(stream_.release_socket(), shared_, shared_.hub->open(*who), slot_);
+    auto ws = std::make_shared<WsSession>(stream_.release_socket(), shared_, shared_.hub->open(*who), slot_,
+                                          std::move(ws_slot));
     ws->start(std::move(request_), wants_courtyard || offered.has_value());
   }
 
@@ -400,10 +459,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
 struct HttpServer::Impl {
   Impl(Api& a, SubscriptionHub* s, ServerLimits l) : shared(a, s, l) {}
+  // Declared first, destroyed last: the io_context's pending handlers hold sessions whose
+  // destructors count down in it.
+  Shared shared;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
   asio::steady_timer backoff{io};
-  Shared shared;
   Clock::time_point last_accept_warning{};
 
   void accept() {
@@ -423,8 +484,11 @@ struct HttpServer::Impl {
         });
         return;
       }
-      if (static_cast<std::size_t>(shared.stats.connections.load()) >= shared.limits.max_connections) {
-        ++shared.stats.refused_full;
+      beast::error_code peer_ec;
+      const std::string address = socket.remote_endpoint(peer_ec).address().to_string();
+      const bool full = static_cast<std::size_t>(shared.stats.connections.load()) >= shared.limits.max_connections;
+      if (full || !shared.per_address.take(address, shared.limits.max_connections_per_address)) {
+        ++(full ? shared.stats.refused_full : shared.stats.refused_address);
         // A short answer instead of a hang; the socket is new, its send buffer empty.
         static constexpr std::string_view kFull =
             "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
@@ -433,7 +497,7 @@ struct HttpServer::Impl {
         socket.close(ec);
       } else {
         socket.set_option(tcp::no_delay(true), ec);
-        std::make_shared<Session>(std::move(socket), shared, std::make_shared<ConnectionSlot>(shared.stats))->start();
+        std::make_shared<Session>(std::move(socket), shared, std::make_shared<ConnectionSlot>(shared, address))->start();
       }
       accept();
     });
@@ -475,6 +539,7 @@ std::string HttpServer::render_metrics() const {
   m.describe("courtyard_http_server_refused_total", "counter",
              "Connections and requests the server turned away before the API, by reason");
   m.set("courtyard_http_server_refused_total", {{"reason", "connections_full"}}, static_cast<double>(s.refused_full.load()));
+  m.set("courtyard_http_server_refused_total", {{"reason", "address_full"}}, static_cast<double>(s.refused_address.load()));
   m.set("courtyard_http_server_refused_total", {{"reason", "workers_busy"}}, static_cast<double>(s.refused_busy.load()));
   m.set("courtyard_http_server_refused_total", {{"reason", "per_token"}}, static_cast<double>(s.refused_credential.load()));
   m.describe("courtyard_http_accept_errors_total", "counter", "Accept calls that failed (descriptors exhausted, ...)");

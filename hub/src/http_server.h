@@ -4,10 +4,12 @@
 // every subscription snapshot runs on a bounded worker pool, so no request can hold the loop.
 //
 // Every byte a client sends is hostile, and so is a client that never reads. Bounds (ServerLimits):
-// connections (more are answered 503 and closed), requests waiting for a worker (503), requests of
-// one credential in progress (429), replies queued for a WebSocket (its messages are not read
-// until they drain), a write that makes no progress (the connection is dropped). Accept errors
-// (descriptors exhausted) back off instead of spinning.
+// connections, in all and per client address (more are answered 503 and closed), WebSockets per
+// token (429), jobs waiting for a worker (503), jobs of one token in progress (429: requests are
+// authenticated on the I/O thread first, so a request without a valid token never takes a
+// worker), replies queued for a WebSocket (its messages are not read until they drain), a write
+// that makes no progress (the connection is dropped). Accept errors (descriptors exhausted) back
+// off instead of spinning. A session is always destroyed on the I/O thread.
 //
 // GET /api/v1/subscribe with a WebSocket upgrade opens a live subscription (SubscriptionHub). The
 // token comes in the Sec-WebSocket-Protocol header ("courtyard.v1, bearer.<token>", what browsers
@@ -33,9 +35,11 @@ namespace courtyard::hub {
 
 struct ServerLimits {
   std::size_t max_connections = 1024;            // HTTP and WebSocket together; more: 503 and closed
-  std::size_t workers = 4;                       // threads answering /api/ requests and building snapshots
-  std::size_t max_queued = 256;                  // /api/ requests waiting for or on a worker; more: 503
-  std::size_t max_per_credential = 8;            // of those, with one Authorization value; more: 429
+  std::size_t max_connections_per_address = 256; // of those, from one client address; more: 503 and closed
+  std::size_t max_websockets_per_token = 32;     // open WebSockets of one token; more: 429
+  std::size_t workers = 8;                       // threads answering /api/ requests and building snapshots
+  std::size_t max_queued = 256;                  // requests and snapshots waiting for or on a worker; more: 503
+  std::size_t max_per_credential = 4;            // of those, of one token; more: 429 (below `workers`: one token never takes them all)
   std::size_t max_queued_frames = 4;             // WebSocket replies waiting to be written; more: stop reading
   std::chrono::milliseconds write_timeout{30000};  // a write that makes no progress this long drops the client
   std::chrono::milliseconds idle_timeout{60000};   // an HTTP connection between requests

@@ -208,6 +208,9 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   }
   ServerLimits server_limits;
   server_limits.max_connections = static_cast<std::size_t>(std::max<std::int64_t>(1, config.http.max_connections));
+  server_limits.max_connections_per_address =
+      static_cast<std::size_t>(std::max<std::int64_t>(1, config.http.max_connections_per_address));
+  server_limits.max_websockets_per_token = static_cast<std::size_t>(std::max<std::int64_t>(1, config.http.max_websockets_per_token));
   server_limits.workers = static_cast<std::size_t>(std::max<std::int64_t>(1, config.http.workers));
   server_limits.max_queued = static_cast<std::size_t>(std::max<std::int64_t>(1, config.http.max_queued_requests));
   server_limits.max_per_credential = static_cast<std::size_t>(std::max<std::int64_t>(1, config.http.max_requests_per_token));

@@ -91,6 +91,9 @@ int run_ingest(const hub::Config& config) {
   bridge.limits.max_snapshot_bytes = static_cast<std::size_t>(config.ingest.max_snapshot_bytes);
   bridge.snapshot_retention = std::chrono::minutes(config.vision.raw_retention_minutes);
   bridge.tick_interval = std::chrono::milliseconds(std::max<std::int64_t>(0, config.ingest.tick_interval_ms));
+  auto chain_key = read_or_create_secret(config.var_path(config.ingest.chain_key_file).string());
+  if (!chain_key) throw std::runtime_error("chain key: " + chain_key.error());
+  bridge.chain_key = *chain_key;
   std::filesystem::create_directories(bridge.spool_dir);
   auto stop = install_signal_stop();
   ingest::Bridge(bridge).run(stop.get_token());
@@ -364,7 +367,9 @@ int main(int argc, char** argv) {
       sign_in_as(config, "admin");
     }
     if (*kafka_setup_cmd) {
-      if (auto ok = set_up_kafka(config.kafka, {}, std::chrono::seconds(kafka_wait_s)); !ok) throw std::runtime_error(ok.error());
+      if (auto ok = set_up_kafka(config.kafka, {}, hub::consumer_groups(config), std::chrono::seconds(kafka_wait_s)); !ok) {
+        throw std::runtime_error(ok.error());
+      }
       std::cout << "kafka: topics and access rules in place\n";
       return 0;
     }

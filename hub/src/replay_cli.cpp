@@ -16,6 +16,7 @@
 
 #include "common/digest.h"
 #include "common/kafka.h"
+#include "common/mqtt.h"
 #include "common/random.h"
 #include "common/signing.h"
 #include "common/text.h"
@@ -35,9 +36,13 @@ void show_progress(const replay::Progress& p) {
                static_cast<unsigned long long>(p.total), rate, eta);
 }
 
+// The auditor's replays check every chain, tick and dead letter with the deployment's chain key.
 replay::RebuildConfig rebuild_config(const Config& config, const std::string& dir) {
   auto c = replay_config(config, dir);
   if (::isatty(STDERR_FILENO)) c.on_progress = show_progress;
+  auto key = read_secret(config.var_path(config.ingest.chain_key_file).string());
+  if (!key) throw std::runtime_error("the chain key (ingest.chain_key_file): " + key.error() + "; chains cannot be checked without it");
+  c.chain_key = *key;
   return c;
 }
 

@@ -140,6 +140,12 @@ void SubscriptionHub::snapshot_sent(Subscriber& s) {
   if (s.snapshots_pending_ > 0) --s.snapshots_pending_;
 }
 
+std::string SubscriptionHub::cancel(Subscriber& s, const SnapshotJob& job) {
+  unsubscribe(s, job.id);
+  snapshot_sent(s);
+  return error_frame(job.id, "too_many_requests", "too many requests of this token at once; subscribe again shortly");
+}
+
 std::string SubscriptionHub::build_snapshot(const SnapshotJob& job) const {
   auto view = store_.view();
   std::string items = "[";

@@ -115,6 +115,9 @@ class SubscriptionHub {
   std::string build_snapshot(const SnapshotJob& job) const;
   // The job's frame is on its way (or the connection is gone): changes may follow it.
   void snapshot_sent(Subscriber& s);
+  // The job will not run (the token has too many at once): its subscription is withdrawn; the
+  // error frame to send.
+  std::string cancel(Subscriber& s, const SnapshotJob& job);
   // The subscriber's pending changes as one frame (Subscriber::take_frame), counted as sent.
   std::string take_frame(Subscriber& s);
   // Routes one commit's changes; wakes each subscriber that got something or overflowed.

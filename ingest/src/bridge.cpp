@@ -220,6 +220,7 @@ struct Bridge::Impl {
         tick.event_id = stamp.id;
         tick.ingest_time_ms = tick.device_time_ms = stamp.ms;
       }
+      tick.chain_link = schemas::chain_link(config.chain_key, std::string(schemas::kTickLink), tick);
       const std::string value = schemas::encode(tick);
       auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(config.kafka.events_topic.c_str()),
                                    RD_KAFKA_V_PARTITION(p), RD_KAFKA_V_KEY("tick", 4),
@@ -258,7 +259,7 @@ struct Bridge::Impl {
       head = chain_heads.emplace(community, stored).first;
     }
     e.chain_seq = head->second.first + 1;
-    e.chain_link = schemas::chain_link(head->second.second, e);
+    e.chain_link = schemas::chain_link(config.chain_key, head->second.second, e);
     head->second = {e.chain_seq, e.chain_link};
     return {chain_key(community), std::to_string(e.chain_seq) + " " + e.chain_link};
   }
@@ -360,6 +361,7 @@ struct Bridge::Impl {
       dead.headers.emplace_back("payload_bytes", std::to_string(m.payload.size()));
       dead.headers.emplace_back("payload_sha256", sha256_hex(m.payload));
     }
+    dead.headers.emplace_back("auth", schemas::dead_letter_mac(config.chain_key, dead.value, dead.headers));
     append(std::move(dead));
     if (topic) {
       nlohmann::json reply{{"seq", seq ? nlohmann::json(*seq) : nlohmann::json(nullptr)},
@@ -440,6 +442,7 @@ struct Bridge::Impl {
   }
 
   void start() {
+    if (config.chain_key.size() < 16) throw std::runtime_error("ingest needs its chain key (ingest.chain_key_file)");
     auto retention = snapshot_topic_configs(config.snapshot_retention);
     if (!retention) throw std::runtime_error(retention.error());
     if (auto ok = ensure_topic(config.kafka, config.kafka.snapshots_topic, 3, *retention); !ok) {

@@ -115,7 +115,12 @@ struct Projector::Caches {
   Working<PendingCommands> pending_commands;
   Working<NoticeRecord> notices;
   Working<CameraState> cameras;
-  std::map<std::string, std::pair<std::uint64_t, std::string>> chain_heads;  // community -> (seq, link) as stored
+  struct ChainHead {
+    std::uint64_t seq = 0;
+    std::string link;
+    std::uint64_t event_id = 0;
+  };
+  std::map<std::string, ChainHead> chain_heads;  // community -> its last chained event, as stored
 };
 
 namespace {
@@ -422,15 +427,22 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
     const std::string community = event->community.str();
     if (event->chain_seq > 0) {
       auto& head = caches_->chain_heads[community];
-      if (head.first == 0 && !chain_heads_changed.contains(community)) {
+      if (head.seq == 0 && !chain_heads_changed.contains(community)) {
         if (auto raw = view.get(chain_head_key(community))) {
           auto j = nlohmann::json::parse(*raw);
-          head = {j.value("seq", std::uint64_t{0}), j.value("link", "")};
+          head = {j.value("seq", std::uint64_t{0}), j.value("link", ""), j.value("event_id", std::uint64_t{0})};
         }
       }
-      if (event->chain_seq > head.first) {  // a re-append after an ingest crash does not move it back
-        head = {event->chain_seq, event->chain_link};
+      if (event->chain_seq > head.seq) {
+        head = {event->chain_seq, event->chain_link, std::max(head.event_id, event->event_id)};
         chain_heads_changed.insert(community);
+      } else if (event->event_id <= head.event_id) {
+        // A position already folded, appended again: ingest re-producing after a crash, or
+        // someone replaying an old event (a registry grant since withdrawn, an old operator
+        // action). Folded once only. (A chain that restarted with newer events, after an ingest
+        // lost its spool, is folded: replay verify reports that fork.)
+        ++result.duplicates;
+        continue;
       }
     }
     auto& seen = communities_of(partition_key(m.topic, m.partition));
@@ -594,8 +606,9 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
   result.alerts_changed = alerts.size();
   result.outbox_entries = outbox_next - outbox_next_;
   for (const auto& community : chain_heads_changed) {
-    const auto& [seq, link] = caches_->chain_heads.at(community);
-    puts.emplace_back(chain_head_key(community), nlohmann::json{{"seq", seq}, {"link", link}}.dump());
+    const auto& head = caches_->chain_heads.at(community);
+    puts.emplace_back(chain_head_key(community),
+                      nlohmann::json{{"seq", head.seq}, {"link", head.link}, {"event_id", head.event_id}}.dump());
   }
   for (auto& kv : quarantined) puts.push_back(std::move(kv));
   if (events_changed) puts.emplace_back(kEventStatsKey, nlohmann::json(event_counts).dump());

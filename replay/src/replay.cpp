@@ -99,7 +99,19 @@ processors::LogMessage log_message_of(const rd_kafka_message_t& m) {
 class ChainChecker {
  public:
   static constexpr std::size_t kRecent = 65536;  // positions remembered per community for re-appends
-  explicit ChainChecker(RebuildSummary& summary) : summary_(summary) {}
+  ChainChecker(RebuildSummary& summary, std::string key) : summary_(summary), key_(std::move(key)) {}
+
+  // A dead letter carries ingest's MAC over its payload and headers.
+  void check_dead_letter(const processors::LogMessage& m) {
+    std::string mac;
+    for (const auto& [name, value] : m.headers) {
+      if (name == "auth") mac = value;
+    }
+    if (mac.empty() || schemas::dead_letter_mac(key_, m.value, m.headers) != mac) {
+      summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0,
+                                 mac.empty() ? "a dead letter without ingest's MAC" : "a dead letter whose MAC does not hold"});
+    }
+  }
 
   // A message before where this rebuild starts: remembered, so a re-append of it later is
   // recognised, never checked or counted.
@@ -133,6 +145,8 @@ class ChainChecker {
       if (!std::holds_alternative<schemas::Tick>(event->body)) {
         summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0,
                                    std::string(schemas::type_name(event->body)) + " of no community: only ticks are"});
+      } else if (schemas::chain_link(key_, std::string(schemas::kTickLink), *event) != event->chain_link) {
+        summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0, "a tick whose MAC does not hold: not ingest's"});
       }
       return;
     }
@@ -166,7 +180,7 @@ class ChainChecker {
     }
     if (event->chain_seq > head.seq + 1) {
       broken(fmt::format("missing event(s) {}..{} of the chain before this one", head.seq + 1, event->chain_seq - 1));
-    } else if (schemas::chain_link(head.link, *event) != event->chain_link) {
+    } else if (schemas::chain_link(key_, head.link, *event) != event->chain_link) {
       broken("altered: the event does not match its chain link");
     }
     // Either way, follow the chain on from this event so one break is reported once.
@@ -179,6 +193,7 @@ class ChainChecker {
 
  private:
   RebuildSummary& summary_;
+  std::string key_;
   std::map<std::string, std::map<std::uint64_t, std::string>> recent_;
 };
 
@@ -211,7 +226,7 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   auto p = plan(rk, c);
   if (!p) return std::unexpected(p.error());
   RebuildSummary summary;
-  ChainChecker chains(summary);
+  ChainChecker chains(summary, c.chain_key.value_or(""));
   if (c.resume) {
     const auto lows = p->start;  // the first offset each partition still holds
     // Start where the store stands, not at the log's start.
@@ -232,7 +247,7 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
       seed_end[tp] = start;
       rd_kafka_topic_partition_list_add(earlier.get(), tp.first.c_str(), tp.second)->offset = from;
     }
-    if (!seed_end.empty()) {
+    if (c.chain_key && !seed_end.empty()) {
       if (auto err = rd_kafka_assign(rk, earlier.get())) return std::unexpected(std::string("assign: ") + rd_kafka_err2str(err));
       auto last = Clock::now();
       while (!seed_end.empty()) {
@@ -289,7 +304,8 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
     if (it == remaining.end() || m->offset >= it->second) continue;  // past where this rebuild stops
     if (m->offset + 1 >= it->second) remaining.erase(it);
     auto lm = log_message_of(*m);
-    if (lm.topic == c.kafka.events_topic) chains.check(lm);
+    if (c.chain_key && lm.topic == c.kafka.events_topic) chains.check(lm);
+    if (c.chain_key && lm.topic == c.kafka.deadletter_topic) chains.check_dead_letter(lm);
     batch.push_back(std::move(lm));
     ++summary.messages;
     if (batch.size() >= c.max_batch) {

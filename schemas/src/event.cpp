@@ -31,9 +31,21 @@ std::string_view type_name(const Body& body) {
 std::string_view to_string(DeviceKind kind) { return name_of(kind); }
 std::optional<DeviceKind> parse_device_kind(std::string_view name) { return parse_name<DeviceKind>(name); }
 
-std::string chain_link(const std::string& previous, Event event) {
+std::string chain_link(std::string_view key, const std::string& previous, Event event) {
   event.chain_link.clear();
-  return sha256_hex(previous + encode(event));
+  return hmac_sha256_hex(key, previous + encode(event));
+}
+
+std::string dead_letter_mac(std::string_view key, std::string_view payload,
+                            const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::string message = "deadletter";
+  message += '\0';
+  message += payload;
+  for (const auto& [name, value] : headers) {
+    if (name == "auth") continue;
+    message += '\0' + name + '\0' + value;
+  }
+  return hmac_sha256_hex(key, message);
 }
 
 bool is_system_event(const Body& body) {

@@ -45,10 +45,13 @@ DENY_BY_DEFAULT = {"publishClientSend": False, "publishClientReceive": False, "s
 
 
 def write_private(path, config):
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path + ".tmp"
+    if os.path.lexists(tmp):  # a leftover keeps its old mode: never write into it
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(config, f, indent=1)
-    os.rename(path + ".tmp", path)
+    os.rename(tmp, path)
 
 
 def upgrade(path):

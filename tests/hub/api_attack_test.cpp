@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -131,6 +132,26 @@ TEST_SUITE("hub API: attacks") {
     CHECK_FALSE(h.tokens.valid(later_id));
   }
 
+  TEST_CASE("attack: token commands that run at once lose no change: a revocation is never undone by an addition") {
+    test::TempDir dir;
+    const auto file = dir.path() / "tokens.json";
+    hub::TokenStore first(file), second(file);
+    auto doomed = first.add(hub::Role::Staff, "c1", "", "doomed");
+    REQUIRE(doomed);
+    std::string doomed_id = first.list().front().id;
+    std::thread adder([&] {
+      for (int i = 0; i < 40; ++i) REQUIRE(second.add(hub::Role::Auditor, "", "", "a" + std::to_string(i)));
+    });
+    std::thread revoker([&] { REQUIRE(first.revoke(doomed_id)); });
+    for (int i = 0; i < 40; ++i) REQUIRE(first.add(hub::Role::Auditor, "", "", "b" + std::to_string(i)));
+    adder.join();
+    revoker.join();
+    hub::TokenStore reader(file);
+    CHECK(reader.list().size() == 81);
+    CHECK_FALSE(reader.authenticate(*doomed).has_value());
+    CHECK_FALSE(reader.valid(doomed_id));
+  }
+
   TEST_CASE("attack: a query parameter spelled with percent-escapes is the same parameter, checked the same way") {
     Hub h;
     auto auditor = *h.tokens.add(hub::Role::Auditor, "", "", "auditor");
@@ -190,9 +211,18 @@ TEST_SUITE("hub API: attacks") {
     auto page = json::parse(h.get("/api/v1/devices?kind=gate", h.admin).body);
     CHECK(page["count"] == 0);  // 20,000 meters examined, no gate among them yet
     REQUIRE(page["next"].is_string());
-    page = json::parse(h.get("/api/v1/devices?kind=gate&after=" + page["next"].get<std::string>(), h.admin).body);
+    // The review's probe: the cursor named the last record examined, which the caller may not see.
+    const std::string next = page["next"];
+    CHECK(next.starts_with("~"));
+    CHECK(next.find("d0") == std::string::npos);
+    page = json::parse(h.get("/api/v1/devices?kind=gate&after=" + next, h.admin).body);
     CHECK(page["count"] == 1);
     CHECK(page["items"][0]["id"] == "z-gate");
     CHECK(page["next"].is_null());
+    // A cursor this hub did not seal (or altered) is refused.
+    auto forged = next;
+    forged[forged.size() / 2] = forged[forged.size() / 2] == 'A' ? 'B' : 'A';
+    CHECK(h.get("/api/v1/devices?after=" + forged, h.admin).status == 400);
+    CHECK(h.get("/api/v1/devices?after=~bm90LWEtY3Vyc29y", h.admin).status == 400);
   }
 }

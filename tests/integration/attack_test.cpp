@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/digest.h"
 #include "common/kafka_access.h"
 #include "common/text.h"
 #include "hub/access.h"
@@ -207,8 +208,18 @@ TEST_SUITE("integration: attacks") {
 
   TEST_CASE("attack: WebSocket messages of the wrong type are refused and the API goes on; the token never rides in a URL, and a revoked or expired token's socket is closed") {
     const std::string community = test::unique_name("atk-ws");
-    test::Stack stack({community});
+    test::Stack stack({community}, {{"COURTYARD_HTTP_MAX_WEBSOCKETS_PER_TOKEN", "3"}});
     stack.start_hub();
+    // One token holds a bounded number of sockets (max_websockets_per_token: 3 here).
+    {
+      auto many = stack.token("auditor");
+      std::vector<std::unique_ptr<test::WsClient>> open;
+      for (int i = 0; i < 3; ++i) {
+        open.push_back(test::WsClient::connect(stack.http_port(), "/api/v1/subscribe", many));
+        REQUIRE(open.back());
+      }
+      CHECK_FALSE(test::WsClient::connect(stack.http_port(), "/api/v1/subscribe", many));
+    }
     // A token in the query string is refused: proxies log URLs.
     CHECK_FALSE(test::WsClient::connect(stack.http_port(), "/api/v1/subscribe?token=" + stack.admin_token()));
     auto ws = test::WsClient::connect(stack.http_port(), "/api/v1/subscribe", stack.admin_token());
@@ -378,6 +389,11 @@ TEST_SUITE("integration: attacks") {
                                                                     {"decision", "granted"}}}}.dump(), 1, 10s) == 0);
     }
     REQUIRE(test::eventually([&] { auto d = stack.get("/api/v1/devices/" + device.id); return d && (*d)["events"] == 5; }, 30s));
+    // A vehicle the registry let in, then withdrew.
+    REQUIRE(stack.post("/api/v1/registry/" + community, {{"kind", "vehicle"}, {"id", "plate-x"}, {"unit", "b1-101"}}).first == 202);
+    REQUIRE(stack.post("/api/v1/registry/" + community, {{"kind", "vehicle"}, {"id", "plate-x"}, {"removed", true}}).first == 202);
+    const std::string plate_record = "/api/v1/registry/" + community + "/vehicle/plate-x";
+    REQUIRE(test::eventually([&] { auto r = stack.get(plate_record); return r && (*r)["removed"] == true; }, 30s));
     const std::string audit_topic = "courtyard.audit.v1";
     const std::string hub_id = stack.env().at("COURTYARD_HUB_INSTANCE_ID");
     auto records_of_hub = [&] {
@@ -393,50 +409,87 @@ TEST_SUITE("integration: attacks") {
 
     // Someone with the broker's admin password appends forged events of the community.
     const auto admin = test::services().kafka();
-    const std::string events_topic = community + ".events";
+    const std::string events_topic = community + ".events", deadletter_topic = community + ".deadletter";
     auto log = read_all(admin, events_topic);
-    const Record* genuine = nullptr;
+    std::optional<schemas::Event> head, genuine, grant;
+    std::int32_t partition = 0;
+    std::string grant_bytes;
     for (const auto& r : log) {
       auto e = schemas::decode(r.value);
-      if (e && e->community.str() == community && std::holds_alternative<schemas::GatePass>(e->body)) genuine = &r;
+      if (!e || e->community.str() != community) continue;
+      partition = r.partition;
+      if (!head || e->chain_seq > head->chain_seq) head = *e;
+      if (std::holds_alternative<schemas::GatePass>(e->body)) genuine = *e;
+      if (const auto* entry = std::get_if<schemas::RegistryEntry>(&e->body); entry && !entry->removed) {
+        grant = *e;
+        grant_bytes = r.value;
+      }
     }
+    REQUIRE(head);
     REQUIRE(genuine);
-    auto original = *schemas::decode(genuine->value);
-    auto unchained = original;  // a new event, no chain position: "not chained"
+    REQUIRE(grant);
+    std::int64_t last_genuine = -1;
+    for (const auto& r : log) {
+      if (r.partition == partition) last_genuine = std::max(last_genuine, r.offset);
+    }
+    auto unchained = *genuine;  // a new event, no chain position: "not chained"
     unchained.seq = 100;
     unchained.chain_seq = 0;
     unchained.chain_link.clear();
-    auto fork = original;  // a "repeat" of a real position with other content
+    auto fork = *genuine;  // a "repeat" of a real position with other content
     fork.seq = 101;
     std::get<schemas::GatePass>(fork.body).subject = "intruder";
-    REQUIRE(produce_as(admin, events_topic, community, schemas::encode(unchained), genuine->partition) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    REQUIRE(produce_as(admin, events_topic, community, schemas::encode(fork), genuine->partition) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    REQUIRE(produce_as(admin, events_topic, community, "not an event at all", genuine->partition) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    std::int64_t last_genuine = -1;
-    for (const auto& r : log) {
-      if (r.partition == genuine->partition) last_genuine = std::max(last_genuine, r.offset);
+    auto extension = *genuine;  // the chain's next position, linked as an unkeyed SHA-256 chain would be
+    extension.seq = 102;
+    extension.chain_seq = head->chain_seq + 1;
+    extension.chain_link.clear();
+    extension.chain_link = sha256_hex(head->chain_link + schemas::encode(extension));
+    schemas::Event tick;  // the log's clock pushed a day ahead
+    tick.device = DeviceId("courtyard-ingest-0");
+    tick.ingest_time_ms = tick.device_time_ms = 4000000000000;
+    tick.body = schemas::Tick{partition};
+    for (const auto& forged : {schemas::encode(unchained), schemas::encode(fork), std::string("not an event at all"),
+                               schemas::encode(extension), schemas::encode(tick)}) {
+      REQUIRE(produce_as(admin, events_topic, community, forged, partition) == RD_KAFKA_RESP_ERR_NO_ERROR);
     }
-    auto forged = read_all(admin, events_topic);
+    // An old grant, byte for byte, after its withdrawal: a "repeat", which must change nothing.
+    REQUIRE(produce_as(admin, events_topic, community, grant_bytes, partition) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    // And a dead letter ingest never wrote.
+    REQUIRE(produce_as(admin, deadletter_topic, device.id, "{}", 0) == RD_KAFKA_RESP_ERR_NO_ERROR);
     std::vector<std::int64_t> forged_offsets;
-    for (const auto& r : forged) {
-      if (r.partition == genuine->partition && r.offset > last_genuine) {
-        auto e = schemas::decode(r.value);
-        if (!e || !std::holds_alternative<schemas::Tick>(e->body)) forged_offsets.push_back(r.offset);
-      }
+    for (const auto& r : read_all(admin, events_topic)) {
+      if (r.partition != partition || r.offset <= last_genuine) continue;
+      auto e = schemas::decode(r.value);
+      const bool ours = !e || e->ingest_time_ms == 4000000000000 || !std::holds_alternative<schemas::Tick>(e->body);
+      if (ours && r.value != grant_bytes) forged_offsets.push_back(r.offset);
     }
-    REQUIRE(forged_offsets.size() == 3);
+    REQUIRE(forged_offsets.size() == 5);
     REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["lag_total"] == 0; }, 30s));
+    CHECK(stack.get(plate_record).value()["removed"] == true);  // the replayed grant was not applied
 
     auto [verified, verify_out] = test::run_courtyard(stack, {"replay", "verify"}, "verify");
     CHECK(verified == 1);
-    auto breaks = test::last_json_line(verify_out)["chain_breaks"];
-    REQUIRE(breaks.size() == 3);
-    std::set<std::int64_t> named;
-    for (const auto& b : breaks) named.insert(b["offset"].get<std::int64_t>());
-    CHECK(named == std::set<std::int64_t>(forged_offsets.begin(), forged_offsets.end()));
-    CHECK(breaks[0]["what"].get<std::string>().find("not chained") != std::string::npos);
-    CHECK(breaks[1]["what"].get<std::string>().find("different content") != std::string::npos);
-    CHECK(breaks[2]["what"].get<std::string>().starts_with("not a Courtyard event"));
+    std::map<std::int64_t, std::string> events_breaks;
+    std::vector<std::string> letter_breaks;
+    const auto verify_summary = test::last_json_line(verify_out);
+    for (const auto& b : verify_summary["chain_breaks"]) {
+      if (b["topic"] == events_topic) events_breaks[b["offset"].get<std::int64_t>()] = b["what"];
+      if (b["topic"] == deadletter_topic) letter_breaks.push_back(b["what"]);
+    }
+    REQUIRE(events_breaks.size() == 5);
+    std::vector<std::string> what;
+    for (auto offset : forged_offsets) {
+      CAPTURE(offset);
+      REQUIRE(events_breaks.contains(offset));
+      what.push_back(events_breaks[offset]);
+    }
+    CHECK(what[0].find("not chained") != std::string::npos);
+    CHECK(what[1].find("different content") != std::string::npos);
+    CHECK(what[2].starts_with("not a Courtyard event"));
+    CHECK(what[3].starts_with("altered"));
+    CHECK(what[4].find("tick whose MAC does not hold") != std::string::npos);
+    REQUIRE(letter_breaks.size() == 1);
+    CHECK(letter_breaks[0] == "a dead letter without ingest's MAC");
 
     // ... and rewrites one audit record and deletes another.
     auto mine = records_of_hub();
@@ -485,6 +538,21 @@ TEST_SUITE("integration: attacks") {
       CAPTURE(topic);
       CHECK(produce_as(services.kafka_as("ingest"), topic, "c", "forged") == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
       CHECK(produce_as(services.kafka_as("auditor"), topic, "c", "forged") == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    }
+    // A role cannot join another's consumer group (it would take the hub's partitions away).
+    {
+      auto consumer = make_consumer(services.kafka_as("auditor"), {{"group.id", "courtyard-hub"}});
+      REQUIRE(consumer);
+      KafkaPartitionsPtr topics(rd_kafka_topic_partition_list_new(1));
+      rd_kafka_topic_partition_list_add(topics.get(), kafka.events_topic.c_str(), RD_KAFKA_PARTITION_UA);
+      REQUIRE(rd_kafka_subscribe(consumer->get(), topics.get()) == RD_KAFKA_RESP_ERR_NO_ERROR);
+      std::vector<std::string> errors;
+      CHECK(test::eventually([&] {
+        KafkaMessagePtr m(rd_kafka_consumer_poll(consumer->get(), 200));
+        if (m && m->err) errors.push_back(rd_kafka_err2name(m->err));
+        return !errors.empty() && errors.back() == "GROUP_AUTHORIZATION_FAILED";
+      }, 20s));
+      rd_kafka_consumer_close(consumer->get());
     }
     // A wrong password, or none: no metadata, no produce.
     auto wrong = services.kafka_as("hub");

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include "common/digest.h"
+
 #include <nlohmann/json.hpp>
 
 #include "schemas/event.h"
@@ -110,6 +112,25 @@ TEST_SUITE("schemas envelope") {
 }
 
 TEST_SUITE("hash chain links") {
+  constexpr std::string_view kKey = "the deployment's chain key";
+
+  TEST_CASE("attack: without the chain key nobody computes a link: a plain SHA-256 chain or another key's do not match") {
+    schemas::Event e;
+    e.device = DeviceId("gate-1");
+    e.community = CommunityId("c1");
+    e.chain_seq = 1;
+    e.body = schemas::DeviceStatus{};
+    const auto link = schemas::chain_link(kKey, "", e);
+    CHECK(link != sha256_hex(schemas::encode(e)));
+    CHECK(link != schemas::chain_link("a guess", "", e));
+    std::vector<std::pair<std::string, std::string>> headers{{"reason", "malformed"}, {"device", "gate-1"}};
+    const auto mac = schemas::dead_letter_mac(kKey, "{", headers);
+    CHECK(mac == schemas::dead_letter_mac(kKey, "{", headers));
+    CHECK(mac != schemas::dead_letter_mac(kKey, "{x", headers));
+    headers[0].second = "out_of_range";
+    CHECK(mac != schemas::dead_letter_mac(kKey, "{", headers));
+  }
+
   TEST_CASE("a link depends on the previous link and on every field of the event, and survives the envelope") {
     schemas::Event e;
     e.device = DeviceId("gate-1");
@@ -119,24 +140,24 @@ TEST_SUITE("hash chain links") {
     e.ingest_time_ms = 1795950000005;
     e.body = schemas::GatePass{schemas::Credential::Face, "subj-1", schemas::Direction::In, schemas::Decision::Granted};
     e.chain_seq = 42;
-    const auto link = schemas::chain_link("prev", e);
+    const auto link = schemas::chain_link(kKey, "prev", e);
     CHECK(link.size() == 64);
-    CHECK(schemas::chain_link("prev", e) == link);
-    CHECK(schemas::chain_link("other", e) != link);
+    CHECK(schemas::chain_link(kKey, "prev", e) == link);
+    CHECK(schemas::chain_link(kKey, "other", e) != link);
     auto later = e;
     later.device_time_ms += 1;
-    CHECK(schemas::chain_link("prev", later) != link);
+    CHECK(schemas::chain_link(kKey, "prev", later) != link);
     auto moved = e;
     moved.chain_seq = 43;
-    CHECK(schemas::chain_link("prev", moved) != link);
+    CHECK(schemas::chain_link(kKey, "prev", moved) != link);
     auto with_link = e;
     with_link.chain_link = link;
-    CHECK(schemas::chain_link("prev", with_link) == link);  // the link itself is not hashed
+    CHECK(schemas::chain_link(kKey, "prev", with_link) == link);  // the link itself is not hashed
     auto decoded = schemas::decode(schemas::encode(with_link));
     REQUIRE(decoded);
     CHECK(decoded->chain_seq == 42);
     CHECK(decoded->chain_link == link);
-    CHECK(schemas::chain_link("prev", *decoded) == link);
+    CHECK(schemas::chain_link(kKey, "prev", *decoded) == link);
   }
 }
 

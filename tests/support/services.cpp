@@ -154,8 +154,13 @@ Stack::Stack(std::vector<std::string> communities, std::map<std::string, std::st
     : name_(unique_name("it")), communities_(std::move(communities)), http_port_(free_port()),
       extra_env_(std::move(extra_env)) {
   admin_token_ = token("admin");
-  // Ingest creates its snapshots topic at start, where it may: a name of this stack's own.
+  // Ingest creates its snapshots topic at start, where it may: a name of this stack's own; and
+  // this stack's consumer groups, granted by name as `courtyard kafka setup` grants a deployment's.
   create_topic(services().kafka(), name_ + ".snapshots", 3, TopicKind::Snapshots);
+  const std::string ingest = "courtyard-" + name_ + "-ingest";
+  auto granted = grant_groups(services().kafka(), {{ingest + "-registry", ingest + "-requests", ingest + "-commands"},
+                                                   {name_ + "-hub", name_ + "-vision"}, {}});
+  REQUIRE_MESSAGE(granted, (granted ? "" : granted.error()));
 }
 
 std::string Stack::token(const std::string& role, const std::string& community, const std::string& unit) {
@@ -179,8 +184,11 @@ std::map<std::string, std::string> Stack::env() const {
           {"COURTYARD_KAFKA_PORT", std::to_string(s.kafka_port)},
           {"COURTYARD_MQTT_PASSWORD_FILE", s.service_password_file()},
           {"COURTYARD_KAFKA_CREDENTIALS_DIR", s.var + "/secrets"},
+          // One deployment: every stack's ingest keys its chains with the same key, so a replay of
+          // the shared log checks every community's.
+          {"COURTYARD_INGEST_CHAIN_KEY_FILE", s.var + "/secrets/chain-key"},
           {"COURTYARD_HTTP_PORT", std::to_string(http_port_)},
-          {"COURTYARD_INGEST_CLIENT_ID", name_ + "-ingest"},
+          {"COURTYARD_INGEST_CLIENT_ID", "courtyard-" + name_ + "-ingest"},
           {"COURTYARD_INGEST_COMMUNITIES", communities},
           {"COURTYARD_HUB_GROUP_ID", name_ + "-hub"},
           {"COURTYARD_HUB_INSTANCE_ID", name_ + "-hub-0"},

@@ -35,6 +35,14 @@ struct TopicPlan {
 // Every topic of a deployment, named as `names` configures them.
 std::vector<TopicPlan> courtyard_topics(const KafkaConfig& names);
 
+// The consumer groups each role may use (READ on the group: join it, commit its offsets). Named,
+// never a wildcard: a role that could join another's group could take its partitions away.
+struct ConsumerGroups {
+  std::vector<std::string> ingest, hub, auditor;
+};
+std::expected<void, std::string> grant_groups(const KafkaConfig& admin, const ConsumerGroups& groups,
+                                              const KafkaPrincipals& principals = {});
+
 // Creates the topic if it does not exist and grants each principal what its kind allows.
 // Idempotent. `admin` must carry a super user's credentials.
 std::expected<void, std::string> create_topic_with_access(const KafkaConfig& admin, const TopicPlan& plan,
@@ -42,8 +50,8 @@ std::expected<void, std::string> create_topic_with_access(const KafkaConfig& adm
                                                           std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 // Waits until the broker answers (at most `wait`), then every topic of courtyard_topics() and the
-// principals' consumer-group rights. Idempotent.
+// principals' consumer groups. Idempotent.
 std::expected<void, std::string> set_up_kafka(const KafkaConfig& admin, const KafkaPrincipals& principals,
-                                              std::chrono::milliseconds wait);
+                                              const ConsumerGroups& groups, std::chrono::milliseconds wait);
 
 }  // namespace courtyard

@@ -17,6 +17,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/metrics.h"
+#include "common/sealing.h"
 #include "hub/access.h"
 #include "schemas/registry.h"
 #include "processors/runner.h"
@@ -110,6 +111,7 @@ class Api {
   HttpResponse forbidden(const std::string& detail) const;
   ApiSources sources_;
   std::unique_ptr<const StaticFiles> static_files_;
+  Sealer cursors_;  // seals paging cursors that stop on a record the caller may not read
   Metrics& metrics_;
   Histogram request_seconds_;
 };

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/kafka.h"
+#include "common/kafka_access.h"
 #include "common/mqtt.h"
 #include "processors/alerts_fold.h"
 
@@ -31,9 +32,11 @@ struct Config {
     std::int64_t ws_max_pending = 4096;  // changes a WebSocket client may have waiting before it is dropped
     std::int64_t ws_frame_interval_ms = 100; // least time between two frames of changes to one client (coalescing)
     std::int64_t max_connections = 1024;     // open HTTP and WebSocket connections; more are answered 503
-    std::int64_t workers = 4;                // threads answering /api/ requests and building subscription snapshots
-    std::int64_t max_queued_requests = 256;  // /api/ requests waiting for a worker; more are answered 503
-    std::int64_t max_requests_per_token = 8; // of those, with one token; more are answered 429
+    std::int64_t max_connections_per_address = 256;  // of those, from one client address (behind a proxy: the proxy's)
+    std::int64_t max_websockets_per_token = 32;      // open WebSockets of one token; more are answered 429
+    std::int64_t workers = 8;                // threads answering /api/ requests and building subscription snapshots
+    std::int64_t max_queued_requests = 256;  // requests and snapshots waiting for a worker; more are answered 503
+    std::int64_t max_requests_per_token = 4; // of those, of one token; more are answered 429 (keep it below workers)
     std::int64_t write_timeout_ms = 30000;   // a client that reads nothing for this long is dropped
     std::int64_t as_of_stores_keep = 4;      // as-of stores kept on disk for repeated queries (var/hub/as-of)
   } http;
@@ -45,6 +48,7 @@ struct Config {
     std::int64_t max_payload_bytes = 16384;        // larger payloads are rejected (too_large)
     std::int64_t max_snapshot_bytes = 524288;      // the same for camera snapshots (.../snapshot)
     std::int64_t tick_interval_ms = 1000;          // the log's clock: a tick to every partition this often (0: this instance does not tick)
+    std::string chain_key_file = "secrets/chain-key";  // keys chain links, ticks and dead letters; ingest and auditors (relative to var; made by ingest's first start)
   } ingest;
   struct Hub {
     std::string group_id = "courtyard-hub";        // consumer group of the processors
@@ -90,6 +94,10 @@ Config load_config(const std::optional<std::string>& path, const Environment& en
 
 // Reads alert rules: [defaults] and [communities.<id>] tables. Throws naming the bad key.
 processors::RuleBook load_rules(const std::string& path);
+
+// The Kafka consumer groups each role uses under this configuration (what `courtyard kafka setup`
+// grants): ingest's sessions' groups, the hub's processors and vision, the tools' readers.
+ConsumerGroups consumer_groups(const Config& config);
 
 // Every key with its environment variable name (for --help and the docs test).
 std::vector<std::pair<std::string, std::string>> config_keys();

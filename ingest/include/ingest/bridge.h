@@ -47,6 +47,9 @@ struct BridgeConfig {
   // the events topic's only writer, stamps ticks with the clock that stamps every event; one
   // instance of a deployment ticks.
   std::chrono::milliseconds tick_interval{1000};
+  // Keys every chain link, tick and dead letter (docs/security.md): without it nobody can extend
+  // a chain, forge a tick or a dead letter that passes `replay verify`. Required.
+  std::string chain_key;
 };
 
 // The snapshots topic's settings for a retention: its segments roll and the broker's cleaner runs

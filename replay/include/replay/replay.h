@@ -40,6 +40,9 @@ struct RebuildConfig {
   std::size_t max_batch = 5000;           // messages per store write
   std::chrono::milliseconds timeout{120000};  // longest wait for the broker without progress
   std::function<void(const Progress&)> on_progress;  // about once a second
+  // The deployment's chain key (ingest.chain_key_file): with it every chain link, tick and dead
+  // letter is checked and every break reported; without it (the hub's own as-of reads) none is.
+  std::optional<std::string> chain_key;
 };
 
 // A community's hash chain as the rebuild found it.

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -196,13 +197,19 @@ struct Event {
   std::int64_t ingest_time_ms = 0;
   Body body;
   std::uint64_t chain_seq = 0;  // position in its community's stream; set by ingest (0: not chained)
-  std::string chain_link;       // SHA-256(previous link || this event without its link), hex
+  std::string chain_link;       // HMAC-SHA256(chain key, previous link || this event without its link), hex
   bool operator==(const Event&) const = default;
 };
 
 // The chain link of `event` (with its chain_seq set) after the community's previous link
-// ("" before the first event).
-std::string chain_link(const std::string& previous, Event event);
+// ("" before the first event), keyed with the deployment's chain key: only ingest, the one
+// writer of the log, and the auditors who check it hold the key, so write access to Kafka alone
+// cannot extend a chain. A tick's link is its own MAC: chain_link(key, kTickLink, tick).
+std::string chain_link(std::string_view key, const std::string& previous, Event event);
+inline constexpr std::string_view kTickLink = "tick";
+// The MAC ingest puts on a dead letter (header "auth"): its payload and every other header.
+std::string dead_letter_mac(std::string_view key, std::string_view payload,
+                            const std::vector<std::pair<std::string, std::string>>& headers);
 
 // Why a payload was refused. `detail` names the field and the rule it broke.
 struct Rejection {
