@@ -374,7 +374,9 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
   // A narrower prefix where the key itself carries the community (scans less for staff and residents).
   std::string scan_prefix = prefix;
   const bool keyed_by_community = prefix == "homes/" || prefix == "communities/" || prefix == "registry/" || prefix == "notices/";
-  if (keyed_by_community && who.role != Role::Admin && who.role != Role::Auditor) scan_prefix += who.community + "/";
+  const bool scoped = who.role != Role::Admin && who.role != Role::Auditor;
+  if (keyed_by_community && scoped) scan_prefix += who.community + "/";
+  if (prefix == "alerts/" && scoped) scan_prefix += who.community + ":";  // alerts/{community}:{rule}:...
   // `after` is a record's id (one the caller has seen), or a sealed cursor this hub handed out: a
   // page that stopped among records the caller may not read says where to go on without naming them.
   std::string after;

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
+#include <list>
 #include <mutex>
 #include <unordered_map>
 
@@ -47,6 +49,7 @@ void add_security_headers(http::response<http::string_body>& res) {
 struct ServerStats {
   std::atomic<std::int64_t> connections{0};
   std::atomic<std::uint64_t> refused_full{0}, refused_address{0}, refused_busy{0}, refused_credential{0}, accept_errors{0},
+      evicted_waiting{0},
       dropped_stalled{0}, closed_token{0}, handler_errors{0};
 };
 
@@ -60,6 +63,10 @@ class Counts {
     if (n >= limit) return false;
     ++n;
     return true;
+  }
+  void force_take(const std::string& key) {
+    std::lock_guard lock(mu_);
+    ++counts_[key];
   }
   void give_back(const std::string& key) {
     std::lock_guard lock(mu_);
@@ -84,6 +91,28 @@ struct Shared {
   // max_per_credential of one token (requests and subscription snapshots alike).
   std::atomic<std::size_t> queued{0};
   Counts per_token, websockets_per_token, per_address;
+
+  // Connections waiting for a request (new ones, and keep-alive ones between requests), oldest
+  // first. When the server is full, a new connection takes the place of the oldest of them from
+  // the same address (or any, when the whole server is full): a client that opens connections and
+  // never completes a request holds nothing for long. I/O thread only.
+  struct Waiting {
+    std::string address;
+    std::function<void()> evict;
+  };
+  std::list<Waiting> waiting;
+  // Evicts the oldest waiting connection (of `address`, when given); false when there is none.
+  bool evict_oldest(const std::string* address) {
+    for (auto it = waiting.begin(); it != waiting.end(); ++it) {
+      if (address && it->address != *address) continue;
+      auto evict = std::move(it->evict);
+      waiting.erase(it);
+      ++stats.evicted_waiting;
+      evict();
+      return true;
+    }
+    return false;
+  }
 
   enum class Admission { Admitted, Busy, TooMany };
   Admission admit(const std::string& token_id) {
@@ -339,6 +368,7 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, Shared& shared, std::shared_ptr<ConnectionSlot> slot)
       : stream_(std::move(socket)), shared_(shared), slot_(std::move(slot)) {}
+  ~Session() { stop_waiting(); }
   void start() { read(); }
 
  private:
@@ -347,7 +377,13 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(64 * 1024);
     parser_->header_limit(16 * 1024);
     stream_.expires_after(shared_.limits.idle_timeout);
+    // Until a whole request is in, this connection may give its place to a newer one.
+    std::weak_ptr<Session> weak = shared_from_this();
+    waiting_ = shared_.waiting.insert(shared_.waiting.end(), {slot_->address, [weak] {
+                                        if (auto s = weak.lock()) s->evicted();
+                                      }});
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->stop_waiting();
       if (ec) return self->close();
       try {
         self->dispatch();
@@ -447,9 +483,21 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  void stop_waiting() {
+    if (waiting_) shared_.waiting.erase(*waiting_);
+    waiting_.reset();
+  }
+
+  void evicted() {
+    waiting_.reset();  // Shared::evict_oldest took it off the list
+    beast::error_code ec;
+    stream_.socket().close(ec);  // the pending read completes with an error and the session ends
+  }
+
   beast::tcp_stream stream_;
   Shared& shared_;
   std::shared_ptr<ConnectionSlot> slot_;
+  std::optional<std::list<Shared::Waiting>::iterator> waiting_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
@@ -486,9 +534,20 @@ struct HttpServer::Impl {
       }
       beast::error_code peer_ec;
       const std::string address = socket.remote_endpoint(peer_ec).address().to_string();
-      const bool full = static_cast<std::size_t>(shared.stats.connections.load()) >= shared.limits.max_connections;
-      if (full || !shared.per_address.take(address, shared.limits.max_connections_per_address)) {
-        ++(full ? shared.stats.refused_full : shared.stats.refused_address);
+      bool admitted = true;
+      if (static_cast<std::size_t>(shared.stats.connections.load()) >= shared.limits.max_connections &&
+          !shared.evict_oldest(nullptr)) {
+        admitted = false;
+        ++shared.stats.refused_full;
+      } else if (!shared.per_address.take(address, shared.limits.max_connections_per_address)) {
+        if (shared.evict_oldest(&address)) {
+          shared.per_address.force_take(address);  // the evicted one gives its count back as it closes
+        } else {
+          admitted = false;
+          ++shared.stats.refused_address;
+        }
+      }
+      if (!admitted) {
         // A short answer instead of a hang; the socket is new, its send buffer empty.
         static constexpr std::string_view kFull =
             "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n";
@@ -544,6 +603,9 @@ std::string HttpServer::render_metrics() const {
   m.set("courtyard_http_server_refused_total", {{"reason", "per_token"}}, static_cast<double>(s.refused_credential.load()));
   m.describe("courtyard_http_accept_errors_total", "counter", "Accept calls that failed (descriptors exhausted, ...)");
   m.set("courtyard_http_accept_errors_total", {}, static_cast<double>(s.accept_errors.load()));
+  m.describe("courtyard_http_evicted_waiting_total", "counter",
+             "Connections closed before completing a request, to make room for a new one (the server was full)");
+  m.set("courtyard_http_evicted_waiting_total", {}, static_cast<double>(s.evicted_waiting.load()));
   m.describe("courtyard_ws_dropped_stalled_total", "counter", "WebSockets dropped because a write made no progress");
   m.set("courtyard_ws_dropped_stalled_total", {}, static_cast<double>(s.dropped_stalled.load()));
   m.describe("courtyard_ws_closed_token_total", "counter", "WebSockets closed because their token was revoked or expired");

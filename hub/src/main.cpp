@@ -1,4 +1,6 @@
 // The `courtyard` command: one binary, one subcommand per role.
+#include <sys/stat.h>
+
 #include <charconv>
 #include <csignal>
 #include <iostream>
@@ -209,6 +211,8 @@ int run_device_add(const hub::Config& config, const std::string& id, const std::
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Whatever any part of Courtyard writes (stores, spools, keys, checkpoints) is its own user's only.
+  ::umask(077);
   CLI::App app{"Courtyard: an event-sourced IoT hub for residential communities"};
   app.require_subcommand(1);
   std::optional<std::string> config_path;

@@ -56,6 +56,8 @@ struct Bridge::Impl {
   std::atomic<bool> fatal{false};
 
   std::atomic<std::uint64_t> accepted{0}, rejected{0}, delivered{0}, commands{0};
+  // A camera image left the spool for Kafka since the last purge: its bytes must leave the disk too.
+  std::atomic<bool> images_delivered{false};
   KafkaPtr command_consumer;
 
   // Hub -> device: commands of owned communities go to the device's cmd topic, or for "_staff"
@@ -439,6 +441,7 @@ struct Bridge::Impl {
     }
     ++self->delivered;
     if (auto ok = self->spool->remove(seq); !ok) spdlog::error("{}", ok.error());
+    if (self->config.kafka.snapshots_topic == rd_kafka_topic_name(m->rkt)) self->images_delivered = true;
   }
 
   void start() {
@@ -550,7 +553,7 @@ Bridge::~Bridge() = default;
 
 void Bridge::run(std::stop_token stop) {
   impl_->start();
-  auto last_report = std::chrono::steady_clock::now();
+  auto last_report = std::chrono::steady_clock::now(), last_purge = last_report;
   auto next_tick = std::chrono::steady_clock::now();
   while (!stop.stop_requested() && !impl_->fatal) {
     rd_kafka_poll(impl_->producer.get(), 10);
@@ -563,6 +566,11 @@ void Bridge::run(std::stop_token stop) {
     impl_->relay_commands();
     impl_->append_requests();
     impl_->pump();
+    if (auto now = std::chrono::steady_clock::now(); now - last_purge > std::chrono::seconds(60) && impl_->images_delivered) {
+      last_purge = now;
+      impl_->images_delivered = false;
+      if (auto ok = impl_->spool->purge(); !ok) spdlog::warn("{}", ok.error());
+    }
     if (auto now = std::chrono::steady_clock::now(); now - last_report > std::chrono::seconds(10)) {
       last_report = now;
       auto s = stats();

@@ -115,6 +115,19 @@ std::expected<void, std::string> Spool::remove(std::uint64_t seq) {
   return {};
 }
 
+std::expected<void, std::string> Spool::purge() {
+  rocksdb::FlushOptions flush;
+  flush.wait = true;
+  auto s = db_->Flush(flush);  // the memtable to a table: the WAL holding deleted records is retired
+  if (s.ok()) {
+    rocksdb::CompactRangeOptions compact;
+    compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    s = db_->CompactRange(compact, nullptr, nullptr);  // the tables without what was deleted
+  }
+  if (!s.ok()) return std::unexpected("spool purge failed: " + s.ToString());
+  return {};
+}
+
 std::optional<std::string> Spool::meta(const std::string& key) const {
   std::string value;
   if (!db_->Get(rocksdb::ReadOptions(), "m" + key, &value).ok()) return std::nullopt;

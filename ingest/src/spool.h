@@ -41,6 +41,9 @@ class Spool {
   // Records from `first` on, in order, at most `max`.
   std::vector<std::pair<std::uint64_t, SpoolRecord>> read(std::uint64_t first, std::size_t max) const;
   std::expected<void, std::string> remove(std::uint64_t seq);
+  // Rewrites the store so what remove() deleted leaves the disk: the write-ahead log and the
+  // tables that still held it are replaced. Camera images must not outlive their delivery.
+  std::expected<void, std::string> purge();
   std::optional<std::string> meta(const std::string& key) const;
   std::uint64_t first_seq() const;  // sequence of the oldest record still held (next_seq if none)
   std::uint64_t next_seq() const;

@@ -38,12 +38,18 @@ std::string chain_link(std::string_view key, const std::string& previous, Event 
 
 std::string dead_letter_mac(std::string_view key, std::string_view payload,
                             const std::vector<std::pair<std::string, std::string>>& headers) {
+  // Every part with its length first: no byte can move from one part to another unnoticed.
   std::string message = "deadletter";
-  message += '\0';
-  message += payload;
+  auto part = [&](std::string_view bytes) {
+    message += std::to_string(bytes.size());
+    message += ':';
+    message += bytes;
+  };
+  part(payload);
   for (const auto& [name, value] : headers) {
     if (name == "auth") continue;
-    message += '\0' + name + '\0' + value;
+    part(name);
+    part(value);
   }
   return hmac_sha256_hex(key, message);
 }

@@ -94,11 +94,19 @@ std::expected<void, Rejection> validate(const Event& e, const Limits& limits) {
         using T = std::decay_t<decltype(b)>;
         if constexpr (std::is_same_v<T, GatePass>) {
           c.text("subject", b.subject, 128, true);
+          // People enter the log as pseudonymous tokens, never as names: token syntax only.
+          if (!c.failure && !valid_id(b.subject)) {
+            c.failure = Rejection{Code::OutOfRange, "body.subject must be a token: 1..64 of [A-Za-z0-9_.-], never a name"};
+          }
           c.text("reason", b.reason, 128, false);
           c.range("temperature_c", b.temperature_c, 30, 45);
           c.range("match_score", b.match_score, 0, 1);
         } else if constexpr (std::is_same_v<T, VehiclePass>) {
           c.text("plate", b.plate, 32, true);
+          // Plates enter the log as tokens (plate- and the HMAC the site's gates compute), never as text.
+          if (!c.failure && (!b.plate.starts_with("plate-") || !valid_id(b.plate))) {
+            c.failure = Rejection{Code::OutOfRange, "body.plate must be a plate token (plate-...), never the plate's text"};
+          }
         } else if constexpr (std::is_same_v<T, MeterReading>) {
           c.range("total", b.total, 0, 1e12);
           c.text("unit", b.unit, 16, true);

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <filesystem>
+
 #include "spool.h"
 #include "temp_dir.h"
 
@@ -21,6 +23,27 @@ TEST_SUITE("ingest spool") {
     REQUIRE(records.size() == 5);
     CHECK(records[3].second.key == "k3");
     CHECK(records[3].second.headers.at(0).second == "r");
+  }
+
+  TEST_CASE("attack: a camera image delivered and removed leaves the spool's files once purged") {
+    // The review's probe found a delivered snapshot's raw bytes still in the spool's write-ahead log.
+    test::TempDir dir;
+    auto spool = Spool::open(dir.str("spool"), false);
+    REQUIRE(spool);
+    const std::string image = "\xff\xd8 UNBLURRED-FACES-OF-THE-GATE " + std::string(4096, 'x') + "\xff\xd9";
+    auto seq = (*spool)->append({"courtyard.snapshots.v1", "cam-1", image, {}});
+    REQUIRE(seq);
+    REQUIRE((*spool)->append({"courtyard.events.v1", "c1", "still waiting", {}}));
+    REQUIRE((*spool)->remove(*seq));
+    REQUIRE((*spool)->purge());
+    for (const auto& f : std::filesystem::recursive_directory_iterator(dir.path() / "spool")) {
+      if (!f.is_regular_file()) continue;
+      CAPTURE(f.path().string());
+      CHECK(test::read_file(f.path()).find("UNBLURRED-FACES-OF-THE-GATE") == std::string::npos);
+    }
+    auto left = (*spool)->read(0, 10);
+    REQUIRE(left.size() == 1);
+    CHECK(left[0].second.value == "still waiting");
   }
 
   TEST_CASE("a record stays until it is removed, and survives reopening") {

@@ -300,21 +300,38 @@ TEST_SUITE("integration: attacks") {
     CHECK(stack.get("/api/v1/notices?limit=1").has_value());
   }
 
-  TEST_CASE("attack: a connection flood and exhausted descriptors get 503s and back-off, never a spinning loop, and the hub recovers") {
+  TEST_CASE("attack: connections that never finish a request give way to real clients; a server full of live ones answers 503; exhausted descriptors back off, never spin") {
     const std::string community = test::unique_name("atk-fds");
     auto stack = own_log_stack(community, {{"COURTYARD_HTTP_MAX_CONNECTIONS", "40"}});
     stack.start_hub();
-    // Beyond the cap: answered 503 at once, not left hanging.
+    // The review's probe (slowloris): connections that send half a request and wait, reopened as
+    // soon as they close, held every slot and every real client got 503. They give way now.
     std::vector<int> held;
-    for (int i = 0; i < 40; ++i) held.push_back(tcp_connect(stack.http_port()));
+    for (int i = 0; i < 40; ++i) {
+      held.push_back(tcp_connect(stack.http_port()));
+      REQUIRE(::write(held.back(), "GET / HTTP/1.1\r\nHost: x\r\n", 25) == 25);
+    }
+    for (int i = 0; i < 5; ++i) {
+      auto real = test::http_get("127.0.0.1", stack.http_port(), "/healthz");
+      REQUIRE(real);
+      CHECK(real->status == 200);
+    }
+    CHECK(test::metric(stack, "courtyard_http_evicted_waiting_total") >= 1);
+    for (int fd : held) ::close(fd);
+    held.clear();
+    // A server full of live connections (WebSockets): the next one is answered 503 at once.
+    std::vector<std::unique_ptr<test::WsClient>> live;
+    for (int i = 0; i < 40; ++i) {
+      live.push_back(test::WsClient::connect(stack.http_port(), "/api/v1/subscribe", i % 2 ? stack.admin_token() : stack.token("auditor")));
+      REQUIRE(live.back());
+    }
     int over = tcp_connect(stack.http_port());
     REQUIRE(over >= 0);
     char answer[64] = {0};
     CHECK(::read(over, answer, sizeof answer - 1) > 0);
     CHECK(std::string(answer).starts_with("HTTP/1.1 503"));
     ::close(over);
-    for (int fd : held) ::close(fd);
-    held.clear();
+    live.clear();
     REQUIRE(test::eventually([&] { auto n = test::metric(stack, "courtyard_http_connections"); return n >= 0 && n <= 1; }, 10s));
     // Out of descriptors: the accept loop backs off instead of spinning at 100% CPU.
     const int pid = stack.hub().pid();
