@@ -10,6 +10,7 @@
 
 #include "audit.h"
 #include "http_server.h"
+#include "loops.h"
 #include "log_writer.h"
 #include "hub/api.h"
 #include "processors/runner.h"
@@ -21,46 +22,6 @@
 #include "subscriptions.h"
 
 namespace courtyard::hub {
-namespace {
-
-// The first failure of any of the hub's loops. Any loop that ends stops all of them: the hub
-// runs whole or not at all, and run_hub() rethrows the failure so the process exits non-zero.
-class Loops {
- public:
-  explicit Loops(std::stop_source& stopping) : stopping_(stopping) {}
-  // Runs `body` on a thread of its own; whatever way it ends, every loop is asked to stop.
-  template <class Body>
-  std::jthread start(std::string name, Body body) {
-    return std::jthread([this, name = std::move(name), body = std::move(body)](std::stop_token) mutable { guard(name, body); });
-  }
-  template <class Body>
-  void guard(const std::string& name, Body& body) {
-    try {
-      body();
-    } catch (const std::exception& e) {
-      fail(name, std::current_exception(), e.what());
-    } catch (...) {
-      fail(name, std::current_exception(), "unknown error");
-    }
-    stopping_.request_stop();
-  }
-  void rethrow_first() {
-    std::lock_guard lock(mu_);
-    if (first_) std::rethrow_exception(first_);
-  }
-
- private:
-  void fail(const std::string& name, std::exception_ptr e, const char* what) {
-    spdlog::critical("hub: {} stopped: {}; stopping the hub", name, what);
-    std::lock_guard lock(mu_);
-    if (!first_) first_ = e;
-  }
-  std::stop_source& stopping_;
-  std::mutex mu_;
-  std::exception_ptr first_;
-};
-
-}  // namespace
 
 void run_hub(const Config& config, std::stop_token stop, std::function<void(int)> on_listening) {
   processors::StoreConfig store_config;
