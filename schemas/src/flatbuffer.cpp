@@ -139,6 +139,9 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
 // Reads a verified buffer's body. Enum bytes outside our tables are refused, never cast blindly.
 std::expected<Body, std::string> read_body(const f::Event& e) {
   auto bad_enum = [](const char* field) { return std::unexpected(std::string(field) + " has an unknown value"); };
+  // A verified buffer may name a body type and hold no body (found by fuzz_admission: every
+  // body_as_*() below would then be null).
+  if (e.body() == nullptr) return std::unexpected(std::string("body is missing"));
   switch (e.body_type()) {
     case f::Body::GatePass: {
       auto* x = e.body_as_GatePass();
