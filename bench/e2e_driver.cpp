@@ -55,6 +55,7 @@ RawResult raw_mosquitto(const Args& a, const std::string& password, std::size_t 
     std::lock_guard lock(mu);
     latencies.push_back(ms);
     ++received;
+    return Delivery::Taken;
   };
   auto sub = MqttClient::connect("127.0.0.1", a.mqtt_port, so, 10s);
   auto pub = MqttClient::connect("127.0.0.1", a.mqtt_port, o, 10s);

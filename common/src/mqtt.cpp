@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include <mqtt_protocol.h>
+#include <sys/socket.h>
 
 #include "common/handles.h"
 
@@ -74,6 +75,7 @@ std::expected<std::unique_ptr<MqttClient>, std::string> MqttClient::create(const
   mosquitto* m = state->mosq.get();
   mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
   mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, 1000);
+  mosquitto_reconnect_delay_set(m, 1, 5, false);  // after a lost connection: 1 s, 2 s, ... at most 5 s
   if (!options.username.empty()) {
     mosquitto_username_pw_set(m, options.username.c_str(), options.password.c_str());
   }
@@ -111,12 +113,16 @@ std::expected<std::unique_ptr<MqttClient>, std::string> MqttClient::create(const
     st->cv.notify_all();
   });
   mosquitto_message_v5_callback_set(
-      m, [](mosquitto*, void* obj, const mosquitto_message* msg, const mosquitto_property*) {
+      m, [](mosquitto* mosq, void* obj, const mosquitto_message* msg, const mosquitto_property*) {
         auto* st = State::of(obj);
         MqttMessage message{msg->topic, std::string(static_cast<const char*>(msg->payload),
                                                     static_cast<std::size_t>(msg->payloadlen))};
-        if (st->handler) {
-          st->handler(message);  // set once before CONNECT, never changed: no lock needed
+        if (st->handler) {  // set once before CONNECT, never changed: no lock needed
+          if (st->handler(message) == Delivery::Refused) {
+            // The PUBACK is queued after this callback returns and written by this thread later:
+            // with the socket shut it never leaves. The loop reconnects; the broker redelivers.
+            ::shutdown(mosquitto_socket(mosq), SHUT_RDWR);
+          }
           return;
         }
         std::lock_guard lock(st->mu);

@@ -54,8 +54,11 @@ struct Bridge::Impl {
   std::deque<std::pair<std::uint64_t, SpoolRecord>> pending;
   std::atomic<std::size_t> in_flight{0};
   std::atomic<bool> fatal{false};
+  // The spool refused the last write (a full disk): devices' messages are handed back to the
+  // broker unacknowledged until a write succeeds again.
+  std::atomic<bool> spool_failing{false};
 
-  std::atomic<std::uint64_t> accepted{0}, rejected{0}, delivered{0}, commands{0};
+  std::atomic<std::uint64_t> accepted{0}, rejected{0}, delivered{0}, commands{0}, handed_back{0};
   // A camera image left the spool for Kafka since the last purge: its bytes must leave the disk too.
   std::atomic<bool> images_delivered{false};
   KafkaPtr command_consumer;
@@ -115,7 +118,7 @@ struct Bridge::Impl {
         delivered.device = DeviceId(device);
         delivered.community = CommunityId(community);
         delivered.body = schemas::CommandDelivered{command_id};
-        append_event(std::move(delivered));
+        if (!append_event(std::move(delivered))) return false;  // sent again later: at least once
       }
     }
     KafkaPartitionsPtr done(rd_kafka_topic_partition_list_new(1));
@@ -149,6 +152,7 @@ struct Bridge::Impl {
   // spool with each append: a restart neither loses nor repeats one.
   KafkaPtr requests_consumer;
   std::map<std::int32_t, bool> requests_resumed;  // partition -> started from the spool's offset
+  KafkaMessagePtr stalled_request;                // the spool did not take it: first next time
 
   void start_requests() {
     auto consumer = make_consumer(config.kafka, {{"group.id", config.client_id + "-requests"},
@@ -180,7 +184,8 @@ struct Bridge::Impl {
 
   void append_requests() {
     for (int i = 0; i < 500; ++i) {
-      KafkaMessagePtr m(rd_kafka_consumer_poll(requests_consumer.get(), 0));
+      KafkaMessagePtr m = stalled_request ? std::move(stalled_request)
+                                          : KafkaMessagePtr(rd_kafka_consumer_poll(requests_consumer.get(), 0));
       if (!m) return;
       if (m->err) continue;
       auto event = schemas::decode(std::string_view(static_cast<const char*>(m->payload), m->len));
@@ -191,7 +196,10 @@ struct Bridge::Impl {
       if (!owns(event->community)) continue;
       // A new instance reads from the start; what is older than the age limit was another's to append.
       if (!requests_resumed[m->partition] && wall_ms() - event->device_time_ms > config.command_max_age.count()) continue;
-      append_event(std::move(*event), {{requests_key(m->partition), std::to_string(m->offset + 1)}});
+      if (!append_event(std::move(*event), {{requests_key(m->partition), std::to_string(m->offset + 1)}})) {
+        stalled_request = std::move(m);
+        return;
+      }
     }
   }
 
@@ -245,8 +253,17 @@ struct Bridge::Impl {
   // next to the records, in the same atomic write, so a restart continues the chain exactly.
   std::map<std::string, std::pair<std::uint64_t, std::string>> chain_heads;
 
-  // Gives the event its id, ingest time and chain link; returns the head to store with it.
-  std::pair<std::string, std::string> stamp(schemas::Event& e) {
+  struct Head {
+    std::string community;
+    std::uint64_t seq = 0;
+    std::string link;
+    std::pair<std::string, std::string> meta() const { return {chain_key(community), std::to_string(seq) + " " + link}; }
+  };
+
+  // Gives the event its id, ingest time and chain link; returns the community's new head, which
+  // becomes the head (advance()) only once the spool holds the event: a write the disk refused
+  // leaves the chain where it was.
+  Head stamp(schemas::Event& e) {
     auto stamp = ids.next();
     e.event_id = stamp.id;
     e.ingest_time_ms = stamp.ms;
@@ -262,31 +279,35 @@ struct Bridge::Impl {
     }
     e.chain_seq = head->second.first + 1;
     e.chain_link = schemas::chain_link(config.chain_key, head->second.second, e);
-    head->second = {e.chain_seq, e.chain_link};
-    return {chain_key(community), std::to_string(e.chain_seq) + " " + e.chain_link};
+    return {community, e.chain_seq, e.chain_link};
   }
+  void advance(const Head& head) { chain_heads[head.community] = {head.seq, head.link}; }
 
-  void append(SpoolRecord record, const Meta& meta = {}) {
+  bool append(SpoolRecord record, const Meta& meta = {}) {
     std::vector<SpoolRecord> one;
     one.push_back(std::move(record));
-    append(std::move(one), meta);
+    return append(std::move(one), meta);
   }
 
   // Records that must survive together (a snapshot's image and its event) go in one spool write.
-  void append(std::vector<SpoolRecord> records, const Meta& meta) {
+  // False when the disk did not take them: nothing of them was kept, and whoever handed them over
+  // must keep them (a device's message goes back to the broker unacknowledged).
+  bool append(std::vector<SpoolRecord> records, const Meta& meta) {
     auto seq = spool->append(std::span<const SpoolRecord>(records), meta);
     if (!seq) {
-      // Without the spool nothing can be promised; stop and let the supervisor restart us.
-      spdlog::critical("{}", seq.error());
-      fatal = true;
-      return;
+      if (!spool_failing.exchange(true)) {
+        spdlog::critical("{}; acknowledging nothing until the spool takes writes again", seq.error());
+      }
+      return false;
     }
+    if (spool_failing.exchange(false)) spdlog::warn("the spool takes writes again; acknowledging devices again");
     std::lock_guard lock(pump_mu);
     for (std::size_t i = 0; i < records.size(); ++i) pending.emplace_back(*seq + i, std::move(records[i]));
+    return true;
   }
 
   // The image goes to the snapshots topic with the event; the log gets the event without it.
-  void append_snapshot(schemas::Event event) {
+  bool append_snapshot(schemas::Event event) {
     auto& snapshot = std::get<schemas::CameraSnapshot>(event.body);
     auto info = schemas::jpeg_info(snapshot.jpeg);  // admitted, so a JPEG
     snapshot.image_sha256 = sha256_hex(snapshot.jpeg);
@@ -296,33 +317,51 @@ struct Bridge::Impl {
     std::string jpeg = std::move(snapshot.jpeg);
     snapshot.jpeg.clear();
     std::lock_guard lock(append_mu);
-    Meta meta{stamp(event)};
+    const Head head = stamp(event);
     std::string logged = schemas::encode(event);
     std::get<schemas::CameraSnapshot>(event.body).jpeg = std::move(jpeg);
     std::vector<SpoolRecord> records;
     records.push_back({config.kafka.snapshots_topic, event.device.str(), schemas::encode(event), {}});
     records.push_back({config.kafka.events_topic, event.community.str(), std::move(logged), {}});
-    append(std::move(records), meta);
+    if (!append(std::move(records), {head.meta()})) return false;
+    advance(head);
+    return true;
   }
 
-  void append_event(schemas::Event event, Meta meta = {}) {
+  bool append_event(schemas::Event event, Meta meta = {}) {
     std::lock_guard lock(append_mu);
-    meta.push_back(stamp(event));
-    append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}}, meta);
+    const Head head = stamp(event);
+    meta.push_back(head.meta());
+    if (!append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}}, meta)) {
+      return false;
+    }
+    advance(head);
+    return true;
   }
 
-  void apply_registrations(const std::vector<RegistryRecord>& records) {
-    for (const auto& r : records) {
-      std::lock_guard lock(append_mu);
-      if (r.offset < registry_applied) continue;
-      registry_applied = r.offset + 1;
-      if (!owns(r.registration.community)) continue;
-      auto event = schemas::registered_event(r.registration);
-      auto head = stamp(event);
-      append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}},
-             {{std::string(kRegistryAppliedKey), std::to_string(registry_applied)}, head});
-      spdlog::info("registered {} ({}) in {}", r.registration.device.str(),
-                   schemas::to_string(r.registration.kind), r.registration.community.str());
+  // Registrations read from the registry and not yet in the spool, in the order read (under append_mu).
+  std::deque<RegistryRecord> unapplied;
+
+  // Appends registrations in order; one the spool does not take waits, with those after it, for
+  // the next call (the main loop calls every round).
+  void apply_registrations(std::vector<RegistryRecord> records) {
+    std::lock_guard lock(append_mu);
+    for (auto& r : records) unapplied.push_back(std::move(r));
+    while (!unapplied.empty()) {
+      const RegistryRecord& r = unapplied.front();
+      if (r.offset >= registry_applied && owns(r.registration.community)) {
+        auto event = schemas::registered_event(r.registration);
+        const Head head = stamp(event);
+        if (!append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}},
+                    {{std::string(kRegistryAppliedKey), std::to_string(r.offset + 1)}, head.meta()})) {
+          return;
+        }
+        advance(head);
+        spdlog::info("registered {} ({}) in {}", r.registration.device.str(),
+                     schemas::to_string(r.registration.kind), r.registration.community.str());
+      }
+      registry_applied = std::max(registry_applied, r.offset + 1);
+      unapplied.pop_front();
     }
   }
 
@@ -335,12 +374,11 @@ struct Bridge::Impl {
       spdlog::warn("{}", records.error());
       return std::nullopt;
     }
-    apply_registrations(*records);
+    apply_registrations(std::move(*records));
     return registry->lookup(device);
   }
 
-  void reject(const MqttMessage& m, const schemas::Rejection& why) {
-    ++rejected;
+  Delivery reject(const MqttMessage& m, const schemas::Rejection& why) {
     auto topic = schemas::parse_topic(m.topic);
     auto seq = schemas::best_effort_seq(m.payload);
     // The dead-letter topic is kept for ever: a camera's image (faces, plates) is not.
@@ -364,7 +402,8 @@ struct Bridge::Impl {
       dead.headers.emplace_back("payload_sha256", sha256_hex(m.payload));
     }
     dead.headers.emplace_back("auth", schemas::dead_letter_mac(config.chain_key, dead.value, dead.headers));
-    append(std::move(dead));
+    if (!append(std::move(dead))) return Delivery::Refused;
+    ++rejected;
     if (topic) {
       nlohmann::json reply{{"seq", seq ? nlohmann::json(*seq) : nlohmann::json(nullptr)},
                            {"reason", schemas::to_string(why.code)},
@@ -373,24 +412,32 @@ struct Bridge::Impl {
                                 reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 1);
       if (!sent) spdlog::warn("error reply to {} not sent: {}", topic->device.str(), sent.error());
     }
+    return Delivery::Taken;
   }
 
-  void on_message(const MqttMessage& m) {
+  // A device's message is acknowledged (Taken) only once the spool holds what became of it: the
+  // event, or its dead letter. What the spool refuses goes back to the broker (Refused).
+  Delivery on_message(const MqttMessage& m) {
+    Delivery outcome = Delivery::Taken;
     try {
       auto event = admit(m.topic, m.payload, [this](const DeviceId& d) { return lookup(d); }, config.limits);
       if (!event) {
-        reject(m, event.error());
+        outcome = reject(m, event.error());
       } else if (!owns(event->community)) {
-        return;  // another instance's community; our subscriptions should not deliver it
+        return Delivery::Taken;  // another instance's community; our subscriptions should not deliver it
       } else {
-        ++accepted;
-        if (std::holds_alternative<schemas::CameraSnapshot>(event->body)) append_snapshot(std::move(*event));
-        else append_event(std::move(*event));
+        const bool kept = std::holds_alternative<schemas::CameraSnapshot>(event->body)
+                              ? append_snapshot(std::move(*event))
+                              : append_event(std::move(*event));
+        if (kept) ++accepted;
+        outcome = kept ? Delivery::Taken : Delivery::Refused;
       }
-      pump();
     } catch (const std::exception& e) {
-      reject(m, schemas::Rejection{schemas::Rejection::Code::Malformed, std::string("internal error: ") + e.what()});
+      outcome = reject(m, schemas::Rejection{schemas::Rejection::Code::Malformed, std::string("internal error: ") + e.what()});
     }
+    if (outcome == Delivery::Refused) ++handed_back;
+    pump();
+    return outcome;
   }
 
   void pump() {
@@ -424,6 +471,13 @@ struct Bridge::Impl {
 
   static inline char kTickMarker = 0;  // the opaque of ticks: not a spooled record
 
+  // Delivered records whose removal the spool refused (a full disk): removed once it takes writes,
+  // or a restart would produce them again. Main thread only: delivery reports are served there.
+  std::vector<std::uint64_t> unremoved;
+  void remove_delivered() {
+    std::erase_if(unremoved, [this](std::uint64_t seq) { return spool->remove(seq).has_value(); });
+  }
+
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     auto* self = static_cast<Impl*>(opaque);
     if (m->_private == &kTickMarker) {
@@ -440,7 +494,10 @@ struct Bridge::Impl {
       return;
     }
     ++self->delivered;
-    if (auto ok = self->spool->remove(seq); !ok) spdlog::error("{}", ok.error());
+    if (auto ok = self->spool->remove(seq); !ok) {
+      spdlog::error("{} (delivered record {} stays spooled; removed again later)", ok.error(), seq);
+      self->unremoved.push_back(seq);
+    }
     if (self->config.kafka.snapshots_topic == rd_kafka_topic_name(m->rkt)) self->images_delivered = true;
   }
 
@@ -477,7 +534,7 @@ struct Bridge::Impl {
     registry = std::move(*r);
     auto records = registry->catch_up(std::chrono::seconds(30));
     if (!records) throw std::runtime_error("registry: " + records.error());
-    apply_registrations(*records);
+    apply_registrations(std::move(*records));
     spdlog::info("registry: {} devices", registry->size());
 
     MqttClient::Options options;
@@ -487,7 +544,7 @@ struct Bridge::Impl {
     options.clean_start = false;           // the broker queues QoS 1 messages while we are away
     options.session_expiry_s = 0xFFFFFFFF;  // and never forgets the session
     options.keepalive_s = config.mqtt.keepalive_s;
-    options.handler = [this](const MqttMessage& m) { on_message(m); };
+    options.handler = [this](const MqttMessage& m) { return on_message(m); };
     auto client = MqttClient::create(options);
     if (!client) throw std::runtime_error("mqtt: " + client.error());
     mqtt = std::move(*client);  // before open(): the handler replies through it from the first message
@@ -562,6 +619,7 @@ void Bridge::run(std::stop_token stop) {
       impl_->tick();
     }
     impl_->apply_registrations(impl_->registry->poll());
+    if (!impl_->unremoved.empty()) impl_->remove_delivered();
     impl_->pump();
     impl_->relay_commands();
     impl_->append_requests();
@@ -574,8 +632,8 @@ void Bridge::run(std::stop_token stop) {
     if (auto now = std::chrono::steady_clock::now(); now - last_report > std::chrono::seconds(10)) {
       last_report = now;
       auto s = stats();
-      spdlog::info("ingest: accepted {} rejected {} delivered {} spooled {} commands relayed {}", s.accepted,
-                   s.rejected, s.delivered, s.spooled, impl_->commands.load());
+      spdlog::info("ingest: accepted {} rejected {} delivered {} spooled {} commands relayed {} handed back {}",
+                   s.accepted, s.rejected, s.delivered, s.spooled, impl_->commands.load(), s.handed_back);
     }
   }
   rd_kafka_consumer_close(impl_->command_consumer.get());
@@ -593,6 +651,7 @@ BridgeStats Bridge::stats() const {
   s.accepted = impl_->accepted;
   s.rejected = impl_->rejected;
   s.delivered = impl_->delivered;
+  s.handed_back = impl_->handed_back;
   if (impl_->spool) s.spooled = impl_->spool->next_seq() - impl_->spool->first_seq();
   return s;
 }

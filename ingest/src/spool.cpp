@@ -91,10 +91,7 @@ std::expected<std::uint64_t, std::string> Spool::append(std::span<const SpoolRec
   rocksdb::WriteBatch batch;
   for (std::size_t i = 0; i < records.size(); ++i) batch.Put(queue_key(next_seq_ + i), serialize(records[i]));
   for (const auto& [key, value] : meta) batch.Put("m" + key, value);
-  rocksdb::WriteOptions wo;
-  wo.sync = sync_;
-  auto s = db_->Write(wo, &batch);
-  if (!s.ok()) return std::unexpected("spool write failed: " + s.ToString());
+  if (auto ok = write(batch, sync_); !ok) return std::unexpected(ok.error());
   const std::uint64_t first = next_seq_;
   next_seq_ += records.size();
   return first;
@@ -110,8 +107,22 @@ std::vector<std::pair<std::uint64_t, SpoolRecord>> Spool::read(std::uint64_t fir
 }
 
 std::expected<void, std::string> Spool::remove(std::uint64_t seq) {
-  auto s = db_->Delete(rocksdb::WriteOptions(), queue_key(seq));
-  if (!s.ok()) return std::unexpected("spool delete failed: " + s.ToString());
+  std::lock_guard lock(mu_);
+  rocksdb::WriteBatch batch;
+  batch.Delete(queue_key(seq));
+  return write(batch, false);
+}
+
+std::expected<void, std::string> Spool::write(rocksdb::WriteBatch& batch, bool sync) {
+  // A failed write (a full disk) stops RocksDB's writes until it recovers: by itself once the
+  // free space exceeds what its memtables may need (its SstFileManager polls), or by a Resume()
+  // that succeeds. Either way the next write says whether the store takes writes again.
+  if (failing_) db_->Resume();
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  auto s = db_->Write(wo, &batch);
+  failing_ = !s.ok();
+  if (!s.ok()) return std::unexpected("spool write failed: " + s.ToString());
   return {};
 }
 

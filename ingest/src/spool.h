@@ -16,6 +16,7 @@
 
 namespace rocksdb {
 class DB;
+class WriteBatch;
 }
 
 namespace courtyard::ingest {
@@ -32,7 +33,9 @@ class Spool {
   static std::expected<std::unique_ptr<Spool>, std::string> open(const std::string& dir, bool sync);
   ~Spool();
 
-  // Appends a record and sets metadata keys in the same atomic write. Returns its sequence.
+  // Appends a record and sets metadata keys in the same atomic write. Returns its sequence, or
+  // why the disk did not take it (nothing of it was kept). After a failure each append first
+  // tries to resume the store, so appends succeed again by themselves once space returns.
   std::expected<std::uint64_t, std::string> append(const SpoolRecord& record,
                                                    const std::vector<std::pair<std::string, std::string>>& meta = {});
   // Appends several records (consecutive sequences) and the metadata in one atomic write; returns the first.
@@ -40,6 +43,7 @@ class Spool {
                                                    const std::vector<std::pair<std::string, std::string>>& meta = {});
   // Records from `first` on, in order, at most `max`.
   std::vector<std::pair<std::uint64_t, SpoolRecord>> read(std::uint64_t first, std::size_t max) const;
+  // Forgets a delivered record; on failure it stays (remove it again later, or it is produced again).
   std::expected<void, std::string> remove(std::uint64_t seq);
   // Rewrites the store so what remove() deleted leaves the disk: the write-ahead log and the
   // tables that still held it are replaced. Camera images must not outlive their delivery.
@@ -50,10 +54,12 @@ class Spool {
 
  private:
   Spool() = default;
+  std::expected<void, std::string> write(rocksdb::WriteBatch& batch, bool sync);  // under mu_
   std::unique_ptr<rocksdb::DB> db_;
   bool sync_ = false;
   mutable std::mutex mu_;
   std::uint64_t next_seq_ = 0;
+  bool failing_ = false;  // the last write failed: resume before the next (under mu_)
 };
 
 }  // namespace courtyard::ingest

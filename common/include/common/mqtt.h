@@ -27,6 +27,12 @@ struct MqttMessage {
   std::string payload;
 };
 
+// What a message handler did with a message. Taken: it is the handler's now, and a QoS 1 message
+// is acknowledged. Refused: it could not be kept (its store is failing); the connection is cut
+// before the acknowledgement can leave, so the broker keeps the message in the persistent session
+// and delivers it again after the client reconnects (1 s, then up to every 5 s).
+enum class Delivery { Taken, Refused };
+
 // Reads a secret file (first line, trailing whitespace trimmed).
 std::expected<std::string, std::string> read_secret(const std::string& path);
 
@@ -40,10 +46,11 @@ class MqttClient {
     std::uint32_t session_expiry_s = 0;  // with clean_start=false: how long the broker keeps it
     int keepalive_s = 30;
     // Set before CONNECT: a persistent session's queued messages arrive right after CONNACK, and
-    // every one of them must reach the handler (libmosquitto acknowledges them regardless).
-    std::function<void(const MqttMessage&)> handler;
+    // every one of them must reach the handler. libmosquitto sends a QoS 1 message's PUBACK when
+    // the handler returns, so what the handler returns Taken must be safe by then.
+    std::function<Delivery(const MqttMessage&)> handler;
   };
-  using Handler = std::function<void(const MqttMessage&)>;
+  using Handler = std::function<Delivery(const MqttMessage&)>;
 
   // Connects and waits for CONNACK. Errors carry the broker's reason ("not authorized").
   static std::expected<std::unique_ptr<MqttClient>, std::string> connect(const std::string& host, int port,

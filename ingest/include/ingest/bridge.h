@@ -7,7 +7,10 @@
 // rejection goes to the dead-letter topic (through the same spool) and to the device's errors
 // topic. Spooled records are deleted only when Kafka confirms them, and re-produced in order
 // after a restart, so an accepted event survives a SIGKILL. Duplicates this can create are the
-// processors' to recognise (device, boot, seq).
+// processors' to recognise (device, boot, seq). A device's message is acknowledged only once the
+// spool holds it (or its dead letter): when the disk refuses a write (full), the message goes back
+// to the broker unacknowledged (the connection is cut before the PUBACK; the persistent session
+// keeps it) and ingest keeps retrying, taking messages again by itself once space returns.
 //
 // Snapshots arrive on a second persistent MQTT session ("{client_id}-snapshots") with its own
 // thread, so images never queue telemetry behind them. A camera snapshot is two records in one spool write: the whole event, image included, for the
@@ -63,6 +66,7 @@ struct BridgeStats {
   std::uint64_t rejected = 0;
   std::uint64_t delivered = 0;
   std::uint64_t spooled = 0;  // not yet confirmed by Kafka
+  std::uint64_t handed_back = 0;  // devices' messages left unacknowledged because the spool failed
 };
 
 class Bridge {

@@ -1,0 +1,119 @@
+// Faults of the machine under a running stack: each is provoked for real, and what devices were
+// told is safe must come out of the log exactly once.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "devices/simulator.h"
+#include "services.h"
+
+using namespace courtyard;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::uint64_t applied(test::Stack& stack) {
+  std::uint64_t n = 0;
+  for (const auto& [_, d] : stack.devices()) n += d["events"].get<std::uint64_t>();
+  return n;
+}
+
+// A small file system of its own (tmpfs with a size limit) mounted at `dir` for the test's
+// lifetime, which the test can fill to the last byte and free again.
+class SmallDisk {
+ public:
+  SmallDisk(const std::string& dir, const std::string& size) : dir_(dir) {
+    std::filesystem::create_directories(dir_);
+    const std::string options = "size=" + size + ",mode=0700";
+    REQUIRE_MESSAGE(::mount("courtyard-test", dir_.c_str(), "tmpfs", 0, options.c_str()) == 0,
+                    "mounting a " << size << " tmpfs at " << dir_ << ": " << std::strerror(errno)
+                                  << " (the test needs root, as CI has)");
+  }
+  ~SmallDisk() { ::umount2(dir_.c_str(), MNT_DETACH); }
+  SmallDisk(const SmallDisk&) = delete;
+  SmallDisk& operator=(const SmallDisk&) = delete;
+
+  // Writes ballast until no more than `leave` bytes are free (0: not one byte).
+  void fill(std::uint64_t leave = 0) {
+    const std::string path = dir_ + "/ballast-" + std::to_string(++ballasts_);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(fd >= 0);
+    const std::string chunk(64 * 1024, '\0');
+    for (std::size_t n = chunk.size(); n > 0 && std::filesystem::space(dir_).available > leave;) {
+      const ssize_t w = ::write(fd, chunk.data(), n);
+      if (w < 0 && errno == ENOSPC) n /= 2;  // the last bytes in smaller pieces
+      else REQUIRE(w >= 0);
+    }
+    ::close(fd);
+  }
+  void free_space() {
+    for (; ballasts_ > 0; --ballasts_) std::filesystem::remove(dir_ + "/ballast-" + std::to_string(ballasts_));
+  }
+
+ private:
+  std::string dir_;
+  int ballasts_ = 0;
+};
+
+}  // namespace
+
+TEST_SUITE("integration: faults") {
+  TEST_CASE("with the spool's disk full, ingest acknowledges nothing it could not keep and takes messages again by itself once space returns") {
+    auto services = test::services();
+    auto sim = services.simulator({test::unique_name("diskfull")});
+    sim.devices = 30;
+    sim.events = 4000;
+    sim.rate = 500;
+    sim.scenes_per_minute = 0;
+
+    test::Stack stack(sim.communities);
+    SmallDisk disk(stack.dir().str("var/ingest/" + stack.env().at("COURTYARD_INGEST_CLIENT_ID")), "256m");  // RocksDB resumes once its memtables' worth (128 MiB) is free
+    // Nearly full from the start, as a disk that fills up is: RocksDB cannot reserve its next
+    // write-ahead log's space in advance (it tries), so the writes themselves meet the full disk.
+    disk.fill(40 << 20);
+    stack.start_ingest();
+    stack.start_hub();
+    devices::Simulator simulator(sim);
+    REQUIRE(simulator.provision());
+    std::expected<devices::SimReport, std::string> report = std::unexpected(std::string("not run"));
+    std::jthread devices_thread([&] { report = simulator.run(std::stop_token{}); });
+
+    REQUIRE(test::eventually([&] { return applied(stack) >= 800; }, 60s));
+    disk.fill();
+    // The next spool write fails: ingest says so, hands the message back unacknowledged and stays up.
+    REQUIRE_MESSAGE(stack.ingest().wait_for_log("acknowledging nothing until the spool takes writes again", 60s),
+                    "ingest did not notice the full disk");
+    REQUIRE(stack.ingest().running());
+    disk.free_space();
+    REQUIRE_MESSAGE(stack.ingest().wait_for_log("acknowledging devices again", 60s), "ingest did not recover by itself");
+
+    devices_thread.join();
+    REQUIRE_MESSAGE(report, (report ? "" : report.error()));
+    REQUIRE(report->acked == report->sent);
+    REQUIRE_MESSAGE(test::eventually([&] { return test::projections_match(stack, *report); }, 120s),
+                    "did not converge; applied " << applied(stack) << " of " << sim.events);
+    REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["lag_total"] == 0; }, 60s));
+    for (const auto& [device, p] : stack.devices()) {
+      CAPTURE(device);
+      CHECK(p["events"].get<std::uint64_t>() == test::total(report->valid.at(device)));
+      CHECK(p["seq"]["gaps"] == 0);
+    }
+    // What Kafka confirmed while the disk was full leaves the spool too, or a restart would append it again.
+    REQUIRE(stack.ingest().terminate() == 0);
+    CHECK_MESSAGE(test::read_file(stack.ingest().log_path()).find("ingest stopped; 0 records left in the spool") != std::string::npos,
+                  test::read_file(stack.ingest().log_path()));
+
+    // A write the disk refused left the community's hash chain where it was: no link is missing.
+    auto [status, out] = test::run_courtyard(stack, {"replay", "verify"}, "verify");
+    const auto summary = test::last_json_line(out);
+    REQUIRE_MESSAGE(summary.is_object(), out);
+    for (const auto& b : summary["chain_breaks"]) CHECK_MESSAGE(b["community"] != sim.communities[0], b.dump());
+  }
+}
