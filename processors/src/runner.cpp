@@ -1,6 +1,8 @@
 #include "processors/runner.h"
 
+#include <algorithm>
 #include <atomic>
+#include <optional>
 #include <mutex>
 #include <vector>
 
@@ -24,6 +26,11 @@ struct Runner::Impl {
   KafkaPtr consumer;
   KafkaPtr producer;        // the alerts outbox
   std::string outbox_cursor;  // last outbox key handed to the producer
+  // When the outbox is handed to the producer again without waiting for a new entry: after a
+  // failed delivery (with back-off) or a full producer queue (at once). Main thread only.
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> outbox_retry_at;
+  std::chrono::milliseconds outbox_backoff{0};
 
   Histogram latency{{0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
                      0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60}};
@@ -84,6 +91,7 @@ struct Runner::Impl {
                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (err) {  // queue full: try again after the next poll
           delete opaque;
+          outbox_retry_at = Clock::now();
           return;
         }
         outbox_cursor = key;
@@ -95,10 +103,20 @@ struct Runner::Impl {
     auto* self = static_cast<Impl*>(opaque);
     std::unique_ptr<std::string> key(static_cast<std::string*>(m->_private));
     if (m->err) {
-      spdlog::warn("alert not published yet ({}); will retry", rd_kafka_err2str(m->err));
-      self->outbox_cursor.clear();  // produce again from the oldest entry; ids make it idempotent
+      // Produce again from the oldest entry (ids make it idempotent), on a timer: no new alert
+      // may be coming to carry it. 1 s, doubling up to a minute, until Kafka takes one.
+      // (One retry per round: a batch of failures doubles the wait once.)
+      self->outbox_cursor.clear();
+      if (!self->outbox_retry_at) {
+        self->outbox_backoff = std::clamp(self->outbox_backoff * 2, std::chrono::milliseconds(1000),
+                                          std::chrono::milliseconds(60'000));
+        spdlog::warn("alert not published yet ({}); retrying in {} ms", rd_kafka_err2str(m->err),
+                     self->outbox_backoff.count());
+        self->outbox_retry_at = Clock::now() + self->outbox_backoff;
+      }
       return;
     }
+    self->outbox_backoff = std::chrono::milliseconds(0);
     if (auto ok = self->store.remove(*key); !ok) spdlog::error("{}", ok.error());
     std::lock_guard lock(self->mu);
     ++self->stats.alerts_published;
@@ -201,6 +219,10 @@ void Runner::run(std::stop_token stop) {
       }
     }
     rd_kafka_poll(m.producer.get(), 0);
+    if (m.outbox_retry_at && Impl::Clock::now() >= *m.outbox_retry_at) {
+      m.outbox_retry_at.reset();
+      m.publish_outbox();
+    }
     if (auto now = std::chrono::steady_clock::now(); !batch.empty() || now - last_freshness > std::chrono::milliseconds(200)) {
       last_freshness = now;
       m.update_freshness();

@@ -20,12 +20,13 @@ namespace {
 
 struct MockCluster {
   KafkaPtr handle;
+  rd_kafka_mock_cluster_t* cluster = nullptr;
   std::string bootstrap;
   MockCluster() {
     auto p = make_producer(KafkaConfig{.bootstrap_servers = "unused:1"}, {{"test.mock.num.brokers", "1"}});
     REQUIRE(p);
     handle = std::move(*p);
-    auto* cluster = rd_kafka_handle_mock_cluster(handle.get());
+    cluster = rd_kafka_handle_mock_cluster(handle.get());
     REQUIRE(cluster);
     bootstrap = rd_kafka_mock_cluster_bootstraps(cluster);
     rd_kafka_mock_topic_create(cluster, "courtyard.events.v1", 3, 1);
@@ -43,6 +44,19 @@ struct MockCluster {
                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
     }
     REQUIRE(rd_kafka_flush(p->get(), 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  // The first record of a topic's partition 0, waiting up to `timeout`.
+  std::optional<std::string> first_record(const std::string& topic, std::chrono::milliseconds timeout) {
+    auto c = make_consumer(config(), {{"group.id", "reader"}, {"enable.partition.eof", "false"}});
+    REQUIRE(c);
+    KafkaPartitionsPtr parts(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    REQUIRE(rd_kafka_assign(c->get(), parts.get()) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    for (auto deadline = std::chrono::steady_clock::now() + timeout; std::chrono::steady_clock::now() < deadline;) {
+      KafkaMessagePtr m(rd_kafka_consumer_poll(c->get(), 100));
+      if (m && !m->err) return std::string(static_cast<const char*>(m->payload), m->len);
+    }
+    return std::nullopt;
   }
 };
 
@@ -96,5 +110,41 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     auto state = nlohmann::json::parse(*(*store)->view().get(Projector::device_key("d-1")));
     CHECK(state["events"] == 250);
     CHECK(state["duplicates"] == 10);
+  }
+
+  TEST_CASE("an alert Kafka refused is published again on a timer, without waiting for the next alert") {
+    MockCluster kafka;
+    rd_kafka_mock_topic_create(kafka.cluster, "courtyard.alerts.v1", 1, 1);
+    rd_kafka_mock_topic_create(kafka.cluster, "courtyard.commands.v1", 1, 1);
+    test::TempDir dir;
+    StoreConfig store_config;
+    store_config.dir = dir.str("state");
+    auto store = Store::open(store_config);
+    REQUIRE(store);
+    RunnerConfig config;
+    config.kafka = kafka.config();
+    config.group_id = "runner-outbox-test";
+    config.poll_timeout = std::chrono::milliseconds(20);
+
+    // One smoke alarm, and nothing after it that could carry a retry along.
+    schemas::Event registered = test::status_event("smoke-1", 0);
+    registered.body = schemas::DeviceRegistered{schemas::DeviceKind::HomeSensor, "b1-0101", "Building 1, flat 101"};
+    schemas::Event alarm = test::status_event("smoke-1", 1);
+    alarm.body = schemas::HomeSensor{schemas::SensorKind::Smoke, "alarm", {}};
+    kafka.produce({registered, alarm});
+    // The runner's first produce request fails for good (not one librdkafka retries by itself).
+    constexpr std::int16_t kProduceApiKey = 0;  // Kafka protocol API key of Produce
+    rd_kafka_mock_push_request_errors(kafka.cluster, kProduceApiKey, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+
+    Runner runner(config, **store);
+    std::jthread thread([&](std::stop_token stop) { runner.run(stop); });
+    auto alert = kafka.first_record("courtyard.alerts.v1", std::chrono::seconds(20));
+    REQUIRE_MESSAGE(alert, "the refused alert was never published again");
+    CHECK(nlohmann::json::parse(*alert)["id"] == "c1:smoke:smoke-1:1");
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (runner.stats().alerts_published == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    CHECK(runner.stats().alerts_published >= 1);
   }
 }

@@ -4,8 +4,9 @@
 // holds (never at Kafka's committed offset), hands batches to the Projector and reports how fresh
 // the store is. Lifecycle: construct, call run() on one thread until the stop token fires; read
 // freshness() and stats() from any thread. Alerts the projector put in the store's outbox are
-// produced to the alerts topic (key: alert id) and removed once Kafka confirms them. run() throws when the store cannot be written (a
-// restart resumes from the store's offsets, so nothing is lost or counted twice).
+// produced to the alerts topic (key: alert id) and removed once Kafka confirms them; one Kafka
+// refused is produced again on a timer (1 s, doubling to a minute), not only with the next alert.
+// run() throws when the store cannot be written (a restart resumes from the store's offsets, so nothing is lost or counted twice).
 #include <chrono>
 #include <cstdint>
 #include <functional>
