@@ -144,13 +144,28 @@ std::expected<std::string, std::string> Auditor::audit_once() {
   ++seq_;
   prev_ = sha256_hex(payload);
 
+  // The checkpoint for as-of queries is of the live store, which folded on since `at`: it is named
+  // by when it was complete. Every record folded into it was in Kafka before then, so an as-of
+  // query for that time or later may start from it; named earlier, a query between the two times
+  // would show events from after its time. Taken under a name as-of ignores, then renamed.
   std::error_code ec;
   std::filesystem::create_directories(checkpoints_, ec);
-  if (auto ok = store_.checkpoint((checkpoints_ / fmt::format("{:020}", at)).string()); !ok) {
+  const auto taking = checkpoints_ / fmt::format("{:020}.taking", at);
+  std::filesystem::remove_all(taking, ec);
+  if (auto ok = store_.checkpoint(taking.string()); !ok) {
     spdlog::warn("audit: {}", ok.error());
+  } else {
+    const auto taken = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
+    std::filesystem::rename(taking, checkpoints_ / fmt::format("{:020}", taken), ec);
+    if (ec) spdlog::warn("audit: naming checkpoint {}: {}", taking.string(), ec.message());
   }
   std::vector<std::filesystem::path> kept;
-  for (const auto& entry : std::filesystem::directory_iterator(checkpoints_, ec)) kept.push_back(entry.path());
+  for (const auto& entry : std::filesystem::directory_iterator(checkpoints_, ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") == std::string::npos) kept.push_back(entry.path());
+    else if (entry.path() != taking) std::filesystem::remove_all(entry.path(), ec);  // a crash's leftover
+  }
   std::sort(kept.begin(), kept.end());
   for (std::size_t i = 0; i + static_cast<std::size_t>(config_.hub.checkpoints_keep) < kept.size(); ++i) {
     std::filesystem::remove_all(kept[i], ec);

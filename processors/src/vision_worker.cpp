@@ -289,7 +289,17 @@ void VisionWorker::run(std::stop_token stop) {
                           batch[i]->partition, batch[i]->offset);
             return;
           }
-          results[i] = self.analyzers[i]->analyze(*e);
+          try {
+            results[i] = self.analyzers[i]->analyze(*e);
+          } catch (const std::exception& ex) {
+            // One image must not take the hub down (a throw on an analysing thread would end the
+            // process): it is logged as unreadable, with the reason, and analysis goes on.
+            results[i] = SnapshotAnalysis{};
+            results[i].analysis.snapshot_id = e->event_id;
+            results[i].analysis.gate = std::get<schemas::CameraSnapshot>(e->body).gate;
+            results[i].analysis.snapshot_time_ms = e->ingest_time_ms;
+            results[i].analysis.error = std::string("analysis failed: ") + ex.what();
+          }
           snapshots[i] = std::move(*e);
         };
         if (i + 1 == batch.size()) work();  // the last one on this thread

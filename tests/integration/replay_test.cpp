@@ -133,6 +133,40 @@ TEST_SUITE("integration: replay") {
       std::error_code ec;
       return std::distance(std::filesystem::directory_iterator(checkpoints, ec), std::filesystem::directory_iterator()) >= 3;
     }, 30s));
+    // Each checkpoint holds only what was in Kafka by the time it is named by: the base of an
+    // as-of query for that time must not contain a later event.
+    {
+      auto kafka = make_consumer(test::services().kafka(), {{"group.id", test::unique_name("checkpoint-check")}});
+      REQUIRE(kafka);
+      std::error_code ec;
+      for (const auto& entry : std::filesystem::directory_iterator(checkpoints, ec)) {
+        const auto name = entry.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        processors::StoreConfig sc;
+        sc.dir = entry.path().string();
+        sc.read_only = true;
+        auto checkpoint = processors::Store::open(sc);
+        if (!checkpoint) {  // pruned by the hub (it keeps the newest few) while we looked
+          CHECK_MESSAGE(!std::filesystem::exists(entry.path()), checkpoint.error());
+          continue;
+        }
+        for (const auto& [tp, next] : (*checkpoint)->view().offsets()) {
+          KafkaPartitionsPtr at(rd_kafka_topic_partition_list_new(1));
+          rd_kafka_topic_partition_list_add(at.get(), tp.first.c_str(), tp.second)->offset = std::stoll(name) + 1;
+          REQUIRE(rd_kafka_offsets_for_times(kafka->get(), at.get(), 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+          std::int64_t end = at->elems[0].offset;  // the first record after the name's time (-1: none)
+          if (end < 0) {
+            std::int64_t low = 0;
+            REQUIRE(rd_kafka_query_watermark_offsets(kafka->get(), tp.first.c_str(), tp.second, &low, &end, 10000) ==
+                    RD_KAFKA_RESP_ERR_NO_ERROR);
+          }
+          CAPTURE(name);
+          CAPTURE(tp.first);
+          CAPTURE(tp.second);
+          CHECK(next <= end);
+        }
+      }
+    }
     auto [audited, audit_summary] = replay(stack, {"audit"}, "audit");
     CHECK(audited == 0);
     CHECK(audit_summary["records"].get<int>() >= 3);
