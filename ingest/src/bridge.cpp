@@ -16,6 +16,7 @@
 #include "ingest/admit.h"
 #include "registry_view.h"
 #include "spool.h"
+#include "spool_pump.h"
 
 namespace courtyard::ingest {
 namespace {
@@ -50,9 +51,7 @@ struct Bridge::Impl {
   EventIdClock ids{config.instance};
   std::int64_t registry_applied = 0;
 
-  std::mutex pump_mu;
-  std::deque<std::pair<std::uint64_t, SpoolRecord>> pending;
-  std::atomic<std::size_t> in_flight{0};
+  std::unique_ptr<SpoolPump> spool_pump;  // spool -> producer, in order, memory bounded
   std::atomic<bool> fatal{false};
   // The spool refused the last write (a full disk): devices' messages are handed back to the
   // broker unacknowledged until a write succeeds again.
@@ -301,8 +300,7 @@ struct Bridge::Impl {
       return false;
     }
     if (spool_failing.exchange(false)) spdlog::warn("the spool takes writes again; acknowledging devices again");
-    std::lock_guard lock(pump_mu);
-    for (std::size_t i = 0; i < records.size(); ++i) pending.emplace_back(*seq + i, std::move(records[i]));
+    spool_pump->appended(*seq, std::move(records));
     return true;
   }
 
@@ -441,9 +439,7 @@ struct Bridge::Impl {
   }
 
   void pump() {
-    std::lock_guard lock(pump_mu);
-    while (!pending.empty() && in_flight < config.max_in_flight) {
-      auto& [seq, r] = pending.front();
+    spool_pump->pump([this](std::uint64_t seq, const SpoolRecord& r) {
       rd_kafka_headers_t* headers = nullptr;
       if (!r.headers.empty()) {
         headers = rd_kafka_headers_new(r.headers.size());
@@ -453,7 +449,7 @@ struct Bridge::Impl {
       }
       auto err = rd_kafka_producev(
           producer.get(), RD_KAFKA_V_TOPIC(r.topic.c_str()), RD_KAFKA_V_KEY(r.key.data(), r.key.size()),
-          RD_KAFKA_V_VALUE(r.value.data(), r.value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
           RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(seq))),
           RD_KAFKA_V_END);
       if (err) {
@@ -462,11 +458,10 @@ struct Bridge::Impl {
           spdlog::critical("produce to {} failed: {}", r.topic, rd_kafka_err2str(err));
           fatal = true;
         }
-        return;
+        return false;
       }
-      ++in_flight;
-      pending.pop_front();
-    }
+      return true;
+    });
   }
 
   static inline char kTickMarker = 0;  // the opaque of ticks: not a spooled record
@@ -484,7 +479,7 @@ struct Bridge::Impl {
       if (m->err) spdlog::warn("a tick was not appended: {}", rd_kafka_err2str(m->err));
       return;
     }
-    --self->in_flight;
+    self->spool_pump->settled(m->len + m->key_len);
     auto seq = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(m->_private));
     if (m->err) {
       // Retries are unbounded (message.timeout.ms=0), so this is permanent. The record stays in
@@ -524,10 +519,12 @@ struct Bridge::Impl {
     if (!p) throw std::runtime_error("kafka producer: " + p.error());
     producer = std::move(*p);
 
-    // Whatever a previous run accepted but Kafka never confirmed goes first, in order.
-    auto backlog = spool->read(spool->first_seq(), std::numeric_limits<std::size_t>::max());
-    if (!backlog.empty()) spdlog::info("re-producing {} spooled records from a previous run", backlog.size());
-    for (auto& entry : backlog) pending.push_back(std::move(entry));
+    // Whatever a previous run accepted but Kafka never confirmed goes first, in order, read from
+    // the spool as its turn comes (a day of backlog costs disk, not memory).
+    spool_pump = std::make_unique<SpoolPump>(*spool, SpoolPumpLimits{.max_in_flight = config.max_in_flight});
+    if (auto backlog = spool->next_seq() - spool->first_seq()) {
+      spdlog::info("re-producing {} spooled records from a previous run", backlog);
+    }
 
     auto r = RegistryView::open(config.kafka, config.client_id);
     if (!r) throw std::runtime_error("registry: " + r.error());
