@@ -122,8 +122,6 @@ std::expected<void, std::string> read_to_end(const KafkaConfig& config, const st
 
 namespace {
 
-using AdminQueuePtr = std::unique_ptr<rd_kafka_queue_t, CDeleter<rd_kafka_queue_destroy>>;
-using AdminEventPtr = std::unique_ptr<rd_kafka_event_t, CDeleter<rd_kafka_event_destroy>>;
 using ConfigResourcePtr = std::unique_ptr<rd_kafka_ConfigResource_t, CDeleter<rd_kafka_ConfigResource_destroy>>;
 
 // Runs one admin request on a short-lived client and waits for its result event.

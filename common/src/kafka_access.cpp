@@ -7,9 +7,6 @@
 namespace courtyard {
 namespace {
 
-using AclBindingPtr = std::unique_ptr<rd_kafka_AclBinding_t, CDeleter<rd_kafka_AclBinding_destroy>>;
-using AdminQueuePtr = std::unique_ptr<rd_kafka_queue_t, CDeleter<rd_kafka_queue_destroy>>;
-using AdminEventPtr = std::unique_ptr<rd_kafka_event_t, CDeleter<rd_kafka_event_destroy>>;
 
 struct Grant {
   const std::string* principal;

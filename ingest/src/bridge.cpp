@@ -1,10 +1,12 @@
 #include "ingest/bridge.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -337,43 +339,75 @@ struct Bridge::Impl {
     return true;
   }
 
-  // Registrations read from the registry and not yet in the spool, in the order read (under append_mu).
+  // Registry records read and not yet applied, in the order read. Main thread only: the bridge's
+  // loop is the registry's one reader and applier, so registrations are applied in log order.
   std::deque<RegistryRecord> unapplied;
 
+  // What admission relies on: devices whose registration is in the spool (or, for another
+  // instance's community, was read), and the registry offset they are settled to. Under known_mu.
+  std::mutex known_mu;
+  std::condition_variable known_cv;
+  std::unordered_map<DeviceId, schemas::Registration> known;
+  std::int64_t settled_to = 0;
+
   // Appends registrations in order; one the spool does not take waits, with those after it, for
-  // the next call (the main loop calls every round).
+  // the next round. Main thread only (and start()).
   void apply_registrations(std::vector<RegistryRecord> records) {
-    std::lock_guard lock(append_mu);
     for (auto& r : records) unapplied.push_back(std::move(r));
     while (!unapplied.empty()) {
       const RegistryRecord& r = unapplied.front();
-      if (r.offset >= registry_applied && owns(r.registration.community)) {
-        auto event = schemas::registered_event(r.registration);
+      if (r.registration && r.offset >= registry_applied && owns(r.registration->community)) {
+        std::lock_guard lock(append_mu);
+        auto event = schemas::registered_event(*r.registration);
         const Head head = stamp(event);
         if (!append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}},
                     {{std::string(kRegistryAppliedKey), std::to_string(r.offset + 1)}, head.meta()})) {
           return;
         }
         advance(head);
-        spdlog::info("registered {} ({}) in {}", r.registration.device.str(),
-                     schemas::to_string(r.registration.kind), r.registration.community.str());
+        spdlog::info("registered {} ({}) in {}", r.device.str(), schemas::to_string(r.registration->kind),
+                     r.registration->community.str());
+      }
+      {
+        std::lock_guard lock(known_mu);
+        if (r.registration) known[r.device] = *r.registration;
+        else known.erase(r.device);
       }
       registry_applied = std::max(registry_applied, r.offset + 1);
       unapplied.pop_front();
     }
+    std::lock_guard lock(known_mu);
+    settled_to = std::max(settled_to, registry->read_offset());
+    known_cv.notify_all();
   }
 
-  std::optional<schemas::Registration> lookup(const DeviceId& device) {
-    if (auto r = registry->lookup(device)) return r;
-    // A device can only connect after its registration was written, so reading the registry up
-    // to its current end settles whether it exists.
-    auto records = registry->catch_up(config.registry_wait);
-    if (!records) {
-      spdlog::warn("{}", records.error());
-      return std::nullopt;
+  std::optional<schemas::Registration> known_device(const DeviceId& device) {
+    std::lock_guard lock(known_mu);
+    auto it = known.find(device);
+    if (it == known.end()) return std::nullopt;
+    return it->second;
+  }
+
+  // Whether admission can answer for a device now. A device gets its broker credentials only after
+  // its registration is written, so once the registry is applied up to where it ends at this
+  // moment, a device not in it does not exist. When that cannot be settled in time (Kafka slow or
+  // away, or the spool refusing the registration), false: the message goes back to the broker
+  // unacknowledged; a genuine device is never dead-lettered as unknown for want of a read.
+  bool settled(const DeviceId& device) {
+    if (known_device(device)) return true;
+    auto high = registry->high_watermark(config.registry_wait);
+    if (!high) {
+      spdlog::warn("{}; message of {} handed back", high.error(), device.str());
+      return false;
     }
-    apply_registrations(std::move(*records));
-    return registry->lookup(device);
+    std::unique_lock lock(known_mu);
+    if (known_cv.wait_for(lock, config.registry_wait,
+                          [&] { return settled_to >= *high || known.contains(device); })) {
+      return true;
+    }
+    spdlog::warn("registry not applied up to offset {} within {} ms; message of {} handed back", *high,
+                 config.registry_wait.count(), device.str());
+    return false;
   }
 
   Delivery reject(const MqttMessage& m, const schemas::Rejection& why) {
@@ -418,7 +452,11 @@ struct Bridge::Impl {
   Delivery on_message(const MqttMessage& m) {
     Delivery outcome = Delivery::Taken;
     try {
-      auto event = admit(m.topic, m.payload, [this](const DeviceId& d) { return lookup(d); }, config.limits);
+      if (auto topic = schemas::parse_topic(m.topic); topic && !settled(topic->device)) {
+        ++handed_back;
+        return Delivery::Refused;
+      }
+      auto event = admit(m.topic, m.payload, [this](const DeviceId& d) { return known_device(d); }, config.limits);
       if (!event) {
         outcome = reject(m, event.error());
       } else if (!owns(event->community)) {
@@ -532,7 +570,7 @@ struct Bridge::Impl {
     auto records = registry->catch_up(std::chrono::seconds(30));
     if (!records) throw std::runtime_error("registry: " + records.error());
     apply_registrations(std::move(*records));
-    spdlog::info("registry: {} devices", registry->size());
+    spdlog::info("registry: {} devices", known.size());
 
     MqttClient::Options options;
     options.client_id = config.client_id;

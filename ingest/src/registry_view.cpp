@@ -22,7 +22,7 @@ std::expected<std::unique_ptr<RegistryView>, std::string> RegistryView::open(con
   return view;
 }
 
-std::vector<RegistryRecord> RegistryView::poll_locked(std::chrono::milliseconds timeout) {
+std::vector<RegistryRecord> RegistryView::read(std::chrono::milliseconds timeout) {
   std::vector<RegistryRecord> out;
   for (;;) {
     KafkaMessagePtr m(rd_kafka_consumer_poll(consumer_.get(), static_cast<int>(timeout.count())));
@@ -33,9 +33,9 @@ std::vector<RegistryRecord> RegistryView::poll_locked(std::chrono::milliseconds 
       continue;
     }
     next_offset_ = m->offset + 1;
+    const std::string key = m->key ? std::string(static_cast<const char*>(m->key), m->key_len) : std::string();
     if (!m->payload) {  // tombstone: the device was removed
-      std::string key(static_cast<const char*>(m->key), m->key_len);
-      devices_.erase(DeviceId(key));
+      if (!key.empty()) out.push_back({m->offset, DeviceId(key), std::nullopt});
       continue;
     }
     auto r = schemas::parse_registration(std::string_view(static_cast<const char*>(m->payload), m->len));
@@ -43,49 +43,41 @@ std::vector<RegistryRecord> RegistryView::poll_locked(std::chrono::milliseconds 
       spdlog::error("registry record at offset {} ignored: {}", m->offset, r.error());
       continue;
     }
-    devices_[r->device] = *r;
-    out.push_back({m->offset, std::move(*r)});
+    const DeviceId device = r->device;
+    out.push_back({m->offset, device, std::move(*r)});
+  }
+  // The fetch position also moves past offsets that compaction removed.
+  KafkaPartitionsPtr parts(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(parts.get(), topic_.c_str(), 0);
+  if (!rd_kafka_position(consumer_.get(), parts.get()) && parts->elems[0].offset > next_offset_) {
+    next_offset_ = parts->elems[0].offset;
   }
   return out;
 }
 
-std::vector<RegistryRecord> RegistryView::poll() {
-  std::lock_guard lock(mu_);
-  return poll_locked(std::chrono::milliseconds(0));
-}
+std::vector<RegistryRecord> RegistryView::poll() { return read(std::chrono::milliseconds(0)); }
 
 std::expected<std::vector<RegistryRecord>, std::string> RegistryView::catch_up(std::chrono::milliseconds timeout) {
-  std::lock_guard lock(mu_);
-  auto high = query_high_watermark(consumer_.get(), topic_, 0, timeout);
-  if (!high) return std::unexpected("registry high watermark: " + high.error());
+  auto high = high_watermark(timeout);
+  if (!high) return std::unexpected(high.error());
   std::vector<RegistryRecord> out;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (next_offset_ < *high) {
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return std::unexpected(std::string("registry catch-up timed out"));
-    auto more = poll_locked(std::chrono::duration_cast<std::chrono::milliseconds>(
+    auto more = read(std::chrono::duration_cast<std::chrono::milliseconds>(
         std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::milliseconds(100))));
     out.insert(out.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
-    // The fetch position also moves past offsets that compaction removed.
-    KafkaPartitionsPtr parts(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(parts.get(), topic_.c_str(), 0);
-    if (!rd_kafka_position(consumer_.get(), parts.get()) && parts->elems[0].offset >= 0) {
-      next_offset_ = std::max(next_offset_, parts->elems[0].offset);
-    }
   }
   return out;
 }
 
-std::optional<schemas::Registration> RegistryView::lookup(const DeviceId& device) const {
-  std::lock_guard lock(mu_);
-  auto it = devices_.find(device);
-  if (it == devices_.end()) return std::nullopt;
-  return it->second;
-}
+std::int64_t RegistryView::read_offset() const { return next_offset_; }
 
-std::size_t RegistryView::size() const {
-  std::lock_guard lock(mu_);
-  return devices_.size();
+std::expected<std::int64_t, std::string> RegistryView::high_watermark(std::chrono::milliseconds timeout) const {
+  auto high = query_high_watermark(consumer_.get(), topic_, 0, timeout);
+  if (!high) return std::unexpected("registry high watermark: " + high.error());
+  return *high;
 }
 
 }  // namespace courtyard::ingest

@@ -11,11 +11,15 @@
 #include <filesystem>
 #include <thread>
 
+#include "common/handles.h"
+#include "common/kafka_access.h"
 #include "devices/simulator.h"
+#include "schemas/event.h"
 #include "services.h"
 
 using namespace courtyard;
 using namespace std::chrono_literals;
+using nlohmann::json;
 
 namespace {
 
@@ -62,9 +66,94 @@ class SmallDisk {
   int ballasts_ = 0;
 };
 
+// The broker's admin takes ingest's permission to read the registry topic away, for as long as
+// this lives (or until restore()): Kafka refusing ingest its registry, as an outage of that
+// topic would.
+class RegistryReadRevoked {
+ public:
+  explicit RegistryReadRevoked(KafkaConfig admin) : admin_(std::move(admin)) {
+    char error[512] = {0};
+    AclBindingPtr filter(rd_kafka_AclBindingFilter_new(
+        RD_KAFKA_RESOURCE_TOPIC, admin_.registry_topic.c_str(), RD_KAFKA_RESOURCE_PATTERN_LITERAL, "User:ingest", "*",
+        RD_KAFKA_ACL_OPERATION_READ, RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, error, sizeof error));
+    REQUIRE_MESSAGE(filter, error);
+    auto client = make_producer(admin_, {});
+    REQUIRE(client);
+    AdminQueuePtr queue(rd_kafka_queue_new(client->get()));
+    rd_kafka_AclBindingFilter_t* filters[] = {filter.get()};
+    rd_kafka_DeleteAcls(client->get(), filters, 1, nullptr, queue.get());
+    AdminEventPtr event(rd_kafka_queue_poll(queue.get(), 30000));
+    REQUIRE(event);
+    REQUIRE_MESSAGE(!rd_kafka_event_error(event.get()), rd_kafka_event_error_string(event.get()));
+  }
+  ~RegistryReadRevoked() { restore(); }
+  RegistryReadRevoked(const RegistryReadRevoked&) = delete;
+  RegistryReadRevoked& operator=(const RegistryReadRevoked&) = delete;
+
+  void restore() {
+    if (restored_) return;
+    restored_ = true;
+    for (const auto& plan : courtyard_topics(admin_)) {
+      if (plan.kind == TopicKind::Registry) CHECK(create_topic_with_access(admin_, plan).has_value());
+    }
+  }
+
+ private:
+  KafkaConfig admin_;
+  bool restored_ = false;
+};
+
 }  // namespace
 
 TEST_SUITE("integration: faults") {
+  TEST_CASE("a device registered while Kafka refuses ingest the registry is never dead-lettered as unknown: its message waits at the broker until the registry can be read") {
+    auto services = test::services();
+    const std::string community = test::unique_name("regwait");
+    test::Stack stack({community});
+    stack.start_ingest();
+    stack.start_hub();
+    std::uint64_t seq = 0;
+    auto reading = [&] {
+      return json{{"seq", ++seq}, {"ts", 1795950000000}, {"type", "meter.reading"},
+                  {"body", {{"kind", "water"}, {"total", 10.5}, {"unit", "m3"}}}}.dump();
+    };
+    auto events_of = [&](const std::string& id) {
+      auto d = stack.get("/api/v1/devices/" + id);
+      return d ? (*d)["events"].get<std::uint64_t>() : 0;
+    };
+    // A device known before: its readings go on being taken while the registry is unreadable.
+    auto before = test::provision_via_api(stack, community, community + "-meter-1", "meter", "b1-0101");
+    const auto before_topic = schemas::topic_for(CommunityId(community), DeviceId(before.id), "telemetry");
+    REQUIRE(before.client->publish_and_wait(before_topic, reading(), 1, 10s) == 0);
+    REQUIRE(test::eventually([&] { return events_of(before.id) == 1; }, 30s));
+
+    RegistryReadRevoked revoked(services.kafka());
+    // In force once ingest's registry reads are refused (not before: a fetch may be under way).
+    REQUIRE(stack.ingest().wait_for_log("Topic authorization failed", 60s));
+    // The hub writes the new device's registration; ingest cannot read it.
+    // (The hub learns of a device from ingest's registration event, so it cannot know it yet.)
+    const std::string fresh = community + "-meter-2";
+    auto [status, body] = stack.post("/api/v1/devices", {{"id", fresh}, {"kind", "meter"}, {"community", community},
+                                                         {"unit", "b1-0102"}, {"location", "Building 1"}});
+    REQUIRE_MESSAGE(status == 201, body.dump());
+    MqttClient::Options o;
+    o.client_id = o.username = fresh;
+    o.password = body["mqtt_password"].get<std::string>();
+    auto fresh_client = MqttClient::connect("127.0.0.1", services.mqtt_port, o, 10s);
+    REQUIRE(fresh_client);
+    const auto fresh_topic = schemas::topic_for(CommunityId(community), DeviceId(fresh), "telemetry");
+    REQUIRE((*fresh_client)->publish_and_wait(fresh_topic, reading(), 1, 10s) == 0);  // the broker has it
+    REQUIRE_MESSAGE(stack.ingest().wait_for_log("message of " + fresh + " handed back", 60s),
+                    test::read_file(stack.ingest().log_path()));
+    REQUIRE(before.client->publish_and_wait(before_topic, reading(), 1, 10s) == 0);
+    revoked.restore();
+
+    REQUIRE_MESSAGE(test::eventually([&] { return events_of(fresh) == 1 && events_of(before.id) == 2; }, 60s),
+                    test::read_file(stack.ingest().log_path()));
+    CHECK(test::read_dead_letters(services.kafka(), fresh).empty());
+    CHECK(stack.ingest().running());
+  }
+
   TEST_CASE("with the spool's disk full, ingest acknowledges nothing it could not keep and takes messages again by itself once space returns") {
     auto services = test::services();
     auto sim = services.simulator({test::unique_name("diskfull")});

@@ -42,7 +42,9 @@ struct BridgeConfig {
   bool spool_sync = false;                      // fsync each spool write (survives power loss, slower)
   unsigned instance = 0;                        // 0..255, part of every event id it assigns
   schemas::Limits limits;                       // payload size and value limits
-  std::chrono::milliseconds registry_wait{5000};  // how long an unknown device waits for the registry
+  // How long a message of a device not yet known waits for the registry to be applied up to its
+  // end (the broker query, then the loop's reading); past it the message is handed back, not refused.
+  std::chrono::milliseconds registry_wait{5000};
   std::size_t max_in_flight = 50000;            // spooled records handed to the producer at once
   std::chrono::milliseconds command_max_age{3'600'000};  // older commands are not delivered to devices
   std::chrono::minutes snapshot_retention{120};  // camera images (unblurred) are gone from Kafka after this at the latest
