@@ -60,6 +60,22 @@ struct MockCluster {
   }
 };
 
+std::unique_ptr<Store> open_store(const test::TempDir& dir) {
+  StoreConfig config;
+  config.dir = dir.str("state");
+  auto store = Store::open(config);
+  REQUIRE(store);
+  return std::move(*store);
+}
+
+RunnerConfig runner_config(const MockCluster& kafka, const std::string& group) {
+  RunnerConfig config;
+  config.kafka = kafka.config();
+  config.group_id = group;
+  config.poll_timeout = std::chrono::milliseconds(20);
+  return config;
+}
+
 // Runs a runner until it has applied `expected` events (or 30 s pass), then stops it.
 RunnerStats run_until(Runner& runner, std::uint64_t expected) {
   std::jthread thread([&](std::stop_token stop) { runner.run(stop); });
@@ -84,30 +100,24 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
   TEST_CASE("a restarted runner resumes from the store's offsets and counts nothing twice") {
     MockCluster kafka;
     test::TempDir dir;
-    StoreConfig store_config;
-    store_config.dir = dir.str("state");
-    auto store = Store::open(store_config);
-    REQUIRE(store);
-    RunnerConfig config;
-    config.kafka = kafka.config();
-    config.group_id = "runner-test";
-    config.poll_timeout = std::chrono::milliseconds(20);
+    auto store = open_store(dir);
+    RunnerConfig config = runner_config(kafka, "runner-test");
 
     kafka.produce(statuses("d-1", 1, 200));
     {
-      Runner runner(config, **store);
+      Runner runner(config, *store);
       CHECK(run_until(runner, 200).applied == 200);
     }
     kafka.produce(statuses("d-1", 201, 50));
     kafka.produce(statuses("d-1", 230, 10));  // an ingest restart re-sent some
     // A new group has no committed offsets at all: where to start can only come from the store.
     config.group_id = "runner-test-restarted";
-    Runner runner(config, **store);
+    Runner runner(config, *store);
     auto stats = run_until(runner, 60);
     CHECK(stats.applied == 50);
     CHECK(stats.duplicates == 10);
     CHECK(stats.replayed == 0);  // nothing before the stored offsets was applied again
-    auto state = nlohmann::json::parse(*(*store)->view().get(Projector::device_key("d-1")));
+    auto state = nlohmann::json::parse(*store->view().get(Projector::device_key("d-1")));
     CHECK(state["events"] == 250);
     CHECK(state["duplicates"] == 10);
   }
@@ -117,14 +127,8 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     rd_kafka_mock_topic_create(kafka.cluster, "courtyard.alerts.v1", 1, 1);
     rd_kafka_mock_topic_create(kafka.cluster, "courtyard.commands.v1", 1, 1);
     test::TempDir dir;
-    StoreConfig store_config;
-    store_config.dir = dir.str("state");
-    auto store = Store::open(store_config);
-    REQUIRE(store);
-    RunnerConfig config;
-    config.kafka = kafka.config();
-    config.group_id = "runner-outbox-test";
-    config.poll_timeout = std::chrono::milliseconds(20);
+    auto store = open_store(dir);
+    RunnerConfig config = runner_config(kafka, "runner-outbox-test");
 
     // One smoke alarm, and nothing after it that could carry a retry along.
     schemas::Event registered = test::status_event("smoke-1", 0);
@@ -136,7 +140,7 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     constexpr std::int16_t kProduceApiKey = 0;  // Kafka protocol API key of Produce
     rd_kafka_mock_push_request_errors(kafka.cluster, kProduceApiKey, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
 
-    Runner runner(config, **store);
+    Runner runner(config, *store);
     std::jthread thread([&](std::stop_token stop) { runner.run(stop); });
     auto alert = kafka.first_record("courtyard.alerts.v1", std::chrono::seconds(20));
     REQUIRE_MESSAGE(alert, "the refused alert was never published again");
