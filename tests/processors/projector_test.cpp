@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "events.h"
+#include "stores.h"
 #include "processors/projector.h"
 #include "processors/store.h"
 #include "temp_dir.h"
@@ -14,14 +15,6 @@ using namespace courtyard;
 using namespace courtyard::processors;
 
 namespace {
-
-std::unique_ptr<Store> open_store(const test::TempDir& dir) {
-  StoreConfig config;
-  config.dir = dir.str("state");
-  auto store = Store::open(config);
-  REQUIRE(store);
-  return std::move(*store);
-}
 
 std::uint64_t events_of(const Store& store, const std::string& device) {
   auto raw = store.view().get(Projector::device_key(device));
@@ -42,7 +35,7 @@ std::vector<LogMessage> messages(const std::string& device, std::uint64_t first_
 TEST_SUITE("projector") {
   TEST_CASE("a batch is folded and its offsets are stored with the state") {
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     Projector projector(*store, {});
     auto result = projector.apply(messages("m-1", 1, 10, 0));
     REQUIRE(result);
@@ -53,7 +46,7 @@ TEST_SUITE("projector") {
 
   TEST_CASE("messages below the stored offset are skipped: a redelivered batch counts nothing twice") {
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     Projector projector(*store, {});
     auto batch = messages("m-1", 1, 10, 0);
     REQUIRE(projector.apply(batch));
@@ -67,11 +60,11 @@ TEST_SUITE("projector") {
   TEST_CASE("a restarted projector resumes from the offsets in the store") {
     test::TempDir dir;
     {
-      auto store = open_store(dir);
+      auto store = test::open_store(dir);
       Projector projector(*store, {});
       REQUIRE(projector.apply(messages("m-1", 1, 10, 0)));
     }
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     Projector projector(*store, {});
     CHECK(projector.offsets().at({"courtyard.events.v1", 0}) == 10);
     // The consumer re-reads from an older position (Kafka's committed offset lagged behind).
@@ -84,7 +77,7 @@ TEST_SUITE("projector") {
 
   TEST_CASE("the same event written twice to the log (an ingest restart) is counted once") {
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     Projector projector(*store, {});
     REQUIRE(projector.apply(messages("m-1", 1, 5, 0)));
     auto result = projector.apply(messages("m-1", 3, 5, 5));  // seqs 3..7 at new offsets
@@ -96,7 +89,7 @@ TEST_SUITE("projector") {
 
   TEST_CASE("attack: a message that does not decode is quarantined with its offset and reason, and folding goes on") {
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     Projector projector(*store, {});
     std::vector<LogMessage> batch = messages("m-1", 1, 2, 0);
     batch.push_back({"courtyard.events.v1", 0, 2, "c1", "garbage", {}});
@@ -118,7 +111,7 @@ TEST_SUITE("projector") {
 
   TEST_CASE("attack: an event with a string that is not UTF-8, appended straight to the log, is quarantined") {
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     Projector projector(*store, {});
     auto forged = test::status_event("m-1", 1);
     std::get<schemas::DeviceStatus>(forged.body).firmware = "v1\xff\xfe";
@@ -142,7 +135,7 @@ TEST_SUITE("projector") {
     };
     auto fold = [&](std::size_t batch) {
       auto dir = std::make_unique<test::TempDir>();
-      auto store = open_store(*dir);
+      auto store = test::open_store(*dir);
       Projector projector(*store, {});
       for (std::size_t i = 0; i < log.size(); i += batch) {
         auto result = projector.apply(std::span(log).subspan(i, std::min(batch, log.size() - i)));
@@ -173,7 +166,7 @@ TEST_SUITE("projector") {
     for (std::size_t i = 0; i < log.size(); ++i) log[i].offset = static_cast<std::int64_t>(i);
     auto fold = [&](std::size_t batch) {
       auto dir = std::make_unique<test::TempDir>();
-      auto store = open_store(*dir);
+      auto store = test::open_store(*dir);
       Projector projector(*store, {});
       std::uint64_t quarantined = 0;
       for (std::size_t i = 0; i < log.size(); i += batch) {
@@ -194,7 +187,7 @@ TEST_SUITE("projector") {
 
   TEST_CASE("partitions keep offsets of their own") {
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     Projector projector(*store, {});
     std::vector<LogMessage> batch{test::log_message(test::status_event("a", 1), 7, 0),
                                   test::log_message(test::status_event("b", 1), 3, 5)};
@@ -206,7 +199,7 @@ TEST_SUITE("projector") {
 
   TEST_CASE("dead letters are counted per device and per reason") {
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     Projector projector(*store, {});
     std::vector<LogMessage> batch;
     for (int i = 0; i < 3; ++i) {
@@ -225,7 +218,7 @@ TEST_SUITE("projector") {
 
   TEST_CASE("a view is a snapshot: a later write does not change what it reads") {
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     Projector projector(*store, {});
     REQUIRE(projector.apply(messages("m-1", 1, 1, 0)));
     auto view = store->view();
@@ -238,7 +231,7 @@ TEST_SUITE("projector") {
 TEST_SUITE("projector: alerts") {
   TEST_CASE("ticks reach every community of their partition and fire its timers") {
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     ProjectorConfig config;
     config.rules.defaults.heartbeat_ms["meter"] = 1000;
     Projector projector(*store, config);
@@ -314,7 +307,7 @@ TEST_SUITE("projector: replay") {
 
     auto fold = [&](std::size_t batch) {
       auto dir = std::make_unique<test::TempDir>();
-      auto store = open_store(*dir);
+      auto store = test::open_store(*dir);
       ProjectorConfig config;
       config.rules.defaults.fall_escalate_ms = 20'000;
       Projector projector(*store, config);
@@ -339,7 +332,7 @@ TEST_SUITE("projector: replay") {
 TEST_SUITE("projector: registry") {
   TEST_CASE("a registry change is projected and sent to the community's gates as an access update") {
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     Projector projector(*store, {});
     schemas::Event reg;
     reg.device = DeviceId("gate-1");
@@ -366,7 +359,7 @@ TEST_SUITE("projector: registry") {
 
   TEST_CASE("who is inside is its own record; the occupancy record dashboards watch carries counts only") {
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     Projector projector(*store, {});
     schemas::Event reg;
     reg.device = DeviceId("gate-1");

@@ -10,6 +10,7 @@
 
 #include "common/handles.h"
 #include "events.h"
+#include "stores.h"
 #include "processors/runner.h"
 #include "temp_dir.h"
 
@@ -60,14 +61,6 @@ struct MockCluster {
   }
 };
 
-std::unique_ptr<Store> open_store(const test::TempDir& dir) {
-  StoreConfig config;
-  config.dir = dir.str("state");
-  auto store = Store::open(config);
-  REQUIRE(store);
-  return std::move(*store);
-}
-
 RunnerConfig runner_config(const MockCluster& kafka, const std::string& group) {
   RunnerConfig config;
   config.kafka = kafka.config();
@@ -100,7 +93,7 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
   TEST_CASE("a restarted runner resumes from the store's offsets and counts nothing twice") {
     MockCluster kafka;
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     RunnerConfig config = runner_config(kafka, "runner-test");
 
     kafka.produce(statuses("d-1", 1, 200));
@@ -127,7 +120,7 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     rd_kafka_mock_topic_create(kafka.cluster, "courtyard.alerts.v1", 1, 1);
     rd_kafka_mock_topic_create(kafka.cluster, "courtyard.commands.v1", 1, 1);
     test::TempDir dir;
-    auto store = open_store(dir);
+    auto store = test::open_store(dir);
     RunnerConfig config = runner_config(kafka, "runner-outbox-test");
 
     // One smoke alarm, and nothing after it that could carry a retry along.
