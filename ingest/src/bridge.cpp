@@ -357,14 +357,10 @@ struct Bridge::Impl {
     while (!unapplied.empty()) {
       const RegistryRecord& r = unapplied.front();
       if (r.registration && r.offset >= registry_applied && owns(r.registration->community)) {
-        std::lock_guard lock(append_mu);
-        auto event = schemas::registered_event(*r.registration);
-        const Head head = stamp(event);
-        if (!append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}},
-                    {{std::string(kRegistryAppliedKey), std::to_string(r.offset + 1)}, head.meta()})) {
+        if (!append_event(schemas::registered_event(*r.registration),
+                          {{std::string(kRegistryAppliedKey), std::to_string(r.offset + 1)}})) {
           return;
         }
-        advance(head);
         spdlog::info("registered {} ({}) in {}", r.device.str(), schemas::to_string(r.registration->kind),
                      r.registration->community.str());
       }
