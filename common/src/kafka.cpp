@@ -69,6 +69,13 @@ std::expected<std::int64_t, std::string> query_high_watermark(rd_kafka_t* rk, co
   return high;
 }
 
+std::int64_t consumer_position(rd_kafka_t* consumer, const std::string& topic, std::int32_t partition) {
+  KafkaPartitionsPtr one(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(one.get(), topic.c_str(), partition);
+  if (rd_kafka_position(consumer, one.get()) || one->elems[0].err) return -1;
+  return one->elems[0].offset;
+}
+
 std::vector<std::pair<std::string, std::string>> message_headers(const rd_kafka_message_t& message) {
   std::vector<std::pair<std::string, std::string>> out;
   rd_kafka_headers_t* headers = nullptr;
@@ -84,8 +91,8 @@ std::vector<std::pair<std::string, std::string>> message_headers(const rd_kafka_
 
 std::expected<void, std::string> read_to_end(const KafkaConfig& config, const std::string& topic,
                                              const std::function<void(const rd_kafka_message_t&)>& on_message,
-                                             std::chrono::milliseconds timeout) {
-  auto consumer = make_consumer(config, {{"group.id", "courtyard-reader"}, {"enable.auto.commit", "false"}});
+                                             std::chrono::milliseconds timeout, const std::string& group_id) {
+  auto consumer = make_consumer(config, {{"group.id", group_id}, {"enable.auto.commit", "false"}});
   if (!consumer) return std::unexpected(consumer.error());
   rd_kafka_t* rk = consumer->get();
   const rd_kafka_metadata_t* md = nullptr;
@@ -111,7 +118,12 @@ std::expected<void, std::string> read_to_end(const KafkaConfig& config, const st
   while (!ends.empty()) {
     if (std::chrono::steady_clock::now() > deadline) return std::unexpected("reading " + topic + " timed out");
     KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 200));
-    if (!m || m->err) continue;
+    if (!m || m->err) {
+      // Nothing more to hand out: a partition whose last records are transaction markers is done
+      // once the consumer has stepped over them.
+      std::erase_if(ends, [&](const auto& e) { return consumer_position(rk, topic, e.first) >= e.second; });
+      continue;
+    }
     auto end = ends.find(m->partition);
     if (end == ends.end()) continue;  // past the end we were asked for
     if (m->offset + 1 >= end->second) ends.erase(end);

@@ -24,6 +24,7 @@ std::vector<Grant> grants_for(TopicKind kind, const KafkaPrincipals& p) {
     case TopicKind::Commands: return {{&p.hub, kWrite}, {&p.ingest, kRead}};
     case TopicKind::Alerts: return {{&p.hub, kWrite}, {&p.auditor, kRead}};
     case TopicKind::Audit: return {{&p.hub, kWrite}, {&p.hub, kRead}, {&p.auditor, kRead}};
+    case TopicKind::Progress: return {{&p.ingest, kWrite}, {&p.ingest, kRead}};
     case TopicKind::Snapshots:
       // Ingest sets the images' retention at every start (it creates the topic if need be).
       return {{&p.ingest, kWrite},
@@ -79,6 +80,10 @@ std::vector<TopicPlan> courtyard_topics(const KafkaConfig& n) {
           {n.requests_topic, TopicKind::Requests, 3, {}},
           {n.audit_topic, TopicKind::Audit, 1, compacted},
           {n.registry_topic, TopicKind::Registry, 1, compacted},
+          // One mark per ingest instance survives compaction; segments roll every 10 minutes so
+          // the cleaner keeps what ingest reads at start small.
+          {n.progress_topic, TopicKind::Progress, 1,
+           {{"cleanup.policy", "compact"}, {"segment.ms", "600000"}, {"min.cleanable.dirty.ratio", "0.1"}}},
           // Camera images: ingest sets their retention from vision.raw_retention_minutes at start.
           {n.snapshots_topic, TopicKind::Snapshots, 3, {{"cleanup.policy", "delete"}}}};
 }

@@ -14,9 +14,11 @@
 #include "common/digest.h"
 #include "common/event_ids.h"
 #include "common/handles.h"
+#include "common/random.h"
 #include "common/text.h"
 #include "ingest/admit.h"
 #include "registry_view.h"
+#include "schemas/seq_window.h"
 #include "spool.h"
 #include "spool_pump.h"
 
@@ -221,6 +223,7 @@ struct Bridge::Impl {
         return;
       }
     }
+    if (!begin()) return;  // a commit or abort is unfinished: this second goes without a tick
     for (std::int32_t p = 0; p < partitions; ++p) {
       schemas::Event tick;
       tick.device = DeviceId(config.client_id);
@@ -306,6 +309,26 @@ struct Bridge::Impl {
     return true;
   }
 
+  // Which (boot, seq) each device's messages in the spool have reached (schemas/seq_window.h),
+  // kept in the spool with each event (meta "seq/<device>", in the same write), so a message the
+  // broker delivers again after a crash (its acknowledgement was lost with the process) is
+  // recognised and acknowledged without a second event in the log. Under append_mu.
+  std::unordered_map<DeviceId, schemas::SeqWindow> windows;
+  std::atomic<std::uint64_t> repeats{0};
+
+  // The device's window after this event, or nullopt for a message the spool holds already.
+  std::optional<std::pair<std::string, std::string>> admit_once(const schemas::Event& e, schemas::SeqWindow& after) {
+    auto it = windows.find(e.device);
+    if (it == windows.end()) {
+      schemas::SeqWindow stored;
+      if (auto raw = spool->meta("seq/" + e.device.str())) stored = schemas::seq_window_from_text(*raw).value_or(stored);
+      it = windows.emplace(e.device, stored).first;
+    }
+    after = it->second;
+    if (schemas::admit(after, e.boot, e.seq) == schemas::Admission::Duplicate) return std::nullopt;
+    return std::pair{"seq/" + e.device.str(), schemas::to_text(after)};
+  }
+
   // The image goes to the snapshots topic with the event; the log gets the event without it.
   bool append_snapshot(schemas::Event event) {
     auto& snapshot = std::get<schemas::CameraSnapshot>(event.body);
@@ -317,17 +340,25 @@ struct Bridge::Impl {
     std::string jpeg = std::move(snapshot.jpeg);
     snapshot.jpeg.clear();
     std::lock_guard lock(append_mu);
+    schemas::SeqWindow window;
+    auto seen = admit_once(event, window);
+    if (!seen) {
+      ++repeats;
+      return true;  // in the spool already: acknowledge it again
+    }
     const Head head = stamp(event);
     std::string logged = schemas::encode(event);
     std::get<schemas::CameraSnapshot>(event.body).jpeg = std::move(jpeg);
     std::vector<SpoolRecord> records;
     records.push_back({config.kafka.snapshots_topic, event.device.str(), schemas::encode(event), {}});
     records.push_back({config.kafka.events_topic, event.community.str(), std::move(logged), {}});
-    if (!append(std::move(records), {head.meta()})) return false;
+    if (!append(std::move(records), {head.meta(), *seen})) return false;
     advance(head);
+    windows[event.device] = window;
     return true;
   }
 
+  // Appends an event of ingest's own or of the hub's (a registration, a request, a delivery).
   bool append_event(schemas::Event event, Meta meta = {}) {
     std::lock_guard lock(append_mu);
     const Head head = stamp(event);
@@ -336,6 +367,26 @@ struct Bridge::Impl {
       return false;
     }
     advance(head);
+    return true;
+  }
+
+  // Appends a device's event, unless the spool holds that message already (then true as well:
+  // the device is acknowledged again, the log gets it once).
+  bool append_device_event(schemas::Event event) {
+    std::lock_guard lock(append_mu);
+    schemas::SeqWindow window;
+    auto seen = admit_once(event, window);
+    if (!seen) {
+      ++repeats;
+      return true;
+    }
+    const Head head = stamp(event);
+    if (!append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}},
+                {head.meta(), *seen})) {
+      return false;
+    }
+    advance(head);
+    windows[event.device] = window;
     return true;
   }
 
@@ -460,7 +511,7 @@ struct Bridge::Impl {
       } else {
         const bool kept = std::holds_alternative<schemas::CameraSnapshot>(event->body)
                               ? append_snapshot(std::move(*event))
-                              : append_event(std::move(*event));
+                              : append_device_event(std::move(*event));
         if (kept) ++accepted;
         outcome = kept ? Delivery::Taken : Delivery::Refused;
       }
@@ -468,12 +519,15 @@ struct Bridge::Impl {
       outcome = reject(m, schemas::Rejection{schemas::Rejection::Code::Malformed, std::string("internal error: ") + e.what()});
     }
     if (outcome == Delivery::Refused) ++handed_back;
-    pump();
-    return outcome;
+    return outcome;  // the loop produces it: the transactional producer is driven from one thread
   }
 
+  // Hands spooled records to the producer, inside the open transaction (one is begun for the
+  // first). Loop thread only. Nothing is produced while a commit or an abort is unfinished.
   void pump() {
+    if (txn != Txn::Idle && txn != Txn::Open) return;
     spool_pump->pump([this](std::uint64_t seq, const SpoolRecord& r) {
+      if (!begin(seq)) return false;
       rd_kafka_headers_t* headers = nullptr;
       if (!r.headers.empty()) {
         headers = rd_kafka_headers_new(r.headers.size());
@@ -499,12 +553,123 @@ struct Bridge::Impl {
   }
 
   static inline char kTickMarker = 0;  // the opaque of ticks: not a spooled record
+  static inline char kMarkMarker = 0;  // the opaque of delivery marks
 
-  // Delivered records whose removal the spool refused (a full disk): removed once it takes writes,
-  // or a restart would produce them again. Main thread only: delivery reports are served there.
-  std::vector<std::uint64_t> unremoved;
+  // Exactly once into Kafka (docs/decisions/0014): spooled records are produced in transactions
+  // of the producer whose transactional id is this instance's client id. Each transaction also
+  // carries the instance's delivery mark (the spool sequence it reaches) to the progress topic,
+  // so the mark is in Kafka exactly when the records are. Only after the commit does the spool
+  // forget them; a restart fences the previous producer (init_transactions), reads the mark and
+  // skips what Kafka already holds. Loop thread only.
+  enum class Txn { Idle, Open, Committing, Aborting };
+  Txn txn = Txn::Idle;
+  std::uint64_t txn_first = 0;   // the first spool sequence the open transaction may hold
+  std::uint64_t txn_end = 0;     // its end, fixed when its mark is produced
+  bool txn_marked = false;
+  std::chrono::steady_clock::time_point txn_began;
+  std::string spool_id;          // the spool's identity: a mark of another spool means nothing here
+  bool txn_trouble = false;      // the last commit or abort did not finish (logged once)
+
+  // Opens a transaction if none is; `first`: the spool sequence about to be produced (inside the
+  // pump, whose lock is held), else the pump's next.
+  bool begin(std::optional<std::uint64_t> first = std::nullopt) {
+    if (txn == Txn::Open) return true;
+    if (txn != Txn::Idle) return false;
+    if (KafkaErrorPtr e{rd_kafka_begin_transaction(producer.get())}) {
+      spdlog::critical("begin transaction: {}", rd_kafka_error_string(e.get()));
+      fatal = true;
+      return false;
+    }
+    txn = Txn::Open;
+    txn_first = first ? *first : spool_pump->next_seq();
+    txn_marked = false;
+    txn_began = std::chrono::steady_clock::now();
+    return true;
+  }
+
+  // What a failed commit or abort means: try again (the broker is away), abort (a record was not
+  // kept), or stop (another instance took over this transactional id: two ingests with one id).
+  void failed(const char* what, KafkaErrorPtr e) {
+    if (rd_kafka_error_is_fatal(e.get())) {
+      spdlog::critical("{}: {} (is another ingest running as {}?)", what, rd_kafka_error_string(e.get()), config.client_id);
+      fatal = true;
+    } else if (rd_kafka_error_txn_requires_abort(e.get())) {
+      spdlog::warn("{}: {}; aborting, its records go again", what, rd_kafka_error_string(e.get()));
+      txn = Txn::Aborting;
+    } else if (!txn_trouble) {
+      txn_trouble = true;
+      spdlog::warn("{}: {}; retrying", what, rd_kafka_error_string(e.get()));
+    }
+  }
+
+  // Commits the open transaction with its mark. A commit that does not finish within `timeout`
+  // goes on in the background and is called again from the next round (state Committing).
+  void commit(std::chrono::milliseconds timeout) {
+    if (txn == Txn::Open && !txn_marked) {
+      txn_end = spool_pump->next_seq();
+      const std::string mark = spool_id + " " + std::to_string(txn_end);
+      auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(config.kafka.progress_topic.c_str()),
+                                   RD_KAFKA_V_KEY(config.client_id.data(), config.client_id.size()),
+                                   RD_KAFKA_V_VALUE(const_cast<char*>(mark.data()), mark.size()),
+                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&kMarkMarker), RD_KAFKA_V_END);
+      if (err) return;  // the producer's queue is full: the next round
+      txn_marked = true;
+      txn = Txn::Committing;
+    }
+    if (txn != Txn::Committing) return;
+    if (KafkaErrorPtr e{rd_kafka_commit_transaction(producer.get(), static_cast<int>(timeout.count()))}) {
+      return failed("commit", std::move(e));
+    }
+    if (txn_trouble) spdlog::info("transactions commit again");
+    txn_trouble = false;
+    txn = Txn::Idle;
+    spool_pump->committed();
+    delivered += txn_end - txn_first;
+    if (txn_end > txn_first) forget(txn_first, txn_end);
+  }
+
+  void abort(std::chrono::milliseconds timeout) {
+    if (KafkaErrorPtr e{rd_kafka_abort_transaction(producer.get(), static_cast<int>(timeout.count()))}) {
+      return failed("abort", std::move(e));
+    }
+    txn_trouble = false;
+    txn = Txn::Idle;
+    spool_pump->rewind(txn_first);
+  }
+
+  // One round of the transaction: commit what is open once it is old enough (or full), finish an
+  // unfinished commit or abort.
+  void transact(std::chrono::milliseconds timeout) {
+    if (txn == Txn::Open && (std::chrono::steady_clock::now() - txn_began >= config.commit_interval ||
+                             spool_pump->in_flight() >= config.max_in_flight)) {
+      commit(timeout);
+    } else if (txn == Txn::Committing) {
+      commit(timeout);
+    }
+    if (txn == Txn::Aborting) abort(timeout);
+  }
+
+  // Commits (or aborts) what is open, for at most `within`: a stop.
+  void finish(std::chrono::milliseconds within) {
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    while (!fatal && txn != Txn::Idle && std::chrono::steady_clock::now() < deadline) {
+      if (txn == Txn::Aborting) abort(std::chrono::seconds(1));
+      else commit(std::chrono::seconds(1));
+      rd_kafka_poll(producer.get(), 0);
+    }
+  }
+
+  // Committed records the spool has yet to forget (it refused the removal: a full disk). Removed
+  // once it takes writes; a restart in between skips them by the mark.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> unremoved;
+  void forget(std::uint64_t first, std::uint64_t end) {
+    if (auto ok = spool->remove(first, end); !ok) {
+      spdlog::error("{} (committed records {}..{} stay spooled; removed again later)", ok.error(), first, end);
+      unremoved.emplace_back(first, end);
+    }
+  }
   void remove_delivered() {
-    std::erase_if(unremoved, [this](std::uint64_t seq) { return spool->remove(seq).has_value(); });
+    std::erase_if(unremoved, [this](const auto& r) { return spool->remove(r.first, r.second).has_value(); });
   }
 
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
@@ -513,21 +678,65 @@ struct Bridge::Impl {
       if (m->err) spdlog::warn("a tick was not appended: {}", rd_kafka_err2str(m->err));
       return;
     }
-    self->spool_pump->settled(m->len + m->key_len);
-    auto seq = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(m->_private));
-    if (m->err) {
-      // Retries are unbounded (message.timeout.ms=0), so this is permanent. The record stays in
-      // the spool; stopping lets a restart re-produce it in order rather than skip it.
-      spdlog::critical("Kafka refused spooled record {}: {}", seq, rd_kafka_err2str(m->err));
-      self->fatal = true;
+    if (!m->err) {
+      if (self->config.kafka.snapshots_topic == rd_kafka_topic_name(m->rkt)) self->images_delivered = true;
       return;
     }
-    ++self->delivered;
-    if (auto ok = self->spool->remove(seq); !ok) {
-      spdlog::error("{} (delivered record {} stays spooled; removed again later)", ok.error(), seq);
-      self->unremoved.push_back(seq);
+    // A record of an aborted or timed-out transaction goes again with the transaction's others.
+    // Anything else is the broker refusing the record itself: producing it again would fail
+    // again, so stop with it kept in the spool for whoever fixes the cause.
+    switch (m->err) {
+      case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+      case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+      case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+      case RD_KAFKA_RESP_ERR__TIMED_OUT:
+      case RD_KAFKA_RESP_ERR__TRANSPORT:
+      case RD_KAFKA_RESP_ERR__FENCED:
+      case RD_KAFKA_RESP_ERR__STATE:
+        return;
+      default:
+        if (m->_private == &kMarkMarker) return;  // the commit fails with it; it goes again
+        spdlog::critical("Kafka refused spooled record {}: {}",
+                         static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(m->_private)), rd_kafka_err2str(m->err));
+        self->fatal = true;
     }
-    if (self->config.kafka.snapshots_topic == rd_kafka_topic_name(m->rkt)) self->images_delivered = true;
+  }
+
+  // Fences whatever producer a previous run left behind (its unfinished transaction is aborted),
+  // then reads this instance's mark: spooled records before it are in Kafka already (committed
+  // just before a crash took the spool's removal with it) and are forgotten, not produced again.
+  void recover() {
+    if (KafkaErrorPtr e{rd_kafka_init_transactions(producer.get(), 60000)}) {
+      throw std::runtime_error(std::string("kafka transactions: ") + rd_kafka_error_string(e.get()));
+    }
+    if (auto id = spool->meta("spool_id")) {
+      spool_id = *id;
+    } else {
+      spool_id = random_token(12);
+      if (auto ok = spool->set_meta({{"spool_id", spool_id}}); !ok) throw std::runtime_error(ok.error());
+    }
+    std::optional<std::uint64_t> mark;
+    auto read = read_to_end(
+        config.kafka, config.kafka.progress_topic,
+        [&](const rd_kafka_message_t& m) {
+          if (!m.key || std::string_view(static_cast<const char*>(m.key), m.key_len) != config.client_id) return;
+          const std::string value(static_cast<const char*>(m.payload), m.len);
+          const auto space = value.find(' ');
+          if (space == std::string::npos || value.substr(0, space) != spool_id) {
+            mark.reset();  // another spool's (this instance's disk was replaced): says nothing of ours
+            return;
+          }
+          mark = std::strtoull(value.c_str() + space + 1, nullptr, 10);
+        },
+        std::chrono::seconds(60), config.client_id + "-registry");
+    if (!read) throw std::runtime_error("delivery marks: " + read.error());
+    const std::uint64_t first = spool->first_seq();
+    if (mark && *mark > first) {
+      const std::uint64_t end = std::min(*mark, spool->next_seq());
+      spdlog::info("{} spooled records are in Kafka already (committed before the last stop); forgetting them", end - first);
+      forget(first, end);
+      spool_pump->start_at(end);
+    }
   }
 
   void start() {
@@ -542,11 +751,14 @@ struct Bridge::Impl {
     spool = std::move(*s);
     if (auto applied = spool->meta(kRegistryAppliedKey)) registry_applied = std::stoll(*applied);
 
+    // Transactional (decision 14): its records become visible to readers (read_committed) with
+    // the commit; a record of an aborted transaction never does. A record waits at most the
+    // transaction's timeout, then the transaction is aborted and produced again.
     auto p = make_producer(config.kafka,
-                           {{"enable.idempotence", "true"},
+                           {{"transactional.id", config.client_id},
+                            {"transaction.timeout.ms", "60000"},
                             {"acks", "all"},
-                            {"message.timeout.ms", "0"},
-                            {"linger.ms", "5"},
+                            {"linger.ms", "2"},
                             {"compression.type", "lz4"},
                             {"client.id", config.client_id}},
                            &Impl::on_delivery, this);
@@ -556,6 +768,7 @@ struct Bridge::Impl {
     // Whatever a previous run accepted but Kafka never confirmed goes first, in order, read from
     // the spool as its turn comes (a day of backlog costs disk, not memory).
     spool_pump = std::make_unique<SpoolPump>(*spool, SpoolPumpLimits{.max_in_flight = config.max_in_flight});
+    recover();
     if (auto backlog = spool->next_seq() - spool->first_seq()) {
       spdlog::info("re-producing {} spooled records from a previous run", backlog);
     }
@@ -644,7 +857,7 @@ void Bridge::run(std::stop_token stop) {
   auto last_report = std::chrono::steady_clock::now(), last_purge = last_report;
   auto next_tick = std::chrono::steady_clock::now();
   while (!stop.stop_requested() && !impl_->fatal) {
-    rd_kafka_poll(impl_->producer.get(), 10);
+    rd_kafka_poll(impl_->producer.get(), 5);
     if (impl_->config.tick_interval.count() > 0 && std::chrono::steady_clock::now() >= next_tick) {
       next_tick += impl_->config.tick_interval;
       impl_->tick();
@@ -655,6 +868,7 @@ void Bridge::run(std::stop_token stop) {
     impl_->relay_commands();
     impl_->append_requests();
     impl_->pump();
+    impl_->transact(std::chrono::milliseconds(500));
     if (auto now = std::chrono::steady_clock::now(); now - last_purge > std::chrono::seconds(60) && impl_->images_delivered) {
       last_purge = now;
       impl_->images_delivered = false;
@@ -663,8 +877,8 @@ void Bridge::run(std::stop_token stop) {
     if (auto now = std::chrono::steady_clock::now(); now - last_report > std::chrono::seconds(10)) {
       last_report = now;
       auto s = stats();
-      spdlog::info("ingest: accepted {} rejected {} delivered {} spooled {} commands relayed {} handed back {}",
-                   s.accepted, s.rejected, s.delivered, s.spooled, impl_->commands.load(), s.handed_back);
+      spdlog::info("ingest: accepted {} rejected {} delivered {} spooled {} commands relayed {} handed back {} repeats {}",
+                   s.accepted, s.rejected, s.delivered, s.spooled, impl_->commands.load(), s.handed_back, s.repeats);
     }
   }
   rd_kafka_consumer_close(impl_->command_consumer.get());
@@ -672,7 +886,7 @@ void Bridge::run(std::stop_token stop) {
   impl_->snapshot_mqtt.reset();  // no new messages while we drain
   impl_->mqtt.reset();
   impl_->pump();
-  rd_kafka_flush(impl_->producer.get(), 10000);
+  impl_->finish(std::chrono::seconds(10));
   if (impl_->fatal) throw std::runtime_error("ingest stopped after a fatal error; spooled records are kept");
   spdlog::info("ingest stopped; {} records left in the spool", stats().spooled);
 }
@@ -683,6 +897,7 @@ BridgeStats Bridge::stats() const {
   s.rejected = impl_->rejected;
   s.delivered = impl_->delivered;
   s.handed_back = impl_->handed_back;
+  s.repeats = impl_->repeats;
   if (impl_->spool) s.spooled = impl_->spool->next_seq() - impl_->spool->first_seq();
   return s;
 }

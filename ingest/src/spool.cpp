@@ -106,11 +106,18 @@ std::vector<std::pair<std::uint64_t, SpoolRecord>> Spool::read(std::uint64_t fir
   return out;
 }
 
-std::expected<void, std::string> Spool::remove(std::uint64_t seq) {
+std::expected<void, std::string> Spool::remove(std::uint64_t first, std::uint64_t end) {
   std::lock_guard lock(mu_);
   rocksdb::WriteBatch batch;
-  batch.Delete(queue_key(seq));
+  for (std::uint64_t seq = first; seq < end; ++seq) batch.Delete(queue_key(seq));
   return write(batch, false);
+}
+
+std::expected<void, std::string> Spool::set_meta(const std::vector<std::pair<std::string, std::string>>& meta) {
+  std::lock_guard lock(mu_);
+  rocksdb::WriteBatch batch;
+  for (const auto& [key, value] : meta) batch.Put("m" + key, value);
+  return write(batch, sync_);
 }
 
 std::expected<void, std::string> Spool::write(rocksdb::WriteBatch& batch, bool sync) {

@@ -43,8 +43,11 @@ class Spool {
                                                    const std::vector<std::pair<std::string, std::string>>& meta = {});
   // Records from `first` on, in order, at most `max`.
   std::vector<std::pair<std::uint64_t, SpoolRecord>> read(std::uint64_t first, std::size_t max) const;
-  // Forgets a delivered record; on failure it stays (remove it again later, or it is produced again).
-  std::expected<void, std::string> remove(std::uint64_t seq);
+  // Forgets delivered records [first, end) in one write; on failure they stay (remove them again
+  // later; a restart skips them by ingest's delivery mark).
+  std::expected<void, std::string> remove(std::uint64_t first, std::uint64_t end);
+  // Sets metadata keys alone.
+  std::expected<void, std::string> set_meta(const std::vector<std::pair<std::string, std::string>>& meta);
   // Rewrites the store so what remove() deleted leaves the disk: the write-ahead log and the
   // tables that still held it are replaced. Camera images must not outlive their delivery.
   std::expected<void, std::string> purge();

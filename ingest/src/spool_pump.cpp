@@ -66,10 +66,21 @@ void SpoolPump::pump(const Produce& produce) {
   }
 }
 
-void SpoolPump::settled(std::size_t bytes) {
+void SpoolPump::committed() {
   std::lock_guard lock(mu_);
-  --in_flight_;
-  in_flight_bytes_ -= std::min(bytes, in_flight_bytes_);
+  in_flight_ = in_flight_bytes_ = 0;
+}
+
+void SpoolPump::rewind(std::uint64_t seq) {
+  std::lock_guard lock(mu_);
+  in_flight_ = in_flight_bytes_ = 0;
+  // The cache holds later records; those from `seq` are read from the spool again.
+  next_ = std::min(next_, seq);
+}
+
+void SpoolPump::start_at(std::uint64_t seq) {
+  std::lock_guard lock(mu_);
+  next_ = std::max(next_, seq);
 }
 
 std::size_t SpoolPump::in_flight() const {

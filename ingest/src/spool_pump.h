@@ -3,7 +3,9 @@
 // is away. The newest records are kept in memory as they are appended (up to `cache_bytes`), so
 // while Kafka keeps up nothing is read back from disk; what fell out of that cache (a long Kafka
 // outage, a restart) is read from the spool in chunks when its turn comes. At most
-// `max_in_flight` records and `max_in_flight_bytes` bytes are with the producer at once.
+// `max_in_flight` records and `max_in_flight_bytes` bytes are with the producer at once: handed
+// over and not yet committed (ingest produces in transactions: a commit settles every record
+// handed over before it; an abort hands them over again from the first).
 // Thread-safe.
 #include <cstdint>
 #include <deque>
@@ -37,8 +39,14 @@ class SpoolPump {
   void appended(std::uint64_t first_seq, std::vector<SpoolRecord> records);
   // Hands records to `produce` in order while the in-flight limits allow.
   void pump(const Produce& produce);
-  // One record handed over earlier was confirmed or failed (its in_flight_bytes).
-  void settled(std::size_t bytes);
+  // Every record handed over so far is in Kafka for good.
+  void committed();
+  // The records handed over from `seq` on were not kept (an aborted transaction): they are handed
+  // over again, in order, by the next pumps.
+  void rewind(std::uint64_t seq);
+  // Skips to `seq` (records before it are in Kafka already: a restart after a commit whose records
+  // the spool had not yet forgotten). Only before the first pump.
+  void start_at(std::uint64_t seq);
 
   std::size_t in_flight() const;
   std::size_t cached_bytes() const;

@@ -2,32 +2,6 @@
 
 namespace courtyard::processors {
 
-Admission admit(SeqWindow& w, std::uint32_t boot, std::uint64_t seq) {
-  if (!w.started || boot > w.boot) {
-    // A new boot restarts the sequence; what the previous boot never delivered stays counted.
-    w.started = true;
-    w.boot = boot;
-    w.high = seq;
-    w.bits = 1;
-    return Admission::Fresh;
-  }
-  if (boot < w.boot) return Admission::Stale;
-  if (seq > w.high) {
-    std::uint64_t shift = seq - w.high;
-    w.gaps += shift - 1;
-    w.bits = shift >= 64 ? 1 : (w.bits << shift) | 1;
-    w.high = seq;
-    return Admission::Fresh;
-  }
-  std::uint64_t age = w.high - seq;
-  if (age >= 64) return Admission::Stale;
-  std::uint64_t bit = std::uint64_t{1} << age;
-  if (w.bits & bit) return Admission::Duplicate;
-  w.bits |= bit;  // a late arrival fills a gap counted earlier
-  if (w.gaps > 0) --w.gaps;
-  return Admission::Fresh;
-}
-
 DeviceStep apply(DeviceState s, const schemas::Event& e) {
   using namespace schemas;
   if (const auto* r = std::get_if<DeviceRegistered>(&e.body)) {

@@ -135,6 +135,8 @@ struct Runner::Impl {
       auto& f = freshness[{p.topic, p.partition}];
       auto it = projector.offsets().find({p.topic, p.partition});
       f.next_offset = it == projector.offsets().end() ? low : it->second;
+      // Past the transaction markers the consumer stepped over: they are no lag.
+      f.next_offset = std::max(f.next_offset, consumer_position(consumer.get(), p.topic, p.partition));
       if (high >= 0) f.high_watermark = high;
     }
   }

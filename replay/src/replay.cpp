@@ -259,7 +259,10 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
       while (!seed_end.empty()) {
         KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 100));
         if (!m || m->err) {
-          if (Clock::now() - last > c.timeout) return std::unexpected(std::string("the log stopped delivering before its end"));
+          std::erase_if(seed_end, [&](const auto& e) { return consumer_position(rk, e.first.first, e.first.second) >= e.second; });
+          if (!seed_end.empty() && Clock::now() - last > c.timeout) {
+            return std::unexpected(std::string("the log stopped delivering before its end"));
+          }
           continue;
         }
         last = Clock::now();
@@ -299,12 +302,16 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   while (!remaining.empty()) {
     KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 100));
     auto now = Clock::now();
-    if (!m) {
+    if (!m || m->err) {
       if (auto ok = flush(); !ok) return std::unexpected(ok.error());
-      if (now - last_message > c.timeout) return std::unexpected(std::string("the log stopped delivering before its end"));
+      // A partition ending in transaction markers (ingest appends in transactions) is read once
+      // the consumer has stepped over them: no message is handed out for a marker.
+      std::erase_if(remaining, [&](const auto& e) { return consumer_position(rk, e.first.first, e.first.second) >= e.second; });
+      if (!remaining.empty() && now - last_message > c.timeout) {
+        return std::unexpected(std::string("the log stopped delivering before its end"));
+      }
       continue;
     }
-    if (m->err) continue;
     last_message = now;
     auto it = remaining.find({rd_kafka_topic_name(m->rkt), m->partition});
     if (it == remaining.end() || m->offset >= it->second) continue;  // past where this rebuild stops

@@ -23,11 +23,10 @@ void append(Spool& spool, SpoolPump& pump, std::uint64_t i) {
   pump.appended(*seq, {record(i)});
 }
 
-// A producer that takes records while `up`, and Kafka's confirmations for what it took.
+// A producer that takes records while `up`, and the commits of what it took.
 struct Producer {
   bool up = true;
   std::vector<std::uint64_t> taken;
-  std::size_t confirmed = 0;
   SpoolPump::Produce take() {
     return [this](std::uint64_t seq, const SpoolRecord& r) {
       if (!up) return false;
@@ -36,9 +35,7 @@ struct Producer {
       return true;
     };
   }
-  void confirm_all(SpoolPump& pump) {
-    for (; confirmed < taken.size(); ++confirmed) pump.settled(in_flight_bytes(record(taken[confirmed])));
-  }
+  void confirm_all(SpoolPump& pump) { pump.committed(); }
 };
 
 constexpr SpoolPumpLimits kLimits{.max_in_flight = 500, .max_in_flight_bytes = 64 << 10, .cache_bytes = 32 << 10, .chunk = 64};
@@ -107,7 +104,7 @@ TEST_SUITE("ingest spool pump") {
       SpoolPump pump(**spool, kLimits);
       for (std::uint64_t i = 0; i < 100; ++i) append(**spool, pump, i);
     }
-    for (std::uint64_t i = 0; i < 40; ++i) REQUIRE((*spool)->remove(i));  // confirmed before the crash
+    for (std::uint64_t i = 0; i < 40; ++i) REQUIRE((*spool)->remove(i, i + 1));  // confirmed before the crash
     SpoolPump pump(**spool, kLimits);
     CHECK(pump.next_seq() == 40);
     CHECK(pump.cached_bytes() == 0);
@@ -131,8 +128,43 @@ TEST_SUITE("ingest spool pump") {
     Producer kafka;
     pump.pump(kafka.take());
     CHECK(kafka.taken == std::vector<std::uint64_t>{0});  // the next waits for the big one's confirmation
-    pump.settled(in_flight_bytes(big));
+    pump.committed();
     pump.pump(kafka.take());
     CHECK(kafka.taken == std::vector<std::uint64_t>{0, 1});
+  }
+
+  TEST_CASE("an aborted transaction's records are handed over again, in order, before anything after them") {
+    test::TempDir dir;
+    auto spool = Spool::open(dir.str("spool"), false);
+    REQUIRE(spool);
+    SpoolPump pump(**spool, kLimits);
+    Producer kafka;
+    for (std::uint64_t i = 0; i < 300; ++i) append(**spool, pump, i);
+    pump.pump(kafka.take());
+    REQUIRE(kafka.taken.size() == 300);
+    pump.committed();
+    for (std::uint64_t i = 300; i < 500; ++i) append(**spool, pump, i);
+    pump.pump(kafka.take());  // 300..499 in a transaction that Kafka then aborts
+    REQUIRE(kafka.taken.size() == 500);
+    pump.rewind(300);
+    CHECK(pump.in_flight() == 0);
+    for (std::uint64_t i = 500; i < 550; ++i) append(**spool, pump, i);
+    kafka.taken.resize(300);
+    pump.pump(kafka.take());
+    REQUIRE(kafka.taken.size() == 550);
+    for (std::uint64_t i = 0; i < 550; ++i) REQUIRE(kafka.taken[i] == i);
+  }
+
+  TEST_CASE("a restart skips what the delivery mark says Kafka holds although the spool still has it") {
+    test::TempDir dir;
+    auto spool = Spool::open(dir.str("spool"), false);
+    REQUIRE(spool);
+    for (std::uint64_t i = 0; i < 100; ++i) REQUIRE((*spool)->append(record(i)));
+    SpoolPump pump(**spool, kLimits);
+    pump.start_at(64);  // committed up to 64, killed before the spool forgot them
+    Producer kafka;
+    pump.pump(kafka.take());
+    REQUIRE(kafka.taken.size() == 36);
+    CHECK(kafka.taken.front() == 64);
   }
 }

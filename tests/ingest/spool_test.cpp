@@ -34,7 +34,7 @@ TEST_SUITE("ingest spool") {
     auto seq = (*spool)->append({"courtyard.snapshots.v1", "cam-1", image, {}});
     REQUIRE(seq);
     REQUIRE((*spool)->append({"courtyard.events.v1", "c1", "still waiting", {}}));
-    REQUIRE((*spool)->remove(*seq));
+    REQUIRE((*spool)->remove(*seq, *seq + 1));
     REQUIRE((*spool)->purge());
     for (const auto& f : std::filesystem::recursive_directory_iterator(dir.path() / "spool")) {
       if (!f.is_regular_file()) continue;
@@ -51,7 +51,7 @@ TEST_SUITE("ingest spool") {
     {
       auto spool = Spool::open(dir.str("spool"), false);
       for (int i = 0; i < 3; ++i) REQUIRE((*spool)->append({"t", "k", "v" + std::to_string(i), {}}));
-      REQUIRE((*spool)->remove(0));
+      REQUIRE((*spool)->remove(0, 1));
     }
     auto spool = Spool::open(dir.str("spool"), false);
     REQUIRE(spool);

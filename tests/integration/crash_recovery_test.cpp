@@ -1,11 +1,18 @@
 // SIGKILL of ingest and of the hub in the middle of a run loses nothing and counts nothing twice:
-// neither events nor camera snapshots, nor what the vision processor saw in them.
+// neither events nor camera snapshots, nor what the vision processor saw in them. And the log
+// itself holds each device message once: ingest appends in transactions and drops a message the
+// broker delivers again (decision 14), so no event and no chain position is there twice.
 #include <doctest/doctest.h>
 
+#include <map>
+#include <set>
 #include <thread>
+#include <tuple>
 
 #include "devices/simulator.h"
+#include "common/kafka.h"
 #include "http_client.h"
+#include "schemas/event.h"
 #include "services.h"
 
 using namespace courtyard;
@@ -93,6 +100,25 @@ TEST_SUITE("integration: crash recovery") {
                     "analysed " << analysed(stack, sim.communities[0]) << " of " << report->scenes);
     REQUIRE(test::eventually(lag_zero, 60s));
     CHECK(analysed(stack, sim.communities[0]) == report->scenes);
+
+    // The log: every device message once, and the community's chain one position after another.
+    std::map<std::tuple<std::string, std::uint32_t, std::uint64_t>, int> messages;
+    std::set<std::uint64_t> positions;
+    std::uint64_t doubled = 0, repeated_positions = 0, valid = 0;
+    for (const auto& [device, counts] : report->valid) valid += test::total(counts);
+    REQUIRE(read_to_end(services.kafka(), services.kafka().events_topic, [&](const rd_kafka_message_t& m) {
+      auto e = schemas::decode(std::string_view(static_cast<const char*>(m.payload), m.len));
+      if (!e || e->community.str() != sim.communities[0]) return;
+      if (!positions.insert(e->chain_seq).second) ++repeated_positions;
+      if (schemas::is_system_event(e->body)) return;
+      if (++messages[{e->device.str(), e->boot, e->seq}] == 2) ++doubled;
+    }));
+    CHECK(doubled == 0);
+    CHECK(repeated_positions == 0);
+    CHECK(messages.size() == valid);
+    REQUIRE_FALSE(positions.empty());
+    CHECK(*positions.begin() == 1);
+    CHECK(*positions.rbegin() == positions.size());
     std::uint64_t ignored = 0;
     for (const auto& [_, p] : stack.devices()) ignored += p["duplicates"].get<std::uint64_t>() + p["stale"].get<std::uint64_t>();
     MESSAGE("redelivered events recognised and ignored after the kills: " << ignored);

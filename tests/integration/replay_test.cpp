@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <map>
 #include <thread>
 
 #include "common/handles.h"
@@ -38,18 +39,23 @@ std::pair<int, json> replay(test::Stack& stack, std::vector<std::string> args, c
 
 // Copies the events topic into a new one, message for message and partition for partition,
 // letting `edit` change or drop (return false) each event on the way.
+// Copies the events topic, partition for partition, through `edit` (false: leave the event out),
+// which is told the offset the event gets in the copy: the copy is written without transactions,
+// so it has no commit markers and its offsets are not the log's.
 std::string copy_events(const KafkaConfig& kafka, const std::string& name,
                         const std::function<bool(std::int32_t, std::int64_t, schemas::Event&)>& edit) {
   test::create_topic(kafka, name, 12);
   auto producer = make_producer(kafka, {{"enable.idempotence", "true"}, {"acks", "all"}});
   REQUIRE(producer);
+  std::map<std::int32_t, std::int64_t> next;  // partition -> offset of the next record of the copy
   REQUIRE(read_to_end(kafka, kafka.events_topic, [&](const rd_kafka_message_t& m) {
     std::string value(static_cast<const char*>(m.payload), m.len);
     auto event = schemas::decode(value);
     if (event && !event->community.empty()) {
-      if (!edit(m.partition, m.offset, *event)) return;
+      if (!edit(m.partition, next[m.partition], *event)) return;
       value = schemas::encode(*event);
     }
+    ++next[m.partition];
     std::string key = m.key ? std::string(static_cast<const char*>(m.key), m.key_len) : std::string();
     REQUIRE(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC(name.c_str()), RD_KAFKA_V_PARTITION(m.partition),
                               RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(value.data(), value.size()),

@@ -21,6 +21,7 @@ using KafkaConfPtr = std::unique_ptr<rd_kafka_conf_s, CDeleter<rd_kafka_conf_des
 using KafkaPartitionsPtr =
     std::unique_ptr<rd_kafka_topic_partition_list_s, CDeleter<rd_kafka_topic_partition_list_destroy>>;
 using KafkaMessagePtr = std::unique_ptr<rd_kafka_message_s, CDeleter<rd_kafka_message_destroy>>;
+using KafkaErrorPtr = std::unique_ptr<rd_kafka_error_s, CDeleter<rd_kafka_error_destroy>>;
 using MosquittoPtr = std::unique_ptr<mosquitto, CDeleter<mosquitto_destroy>>;
 // Kafka's admin API: a reply queue, its events, and ACL bindings (also used as filters).
 using AdminQueuePtr = std::unique_ptr<rd_kafka_queue_t, CDeleter<rd_kafka_queue_destroy>>;

@@ -30,6 +30,9 @@ struct KafkaConfig {
   // Gate cameras' snapshots with their images, for the vision processor only: kept for a limited
   // time (ingest sets its retention), never part of the log that is replayed.
   std::string snapshots_topic = "courtyard.snapshots.v1";
+  // Ingest's delivery marks (compacted, keyed by ingest's client id): up to which spool record an
+  // instance's transactions are committed, written in each transaction (decision 14).
+  std::string progress_topic = "courtyard.progress.v1";
 
   // Who this process is at the broker. The CLI wiring fills username and password for the role
   // it runs as (ingest, hub, auditor, admin: docs/security.md); an empty mechanism talks to a
@@ -61,14 +64,22 @@ std::expected<std::int64_t, std::string> query_high_watermark(rd_kafka_t* rk, co
                                                               std::int32_t partition,
                                                               std::chrono::milliseconds timeout);
 
+// Where a consumer stands in one assigned partition: the offset of the next message it will hand
+// out, past any transaction markers it has stepped over (-1 when unknown). A partition written in
+// transactions ends with a commit marker, never handed out as a message, so "read to the end"
+// means this position reaching the high watermark, not the last message's offset + 1.
+std::int64_t consumer_position(rd_kafka_t* consumer, const std::string& topic, std::int32_t partition);
+
 // A message's headers, in order (a header without a value has an empty one).
 std::vector<std::pair<std::string, std::string>> message_headers(const rd_kafka_message_t& message);
 
 // Reads every partition of `topic` from its start to the end it had when called, calling
-// `on_message` for each message (per partition in order). For tools and tests, not hot paths.
+// `on_message` for each message (per partition in order). For tools, tests and start-up, not hot
+// paths. `group_id` only names the reader to the broker (a role may use the groups granted to it).
 std::expected<void, std::string> read_to_end(const KafkaConfig& config, const std::string& topic,
                                              const std::function<void(const rd_kafka_message_t&)>& on_message,
-                                             std::chrono::milliseconds timeout = std::chrono::seconds(60));
+                                             std::chrono::milliseconds timeout = std::chrono::seconds(60),
+                                             const std::string& group_id = "courtyard-reader");
 
 // Creates `topic` with `configs` if it does not exist, or sets its configs to exactly `configs`
 // (every other dynamic setting of the topic returns to the broker's default) if it does.

@@ -2,7 +2,9 @@
 // Courtyard's topics and who may do what with them, in one table: the broker's set-up
 // (`courtyard kafka setup`, run by scripts/services), the tests that make topics of their own and
 // docs/security.md all follow it. Principals are the SASL users of the processes' roles:
-//   ingest   appends to the events, dead-letter and snapshots topics; reads registry, requests, commands
+//   ingest   appends to the events, dead-letter and snapshots topics in transactions (its
+//            transactional ids: scripts/services grants them, see docs/operations.md); reads
+//            registry, requests, commands; reads and writes its delivery marks (progress)
 //   hub      appends to requests, alerts, commands, audit and the registry; reads events, dead letters,
 //            snapshots (vision) and its own audit trail
 //   auditor  reads events, dead letters, alerts and the audit trail; writes nothing
@@ -17,7 +19,7 @@
 
 namespace courtyard {
 
-enum class TopicKind { Events, DeadLetter, Registry, Requests, Commands, Alerts, Audit, Snapshots };
+enum class TopicKind { Events, DeadLetter, Registry, Requests, Commands, Alerts, Audit, Snapshots, Progress };
 
 struct KafkaPrincipals {
   std::string ingest = "ingest";

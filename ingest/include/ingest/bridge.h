@@ -52,6 +52,9 @@ struct BridgeConfig {
   // the events topic's only writer, stamps ticks with the clock that stamps every event; one
   // instance of a deployment ticks.
   std::chrono::milliseconds tick_interval{1000};
+  // Spooled records go to Kafka in transactions (exactly once across a restart: decision 14);
+  // one is committed this often, and readers see its records at the commit.
+  std::chrono::milliseconds commit_interval{20};
   // Keys every chain link, tick and dead letter (docs/security.md): without it nobody can extend
   // a chain, forge a tick or a dead letter that passes `replay verify`. Required.
   std::string chain_key;
@@ -69,6 +72,7 @@ struct BridgeStats {
   std::uint64_t delivered = 0;
   std::uint64_t spooled = 0;  // not yet confirmed by Kafka
   std::uint64_t handed_back = 0;  // devices' messages left unacknowledged because the spool failed
+  std::uint64_t repeats = 0;      // devices' messages delivered again that the spool held already (acknowledged, not appended again)
 };
 
 class Bridge {

@@ -11,29 +11,15 @@
 #include <nlohmann/json.hpp>
 
 #include "schemas/event.h"
+#include "schemas/seq_window.h"
 
 namespace courtyard::processors {
 
-// Which (boot, seq) a device has sent: the highest seq of the current boot and a 64-wide bitmap of
-// the seqs just below it, like an anti-replay window. Recognises duplicates from MQTT redelivery
-// and ingest restarts, accepts late arrivals inside the window, and counts gaps.
-struct SeqWindow {
-  bool started = false;
-  std::uint32_t boot = 0;
-  std::uint64_t high = 0;  // highest seq seen in `boot`
-  std::uint64_t bits = 0;  // bit i set: seq high - i was seen
-  std::uint64_t gaps = 0;  // seqs skipped and not (yet) filled, over all boots
-  bool operator==(const SeqWindow&) const = default;
-};
-
-enum class Admission {
-  Fresh,      // first time seen: fold it
-  Duplicate,  // seen before: ignore
-  Stale,      // older than the window or from an earlier boot: cannot tell, ignore and count
-};
-
-// Updates the window for (boot, seq) and says whether the event is new.
-Admission admit(SeqWindow& window, std::uint32_t boot, std::uint64_t seq);
+// The duplicate gate of the log (schemas/seq_window.h): ingest drops a redelivered message with
+// it, and this fold recognises what still arrives twice.
+using schemas::Admission;
+using schemas::SeqWindow;
+using schemas::admit;
 
 struct DeviceState {
   bool registered = false;
