@@ -63,9 +63,10 @@ std::optional<SpoolRecord> deserialize(std::string_view in) {
 
 }  // namespace
 
-std::expected<std::unique_ptr<Spool>, std::string> Spool::open(const std::string& dir, bool sync) {
+std::expected<std::unique_ptr<Spool>, std::string> Spool::open(const std::string& dir, bool sync, rocksdb::Env* env) {
   rocksdb::Options options;
   options.create_if_missing = true;
+  if (env) options.env = env;
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(options, dir, &raw);
   if (!s.ok()) return std::unexpected("cannot open spool " + dir + ": " + s.ToString());

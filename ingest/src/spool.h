@@ -1,8 +1,8 @@
 #pragma once
 // The durable spool: every record ingest has accepted (events and dead letters) lives here from
-// the moment it is accepted until Kafka confirms it. Backed by RocksDB with its WAL on; a record
-// whose append() returned survives a SIGKILL of ingest (the WAL write reached the OS). Survival
-// of a machine crash would need sync writes (SpoolOptions::sync).
+// the moment it is accepted until its Kafka transaction commits. Backed by RocksDB with its WAL
+// on; a record whose append() returned survives a SIGKILL of ingest (the WAL write reached the
+// OS), and with `sync` a power cut too (the WAL was fsynced before append() returned).
 // Thread-safe.
 #include <cstdint>
 #include <expected>
@@ -16,6 +16,7 @@
 
 namespace rocksdb {
 class DB;
+class Env;
 class WriteBatch;
 }
 
@@ -30,7 +31,11 @@ struct SpoolRecord {
 
 class Spool {
  public:
-  static std::expected<std::unique_ptr<Spool>, std::string> open(const std::string& dir, bool sync);
+  // `sync`: each append returns only once its write is on the disk (fsync), so an acknowledged
+  // record survives a power cut, not only a crash of the process. `env`: the file system under
+  // the store (tests cut its power); nullptr is the machine's.
+  static std::expected<std::unique_ptr<Spool>, std::string> open(const std::string& dir, bool sync,
+                                                                 rocksdb::Env* env = nullptr);
   ~Spool();
 
   // Appends a record and sets metadata keys in the same atomic write. Returns its sequence, or

@@ -3,11 +3,12 @@
 //
 // For every message on courtyard/v1/{community}/+/telemetry (and .../snapshot, camera images) of the communities it owns, it admits
 // or rejects (see admit.h); an accepted event is enriched (event id, ingest time), written to the
-// durable spool and produced to the events topic keyed by community (idempotent, acks=all); a
-// rejection goes to the dead-letter topic (through the same spool) and to the device's errors
-// topic. Spooled records are deleted only when Kafka confirms them, and re-produced in order
-// after a restart, so an accepted event survives a SIGKILL. Duplicates this can create are the
-// processors' to recognise (device, boot, seq). A device's message is acknowledged only once the
+// durable spool and produced to the events topic keyed by community (in transactions, acks=all);
+// a rejection goes to the dead-letter topic (through the same spool) and to the device's errors
+// topic. Spooled records are deleted only when their transaction commits, and re-produced in
+// order after a restart, so an accepted event survives a SIGKILL; each transaction carries the
+// instance's delivery mark, so a restart never produces a record twice (decision 14), and a
+// message the broker delivers again is recognised by the device's (boot, seq) window. A device's message is acknowledged only once the
 // spool holds it (or its dead letter): when the disk refuses a write (full), the message goes back
 // to the broker unacknowledged (the connection is cut before the PUBACK; the persistent session
 // keeps it) and ingest keeps retrying, taking messages again by itself once space returns.
