@@ -6,7 +6,11 @@
 #include <map>
 #include <mutex>
 
+#include <atomic>
+#include <thread>
+
 #include <mqtt_protocol.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "common/handles.h"
@@ -50,13 +54,69 @@ struct MqttClient::State {
   Handler handler;
   Options options;
   bool loop_started = false;
+  // Our own network loop (Options::before_acknowledging): its thread, and whether a message was
+  // taken since the last before_acknowledging (network thread only).
+  std::jthread own_loop;
+  bool taken = false;
+
+  void drive(std::stop_token stop);
 
   static State* of(void* obj) { return static_cast<State*>(obj); }
 };
 
 MqttClient::MqttClient(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
+// Reads every message the socket holds (each to the handler, its PUBACK queued, not written),
+// calls before_acknowledging once, then writes: the PUBACKs leave only after it. Reconnects like
+// libmosquitto's loop (1 s, then up to every 5 s). Publishes from other threads are queued by
+// libmosquitto (threaded mode) and written by the next round, at most 5 ms later.
+void MqttClient::State::drive(std::stop_token stop) {
+  mosquitto* m = mosq.get();
+  int delay_s = 1;
+  while (!stop.stop_requested()) {
+    int rc = MOSQ_ERR_NO_CONN;
+    if (const int sock = mosquitto_socket(m); sock >= 0) {
+      pollfd p{sock, static_cast<short>(POLLIN | (mosquitto_want_write(m) ? POLLOUT : 0)), 0};
+      ::poll(&p, 1, 5);
+      rc = MOSQ_ERR_SUCCESS;
+      for (int i = 0; i < 4096 && rc == MOSQ_ERR_SUCCESS; ++i) {
+        pollfd readable{sock, POLLIN, 0};
+        if (::poll(&readable, 1, 0) <= 0) break;
+        rc = mosquitto_loop_read(m, 1);
+      }
+      if (taken) {
+        taken = false;
+        if (!options.before_acknowledging()) {
+          ::shutdown(sock, SHUT_RDWR);  // none of their PUBACKs may leave: the broker keeps them
+          rc = MOSQ_ERR_CONN_LOST;
+        }
+      }
+      if (rc == MOSQ_ERR_SUCCESS && mosquitto_want_write(m)) rc = mosquitto_loop_write(m, 1);
+      if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_loop_misc(m);
+      if (rc == MOSQ_ERR_SUCCESS) {
+        delay_s = 1;
+        continue;
+      }
+    }
+    {
+      std::lock_guard lock(mu);
+      is_connected = false;
+      cv.notify_all();
+    }
+    for (int i = 0; i < delay_s * 20 && !stop.stop_requested(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (stop.stop_requested()) break;
+    if (mosquitto_reconnect(m) != MOSQ_ERR_SUCCESS) delay_s = std::min(delay_s * 2, 5);
+  }
+}
+
 MqttClient::~MqttClient() {
+  if (state_ && state_->own_loop.joinable()) {
+    state_->own_loop.request_stop();
+    state_->own_loop.join();
+    mosquitto_disconnect_v5(state_->mosq.get(), 0, nullptr);
+    mosquitto_loop_write(state_->mosq.get(), 1);
+    return;
+  }
   if (!state_ || !state_->mosq || !state_->loop_started) return;
   mosquitto_disconnect_v5(state_->mosq.get(), 0, nullptr);
   // A refused or unanswered connection leaves the loop retrying: force it to stop.
@@ -75,6 +135,8 @@ std::expected<std::unique_ptr<MqttClient>, std::string> MqttClient::create(const
   mosquitto* m = state->mosq.get();
   mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
   mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, 1000);
+  // Our own loop: publishes from other threads are queued, never written by the caller.
+  if (options.before_acknowledging) mosquitto_threaded_set(m, true);
   mosquitto_reconnect_delay_set(m, 1, 5, false);  // after a lost connection: 1 s, 2 s, ... at most 5 s
   if (!options.username.empty()) {
     mosquitto_username_pw_set(m, options.username.c_str(), options.password.c_str());
@@ -122,6 +184,8 @@ std::expected<std::unique_ptr<MqttClient>, std::string> MqttClient::create(const
             // The PUBACK is queued after this callback returns and written by this thread later:
             // with the socket shut it never leaves. The loop reconnects; the broker redelivers.
             ::shutdown(mosquitto_socket(mosq), SHUT_RDWR);
+          } else {
+            st->taken = true;
           }
           return;
         }
@@ -143,8 +207,12 @@ std::expected<void, std::string> MqttClient::open(const std::string& host, int p
   mosquitto_property_free_all(&props);
   if (rc != MOSQ_ERR_SUCCESS) return std::unexpected("cannot reach MQTT broker at " + host + ":" +
                                                      std::to_string(port) + ": " + mosquitto_strerror(rc));
-  if (mosquitto_loop_start(m) != MOSQ_ERR_SUCCESS) return std::unexpected(std::string("mosquitto_loop_start failed"));
-  s->loop_started = true;
+  if (s->options.before_acknowledging) {
+    s->own_loop = std::jthread([s](std::stop_token stop) { s->drive(stop); });
+  } else {
+    if (mosquitto_loop_start(m) != MOSQ_ERR_SUCCESS) return std::unexpected(std::string("mosquitto_loop_start failed"));
+    s->loop_started = true;
+  }
   std::unique_lock lock(s->mu);
   if (!s->cv.wait_for(lock, timeout, [&] { return s->connack; })) {
     return std::unexpected(std::string("no CONNACK from MQTT broker"));

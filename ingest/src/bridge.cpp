@@ -524,9 +524,16 @@ struct Bridge::Impl {
 
   // Hands spooled records to the producer, inside the open transaction (one is begun for the
   // first). Loop thread only. Nothing is produced while a commit or an abort is unfinished.
+  // Only what is on the disk goes to Kafka: a delivery mark may never claim a sequence a power
+  // cut could give back to the spool (the next run would skip the new record that reuses it).
   void pump() {
     if (txn != Txn::Idle && txn != Txn::Open) return;
-    spool_pump->pump([this](std::uint64_t seq, const SpoolRecord& r) {
+    if (spool->synced_end() < spool->next_seq()) {
+      if (auto ok = spool->sync(); !ok) spdlog::warn("{}", ok.error());
+    }
+    const std::uint64_t on_disk = spool->synced_end();
+    spool_pump->pump([this, on_disk](std::uint64_t seq, const SpoolRecord& r) {
+      if (seq >= on_disk) return false;
       if (!begin(seq)) return false;
       rd_kafka_headers_t* headers = nullptr;
       if (!r.headers.empty()) {
@@ -746,7 +753,7 @@ struct Bridge::Impl {
     if (auto ok = ensure_topic(config.kafka, config.kafka.snapshots_topic, 3, *retention); !ok) {
       throw std::runtime_error(ok.error());
     }
-    auto s = Spool::open(config.spool_dir, config.spool_sync);
+    auto s = Spool::open(config.spool_dir);
     if (!s) throw std::runtime_error(s.error());
     spool = std::move(*s);
     if (auto applied = spool->meta(kRegistryAppliedKey)) registry_applied = std::stoll(*applied);
@@ -789,6 +796,17 @@ struct Bridge::Impl {
     options.session_expiry_s = 0xFFFFFFFF;  // and never forgets the session
     options.keepalive_s = config.mqtt.keepalive_s;
     options.handler = [this](const MqttMessage& m) { return on_message(m); };
+    if (config.spool_sync) {
+      // Group commit: a device is acknowledged once its record is on the disk; one fsync covers
+      // every message the socket held.
+      options.before_acknowledging = [this] {
+        auto ok = spool->sync();
+        if (!ok && !spool_failing.exchange(true)) {
+          spdlog::critical("{}; acknowledging nothing until the spool takes writes again", ok.error());
+        }
+        return ok.has_value();
+      };
+    }
     auto client = MqttClient::create(options);
     if (!client) throw std::runtime_error("mqtt: " + client.error());
     mqtt = std::move(*client);  // before open(): the handler replies through it from the first message

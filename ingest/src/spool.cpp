@@ -63,7 +63,7 @@ std::optional<SpoolRecord> deserialize(std::string_view in) {
 
 }  // namespace
 
-std::expected<std::unique_ptr<Spool>, std::string> Spool::open(const std::string& dir, bool sync, rocksdb::Env* env) {
+std::expected<std::unique_ptr<Spool>, std::string> Spool::open(const std::string& dir, rocksdb::Env* env) {
   rocksdb::Options options;
   options.create_if_missing = true;
   if (env) options.env = env;
@@ -72,10 +72,12 @@ std::expected<std::unique_ptr<Spool>, std::string> Spool::open(const std::string
   if (!s.ok()) return std::unexpected("cannot open spool " + dir + ": " + s.ToString());
   std::unique_ptr<Spool> spool(new Spool());
   spool->db_.reset(raw);
-  spool->sync_ = sync;
   std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions()));
   it->SeekForPrev(queue_key(~std::uint64_t{0}));
   spool->next_seq_ = it->Valid() && it->key().starts_with("q") ? seq_of(it->key()) + 1 : 0;
+  // What a previous run left in the page cache goes to the disk before anything is produced from it.
+  if (auto synced = raw->SyncWAL(); !synced.ok()) return std::unexpected("cannot sync spool " + dir + ": " + synced.ToString());
+  spool->synced_end_ = spool->next_seq_;
   return spool;
 }
 
@@ -92,7 +94,7 @@ std::expected<std::uint64_t, std::string> Spool::append(std::span<const SpoolRec
   rocksdb::WriteBatch batch;
   for (std::size_t i = 0; i < records.size(); ++i) batch.Put(queue_key(next_seq_ + i), serialize(records[i]));
   for (const auto& [key, value] : meta) batch.Put("m" + key, value);
-  if (auto ok = write(batch, sync_); !ok) return std::unexpected(ok.error());
+  if (auto ok = write(batch); !ok) return std::unexpected(ok.error());
   const std::uint64_t first = next_seq_;
   next_seq_ += records.size();
   return first;
@@ -111,24 +113,35 @@ std::expected<void, std::string> Spool::remove(std::uint64_t first, std::uint64_
   std::lock_guard lock(mu_);
   rocksdb::WriteBatch batch;
   for (std::uint64_t seq = first; seq < end; ++seq) batch.Delete(queue_key(seq));
-  return write(batch, false);
+  return write(batch);
 }
 
 std::expected<void, std::string> Spool::set_meta(const std::vector<std::pair<std::string, std::string>>& meta) {
   std::lock_guard lock(mu_);
   rocksdb::WriteBatch batch;
   for (const auto& [key, value] : meta) batch.Put("m" + key, value);
-  return write(batch, sync_);
+  return write(batch);
 }
 
-std::expected<void, std::string> Spool::write(rocksdb::WriteBatch& batch, bool sync) {
+std::expected<void, std::string> Spool::sync() {
+  std::lock_guard one(sync_mu_);
+  const std::uint64_t end = next_seq();  // appends that returned before this point are in the WAL
+  auto s = db_->SyncWAL();
+  if (!s.ok()) return std::unexpected("spool sync failed: " + s.ToString());
+  std::uint64_t was = synced_end_.load();
+  while (was < end && !synced_end_.compare_exchange_weak(was, end)) {
+  }
+  return {};
+}
+
+std::uint64_t Spool::synced_end() const { return synced_end_.load(); }
+
+std::expected<void, std::string> Spool::write(rocksdb::WriteBatch& batch) {
   // A failed write (a full disk) stops RocksDB's writes until it recovers: by itself once the
   // free space exceeds what its memtables may need (its SstFileManager polls), or by a Resume()
   // that succeeds. Either way the next write says whether the store takes writes again.
   if (failing_) db_->Resume();
-  rocksdb::WriteOptions wo;
-  wo.sync = sync;
-  auto s = db_->Write(wo, &batch);
+  auto s = db_->Write(rocksdb::WriteOptions(), &batch);
   failing_ = !s.ok();
   if (!s.ok()) return std::unexpected("spool write failed: " + s.ToString());
   return {};

@@ -2,8 +2,9 @@
 // The durable spool: every record ingest has accepted (events and dead letters) lives here from
 // the moment it is accepted until its Kafka transaction commits. Backed by RocksDB with its WAL
 // on; a record whose append() returned survives a SIGKILL of ingest (the WAL write reached the
-// OS), and with `sync` a power cut too (the WAL was fsynced before append() returned).
+// OS), and once a sync() has returned after it, a power cut too.
 // Thread-safe.
+#include <atomic>
 #include <cstdint>
 #include <expected>
 #include <memory>
@@ -31,11 +32,8 @@ struct SpoolRecord {
 
 class Spool {
  public:
-  // `sync`: each append returns only once its write is on the disk (fsync), so an acknowledged
-  // record survives a power cut, not only a crash of the process. `env`: the file system under
-  // the store (tests cut its power); nullptr is the machine's.
-  static std::expected<std::unique_ptr<Spool>, std::string> open(const std::string& dir, bool sync,
-                                                                 rocksdb::Env* env = nullptr);
+  // `env`: the file system under the store (tests cut its power); nullptr is the machine's.
+  static std::expected<std::unique_ptr<Spool>, std::string> open(const std::string& dir, rocksdb::Env* env = nullptr);
   ~Spool();
 
   // Appends a record and sets metadata keys in the same atomic write. Returns its sequence, or
@@ -56,17 +54,23 @@ class Spool {
   // Rewrites the store so what remove() deleted leaves the disk: the write-ahead log and the
   // tables that still held it are replaced. Camera images must not outlive their delivery.
   std::expected<void, std::string> purge();
+  // Puts every write so far on the disk (one fsync of the write-ahead log, however many appends
+  // it covers: group commit). What was appended before a successful sync() survives a power cut.
+  std::expected<void, std::string> sync();
+  // The sequence up to which (exclusive) records are on the disk: what sync() last covered.
+  std::uint64_t synced_end() const;
   std::optional<std::string> meta(const std::string& key) const;
   std::uint64_t first_seq() const;  // sequence of the oldest record still held (next_seq if none)
   std::uint64_t next_seq() const;
 
  private:
   Spool() = default;
-  std::expected<void, std::string> write(rocksdb::WriteBatch& batch, bool sync);  // under mu_
+  std::expected<void, std::string> write(rocksdb::WriteBatch& batch);  // under mu_
   std::unique_ptr<rocksdb::DB> db_;
-  bool sync_ = false;
   mutable std::mutex mu_;
+  std::mutex sync_mu_;  // one sync at a time (RocksDB's own would serialise them anyway)
   std::uint64_t next_seq_ = 0;
+  std::atomic<std::uint64_t> synced_end_{0};
   bool failing_ = false;  // the last write failed: resume before the next (under mu_)
 };
 

@@ -155,7 +155,10 @@ void Runner::run(std::stop_token stop) {
                                  {"enable.auto.offset.store", "false"},
                                  {"partition.assignment.strategy", "cooperative-sticky"},
                                  {"auto.offset.reset", "earliest"},
-                                 {"enable.partition.eof", "false"}},
+                                 {"enable.partition.eof", "false"},
+                                 // The log becomes readable at each ingest commit (every few tens of ms);
+                                 // a fetch waiting the default 500 ms for more would sit on it.
+                                 {"fetch.wait.max.ms", "50"}},
                                 &Impl::on_rebalance, &m);
   if (!consumer) throw std::runtime_error("runner consumer: " + consumer.error());
   m.consumer = std::move(*consumer);

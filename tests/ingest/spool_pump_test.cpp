@@ -45,7 +45,7 @@ constexpr SpoolPumpLimits kLimits{.max_in_flight = 500, .max_in_flight_bytes = 6
 TEST_SUITE("ingest spool pump") {
   TEST_CASE("while Kafka is away the backlog stays on disk, and when it returns every record goes out once, in order") {
     test::TempDir dir;
-    auto spool = Spool::open(dir.str("spool"), false);
+    auto spool = Spool::open(dir.str("spool"));
     REQUIRE(spool);
     SpoolPump pump(**spool, kLimits);
     Producer kafka;
@@ -74,7 +74,7 @@ TEST_SUITE("ingest spool pump") {
 
   TEST_CASE("records appended while the pump reads the backlog from disk go out once, after it") {
     test::TempDir dir;
-    auto spool = Spool::open(dir.str("spool"), false);
+    auto spool = Spool::open(dir.str("spool"));
     REQUIRE(spool);
     SpoolPump pump(**spool, kLimits);
     Producer kafka;
@@ -98,7 +98,7 @@ TEST_SUITE("ingest spool pump") {
 
   TEST_CASE("a new run starts with what the previous one spooled and Kafka never confirmed") {
     test::TempDir dir;
-    auto spool = Spool::open(dir.str("spool"), false);
+    auto spool = Spool::open(dir.str("spool"));
     REQUIRE(spool);
     {
       SpoolPump pump(**spool, kLimits);
@@ -117,7 +117,7 @@ TEST_SUITE("ingest spool pump") {
 
   TEST_CASE("a snapshot larger than the in-flight byte limit still goes out, alone") {
     test::TempDir dir;
-    auto spool = Spool::open(dir.str("spool"), false);
+    auto spool = Spool::open(dir.str("spool"));
     REQUIRE(spool);
     SpoolPump pump(**spool, kLimits);
     const SpoolRecord big{"courtyard.snapshots.v1", "cam-1", "event-0" + std::string(512 << 10, 'j'), {}};
@@ -135,7 +135,7 @@ TEST_SUITE("ingest spool pump") {
 
   TEST_CASE("an aborted transaction's records are handed over again, in order, before anything after them") {
     test::TempDir dir;
-    auto spool = Spool::open(dir.str("spool"), false);
+    auto spool = Spool::open(dir.str("spool"));
     REQUIRE(spool);
     SpoolPump pump(**spool, kLimits);
     Producer kafka;
@@ -157,7 +157,7 @@ TEST_SUITE("ingest spool pump") {
 
   TEST_CASE("a restart skips what the delivery mark says Kafka holds although the spool still has it") {
     test::TempDir dir;
-    auto spool = Spool::open(dir.str("spool"), false);
+    auto spool = Spool::open(dir.str("spool"));
     REQUIRE(spool);
     for (std::uint64_t i = 0; i < 100; ++i) REQUIRE((*spool)->append(record(i)));
     SpoolPump pump(**spool, kLimits);

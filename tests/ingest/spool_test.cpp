@@ -12,7 +12,7 @@ using ingest::SpoolRecord;
 TEST_SUITE("ingest spool") {
   TEST_CASE("records come back in the order they were appended, with their headers") {
     test::TempDir dir;
-    auto spool = Spool::open(dir.str("spool"), false);
+    auto spool = Spool::open(dir.str("spool"));
     REQUIRE(spool);
     for (int i = 0; i < 5; ++i) {
       auto seq = (*spool)->append({"t", "k" + std::to_string(i), "v" + std::to_string(i), {{"reason", "r"}}});
@@ -28,7 +28,7 @@ TEST_SUITE("ingest spool") {
   TEST_CASE("attack: a camera image delivered and removed leaves the spool's files once purged") {
     // The review's probe found a delivered snapshot's raw bytes still in the spool's write-ahead log.
     test::TempDir dir;
-    auto spool = Spool::open(dir.str("spool"), false);
+    auto spool = Spool::open(dir.str("spool"));
     REQUIRE(spool);
     const std::string image = "\xff\xd8 UNBLURRED-FACES-OF-THE-GATE " + std::string(4096, 'x') + "\xff\xd9";
     auto seq = (*spool)->append({"courtyard.snapshots.v1", "cam-1", image, {}});
@@ -49,11 +49,11 @@ TEST_SUITE("ingest spool") {
   TEST_CASE("a record stays until it is removed, and survives reopening") {
     test::TempDir dir;
     {
-      auto spool = Spool::open(dir.str("spool"), false);
+      auto spool = Spool::open(dir.str("spool"));
       for (int i = 0; i < 3; ++i) REQUIRE((*spool)->append({"t", "k", "v" + std::to_string(i), {}}));
       REQUIRE((*spool)->remove(0, 1));
     }
-    auto spool = Spool::open(dir.str("spool"), false);
+    auto spool = Spool::open(dir.str("spool"));
     REQUIRE(spool);
     CHECK((*spool)->first_seq() == 1);
     CHECK((*spool)->next_seq() == 3);
@@ -70,17 +70,17 @@ TEST_SUITE("ingest spool") {
   TEST_CASE("metadata is written in the same batch as the record it accompanies") {
     test::TempDir dir;
     {
-      auto spool = Spool::open(dir.str("spool"), true);
+      auto spool = Spool::open(dir.str("spool"));
       REQUIRE((*spool)->append({"t", "k", "v", {}}, {{"registry_applied", "12"}}));
     }
-    auto spool = Spool::open(dir.str("spool"), false);
+    auto spool = Spool::open(dir.str("spool"));
     CHECK((*spool)->meta("registry_applied") == "12");
     CHECK_FALSE((*spool)->meta("missing").has_value());
   }
 
   TEST_CASE("an empty spool reports nothing pending") {
     test::TempDir dir;
-    auto spool = Spool::open(dir.str("spool"), false);
+    auto spool = Spool::open(dir.str("spool"));
     CHECK((*spool)->first_seq() == (*spool)->next_seq());
     CHECK((*spool)->read(0, 10).empty());
   }

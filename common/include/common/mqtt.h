@@ -2,8 +2,10 @@
 // MQTT connection settings and a small client over libmosquitto (MQTT 5).
 //
 // MqttClient owns one libmosquitto handle whose network loop runs on a thread of its own
-// (started by connect(), stopped by the destructor). Its methods may be called from any thread;
-// the message handler, if set, runs on the network thread in arrival order.
+// (started by connect(), stopped by the destructor): libmosquitto's, or with
+// Options::before_acknowledging one of ours that reads every waiting message, calls it, and only
+// then writes the PUBACKs. Its methods may be called from any thread; the message handler, if
+// set, runs on the network thread in arrival order.
 #include <chrono>
 #include <cstdint>
 #include <expected>
@@ -49,6 +51,11 @@ class MqttClient {
     // every one of them must reach the handler. libmosquitto sends a QoS 1 message's PUBACK when
     // the handler returns, so what the handler returns Taken must be safe by then.
     std::function<Delivery(const MqttMessage&)> handler;
+    // Group commit: when set, the client drives libmosquitto's network loop itself and calls this
+    // after it has handed every message waiting on the socket to the handler and before any of
+    // their PUBACKs is written: one fsync covers them all. False: what was taken is not safe, and
+    // the connection is cut so no PUBACK leaves (the broker delivers them again).
+    std::function<bool()> before_acknowledging;
   };
   using Handler = std::function<Delivery(const MqttMessage&)>;
 

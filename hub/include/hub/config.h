@@ -44,7 +44,7 @@ struct Config {
     std::string client_id = "courtyard-ingest-0";  // its persistent MQTT session
     std::vector<std::string> communities;          // owned communities; empty: all
     int instance = 0;                              // 0..255, part of event ids
-    bool spool_sync = false;                       // fsync every spool write
+    bool spool_sync = true;                        // acknowledge a device once its record is on the disk (group commit)
     std::int64_t max_payload_bytes = 16384;        // larger payloads are rejected (too_large)
     std::int64_t max_snapshot_bytes = 524288;      // the same for camera snapshots (.../snapshot)
     std::int64_t tick_interval_ms = 1000;          // the log's clock: a tick to every partition this often (0: this instance does not tick)
