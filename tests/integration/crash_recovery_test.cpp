@@ -4,15 +4,10 @@
 // broker delivers again (decision 14), so no event and no chain position is there twice.
 #include <doctest/doctest.h>
 
-#include <map>
-#include <set>
 #include <thread>
-#include <tuple>
 
 #include "devices/simulator.h"
-#include "common/kafka.h"
 #include "http_client.h"
-#include "schemas/event.h"
 #include "services.h"
 
 using namespace courtyard;
@@ -102,23 +97,14 @@ TEST_SUITE("integration: crash recovery") {
     CHECK(analysed(stack, sim.communities[0]) == report->scenes);
 
     // The log: every device message once, and the community's chain one position after another.
-    std::map<std::tuple<std::string, std::uint32_t, std::uint64_t>, int> messages;
-    std::set<std::uint64_t> positions;
-    std::uint64_t doubled = 0, repeated_positions = 0, valid = 0;
+    std::uint64_t valid = 0;
     for (const auto& [device, counts] : report->valid) valid += test::total(counts);
-    REQUIRE(read_to_end(services.kafka(), services.kafka().events_topic, [&](const rd_kafka_message_t& m) {
-      auto e = schemas::decode(std::string_view(static_cast<const char*>(m.payload), m.len));
-      if (!e || e->community.str() != sim.communities[0]) return;
-      if (!positions.insert(e->chain_seq).second) ++repeated_positions;
-      if (schemas::is_system_event(e->body)) return;
-      if (++messages[{e->device.str(), e->boot, e->seq}] == 2) ++doubled;
-    }));
-    CHECK(doubled == 0);
-    CHECK(repeated_positions == 0);
-    CHECK(messages.size() == valid);
-    REQUIRE_FALSE(positions.empty());
-    CHECK(*positions.begin() == 1);
-    CHECK(*positions.rbegin() == positions.size());
+    const auto log = test::read_community_log(services, sim.communities[0]);
+    CHECK(log.doubled == 0);
+    CHECK(log.repeated_positions == 0);
+    CHECK(log.messages == valid);
+    CHECK(log.first_position == 1);
+    CHECK(log.last_position == log.positions);
     std::uint64_t ignored = 0;
     for (const auto& [_, p] : stack.devices()) ignored += p["duplicates"].get<std::uint64_t>() + p["stale"].get<std::uint64_t>();
     MESSAGE("redelivered events recognised and ignored after the kills: " << ignored);

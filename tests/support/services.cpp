@@ -10,14 +10,17 @@
 #include <atomic>
 #include <fstream>
 #include <cstdlib>
+#include <map>
 #include <random>
 #include <thread>
+#include <tuple>
 
 #include <doctest/doctest.h>
 
 #include "common/handles.h"
 #include "hub/access.h"
 #include "http_client.h"
+#include "schemas/event.h"
 
 namespace courtyard::test {
 namespace {
@@ -354,6 +357,45 @@ bool projections_match(Stack& stack, const devices::SimReport& report) {
     if (it == served.end() || it->second["events"].get<std::uint64_t>() != total(types)) return false;
   }
   return true;
+}
+
+CommunityLog read_community_log(const Services& services, const std::string& community) {
+  std::map<std::tuple<std::string, std::uint32_t, std::uint64_t>, int> messages;
+  std::map<std::uint64_t, int> positions;
+  CommunityLog out;
+  auto kafka = services.kafka();
+  auto read = read_to_end(kafka, kafka.events_topic, [&](const rd_kafka_message_t& m) {
+    auto e = schemas::decode(std::string_view(static_cast<const char*>(m.payload), m.len));
+    if (!e || e->community.str() != community) return;
+    if (++positions[e->chain_seq] == 2) ++out.repeated_positions;
+    if (schemas::is_system_event(e->body)) return;
+    if (++messages[{e->device.str(), e->boot, e->seq}] == 2) ++out.doubled;
+  });
+  REQUIRE_MESSAGE(read, (read ? "" : read.error()));
+  out.messages = messages.size();
+  out.positions = positions.size();
+  if (!positions.empty()) {
+    out.first_position = positions.begin()->first;
+    out.last_position = positions.rbegin()->first;
+  }
+  return out;
+}
+
+void kill_and_restart_kafka(const Services& services, std::chrono::milliseconds down) {
+  std::ifstream pid_file(services.var + "/kafka/kafka.pid");
+  int pid = 0;
+  pid_file >> pid;
+  REQUIRE(pid > 0);
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  REQUIRE(eventually([&] { return ::kill(pid, 0) != 0; }, std::chrono::seconds(30)));
+  std::this_thread::sleep_for(down);  // the outage itself: what is measured is what happens meanwhile
+  Process up({std::string(COURTYARD_SOURCE_DIR) + "/scripts/services", "up"},
+             {{"COURTYARD_VAR", services.var},
+              {"COURTYARD_MQTT_PORT", std::to_string(services.mqtt_port)},
+              {"COURTYARD_KAFKA_PORT", std::to_string(services.kafka_port)},
+              {"COURTYARD_KAFKA_CONTROLLER_PORT", std::to_string(services.kafka_port + 1)}},
+             services.var + "/kafka-restart.log");
+  REQUIRE_MESSAGE(up.wait() == 0, read_file(services.var + "/kafka-restart.log"));
 }
 
 }  // namespace courtyard::test

@@ -130,6 +130,21 @@ std::vector<DeadLetterRecord> read_dead_letters(const KafkaConfig& kafka, const 
 // REQUIREs success. `kafka` must be the admin's.
 void create_topic(const KafkaConfig& kafka, const std::string& name, int partitions, TopicKind kind = TopicKind::Events);
 
+// What the log holds of one community: its device messages by (device, boot, seq), how many of
+// them are there more than once, and its chain positions (each must be there once, 1..N).
+struct CommunityLog {
+  std::uint64_t messages = 0;            // distinct device messages
+  std::uint64_t doubled = 0;             // device messages there more than once
+  std::uint64_t positions = 0;           // distinct chain positions
+  std::uint64_t repeated_positions = 0;  // chain positions there more than once
+  std::uint64_t first_position = 0, last_position = 0;
+};
+CommunityLog read_community_log(const Services& services, const std::string& community);
+
+// Kills the test services' Kafka with SIGKILL, waits `down`, and starts it again (scripts/services
+// up: same data, same credentials); returns once it accepts clients again. REQUIREs success.
+void kill_and_restart_kafka(const Services& services, std::chrono::milliseconds down);
+
 // The sum of a report's per-type counts.
 std::uint64_t total(const std::map<std::string, std::uint64_t>& counts);
 // True when the hub counts exactly the valid events the simulator sent, for every device.
