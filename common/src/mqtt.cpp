@@ -13,6 +13,8 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <spdlog/spdlog.h>
+
 #include "common/handles.h"
 
 namespace courtyard {
@@ -54,6 +56,10 @@ struct MqttClient::State {
   Handler handler;
   Options options;
   bool loop_started = false;
+  // What subscribe() asked for: asked again when the broker comes back without the session (a
+  // broker crash can lose what it had not yet saved), or a persistent subscriber hears nothing.
+  std::vector<std::pair<std::string, int>> subscriptions;
+  bool ever_connected = false;
   // Our own network loop (Options::before_acknowledging): its thread, and whether a message was
   // taken since the last before_acknowledging (network thread only).
   std::jthread own_loop;
@@ -141,9 +147,18 @@ std::expected<std::unique_ptr<MqttClient>, std::string> MqttClient::create(const
   if (!options.username.empty()) {
     mosquitto_username_pw_set(m, options.username.c_str(), options.password.c_str());
   }
-  mosquitto_connect_v5_callback_set(m, [](mosquitto*, void* obj, int rc, int, const mosquitto_property*) {
+  mosquitto_connect_v5_callback_set(m, [](mosquitto* mosq, void* obj, int rc, int flags, const mosquitto_property*) {
     auto* st = State::of(obj);
     std::lock_guard lock(st->mu);
+    const bool session_present = flags & 1;
+    if (rc == 0 && st->ever_connected && !session_present) {
+      for (const auto& [pattern, qos] : st->subscriptions) {
+        const int sub = mosquitto_subscribe_v5(mosq, nullptr, pattern.c_str(), qos, 0, nullptr);
+        spdlog::warn("mqtt: the broker lost the session of {}; subscribing to {} again: {}", st->options.client_id,
+                     pattern, mosquitto_strerror(sub));
+      }
+    }
+    if (rc == 0) st->ever_connected = true;
     st->connack = true;
     st->connect_rc = rc;
     st->is_connected = rc == 0;
@@ -244,6 +259,7 @@ std::expected<void, std::string> MqttClient::subscribe(const std::string& patter
   bool granted = state_->suback[mid];
   state_->suback.erase(mid);
   if (!granted) return std::unexpected("subscription to " + pattern + " refused by the broker");
+  state_->subscriptions.emplace_back(pattern, qos);
   return {};
 }
 
@@ -271,6 +287,18 @@ std::expected<void, std::string> MqttClient::publish(const std::string& topic, s
   if (rc != MOSQ_ERR_SUCCESS) return std::unexpected(std::string(mosquitto_strerror(rc)));
   if (qos > 0) ++state_->published;
   return {};
+}
+
+std::expected<void, std::string> MqttClient::publish_when_connected(const std::string& topic, std::string_view payload,
+                                                                   int qos, std::chrono::milliseconds patience) {
+  const auto deadline = std::chrono::steady_clock::now() + patience;
+  for (;;) {
+    auto sent = publish(topic, payload, qos);
+    if (sent || std::chrono::steady_clock::now() >= deadline) return sent;
+    std::unique_lock lock(state_->mu);
+    state_->cv.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)),
+                          [&] { return state_->is_connected; });
+  }
 }
 
 bool MqttClient::wait_all_acked(std::chrono::milliseconds timeout) {

@@ -96,6 +96,9 @@ std::expected<void, std::string> Simulator::provision() {
   return {};
 }
 
+// How long a device waits for a broker that went away (it reconnects by itself) before giving up.
+constexpr std::chrono::seconds kBrokerPatience{60};
+
 std::expected<SimReport, std::string> Simulator::run(std::stop_token stop, bool track_latency) {
   std::vector<std::unique_ptr<MqttClient>> clients;
   for (const auto& d : fleet_) {
@@ -176,7 +179,9 @@ std::expected<SimReport, std::string> Simulator::run(std::stop_token stop, bool 
     nlohmann::json payload{{"seq", e.seq}, {"boot", e.boot}, {"ts", e.device_time_ms},
                            {"type", schemas::type_name(e.body)}, {"body", schemas::body_to_json(e.body)}};
     const auto& device = fleet_[*d].registration;
-    if (auto ok = clients[*d]->publish(telemetry_topic(device), payload.dump(), 1); !ok) return std::unexpected(ok.error());
+    if (auto ok = clients[*d]->publish_when_connected(telemetry_topic(device), payload.dump(), 1, kBrokerPatience); !ok) {
+      return std::unexpected(ok.error());
+    }
     ++report.valid[device.device.str()][std::string(schemas::type_name(e.body))];
     ++report.sent;
     report.injected.push_back(anomaly + ": " + device.device.str());
@@ -278,13 +283,13 @@ std::expected<SimReport, std::string> Simulator::run(std::stop_token stop, bool 
             std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
       }
     }
-    if (auto ok = clients[d]->publish(topic, p.bytes, 1); !ok) {
+    if (auto ok = clients[d]->publish_when_connected(topic, p.bytes, 1, kBrokerPatience); !ok) {
       return std::unexpected("publish from " + device.device.str() + ": " + ok.error());
     }
     ++report.sent;
   }
   for (auto& c : clients) {
-    if (!c->wait_all_acked(std::chrono::seconds(30))) return std::unexpected(std::string("PUBACKs missing after 30 s"));
+    if (!c->wait_all_acked(kBrokerPatience)) return std::unexpected(std::string("PUBACKs missing after 60 s"));
     report.acked += c->acked();
     report.refused += c->refused();
   }

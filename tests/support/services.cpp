@@ -381,8 +381,11 @@ CommunityLog read_community_log(const Services& services, const std::string& com
   return out;
 }
 
-void kill_and_restart_kafka(const Services& services, std::chrono::milliseconds down) {
-  std::ifstream pid_file(services.var + "/kafka/kafka.pid");
+namespace {
+
+// SIGKILL to the service whose pid file is `pid_path`, then, after `down`, scripts/services up.
+void kill_and_restart(const Services& services, const std::string& pid_path, std::chrono::milliseconds down) {
+  std::ifstream pid_file(pid_path);
   int pid = 0;
   pid_file >> pid;
   REQUIRE(pid > 0);
@@ -394,8 +397,18 @@ void kill_and_restart_kafka(const Services& services, std::chrono::milliseconds 
               {"COURTYARD_MQTT_PORT", std::to_string(services.mqtt_port)},
               {"COURTYARD_KAFKA_PORT", std::to_string(services.kafka_port)},
               {"COURTYARD_KAFKA_CONTROLLER_PORT", std::to_string(services.kafka_port + 1)}},
-             services.var + "/kafka-restart.log");
-  REQUIRE_MESSAGE(up.wait() == 0, read_file(services.var + "/kafka-restart.log"));
+             services.var + "/restart.log");
+  REQUIRE_MESSAGE(up.wait() == 0, read_file(services.var + "/restart.log"));
+}
+
+}  // namespace
+
+void kill_and_restart_kafka(const Services& services, std::chrono::milliseconds down) {
+  kill_and_restart(services, services.var + "/kafka/kafka.pid", down);
+}
+
+void kill_and_restart_mosquitto(const Services& services, std::chrono::milliseconds down) {
+  kill_and_restart(services, services.var + "/mosquitto/mosquitto.pid", down);
 }
 
 }  // namespace courtyard::test

@@ -145,6 +145,10 @@ CommunityLog read_community_log(const Services& services, const std::string& com
 // up: same data, same credentials); returns once it accepts clients again. REQUIREs success.
 void kill_and_restart_kafka(const Services& services, std::chrono::milliseconds down);
 
+// Kills the test services' Mosquitto with SIGKILL, waits `down`, and starts it again from its
+// persistence file (scripts/services up). REQUIREs success.
+void kill_and_restart_mosquitto(const Services& services, std::chrono::milliseconds down);
+
 // The sum of a report's per-type counts.
 std::uint64_t total(const std::map<std::string, std::uint64_t>& counts);
 // True when the hub counts exactly the valid events the simulator sent, for every device.

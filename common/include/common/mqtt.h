@@ -79,6 +79,10 @@ class MqttClient {
                                                    std::chrono::milliseconds timeout);
   // Publishes without waiting; the outcome is counted (see acked(), refused()).
   std::expected<void, std::string> publish(const std::string& topic, std::string_view payload, int qos);
+  // Publishes like publish(); while the broker is away (the client reconnects by itself), waits for
+  // it up to `patience` and tries again, as a device that keeps its reading until it can send it.
+  std::expected<void, std::string> publish_when_connected(const std::string& topic, std::string_view payload, int qos,
+                                                          std::chrono::milliseconds patience);
   // Waits until every publish() so far is acknowledged; false on timeout.
   bool wait_all_acked(std::chrono::milliseconds timeout);
   std::uint64_t acked() const;    // acknowledged with reason < 128
