@@ -407,6 +407,14 @@ void kill_and_restart_kafka(const Services& services, std::chrono::milliseconds 
   kill_and_restart(services, services.var + "/kafka/kafka.pid", down);
 }
 
+bool mosquitto_saved_after(const Services& services, std::filesystem::file_time_type after) {
+  const std::string db = services.var + "/mosquitto/data/mosquitto.db";
+  return eventually([&] {
+    std::error_code ec;
+    return std::filesystem::last_write_time(db, ec) > after && !ec;
+  }, std::chrono::seconds(30));
+}
+
 void kill_and_restart_mosquitto(const Services& services, std::chrono::milliseconds down) {
   kill_and_restart(services, services.var + "/mosquitto/mosquitto.pid", down);
 }

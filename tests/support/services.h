@@ -2,6 +2,7 @@
 // What integration tests need to reach the real services that scripts/test started, and to run
 // Courtyard's own processes as child processes (so they can be SIGKILLed).
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <optional>
@@ -148,6 +149,10 @@ void kill_and_restart_kafka(const Services& services, std::chrono::milliseconds 
 // Kills the test services' Mosquitto with SIGKILL, waits `down`, and starts it again from its
 // persistence file (scripts/services up). REQUIREs success.
 void kill_and_restart_mosquitto(const Services& services, std::chrono::milliseconds down);
+
+// Waits (up to 30 s) until the test services' Mosquitto has written its persistence file after
+// `after`; false if it did not.
+bool mosquitto_saved_after(const Services& services, std::filesystem::file_time_type after);
 
 // The sum of a report's per-type counts.
 std::uint64_t total(const std::map<std::string, std::uint64_t>& counts);
