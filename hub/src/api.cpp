@@ -9,7 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/digest.h"
 #include "common/random.h"
+#include "idempotency.h"
 #include "processors/projector.h"
 #include "static_files.h"
 
@@ -92,6 +94,7 @@ void add_freshness(json& out, const processors::Store::View& view, const process
 
 Api::Api(ApiSources sources, Metrics& metrics)
     : sources_(std::move(sources)),
+      idempotency_(std::make_unique<IdempotencyCache>()),
       static_files_([&] {
         auto files = StaticFiles::load(sources_.web_root);
         if (!files) throw std::runtime_error(files.error());
@@ -105,6 +108,14 @@ Api::Api(ApiSources sources, Metrics& metrics)
 }
 
 Api::~Api() = default;
+
+namespace {
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
 
 HttpResponse Api::handle(const HttpRequest& request) {
   auto start = std::chrono::steady_clock::now();
@@ -212,31 +223,41 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
   }
   const bool writes = request.method == "POST";
   if (writes && who->role == Role::Auditor) return forbidden("an auditor token reads, it never changes anything");
-  constexpr std::string_view kAlerts = "/api/v1/alerts", kRegistry = "/api/v1/registry", kDevices = "/api/v1/devices";
-  if (writes && path.starts_with(std::string(kRegistry) + "/")) {
-    route_name = "/api/v1/registry/{community}";
-    return registry_change(*who, path.substr(kRegistry.size() + 1), request.body);
+  if (writes && !request.idempotency_key.empty()) {
+    // A retry of a POST that carried this key gets the first answer, never a second write.
+    if (!IdempotencyCache::valid_key(request.idempotency_key)) {
+      return error(400, "bad_request", "Idempotency-Key must be 1..128 printable ASCII characters");
+    }
+    const std::string fingerprint = request.method + " " + path + "\n" + sha256_hex(request.body);
+    auto claim = idempotency_->claim(who->token_id, request.idempotency_key, fingerprint, wall_ms());
+    switch (claim.outcome) {
+      case IdempotencyCache::Outcome::Replay: {
+        route_name = "replayed";
+        HttpResponse first = std::move(*claim.response);
+        first.headers.emplace_back("Idempotent-Replayed", "true");
+        return first;
+      }
+      case IdempotencyCache::Outcome::InProgress:
+        return error(409, "conflict", "the request with this Idempotency-Key is still being answered; retry shortly");
+      case IdempotencyCache::Outcome::OtherRequest:
+        return error(422, "unprocessable", "this Idempotency-Key was used for a different request");
+      case IdempotencyCache::Outcome::Fresh: break;
+    }
+    HttpResponse response;
+    try {
+      response = write(*who, request, path, route_name);
+    } catch (...) {
+      idempotency_->forget(who->token_id, request.idempotency_key);
+      throw;
+    }
+    if (response.status >= 500) {
+      idempotency_->forget(who->token_id, request.idempotency_key);  // nothing was written: a retry runs again
+    } else {
+      idempotency_->complete(who->token_id, request.idempotency_key, response);
+    }
+    return response;
   }
-  if (writes && path.starts_with(std::string(kAlerts) + "/")) {
-    route_name = "/api/v1/alerts/{id}/{action}";
-    return alert_action(*who, path.substr(kAlerts.size() + 1), request.body);
-  }
-  if (writes && path.starts_with(std::string(kDevices) + "/") && path.ends_with("/commands")) {
-    route_name = "/api/v1/devices/{id}/commands";
-    return device_command(*who, path.substr(kDevices.size() + 1, path.size() - kDevices.size() - 1 - 9), request.body);
-  }
-  if (writes && path == kDevices) {
-    route_name = "/api/v1/devices";
-    return provision(*who, request.body);
-  }
-  if (writes && path.starts_with(std::string(kDevices) + "/") && path.ends_with("/credentials")) {
-    route_name = "/api/v1/devices/{id}/credentials";
-    return rotate_credentials(*who, path.substr(kDevices.size() + 1, path.size() - kDevices.size() - 1 - 12));
-  }
-  if (writes && path == "/api/v1/notices") {
-    route_name = "/api/v1/notices";
-    return notice(*who, request.body);
-  }
+  if (writes) return write(*who, request, path, route_name);
   if (request.method != "GET" && request.method != "HEAD") {
     return error(405, "method_not_allowed", request.method + " " + path + " is not supported");
   }
@@ -468,10 +489,6 @@ namespace {
 
 std::string actor_of(const Principal& who) { return who.label.empty() ? who.token_id : who.token_id + " (" + who.label + ")"; }
 
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // What each kind of device can be told to do (besides reboot and ping, which every device takes).
 const std::map<std::string, std::vector<std::string>, std::less<>> kActions = {
     {"gate", {"open_gate", "close_gate"}},   {"vehicle_gate", {"open_gate", "close_gate"}},
@@ -511,6 +528,56 @@ std::expected<std::int64_t, HttpResponse> bounded(const json& j, const char* fie
 
 }  // namespace
 
+namespace {
+
+// The id of a command or notice: derived from the token and its Idempotency-Key when the request
+// has one (a retry after a hub restart appends the same id, which the folds count once), random
+// otherwise.
+std::string request_id(const std::string& prefix, const Principal& who, const std::string& key) {
+  if (key.empty()) return prefix + random_token(12);
+  return prefix + sha256_hex(who.token_id + "\n" + key).substr(0, 24);
+}
+
+// Where an append stands: its offset in the requests topic once Kafka confirmed it; else null,
+// and "confirmed": false (the hub's producer still has it and goes on trying).
+json request_fields(json out, std::int64_t offset) {
+  out["request_offset"] = offset >= 0 ? json(offset) : json(nullptr);
+  out["confirmed"] = offset >= 0;
+  return out;
+}
+
+}  // namespace
+
+HttpResponse Api::write(const Principal& who, const HttpRequest& request, const std::string& path, std::string& route_name) {
+  constexpr std::string_view kAlerts = "/api/v1/alerts", kRegistry = "/api/v1/registry", kDevices = "/api/v1/devices";
+  if (path.starts_with(std::string(kRegistry) + "/")) {
+    route_name = "/api/v1/registry/{community}";
+    return registry_change(who, path.substr(kRegistry.size() + 1), request.body);
+  }
+  if (path.starts_with(std::string(kAlerts) + "/")) {
+    route_name = "/api/v1/alerts/{id}/{action}";
+    return alert_action(who, path.substr(kAlerts.size() + 1), request.body);
+  }
+  if (path.starts_with(std::string(kDevices) + "/") && path.ends_with("/commands")) {
+    route_name = "/api/v1/devices/{id}/commands";
+    return device_command(who, path.substr(kDevices.size() + 1, path.size() - kDevices.size() - 1 - 9), request.body,
+                          request.idempotency_key);
+  }
+  if (path == kDevices) {
+    route_name = "/api/v1/devices";
+    return provision(who, request.body);
+  }
+  if (path.starts_with(std::string(kDevices) + "/") && path.ends_with("/credentials")) {
+    route_name = "/api/v1/devices/{id}/credentials";
+    return rotate_credentials(who, path.substr(kDevices.size() + 1, path.size() - kDevices.size() - 1 - 12));
+  }
+  if (path == "/api/v1/notices") {
+    route_name = "/api/v1/notices";
+    return notice(who, request.body, request.idempotency_key);
+  }
+  return error(405, "method_not_allowed", request.method + " " + path + " is not supported");
+}
+
 std::expected<std::int64_t, HttpResponse> Api::append(const std::string& writer, const std::string& community,
                                                       schemas::Body body) {
   if (!sources_.append) return std::unexpected(error(503, "unavailable", "this hub cannot write to the log"));
@@ -531,9 +598,9 @@ HttpResponse Api::registry_change(const Principal& who, const std::string& commu
   if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
   auto offset = append("registry", community, *entry);
   if (!offset) return offset.error();
-  return json_response(202, json{{"accepted", true},
-                                 {"entry", std::string(schemas::to_string(entry->kind)) + "/" + entry->id},
-                                 {"request_offset", *offset}});
+  return json_response(202, request_fields(json{{"accepted", true},
+                                                 {"entry", std::string(schemas::to_string(entry->kind)) + "/" + entry->id}},
+                                            *offset));
 }
 
 HttpResponse Api::alert_action(const Principal& who, const std::string& rest, const std::string& body) {
@@ -573,10 +640,11 @@ HttpResponse Api::alert_action(const Principal& who, const std::string& rest, co
                        schemas::OperatorAction{id, action, actor_of(who), request->value("note", "")});
   if (!offset) return offset.error();
   // Accepted: the action is in the log; the alert's state changes when the processors reach it.
-  return json_response(202, json{{"accepted", true}, {"alert", id}, {"action", verb}, {"request_offset", *offset}});
+  return json_response(202, request_fields(json{{"accepted", true}, {"alert", id}, {"action", verb}}, *offset));
 }
 
-HttpResponse Api::device_command(const Principal& who, const std::string& device, const std::string& body) {
+HttpResponse Api::device_command(const Principal& who, const std::string& device, const std::string& body,
+                                 const std::string& key) {
   auto request = object_body(body, {"action"});
   if (!request) return request.error();
   auto raw = sources_.store->view().get(processors::Projector::device_key(device));
@@ -602,7 +670,7 @@ HttpResponse Api::device_command(const Principal& who, const std::string& device
   if (!ttl) return ttl.error();
   if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
   schemas::Command command;
-  command.command_id = "cmd-" + random_token(12);
+  command.command_id = request_id("cmd-", who, key);
   command.target = DeviceId(device);
   command.action = action;
   command.args = args.empty() ? "" : args.dump();
@@ -610,15 +678,15 @@ HttpResponse Api::device_command(const Principal& who, const std::string& device
   command.expires_at_ms = wall_ms() + *ttl * 1000;
   auto offset = append("operator", community, command);
   if (!offset) return offset.error();
-  return json_response(202, json{{"accepted", true},
-                                 {"command_id", command.command_id},
-                                 {"state", "sent"},
-                                 {"expires_at", command.expires_at_ms},
-                                 {"href", "/api/v1/commands/" + command.command_id},
-                                 {"request_offset", *offset}});
+  return json_response(202, request_fields(json{{"accepted", true},
+                                                 {"command_id", command.command_id},
+                                                 {"state", "sent"},
+                                                 {"expires_at", command.expires_at_ms},
+                                                 {"href", "/api/v1/commands/" + command.command_id}},
+                                            *offset));
 }
 
-HttpResponse Api::notice(const Principal& who, const std::string& body) {
+HttpResponse Api::notice(const Principal& who, const std::string& body, const std::string& key) {
   auto request = object_body(body, {"community", "title", "text", "severity", "unit"});
   if (!request) return request.error();
   const std::string community = request->value("community", who.community);
@@ -638,14 +706,14 @@ HttpResponse Api::notice(const Principal& who, const std::string& body) {
   if (!ttl) return ttl.error();
   n.expires_at_ms = *ttl ? wall_ms() + *ttl * 1000 : 0;
   n.actor = actor_of(who);
-  n.notice_id = "ntc-" + random_token(12);
+  n.notice_id = request_id("ntc-", who, key);
   if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
   auto offset = append("operator", community, n);
   if (!offset) return offset.error();
-  return json_response(202, json{{"accepted", true},
-                                 {"notice_id", n.notice_id},
-                                 {"href", "/api/v1/notices/" + community + "/" + n.notice_id},
-                                 {"request_offset", *offset}});
+  return json_response(202, request_fields(json{{"accepted", true},
+                                                 {"notice_id", n.notice_id},
+                                                 {"href", "/api/v1/notices/" + community + "/" + n.notice_id}},
+                                            *offset));
 }
 
 HttpResponse Api::provision(const Principal& who, const std::string& body) {

@@ -398,7 +398,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void dispatch() {
     request_ = parser_->release();
     HttpRequest req{std::string(request_.method_string()), std::string(request_.target()), request_.body(),
-                    std::string(request_[http::field::authorization])};
+                    std::string(request_[http::field::authorization]), std::string(request_["Idempotency-Key"])};
     if (websocket::is_upgrade(request_)) return upgrade(req);
     // The decoded path decides, never the raw target: "/api%2Fv1/..." is "/api/v1/...".
     const std::string path = Api::parse_target(req.target).path;

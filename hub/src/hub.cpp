@@ -53,11 +53,16 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   limits.max_pending_keys = static_cast<std::size_t>(config.http.ws_max_pending);
   limits.frame_interval = std::chrono::milliseconds(config.http.ws_frame_interval_ms);
   // The hub's own events (operator actions, commands, vision analyses) go through ingest.
+  // The vision worker needs a confirmation (it retries until it has one); the API answers an
+  // operator after 10 s either way, saying whether Kafka confirmed (decision: docs/api.md).
   auto append_to_log = [&writer](const schemas::Event& e) { return writer.append(e, std::chrono::seconds(10)); };
+  auto append_for_api = [&writer](const schemas::Event& e) {
+    return writer.append(e, std::chrono::seconds(10), /*may_stay_queued=*/true);
+  };
   SubscriptionHub subscriptions(**store, [&] { return runner.committed(); }, limits);
   ApiSources sources{store->get(), [&] { return runner.freshness(); }, [&] { return runner.stats(); },
                      [&] { return runner_alive.load(); }, &runner.latency(),
-                     append_to_log,
+                     append_for_api,
                      &runner.batch_seconds()};
   sources.tokens = &tokens;
   sources.web_root = config.http.web_root;

@@ -55,7 +55,8 @@ struct LogWriter::Impl {
 
   // Produces through `send` (which hands on the Delivery) and waits for Kafka's confirmation.
   template <class Send>
-  std::expected<std::int64_t, std::string> confirmed(Send send, std::chrono::milliseconds timeout) {
+  std::expected<std::int64_t, std::string> confirmed(Send send, std::chrono::milliseconds timeout,
+                                                     bool may_stay_queued = false) {
     auto* delivery = new Delivery();
     auto result = delivery->done.get_future();
     if (auto err = send(delivery)) {
@@ -66,6 +67,7 @@ struct LogWriter::Impl {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
       if (std::chrono::steady_clock::now() > deadline) {
+        if (may_stay_queued) return -1;
         return std::unexpected("Kafka did not confirm within " + std::to_string(timeout.count()) + " ms");
       }
       rd_kafka_poll(producer.get(), 10);
@@ -85,10 +87,11 @@ LogWriter::LogWriter(const KafkaConfig& kafka) : impl_(std::make_unique<Impl>())
 
 LogWriter::~LogWriter() { rd_kafka_flush(impl_->producer.get(), 5000); }
 
-std::expected<std::int64_t, std::string> LogWriter::append(schemas::Event event, std::chrono::milliseconds timeout) {
+std::expected<std::int64_t, std::string> LogWriter::append(schemas::Event event, std::chrono::milliseconds timeout,
+                                                          bool may_stay_queued) {
   if (event.community.empty()) return std::unexpected(std::string("the hub appends events of a community only"));
   impl_->stamp(event);
-  return impl_->confirmed([&](Delivery* d) { return impl_->produce(event, d); }, timeout);
+  return impl_->confirmed([&](Delivery* d) { return impl_->produce(event, d); }, timeout, may_stay_queued);
 }
 
 std::expected<std::int64_t, std::string> LogWriter::publish(const std::string& topic, const std::string& key,

@@ -22,8 +22,11 @@ class LogWriter {
   explicit LogWriter(const KafkaConfig& kafka);
   ~LogWriter();
   // Writes a community's event to the requests topic, keyed by its community; waits for Kafka.
-  // Returns the offset it was written at in the requests topic. Errors: an event of no community.
-  std::expected<std::int64_t, std::string> append(schemas::Event event, std::chrono::milliseconds timeout);
+  // Returns the offset it was written at in the requests topic. Errors: an event of no community,
+  // the producer refusing it, or no confirmation within `timeout`, unless `may_stay_queued`: then
+  // -1 (it stays with the producer, which goes on trying for message.timeout.ms, 5 minutes).
+  std::expected<std::int64_t, std::string> append(schemas::Event event, std::chrono::milliseconds timeout,
+                                                  bool may_stay_queued = false);
   // Publishes one record to `topic` (the audit trail); waits for Kafka. Returns its offset.
   std::expected<std::int64_t, std::string> publish(const std::string& topic, const std::string& key,
                                                    const std::string& value, std::chrono::milliseconds timeout);

@@ -597,7 +597,13 @@ struct Bridge::Impl {
   // What a failed commit or abort means: try again (the broker is away), abort (a record was not
   // kept), or stop (another instance took over this transactional id: two ingests with one id).
   void failed(const char* what, KafkaErrorPtr e) {
-    if (rd_kafka_error_is_fatal(e.get())) {
+    if (rd_kafka_error_is_fatal(e.get()) && rd_kafka_error_code(e.get()) == RD_KAFKA_RESP_ERR__FENCED) {
+      // Fenced: after an outage longer than the transaction timeout the broker aborted our
+      // transaction and moved the id's epoch on, or another ingest runs with our id. A new
+      // producer tells them apart: its init_transactions fences whoever else holds the id.
+      spdlog::warn("{}: {}; starting transactions afresh", what, rd_kafka_error_string(e.get()));
+      fenced = true;
+    } else if (rd_kafka_error_is_fatal(e.get())) {
       spdlog::critical("{}: {} (is another ingest running as {}?)", what, rd_kafka_error_string(e.get()), config.client_id);
       fatal = true;
     } else if (rd_kafka_error_txn_requires_abort(e.get())) {
@@ -644,9 +650,43 @@ struct Bridge::Impl {
     spool_pump->rewind(txn_first);
   }
 
+  // A fresh transactional producer after a fencing: what the old one handed over and the mark
+  // does not cover goes again. Bounded: a second ingest running with our id would fence us back
+  // in turn; the fourth fencing within ten minutes stops this one, its spool kept.
+  bool fenced = false;
+  std::deque<std::chrono::steady_clock::time_point> refreshes;
+  void start_afresh() {
+    fenced = false;
+    const auto now = std::chrono::steady_clock::now();
+    refreshes.push_back(now);
+    while (now - refreshes.front() > std::chrono::minutes(10)) refreshes.pop_front();
+    if (refreshes.size() > 3) {
+      spdlog::critical("fenced {} times in ten minutes: is another ingest running as {}? stopping", refreshes.size(),
+                       config.client_id);
+      fatal = true;
+      return;
+    }
+    rd_kafka_purge(producer.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
+    rd_kafka_poll(producer.get(), 0);
+    producer.reset();
+    txn = Txn::Idle;
+    txn_trouble = false;
+    try {
+      producer = transactional_producer();
+      recover();
+    } catch (const std::exception& e) {
+      spdlog::critical("{}", e.what());
+      fatal = true;
+      return;
+    }
+    spool_pump->rewind(spool->first_seq());
+    spdlog::info("transactions started afresh; {} spooled records go again", spool->next_seq() - spool->first_seq());
+  }
+
   // One round of the transaction: commit what is open once it is old enough (or full), finish an
   // unfinished commit or abort.
   void transact(std::chrono::milliseconds timeout) {
+    if (fenced) return start_afresh();
     if (txn == Txn::Open && (std::chrono::steady_clock::now() - txn_began >= config.commit_interval ||
                              spool_pump->in_flight() >= config.max_in_flight)) {
       commit(timeout);
@@ -659,7 +699,7 @@ struct Bridge::Impl {
   // Commits (or aborts) what is open, for at most `within`: a stop.
   void finish(std::chrono::milliseconds within) {
     const auto deadline = std::chrono::steady_clock::now() + within;
-    while (!fatal && txn != Txn::Idle && std::chrono::steady_clock::now() < deadline) {
+    while (!fatal && !fenced && txn != Txn::Idle && std::chrono::steady_clock::now() < deadline) {
       if (txn == Txn::Aborting) abort(std::chrono::seconds(1));
       else commit(std::chrono::seconds(1));
       rd_kafka_poll(producer.get(), 0);
@@ -746,6 +786,24 @@ struct Bridge::Impl {
     }
   }
 
+  // Transactional (decision 14): its records become visible to readers (read_committed) with
+  // the commit; a record of an aborted transaction never does. A record waits at most the
+  // transaction's timeout, then the transaction is aborted and produced again. The timeout is
+  // also how long a transaction left open by an ingest that died and does not come back holds
+  // every reader of the partitions it touched (ticks touch all): short, so they wait seconds.
+  KafkaPtr transactional_producer() {
+    auto p = make_producer(config.kafka,
+                           {{"transactional.id", config.client_id},
+                            {"transaction.timeout.ms", "10000"},
+                            {"acks", "all"},
+                            {"linger.ms", "2"},
+                            {"compression.type", "lz4"},
+                            {"client.id", config.client_id}},
+                           &Impl::on_delivery, this);
+    if (!p) throw std::runtime_error("kafka producer: " + p.error());
+    return std::move(*p);
+  }
+
   void start() {
     if (config.chain_key.size() < 16) throw std::runtime_error("ingest needs its chain key (ingest.chain_key_file)");
     auto retention = snapshot_topic_configs(config.snapshot_retention);
@@ -758,19 +816,7 @@ struct Bridge::Impl {
     spool = std::move(*s);
     if (auto applied = spool->meta(kRegistryAppliedKey)) registry_applied = std::stoll(*applied);
 
-    // Transactional (decision 14): its records become visible to readers (read_committed) with
-    // the commit; a record of an aborted transaction never does. A record waits at most the
-    // transaction's timeout, then the transaction is aborted and produced again.
-    auto p = make_producer(config.kafka,
-                           {{"transactional.id", config.client_id},
-                            {"transaction.timeout.ms", "60000"},
-                            {"acks", "all"},
-                            {"linger.ms", "2"},
-                            {"compression.type", "lz4"},
-                            {"client.id", config.client_id}},
-                           &Impl::on_delivery, this);
-    if (!p) throw std::runtime_error("kafka producer: " + p.error());
-    producer = std::move(*p);
+    producer = transactional_producer();
 
     // Whatever a previous run accepted but Kafka never confirmed goes first, in order, read from
     // the spool as its turn comes (a day of backlog costs disk, not memory).

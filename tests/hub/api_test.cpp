@@ -128,22 +128,36 @@ TEST_SUITE("hub API") {
 TEST_SUITE("hub API: writes") {
   struct Writable : Fixture {
     std::vector<schemas::Event> appended;
+    bool kafka_down = false;   // the producer refuses the append at once
+    bool unconfirmed = false;  // queued, but Kafka did not confirm within the API's wait
     Writable() {
       hub::ApiSources sources;
       sources.store = store.get();
       sources.freshness = [] { return processors::Freshness{}; };
       sources.runner_stats = [] { return processors::RunnerStats{}; };
       sources.append = [this](const schemas::Event& e) -> std::expected<std::int64_t, std::string> {
+        if (kafka_down) return std::unexpected(std::string("Local: Broker transport failure"));
         appended.push_back(e);
-        return static_cast<std::int64_t>(appended.size());
+        return unconfirmed ? -1 : static_cast<std::int64_t>(appended.size());
       };
       sources.tokens = &tokens;
+      api_sources = sources;
       api = std::make_unique<hub::Api>(sources, metrics);
     }
-    hub::HttpResponse post(const std::string& target, const std::string& body) {
-      return api->handle({"POST", target, body, "Bearer " + admin});
+    hub::HttpResponse post(const std::string& target, const std::string& body, const std::string& key = "") {
+      return api->handle({"POST", target, body, "Bearer " + admin, key});
     }
+    // The hub restarted: a new API over the same sources, its answers to earlier keys forgotten.
+    void restart() { api = std::make_unique<hub::Api>(api_sources, metrics); }
+    hub::ApiSources api_sources;
   };
+
+  std::string header(const hub::HttpResponse& r, const std::string& name) {
+    for (const auto& [k, v] : r.headers) {
+      if (k == name) return v;
+    }
+    return "";
+  }
 
   TEST_CASE("a registry change is appended to the log as an event of its community") {
     Writable f;
@@ -169,5 +183,69 @@ TEST_SUITE("hub API: writes") {
     Writable f;
     CHECK(f.post("/api/v1/alerts/c1:fever:x:1/ack", "{}").status == 404);
     CHECK(f.appended.empty());
+  }
+
+  TEST_CASE("a POST retried with its Idempotency-Key gets the first answer and is appended once") {
+    Writable f;
+    const std::string body = R"({"community":"c1","title":"Lift maintenance"})";
+    auto first = f.post("/api/v1/notices", body, "retry-me-1");
+    REQUIRE(first.status == 202);
+    auto again = f.post("/api/v1/notices", body, "retry-me-1");
+    CHECK(again.status == 202);
+    CHECK(again.body == first.body);
+    CHECK(header(again, "Idempotent-Replayed") == "true");
+    CHECK(f.appended.size() == 1);
+    // Without a key, the same body is another notice.
+    CHECK(f.post("/api/v1/notices", body).status == 202);
+    CHECK(f.appended.size() == 2);
+  }
+
+  TEST_CASE("attack: an Idempotency-Key reused for a different request is refused, and so is a malformed key") {
+    Writable f;
+    REQUIRE(f.post("/api/v1/notices", R"({"community":"c1","title":"Lift"})", "k-1").status == 202);
+    CHECK(f.post("/api/v1/notices", R"({"community":"c1","title":"Water off"})", "k-1").status == 422);
+    CHECK(f.post("/api/v1/registry/c1", R"({"kind":"person","id":"tok-1","role":"resident","unit":"b1-0101"})", "k-1").status == 422);
+    CHECK(f.post("/api/v1/notices", R"({"community":"c1","title":"Lift"})", std::string(129, 'k')).status == 400);
+    CHECK(f.post("/api/v1/notices", R"({"community":"c1","title":"Lift"})", "with space").status == 400);
+    CHECK(f.post("/api/v1/notices", R"({"community":"c1","title":"Lift"})", "\xff\xfe").status == 400);
+    CHECK(f.appended.size() == 1);
+  }
+
+  TEST_CASE("the key names what it creates: after a hub restart the retry appends the same notice id, which the folds count once") {
+    Writable f;
+    const std::string body = R"({"community":"c1","title":"Lift maintenance"})";
+    auto first = f.post("/api/v1/notices", body, "restart-1");
+    REQUIRE(first.status == 202);
+    f.restart();
+    auto retried = f.post("/api/v1/notices", body, "restart-1");
+    REQUIRE(retried.status == 202);
+    CHECK(header(retried, "Idempotent-Replayed").empty());  // the answer was forgotten ...
+    REQUIRE(f.appended.size() == 2);
+    CHECK(std::get<schemas::Notice>(f.appended[0].body).notice_id == std::get<schemas::Notice>(f.appended[1].body).notice_id);
+    // ... and another token's same key names another notice.
+    const std::string staff = *f.tokens.add(hub::Role::Staff, "c1", "", "gate office");
+    auto other = f.api->handle({"POST", "/api/v1/notices", body, "Bearer " + staff, "restart-1"});
+    REQUIRE(other.status == 202);
+    CHECK(std::get<schemas::Notice>(f.appended.back().body).notice_id != std::get<schemas::Notice>(f.appended[0].body).notice_id);
+  }
+
+  TEST_CASE("a write that failed is not remembered: its retry with the same key runs again") {
+    Writable f;
+    f.kafka_down = true;
+    CHECK(f.post("/api/v1/notices", R"({"community":"c1","title":"Lift"})", "k-2").status == 503);
+    f.kafka_down = false;
+    CHECK(f.post("/api/v1/notices", R"({"community":"c1","title":"Lift"})", "k-2").status == 202);
+    CHECK(f.appended.size() == 1);
+  }
+
+  TEST_CASE("an append Kafka has not confirmed in time is a 202 that says so, with the id to follow") {
+    Writable f;
+    f.unconfirmed = true;
+    auto res = f.post("/api/v1/notices", R"({"community":"c1","title":"Lift"})");
+    REQUIRE(res.status == 202);
+    auto body = nlohmann::json::parse(res.body);
+    CHECK(body["confirmed"] == false);
+    CHECK(body["request_offset"].is_null());
+    CHECK(body["href"].get<std::string>().starts_with("/api/v1/notices/c1/ntc-"));
   }
 }

@@ -103,6 +103,26 @@ class RegistryReadRevoked {
   bool restored_ = false;
 };
 
+// Waits until the hub's device counts have not changed for `quiet` (at most 3 minutes): the
+// devices are done and whatever the brokers still held has had time to flow.
+bool settled(test::Stack& stack, std::chrono::seconds quiet) {
+  std::uint64_t before = 0;
+  auto changed_at = std::chrono::steady_clock::now();
+  return test::eventually([&] {
+    const std::uint64_t now = applied(stack);
+    if (now != before) changed_at = std::chrono::steady_clock::now();
+    before = now;
+    return std::chrono::steady_clock::now() - changed_at > quiet;
+  }, 180s);
+}
+
+// Valid events the simulator sent, over its whole fleet.
+std::uint64_t valid_sent(const devices::SimReport& report) {
+  std::uint64_t n = 0;
+  for (const auto& [device, counts] : report.valid) n += test::total(counts);
+  return n;
+}
+
 }  // namespace
 
 TEST_SUITE("integration: faults") {
@@ -284,18 +304,10 @@ TEST_SUITE("integration: faults") {
     REQUIRE_MESSAGE(report, (report ? "" : report.error()));
     // The devices sent again what the dead broker had not acknowledged (so PUBACKs can outnumber publishes).
     CHECK(report->acked >= report->sent);
-    std::uint64_t valid = 0;
-    for (const auto& [device, counts] : report->valid) valid += test::total(counts);
+    const std::uint64_t valid = valid_sent(*report);
     // Converged: the projections stop growing (unchanged for 3 s: the devices are done, what the
     // broker still held for ingest's session has had time to flow).
-    std::uint64_t before = 0;
-    auto changed_at = std::chrono::steady_clock::now();
-    REQUIRE(test::eventually([&] {
-      const std::uint64_t now = applied(stack);
-      if (now != before) changed_at = std::chrono::steady_clock::now();
-      before = now;
-      return std::chrono::steady_clock::now() - changed_at > 3s;
-    }, 180s));
+    REQUIRE(settled(stack, 3s));
     REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["lag_total"] == 0; }, 60s));
     const auto log = test::read_community_log(services, sim.communities[0]);
     CHECK(log.doubled == 0);
@@ -330,16 +342,8 @@ TEST_SUITE("integration: faults") {
     test::kill_and_restart_mosquitto(services, 0s);
     stack.start_ingest();
 
-    std::uint64_t before = 0;
-    auto changed_at = std::chrono::steady_clock::now();
-    REQUIRE(test::eventually([&] {
-      const std::uint64_t now = applied(stack);
-      if (now != before) changed_at = std::chrono::steady_clock::now();
-      before = now;
-      return std::chrono::steady_clock::now() - changed_at > 5s;
-    }, 120s));
-    std::uint64_t valid = 0;
-    for (const auto& [device, counts] : report->valid) valid += test::total(counts);
+    REQUIRE(settled(stack, 5s));
+    const std::uint64_t valid = valid_sent(*report);
     const auto log = test::read_community_log(services, sim.communities[0]);
     CHECK(log.doubled == 0);
     CHECK(log.messages <= valid);

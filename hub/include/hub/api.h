@@ -31,6 +31,7 @@ struct HttpRequest {
   std::string target;  // path and query, as received
   std::string body;
   std::string authorization;  // the Authorization header, if any
+  std::string idempotency_key;  // the Idempotency-Key header of a POST, if any (docs/api.md)
 };
 
 struct HttpResponse {
@@ -46,7 +47,9 @@ struct ApiSources {
   std::function<processors::RunnerStats()> runner_stats;
   std::function<bool()> healthy;  // the runner is alive
   const Histogram* latency = nullptr;  // device time -> projection commit
-  // Appends an event of the hub's own (an operator action) to the log; returns its offset.
+  // Appends an event of the hub's own (an operator action) to the log; returns its offset in the
+  // requests topic, or -1 when Kafka did not confirm it in time but the hub's producer still has
+  // it queued (it lands when Kafka takes it; the answer says "confirmed": false).
   std::function<std::expected<std::int64_t, std::string>(const schemas::Event&)> append;
   const Histogram* batch_seconds = nullptr;  // projector time per batch
   const TokenStore* tokens = nullptr;          // who may call; none: every /api/ request is refused
@@ -69,6 +72,8 @@ struct ApiSources {
 std::expected<schemas::RegistryEntry, std::string> registry_entry_from_json(const nlohmann::json& j);
 
 class StaticFiles;
+
+class IdempotencyCache;
 
 class Api {
  public:
@@ -97,8 +102,11 @@ class Api {
                     const std::string& prefix, std::initializer_list<const char*> filters);
   HttpResponse alert_action(const Principal& who, const std::string& rest, const std::string& body);
   HttpResponse registry_change(const Principal& who, const std::string& community, const std::string& body);
-  HttpResponse device_command(const Principal& who, const std::string& device, const std::string& body);
-  HttpResponse notice(const Principal& who, const std::string& body);
+  // Every POST: the write routes (405 for a path that takes none).
+  HttpResponse write(const Principal& who, const HttpRequest& request, const std::string& path, std::string& route_name);
+  // `key`: the request's Idempotency-Key (the command's id derives from it), or empty.
+  HttpResponse device_command(const Principal& who, const std::string& device, const std::string& body, const std::string& key);
+  HttpResponse notice(const Principal& who, const std::string& body, const std::string& key);
   HttpResponse provision(const Principal& who, const std::string& body);
   HttpResponse rotate_credentials(const Principal& who, const std::string& device);
   HttpResponse static_file(const std::string& path) const;
@@ -110,6 +118,7 @@ class Api {
                                                    schemas::Body body);
   HttpResponse forbidden(const std::string& detail) const;
   ApiSources sources_;
+  std::unique_ptr<IdempotencyCache> idempotency_;
   std::unique_ptr<const StaticFiles> static_files_;
   Sealer cursors_;  // seals paging cursors that stop on a record the caller may not read
   Metrics& metrics_;
