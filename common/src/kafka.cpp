@@ -106,7 +106,10 @@ std::expected<void, std::string> read_to_end(const KafkaConfig& config, const st
     for (int p = 0; p < md->topics[t].partition_cnt; ++p) {
       std::int32_t id = md->topics[t].partitions[p].id;
       std::int64_t low = 0, high = 0;
-      rd_kafka_query_watermark_offsets(rk, topic.c_str(), id, &low, &high, static_cast<int>(timeout.count()));
+      if (auto err = rd_kafka_query_watermark_offsets(rk, topic.c_str(), id, &low, &high, static_cast<int>(timeout.count()))) {
+        rd_kafka_metadata_destroy(md);
+        return std::unexpected("where " + topic + " [" + std::to_string(id) + "] ends: " + rd_kafka_err2str(err));
+      }
       if (high <= low) continue;
       ends[id] = high;
       rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), id)->offset = low;

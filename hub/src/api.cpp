@@ -245,19 +245,24 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     }
     HttpResponse response;
     try {
-      response = write(*who, request, path, route_name);
+      // What the request creates is named by the key and the request together: the same key
+      // reused later (a restart, past the day) for another request names another command.
+      response = write(*who, request, path, route_name, request.idempotency_key + "\n" + fingerprint);
     } catch (...) {
       idempotency_->forget(who->token_id, request.idempotency_key);
       throw;
     }
-    if (response.status >= 500) {
-      idempotency_->forget(who->token_id, request.idempotency_key);  // nothing was written: a retry runs again
+    // Kept only when settled: a 5xx wrote nothing, and an append Kafka had not confirmed may yet
+    // be dropped; either way a retry runs again (under the same derived id).
+    const bool unconfirmed = response.body.find("\"confirmed\":false") != std::string::npos;
+    if (response.status >= 500 || unconfirmed) {
+      idempotency_->forget(who->token_id, request.idempotency_key);
     } else {
       idempotency_->complete(who->token_id, request.idempotency_key, response);
     }
     return response;
   }
-  if (writes) return write(*who, request, path, route_name);
+  if (writes) return write(*who, request, path, route_name, "");
   if (request.method != "GET" && request.method != "HEAD") {
     return error(405, "method_not_allowed", request.method + " " + path + " is not supported");
   }
@@ -530,12 +535,12 @@ std::expected<std::int64_t, HttpResponse> bounded(const json& j, const char* fie
 
 namespace {
 
-// The id of a command or notice: derived from the token and its Idempotency-Key when the request
-// has one (a retry after a hub restart appends the same id, which the folds count once), random
-// otherwise.
-std::string request_id(const std::string& prefix, const Principal& who, const std::string& key) {
-  if (key.empty()) return prefix + random_token(12);
-  return prefix + sha256_hex(who.token_id + "\n" + key).substr(0, 24);
+// The id of a command or notice: derived from the token, its Idempotency-Key and the request
+// when it has a key (`seed`; a retry after a hub restart appends the same id, which the folds
+// count once), random otherwise.
+std::string request_id(const std::string& prefix, const Principal& who, const std::string& seed) {
+  if (seed.empty()) return prefix + random_token(12);
+  return prefix + sha256_hex(who.token_id + "\n" + seed).substr(0, 24);
 }
 
 // Where an append stands: its offset in the requests topic once Kafka confirmed it; else null,
@@ -548,7 +553,8 @@ json request_fields(json out, std::int64_t offset) {
 
 }  // namespace
 
-HttpResponse Api::write(const Principal& who, const HttpRequest& request, const std::string& path, std::string& route_name) {
+HttpResponse Api::write(const Principal& who, const HttpRequest& request, const std::string& path, std::string& route_name,
+                        const std::string& id_seed) {
   constexpr std::string_view kAlerts = "/api/v1/alerts", kRegistry = "/api/v1/registry", kDevices = "/api/v1/devices";
   if (path.starts_with(std::string(kRegistry) + "/")) {
     route_name = "/api/v1/registry/{community}";
@@ -561,7 +567,7 @@ HttpResponse Api::write(const Principal& who, const HttpRequest& request, const 
   if (path.starts_with(std::string(kDevices) + "/") && path.ends_with("/commands")) {
     route_name = "/api/v1/devices/{id}/commands";
     return device_command(who, path.substr(kDevices.size() + 1, path.size() - kDevices.size() - 1 - 9), request.body,
-                          request.idempotency_key);
+                          id_seed);
   }
   if (path == kDevices) {
     route_name = "/api/v1/devices";
@@ -573,7 +579,7 @@ HttpResponse Api::write(const Principal& who, const HttpRequest& request, const 
   }
   if (path == "/api/v1/notices") {
     route_name = "/api/v1/notices";
-    return notice(who, request.body, request.idempotency_key);
+    return notice(who, request.body, id_seed);
   }
   return error(405, "method_not_allowed", request.method + " " + path + " is not supported");
 }

@@ -11,13 +11,18 @@ bool IdempotencyCache::valid_key(const std::string& key) {
 }
 
 void IdempotencyCache::evict(std::int64_t now_ms) {
-  while (!by_age_.empty()) {
-    auto it = entries_.find(by_age_.front());
-    if (it != entries_.end() && entries_.size() <= limits_.max_entries && now_ms - it->second.at_ms <= limits_.ttl.count()) {
-      break;
+  // Oldest first: whatever is past its day, then settled answers while over the bound. A claim
+  // still being answered is passed over (dropping it would let its retry run a second time).
+  for (auto age = by_age_.begin(); age != by_age_.end();) {
+    auto it = entries_.find(*age);
+    const bool expired = it == entries_.end() || now_ms - it->second.at_ms > limits_.ttl.count();
+    if (!expired && entries_.size() <= limits_.max_entries) break;
+    if (!expired && !it->second.response) {
+      ++age;
+      continue;
     }
     if (it != entries_.end()) entries_.erase(it);
-    by_age_.pop_front();
+    age = by_age_.erase(age);
   }
 }
 

@@ -210,6 +210,7 @@ struct Bridge::Impl {
   // late timer; the next one follows).
   int partitions = 0;
   void tick() {
+    if (fatal || !producer) return;
     if (partitions == 0) {
       const rd_kafka_metadata_t* md = nullptr;
       std::unique_ptr<rd_kafka_topic_t, CDeleter<rd_kafka_topic_destroy>> topic(
@@ -527,7 +528,7 @@ struct Bridge::Impl {
   // Only what is on the disk goes to Kafka: a delivery mark may never claim a sequence a power
   // cut could give back to the spool (the next run would skip the new record that reuses it).
   void pump() {
-    if (txn != Txn::Idle && txn != Txn::Open) return;
+    if (fatal || !producer || (txn != Txn::Idle && txn != Txn::Open)) return;
     if (spool->synced_end() < spool->next_seq()) {
       if (auto ok = spool->sync(); !ok) spdlog::warn("{}", ok.error());
     }
@@ -671,15 +672,16 @@ struct Bridge::Impl {
     producer.reset();
     txn = Txn::Idle;
     txn_trouble = false;
+    std::uint64_t resume = 0;
     try {
       producer = transactional_producer();
-      recover();
+      resume = recover();  // past what the mark covers, even where the spool could not forget it
     } catch (const std::exception& e) {
       spdlog::critical("{}", e.what());
       fatal = true;
       return;
     }
-    spool_pump->rewind(spool->first_seq());
+    spool_pump->rewind(resume);
     spdlog::info("transactions started afresh; {} spooled records go again", spool->next_seq() - spool->first_seq());
   }
 
@@ -740,7 +742,11 @@ struct Bridge::Impl {
       case RD_KAFKA_RESP_ERR__TRANSPORT:
       case RD_KAFKA_RESP_ERR__FENCED:
       case RD_KAFKA_RESP_ERR__STATE:
-        return;
+      case RD_KAFKA_RESP_ERR__FATAL:
+      case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
+      case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+      case RD_KAFKA_RESP_ERR_INVALID_TXN_STATE:
+        return;  // the transaction's own error: commit or abort says what to do (start_afresh)
       default:
         if (m->_private == &kMarkMarker) return;  // the commit fails with it; it goes again
         spdlog::critical("Kafka refused spooled record {}: {}",
@@ -752,7 +758,8 @@ struct Bridge::Impl {
   // Fences whatever producer a previous run left behind (its unfinished transaction is aborted),
   // then reads this instance's mark: spooled records before it are in Kafka already (committed
   // just before a crash took the spool's removal with it) and are forgotten, not produced again.
-  void recover() {
+  // Returns the sequence the pump resumes at (what Kafka does not hold yet).
+  std::uint64_t recover() {
     if (KafkaErrorPtr e{rd_kafka_init_transactions(producer.get(), 60000)}) {
       throw std::runtime_error(std::string("kafka transactions: ") + rd_kafka_error_string(e.get()));
     }
@@ -783,7 +790,9 @@ struct Bridge::Impl {
       spdlog::info("{} spooled records are in Kafka already (committed before the last stop); forgetting them", end - first);
       forget(first, end);
       spool_pump->start_at(end);
+      return end;
     }
+    return first;
   }
 
   // Transactional (decision 14): its records become visible to readers (read_committed) with

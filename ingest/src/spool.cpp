@@ -61,6 +61,8 @@ std::optional<SpoolRecord> deserialize(std::string_view in) {
   return r;
 }
 
+constexpr std::string_view kNextSeqKey = "next_seq";
+
 }  // namespace
 
 std::expected<std::unique_ptr<Spool>, std::string> Spool::open(const std::string& dir, rocksdb::Env* env) {
@@ -75,6 +77,12 @@ std::expected<std::unique_ptr<Spool>, std::string> Spool::open(const std::string
   std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions()));
   it->SeekForPrev(queue_key(~std::uint64_t{0}));
   spool->next_seq_ = it->Valid() && it->key().starts_with("q") ? seq_of(it->key()) + 1 : 0;
+  // An emptied spool goes on from where it was, never from 0: a delivery mark in Kafka names
+  // sequences, and a reused one would make a restart skip a new record as delivered.
+  std::string next;
+  if (raw->Get(rocksdb::ReadOptions(), "m" + std::string(kNextSeqKey), &next).ok()) {
+    spool->next_seq_ = std::max<std::uint64_t>(spool->next_seq_, std::strtoull(next.c_str(), nullptr, 10));
+  }
   // What a previous run left in the page cache goes to the disk before anything is produced from it.
   if (auto synced = raw->SyncWAL(); !synced.ok()) return std::unexpected("cannot sync spool " + dir + ": " + synced.ToString());
   spool->synced_end_ = spool->next_seq_;
@@ -94,6 +102,7 @@ std::expected<std::uint64_t, std::string> Spool::append(std::span<const SpoolRec
   rocksdb::WriteBatch batch;
   for (std::size_t i = 0; i < records.size(); ++i) batch.Put(queue_key(next_seq_ + i), serialize(records[i]));
   for (const auto& [key, value] : meta) batch.Put("m" + key, value);
+  batch.Put("m" + std::string(kNextSeqKey), std::to_string(next_seq_ + records.size()));
   if (auto ok = write(batch); !ok) return std::unexpected(ok.error());
   const std::uint64_t first = next_seq_;
   next_seq_ += records.size();

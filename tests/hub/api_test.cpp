@@ -238,6 +238,22 @@ TEST_SUITE("hub API: writes") {
     CHECK(f.appended.size() == 1);
   }
 
+  TEST_CASE("an unconfirmed answer is not kept: its retry appends again, under the same id") {
+    Writable f;
+    f.unconfirmed = true;
+    const std::string body = R"({"community":"c1","title":"Lift"})";
+    REQUIRE(f.post("/api/v1/notices", body, "k-3").status == 202);
+    f.unconfirmed = false;
+    auto retried = f.post("/api/v1/notices", body, "k-3");
+    REQUIRE(retried.status == 202);
+    CHECK(header(retried, "Idempotent-Replayed").empty());
+    REQUIRE(f.appended.size() == 2);
+    CHECK(std::get<schemas::Notice>(f.appended[0].body).notice_id == std::get<schemas::Notice>(f.appended[1].body).notice_id);
+    // Settled now: the next retry is answered from memory.
+    CHECK(header(f.post("/api/v1/notices", body, "k-3"), "Idempotent-Replayed") == "true");
+    CHECK(f.appended.size() == 2);
+  }
+
   TEST_CASE("an append Kafka has not confirmed in time is a 202 that says so, with the id to follow") {
     Writable f;
     f.unconfirmed = true;

@@ -84,4 +84,22 @@ TEST_SUITE("ingest spool") {
     CHECK((*spool)->first_seq() == (*spool)->next_seq());
     CHECK((*spool)->read(0, 10).empty());
   }
+
+  TEST_CASE("an emptied spool goes on from its next sequence after reopening, never from 0") {
+    // Kafka's delivery mark names sequences: one reused would make a restart skip a new record.
+    test::TempDir dir;
+    {
+      auto spool = Spool::open(dir.str("spool"));
+      for (int i = 0; i < 5; ++i) REQUIRE((*spool)->append({"t", "k", "v" + std::to_string(i), {}}));
+      REQUIRE((*spool)->remove(0, 5));
+    }
+    auto spool = Spool::open(dir.str("spool"));
+    REQUIRE(spool);
+    CHECK((*spool)->next_seq() == 5);
+    CHECK((*spool)->first_seq() == 5);
+    auto seq = (*spool)->append({"t", "k", "after", {}});
+    REQUIRE(seq);
+    CHECK(*seq == 5);
+  }
 }
+

@@ -103,8 +103,10 @@ class Api {
   HttpResponse alert_action(const Principal& who, const std::string& rest, const std::string& body);
   HttpResponse registry_change(const Principal& who, const std::string& community, const std::string& body);
   // Every POST: the write routes (405 for a path that takes none).
-  HttpResponse write(const Principal& who, const HttpRequest& request, const std::string& path, std::string& route_name);
-  // `key`: the request's Idempotency-Key (the command's id derives from it), or empty.
+  // `id_seed`: the request's Idempotency-Key and fingerprint (what it creates is named by them), or empty.
+  HttpResponse write(const Principal& who, const HttpRequest& request, const std::string& path, std::string& route_name,
+                     const std::string& id_seed);
+  // `key`: the id seed of write() (the command's id derives from it), or empty.
   HttpResponse device_command(const Principal& who, const std::string& device, const std::string& body, const std::string& key);
   HttpResponse notice(const Principal& who, const std::string& body, const std::string& key);
   HttpResponse provision(const Principal& who, const std::string& body);
