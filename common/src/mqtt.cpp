@@ -119,7 +119,9 @@ void MqttClient::State::drive(std::stop_token stop) {
   }
 }
 
-MqttClient::~MqttClient() {
+MqttClient::~MqttClient() { close(); }
+
+void MqttClient::close() {
   if (state_ && state_->own_loop.joinable()) {
     state_->own_loop.request_stop();
     state_->own_loop.join();
@@ -128,6 +130,7 @@ MqttClient::~MqttClient() {
     return;
   }
   if (!state_ || !state_->mosq || !state_->loop_started) return;
+  state_->loop_started = false;
   mosquitto_disconnect_v5(state_->mosq.get(), 0, nullptr);
   // A refused or unanswered connection leaves the loop retrying: force it to stop.
   mosquitto_loop_stop(state_->mosq.get(), !state_->is_connected);

@@ -956,8 +956,10 @@ void Bridge::run(std::stop_token stop) {
   }
   rd_kafka_consumer_close(impl_->command_consumer.get());
   rd_kafka_consumer_close(impl_->requests_consumer.get());
-  impl_->snapshot_mqtt.reset();  // no new messages while we drain
-  impl_->mqtt.reset();
+  // No new messages while we drain. Closed before they are destroyed: a handler still running
+  // (snapshots reply through the telemetry client) finds both clients there.
+  impl_->snapshot_mqtt->close();
+  impl_->mqtt->close();
   impl_->pump();
   impl_->finish(std::chrono::seconds(10));
   if (impl_->fatal) throw std::runtime_error("ingest stopped after a fatal error; spooled records are kept");

@@ -67,6 +67,9 @@ class MqttClient {
   static std::expected<std::unique_ptr<MqttClient>, std::string> create(const Options& options);
   std::expected<void, std::string> open(const std::string& host, int port, std::chrono::milliseconds timeout);
   ~MqttClient();
+  // Disconnects and stops the network thread: once it returns, the handler runs no more (and the
+  // client may still be called; publishes go nowhere). The destructor does the same.
+  void close();
   MqttClient(const MqttClient&) = delete;
   MqttClient& operator=(const MqttClient&) = delete;
 
