@@ -95,7 +95,9 @@ void MqttClient::State::drive(std::stop_token stop) {
       if (taken) {
         taken = false;
         if (!options.before_acknowledging()) {
-          ::shutdown(sock, SHUT_RDWR);  // none of their PUBACKs may leave: the broker keeps them
+          // None of their PUBACKs may leave: the broker keeps the messages. The socket as it is
+          // now: a failed read may have closed it already (its number may belong to another file).
+          if (const int now = mosquitto_socket(m); now >= 0) ::shutdown(now, SHUT_RDWR);
           rc = MOSQ_ERR_CONN_LOST;
         }
       }
