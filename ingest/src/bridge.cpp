@@ -340,23 +340,14 @@ struct Bridge::Impl {
     snapshot.height = static_cast<std::uint16_t>(info ? info->height : 0);
     std::string jpeg = std::move(snapshot.jpeg);
     snapshot.jpeg.clear();
-    std::lock_guard lock(append_mu);
-    schemas::SeqWindow window;
-    auto seen = admit_once(event, window);
-    if (!seen) {
-      ++repeats;
-      return true;  // in the spool already: acknowledge it again
-    }
-    const Head head = stamp(event);
-    std::string logged = schemas::encode(event);
-    std::get<schemas::CameraSnapshot>(event.body).jpeg = std::move(jpeg);
-    std::vector<SpoolRecord> records;
-    records.push_back({config.kafka.snapshots_topic, event.device.str(), schemas::encode(event), {}});
-    records.push_back({config.kafka.events_topic, event.community.str(), std::move(logged), {}});
-    if (!append(std::move(records), {head.meta(), *seen})) return false;
-    advance(head);
-    windows[event.device] = window;
-    return true;
+    return append_once(std::move(event), [&](schemas::Event& stamped) {
+      std::string logged = schemas::encode(stamped);
+      std::get<schemas::CameraSnapshot>(stamped.body).jpeg = std::move(jpeg);
+      std::vector<SpoolRecord> records;
+      records.push_back({config.kafka.snapshots_topic, stamped.device.str(), schemas::encode(stamped), {}});
+      records.push_back({config.kafka.events_topic, stamped.community.str(), std::move(logged), {}});
+      return records;
+    });
   }
 
   // Appends an event of ingest's own or of the hub's (a registration, a request, a delivery).
@@ -374,6 +365,16 @@ struct Bridge::Impl {
   // Appends a device's event, unless the spool holds that message already (then true as well:
   // the device is acknowledged again, the log gets it once).
   bool append_device_event(schemas::Event event) {
+    return append_once(std::move(event), [&](const schemas::Event& stamped) {
+      return std::vector<SpoolRecord>{{config.kafka.events_topic, stamped.community.str(), schemas::encode(stamped), {}}};
+    });
+  }
+
+  // A device's message into the spool once: a repeat of one the spool holds (the device's
+  // window says so) is acknowledged and not appended; otherwise the event is stamped, `records`
+  // makes what the spool keeps of it, and the window moves on in the same write.
+  template <class Records>
+  bool append_once(schemas::Event event, Records records) {
     std::lock_guard lock(append_mu);
     schemas::SeqWindow window;
     auto seen = admit_once(event, window);
@@ -382,10 +383,7 @@ struct Bridge::Impl {
       return true;
     }
     const Head head = stamp(event);
-    if (!append(SpoolRecord{config.kafka.events_topic, event.community.str(), schemas::encode(event), {}},
-                {head.meta(), *seen})) {
-      return false;
-    }
+    if (!append(records(event), {head.meta(), *seen})) return false;
     advance(head);
     windows[event.device] = window;
     return true;
