@@ -60,4 +60,18 @@ TEST_SUITE("seq window") {
     CHECK(admit(w, 1, 501) == Admission::Stale);
     CHECK(w.gaps == 0);
   }
+
+  TEST_CASE("a window kept as text (ingest's spool) comes back the same, and anything else is refused") {
+    SeqWindow w;
+    admit(w, 3, 100);
+    admit(w, 3, 98);
+    auto back = courtyard::schemas::seq_window_from_text(courtyard::schemas::to_text(w));
+    REQUIRE(back.has_value());
+    CHECK(*back == w);
+    CHECK(admit(*back, 3, 98) == Admission::Duplicate);  // what ingest drops after a restart
+    CHECK_FALSE(courtyard::schemas::seq_window_from_text("").has_value());
+    CHECK_FALSE(courtyard::schemas::seq_window_from_text("1 2 three").has_value());
+    CHECK_FALSE(courtyard::schemas::seq_window_from_text("\xff\xfe").has_value());
+  }
 }
+
