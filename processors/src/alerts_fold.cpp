@@ -7,6 +7,8 @@ namespace {
 
 using namespace schemas;
 constexpr std::size_t kMaxTimeline = 50;
+// Invitations past their end, and vehicles inside that no rule watches, are forgotten this long after.
+constexpr std::int64_t kForgetFinishedMs = 86'400'000;
 
 bool one_of(const std::string& s, std::initializer_list<const char*> values) {
   for (const char* v : values) {
@@ -170,6 +172,18 @@ class Rules {
     }
     const std::int64_t keep = std::max(r_.flap_window_ms, r_.low_battery_repeat_ms);
     std::erase_if(s_.closed, [&](const auto& kv) { return s_.now_ms - kv.second.resolved_at_ms > keep; });
+    // What is finished leaves the state, or it would grow with every visitor the compound ever
+    // had: invitations a day past their end, and vehicles inside that no rule watches (no
+    // allowance) a day after they entered.
+    auto expired = [&](const auto& kv) {
+      return kv.second.valid_to_ms > 0 && s_.now_ms - kv.second.valid_to_ms > kForgetFinishedMs;
+    };
+    std::erase_if(s_.people, expired);
+    std::erase_if(s_.vehicles, expired);
+    std::erase_if(s_.vehicles_inside, [&](const auto& kv) {
+      auto v = s_.vehicles.find(kv.first);
+      return (v == s_.vehicles.end() || v->second.allowance_s <= 0) && s_.now_ms - kv.second > kForgetFinishedMs;
+    });
   }
 
  private:

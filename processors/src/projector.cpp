@@ -1,5 +1,6 @@
 #include "processors/projector.h"
 
+#include <algorithm>
 #include <charconv>
 #include <map>
 #include <set>
@@ -57,14 +58,18 @@ DeadLetter dead_letter_of(const LogMessage& m) {
   return d;
 }
 
-// The batch's working set: state loaded once from the store, changed in memory, written once.
+// The batch's working set: state loaded once from the store, changed in memory, written once;
+// kept between batches as a cache, whose least recently used entries evict() drops.
 template <class State>
 struct Working {
   std::map<std::string, State> states;
   std::map<std::string, std::string> loaded;  // the stored form, to skip writing what did not change
+  std::map<std::string, std::uint64_t> used;  // the batch that last asked for it
   std::set<std::string> touched;              // keys this batch may have changed
+  std::uint64_t batch = 0;
   State& get(const Store::View& view, const std::string& key, State (*parse)(const nlohmann::json&)) {
     touched.insert(key);
+    used[key] = batch;
     auto it = states.find(key);
     if (it != states.end()) return it->second;
     State s{};
@@ -84,15 +89,53 @@ struct Working {
     }
     touched.clear();
   }
+  void forget(const std::string& key) {
+    states.erase(key);
+    loaded.erase(key);
+    used.erase(key);
+    touched.erase(key);  // read after its kind was written (the alert states, by the outbox): unchanged
+  }
+  // Once the batch is in the store (every entry is then clean): above `limit` entries, drops the
+  // least recently used down to three quarters of it, and returns their keys. The store has them.
+  std::vector<std::string> evict(std::size_t limit) {
+    ++batch;
+    if (states.size() <= limit) return {};
+    std::vector<std::pair<std::uint64_t, std::string>> by_use;
+    by_use.reserve(used.size());
+    for (const auto& [key, at] : used) by_use.emplace_back(at, key);
+    const std::size_t drop = states.size() - limit * 3 / 4;
+    std::nth_element(by_use.begin(), by_use.begin() + static_cast<std::ptrdiff_t>(drop - 1), by_use.end());
+    std::vector<std::string> dropped;
+    for (std::size_t i = 0; i < drop; ++i) {
+      const auto& key = by_use[i].second;
+      forget(key);
+      dropped.push_back(key);
+    }
+    return dropped;
+  }
 };
 
 // A community's alert state as stored under alertstate/: without the device directory, which is
 // stored per device under watch/{community}/{device} (it changes with every event a device sends).
+// Nor the community's clock, the latest log time it has seen: every tick moves it, and it is
+// stored alone under alertclock/ so a tick that changes nothing else writes a number, not the
+// whole record.
 struct AlertStateSlot {
   CommunityAlerts state;
 };
-nlohmann::json to_json(const AlertStateSlot& slot) { return to_json(slot.state, /*with_devices=*/false); }
+nlohmann::json to_json(const AlertStateSlot& slot) {
+  auto j = to_json(slot.state, /*with_devices=*/false);
+  j.erase("now");
+  return j;
+}
 AlertStateSlot alert_slot_from_json(const nlohmann::json& j) { return {community_alerts_from_json(j)}; }
+
+struct LogClock {
+  std::int64_t now_ms = 0;
+};
+nlohmann::json to_json(const LogClock& clock) { return clock.now_ms; }
+LogClock log_clock_from_json(const nlohmann::json& j) { return {j.get<std::int64_t>()}; }
+std::string alert_clock_key(const std::string& community) { return "alertclock/" + community; }
 
 std::string watch_prefix(const std::string& community) { return "watch/" + community + "/"; }
 
@@ -104,6 +147,7 @@ struct Projector::Caches {
   Working<DeviceState> devices;
   Working<RejectionState> rejections;
   Working<AlertStateSlot> alert_states;
+  Working<LogClock> alert_clocks;
   std::map<std::string, std::string> watch_written;  // watch/ key -> stored form
   Working<MeterState> meters;
   Working<CommunityMeters> meter_totals;
@@ -121,6 +165,37 @@ struct Projector::Caches {
     std::uint64_t event_id = 0;
   };
   std::map<std::string, ChainHead> chain_heads;  // community -> its last chained event, as stored
+
+  // After a batch is written: each cache back under `limit` entries. A community's alert state
+  // leaves with its clock and its device directory.
+  void evict(std::size_t limit) {
+    devices.evict(limit);
+    rejections.evict(limit);
+    for (const auto& key : alert_states.evict(limit)) {
+      const std::string community = key.substr(std::string_view("alertstate/").size());
+      alert_clocks.forget(alert_clock_key(community));
+      const std::string prefix = watch_prefix(community);
+      watch_written.erase(watch_written.lower_bound(prefix), watch_written.lower_bound(prefix + '\xff'));
+    }
+    ++alert_clocks.batch;
+    meters.evict(limit);
+    meter_totals.evict(limit);
+    gates.evict(limit);
+    occupancy.evict(limit);
+    homes.evict(limit);
+    elders.evict(limit);
+    commands.evict(limit);
+    pending_commands.evict(limit);
+    notices.evict(limit);
+    cameras.evict(limit);
+  }
+  // Parsed states held, over every cache (for tests and stats).
+  std::size_t size() const {
+    return devices.states.size() + rejections.states.size() + alert_states.states.size() + meters.states.size() +
+           meter_totals.states.size() + gates.states.size() + occupancy.states.size() + homes.states.size() +
+           elders.states.size() + commands.states.size() + pending_commands.states.size() +
+           notices.states.size() + cameras.states.size();
+  }
 };
 
 namespace {
@@ -157,6 +232,8 @@ Projector::Projector(Store& store, ProjectorConfig config) : store_(store), conf
   if (auto next = view.get(kOutboxNextKey)) outbox_next_ = std::stoull(*next);
 }
 
+std::size_t Projector::cached_states() const { return caches_ ? caches_->size() : 0; }
+
 std::string Projector::quarantine_key(const std::string& topic, std::int32_t partition, std::int64_t offset) {
   return fmt::format("quarantine/{}/{}/{:020}", topic, partition, offset);
 }
@@ -178,6 +255,7 @@ void add(BatchResult& total, BatchResult&& one) {
   total.dead_letters += one.dead_letters;
   total.alerts_changed += one.alerts_changed;
   total.outbox_entries += one.outbox_entries;
+  total.bytes_written += one.bytes_written;
   for (auto t : one.fresh_device_times_ms) total.fresh_device_times_ms.push_back(t);
   for (auto& kv : one.changes) total.changes.push_back(std::move(kv));
 }
@@ -248,6 +326,8 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
     const bool cached = alert_slots.states.contains(key);
     auto& state = alert_slots.get(view, key, &alert_slot_from_json).state;
     if (!cached) {
+      const auto& clock = caches_->alert_clocks.get(view, alert_clock_key(community), &log_clock_from_json);
+      state.now_ms = std::max(state.now_ms, clock.now_ms);  // max: a store from before the clock's own record
       const std::string prefix = watch_prefix(community);
       for (auto& [k, v] : view.scan(prefix, "", std::numeric_limits<std::size_t>::max())) {
         state.devices[k.substr(prefix.size())] = watched_device_from_json(nlohmann::json::parse(v));
@@ -522,7 +602,14 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
   KeyValues puts;
   devices.put_changed(puts);
   rejections.put_changed(puts);
+  for (const auto& key : alert_slots.touched) {
+    const auto& state = alert_slots.states.at(key).state;
+    caches_->alert_clocks.get(view, alert_clock_key(key.substr(std::string_view("alertstate/").size())),
+                              &log_clock_from_json)
+        .now_ms = state.now_ms;
+  }
   alert_slots.put_changed(puts);
+  caches_->alert_clocks.put_changed(puts);
   for (const auto& [community, device] : watch_touched) {
     const auto& devices_of = alert_state(community).devices;
     auto it = devices_of.find(device);
@@ -621,8 +708,10 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
   offsets_ = std::move(next);
   outbox_next_ = outbox_next;
   for (auto& kv : puts) {
+    result.bytes_written += kv.first.size() + kv.second.size();
     if (is_projection_key(kv.first)) result.changes.push_back(std::move(kv));
   }
+  caches_->evict(config_.cache_entries);
   return result;
 }
 

@@ -477,6 +477,31 @@ TEST_SUITE("alert rules: access") {
   }
 }
 
+TEST_SUITE("alert rules: state does not grow with history") {
+  TEST_CASE("an invitation a day past its end, and a car inside that no rule watches, are forgotten at a tick") {
+    Community c;
+    c.rules.heartbeat_ms = {};
+    const std::int64_t day = 86'400'000;
+    c.feed("registry", RegistryEntry{RegistryKind::Person, "visitor-1", PersonRole::Visitor, "b3-0402", 0, kT0 + 1000, 0, false}, 0);
+    c.feed("registry", RegistryEntry{RegistryKind::Person, "res-1", PersonRole::Resident, "b3-0402", 0, 0, 0, false}, 0);
+    c.feed("registry", RegistryEntry{RegistryKind::Vehicle, "plate-v", PersonRole::Visitor, "b3-0402", 0, 0, 3600, false}, 0);
+    c.feed("vgate", VehiclePass{"plate-x", Direction::In, Decision::Granted}, 1000);  // a car nobody registered
+    c.feed("vgate", VehiclePass{"plate-v", Direction::In, Decision::Granted}, 1000);  // a visitor's car
+    c.tick(1000 + day);
+    CHECK(c.state.people.contains("visitor-1"));  // a day has not yet passed
+    CHECK(c.state.vehicles_inside.contains("plate-x"));
+    c.tick(1001 + day);
+    CHECK_FALSE(c.state.people.contains("visitor-1"));
+    CHECK(c.state.people.contains("res-1"));              // no end: never forgotten
+    CHECK_FALSE(c.state.vehicles_inside.contains("plate-x"));
+    CHECK(c.state.vehicles_inside.contains("plate-v"));  // its allowance is still watched
+    CHECK(c.active("unknown_vehicle", "plate-x"));        // what was raised stays raised until someone acts
+    CHECK(c.active("vehicle_overstay", "plate-v"));
+    c.feed("vgate", VehiclePass{"plate-x", Direction::Out, Decision::Granted}, 2 * day);
+    CHECK_FALSE(c.active("unknown_vehicle", "plate-x"));  // leaving still clears it
+  }
+}
+
 TEST_SUITE("alert rules: hush") {
   TEST_CASE("a hushed smoke alarm is quiet for ten minutes, then reported again if it still alarms") {
     Community c;

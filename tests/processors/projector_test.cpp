@@ -265,6 +265,71 @@ TEST_SUITE("projector: alerts") {
   }
 }
 
+TEST_SUITE("projector: memory and writes do not grow with history") {
+  TEST_CASE("with caches bounded to 100 states each, 5,000 devices are folded and no more than that is held") {
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    ProjectorConfig config;
+    config.cache_entries = 100;
+    Projector projector(*store, config);
+    std::int64_t offset = 0;
+    for (int round = 0; round < 2; ++round) {
+      for (int d = 0; d < 5000; d += 50) {
+        std::vector<LogMessage> batch;
+        for (int i = d; i < d + 50; ++i) {
+          batch.push_back(test::log_message(test::status_event("m-" + std::to_string(i), 1 + round), offset++));
+        }
+        REQUIRE(projector.apply(batch));
+        CHECK(projector.cached_states() <= 13 * 100);
+      }
+    }
+    CHECK(events_of(*store, "m-0") == 2);  // read back from the store after eviction, and counted on
+    CHECK(events_of(*store, "m-4999") == 2);
+  }
+
+  TEST_CASE("a tick that changes nothing but the log's time writes the time alone, not the community's record") {
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    Projector projector(*store, {});
+    std::vector<LogMessage> log;
+    std::int64_t t = 1795950000000;
+    auto add = [&](const std::string& device, schemas::Body body) {
+      schemas::Event e;
+      e.device = DeviceId(device);
+      e.community = CommunityId(device == "courtyard-hub" ? "" : "c1");
+      e.device_time_ms = e.ingest_time_ms = (t += 1000);
+      e.body = std::move(body);
+      log.push_back(test::log_message(e, static_cast<std::int64_t>(log.size())));
+    };
+    add("gate-1", schemas::DeviceRegistered{schemas::DeviceKind::Gate, "", "East gate"});
+    for (int i = 0; i < 200; ++i) {  // a community record of some size: 200 residents
+      add("registry", schemas::RegistryEntry{schemas::RegistryKind::Person, "res-" + std::to_string(i),
+                                             schemas::PersonRole::Resident, "b1-0101", 0, 0, 0, false});
+    }
+    add("gate-1", schemas::DeviceStatus{});
+    REQUIRE(projector.apply(log));
+    const auto record = store->view().get(Projector::alert_state_key("c1"));
+    REQUIRE(record);
+    CHECK(record->size() > 5000);
+    log.clear();
+    add("courtyard-hub", schemas::Tick{0});
+    log.back().offset = 203;
+    auto tick = projector.apply(log);
+    REQUIRE(tick);
+    CHECK(tick->bytes_written > 0);   // the community's clock moved
+    CHECK(tick->bytes_written < 64);  // and nothing else was written
+    CHECK(store->view().get(Projector::alert_state_key("c1")) == record);
+    // A projector started afresh on that store knows the community's time from the clock alone.
+    Projector restarted(*store, {});
+    log.clear();
+    add("courtyard-hub", schemas::Tick{0});
+    log.back().offset = 204;
+    auto again = restarted.apply(log);
+    REQUIRE(again);
+    CHECK(again->bytes_written < 64);
+  }
+}
+
 TEST_SUITE("projector: replay") {
   TEST_CASE("the same log folded in one batch or in batches of any size gives the same store, byte for byte") {
     // A small day: registrations, device events of every kind, ticks and an operator action.
@@ -305,11 +370,12 @@ TEST_SUITE("projector: replay") {
     }
     for (std::size_t i = 0; i < log.size(); ++i) log[i].offset = static_cast<std::int64_t>(i);
 
-    auto fold = [&](std::size_t batch) {
+    auto fold = [&](std::size_t batch, std::size_t cache_entries = 20'000) {
       auto dir = std::make_unique<test::TempDir>();
       auto store = test::open_store(*dir);
       ProjectorConfig config;
       config.rules.defaults.fall_escalate_ms = 20'000;
+      config.cache_entries = cache_entries;
       Projector projector(*store, config);
       for (std::size_t i = 0; i < log.size(); i += batch) {
         REQUIRE(projector.apply(std::span(log).subspan(i, std::min(batch, log.size() - i))));
@@ -321,6 +387,9 @@ TEST_SUITE("projector: replay") {
     CHECK(one.size() > 10);
     CHECK(fold(1) == one);
     CHECK(fold(7) == one);
+    // Caches that forget almost everything between batches change nothing either.
+    CHECK(fold(1, 0) == one);
+    CHECK(fold(7, 1) == one);
     bool escalated_fall = false;
     for (const auto& [k, v] : one) {
       if (k.starts_with("alerts/c1:fall")) escalated_fall = nlohmann::json::parse(v)["severity"] == "critical";

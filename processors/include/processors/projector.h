@@ -42,6 +42,10 @@ struct ProjectorConfig {
   ProjectorTopics topics;
   RuleBook rules;
   FoldContext context;  // local time for hour and day buckets
+  // Parsed states kept between batches, per kind of state (devices, homes, commands, ...): the
+  // least recently used beyond this are dropped (the store has them) so memory does not grow
+  // with history. A compound's devices, homes and communities should fit.
+  std::size_t cache_entries = 20'000;
 };
 
 struct BatchResult {
@@ -54,6 +58,7 @@ struct BatchResult {
   std::vector<std::int64_t> fresh_device_times_ms;  // device time of each event folded, for latency
   std::uint64_t alerts_changed = 0;                 // alert records written
   std::uint64_t outbox_entries = 0;                 // records put in the outbox (alerts and commands)
+  std::uint64_t bytes_written = 0;  // keys and values this batch wrote to the store
   KeyValues changes;  // the projection records this batch wrote (Projector::is_projection_key), in write order
 };
 
@@ -65,6 +70,8 @@ class Projector {
   std::expected<BatchResult, std::string> apply(std::span<const LogMessage> batch);
   // Next offset to read, per partition, as stored.
   const Offsets& offsets() const { return offsets_; }
+  // Parsed states held in memory between batches, over every kind.
+  std::size_t cached_states() const;
 
   static std::string device_key(const std::string& device) { return "devices/" + device; }
   static std::string rejection_key(const std::string& device) { return "rejections/" + device; }
