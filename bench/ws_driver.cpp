@@ -4,6 +4,8 @@
 // updates delivered, coalesced and dropped, and the hub's memory before, during and after.
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <deque>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -15,6 +17,7 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 #include <nlohmann/json.hpp>
@@ -109,6 +112,12 @@ class Dashboard : public std::enable_shared_from_this<Dashboard> {
     if (!text.starts_with(R"({"type":"changes")")) {  // hello, snapshots, errors: rare
       auto j = nlohmann::json::parse(text, nullptr, false);
       if (j.value("type", "") == "snapshot" && ++snapshots_ == subscribe_.size()) ++ready_;
+      if (j.value("type", "") == "error") {
+        // One token serves every dashboard here, and the hub builds only a few snapshots of one
+        // token at once: a dashboard told so subscribes again shortly, as the answer asks.
+        if (j.value("error", "") == "too_many_requests") return retry(j.value("id", ""));
+        std::cerr << "dashboard refused: " << text.substr(0, 300) << "\n";
+      }
       return;
     }
     for (auto at = text.find(R"({"key":)"); at != std::string::npos; at = text.find(R"({"key":)", at + 1)) ++updates_;
@@ -121,6 +130,26 @@ class Dashboard : public std::enable_shared_from_this<Dashboard> {
       }
     }
   }
+  void retry(const std::string& id) {
+    for (const auto& message : subscribe_) {
+      if (nlohmann::json::parse(message).value("id", "") != id) continue;
+      auto timer = std::make_shared<asio::steady_timer>(ws_.get_executor(), std::chrono::milliseconds(50 + std::rand() % 200));
+      timer->async_wait([self = shared_from_this(), timer, message](beast::error_code ec) {
+        if (ec) return;
+        self->pending_.push_back(message);
+        if (self->pending_.size() == 1) self->write_pending();
+      });
+      return;
+    }
+  }
+  // Retried subscriptions, one write at a time (the first subscriptions are all written by then).
+  void write_pending() {
+    ws_.async_write(asio::buffer(pending_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->fail("write", ec);
+      self->pending_.pop_front();
+      if (!self->pending_.empty()) self->write_pending();
+    });
+  }
   void fail(const char* what, beast::error_code ec) { std::cerr << "dashboard " << what << ": " << ec.message() << "\n"; }
 
   websocket::stream<beast::tcp_stream> ws_;
@@ -130,6 +159,7 @@ class Dashboard : public std::enable_shared_from_this<Dashboard> {
   std::atomic<std::uint64_t>& updates_;
   std::atomic<int>& ready_;
   beast::flat_buffer buffer_;
+  std::deque<std::string> pending_;
   std::size_t sent_ = 0, snapshots_ = 0;
 };
 
