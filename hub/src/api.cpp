@@ -200,9 +200,15 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
   if (path == "/healthz") {
     route_name = "/healthz";
     bool ok = !sources_.healthy || sources_.healthy();
+    std::string status = ok ? "ok" : "processors stopped";
+    if (const auto stats = sources_.runner_stats ? sources_.runner_stats() : processors::RunnerStats{};
+        ok && !stats.store_error.empty()) {
+      ok = false;
+      status = "folding stopped: " + stats.store_error;
+    }
     std::int64_t lag = 0;
     for (const auto& [_, f] : sources_.freshness()) lag += f.lag();
-    return json_response(ok ? 200 : 503, json{{"status", ok ? "ok" : "processors stopped"},
+    return json_response(ok ? 200 : 503, json{{"status", status},
                                               {"assigned_partitions", sources_.freshness().size()},
                                               {"lag_total", lag}});
   }
@@ -358,6 +364,9 @@ HttpResponse Api::metrics() {
   snapshot.set("courtyard_quarantined_total", {}, static_cast<double>(stats.quarantined));
   snapshot.describe("courtyard_batches_total", "counter", "Store writes by the processors since start");
   snapshot.set("courtyard_batches_total", {}, static_cast<double>(stats.batches));
+  snapshot.describe("courtyard_store_failures_total", "counter",
+                    "Store writes that failed since start (a full disk): folding waits and tries again");
+  snapshot.set("courtyard_store_failures_total", {}, static_cast<double>(stats.store_failures));
   std::string text = snapshot.render();
   if (sources_.latency) text += sources_.latency->render("courtyard_event_to_projection_seconds", "Device timestamp to projection commit");
   if (sources_.batch_seconds) {

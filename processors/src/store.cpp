@@ -98,12 +98,14 @@ std::expected<void, std::string> Store::write(const KeyValues& puts, const Offse
   for (const auto& [k, v] : puts) batch.Put(k, v);
   for (const auto& [tp, next] : offsets) batch.Put(offset_key(tp.first, tp.second), std::to_string(next));
   auto s = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok() && db_->Resume().ok()) s = db_->Write(rocksdb::WriteOptions(), &batch);
   if (!s.ok()) return std::unexpected("store write failed: " + s.ToString());
   return {};
 }
 
 std::expected<void, std::string> Store::remove(const std::string& key) {
   auto s = db_->Delete(rocksdb::WriteOptions(), key);
+  if (!s.ok() && db_->Resume().ok()) s = db_->Delete(rocksdb::WriteOptions(), key);
   if (!s.ok()) return std::unexpected("store delete failed: " + s.ToString());
   return {};
 }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "common/handles.h"
+#include "http_client.h"
 #include "common/kafka_access.h"
 #include "devices/simulator.h"
 #include "schemas/event.h"
@@ -224,6 +225,57 @@ TEST_SUITE("integration: faults") {
     const auto summary = test::last_json_line(out);
     REQUIRE_MESSAGE(summary.is_object(), out);
     for (const auto& b : summary["chain_breaks"]) CHECK_MESSAGE(b["community"] != sim.communities[0], b.dump());
+  }
+
+  TEST_CASE("with the hub's store disk full, folding stops with a clear reason, nothing is lost, and it resumes by itself once space returns") {
+    auto services = test::services();
+    auto sim = services.simulator({test::unique_name("hubdiskfull")});
+    sim.devices = 30;
+    sim.events = 4000;
+    sim.rate = 500;
+    sim.scenes_per_minute = 0;
+
+    test::Stack stack(sim.communities);
+    SmallDisk disk(stack.dir().str("var/hub/state"), "256m");  // room for RocksDB to flush its memtables (32 MiB) on resume
+    // Too full for RocksDB to reserve its write-ahead log's space ahead (1.1 memtables), as a disk
+    // that fills up is: the writes themselves meet the full disk.
+    disk.fill(24 << 20);
+    stack.start_ingest();
+    stack.start_hub();
+    devices::Simulator simulator(sim);
+    REQUIRE(simulator.provision());
+    std::expected<devices::SimReport, std::string> report = std::unexpected(std::string("not run"));
+    std::jthread devices_thread([&] { report = simulator.run(std::stop_token{}); });
+
+    REQUIRE(test::eventually([&] { return applied(stack) >= 800; }, 60s));
+    disk.fill();
+    REQUIRE_MESSAGE(stack.hub().wait_for_log("folding stopped, the store cannot be written", 60s),
+                    "the hub did not notice the full disk");
+    // The hub stays up, says why, and serves the projections as they were.
+    const auto stalled = applied(stack);
+    auto health = test::http_get("127.0.0.1", stack.http_port(), "/healthz");
+    REQUIRE(health);
+    CHECK(health->status == 503);
+    CHECK_MESSAGE(health->body.find("folding stopped: store write failed") != std::string::npos, health->body);
+    CHECK(applied(stack) == stalled);
+    REQUIRE(stack.hub().running());
+    disk.free_space();
+    REQUIRE_MESSAGE(stack.hub().wait_for_log("the store takes writes again; folding resumed", 90s),
+                    "the hub did not resume by itself");
+
+    devices_thread.join();
+    REQUIRE_MESSAGE(report, (report ? "" : report.error()));
+    REQUIRE(report->acked == report->sent);
+    REQUIRE_MESSAGE(test::eventually([&] { return test::projections_match(stack, *report); }, 120s),
+                    "did not converge; applied " << applied(stack) << " of " << sim.events);
+    REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["status"] == "ok" && (*h)["lag_total"] == 0; }, 60s));
+    for (const auto& [device, p] : stack.devices()) {
+      CAPTURE(device);
+      CHECK(p["events"].get<std::uint64_t>() == test::total(report->valid.at(device)));
+      CHECK(p["seq"]["gaps"] == 0);
+      CHECK(p["duplicates"] == 0);
+    }
+    CHECK(stack.hub().running());
   }
 
   TEST_CASE("Kafka killed with SIGKILL under load and started again: every acknowledged event is in the log and the projections once") {

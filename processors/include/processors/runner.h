@@ -6,7 +6,9 @@
 // freshness() and stats() from any thread. Alerts the projector put in the store's outbox are
 // produced to the alerts topic (key: alert id) and removed once Kafka confirms them; one Kafka
 // refused is produced again on a timer (1 s, doubling to a minute), not only with the next alert.
-// run() throws when the store cannot be written (a restart resumes from the store's offsets, so nothing is lost or counted twice).
+// When the store cannot be written (a full disk), folding stops and nothing is lost: the batch is
+// dropped, the partitions go back to the store's offsets, and the batch is read and folded again
+// after 1 s, doubling to 30 s, until the store takes it; stats().store_error says why meanwhile.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -48,6 +50,8 @@ using Freshness = std::map<std::pair<std::string, std::int32_t>, PartitionFreshn
 struct RunnerStats {
   std::uint64_t applied = 0, duplicates = 0, replayed = 0, corrupt = 0, quarantined = 0, dead_letters = 0, batches = 0;
   std::uint64_t alerts_published = 0;
+  std::string store_error;  // why folding is stopped (the store refuses writes); empty while it runs
+  std::uint64_t store_failures = 0;  // store writes that failed since start
 };
 
 class Runner {
