@@ -124,6 +124,40 @@ std::uint64_t valid_sent(const devices::SimReport& report) {
   return n;
 }
 
+// The fleet publishing on a thread of its own from construction on; finish() waits for it and
+// requires that its run went through.
+class Publishing {
+ public:
+  explicit Publishing(const devices::SimulatorConfig& sim) : simulator_(sim) {
+    REQUIRE(simulator_.provision());
+    thread_ = std::jthread([this] { report_ = simulator_.run(std::stop_token{}); });
+  }
+  const devices::SimReport& finish() {
+    if (thread_.joinable()) thread_.join();
+    REQUIRE_MESSAGE(report_, (report_ ? "" : report_.error()));
+    return *report_;
+  }
+
+ private:
+  devices::Simulator simulator_;
+  std::expected<devices::SimReport, std::string> report_ = std::unexpected(std::string("not run"));
+  std::jthread thread_;
+};
+
+// Every device counted exactly once in the projections: each valid event it sent, no gap in its
+// sequence, nothing folded twice. Returns the valid events over the fleet.
+std::uint64_t check_each_device_once(test::Stack& stack, const devices::SimReport& report) {
+  std::uint64_t valid = 0;
+  for (const auto& [device, p] : stack.devices()) {
+    CAPTURE(device);
+    CHECK(p["events"].get<std::uint64_t>() == test::total(report.valid.at(device)));
+    CHECK(p["seq"]["gaps"] == 0);
+    CHECK(p["duplicates"] == 0);
+    valid += test::total(report.valid.at(device));
+  }
+  return valid;
+}
+
 }  // namespace
 
 TEST_SUITE("integration: faults") {
@@ -190,10 +224,7 @@ TEST_SUITE("integration: faults") {
     disk.fill(40 << 20);
     stack.start_ingest();
     stack.start_hub();
-    devices::Simulator simulator(sim);
-    REQUIRE(simulator.provision());
-    std::expected<devices::SimReport, std::string> report = std::unexpected(std::string("not run"));
-    std::jthread devices_thread([&] { report = simulator.run(std::stop_token{}); });
+    Publishing fleet(sim);
 
     REQUIRE(test::eventually([&] { return applied(stack) >= 800; }, 60s));
     disk.fill();
@@ -204,17 +235,12 @@ TEST_SUITE("integration: faults") {
     disk.free_space();
     REQUIRE_MESSAGE(stack.ingest().wait_for_log("acknowledging devices again", 60s), "ingest did not recover by itself");
 
-    devices_thread.join();
-    REQUIRE_MESSAGE(report, (report ? "" : report.error()));
-    REQUIRE(report->acked == report->sent);
-    REQUIRE_MESSAGE(test::eventually([&] { return test::projections_match(stack, *report); }, 120s),
+    const auto& report = fleet.finish();
+    REQUIRE(report.acked == report.sent);
+    REQUIRE_MESSAGE(test::eventually([&] { return test::projections_match(stack, report); }, 120s),
                     "did not converge; applied " << applied(stack) << " of " << sim.events);
     REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["lag_total"] == 0; }, 60s));
-    for (const auto& [device, p] : stack.devices()) {
-      CAPTURE(device);
-      CHECK(p["events"].get<std::uint64_t>() == test::total(report->valid.at(device)));
-      CHECK(p["seq"]["gaps"] == 0);
-    }
+    check_each_device_once(stack, report);
     // What Kafka confirmed while the disk was full leaves the spool too, or a restart would append it again.
     REQUIRE(stack.ingest().terminate() == 0);
     CHECK_MESSAGE(test::read_file(stack.ingest().log_path()).find("ingest stopped; 0 records left in the spool") != std::string::npos,
@@ -242,10 +268,7 @@ TEST_SUITE("integration: faults") {
     disk.fill(24 << 20);
     stack.start_ingest();
     stack.start_hub();
-    devices::Simulator simulator(sim);
-    REQUIRE(simulator.provision());
-    std::expected<devices::SimReport, std::string> report = std::unexpected(std::string("not run"));
-    std::jthread devices_thread([&] { report = simulator.run(std::stop_token{}); });
+    Publishing fleet(sim);
 
     REQUIRE(test::eventually([&] { return applied(stack) >= 800; }, 60s));
     disk.fill();
@@ -263,18 +286,12 @@ TEST_SUITE("integration: faults") {
     REQUIRE_MESSAGE(stack.hub().wait_for_log("the store takes writes again; folding resumed", 90s),
                     "the hub did not resume by itself");
 
-    devices_thread.join();
-    REQUIRE_MESSAGE(report, (report ? "" : report.error()));
-    REQUIRE(report->acked == report->sent);
-    REQUIRE_MESSAGE(test::eventually([&] { return test::projections_match(stack, *report); }, 120s),
+    const auto& report = fleet.finish();
+    REQUIRE(report.acked == report.sent);
+    REQUIRE_MESSAGE(test::eventually([&] { return test::projections_match(stack, report); }, 120s),
                     "did not converge; applied " << applied(stack) << " of " << sim.events);
     REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["status"] == "ok" && (*h)["lag_total"] == 0; }, 60s));
-    for (const auto& [device, p] : stack.devices()) {
-      CAPTURE(device);
-      CHECK(p["events"].get<std::uint64_t>() == test::total(report->valid.at(device)));
-      CHECK(p["seq"]["gaps"] == 0);
-      CHECK(p["duplicates"] == 0);
-    }
+    check_each_device_once(stack, report);
     CHECK(stack.hub().running());
   }
 
@@ -292,10 +309,7 @@ TEST_SUITE("integration: faults") {
     auto plate_key = read_secret(stack.dir().str("var/secrets/plate-key"));
     REQUIRE(plate_key);
     sim.plate_key = *plate_key;
-    devices::Simulator simulator(sim);
-    REQUIRE(simulator.provision());
-    std::expected<devices::SimReport, std::string> report = std::unexpected(std::string("not run"));
-    std::jthread devices_thread([&] { report = simulator.run(std::stop_token{}); });
+    Publishing fleet(sim);
 
     // The broker dies mid-transaction and stays away for 5 s while devices go on publishing:
     // ingest keeps acknowledging them into its spool and commits once the broker is back.
@@ -306,20 +320,12 @@ TEST_SUITE("integration: faults") {
     REQUIRE(stack.ingest().running());
     REQUIRE(stack.hub().running());
 
-    devices_thread.join();
-    REQUIRE_MESSAGE(report, (report ? "" : report.error()));
-    REQUIRE(report->acked == report->sent);
-    REQUIRE_MESSAGE(test::eventually([&] { return test::projections_match(stack, *report); }, 180s),
+    const auto& report = fleet.finish();
+    REQUIRE(report.acked == report.sent);
+    REQUIRE_MESSAGE(test::eventually([&] { return test::projections_match(stack, report); }, 180s),
                     "did not converge; applied " << applied(stack) << " of " << sim.events);
     REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["lag_total"] == 0; }, 60s));
-    std::uint64_t valid = 0;
-    for (const auto& [device, p] : stack.devices()) {
-      CAPTURE(device);
-      CHECK(p["events"].get<std::uint64_t>() == test::total(report->valid.at(device)));
-      CHECK(p["duplicates"] == 0);  // nothing reached the folds twice either
-      CHECK(p["seq"]["gaps"] == 0);
-      valid += test::total(report->valid.at(device));
-    }
+    const std::uint64_t valid = check_each_device_once(stack, report);
     const auto log = test::read_community_log(services, sim.communities[0]);
     CHECK(log.messages == valid);  // 0 lost
     CHECK(log.doubled == 0);       // 0 doubled
@@ -338,10 +344,7 @@ TEST_SUITE("integration: faults") {
     test::Stack stack(sim.communities);
     stack.start_ingest();
     stack.start_hub();
-    devices::Simulator simulator(sim);
-    REQUIRE(simulator.provision());
-    std::expected<devices::SimReport, std::string> report = std::unexpected(std::string("not run"));
-    std::jthread devices_thread([&] { report = simulator.run(std::stop_token{}); });
+    Publishing fleet(sim);
 
     REQUIRE(test::eventually([&] { return applied(stack) >= 1500; }, 60s));
     // A deployment's ingest session is older than the broker's last save; this one is seconds old.
@@ -352,11 +355,10 @@ TEST_SUITE("integration: faults") {
     test::kill_and_restart_mosquitto(services, 2s);
     REQUIRE(stack.ingest().running());
 
-    devices_thread.join();
-    REQUIRE_MESSAGE(report, (report ? "" : report.error()));
+    const auto& report = fleet.finish();
     // The devices sent again what the dead broker had not acknowledged (so PUBACKs can outnumber publishes).
-    CHECK(report->acked >= report->sent);
-    const std::uint64_t valid = valid_sent(*report);
+    CHECK(report.acked >= report.sent);
+    const std::uint64_t valid = valid_sent(report);
     // Converged: the projections stop growing (unchanged for 3 s: the devices are done, what the
     // broker still held for ingest's session has had time to flow).
     REQUIRE(settled(stack, 3s));
