@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -408,6 +409,7 @@ TEST_SUITE("faults") {
 }
 
 int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);  // a fleet that died early must not take the bench with it
   doctest::Context context(argc, argv);
   const int status = context.run();
   std::printf("\n%-34s %9s %9s %9s %9s %7s %8s %8s %10s %8s %8s %8s %8s  %s\n", "fault", "sent", "acked", "in log",

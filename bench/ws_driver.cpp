@@ -81,7 +81,7 @@ class Dashboard : public std::enable_shared_from_this<Dashboard> {
           self->ws_.async_handshake("127.0.0.1", "/api/v1/subscribe",
                                     [self](beast::error_code ec) {
                                       if (ec) return self->fail("handshake", ec);
-                                      self->send_next();
+                                      for (const auto& message : self->subscribe_) self->send(message);
                                       self->read();
                                     });
         });
@@ -91,14 +91,6 @@ class Dashboard : public std::enable_shared_from_this<Dashboard> {
   }
 
  private:
-  void send_next() {
-    if (sent_ == subscribe_.size()) return;
-    ws_.async_write(asio::buffer(subscribe_[sent_]), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec) return self->fail("write", ec);
-      ++self->sent_;
-      self->send_next();
-    });
-  }
   void read() {
     ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec) return;
@@ -135,14 +127,16 @@ class Dashboard : public std::enable_shared_from_this<Dashboard> {
       if (nlohmann::json::parse(message).value("id", "") != id) continue;
       auto timer = std::make_shared<asio::steady_timer>(ws_.get_executor(), std::chrono::milliseconds(50 + std::rand() % 200));
       timer->async_wait([self = shared_from_this(), timer, message](beast::error_code ec) {
-        if (ec) return;
-        self->pending_.push_back(message);
-        if (self->pending_.size() == 1) self->write_pending();
+        if (!ec) self->send(message);
       });
       return;
     }
   }
-  // Retried subscriptions, one write at a time (the first subscriptions are all written by then).
+  // Every frame this dashboard writes goes through one queue: one write at a time on the socket.
+  void send(const std::string& message) {
+    pending_.push_back(message);
+    if (pending_.size() == 1) write_pending();
+  }
   void write_pending() {
     ws_.async_write(asio::buffer(pending_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec) return self->fail("write", ec);
@@ -160,7 +154,7 @@ class Dashboard : public std::enable_shared_from_this<Dashboard> {
   std::atomic<int>& ready_;
   beast::flat_buffer buffer_;
   std::deque<std::string> pending_;
-  std::size_t sent_ = 0, snapshots_ = 0;
+  std::size_t snapshots_ = 0;
 };
 
 }  // namespace

@@ -971,7 +971,13 @@ BridgeStats Bridge::stats() const {
   s.delivered = impl_->delivered;
   s.handed_back = impl_->handed_back;
   s.repeats = impl_->repeats;
-  if (impl_->spool) s.spooled = impl_->spool->next_seq() - impl_->spool->first_seq();
+  if (impl_->spool) {
+    // The first before the end: both move while this reads them (appends on the MQTT threads,
+    // removals after each commit), and read the other way round the end could be behind.
+    const auto first = impl_->spool->first_seq();
+    const auto end = impl_->spool->next_seq();
+    s.spooled = end > first ? end - first : 0;
+  }
   return s;
 }
 

@@ -410,6 +410,7 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
     if (entry->removed) {
       book.erase(entry->id);
     } else {
+      (entry->kind == RegistryKind::Vehicle ? s.vehicles_registered : s.people_registered) = true;
       book[entry->id] = {entry->kind == RegistryKind::Vehicle ? "vehicle" : std::string(to_string(entry->role)),
                          entry->unit, entry->valid_from_ms, entry->valid_to_ms, entry->allowance_s};
     }
@@ -440,7 +441,7 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
           }
           if (b.decision == Decision::Denied) {
             // A community that keeps no registry of people has nobody to tell strangers from.
-            if (!s.people.empty() && subject_kind(s, b.subject, s.now_ms) == "unknown") {
+            if (s.people_registered && subject_kind(s, b.subject, s.now_ms) == "unknown") {
               rules.trigger("unknown_subject", b.subject, "minor", device, "refused, not registered" + where(&d));
             }
             auto& times = s.denials[device];
@@ -456,7 +457,7 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
           if (b.decision == Decision::Granted) remember_pass(s, r, device, e.event_id, b.plate);
           if (b.decision == Decision::Granted && b.direction == Direction::In) {
             s.vehicles_inside[b.plate] = s.now_ms;
-            if (!s.vehicles.empty() && !s.vehicles.contains(b.plate)) {
+            if (s.vehicles_registered && !s.vehicles.contains(b.plate)) {
               rules.trigger("unknown_vehicle", b.plate, "minor", device, "unregistered vehicle entered" + where(&d));
             }
           } else if (b.decision == Decision::Granted) {
@@ -627,6 +628,8 @@ nlohmann::json to_json(const CommunityAlerts& s, bool with_devices) {
                    {"denials", s.denials}, {"active", active}, {"closed", closed}, {"episodes", s.episodes},
                    {"granted", s.granted}, {"analysed", s.analysed}, {"tailgated", s.tailgated}};
   if (with_devices) j["devices"] = devices;
+  if (s.people_registered) j["people_registered"] = true;
+  if (s.vehicles_registered) j["vehicles_registered"] = true;
   return j;
 }
 
@@ -649,6 +652,9 @@ CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
   if (j.contains("granted")) s.granted = j["granted"].get<std::map<std::string, std::vector<GrantedPass>>>();
   if (j.contains("analysed")) s.analysed = j["analysed"].get<std::map<std::string, std::vector<std::uint64_t>>>();
   if (j.contains("tailgated")) s.tailgated = j["tailgated"].get<std::map<std::string, std::uint64_t>>();
+  // (A store from before the flags: a community with registrations has used its registry.)
+  s.people_registered = j.value("people_registered", !s.people.empty());
+  s.vehicles_registered = j.value("vehicles_registered", !s.vehicles.empty());
   return s;
 }
 

@@ -265,6 +265,9 @@ void add(BatchResult& total, BatchResult&& one) {
 std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMessage> batch) {
   try {
     return fold(batch);
+  } catch (const StoreReadError& e) {  // the store's fault, not the messages': nothing is quarantined
+    caches_.reset();
+    return std::unexpected(e.what());
   } catch (const std::exception& e) {
     spdlog::warn("projector: a batch of {} message(s) did not fold ({}); folding them one at a time", batch.size(),
                  e.what());
@@ -278,6 +281,9 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
     std::expected<BatchResult, std::string> one;
     try {
       one = fold(std::span(&m, 1));
+    } catch (const StoreReadError& e) {
+      caches_.reset();
+      return std::unexpected(e.what());
     } catch (const std::exception& e) {
       why = e.what();
     } catch (...) {

@@ -122,22 +122,23 @@ struct Runner::Impl {
     ++self->stats.alerts_published;
   }
 
-  // The store refused a batch: nothing of it was applied. Reads the batch again from the store's
-  // offsets after a back-off, and says why in the stats until a write succeeds.
+  // The store refused a batch: nothing of it was applied. Says why in the stats (first, so
+  // /healthz agrees with the log line) and waits 1 s, doubling to 30 s. A corrupt store is not a
+  // full disk and waiting will not mend it: that stops the processors (and the hub) as before.
   std::optional<Clock::time_point> stalled_since;
   std::chrono::milliseconds stall_backoff{0};
   void stall(const std::string& error, std::stop_token stop) {
+    if (error.find("Corruption") != std::string::npos) throw std::runtime_error(error);
     stall_backoff = std::clamp(stall_backoff * 2, std::chrono::milliseconds(1000), std::chrono::milliseconds(30'000));
     if (!stalled_since) stalled_since = Clock::now();
-    spdlog::error("runner: folding stopped, the store cannot be written ({}); nothing is lost: the log keeps the "
-                  "events, trying again in {} s",
-                  error, stall_backoff.count() / 1000);
     {
       std::lock_guard lock(mu);
       stats.store_error = error;
       ++stats.store_failures;
     }
-    rewind();
+    spdlog::error("runner: folding stopped, the store cannot be written ({}); nothing is lost: the log keeps the "
+                  "events, trying again in {} s",
+                  error, stall_backoff.count() / 1000);
     for (auto until = Clock::now() + stall_backoff; Clock::now() < until && !stop.stop_requested();) {
       rd_kafka_poll(producer.get(), 100);  // outbox deliveries go on
     }
@@ -149,22 +150,6 @@ struct Runner::Impl {
     stall_backoff = std::chrono::milliseconds(0);
     std::lock_guard lock(mu);
     stats.store_error.clear();
-  }
-  // Every assigned partition back to where the store is.
-  void rewind() {
-    rd_kafka_topic_partition_list_t* raw = nullptr;
-    if (rd_kafka_assignment(consumer.get(), &raw)) return;
-    KafkaPartitionsPtr assigned(raw);
-    const auto& offsets = projector.offsets();
-    for (int i = 0; i < assigned->cnt; ++i) {
-      auto& p = assigned->elems[i];
-      auto it = offsets.find({p.topic, p.partition});
-      p.offset = it == offsets.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
-    }
-    if (auto* error = rd_kafka_seek_partitions(consumer.get(), assigned.get(), 10'000)) {
-      spdlog::error("runner: going back to the store's offsets: {}", rd_kafka_error_string(error));
-      rd_kafka_error_destroy(error);
-    }
   }
 
   void update_freshness() {
@@ -246,10 +231,14 @@ void Runner::run(std::stop_token stop) {
       auto started = std::chrono::steady_clock::now();
       auto result = m.projector.apply(batch);
       m.batch_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-      if (!result) {
+      // The store refused the batch (nothing of it was applied): the same batch again after a
+      // back-off, until the store takes it. The consumer is not polled meanwhile; a stall longer
+      // than max.poll.interval.ms costs a rejoin, which starts from the store's offsets anyway.
+      while (!result && !stop.stop_requested()) {
         m.stall(result.error(), stop);
-        continue;
+        result = m.projector.apply(batch);
       }
+      if (!result) break;
       if (m.stalled_since) m.resume();
       {
         std::lock_guard lock(m.mu);

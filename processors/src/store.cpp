@@ -63,7 +63,9 @@ std::optional<std::string> Store::View::get(std::string_view key) const {
   rocksdb::ReadOptions ro;
   ro.snapshot = static_cast<const rocksdb::Snapshot*>(snapshot_);
   std::string value;
-  if (!store_.db_->Get(ro, rocksdb::Slice(key.data(), key.size()), &value).ok()) return std::nullopt;
+  auto s = store_.db_->Get(ro, rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) throw StoreReadError("store read failed: " + s.ToString());
   return value;
 }
 

@@ -274,8 +274,10 @@ TEST_SUITE("integration: faults") {
     disk.fill();
     REQUIRE_MESSAGE(stack.hub().wait_for_log("folding stopped, the store cannot be written", 60s),
                     "the hub did not notice the full disk");
-    // The hub stays up, says why, and serves the projections as they were.
+    // The hub stays up, says why, tries again (a second failure: the back-off), and serves the
+    // projections as they were meanwhile.
     const auto stalled = applied(stack);
+    REQUIRE(test::eventually([&] { return test::metric(stack, "courtyard_store_failures_total") >= 2; }, 30s));
     auto health = test::http_get("127.0.0.1", stack.http_port(), "/healthz");
     REQUIRE(health);
     CHECK(health->status == 503);

@@ -499,6 +499,13 @@ TEST_SUITE("alert rules: state does not grow with history") {
     CHECK(c.active("vehicle_overstay", "plate-v"));
     c.feed("vgate", VehiclePass{"plate-x", Direction::Out, Decision::Granted}, 2 * day);
     CHECK_FALSE(c.active("unknown_vehicle", "plate-x"));  // leaving still clears it
+    // The registry is still the community's: with every registration gone, a stranger is unknown.
+    c.feed("registry", RegistryEntry{RegistryKind::Person, "res-1", PersonRole::Resident, "", 0, 0, 0, true}, 2 * day);
+    c.feed("registry", RegistryEntry{RegistryKind::Vehicle, "plate-v", PersonRole::Visitor, "", 0, 0, 0, true}, 2 * day);
+    REQUIRE(c.state.people.empty());
+    REQUIRE(c.state.vehicles.empty());
+    c.feed("vgate", VehiclePass{"plate-y", Direction::In, Decision::Granted}, 2 * day + 1000);
+    CHECK(c.active("unknown_vehicle", "plate-y"));
   }
 }
 

@@ -319,14 +319,25 @@ TEST_SUITE("projector: memory and writes do not grow with history") {
     CHECK(tick->bytes_written > 0);   // the community's clock moved
     CHECK(tick->bytes_written < 64);  // and nothing else was written
     CHECK(store->view().get(Projector::alert_state_key("c1")) == record);
-    // A projector started afresh on that store knows the community's time from the clock alone.
+    const auto clock = store->view().get("alertclock/c1");
+    REQUIRE(clock);
+    // A projector started afresh on that store knows the community's time from the clock alone:
+    // a tick older than it moves nothing, so nothing is written.
     Projector restarted(*store, {});
     log.clear();
     add("courtyard-hub", schemas::Tick{0});
     log.back().offset = 204;
+    log.back().value = [&] {
+      schemas::Event older;
+      older.device = DeviceId("courtyard-hub");
+      older.ingest_time_ms = 1795950000000;  // before every event above
+      older.body = schemas::Tick{0};
+      return test::log_message(older, 204).value;
+    }();
     auto again = restarted.apply(log);
     REQUIRE(again);
-    CHECK(again->bytes_written < 64);
+    CHECK(again->bytes_written == 0);
+    CHECK(store->view().get("alertclock/c1") == clock);
   }
 }
 

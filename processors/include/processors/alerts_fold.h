@@ -127,6 +127,9 @@ struct CommunityAlerts {
   std::map<std::string, std::uint64_t> episodes; // by rule|subject: episodes opened so far
   std::map<std::string, std::int64_t> unit_activity;  // by household: last sign of life (movement, door, water)
   std::map<std::string, Registered> people;           // by person token
+  // The community keeps a registry of people (vehicles): a subject (plate) it does not know is
+  // then unknown, even once every registration has ended and been forgotten.
+  bool people_registered = false, vehicles_registered = false;
   std::map<std::string, Registered> vehicles;         // by plate token
   std::map<std::string, std::int64_t> vehicles_inside;  // plate token -> entry (log time)
   std::map<std::string, std::vector<std::int64_t>> denials;  // gate -> recent denial times

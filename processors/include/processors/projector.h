@@ -66,7 +66,7 @@ class Projector {
  public:
   Projector(Store& store, ProjectorConfig config);
   ~Projector();
-  // Errors only when the store cannot be written; nothing of that write is then applied.
+  // Errors only when the store cannot be written or read; nothing of the batch is then applied.
   std::expected<BatchResult, std::string> apply(std::span<const LogMessage> batch);
   // Next offset to read, per partition, as stored.
   const Offsets& offsets() const { return offsets_; }

@@ -6,9 +6,9 @@
 // freshness() and stats() from any thread. Alerts the projector put in the store's outbox are
 // produced to the alerts topic (key: alert id) and removed once Kafka confirms them; one Kafka
 // refused is produced again on a timer (1 s, doubling to a minute), not only with the next alert.
-// When the store cannot be written (a full disk), folding stops and nothing is lost: the batch is
-// dropped, the partitions go back to the store's offsets, and the batch is read and folded again
-// after 1 s, doubling to 30 s, until the store takes it; stats().store_error says why meanwhile.
+// When the store cannot be written (a full disk), folding stops and nothing is lost: the same
+// batch is folded again after 1 s, doubling to 30 s, until the store takes it; stats().store_error
+// says why meanwhile. run() throws when the store is corrupt (a restart resumes from its offsets).
 #include <chrono>
 #include <cstdint>
 #include <functional>

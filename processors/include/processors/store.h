@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -29,6 +30,12 @@ struct StoreConfig {
   std::size_t write_buffer_bytes = 32 << 20;  // memtable budget for the whole store
 };
 
+// A read the store could not answer (an I/O error, not an absent key): never taken for "absent",
+// which would fold an empty state over the real one.
+struct StoreReadError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Topic and partition to the next offset to read.
 using Offsets = std::map<std::pair<std::string, std::int32_t>, std::int64_t>;
 
@@ -41,6 +48,7 @@ class Store {
     ~View();
     View(const View&) = delete;
     View& operator=(const View&) = delete;
+    // nullopt when absent; throws StoreReadError when the store cannot be read.
     std::optional<std::string> get(std::string_view key) const;
     // Keys starting with `prefix` and greater than `after`, in order, at most `limit`.
     KeyValues scan(std::string_view prefix, std::string_view after, std::size_t limit) const;
