@@ -245,7 +245,9 @@ class Recovery {
   std::jthread thread_;
 };
 
-void run(const std::string& name, const Inject& inject, bool kills_fleet = false) {
+// `prepare` runs on the stack before ingest and the hub start (a small disk under one of them).
+void run(const std::string& name, const Inject& inject, bool kills_fleet = false,
+         const std::function<void(test::Stack&)>& prepare = {}) {
   const Load load;
   auto services = test::services();
   Row row;
@@ -256,6 +258,7 @@ void run(const std::string& name, const Inject& inject, bool kills_fleet = false
   sim.scenes_per_minute = load.scenes_per_minute;
   sim.bad_fraction = 0;
   test::Stack stack(sim.communities);
+  if (prepare) prepare(stack);
   stack.start_ingest();
   stack.start_hub();
   auto plate_key = read_secret(stack.dir().str("var/secrets/plate-key"));
@@ -395,6 +398,34 @@ TEST_SUITE("faults") {
     run("Kafka stopped 10 min", [](auto&, const test::Services& services, auto&) {
       restart_service(services, "kafka", SIGTERM, 600s);
     });
+  }
+  TEST_CASE("disk full under ingest's spool") {
+    std::unique_ptr<test::SmallDisk> disk;
+    run("disk full: ingest's spool (30 s)",
+        [&](test::Stack& stack, auto&, auto&) {
+          disk->fill();
+          REQUIRE(stack.ingest().wait_for_log("acknowledging nothing until the spool takes writes again", 120s));
+          std::this_thread::sleep_for(30s);
+          disk->free_space();
+          REQUIRE(stack.ingest().wait_for_log("acknowledging devices again", 120s));
+        },
+        false,
+        [&](test::Stack& stack) {
+          disk = std::make_unique<test::SmallDisk>(
+              stack.dir().str("var/ingest/" + stack.env().at("COURTYARD_INGEST_CLIENT_ID")), "1g");
+        });
+  }
+  TEST_CASE("disk full under the hub's store") {
+    std::unique_ptr<test::SmallDisk> disk;
+    run("disk full: the hub's store (30 s)",
+        [&](test::Stack& stack, auto&, auto&) {
+          disk->fill();
+          REQUIRE(stack.hub().wait_for_log("folding stopped, the store cannot be written", 120s));
+          std::this_thread::sleep_for(30s);
+          disk->free_space();
+          REQUIRE(stack.hub().wait_for_log("the store takes writes again", 120s));
+        },
+        false, [&](test::Stack& stack) { disk = std::make_unique<test::SmallDisk>(stack.dir().str("var/hub/state"), "1g"); });
   }
   TEST_CASE("SIGKILL Mosquitto") {
     run("SIGKILL Mosquitto (down 2 s)", [](auto&, const test::Services& services, auto&) {

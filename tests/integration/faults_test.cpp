@@ -2,8 +2,6 @@
 // told is safe must come out of the log exactly once.
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,43 +27,6 @@ std::uint64_t applied(test::Stack& stack) {
   for (const auto& [_, d] : stack.devices()) n += d["events"].get<std::uint64_t>();
   return n;
 }
-
-// A small file system of its own (tmpfs with a size limit) mounted at `dir` for the test's
-// lifetime, which the test can fill to the last byte and free again.
-class SmallDisk {
- public:
-  SmallDisk(const std::string& dir, const std::string& size) : dir_(dir) {
-    std::filesystem::create_directories(dir_);
-    const std::string options = "size=" + size + ",mode=0700";
-    REQUIRE_MESSAGE(::mount("courtyard-test", dir_.c_str(), "tmpfs", 0, options.c_str()) == 0,
-                    "mounting a " << size << " tmpfs at " << dir_ << ": " << std::strerror(errno)
-                                  << " (the test needs root, as CI has)");
-  }
-  ~SmallDisk() { ::umount2(dir_.c_str(), MNT_DETACH); }
-  SmallDisk(const SmallDisk&) = delete;
-  SmallDisk& operator=(const SmallDisk&) = delete;
-
-  // Writes ballast until no more than `leave` bytes are free (0: not one byte).
-  void fill(std::uint64_t leave = 0) {
-    const std::string path = dir_ + "/ballast-" + std::to_string(++ballasts_);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    REQUIRE(fd >= 0);
-    const std::string chunk(64 * 1024, '\0');
-    for (std::size_t n = chunk.size(); n > 0 && std::filesystem::space(dir_).available > leave;) {
-      const ssize_t w = ::write(fd, chunk.data(), n);
-      if (w < 0 && errno == ENOSPC) n /= 2;  // the last bytes in smaller pieces
-      else REQUIRE(w >= 0);
-    }
-    ::close(fd);
-  }
-  void free_space() {
-    for (; ballasts_ > 0; --ballasts_) std::filesystem::remove(dir_ + "/ballast-" + std::to_string(ballasts_));
-  }
-
- private:
-  std::string dir_;
-  int ballasts_ = 0;
-};
 
 // The broker's admin takes ingest's permission to read the registry topic away, for as long as
 // this lives (or until restore()): Kafka refusing ingest its registry, as an outage of that
@@ -218,7 +179,7 @@ TEST_SUITE("integration: faults") {
     sim.scenes_per_minute = 0;
 
     test::Stack stack(sim.communities);
-    SmallDisk disk(stack.dir().str("var/ingest/" + stack.env().at("COURTYARD_INGEST_CLIENT_ID")), "256m");  // RocksDB resumes once its memtables' worth (128 MiB) is free
+    test::SmallDisk disk(stack.dir().str("var/ingest/" + stack.env().at("COURTYARD_INGEST_CLIENT_ID")), "256m");  // RocksDB resumes once its memtables' worth (128 MiB) is free
     // Nearly full from the start, as a disk that fills up is: RocksDB cannot reserve its next
     // write-ahead log's space in advance (it tries), so the writes themselves meet the full disk.
     disk.fill(40 << 20);
@@ -262,7 +223,7 @@ TEST_SUITE("integration: faults") {
     sim.scenes_per_minute = 0;
 
     test::Stack stack(sim.communities);
-    SmallDisk disk(stack.dir().str("var/hub/state"), "256m");  // room for RocksDB to flush its memtables (32 MiB) on resume
+    test::SmallDisk disk(stack.dir().str("var/hub/state"), "256m");  // room for RocksDB to flush its memtables (32 MiB) on resume
     // Too full for RocksDB to reserve its write-ahead log's space ahead (1.1 memtables), as a disk
     // that fills up is: the writes themselves meet the full disk.
     disk.fill(24 << 20);

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +11,8 @@
 #include <atomic>
 #include <fstream>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <random>
 #include <thread>
@@ -402,6 +405,33 @@ void kill_and_restart(const Services& services, const std::string& pid_path, std
 }
 
 }  // namespace
+
+SmallDisk::SmallDisk(const std::string& dir, const std::string& size) : dir_(dir) {
+  std::filesystem::create_directories(dir_);
+  const std::string options = "size=" + size + ",mode=0700";
+  REQUIRE_MESSAGE(::mount("courtyard-test", dir_.c_str(), "tmpfs", 0, options.c_str()) == 0,
+                  "mounting a " << size << " tmpfs at " << dir_ << ": " << std::strerror(errno)
+                                << " (the test needs root, as CI has)");
+}
+
+SmallDisk::~SmallDisk() { ::umount2(dir_.c_str(), MNT_DETACH); }
+
+void SmallDisk::fill(std::uint64_t leave) {
+  const std::string path = dir_ + "/ballast-" + std::to_string(++ballasts_);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  REQUIRE(fd >= 0);
+  const std::string chunk(64 * 1024, '\0');
+  for (std::size_t n = chunk.size(); n > 0 && std::filesystem::space(dir_).available > leave;) {
+    const ssize_t w = ::write(fd, chunk.data(), n);
+    if (w < 0 && errno == ENOSPC) n /= 2;  // the last bytes in smaller pieces
+    else REQUIRE(w >= 0);
+  }
+  ::close(fd);
+}
+
+void SmallDisk::free_space() {
+  for (; ballasts_ > 0; --ballasts_) std::filesystem::remove(dir_ + "/ballast-" + std::to_string(ballasts_));
+}
 
 void kill_and_restart_kafka(const Services& services, std::chrono::milliseconds down) {
   kill_and_restart(services, services.var + "/kafka/kafka.pid", down);

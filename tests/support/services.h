@@ -154,6 +154,23 @@ void kill_and_restart_mosquitto(const Services& services, std::chrono::milliseco
 // `after`; false if it did not.
 bool mosquitto_saved_after(const Services& services, std::filesystem::file_time_type after);
 
+// A small file system of its own (tmpfs with a size limit) mounted at `dir` for its lifetime,
+// which a test can fill to the last byte and free again. Needs root (CI has it).
+class SmallDisk {
+ public:
+  SmallDisk(const std::string& dir, const std::string& size);
+  ~SmallDisk();
+  SmallDisk(const SmallDisk&) = delete;
+  SmallDisk& operator=(const SmallDisk&) = delete;
+  // Writes ballast until no more than `leave` bytes are free (0: not one byte).
+  void fill(std::uint64_t leave = 0);
+  void free_space();
+
+ private:
+  std::string dir_;
+  int ballasts_ = 0;
+};
+
 // The sum of a report's per-type counts.
 std::uint64_t total(const std::map<std::string, std::uint64_t>& counts);
 // True when the hub counts exactly the valid events the simulator sent, for every device.
