@@ -596,15 +596,15 @@ struct Bridge::Impl {
   // What a failed commit or abort means: try again (the broker is away), abort (a record was not
   // kept), or stop (another instance took over this transactional id: two ingests with one id).
   void failed(const char* what, KafkaErrorPtr e) {
-    if (rd_kafka_error_is_fatal(e.get()) && rd_kafka_error_code(e.get()) == RD_KAFKA_RESP_ERR__FENCED) {
-      // Fenced: after an outage longer than the transaction timeout the broker aborted our
-      // transaction and moved the id's epoch on, or another ingest runs with our id. A new
-      // producer tells them apart: its init_transactions fences whoever else holds the id.
+    if (rd_kafka_error_is_fatal(e.get())) {
+      // The producer is done for. Fenced: after an outage longer than the transaction timeout the
+      // broker aborted our transaction and moved the id's epoch on, or another ingest runs with
+      // our id. Or a broker killed mid-transaction came back without it and refuses to end it
+      // (INVALID_TXN_STATE, seen at 2,000 events/s). A new producer tells these apart: its
+      // init_transactions fences whoever else holds the id, and start_afresh() stops ingest when
+      // that keeps happening (another ingest) or the new producer cannot start (no access).
       spdlog::warn("{}: {}; starting transactions afresh", what, rd_kafka_error_string(e.get()));
       fenced = true;
-    } else if (rd_kafka_error_is_fatal(e.get())) {
-      spdlog::critical("{}: {} (is another ingest running as {}?)", what, rd_kafka_error_string(e.get()), config.client_id);
-      fatal = true;
     } else if (rd_kafka_error_txn_requires_abort(e.get())) {
       spdlog::warn("{}: {}; aborting, its records go again", what, rd_kafka_error_string(e.get()));
       txn = Txn::Aborting;
