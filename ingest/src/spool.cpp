@@ -135,6 +135,10 @@ std::expected<void, std::string> Spool::set_meta(const std::vector<std::pair<std
 std::expected<void, std::string> Spool::sync() {
   std::lock_guard one(sync_mu_);
   const std::uint64_t end = next_seq();  // appends that returned before this point are in the WAL
+  // Not after a failed write (a full disk): RocksDB has not recovered its log yet, and syncing
+  // it then trips an assertion inside Debian's RocksDB 7.8 (the process aborts). The caller
+  // treats it as any failed sync: nothing of this round is acknowledged.
+  if (failing_) return std::unexpected("spool sync skipped: the last spool write failed");
   auto s = db_->SyncWAL();
   if (!s.ok()) return std::unexpected("spool sync failed: " + s.ToString());
   std::uint64_t was = synced_end_.load();

@@ -71,7 +71,7 @@ class Spool {
   std::mutex sync_mu_;  // one sync at a time (RocksDB's own would serialise them anyway)
   std::uint64_t next_seq_ = 0;
   std::atomic<std::uint64_t> synced_end_{0};
-  bool failing_ = false;  // the last write failed: resume before the next (under mu_)
+  std::atomic<bool> failing_{false};  // the last write failed: resume before the next (written under mu_)
 };
 
 }  // namespace courtyard::ingest
