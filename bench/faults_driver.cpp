@@ -368,6 +368,23 @@ void restart_service(const test::Services& services, const std::string& which, i
   REQUIRE(up.wait() == 0);
 }
 
+// The disk under one process's state (`dir` in the stack's directory, a 1 GiB tmpfs) filled to
+// the last byte until `full` is logged, kept full for 30 s, then freed until `recovered` is.
+void disk_full(const std::string& name, test::Process& (test::Stack::*process)(),
+               const std::function<std::string(test::Stack&)>& dir, const std::string& full,
+               const std::string& recovered) {
+  std::unique_ptr<test::SmallDisk> disk;
+  run(name,
+      [&](test::Stack& stack, auto&, auto&) {
+        disk->fill();
+        REQUIRE((stack.*process)().wait_for_log(full, 120s));
+        std::this_thread::sleep_for(30s);
+        disk->free_space();
+        REQUIRE((stack.*process)().wait_for_log(recovered, 120s));
+      },
+      false, [&](test::Stack& stack) { disk = std::make_unique<test::SmallDisk>(stack.dir().str(dir(stack)), "1g"); });
+}
+
 bool long_faults() { return env_number("BENCH_FAULTS_LONG", 1) != 0; }
 
 }  // namespace
@@ -408,32 +425,13 @@ TEST_SUITE("faults") {
     });
   }
   TEST_CASE("disk full under ingest's spool") {
-    std::unique_ptr<test::SmallDisk> disk;
-    run("disk full: ingest's spool (30 s)",
-        [&](test::Stack& stack, auto&, auto&) {
-          disk->fill();
-          REQUIRE(stack.ingest().wait_for_log("acknowledging nothing until the spool takes writes again", 120s));
-          std::this_thread::sleep_for(30s);
-          disk->free_space();
-          REQUIRE(stack.ingest().wait_for_log("acknowledging devices again", 120s));
-        },
-        false,
-        [&](test::Stack& stack) {
-          disk = std::make_unique<test::SmallDisk>(
-              stack.dir().str("var/ingest/" + stack.env().at("COURTYARD_INGEST_CLIENT_ID")), "1g");
-        });
+    disk_full("disk full: ingest's spool (30 s)", &test::Stack::ingest,
+              [](test::Stack& stack) { return "var/ingest/" + stack.env().at("COURTYARD_INGEST_CLIENT_ID"); },
+              "acknowledging nothing until the spool takes writes again", "acknowledging devices again");
   }
   TEST_CASE("disk full under the hub's store") {
-    std::unique_ptr<test::SmallDisk> disk;
-    run("disk full: the hub's store (30 s)",
-        [&](test::Stack& stack, auto&, auto&) {
-          disk->fill();
-          REQUIRE(stack.hub().wait_for_log("folding stopped, the store cannot be written", 120s));
-          std::this_thread::sleep_for(30s);
-          disk->free_space();
-          REQUIRE(stack.hub().wait_for_log("the store takes writes again", 120s));
-        },
-        false, [&](test::Stack& stack) { disk = std::make_unique<test::SmallDisk>(stack.dir().str("var/hub/state"), "1g"); });
+    disk_full("disk full: the hub's store (30 s)", &test::Stack::hub, [](test::Stack&) { return std::string("var/hub/state"); },
+              "folding stopped, the store cannot be written", "the store takes writes again");
   }
   TEST_CASE("SIGKILL Mosquitto") {
     run("SIGKILL Mosquitto (down 2 s)", [](auto&, const test::Services& services, auto&) {
