@@ -204,7 +204,10 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     if (const auto stats = sources_.runner_stats ? sources_.runner_stats() : processors::RunnerStats{};
         ok && !stats.store_error.empty()) {
       ok = false;
-      status = "folding stopped: " + stats.store_error;
+      // The reason by class only: /healthz is unauthenticated and RocksDB's text names files
+      // under the hub's data directory. The whole text is in the log.
+      status = "folding stopped: store write failed";
+      if (stats.store_error.find("No space left") != std::string::npos) status += " (no space left on device)";
     }
     std::int64_t lag = 0;
     for (const auto& [_, f] : sources_.freshness()) lag += f.lag();

@@ -18,6 +18,7 @@ struct Fixture {
   Metrics metrics;
   hub::TokenStore tokens{dir.path() / "tokens.json"};
   std::string admin = *tokens.add(hub::Role::Admin, "", "", "test");
+  processors::RunnerStats runner_stats;
   std::unique_ptr<hub::Api> api;
 
   Fixture() {
@@ -47,7 +48,7 @@ struct Fixture {
       f[{"courtyard.events.v1", 0}] = {8, 10};
       return f;
     };
-    sources.runner_stats = [] { return processors::RunnerStats{}; };
+    sources.runner_stats = [this] { return runner_stats; };
     sources.healthy = [] { return true; };
     sources.tokens = &tokens;
     api = std::make_unique<hub::Api>(sources, metrics);
@@ -117,6 +118,16 @@ TEST_SUITE("hub API") {
   TEST_CASE("health reports ok while the processors run") {
     Fixture f;
     CHECK(f.get("/healthz").status == 200);
+  }
+
+  TEST_CASE("health reports a store that refuses writes by its class, never with the store's file names") {
+    Fixture f;
+    f.runner_stats.store_error =
+        "store write failed: IO error: No space left on device: While appending to file: /srv/courtyard/var/hub/state/000123.log";
+    auto res = f.api->handle({"GET", "/healthz", "", ""});
+    CHECK(res.status == 503);
+    CHECK(json::parse(res.body)["status"] == "folding stopped: store write failed (no space left on device)");
+    CHECK(res.body.find("/srv") == std::string::npos);
   }
 
   TEST_CASE("methods a route does not take are a 405") {
