@@ -3,6 +3,12 @@
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include "common/rocksdb_log.h"
 
 namespace courtyard::ingest {
 namespace {
@@ -62,17 +68,26 @@ std::optional<SpoolRecord> deserialize(std::string_view in) {
 }
 
 constexpr std::string_view kNextSeqKey = "next_seq";
+// A spool that failed a write is opened again at most this often while the disk stays full.
+constexpr auto kReopenEvery = std::chrono::milliseconds(500);
+
+rocksdb::Options spool_options(rocksdb::Env* env) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.info_log = rocksdb_log("spool");  // not a LOG file on the spool's own disk (common/rocksdb_log.h)
+  if (env) options.env = env;
+  return options;
+}
 
 }  // namespace
 
 std::expected<std::unique_ptr<Spool>, std::string> Spool::open(const std::string& dir, rocksdb::Env* env) {
-  rocksdb::Options options;
-  options.create_if_missing = true;
-  if (env) options.env = env;
   rocksdb::DB* raw = nullptr;
-  auto s = rocksdb::DB::Open(options, dir, &raw);
+  auto s = rocksdb::DB::Open(spool_options(env), dir, &raw);
   if (!s.ok()) return std::unexpected("cannot open spool " + dir + ": " + s.ToString());
   std::unique_ptr<Spool> spool(new Spool());
+  spool->dir_ = dir;
+  spool->env_ = env;
   spool->db_.reset(raw);
   std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions()));
   it->SeekForPrev(queue_key(~std::uint64_t{0}));
@@ -111,6 +126,7 @@ std::expected<std::uint64_t, std::string> Spool::append(std::span<const SpoolRec
 
 std::vector<std::pair<std::uint64_t, SpoolRecord>> Spool::read(std::uint64_t first, std::size_t max) const {
   std::vector<std::pair<std::uint64_t, SpoolRecord>> out;
+  std::shared_lock db(db_mu_);
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
   for (it->Seek(queue_key(first)); it->Valid() && it->key().starts_with("q") && out.size() < max; it->Next()) {
     if (auto r = deserialize(it->value().ToStringView())) out.emplace_back(seq_of(it->key()), std::move(*r));
@@ -138,6 +154,7 @@ std::expected<void, std::string> Spool::sync() {
   // Not after a failed write (a full disk): RocksDB has not recovered its log yet, and syncing
   // it then trips an assertion inside Debian's RocksDB 7.8 (the process aborts). The caller
   // treats it as any failed sync: nothing of this round is acknowledged.
+  std::shared_lock db(db_mu_);
   if (failing_) return std::unexpected("spool sync skipped: the last spool write failed");
   auto s = db_->SyncWAL();
   if (!s.ok()) return std::unexpected("spool sync failed: " + s.ToString());
@@ -150,17 +167,49 @@ std::expected<void, std::string> Spool::sync() {
 std::uint64_t Spool::synced_end() const { return synced_end_.load(); }
 
 std::expected<void, std::string> Spool::write(rocksdb::WriteBatch& batch) {
-  // A failed write (a full disk) stops RocksDB's writes until it recovers: by itself once the
-  // free space exceeds what its memtables may need (its SstFileManager polls), or by a Resume()
-  // that succeeds. Either way the next write says whether the store takes writes again.
-  if (failing_) db_->Resume();
+  if (failing_) {
+    if (auto ok = reopen(); !ok) return std::unexpected("spool write failed: " + ok.error());
+  }
+  std::shared_lock db(db_mu_);
   auto s = db_->Write(rocksdb::WriteOptions(), &batch);
   failing_ = !s.ok();
   if (!s.ok()) return std::unexpected("spool write failed: " + s.ToString());
   return {};
 }
 
+// After a failed write (a full disk) the store is closed and opened again before the next one,
+// never resumed: RocksDB before 9.1 may write again to the log file whose write failed (fixed
+// upstream in facebook/rocksdb#12448), and Debian's 7.8 asserts on it: ingest aborted under
+// load. Opening replays the log up to its last whole record, which is exactly what was
+// acknowledged. While the disk has no room to open it for writing, it is open read-only, so the
+// records already spooled can still be read and produced.
+std::expected<void, std::string> Spool::reopen() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_reopen_ < kReopenEvery) return std::unexpected("the disk was full " + std::to_string(kReopenEvery.count()) + " ms ago");
+  last_reopen_ = now;
+  std::unique_lock db(db_mu_);
+  db_->Close();  // its status is the failure we know of
+  db_.reset();
+  const auto options = spool_options(env_);
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(options, dir_, &raw);
+  if (s.ok()) {
+    db_.reset(raw);
+    failing_ = false;
+    return {};
+  }
+  if (auto ro = rocksdb::DB::OpenForReadOnly(options, dir_, &raw); !ro.ok()) {
+    // Neither way: the spool's directory itself is gone or unreadable. What was acknowledged is
+    // in its files; stopping keeps the broker's session (and its messages) for a restart.
+    spdlog::critical("spool {} cannot be opened again ({}; read-only: {}); ingest stops", dir_, s.ToString(), ro.ToString());
+    std::_Exit(70);
+  }
+  db_.reset(raw);
+  return std::unexpected("cannot open spool for writing: " + s.ToString());
+}
+
 std::expected<void, std::string> Spool::purge() {
+  std::shared_lock db(db_mu_);
   rocksdb::FlushOptions flush;
   flush.wait = true;
   auto s = db_->Flush(flush);  // the memtable to a table: the WAL holding deleted records is retired
@@ -175,15 +224,20 @@ std::expected<void, std::string> Spool::purge() {
 
 std::optional<std::string> Spool::meta(const std::string& key) const {
   std::string value;
+  std::shared_lock db(db_mu_);
   if (!db_->Get(rocksdb::ReadOptions(), "m" + key, &value).ok()) return std::nullopt;
   return value;
 }
 
 std::uint64_t Spool::first_seq() const {
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
-  it->Seek(queue_key(0));
+  {
+    std::shared_lock db(db_mu_);  // released before mu_: writers take mu_, then db_mu_
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+    it->Seek(queue_key(0));
+    if (it->Valid() && it->key().starts_with("q")) return seq_of(it->key());
+  }
   std::lock_guard lock(mu_);
-  return it->Valid() && it->key().starts_with("q") ? seq_of(it->key()) : next_seq_;
+  return next_seq_;
 }
 
 std::uint64_t Spool::next_seq() const {

@@ -5,11 +5,13 @@
 // OS), and once a sync() has returned after it, a power cut too.
 // Thread-safe.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <expected>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <utility>
@@ -38,7 +40,7 @@ class Spool {
 
   // Appends a record and sets metadata keys in the same atomic write. Returns its sequence, or
   // why the disk did not take it (nothing of it was kept). After a failure each append first
-  // tries to resume the store, so appends succeed again by themselves once space returns.
+  // opens the store again, so appends succeed again by themselves once space returns.
   std::expected<std::uint64_t, std::string> append(const SpoolRecord& record,
                                                    const std::vector<std::pair<std::string, std::string>>& meta = {});
   // Appends several records (consecutive sequences) and the metadata in one atomic write; returns the first.
@@ -66,12 +68,17 @@ class Spool {
  private:
   Spool() = default;
   std::expected<void, std::string> write(rocksdb::WriteBatch& batch);  // under mu_
-  std::unique_ptr<rocksdb::DB> db_;
+  std::expected<void, std::string> reopen();                           // under mu_
+  std::string dir_;
+  rocksdb::Env* env_ = nullptr;
+  std::unique_ptr<rocksdb::DB> db_;  // replaced by reopen() under db_mu_; every use holds db_mu_ shared
+  mutable std::shared_mutex db_mu_;
+  std::chrono::steady_clock::time_point last_reopen_{};
   mutable std::mutex mu_;
   std::mutex sync_mu_;  // one sync at a time (RocksDB's own would serialise them anyway)
   std::uint64_t next_seq_ = 0;
   std::atomic<std::uint64_t> synced_end_{0};
-  std::atomic<bool> failing_{false};  // the last write failed: resume before the next (written under mu_)
+  std::atomic<bool> failing_{false};  // the last write failed: reopen before the next (written under mu_)
 };
 
 }  // namespace courtyard::ingest

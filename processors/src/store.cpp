@@ -8,6 +8,8 @@
 #include <rocksdb/write_batch.h>
 #include <rocksdb/write_buffer_manager.h>
 
+#include "common/rocksdb_log.h"
+
 namespace courtyard::processors {
 namespace {
 constexpr std::string_view kOffsetPrefix = "offsets/";
@@ -22,6 +24,7 @@ std::expected<std::unique_ptr<Store>, std::string> Store::open(const StoreConfig
   store->cache_ = rocksdb::NewLRUCache(config.block_cache_bytes);
   rocksdb::Options options;
   options.create_if_missing = true;
+  options.info_log = rocksdb_log("state");  // not a LOG file on the store's own disk (common/rocksdb_log.h)
   options.write_buffer_manager =
       std::make_shared<rocksdb::WriteBufferManager>(config.write_buffer_bytes, store->cache_);
   rocksdb::BlockBasedTableOptions table;

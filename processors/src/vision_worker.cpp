@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/handles.h"
+#include "common/rocksdb_log.h"
 #include "schemas/registry.h"
 
 namespace courtyard::processors {
@@ -73,6 +74,7 @@ std::expected<std::unique_ptr<SnapshotImages>, std::string> SnapshotImages::open
   rocksdb::Options options;
   options.create_if_missing = true;
   options.compression = rocksdb::kNoCompression;  // JPEGs do not compress
+  options.info_log = rocksdb_log("snapshot images");  // not a LOG file on the store's own disk (common/rocksdb_log.h)
   rocksdb::DB* raw = nullptr;
   auto s = rocksdb::DB::Open(options, dir, &raw);
   if (!s.ok()) return std::unexpected("cannot open snapshot images " + dir + ": " + s.ToString());
