@@ -15,7 +15,8 @@ DeviceStep apply(DeviceState s, const schemas::Event& e) {
     ++s.counts["device.registered"];
     return {std::move(s), Admission::Fresh};
   }
-  Admission a = admit(s.window, e.boot, e.seq);
+  auto& channel = std::holds_alternative<CameraSnapshot>(e.body) ? s.snapshot_window : s.telemetry_window;
+  Admission a = admit(channel, e.boot, e.seq);
   if (a == Admission::Duplicate) {
     ++s.duplicates;
     return {std::move(s), a};
@@ -24,6 +25,9 @@ DeviceStep apply(DeviceState s, const schemas::Event& e) {
     ++s.stale;
     return {std::move(s), a};
   }
+  // The gaps over both channels. An event later than the 64 seqs this window spans (the other
+  // channel ran ahead) cannot fill its gap there: under such a fault the gaps count high.
+  (void)admit(s.window, e.boot, e.seq);
   if (s.community.empty()) s.community = e.community.str();
   if (s.first_seen_ms == 0) s.first_seen_ms = e.ingest_time_ms;
   s.last_seen_ms = std::max(s.last_seen_ms, e.ingest_time_ms);
@@ -44,6 +48,24 @@ DeviceStep apply(DeviceState s, const schemas::Event& e) {
   return {std::move(s), a};
 }
 
+namespace {
+
+nlohmann::json window_json(const SeqWindow& w) {
+  return {{"started", w.started}, {"boot", w.boot}, {"high", w.high}, {"window", w.bits}, {"gaps", w.gaps}};
+}
+
+SeqWindow window_from_json(const nlohmann::json& w) {
+  SeqWindow s;
+  s.started = w.value("started", false);
+  s.boot = w.value("boot", std::uint32_t{0});
+  s.high = w.value("high", std::uint64_t{0});
+  s.bits = w.value("window", std::uint64_t{0});
+  s.gaps = w.value("gaps", std::uint64_t{0});
+  return s;
+}
+
+}  // namespace
+
 nlohmann::json to_json(const DeviceState& s) {
   nlohmann::json j{{"registered", s.registered},
                    {"community", s.community},
@@ -61,11 +83,8 @@ nlohmann::json to_json(const DeviceState& s) {
                    {"last", s.last},
                    {"firmware", s.firmware},
                    {"online", s.online},
-                   {"seq", {{"started", s.window.started},
-                            {"boot", s.window.boot},
-                            {"high", s.window.high},
-                            {"window", s.window.bits},
-                            {"gaps", s.window.gaps}}}};
+                   {"seq", window_json(s.window)},
+                   {"admit", {{"telemetry", window_json(s.telemetry_window)}, {"snapshot", window_json(s.snapshot_window)}}}};
   j["battery_pct"] = s.battery_pct ? nlohmann::json(*s.battery_pct) : nlohmann::json(nullptr);
   j["tamper"] = s.tamper ? nlohmann::json(*s.tamper) : nlohmann::json(nullptr);
   return j;
@@ -91,13 +110,12 @@ DeviceState device_state_from_json(const nlohmann::json& j) {
   s.online = j.value("online", true);
   if (j.contains("battery_pct") && j["battery_pct"].is_number()) s.battery_pct = j["battery_pct"].get<double>();
   if (j.contains("tamper") && j["tamper"].is_boolean()) s.tamper = j["tamper"].get<bool>();
-  if (j.contains("seq")) {
-    const auto& w = j["seq"];
-    s.window.started = w.value("started", false);
-    s.window.boot = w.value("boot", std::uint32_t{0});
-    s.window.high = w.value("high", std::uint64_t{0});
-    s.window.bits = w.value("window", std::uint64_t{0});
-    s.window.gaps = w.value("gaps", std::uint64_t{0});
+  if (j.contains("seq")) s.window = window_from_json(j["seq"]);
+  if (const auto channels = j.find("admit"); channels != j.end() && channels->is_object()) {
+    s.telemetry_window = window_from_json(channels->value("telemetry", nlohmann::json::object()));
+    s.snapshot_window = window_from_json(channels->value("snapshot", nlohmann::json::object()));
+  } else {
+    s.telemetry_window = s.window;  // written before the windows per channel: the one window decided
   }
   return s;
 }

@@ -84,6 +84,42 @@ TEST_SUITE("devices fold") {
     CHECK(s.last.at("wearable.vitals")["seq"] == 3);
   }
 
+  TEST_CASE("a camera's telemetry a hundred seqs behind its snapshots (two sessions draining a backlog) is counted, not stale") {
+    // One seq counter, two channels: seqs 1..100 went out as status reports and 101..200 as
+    // snapshots, and after an outage the snapshots' session delivered its backlog first.
+    std::vector<schemas::Event> log;
+    for (std::uint64_t seq = 101; seq <= 200; ++seq) log.push_back(event(seq, schemas::CameraSnapshot{"gate-1", "jpeg", "", 0, 0, 0}));
+    for (std::uint64_t seq = 1; seq <= 100; ++seq) log.push_back(event(seq, schemas::DeviceStatus{}));
+    auto s = fold(log);
+    CHECK(s.events == 200);
+    CHECK(s.stale == 0);
+    CHECK(s.counts.at("device.status") == 100);
+    CHECK(s.counts.at("camera.snapshot") == 100);
+  }
+
+  TEST_CASE("a message delivered again is a duplicate on its own channel") {
+    auto s = fold({event(1, schemas::DeviceStatus{}), event(2, schemas::CameraSnapshot{"gate-1", "jpeg", "", 0, 0, 0}),
+                   event(1, schemas::DeviceStatus{}), event(2, schemas::CameraSnapshot{"gate-1", "jpeg", "", 0, 0, 0})});
+    CHECK(s.events == 2);
+    CHECK(s.duplicates == 2);
+    CHECK(s.window.gaps == 0);
+  }
+
+  TEST_CASE("a device stored before the windows per channel keeps recognising its telemetry's repeats") {
+    auto s = fold({event(1, schemas::DeviceStatus{}), event(2, schemas::DeviceStatus{})});
+    auto old = to_json(s);
+    old.erase("admit");
+    auto back = device_state_from_json(old);
+    back = apply(std::move(back), event(2, schemas::DeviceStatus{})).state;
+    CHECK(back.duplicates == 1);
+    CHECK(back.events == 2);
+  }
+
+  TEST_CASE("the stored form gives back the same state") {
+    auto s = fold({event(1, schemas::DeviceStatus{}), event(5, schemas::CameraSnapshot{"gate-1", "jpeg", "", 0, 0, 0})});
+    CHECK(device_state_from_json(to_json(s)) == s);
+  }
+
   TEST_CASE("status reports keep the battery, tamper and firmware") {
     schemas::DeviceStatus st;
     st.battery_pct = 14;

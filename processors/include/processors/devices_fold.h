@@ -40,7 +40,12 @@ struct DeviceState {
   std::optional<bool> tamper;
   std::string firmware;
   bool online = true;               // false while an offline alert is open (set from the alerts fold)
-  SeqWindow window;
+  SeqWindow window;            // every event: the device's gaps (seqs skipped and not filled)
+  // What decides whether an event is new, per channel: a camera's snapshots and its telemetry
+  // share one seq counter but reach ingest over two MQTT sessions, which drain a backlog at their
+  // own pace, so one can be a hundred seqs ahead of the other. Within a channel the order holds.
+  SeqWindow telemetry_window;
+  SeqWindow snapshot_window;
   bool operator==(const DeviceState&) const = default;
 };
 
