@@ -25,8 +25,8 @@ DeviceStep apply(DeviceState s, const schemas::Event& e) {
     ++s.stale;
     return {std::move(s), a};
   }
-  // The gaps over both channels. An event later than the 64 seqs this window spans (the other
-  // channel ran ahead) cannot fill its gap there: under such a fault the gaps count high.
+  // The gaps over both channels. An event later than the 1,024 seqs this window spans (the
+  // other channel ran that far ahead) cannot fill its gap there: the gaps then count high.
   (void)admit(s.window, e.boot, e.seq);
   if (s.community.empty()) s.community = e.community.str();
   if (s.first_seen_ms == 0) s.first_seen_ms = e.ingest_time_ms;
@@ -51,7 +51,7 @@ DeviceStep apply(DeviceState s, const schemas::Event& e) {
 namespace {
 
 nlohmann::json window_json(const SeqWindow& w) {
-  return {{"started", w.started}, {"boot", w.boot}, {"high", w.high}, {"window", w.bits}, {"gaps", w.gaps}};
+  return {{"started", w.started}, {"boot", w.boot}, {"high", w.high}, {"unseen", schemas::unseen(w)}, {"gaps", w.gaps}};
 }
 
 SeqWindow window_from_json(const nlohmann::json& w) {
@@ -59,8 +59,16 @@ SeqWindow window_from_json(const nlohmann::json& w) {
   s.started = w.value("started", false);
   s.boot = w.value("boot", std::uint32_t{0});
   s.high = w.value("high", std::uint64_t{0});
-  s.bits = w.value("window", std::uint64_t{0});
   s.gaps = w.value("gaps", std::uint64_t{0});
+  if (!s.started) return s;
+  if (const auto unseen = w.find("unseen"); unseen != w.end()) {
+    schemas::set_unseen(s, unseen->get<schemas::SeqRanges>());
+  } else {  // the 64-wide bitmap written before: what lies beyond it was never known
+    const auto bits = w.value("window", std::uint64_t{0});
+    for (std::size_t i = 0; i < 64; ++i) {
+      if (bits >> i & 1) s.seen.set(i);
+    }
+  }
   return s;
 }
 

@@ -32,23 +32,30 @@ TEST_SUITE("seq window") {
     CHECK(w.gaps == 1);
   }
 
-  TEST_CASE("the window remembers exactly 64 seqs") {
+  TEST_CASE("the window remembers exactly 1,024 seqs") {
     SeqWindow w;
     admit(w, 1, 1);
-    admit(w, 1, 64);  // seq 1 is now 63 behind: still inside
+    admit(w, 1, 1024);  // seq 1 is now 1,023 behind: still inside
     CHECK(admit(w, 1, 1) == Admission::Duplicate);
-    admit(w, 1, 65);  // seq 1 is now 64 behind: outside
+    admit(w, 1, 1025);  // seq 1 is now 1,024 behind: outside
     CHECK(admit(w, 1, 1) == Admission::Stale);
-    CHECK(admit(w, 1, 2) == Admission::Fresh);  // 63 behind: still inside, and never seen
+    CHECK(admit(w, 1, 2) == Admission::Fresh);  // 1,023 behind: still inside, and never seen
+  }
+
+  TEST_CASE("a repeat a Mosquitto crash delivers 5 s late, behind 60 newer seqs, is still a duplicate") {
+    SeqWindow w;
+    for (std::uint64_t s = 1; s <= 40; ++s) admit(w, 1, s);
+    for (std::uint64_t s = 41; s <= 100; ++s) admit(w, 1, s);  // sent since the broker's last save
+    for (std::uint64_t s = 20; s <= 40; ++s) CHECK(admit(w, 1, s) == Admission::Duplicate);
   }
 
   TEST_CASE("a jump of more than the window width clears it") {
     SeqWindow w;
     admit(w, 1, 1);
-    CHECK(admit(w, 1, 1000) == Admission::Fresh);
-    CHECK(w.gaps == 998);
-    CHECK(admit(w, 1, 999) == Admission::Fresh);
-    CHECK(admit(w, 1, 1000) == Admission::Duplicate);
+    CHECK(admit(w, 1, 5000) == Admission::Fresh);
+    CHECK(w.gaps == 4998);
+    CHECK(admit(w, 1, 4999) == Admission::Fresh);
+    CHECK(admit(w, 1, 5000) == Admission::Duplicate);
   }
 
   TEST_CASE("a new boot restarts the sequence; an older boot is stale") {
@@ -69,9 +76,25 @@ TEST_SUITE("seq window") {
     REQUIRE(back.has_value());
     CHECK(*back == w);
     CHECK(admit(*back, 3, 98) == Admission::Duplicate);  // what ingest drops after a restart
+    CHECK(courtyard::schemas::to_text(w) == "v2 1 3 100 0 0-97,99-99");
     CHECK_FALSE(courtyard::schemas::seq_window_from_text("").has_value());
+    CHECK_FALSE(courtyard::schemas::seq_window_from_text("v2 1 3 100 0 5-4").has_value());
+    CHECK_FALSE(courtyard::schemas::seq_window_from_text("v2 1 3 100 0 x").has_value());
     CHECK_FALSE(courtyard::schemas::seq_window_from_text("1 2 three").has_value());
     CHECK_FALSE(courtyard::schemas::seq_window_from_text("\xff\xfe").has_value());
   }
-}
 
+  TEST_CASE("a window written in the 64-wide form before is read, its 64 seqs as they were") {
+    auto old = courtyard::schemas::seq_window_from_text("1 3 100 5 0");  // seqs 100 and 98 seen
+    REQUIRE(old.has_value());
+    CHECK(admit(*old, 3, 98) == Admission::Duplicate);
+    CHECK(admit(*old, 3, 99) == Admission::Fresh);
+  }
+
+  TEST_CASE("a window with nothing unseen is written in a few bytes, however long its history") {
+    SeqWindow w;
+    for (std::uint64_t s = 0; s <= 5000; ++s) admit(w, 1, s);
+    CHECK(courtyard::schemas::to_text(w) == "v2 1 1 5000 0 -");
+    CHECK(courtyard::schemas::seq_window_from_text(courtyard::schemas::to_text(w)) == w);
+  }
+}
