@@ -6,6 +6,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 namespace courtyard {
 namespace {
@@ -19,26 +20,35 @@ class SpdlogLogger final : public rocksdb::Logger {
 
   void Logv(const char* format, va_list ap) override { Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap); }
 
-  // Never throws into RocksDB (it is not exception-safe): spdlog reports its own failures.
-  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+  // Never throws into RocksDB (it is not exception-safe).
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) noexcept override {
     if (level < GetInfoLogLevel()) return;
-    char line[1024];
-    va_list copy;
-    va_copy(copy, ap);
-    const int n = std::vsnprintf(line, sizeof line, format, copy);
-    va_end(copy);
-    if (n < 0) return;
-    std::string text(line, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof line - 1));
-    while (!text.empty() && text.back() == '\n') text.pop_back();
-    spdlog::log(to_spdlog(level), "rocksdb {}: {}", store_, text);
+    try {
+      std::string text(1024, '\0');
+      va_list copy;
+      va_copy(copy, ap);
+      const int n = std::vsnprintf(text.data(), text.size(), format, copy);
+      va_end(copy);
+      if (n < 0) return;
+      if (static_cast<std::size_t>(n) >= text.size()) {  // a long line (statistics, event logs): whole
+        text.resize(static_cast<std::size_t>(n) + 1);
+        va_copy(copy, ap);
+        std::vsnprintf(text.data(), text.size(), format, copy);
+        va_end(copy);
+      }
+      text.resize(static_cast<std::size_t>(n));
+      while (!text.empty() && text.back() == '\n') text.pop_back();
+      spdlog::log(to_spdlog(level), "rocksdb {}: {}", store_, text);
+    } catch (...) {
+    }
   }
 
  private:
   static spdlog::level::level_enum to_spdlog(rocksdb::InfoLogLevel level) {
     switch (level) {
       case rocksdb::InfoLogLevel::WARN_LEVEL: return spdlog::level::warn;
-      case rocksdb::InfoLogLevel::ERROR_LEVEL:
-      case rocksdb::InfoLogLevel::FATAL_LEVEL: return spdlog::level::err;
+      case rocksdb::InfoLogLevel::ERROR_LEVEL: return spdlog::level::err;
+      case rocksdb::InfoLogLevel::FATAL_LEVEL: return spdlog::level::critical;
       default: return spdlog::level::debug;
     }
   }

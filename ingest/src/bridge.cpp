@@ -313,26 +313,21 @@ struct Bridge::Impl {
   // Which (boot, seq) each device's messages in the spool have reached (schemas/seq_window.h),
   // kept in the spool with each event (meta "seq/<device>", in the same write), so a message the
   // broker delivers again after a crash (its acknowledgement was lost with the process) is
-  // recognised and acknowledged without a second event in the log. One window per device and
-  // channel: a camera's snapshots and its telemetry share one seq counter but reach ingest over
-  // two MQTT sessions, which drain a backlog at their own pace (after a fault one can run a
-  // hundred seqs ahead of the other); within a session the broker keeps the device's order.
-  // Keyed by the spool's meta key. Under append_mu.
-  std::unordered_map<std::string, schemas::SeqWindow> windows;
+  // recognised and acknowledged without a second event in the log. One window per device over
+  // all its channels: a camera's snapshots and telemetry share one seq counter, and the window's
+  // 1,024 seqs span the drift between the two MQTT sessions that carry them (after a backlog one
+  // can be a hundred seqs ahead of the other). Under append_mu.
+  std::unordered_map<DeviceId, schemas::SeqWindow> windows;
   std::atomic<std::uint64_t> repeats{0};
-
-  static std::string window_key(const schemas::Event& e) {
-    return (std::holds_alternative<schemas::CameraSnapshot>(e.body) ? "seq-snapshot/" : "seq/") + e.device.str();
-  }
 
   // The device's window after this event, or nullopt for a message the spool holds already.
   std::optional<std::pair<std::string, std::string>> admit_once(const schemas::Event& e, schemas::SeqWindow& after) {
-    const std::string key = window_key(e);
-    auto it = windows.find(key);
+    const std::string key = "seq/" + e.device.str();
+    auto it = windows.find(e.device);
     if (it == windows.end()) {
       schemas::SeqWindow stored;
       if (auto raw = spool->meta(key)) stored = schemas::seq_window_from_text(*raw).value_or(stored);
-      it = windows.emplace(key, stored).first;
+      it = windows.emplace(e.device, stored).first;
     }
     after = it->second;
     if (schemas::admit(after, e.boot, e.seq) == schemas::Admission::Duplicate) return std::nullopt;
@@ -394,7 +389,7 @@ struct Bridge::Impl {
     const Head head = stamp(event);
     if (!append(records(event), {head.meta(), *seen})) return false;
     advance(head);
-    windows[seen->first] = window;
+    windows[event.device] = window;
     return true;
   }
 

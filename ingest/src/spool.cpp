@@ -71,6 +71,20 @@ constexpr std::string_view kNextSeqKey = "next_seq";
 // A spool that failed a write is opened again at most this often while the disk stays full.
 constexpr auto kReopenEvery = std::chrono::milliseconds(500);
 
+// The sequence after the last record the store holds. An emptied spool goes on from where it
+// was, never from 0: a delivery mark in Kafka names sequences, and a reused one would make a
+// restart skip a new record as delivered.
+std::uint64_t stored_next_seq(rocksdb::DB& db) {
+  std::unique_ptr<rocksdb::Iterator> it(db.NewIterator(rocksdb::ReadOptions()));
+  it->SeekForPrev(queue_key(~std::uint64_t{0}));
+  std::uint64_t next_seq = it->Valid() && it->key().starts_with("q") ? seq_of(it->key()) + 1 : 0;
+  std::string next;
+  if (db.Get(rocksdb::ReadOptions(), "m" + std::string(kNextSeqKey), &next).ok()) {
+    next_seq = std::max<std::uint64_t>(next_seq, std::strtoull(next.c_str(), nullptr, 10));
+  }
+  return next_seq;
+}
+
 rocksdb::Options spool_options(rocksdb::Env* env) {
   rocksdb::Options options;
   options.create_if_missing = true;
@@ -89,15 +103,7 @@ std::expected<std::unique_ptr<Spool>, std::string> Spool::open(const std::string
   spool->dir_ = dir;
   spool->env_ = env;
   spool->db_.reset(raw);
-  std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions()));
-  it->SeekForPrev(queue_key(~std::uint64_t{0}));
-  spool->next_seq_ = it->Valid() && it->key().starts_with("q") ? seq_of(it->key()) + 1 : 0;
-  // An emptied spool goes on from where it was, never from 0: a delivery mark in Kafka names
-  // sequences, and a reused one would make a restart skip a new record as delivered.
-  std::string next;
-  if (raw->Get(rocksdb::ReadOptions(), "m" + std::string(kNextSeqKey), &next).ok()) {
-    spool->next_seq_ = std::max<std::uint64_t>(spool->next_seq_, std::strtoull(next.c_str(), nullptr, 10));
-  }
+  spool->next_seq_ = stored_next_seq(*raw);
   // What a previous run left in the page cache goes to the disk before anything is produced from it.
   if (auto synced = raw->SyncWAL(); !synced.ok()) return std::unexpected("cannot sync spool " + dir + ": " + synced.ToString());
   spool->synced_end_ = spool->next_seq_;
@@ -185,7 +191,9 @@ std::expected<void, std::string> Spool::write(rocksdb::WriteBatch& batch) {
 // records already spooled can still be read and produced.
 std::expected<void, std::string> Spool::reopen() {
   const auto now = std::chrono::steady_clock::now();
-  if (now - last_reopen_ < kReopenEvery) return std::unexpected("the disk was full " + std::to_string(kReopenEvery.count()) + " ms ago");
+  if (now - last_reopen_ < kReopenEvery) {
+    return std::unexpected("the spool is opened again at most every " + std::to_string(kReopenEvery.count()) + " ms");
+  }
   last_reopen_ = now;
   std::unique_lock db(db_mu_);
   db_->Close();  // its status is the failure we know of
@@ -196,6 +204,13 @@ std::expected<void, std::string> Spool::reopen() {
   if (s.ok()) {
     db_.reset(raw);
     failing_ = false;
+    // A write reported as failed is expected to have left no whole record; should one have
+    // reached the log after all, its sequence is not used again.
+    if (const auto stored = stored_next_seq(*db_); stored > next_seq_) {
+      spdlog::warn("spool: a write reported as failed is in the spool after all; sequences go on from {} (not {})", stored,
+                   next_seq_);
+      next_seq_ = stored;
+    }
     return {};
   }
   if (auto ro = rocksdb::DB::OpenForReadOnly(options, dir_, &raw); !ro.ok()) {
@@ -210,6 +225,8 @@ std::expected<void, std::string> Spool::reopen() {
 
 std::expected<void, std::string> Spool::purge() {
   std::shared_lock db(db_mu_);
+  // Not after a failed write: a flush would write to the failed log (the RocksDB bug reopen() avoids).
+  if (failing_) return std::unexpected("spool purge skipped: the last spool write failed");
   rocksdb::FlushOptions flush;
   flush.wait = true;
   auto s = db_->Flush(flush);  // the memtable to a table: the WAL holding deleted records is retired

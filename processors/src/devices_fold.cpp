@@ -15,8 +15,7 @@ DeviceStep apply(DeviceState s, const schemas::Event& e) {
     ++s.counts["device.registered"];
     return {std::move(s), Admission::Fresh};
   }
-  auto& channel = std::holds_alternative<CameraSnapshot>(e.body) ? s.snapshot_window : s.telemetry_window;
-  Admission a = admit(channel, e.boot, e.seq);
+  Admission a = admit(s.window, e.boot, e.seq);
   if (a == Admission::Duplicate) {
     ++s.duplicates;
     return {std::move(s), a};
@@ -25,9 +24,6 @@ DeviceStep apply(DeviceState s, const schemas::Event& e) {
     ++s.stale;
     return {std::move(s), a};
   }
-  // The gaps over both channels. An event later than the 1,024 seqs this window spans (the
-  // other channel ran that far ahead) cannot fill its gap there: the gaps then count high.
-  (void)admit(s.window, e.boot, e.seq);
   if (s.community.empty()) s.community = e.community.str();
   if (s.first_seen_ms == 0) s.first_seen_ms = e.ingest_time_ms;
   s.last_seen_ms = std::max(s.last_seen_ms, e.ingest_time_ms);
@@ -91,8 +87,7 @@ nlohmann::json to_json(const DeviceState& s) {
                    {"last", s.last},
                    {"firmware", s.firmware},
                    {"online", s.online},
-                   {"seq", window_json(s.window)},
-                   {"admit", {{"telemetry", window_json(s.telemetry_window)}, {"snapshot", window_json(s.snapshot_window)}}}};
+                   {"seq", window_json(s.window)}};
   j["battery_pct"] = s.battery_pct ? nlohmann::json(*s.battery_pct) : nlohmann::json(nullptr);
   j["tamper"] = s.tamper ? nlohmann::json(*s.tamper) : nlohmann::json(nullptr);
   return j;
@@ -119,12 +114,6 @@ DeviceState device_state_from_json(const nlohmann::json& j) {
   if (j.contains("battery_pct") && j["battery_pct"].is_number()) s.battery_pct = j["battery_pct"].get<double>();
   if (j.contains("tamper") && j["tamper"].is_boolean()) s.tamper = j["tamper"].get<bool>();
   if (j.contains("seq")) s.window = window_from_json(j["seq"]);
-  if (const auto channels = j.find("admit"); channels != j.end() && channels->is_object()) {
-    s.telemetry_window = window_from_json(channels->value("telemetry", nlohmann::json::object()));
-    s.snapshot_window = window_from_json(channels->value("snapshot", nlohmann::json::object()));
-  } else {
-    s.telemetry_window = s.window;  // written before the windows per channel: the one window decided
-  }
   return s;
 }
 

@@ -21,7 +21,7 @@ Admission admit(SeqWindow& w, std::uint32_t boot, std::uint64_t seq) {
   if (boot < w.boot) return Admission::Stale;
   if (seq > w.high) {
     const std::uint64_t shift = seq - w.high;
-    w.gaps += shift - 1;
+    w.gaps = shift - 1 > UINT64_MAX - w.gaps ? UINT64_MAX : w.gaps + (shift - 1);  // a seq near 2^64 saturates
     if (shift >= kSeqWindowWidth) w.seen.reset();
     else w.seen <<= shift;
     w.seen.set(0);
@@ -114,7 +114,9 @@ std::optional<SeqWindow> seq_window_from_text(const std::string& text) {
         used <= 0) {
       return std::nullopt;
     }
-    auto parsed = parse_ranges(std::string_view(text).substr(static_cast<std::size_t>(used)));
+    const auto rest = std::string_view(text).substr(static_cast<std::size_t>(used));
+    if (rest.empty() || rest.back() == ',') return std::nullopt;
+    auto parsed = parse_ranges(rest);
     if (!parsed) return std::nullopt;
     w.started = started != 0;
     if (w.started) set_unseen(w, *parsed);

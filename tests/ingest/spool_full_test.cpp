@@ -92,7 +92,7 @@ TEST_SUITE("ingest spool disk full") {
             continue;
           }
           std::lock_guard lock(mu);
-          acknowledged[*seq] = value;
+          CHECK_MESSAGE(acknowledged.emplace(*seq, value).second, "sequence " << *seq << " acknowledged twice");
         }
       });
     }
@@ -136,9 +136,14 @@ TEST_SUITE("ingest spool disk full") {
       CHECK(missing == 0);
     };
     check_kept(spool);
+    CHECK(spool.sync());  // the spool takes its group commit again
+    CHECK(spool.synced_end() == spool.next_seq());
+    const auto next = spool.next_seq();
+    CHECK(next > acknowledged.rbegin()->first);
     opened->reset();
     auto again = Spool::open(dir.str("spool"));
     REQUIRE(again);
     check_kept(**again);
+    CHECK((*again)->next_seq() == next);  // no sequence is used twice across the restart
   }
 }

@@ -80,6 +80,8 @@ TEST_SUITE("seq window") {
     CHECK_FALSE(courtyard::schemas::seq_window_from_text("").has_value());
     CHECK_FALSE(courtyard::schemas::seq_window_from_text("v2 1 3 100 0 5-4").has_value());
     CHECK_FALSE(courtyard::schemas::seq_window_from_text("v2 1 3 100 0 x").has_value());
+    CHECK_FALSE(courtyard::schemas::seq_window_from_text("v2 1 3 100 0").has_value());
+    CHECK_FALSE(courtyard::schemas::seq_window_from_text("v2 1 3 100 0 0-5,").has_value());
     CHECK_FALSE(courtyard::schemas::seq_window_from_text("1 2 three").has_value());
     CHECK_FALSE(courtyard::schemas::seq_window_from_text("\xff\xfe").has_value());
   }
@@ -95,6 +97,20 @@ TEST_SUITE("seq window") {
     SeqWindow w;
     for (std::uint64_t s = 0; s <= 5000; ++s) admit(w, 1, s);
     CHECK(courtyard::schemas::to_text(w) == "v2 1 1 5000 0 -");
+    CHECK(courtyard::schemas::seq_window_from_text(courtyard::schemas::to_text(w)) == w);
+  }
+
+  TEST_CASE("attack: a seq near 2^64 saturates the gaps instead of wrapping them") {
+    SeqWindow w;
+    admit(w, 1, 5);
+    CHECK(admit(w, 1, UINT64_MAX) == Admission::Fresh);
+    CHECK(admit(w, 1, 2) == Admission::Stale);
+    CHECK(w.gaps == UINT64_MAX - 6);
+    SeqWindow v = w;
+    v.gaps = UINT64_MAX - 1;
+    v.high = 10;
+    CHECK(admit(v, 1, 20) == Admission::Fresh);
+    CHECK(v.gaps == UINT64_MAX);
     CHECK(courtyard::schemas::seq_window_from_text(courtyard::schemas::to_text(w)) == w);
   }
 }

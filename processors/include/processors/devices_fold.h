@@ -40,12 +40,9 @@ struct DeviceState {
   std::optional<bool> tamper;
   std::string firmware;
   bool online = true;               // false while an offline alert is open (set from the alerts fold)
-  SeqWindow window;            // every event: the device's gaps (seqs skipped and not filled)
-  // What decides whether an event is new, per channel: a camera's snapshots and its telemetry
-  // share one seq counter but reach ingest over two MQTT sessions, which drain a backlog at their
-  // own pace, so one can be a hundred seqs ahead of the other. Within a channel the order holds.
-  SeqWindow telemetry_window;
-  SeqWindow snapshot_window;
+  // Over all the device's channels: a camera's snapshots and telemetry share one seq counter and
+  // reach ingest over two MQTT sessions, whose drift the window's 1,024 seqs span.
+  SeqWindow window;
   bool operator==(const DeviceState&) const = default;
 };
 
