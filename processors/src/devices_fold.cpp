@@ -59,11 +59,8 @@ SeqWindow window_from_json(const nlohmann::json& w) {
   if (!s.started) return s;
   if (const auto unseen = w.find("unseen"); unseen != w.end()) {
     schemas::set_unseen(s, unseen->get<schemas::SeqRanges>());
-  } else {  // the 64-wide bitmap written before: what lies beyond it was never known
-    const auto bits = w.value("window", std::uint64_t{0});
-    for (std::size_t i = 0; i < 64; ++i) {
-      if (bits >> i & 1) s.seen.set(i);
-    }
+  } else {
+    schemas::set_seen_from_64(s, w.value("window", std::uint64_t{0}));  // written before the 1,024-wide window
   }
   return s;
 }

@@ -63,6 +63,12 @@ void set_unseen(SeqWindow& w, const SeqRanges& ranges) {
   }
 }
 
+void set_seen_from_64(SeqWindow& w, std::uint64_t bits) {
+  for (std::size_t i = 0; i < 64; ++i) {
+    if (bits >> i & 1) w.seen.set(i);
+  }
+}
+
 // "v2 <started> <boot> <high> <gaps> <first>-<last>,..." ("-" for no range).
 std::string to_text(const SeqWindow& w) {
   char head[96];
@@ -128,9 +134,7 @@ std::optional<SeqWindow> seq_window_from_text(const std::string& text) {
     return std::nullopt;
   }
   w.started = started != 0;
-  for (int i = 0; i < 64; ++i) {
-    if (bits >> i & 1) w.seen.set(static_cast<std::size_t>(i));
-  }
+  set_seen_from_64(w, bits);
   return w;
 }
 

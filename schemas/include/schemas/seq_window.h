@@ -44,6 +44,9 @@ Admission admit(SeqWindow& window, std::uint32_t boot, std::uint64_t seq);
 using SeqRanges = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
 SeqRanges unseen(const SeqWindow& window);
 void set_unseen(SeqWindow& window, const SeqRanges& ranges);
+// The seqs the 64-wide bitmap written before marked as seen (bit i: high - i); what lies beyond
+// it was never known and counts as unseen.
+void set_seen_from_64(SeqWindow& window, std::uint64_t bits);
 
 // The window as a short text (ingest keeps it in its spool) and back; nullopt for anything else.
 // Reads the 64-wide form written before too.
