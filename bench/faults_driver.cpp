@@ -26,6 +26,7 @@
 #include <mutex>
 #include <thread>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "devices/simulator.h"
@@ -318,6 +319,10 @@ void run(const std::string& name, const Inject& inject, bool kills_fleet = false
   }, 30min);
   row.recovery_s = recovery.seconds();  // -1: not within the load after the fault
   if (!settled) row.note += "; did not settle in 30 min";
+  if (settled && row.recovery_s < 0) {  // a backlog longer than the load after the fault: when it was folded
+    row.note += fmt::format("; the backlog was folded {:.0f} s after the fault ended",
+                            std::chrono::duration<double>(still_since - fault_end).count());
+  }
   memory.into(row);
 
   const auto served = projected(stack);
