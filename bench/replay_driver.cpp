@@ -11,7 +11,9 @@
 #include "common/handles.h"
 #include "common/kafka.h"
 #include "hub/config.h"
+#include "log_file.h"
 #include "options.h"
+#include "processors/runner.h"
 #include "replay/replay.h"
 
 using namespace courtyard;
@@ -44,12 +46,13 @@ Raw raw_consume(const KafkaConfig& kafka) {
 int main(int argc, char** argv) {
   std::string dir = "build/bench-services/replay", rules = "config/rules.toml";
   int kafka_port = 9092;
-  std::string password_file;
+  std::string password_file, save_log;
   CLI::App app{"bench_replay: rebuild speed against the raw consume rate (run through bench/replay)"};
   app.add_option("--kafka-port", kafka_port, "Kafka");
   app.add_option("--password-file", password_file, "the MQTT service password's file (Kafka's are beside it)")->required();
   app.add_option("--dir", dir, "where to rebuild (removed after)");
   app.add_option("--rules", rules, "the alert rules the hub uses");
+  app.add_option("--save-log", save_log, "also keep the log in this file, for bench/fold");
   CLI11_PARSE(app, argc, argv);
   try {
     const KafkaConfig kafka = bench::kafka_as("auditor", kafka_port, password_file);
@@ -83,6 +86,17 @@ int main(int argc, char** argv) {
                      {"ratio", replay_rate / raw_rate}});
     }
     std::cout << out.dump() << "\n";
+    if (!save_log.empty()) {
+      std::vector<processors::LogMessage> messages;
+      for (const auto& topic : {kafka.events_topic, kafka.deadletter_topic}) {
+        auto ok = read_to_end(kafka, topic, [&](const rd_kafka_message_t& m) {
+          messages.push_back(processors::log_message_of(m));
+        }, std::chrono::minutes(10));
+        if (!ok) throw std::runtime_error(ok.error());
+      }
+      bench::write_log_file(save_log, messages);
+      std::printf("log saved: %zu messages in %s\n", messages.size(), save_log.c_str());
+    }
   } catch (const std::exception& e) {
     std::cerr << e.what() << "\n";
     return 1;

@@ -218,14 +218,7 @@ void Runner::run(std::stop_token stop) {
         if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) spdlog::warn("runner: {}", rd_kafka_message_errstr(msg.get()));
         continue;
       }
-      LogMessage lm;
-      lm.topic = rd_kafka_topic_name(msg->rkt);
-      lm.partition = msg->partition;
-      lm.offset = msg->offset;
-      if (msg->key) lm.key.assign(static_cast<const char*>(msg->key), msg->key_len);
-      if (msg->payload) lm.value.assign(static_cast<const char*>(msg->payload), msg->len);
-      lm.headers = message_headers(*msg);
-      batch.push_back(std::move(lm));
+      batch.push_back(log_message_of(*msg));
     }
     if (!batch.empty()) {
       auto started = std::chrono::steady_clock::now();
@@ -288,6 +281,17 @@ const Histogram& Runner::batch_seconds() const { return impl_->batch_seconds; }
 RunnerStats Runner::stats() const {
   std::lock_guard lock(impl_->mu);
   return impl_->stats;
+}
+
+LogMessage log_message_of(const rd_kafka_message_t& message) {
+  LogMessage lm;
+  lm.topic = rd_kafka_topic_name(message.rkt);
+  lm.partition = message.partition;
+  lm.offset = message.offset;
+  if (message.key) lm.key.assign(static_cast<const char*>(message.key), message.key_len);
+  if (message.payload) lm.value.assign(static_cast<const char*>(message.payload), message.len);
+  lm.headers = message_headers(message);
+  return lm;
 }
 
 }  // namespace courtyard::processors

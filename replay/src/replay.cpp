@@ -10,6 +10,7 @@
 #include "common/digest.h"
 #include "common/handles.h"
 #include "common/text.h"
+#include "processors/runner.h"
 #include "schemas/event.h"
 
 namespace courtyard::replay {
@@ -81,16 +82,6 @@ std::expected<Plan, std::string> plan(rd_kafka_t* rk, const RebuildConfig& c) {
   return p;
 }
 
-processors::LogMessage log_message_of(const rd_kafka_message_t& m) {
-  processors::LogMessage lm;
-  lm.topic = rd_kafka_topic_name(m.rkt);
-  lm.partition = m.partition;
-  lm.offset = m.offset;
-  if (m.key) lm.key.assign(static_cast<const char*>(m.key), m.key_len);
-  if (m.payload) lm.value.assign(static_cast<const char*>(m.payload), m.len);
-  lm.headers = message_headers(m);
-  return lm;
-}
 
 // Follows every community's chain through the log: each event of a community's stream must be
 // chained (only ticks, which belong to no community, are not), be the next in its stream and
@@ -269,7 +260,7 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
         auto it = seed_end.find({rd_kafka_topic_name(m->rkt), m->partition});
         if (it == seed_end.end() || m->offset >= it->second) continue;
         if (m->offset + 1 >= it->second) seed_end.erase(it);
-        chains.remember(log_message_of(*m));
+        chains.remember(processors::log_message_of(*m));
       }
     }
   }
@@ -316,7 +307,7 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
     auto it = remaining.find({rd_kafka_topic_name(m->rkt), m->partition});
     if (it == remaining.end() || m->offset >= it->second) continue;  // past where this rebuild stops
     if (m->offset + 1 >= it->second) remaining.erase(it);
-    auto lm = log_message_of(*m);
+    auto lm = processors::log_message_of(*m);
     if (c.chain_key && lm.topic == c.kafka.events_topic) chains.check(lm);
     if (c.chain_key && lm.topic == c.kafka.deadletter_topic) chains.check_dead_letter(lm);
     batch.push_back(std::move(lm));

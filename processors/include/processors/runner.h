@@ -74,4 +74,7 @@ class Runner {
   std::unique_ptr<Impl> impl_;
 };
 
+// A message as librdkafka delivered it, copied into what the projector folds.
+LogMessage log_message_of(const rd_kafka_message_t& message);
+
 }  // namespace courtyard::processors
