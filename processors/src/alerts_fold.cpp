@@ -311,7 +311,7 @@ void meter_rules(CommunityAlerts& s, Rules& rules, const AlertRules& r, const st
 void remember_pass(CommunityAlerts& s, const AlertRules& r, const std::string& gate, std::uint64_t event_id,
                    std::string plate) {
   auto& passes = s.granted[gate];
-  passes.push_back({s.now_ms, event_id, std::move(plate)});
+  passes.push_back({s.now_ms, event_id, std::move(plate), ++s.passes_remembered});
   const std::int64_t keep = 2 * std::max(r.tailgate_window_ms, r.plate_window_ms);
   std::erase_if(passes, [&](const GrantedPass& p) { return s.now_ms - p.at_ms > keep; });
 }
@@ -532,7 +532,7 @@ std::string subject_kind(const CommunityAlerts& s, const std::string& token, std
 }
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Registered, role, unit, valid_from_ms, valid_to_ms, allowance_s)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GrantedPass, at_ms, event_id, plate)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GrantedPass, at_ms, event_id, plate, seq)
 
 nlohmann::json to_json(const Alert& a) {
   nlohmann::json timeline = nlohmann::json::array();
@@ -616,9 +616,12 @@ WatchedDevice watched_device_from_json(const nlohmann::json& d) {
   return w;
 }
 
-nlohmann::json to_json(const CommunityAlerts& s, bool with_devices) {
+nlohmann::json to_json(const GrantedPass& pass) { return pass; }
+GrantedPass granted_pass_from_json(const nlohmann::json& j) { return j.get<GrantedPass>(); }
+
+nlohmann::json to_json(const CommunityAlerts& s, bool whole) {
   nlohmann::json devices = nlohmann::json::object(), active = nlohmann::json::object(), closed = nlohmann::json::object();
-  if (with_devices) {
+  if (whole) {
     for (const auto& [id, d] : s.devices) devices[id] = to_json(d);
   }
   for (const auto& [k, a] : s.active) active[k] = to_json(a);
@@ -626,8 +629,11 @@ nlohmann::json to_json(const CommunityAlerts& s, bool with_devices) {
   nlohmann::json j{{"community", s.community}, {"now", s.now_ms}, {"unit_activity", s.unit_activity},
                    {"people", s.people}, {"vehicles", s.vehicles}, {"vehicles_inside", s.vehicles_inside},
                    {"denials", s.denials}, {"active", active}, {"closed", closed}, {"episodes", s.episodes},
-                   {"granted", s.granted}, {"analysed", s.analysed}, {"tailgated", s.tailgated}};
-  if (with_devices) j["devices"] = devices;
+                   {"analysed", s.analysed}, {"tailgated", s.tailgated}, {"passes_remembered", s.passes_remembered}};
+  if (whole) {
+    j["devices"] = devices;
+    j["granted"] = s.granted;
+  }
   if (s.people_registered) j["people_registered"] = true;
   if (s.vehicles_registered) j["vehicles_registered"] = true;
   return j;
@@ -649,7 +655,14 @@ CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
   if (j.contains("vehicles")) s.vehicles = j["vehicles"].get<std::map<std::string, Registered>>();
   if (j.contains("vehicles_inside")) s.vehicles_inside = j["vehicles_inside"].get<std::map<std::string, std::int64_t>>();
   if (j.contains("denials")) s.denials = j["denials"].get<std::map<std::string, std::vector<std::int64_t>>>();
+  s.passes_remembered = j.value("passes_remembered", std::uint64_t{0});
   if (j.contains("granted")) s.granted = j["granted"].get<std::map<std::string, std::vector<GrantedPass>>>();
+  // A record from before passes had seqs: numbered now, in the order they were kept.
+  for (auto& [gate, passes] : s.granted) {
+    for (auto& p : passes) {
+      if (p.seq == 0) p.seq = ++s.passes_remembered;
+    }
+  }
   if (j.contains("analysed")) s.analysed = j["analysed"].get<std::map<std::string, std::vector<std::uint64_t>>>();
   if (j.contains("tailgated")) s.tailgated = j["tailgated"].get<std::map<std::string, std::uint64_t>>();
   // (A store from before the flags: a community with registrations has used its registry.)

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <deque>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -124,7 +126,7 @@ struct AlertStateSlot {
   CommunityAlerts state;
 };
 nlohmann::json to_json(const AlertStateSlot& slot) {
-  auto j = to_json(slot.state, /*with_devices=*/false);
+  auto j = to_json(slot.state, /*whole=*/false);
   j.erase("now");
   return j;
 }
@@ -139,6 +141,13 @@ std::string alert_clock_key(const std::string& community) { return "alertclock/"
 
 std::string watch_prefix(const std::string& community) { return "watch/" + community + "/"; }
 
+// A community's passes granted lately, one record per pass: a batch writes the passes it added
+// and deletes the ones that expired, instead of rewriting the whole window (decision 0017).
+std::string granted_prefix(const std::string& community) { return "granted/" + community + "/"; }
+std::string granted_key(const std::string& community, const std::string& gate, std::uint64_t seq) {
+  return fmt::format("granted/{}/{}/{:020}", community, gate, seq);
+}
+
 }  // namespace
 
 // Parsed states kept between batches: the projector is the store's only writer, so what it
@@ -149,6 +158,8 @@ struct Projector::Caches {
   Working<AlertStateSlot> alert_states;
   Working<LogClock> alert_clocks;
   std::map<std::string, std::string> watch_written;  // watch/ key -> stored form
+  // community -> gate -> the seqs of its passes in the store, in order
+  std::map<std::string, std::map<std::string, std::deque<std::uint64_t>>> granted_written;
   Working<MeterState> meters;
   Working<CommunityMeters> meter_totals;
   Working<GateState> gates;
@@ -176,6 +187,7 @@ struct Projector::Caches {
       alert_clocks.forget(alert_clock_key(community));
       const std::string prefix = watch_prefix(community);
       watch_written.erase(watch_written.lower_bound(prefix), watch_written.lower_bound(prefix + '\xff'));
+      granted_written.erase(community);
     }
     ++alert_clocks.batch;
     meters.evict(limit);
@@ -338,6 +350,16 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
       for (auto& [k, v] : view.scan(prefix, "", std::numeric_limits<std::size_t>::max())) {
         state.devices[k.substr(prefix.size())] = watched_device_from_json(nlohmann::json::parse(v));
         watch_written[k] = std::move(v);
+      }
+      // The passes, in key order: per gate by seq, the order they were granted in.
+      const std::string granted = granted_prefix(community);
+      auto& written = caches_->granted_written[community];
+      for (auto& [k, v] : view.scan(granted, "", std::numeric_limits<std::size_t>::max())) {
+        const auto slash = k.rfind('/');
+        const std::string gate = k.substr(granted.size(), slash - granted.size());
+        auto pass = granted_pass_from_json(nlohmann::json::parse(v));
+        written[gate].push_back(pass.seq);
+        state.granted[gate].push_back(std::move(pass));
       }
     }
     return state;
@@ -614,6 +636,35 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
                               &log_clock_from_json)
         .now_ms = state.now_ms;
   }
+  // Passes granted: the ones added since the last write, and deletes for the ones that expired
+  // (a gate's passes are added at the back, in seq order, and expire from the front).
+  std::vector<std::string> deletes;
+  for (const auto& key : alert_slots.touched) {
+    const std::string community = key.substr(std::string_view("alertstate/").size());
+    const auto& granted = alert_slots.states.at(key).state.granted;
+    auto& written = caches_->granted_written[community];
+    for (auto& [gate, seqs] : written) {  // gates the state no longer has
+      if (granted.contains(gate)) continue;
+      for (auto seq : seqs) deletes.push_back(granted_key(community, gate, seq));
+      seqs.clear();
+    }
+    std::erase_if(written, [](const auto& gate) { return gate.second.empty(); });
+    for (const auto& [gate, passes] : granted) {
+      auto& seqs = written[gate];
+      const std::uint64_t first = passes.empty() ? std::numeric_limits<std::uint64_t>::max() : passes.front().seq;
+      while (!seqs.empty() && seqs.front() < first) {
+        deletes.push_back(granted_key(community, gate, seqs.front()));
+        seqs.pop_front();
+      }
+      auto fresh = passes.end();
+      while (fresh != passes.begin() && (seqs.empty() || std::prev(fresh)->seq > seqs.back())) --fresh;
+      for (auto it = fresh; it != passes.end(); ++it) {
+        puts.emplace_back(granted_key(community, gate, it->seq), to_json(*it).dump());
+        seqs.push_back(it->seq);
+      }
+      if (seqs.empty()) written.erase(gate);
+    }
+  }
   alert_slots.put_changed(puts);
   caches_->alert_clocks.put_changed(puts);
   for (const auto& [community, device] : watch_touched) {
@@ -706,8 +757,8 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
   for (auto& kv : quarantined) puts.push_back(std::move(kv));
   if (events_changed) puts.emplace_back(kEventStatsKey, nlohmann::json(event_counts).dump());
   if (rejections_changed) puts.emplace_back(kRejectionStatsKey, nlohmann::json(rejection_counts).dump());
-  if (puts.empty() && next == offsets_) return result;
-  if (auto ok = store_.write(puts, next); !ok) {
+  if (puts.empty() && deletes.empty() && next == offsets_) return result;
+  if (auto ok = store_.write(puts, next, deletes); !ok) {
     caches_.reset();  // they hold this batch's states, which the store does not
     return std::unexpected(ok.error());
   }

@@ -1,5 +1,7 @@
 #include "processors/store.h"
 
+#include <filesystem>
+
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
@@ -37,6 +39,9 @@ std::expected<std::unique_ptr<Store>, std::string> Store::open(const StoreConfig
   }
   rocksdb::DB* raw = nullptr;
   options.create_if_missing = !config.read_only;
+  // A new store's directory made first: RocksDB logs an error when it looks for one missing.
+  std::error_code ignored;
+  if (!config.read_only && !config.in_memory) std::filesystem::create_directories(config.dir, ignored);
   // Read-only: safe next to the hub that writes it; sees the store as it was when opened.
   auto s = config.read_only ? rocksdb::DB::OpenForReadOnly(options, config.dir, &raw)
                             : rocksdb::DB::Open(options, config.dir, &raw);
@@ -98,8 +103,10 @@ Offsets Store::View::offsets() const {
   return out;
 }
 
-std::expected<void, std::string> Store::write(const KeyValues& puts, const Offsets& offsets) {
+std::expected<void, std::string> Store::write(const KeyValues& puts, const Offsets& offsets,
+                                             const std::vector<std::string>& deletes) {
   rocksdb::WriteBatch batch;
+  for (const auto& k : deletes) batch.Delete(k);
   for (const auto& [k, v] : puts) batch.Put(k, v);
   for (const auto& [tp, next] : offsets) batch.Put(offset_key(tp.first, tp.second), std::to_string(next));
   auto s = db_->Write(rocksdb::WriteOptions(), &batch);

@@ -339,6 +339,51 @@ TEST_SUITE("projector: memory and writes do not grow with history") {
     CHECK(again->bytes_written == 0);
     CHECK(store->view().get("alertclock/c1") == clock);
   }
+
+  TEST_CASE("passes granted are kept one record each: a batch adds its passes and deletes the expired, never the window") {
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    Projector projector(*store, {});
+    std::int64_t t = 1795950000000, offset = 0;
+    auto pass_at_gate = [&](std::uint64_t seq) {
+      schemas::Event e;
+      e.device = DeviceId("gate-1");
+      e.community = CommunityId("c1");
+      e.boot = 1;
+      e.seq = seq;
+      e.event_id = seq;
+      e.device_time_ms = e.ingest_time_ms = (t += 10'000);  // a pass every 10 s
+      schemas::GatePass p;
+      p.subject = "s" + std::to_string(seq);
+      e.body = p;
+      return test::log_message(e, offset++);
+    };
+    auto passes_stored = [&] { return store->view().scan("granted/c1/gate-1/", "", 1000); };
+    schemas::Event registered = test::status_event("gate-1", 0);
+    registered.body = schemas::DeviceRegistered{schemas::DeviceKind::Gate, "", "East gate"};
+    REQUIRE(projector.apply(std::vector{test::log_message(registered, offset++)}));
+    for (std::uint64_t seq = 1; seq <= 20; ++seq) REQUIRE(projector.apply(std::vector{pass_at_gate(seq)}));
+    // The defaults keep passes 60 s (twice the plate window): the last 7, the newest last.
+    auto stored = passes_stored();
+    REQUIRE(stored.size() == 7);
+    CHECK(nlohmann::json::parse(stored.front().second)["event_id"] == 14);
+    CHECK(nlohmann::json::parse(stored.back().second)["event_id"] == 20);
+    // One more pass adds its record and deletes the oldest; the community's record has none.
+    auto one = projector.apply(std::vector{pass_at_gate(21)});
+    REQUIRE(one);
+    CHECK(passes_stored().size() == 7);
+    CHECK(nlohmann::json::parse(passes_stored().front().second)["event_id"] == 15);
+    const auto record = store->view().get(Projector::alert_state_key("c1"));
+    REQUIRE(record);
+    CHECK(record->find("\"granted\"") == std::string::npos);
+    // A projector started afresh reads the window back and carries on from it.
+    Projector restarted(*store, {});
+    REQUIRE(restarted.apply(std::vector{pass_at_gate(22)}));
+    stored = passes_stored();
+    REQUIRE(stored.size() == 7);
+    CHECK(nlohmann::json::parse(stored.front().second)["event_id"] == 16);
+    CHECK(nlohmann::json::parse(stored.back().second)["seq"] == 22);
+  }
 }
 
 TEST_SUITE("projector: replay") {

@@ -115,6 +115,7 @@ struct GrantedPass {
   std::int64_t at_ms = 0;      // log time
   std::uint64_t event_id = 0;
   std::string plate;           // vehicle gates: the plate token
+  std::uint64_t seq = 0;       // the community's count of passes remembered when it came: orders them
   bool operator==(const GrantedPass&) const = default;
 };
 
@@ -133,7 +134,8 @@ struct CommunityAlerts {
   std::map<std::string, Registered> vehicles;         // by plate token
   std::map<std::string, std::int64_t> vehicles_inside;  // plate token -> entry (log time)
   std::map<std::string, std::vector<std::int64_t>> denials;  // gate -> recent denial times
-  std::map<std::string, std::vector<GrantedPass>> granted;  // gate -> passes granted recently (for cameras)
+  std::map<std::string, std::vector<GrantedPass>> granted;  // gate -> passes granted recently (for cameras), by seq
+  std::uint64_t passes_remembered = 0;                      // the seq of the latest pass in `granted`
   std::map<std::string, std::vector<std::uint64_t>> analysed;  // camera -> snapshots analysed lately (repeats ignored)
   std::map<std::string, std::uint64_t> tailgated;  // gate -> latest pass already part of a tailgating alert
   bool operator==(const CommunityAlerts&) const = default;
@@ -163,11 +165,14 @@ std::string subject_kind(const CommunityAlerts& state, const std::string& token,
 
 nlohmann::json to_json(const Alert& alert);
 Alert alert_from_json(const nlohmann::json& j);
-// The whole state; `with_devices = false` leaves out the device directory, which the projector
-// stores per device (a device's liveness changes with every event it sends).
-nlohmann::json to_json(const CommunityAlerts& state, bool with_devices = true);
+// The whole state; `whole = false` leaves out the device directory and the passes granted, which
+// the projector stores per device and per pass (they change with every event and every pass;
+// rewriting them whole each batch made the record the fold's largest cost).
+nlohmann::json to_json(const CommunityAlerts& state, bool whole = true);
 CommunityAlerts community_alerts_from_json(const nlohmann::json& j);
 nlohmann::json to_json(const WatchedDevice& device);
 WatchedDevice watched_device_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const GrantedPass& pass);
+GrantedPass granted_pass_from_json(const nlohmann::json& j);
 
 }  // namespace courtyard::processors

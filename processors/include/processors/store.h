@@ -65,10 +65,12 @@ class Store {
   ~Store();
 
   View view() const;
-  // Writes state and offsets in one atomic batch. After a failed write (a full disk) RocksDB
-  // refuses every write until it is resumed: each write first tries that, so the store takes
-  // writes again by itself once the disk has room; nothing of a failed write is applied.
-  std::expected<void, std::string> write(const KeyValues& puts, const Offsets& offsets);
+  // Writes state and offsets in one atomic batch, and removes `deletes` in the same batch. After
+  // a failed write (a full disk) RocksDB refuses every write until it is resumed: each write first
+  // tries that, so the store takes writes again by itself once the disk has room; nothing of a
+  // failed write is applied.
+  std::expected<void, std::string> write(const KeyValues& puts, const Offsets& offsets,
+                                         const std::vector<std::string>& deletes = {});
   std::expected<void, std::string> remove(const std::string& key);
   // Removes every record: one store serves many runs (fuzzers). Not for a store anyone reads.
   std::expected<void, std::string> clear();
