@@ -624,8 +624,8 @@ nlohmann::json to_json(const CommunityAlerts& s, bool whole) {
   if (whole) {
     for (const auto& [id, d] : s.devices) devices[id] = to_json(d);
   }
-  for (const auto& [k, a] : s.active) active[k] = to_json(a);
-  for (const auto& [k, a] : s.closed) closed[k] = to_json(a);
+  for (const auto& [k, a] : s.active) active[k] = whole ? to_json(a) : nlohmann::json(a.id);
+  for (const auto& [k, a] : s.closed) closed[k] = whole ? to_json(a) : nlohmann::json(a.id);
   nlohmann::json j{{"community", s.community}, {"now", s.now_ms}, {"unit_activity", s.unit_activity},
                    {"people", s.people}, {"vehicles", s.vehicles}, {"vehicles_inside", s.vehicles_inside},
                    {"denials", s.denials}, {"active", active}, {"closed", closed}, {"episodes", s.episodes},
@@ -647,8 +647,15 @@ CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
   const auto active = j.value("active", nlohmann::json::object());
   const auto closed = j.value("closed", nlohmann::json::object());
   for (const auto& [id, d] : devices.items()) s.devices[id] = watched_device_from_json(d);
-  for (const auto& [k, a] : active.items()) s.active[k] = alert_from_json(a);
-  for (const auto& [k, a] : closed.items()) s.closed[k] = alert_from_json(a);
+  // An episode by its id alone (the stored form): the caller reads its alert record.
+  auto episode = [](const nlohmann::json& a) {
+    if (!a.is_string()) return alert_from_json(a);
+    Alert placeholder;
+    placeholder.id = a.get<std::string>();
+    return placeholder;
+  };
+  for (const auto& [k, a] : active.items()) s.active[k] = episode(a);
+  for (const auto& [k, a] : closed.items()) s.closed[k] = episode(a);
   if (j.contains("episodes")) s.episodes = j["episodes"].get<std::map<std::string, std::uint64_t>>();
   if (j.contains("unit_activity")) s.unit_activity = j["unit_activity"].get<std::map<std::string, std::int64_t>>();
   if (j.contains("people")) s.people = j["people"].get<std::map<std::string, Registered>>();

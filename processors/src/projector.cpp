@@ -344,6 +344,15 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
     const bool cached = alert_slots.states.contains(key);
     auto& state = alert_slots.get(view, key, &alert_slot_from_json).state;
     if (!cached) {
+      // Its episodes from their alert records, written with every change (the record has their ids).
+      for (auto* episodes : {&state.active, &state.closed}) {
+        for (auto& [_, a] : *episodes) {
+          if (!a.rule.empty()) continue;  // a record written before (whole episodes)
+          auto raw = view.get(alert_key(a.id));
+          if (!raw) throw StoreReadError("the record of alert " + a.id + " is missing");
+          a = alert_from_json(nlohmann::json::parse(*raw));
+        }
+      }
       const auto& clock = caches_->alert_clocks.get(view, alert_clock_key(community), &log_clock_from_json);
       state.now_ms = std::max(state.now_ms, clock.now_ms);  // max: a store from before the clock's own record
       const std::string prefix = watch_prefix(community);

@@ -384,6 +384,38 @@ TEST_SUITE("projector: memory and writes do not grow with history") {
     CHECK(nlohmann::json::parse(stored.front().second)["event_id"] == 16);
     CHECK(nlohmann::json::parse(stored.back().second)["seq"] == 22);
   }
+
+  TEST_CASE("a community's record names its open episodes by id; a restarted projector reads them from their alert records") {
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    std::int64_t t = 1795950000000, offset = 0;
+    auto message = [&](const std::string& device, schemas::Body body, std::uint64_t seq) {
+      schemas::Event e;
+      e.device = DeviceId(device);
+      e.community = CommunityId("c1");
+      e.boot = 1;
+      e.seq = seq;
+      e.device_time_ms = e.ingest_time_ms = (t += 1000);
+      e.body = std::move(body);
+      return std::vector{test::log_message(e, offset++)};
+    };
+    {
+      Projector projector(*store, {});
+      REQUIRE(projector.apply(message("smoke-1", schemas::DeviceRegistered{schemas::DeviceKind::HomeSensor, "b1-0101", "flat 101"}, 0)));
+      REQUIRE(projector.apply(message("smoke-1", schemas::HomeSensor{schemas::SensorKind::Smoke, "alarm", {}}, 1)));
+      REQUIRE(projector.apply(message("smoke-1", schemas::HomeSensor{schemas::SensorKind::Smoke, "alarm", {}}, 2)));
+    }
+    const auto record = nlohmann::json::parse(*store->view().get(Projector::alert_state_key("c1")));
+    CHECK(record["active"] == nlohmann::json{{"smoke|smoke-1", "c1:smoke:smoke-1:1"}});
+    Projector restarted(*store, {});
+    REQUIRE(restarted.apply(message("operator", schemas::OperatorAction{"c1:smoke:smoke-1:1", schemas::AlertAction::Acknowledge, "guard", "on my way"}, 0)));
+    const auto alert = nlohmann::json::parse(*store->view().get(Projector::alert_key("c1:smoke:smoke-1:1")));
+    CHECK(alert["state"] == "acknowledged");
+    CHECK(alert["occurrences"] == 2);  // what the restarted projector read back, carried on
+    REQUIRE(alert["timeline"].size() == 2);
+    CHECK(alert["timeline"][0]["what"] == "opened");
+    CHECK(alert["timeline"][1]["what"] == "acknowledged");
+  }
 }
 
 TEST_SUITE("projector: replay") {

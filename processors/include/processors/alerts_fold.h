@@ -165,10 +165,14 @@ std::string subject_kind(const CommunityAlerts& state, const std::string& token,
 
 nlohmann::json to_json(const Alert& alert);
 Alert alert_from_json(const nlohmann::json& j);
-// The whole state; `whole = false` leaves out the device directory and the passes granted, which
-// the projector stores per device and per pass (they change with every event and every pass;
-// rewriting them whole each batch made the record the fold's largest cost).
+// The whole state; `whole = false` is the community's record as the projector stores it: without
+// the device directory and the passes granted, which it stores per device and per pass, and with
+// the active and recently closed episodes by id only, their records being the alerts projection
+// (written whenever they change). Rewriting all of that with every batch was the fold's largest
+// cost (decision 0017).
 nlohmann::json to_json(const CommunityAlerts& state, bool whole = true);
+// Either form; from the stored one, active and closed episodes carry their id alone (the rest is
+// in their alert records).
 CommunityAlerts community_alerts_from_json(const nlohmann::json& j);
 nlohmann::json to_json(const WatchedDevice& device);
 WatchedDevice watched_device_from_json(const nlohmann::json& j);
