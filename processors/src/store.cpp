@@ -80,6 +80,13 @@ std::optional<std::string> Store::View::get(std::string_view key) const {
 KeyValues Store::View::scan(std::string_view prefix, std::string_view after, std::size_t limit) const {
   rocksdb::ReadOptions ro;
   ro.snapshot = static_cast<const rocksdb::Snapshot*>(snapshot_);
+  // Bounded at the prefix's end: the iterator then stops there instead of stepping over what
+  // follows (records deleted under the prefix, not yet compacted, included).
+  std::string end(prefix);
+  while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xff) end.pop_back();
+  if (!end.empty()) end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+  rocksdb::Slice upper(end);
+  if (!end.empty()) ro.iterate_upper_bound = &upper;
   std::unique_ptr<rocksdb::Iterator> it(store_.db_->NewIterator(ro));
   KeyValues out;
   std::string start = after.empty() ? std::string(prefix) : std::string(after);

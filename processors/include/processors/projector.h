@@ -75,6 +75,8 @@ class Projector {
 
   static std::string device_key(const std::string& device) { return "devices/" + device; }
   static std::string rejection_key(const std::string& device) { return "rejections/" + device; }
+  // An alert's record is also where its community's state reads an active or recently closed
+  // episode from (decision 0017): only the projector writes or deletes these.
   static std::string alert_key(const std::string& id) { return "alerts/" + id; }
   static std::string alert_state_key(const std::string& community) { return "alertstate/" + community; }
   static std::string meter_key(const std::string& device) { return "meters/" + device; }
