@@ -123,6 +123,31 @@ TEST_SUITE("projector") {
     CHECK(q["reason"] == "does not decode: body.firmware is not valid UTF-8");
   }
 
+  TEST_CASE("attack: an event whose community or device is not an id (a slash: another key's prefix), appended straight to the log, is quarantined") {
+    // "c1/x" would put its gate's passes under granted/c1/x/..., inside community c1's prefix,
+    // and a device "gate-1/../x" its records under another device's.
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    Projector projector(*store, {});
+    auto pass_of = [](const std::string& community, const std::string& device) {
+      auto e = test::status_event(device, 1);
+      e.community = CommunityId(community);
+      e.body = schemas::GatePass{};
+      return e;
+    };
+    auto result = projector.apply(std::vector{test::log_message(pass_of("c1/x", "g"), 0),
+                                              test::log_message(pass_of("c1", "gate-1/../x"), 1),
+                                              test::log_message(pass_of("c1", "gate-1"), 2)});
+    REQUIRE(result);
+    CHECK(result->quarantined == 2);
+    CHECK(result->applied == 1);
+    CHECK(store->view().scan("granted/", "", 100).size() == 1);
+    auto q = nlohmann::json::parse(*store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 0)));
+    CHECK(q["reason"] == "does not decode: community is not an id: 1..64 of [A-Za-z0-9_.-]");
+    q = nlohmann::json::parse(*store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 1)));
+    CHECK(q["reason"] == "does not decode: device is not an id: 1..64 of [A-Za-z0-9_.-]");
+  }
+
   TEST_CASE("attack: a dead letter whose headers are not UTF-8 is folded as printable text, wherever a batch ends") {
     // The review's probe: a FlatBuffers payload whose device_id was not UTF-8 left its raw bytes in
     // the dead letter's detail; the hub's fold threw when that letter ended a batch, and a rebuild
