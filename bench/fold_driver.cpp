@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
     auto started = Clock::now();
     std::uint64_t decoded = 0;
     for (const auto& m : messages) {
-      if (m.topic.find("deadletter") != std::string::npos) continue;
+      if (m.topic == processors::ProjectorTopics{}.deadletter) continue;
       decoded += schemas::decode(m.value).has_value();
     }
     const double decode_s = std::chrono::duration<double>(Clock::now() - started).count();

@@ -160,6 +160,29 @@ std::string granted_key(const std::string& community, const std::string& gate, s
   return fmt::format("granted/{}/{}/{:020}", community, gate, seq);
 }
 
+// Makes the store's records of a community's passes (`written`: per gate, the seqs stored, in
+// order) those of the state: puts for the passes added since the last write, deletes for the
+// ones that expired. A gate's passes are added at the back, in seq order, and expire from the front.
+void store_passes(const std::string& community, const std::map<std::string, std::vector<GrantedPass>>& granted,
+                  std::map<std::string, std::deque<std::uint64_t>>& written, KeyValues& puts,
+                  std::vector<std::string>& deletes) {
+  auto sync = [&](const std::string& gate, std::span<const GrantedPass> passes, std::deque<std::uint64_t>& seqs) {
+    const std::uint64_t first = passes.empty() ? std::numeric_limits<std::uint64_t>::max() : passes.front().seq;
+    for (; !seqs.empty() && seqs.front() < first; seqs.pop_front()) deletes.push_back(granted_key(community, gate, seqs.front()));
+    auto fresh = passes.end();
+    while (fresh != passes.begin() && (seqs.empty() || std::prev(fresh)->seq > seqs.back())) --fresh;
+    for (auto it = fresh; it != passes.end(); ++it) {
+      puts.emplace_back(granted_key(community, gate, it->seq), to_json(*it).dump());
+      seqs.push_back(it->seq);
+    }
+  };
+  for (auto& [gate, seqs] : written) {
+    if (!granted.contains(gate)) sync(gate, {}, seqs);
+  }
+  for (const auto& [gate, passes] : granted) sync(gate, passes, written[gate]);
+  std::erase_if(written, [](const auto& gate) { return gate.second.empty(); });
+}
+
 }  // namespace
 
 // Parsed states kept between batches: the projector is the store's only writer, so what it
@@ -657,34 +680,10 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
                               &log_clock_from_json)
         .now_ms = state.now_ms;
   }
-  // Passes granted: the ones added since the last write, and deletes for the ones that expired
-  // (a gate's passes are added at the back, in seq order, and expire from the front).
-  std::vector<std::string> deletes;
+  std::vector<std::string> deletes;  // passes granted that expired
   for (const auto& key : alert_slots.touched) {
     const std::string community = key.substr(std::string_view("alertstate/").size());
-    const auto& granted = alert_slots.states.at(key).state.granted;
-    auto& written = caches_->granted_written[community];
-    for (auto& [gate, seqs] : written) {  // gates the state no longer has
-      if (granted.contains(gate)) continue;
-      for (auto seq : seqs) deletes.push_back(granted_key(community, gate, seq));
-      seqs.clear();
-    }
-    std::erase_if(written, [](const auto& gate) { return gate.second.empty(); });
-    for (const auto& [gate, passes] : granted) {
-      auto& seqs = written[gate];
-      const std::uint64_t first = passes.empty() ? std::numeric_limits<std::uint64_t>::max() : passes.front().seq;
-      while (!seqs.empty() && seqs.front() < first) {
-        deletes.push_back(granted_key(community, gate, seqs.front()));
-        seqs.pop_front();
-      }
-      auto fresh = passes.end();
-      while (fresh != passes.begin() && (seqs.empty() || std::prev(fresh)->seq > seqs.back())) --fresh;
-      for (auto it = fresh; it != passes.end(); ++it) {
-        puts.emplace_back(granted_key(community, gate, it->seq), to_json(*it).dump());
-        seqs.push_back(it->seq);
-      }
-      if (seqs.empty()) written.erase(gate);
-    }
+    store_passes(community, alert_slots.states.at(key).state.granted, caches_->granted_written[community], puts, deletes);
   }
   alert_slots.put_changed(puts);
   caches_->alert_clocks.put_changed(puts);
