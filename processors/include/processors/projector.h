@@ -11,6 +11,7 @@
 // Single-threaded: one projector per store.
 #include <cstdint>
 #include <expected>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -21,6 +22,8 @@
 #include "processors/store.h"
 
 namespace courtyard::processors {
+
+class Projections;
 
 // One message as read from Kafka (or from a test).
 struct LogMessage {
@@ -125,8 +128,16 @@ class Projector {
   ProjectorConfig config_;
   Offsets offsets_;
   std::uint64_t outbox_next_ = 0;
-  struct Caches;
-  std::unique_ptr<Caches> caches_;
+  // Drops every state held in memory (after a failed batch): the store has what was written.
+  void forget_state();
+  // The projections, with the states they keep between batches (made on the first batch).
+  std::unique_ptr<Projections> projections_;
+  struct ChainHead {
+    std::uint64_t seq = 0;
+    std::string link;
+    std::uint64_t event_id = 0;
+  };
+  std::map<std::string, ChainHead> chain_heads_;  // community -> its last chained event, as stored
 };
 
 }  // namespace courtyard::processors
