@@ -325,7 +325,7 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     std::string id = path.substr(p.path.size() + 1);
     auto view = store->view();
     auto raw = view.get(p.prefix + id);
-    json out = raw ? json::parse(*raw, nullptr, false) : json();
+    json out = raw ? json::parse(processors::Projector::served_record(view, p.prefix + id, *raw), nullptr, false) : json();
     if (!raw || !may_read(*who, p.prefix + id, scope_of(p.prefix + id, out))) {
       return not_found_or_hidden(std::string(p.path.substr(8)), id, raw.has_value());
     }
@@ -445,7 +445,7 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
       }
       ++scanned;
       cursor = key;
-      json j = json::parse(raw, nullptr, false);
+      json j = json::parse(processors::Projector::served_record(view, key, raw), nullptr, false);
       if (j.is_discarded() || !may_read(who, key, scope_of(key, j)) || !matches(j)) continue;
       if (items.size() == limit) {  // one match beyond the page: there is a next one
         more = true;

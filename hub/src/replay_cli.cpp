@@ -280,7 +280,7 @@ int run_replay_as_of(const Config& config, std::int64_t time_ms, const std::stri
     auto view = store->view();
     auto print = [&](const std::string& k, const std::string& raw) {
       if (!processors::Projector::is_projection_key(k)) return;
-      std::cout << json{{"key", k}, {"value", json::parse(raw)}}.dump() << "\n";
+      std::cout << json{{"key", k}, {"value", json::parse(processors::Projector::served_record(view, k, raw))}}.dump() << "\n";
       ++records;
     };
     if (!key.empty()) {

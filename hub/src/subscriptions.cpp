@@ -151,7 +151,8 @@ std::string SubscriptionHub::build_snapshot(const SnapshotJob& job) const {
   std::string items = "[";
   std::size_t count = 0, bytes = 0, scanned = 0;
   bool truncated = false;
-  auto add = [&](const std::string& key, const std::string& raw) {
+  auto add = [&](const std::string& key, const std::string& stored) {
+    const std::string raw = processors::Projector::served_record(view, key, stored);
     json value = json::parse(raw, nullptr, false);
     if (value.is_discarded() || !may_read(job.who, key, scope_of(key, value))) return;
     if (count == limits_.max_snapshot || bytes + key.size() + raw.size() > limits_.max_snapshot_bytes) {
@@ -218,7 +219,9 @@ void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& ch
           if (!scope) scope = scope_of(key, json::parse(raw, nullptr, false));
           if (!may_read(who, key, *scope)) continue;
         }
-        if (!value) value = std::make_shared<const std::string>(raw);
+        // As the API serves it: a presence gets who is inside from the store when it is sent, so
+        // it is at least as new as this commit (a key's values still only move forward).
+        if (!value) value = std::make_shared<const std::string>(processors::Projector::served_record(store_.view(), key, raw));
         auto [p, inserted] = s->pending_.try_emplace(key);
         if (inserted) {
           s->order_.push_back(&p->first);

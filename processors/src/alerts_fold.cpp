@@ -531,7 +531,6 @@ std::string subject_kind(const CommunityAlerts& s, const std::string& token, std
   return p.role;
 }
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Registered, role, unit, valid_from_ms, valid_to_ms, allowance_s)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GrantedPass, at_ms, event_id, plate, seq)
 
 nlohmann::json to_json(const Alert& a) {
@@ -626,13 +625,19 @@ nlohmann::json to_json(const CommunityAlerts& s, bool whole) {
   }
   for (const auto& [k, a] : s.active) active[k] = whole ? to_json(a) : nlohmann::json(a.id);
   for (const auto& [k, a] : s.closed) closed[k] = whole ? to_json(a) : nlohmann::json(a.id);
-  nlohmann::json j{{"community", s.community}, {"now", s.now_ms}, {"unit_activity", s.unit_activity},
-                   {"people", s.people}, {"vehicles", s.vehicles}, {"vehicles_inside", s.vehicles_inside},
-                   {"denials", s.denials}, {"active", active}, {"closed", closed}, {"episodes", s.episodes},
-                   {"analysed", s.analysed}, {"tailgated", s.tailgated}, {"passes_remembered", s.passes_remembered}};
+  nlohmann::json j{{"community", s.community}, {"now", s.now_ms},       {"active", active},
+                   {"closed", closed},        {"passes_remembered", s.passes_remembered}};
   if (whole) {
     j["devices"] = devices;
     j["granted"] = s.granted;
+    j["unit_activity"] = s.unit_activity;
+    j["people"] = s.people;
+    j["vehicles"] = s.vehicles;
+    j["vehicles_inside"] = s.vehicles_inside;
+    j["denials"] = s.denials;
+    j["episodes"] = s.episodes;
+    j["analysed"] = s.analysed;
+    j["tailgated"] = s.tailgated;
   }
   if (s.people_registered) j["people_registered"] = true;
   if (s.vehicles_registered) j["vehicles_registered"] = true;

@@ -336,6 +336,21 @@ const std::vector<std::string>& Projector::projection_prefixes() {
   return kServed;
 }
 
+const std::vector<std::string>& Projector::digest_prefixes() {
+  static const std::vector<std::string> kDigested = [] {
+    auto prefixes = projection_prefixes();
+    prefixes.push_back(kInsidePrefix);
+    std::sort(prefixes.begin(), prefixes.end());
+    return prefixes;
+  }();
+  return kDigested;
+}
+
+std::string Projector::served_record(const Store::View& view, std::string_view key, std::string record) {
+  if (key.starts_with("communities/") && key.ends_with("/presence")) return with_who_is_inside(view, key, std::move(record));
+  return record;
+}
+
 bool Projector::is_projection_key(std::string_view key) {
   for (const auto& prefix : projection_prefixes()) {
     if (key.starts_with(prefix)) return true;

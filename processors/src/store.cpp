@@ -1,5 +1,7 @@
 #include "processors/store.h"
 
+#include <algorithm>
+
 #include <filesystem>
 
 #include <rocksdb/cache.h>
@@ -112,9 +114,15 @@ Offsets Store::View::offsets() const {
 
 std::expected<void, std::string> Store::write(const KeyValues& puts, const Offsets& offsets,
                                              const std::vector<std::string>& deletes) {
+  // In key order (a key put twice keeps its order: the last one wins): the memtable's skip list
+  // then inserts each key next to the one before it instead of searching from the top.
+  std::vector<const std::pair<std::string, std::string>*> sorted;
+  sorted.reserve(puts.size());
+  for (const auto& kv : puts) sorted.push_back(&kv);
+  std::stable_sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
   rocksdb::WriteBatch batch;
   for (const auto& k : deletes) batch.Delete(k);
-  for (const auto& [k, v] : puts) batch.Put(k, v);
+  for (const auto* kv : sorted) batch.Put(kv->first, kv->second);
   for (const auto& [tp, next] : offsets) batch.Put(offset_key(tp.first, tp.second), std::to_string(next));
   auto s = db_->Write(rocksdb::WriteOptions(), &batch);
   if (!s.ok() && db_->Resume().ok()) s = db_->Write(rocksdb::WriteOptions(), &batch);

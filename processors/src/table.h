@@ -5,6 +5,8 @@
 // writer, so what a table last wrote is what the store holds.
 #include <algorithm>
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -112,5 +114,51 @@ class Table {
   std::vector<std::pair<const std::string*, Entry*>> touched_;
   std::uint64_t batch_ = 0;
 };
+
+// Makes the stored entries of a map (`written`: as stored, one record per entry under `prefix`)
+// those of `now`: puts for entries added or changed, deletes for entries gone. Compares values,
+// never their serialised form, so an unchanged map costs a walk, not a serialisation.
+template <class V>
+void store_entries(const std::string& prefix, const std::map<std::string, V>& now, std::map<std::string, V>& written,
+                   KeyValues& puts, std::vector<std::string>& deletes) {
+  auto a = now.begin();
+  auto b = written.begin();
+  while (a != now.end() || b != written.end()) {
+    if (b == written.end() || (a != now.end() && a->first < b->first)) {
+      puts.emplace_back(prefix + a->first, nlohmann::json(a->second).dump());
+      written.emplace_hint(b, *a);
+      ++a;
+    } else if (a == now.end() || b->first < a->first) {
+      deletes.push_back(prefix + b->first);
+      b = written.erase(b);
+    } else {
+      if (!(a->second == b->second)) {
+        puts.emplace_back(prefix + a->first, nlohmann::json(a->second).dump());
+        b->second = a->second;
+      }
+      ++a;
+      ++b;
+    }
+  }
+}
+// The same for a set: an entry's record is its key alone (the value is empty).
+inline void store_entries(const std::string& prefix, const std::set<std::string>& now, std::set<std::string>& written,
+                          KeyValues& puts, std::vector<std::string>& deletes) {
+  auto a = now.begin();
+  auto b = written.begin();
+  while (a != now.end() || b != written.end()) {
+    if (b == written.end() || (a != now.end() && *a < *b)) {
+      puts.emplace_back(prefix + *a, "");
+      written.emplace_hint(b, *a);
+      ++a;
+    } else if (a == now.end() || *b < *a) {
+      deletes.push_back(prefix + *b);
+      b = written.erase(b);
+    } else {
+      ++a;
+      ++b;
+    }
+  }
+}
 
 }  // namespace courtyard::processors

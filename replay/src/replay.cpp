@@ -196,7 +196,7 @@ class ChainChecker {
 
 }  // namespace
 
-const std::vector<std::string>& projection_prefixes() { return processors::Projector::projection_prefixes(); }
+const std::vector<std::string>& digested_prefixes() { return processors::Projector::digest_prefixes(); }
 
 std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   std::error_code ec;
@@ -360,7 +360,7 @@ std::expected<AsOfResult, std::string> build_as_of(RebuildConfig config, const s
 
 Digests digest(const processors::Store::View& view) {
   Digests out;
-  for (const auto& prefix : projection_prefixes()) {
+  for (const auto& prefix : digested_prefixes()) {
     Sha256 hash;
     ProjectionDigest d;
     std::string cursor;
@@ -383,7 +383,7 @@ Digests digest(const processors::Store::View& view) {
 }
 
 std::optional<Difference> first_difference(const processors::Store::View& left, const processors::Store::View& right) {
-  for (const auto& prefix : projection_prefixes()) {
+  for (const auto& prefix : digested_prefixes()) {
     std::string lc, rc;
     processors::KeyValues l, r;
     std::size_t li = 0, ri = 0;

@@ -74,6 +74,30 @@ TEST_SUITE("hub API") {
     CHECK(j["lag_total"] == 2);
   }
 
+  TEST_CASE("a community's presence is served with who is inside, stored one record per person; the occupancy without") {
+    Fixture f;
+    processors::Projector projector(*f.store, {});
+    std::vector<processors::LogMessage> batch;
+    std::int64_t offset = 100;
+    for (const char* subject : {"subj-a", "subj-b"}) {
+      auto pass = test::status_event("gate-1", static_cast<std::uint64_t>(offset));
+      pass.body = schemas::GatePass{schemas::Credential::Face, subject, schemas::Direction::In, schemas::Decision::Granted};
+      batch.push_back(test::log_message(pass, offset++));
+    }
+    REQUIRE(projector.apply(batch));
+    auto one = f.get_json("/api/v1/communities/c1/presence");
+    CHECK(one["people_inside"] == json::array({"subj-a", "subj-b"}));
+    CHECK(one["people_now"] == 2);
+    auto list = f.get_json("/api/v1/communities");
+    bool listed = false;
+    for (const auto& item : list["items"]) {
+      if (item["id"] == "c1/presence") listed = item["people_inside"] == json::array({"subj-a", "subj-b"});
+      if (item["id"] == "c1/occupancy") CHECK_FALSE(item.contains("people_inside"));
+    }
+    CHECK(listed);
+    CHECK(f.get("/api/v1/communities/inside").status == 404);  // the pieces are not records of their own here
+  }
+
   TEST_CASE("an unknown device is a 404 with a reason") {
     Fixture f;
     auto res = f.get("/api/v1/devices/nope");

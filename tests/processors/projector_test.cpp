@@ -335,7 +335,9 @@ TEST_SUITE("projector: memory and writes do not grow with history") {
     REQUIRE(projector.apply(log));
     const auto record = store->view().get(Projector::alert_state_key("c1"));
     REQUIRE(record);
-    CHECK(record->size() > 5000);
+    // The residents are a record each (decision 0019), so the community's own record stays small.
+    CHECK(store->view().scan("alertpart/c1/people/", "", 1000).size() == 200);
+    CHECK(record->size() < 1000);
     log.clear();
     add("courtyard-hub", schemas::Tick{0});
     log.back().offset = 203;
@@ -539,7 +541,44 @@ TEST_SUITE("projector: registry") {
     CHECK(nlohmann::json::parse(command["value"].get<std::string>())["command"] == "access_update");
   }
 
-  TEST_CASE("who is inside is its own record; the occupancy record dashboards watch carries counts only") {
+  TEST_CASE("a store written before the maps were records of their own is read as it is and rewritten piece by piece") {
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    // The community's record and its presence as a hub before decision 0019 wrote them: whole.
+    nlohmann::json old_state{{"community", "c1"}, {"now", 1795950000000}, {"active", nlohmann::json::object()},
+                             {"closed", nlohmann::json::object()},
+                             {"people", {{"res-1", {{"role", "resident"}, {"unit", "b1-0101"}}}}},
+                             {"denials", {{"gate-1", {1795949990000}}}}, {"unit_activity", {{"b1-0101", 1795949990000}}}};
+    nlohmann::json old_presence{{"people_inside", {"subj-old"}}, {"vehicles_inside", {{"plate-old", 1795949990000}}},
+                                {"people_entries", 1}, {"vehicle_entries", 1}};
+    REQUIRE(store->write({{Projector::alert_state_key("c1"), old_state.dump()},
+                          {Projector::community_key("c1", "presence"), old_presence.dump()}},
+                         {}));
+    Projector projector(*store, {});
+    schemas::Event reg;
+    reg.device = DeviceId("gate-1");
+    reg.community = CommunityId("c1");
+    reg.device_time_ms = reg.ingest_time_ms = 1795950001000;
+    reg.body = schemas::DeviceRegistered{schemas::DeviceKind::Gate, "", "North gate"};
+    auto pass = test::status_event("gate-1", 1);
+    pass.ingest_time_ms = 1795950002000;
+    pass.body = schemas::GatePass{schemas::Credential::Face, "res-1", schemas::Direction::In, schemas::Decision::Granted};
+    REQUIRE(projector.apply(std::vector{test::log_message(reg, 0), test::log_message(pass, 1)}));
+    auto view = store->view();
+    CHECK(view.get("alertpart/c1/people/res-1"));
+    CHECK(view.get("alertpart/c1/denials/gate-1"));
+    const auto record = nlohmann::json::parse(*view.get(Projector::alert_state_key("c1")));
+    CHECK_FALSE(record.contains("people"));
+    CHECK(record.value("people_registered", false));
+    const std::string presence_key = Projector::community_key("c1", "presence");
+    auto presence = nlohmann::json::parse(Projector::served_record(view, presence_key, *view.get(presence_key)));
+    CHECK(presence["people_inside"] == nlohmann::json::array({"res-1", "subj-old"}));
+    CHECK(presence["vehicles_inside"] == nlohmann::json{{"plate-old", 1795949990000}});
+    auto gate = nlohmann::json::parse(*view.get(Projector::gate_key("gate-1")));
+    CHECK(gate["by_subject_kind"]["resident"] == 1);  // the registry of the old record is the one folded
+  }
+
+  TEST_CASE("who is inside is a record per person, served with the presence; the occupancy record dashboards watch carries counts only") {
     test::TempDir dir;
     auto store = test::open_store(dir);
     Projector projector(*store, {});
@@ -554,7 +593,12 @@ TEST_SUITE("projector: registry") {
     auto result = projector.apply(std::vector{test::log_message(reg, 0), test::log_message(pass, 1)});
     REQUIRE(result);
     auto occupancy = nlohmann::json::parse(*store->view().get(Projector::community_key("c1", "occupancy")));
-    auto presence = nlohmann::json::parse(*store->view().get(Projector::community_key("c1", "presence")));
+    const std::string presence_key = Projector::community_key("c1", "presence");
+    auto served = [&] {
+      auto view = store->view();
+      return nlohmann::json::parse(Projector::served_record(view, presence_key, *view.get(presence_key)));
+    };
+    auto presence = served();
     CHECK(occupancy["people_now"] == 1);
     CHECK_FALSE(occupancy.contains("people_inside"));
     CHECK(presence["people_inside"] == nlohmann::json::array({"subj-1"}));
@@ -562,5 +606,23 @@ TEST_SUITE("projector: registry") {
     for (const auto& [key, _] : result->changes) changed.insert(key);
     CHECK(changed.contains("communities/c1/occupancy"));
     CHECK(changed.contains("communities/c1/presence"));
+    CHECK(store->view().get("inside/c1/people/subj-1"));
+    CHECK_FALSE(nlohmann::json::parse(*store->view().get(presence_key)).contains("people_inside"));  // stored without
+
+    SUBCASE("the one who leaves is deleted, and a restarted projector knows who is still inside") {
+      auto second = test::status_event("gate-1", 2);
+      second.body = schemas::GatePass{schemas::Credential::Face, "subj-2", schemas::Direction::In, schemas::Decision::Granted};
+      auto out = test::status_event("gate-1", 3);
+      out.body = schemas::GatePass{schemas::Credential::Face, "subj-1", schemas::Direction::Out, schemas::Decision::Granted};
+      REQUIRE(projector.apply(std::vector{test::log_message(second, 2), test::log_message(out, 3)}));
+      CHECK_FALSE(store->view().get("inside/c1/people/subj-1"));
+      CHECK(served()["people_inside"] == nlohmann::json::array({"subj-2"}));
+      Projector restarted(*store, {});
+      auto third = test::status_event("gate-1", 4);
+      third.body = schemas::GatePass{schemas::Credential::Face, "subj-3", schemas::Direction::In, schemas::Decision::Granted};
+      REQUIRE(restarted.apply(std::vector{test::log_message(third, 4)}));
+      CHECK(served()["people_inside"] == nlohmann::json::array({"subj-2", "subj-3"}));
+      CHECK(served()["people_now"] == 2);
+    }
   }
 }

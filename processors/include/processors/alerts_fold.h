@@ -109,6 +109,7 @@ struct Registered {
   std::int64_t allowance_s = 0;
   bool operator==(const Registered&) const = default;
 };
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Registered, role, unit, valid_from_ms, valid_to_ms, allowance_s)
 
 // A pass granted at a gate, kept for a while so camera snapshots can be matched with it.
 struct GrantedPass {
@@ -166,10 +167,11 @@ std::string subject_kind(const CommunityAlerts& state, const std::string& token,
 nlohmann::json to_json(const Alert& alert);
 Alert alert_from_json(const nlohmann::json& j);
 // The whole state; `whole = false` is the community's record as the projector stores it: without
-// the device directory and the passes granted, which it stores per device and per pass, and with
-// the active and recently closed episodes by id only, their records being the alerts projection
-// (written whenever they change). Rewriting all of that with every batch was the fold's largest
-// cost (decision 0017).
+// the device directory, the passes granted and the maps that change entry by entry (registry,
+// activity, vehicles inside, denials, episode counters, analyses, tailgating), which it stores
+// one record per entry, and with the active and recently closed episodes by id only, their
+// records being the alerts projection (written whenever they change). Rewriting all of that with
+// every batch was the fold's largest cost (decisions 0017, 0019).
 nlohmann::json to_json(const CommunityAlerts& state, bool whole = true);
 // Either form; from the stored one, active and closed episodes carry their id alone (the rest is
 // in their alert records).

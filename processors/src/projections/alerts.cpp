@@ -2,6 +2,8 @@
 
 #include <limits>
 #include <span>
+#include <tuple>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -41,6 +43,19 @@ void store_passes(const std::string& community, const std::map<std::string, std:
   for (const auto& [gate, passes] : granted) sync(gate, passes, written[gate]);
   std::erase_if(written, [](const auto& gate) { return gate.second.empty(); });
 }
+
+// The maps of a community's state that change entry by entry, each entry stored as a record of
+// its own: alertpart/{community}/{map}/{entry key} (decision 0019).
+constexpr auto kParts = std::tuple{
+    std::pair{"unit_activity", &CommunityAlerts::unit_activity}, std::pair{"people", &CommunityAlerts::people},
+    std::pair{"vehicles", &CommunityAlerts::vehicles},           std::pair{"vehicles_inside", &CommunityAlerts::vehicles_inside},
+    std::pair{"denials", &CommunityAlerts::denials},             std::pair{"episodes", &CommunityAlerts::episodes},
+    std::pair{"analysed", &CommunityAlerts::analysed},           std::pair{"tailgated", &CommunityAlerts::tailgated}};
+template <class F>
+void for_each_part(F&& f) {
+  std::apply([&](const auto&... part) { (f(part.first, part.second), ...); }, kParts);
+}
+std::string parts_prefix(const std::string& community) { return "alertpart/" + community + "/"; }
 
 }  // namespace
 
@@ -85,6 +100,24 @@ CommunityAlerts& AlertsProjection::state(Batch& batch, const std::string& commun
     state.devices[k.substr(prefix.size())] = watched_device_from_json(nlohmann::json::parse(v));
     watch_written_[k] = std::move(v);
   }
+  // Its maps' entries (a record written before them has its maps inside: `written` is then empty,
+  // and the next write stores every entry).
+  const std::string parts = parts_prefix(community);
+  auto& parts_written = parts_written_[community];
+  for (auto& [k, v] : view.scan(parts, "", std::numeric_limits<std::size_t>::max())) {
+    const auto slash = k.find('/', parts.size());
+    if (slash == std::string::npos) continue;
+    const std::string_view field = std::string_view(k).substr(parts.size(), slash - parts.size());
+    const std::string entry = k.substr(slash + 1);
+    for_each_part([&](std::string_view name, auto member) {
+      if (name != field) return;
+      auto value = nlohmann::json::parse(v).get<typename std::remove_reference_t<decltype(state.*member)>::mapped_type>();
+      (parts_written.*member)[entry] = value;
+      (state.*member)[entry] = std::move(value);
+    });
+  }
+  if (!state.people.empty()) state.people_registered = true;  // (a record from before the flag)
+  if (!state.vehicles.empty()) state.vehicles_registered = true;
   // The passes, in key order: per gate by seq, the order they were granted in.
   const std::string granted = granted_prefix(community);
   auto& written = granted_written_[community];
@@ -118,6 +151,11 @@ void AlertsProjection::write(Batch& batch) {
     const std::string community = key.substr(kStatePrefix.size());
     clocks_.get(view, clock_key(community)).now_ms = slot.state.now_ms;
     store_passes(community, slot.state.granted, granted_written_[community], batch.puts, batch.deletes);
+    auto& written = parts_written_[community];
+    for_each_part([&](std::string_view name, auto member) {
+      store_entries(parts_prefix(community) + std::string(name) + "/", slot.state.*member, written.*member, batch.puts,
+                    batch.deletes);
+    });
   });
   states_.put_changed(batch.puts);
   clocks_.put_changed(batch.puts);
@@ -166,6 +204,7 @@ void AlertsProjection::evict(std::size_t limit) {
     const std::string prefix = watch_prefix(community);
     watch_written_.erase(watch_written_.lower_bound(prefix), watch_written_.lower_bound(prefix + '\xff'));
     granted_written_.erase(community);
+    parts_written_.erase(community);
   }
   clocks_.evict(std::numeric_limits<std::size_t>::max());  // the batch count only: they leave with their community
 }

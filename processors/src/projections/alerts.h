@@ -2,7 +2,8 @@
 // The alert rules' state per community and the alerts they raise: alertstate/{community} (the
 // registry, the episodes by id, the rules' memory), alertclock/{community} (its log time),
 // watch/{community}/{device} (the device directory), granted/{community}/{gate}/{seq} (passes
-// granted lately, for the cameras), and alerts/{id} (every episode's record). Each change of an
+// granted lately, for the cameras), alertpart/{community}/{map}/{entry} (the maps that change
+// entry by entry: registry, activity, vehicles inside, denials, ...), and alerts/{id} (every episode's record). Each change of an
 // alert goes to the outbox for the alerts topic, and as a command to the community's staff and to
 // the household's devices. Stored piece by piece so a batch writes what it changed (0017).
 #include <deque>
@@ -50,6 +51,8 @@ class AlertsProjection final : public Projection {
   std::map<std::string, std::string> watch_written_;  // watch/ key -> stored form
   // community -> gate -> the seqs of its passes in the store, in order
   std::map<std::string, std::map<std::string, std::deque<std::uint64_t>>> granted_written_;
+  // community -> its maps as stored under alertpart/ (the map fields only)
+  std::map<std::string, CommunityAlerts> parts_written_;
   std::set<std::pair<std::string, std::string>> watch_touched_;  // (community, device), this batch
   SnapshotVerdict verdict_;
 };

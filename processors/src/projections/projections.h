@@ -4,6 +4,8 @@
 // type when it is made (get<DevicesProjection>()), so it must be registered after it.
 #include <cstddef>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <stdexcept>
 #include <vector>
 
@@ -33,6 +35,11 @@ class Projections {
   std::vector<std::vector<Projection*>> by_type_ = std::vector<std::vector<Projection*>>(EventTypes().size());
   std::vector<Projection*> dead_letters_, alerts_;
 };
+
+// Who is inside a community, one record per person and vehicle (the occupancy projection).
+constexpr const char* kInsidePrefix = "inside/";
+// A presence record (communities/{c}/presence) with who is inside put back from those records.
+std::string with_who_is_inside(const Store::View& view, std::string_view presence_key, std::string record);
 
 // The modules (one source file each under projections/).
 std::unique_ptr<Projection> make_devices(Projections&);
