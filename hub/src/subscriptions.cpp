@@ -221,7 +221,11 @@ void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& ch
         }
         // As the API serves it: a presence gets who is inside from the store when it is sent, so
         // it is at least as new as this commit (a key's values still only move forward).
-        if (!value) value = std::make_shared<const std::string>(processors::Projector::served_record(store_.view(), key, raw));
+        if (!value) {
+          value = std::make_shared<const std::string>(processors::Projector::served_in_pieces(key)
+                                                          ? processors::Projector::served_record(store_.view(), key, raw)
+                                                          : raw);
+        }
         auto [p, inserted] = s->pending_.try_emplace(key);
         if (inserted) {
           s->order_.push_back(&p->first);

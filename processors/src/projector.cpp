@@ -336,18 +336,8 @@ const std::vector<std::string>& Projector::projection_prefixes() {
   return kServed;
 }
 
-const std::vector<std::string>& Projector::digest_prefixes() {
-  static const std::vector<std::string> kDigested = [] {
-    auto prefixes = projection_prefixes();
-    prefixes.push_back(kInsidePrefix);
-    std::sort(prefixes.begin(), prefixes.end());
-    return prefixes;
-  }();
-  return kDigested;
-}
-
 std::string Projector::served_record(const Store::View& view, std::string_view key, std::string record) {
-  if (key.starts_with("communities/") && key.ends_with("/presence")) return with_who_is_inside(view, key, std::move(record));
+  if (served_in_pieces(key)) return with_who_is_inside(view, key, std::move(record));
   return record;
 }
 

@@ -196,7 +196,7 @@ class ChainChecker {
 
 }  // namespace
 
-const std::vector<std::string>& digested_prefixes() { return processors::Projector::digest_prefixes(); }
+const std::vector<std::string>& projection_prefixes() { return processors::Projector::projection_prefixes(); }
 
 std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   std::error_code ec;
@@ -360,7 +360,7 @@ std::expected<AsOfResult, std::string> build_as_of(RebuildConfig config, const s
 
 Digests digest(const processors::Store::View& view) {
   Digests out;
-  for (const auto& prefix : digested_prefixes()) {
+  for (const auto& prefix : projection_prefixes()) {
     Sha256 hash;
     ProjectionDigest d;
     std::string cursor;
@@ -370,7 +370,7 @@ Digests digest(const processors::Store::View& view) {
       for (const auto& [key, value] : chunk) {
         hash.update(key);
         hash.update(std::string_view("\0", 1));
-        hash.update(value);
+        hash.update(processors::Projector::served_record(view, key, value));  // the served form: see served_record
         hash.update(std::string_view("\n", 1));
         ++d.records;
         cursor = key;
@@ -383,7 +383,7 @@ Digests digest(const processors::Store::View& view) {
 }
 
 std::optional<Difference> first_difference(const processors::Store::View& left, const processors::Store::View& right) {
-  for (const auto& prefix : digested_prefixes()) {
+  for (const auto& prefix : projection_prefixes()) {
     std::string lc, rc;
     processors::KeyValues l, r;
     std::size_t li = 0, ri = 0;
@@ -400,9 +400,16 @@ std::optional<Difference> first_difference(const processors::Store::View& left, 
       }
       const bool l_end = li == l.size(), r_end = ri == r.size();
       if (l_end && r_end) break;
-      if (r_end || (!l_end && l[li].first < r[ri].first)) return Difference{l[li].first, l[li].second, std::nullopt};
-      if (l_end || r[ri].first < l[li].first) return Difference{r[ri].first, std::nullopt, r[ri].second};
-      if (l[li].second != r[ri].second) return Difference{l[li].first, l[li].second, r[ri].second};
+      if (r_end || (!l_end && l[li].first < r[ri].first)) {
+        return Difference{l[li].first, processors::Projector::served_record(left, l[li].first, l[li].second), std::nullopt};
+      }
+      if (l_end || r[ri].first < l[li].first) {
+        return Difference{r[ri].first, std::nullopt, processors::Projector::served_record(right, r[ri].first, r[ri].second)};
+      }
+      // Compared as served: a presence's lists are records of their own (decision 0019).
+      auto lv = processors::Projector::served_record(left, l[li].first, l[li].second);
+      auto rv = processors::Projector::served_record(right, r[ri].first, r[ri].second);
+      if (lv != rv) return Difference{l[li].first, std::move(lv), std::move(rv)};
       ++li;
       ++ri;
     }

@@ -608,6 +608,11 @@ TEST_SUITE("projector: registry") {
     CHECK(changed.contains("communities/c1/presence"));
     CHECK(store->view().get("inside/c1/people/subj-1"));
     CHECK_FALSE(nlohmann::json::parse(*store->view().get(presence_key)).contains("people_inside"));  // stored without
+    {  // Served, it is byte for byte what a hub before decision 0019 stored: digests published then still verify.
+      auto view = store->view();
+      const auto text = Projector::served_record(view, presence_key, *view.get(presence_key));
+      CHECK(text == to_json(occupancy_from_json(nlohmann::json::parse(text))).dump());
+    }
 
     SUBCASE("the one who leaves is deleted, and a restarted projector knows who is still inside") {
       auto second = test::status_event("gate-1", 2);

@@ -116,13 +116,15 @@ class Projector {
   // offsets and the outbox.
   static bool is_projection_key(std::string_view key);
   static const std::vector<std::string>& projection_prefixes();  // in key order
-  // What an audit digests: the served records and the pieces some of them are stored in (who is
-  // inside, under inside/: see served_record), in key order.
-  static const std::vector<std::string>& digest_prefixes();
   // A record as the API serves it, from the stored one: most are served as stored; a community's
   // presence is stored without who is inside, which is kept one record per person and vehicle
-  // (inside/{community}/...) and put back here.
+  // (inside/{community}/...) and put back here. Audit digests are over this form, which is what
+  // the version before stored, so digests published before an upgrade still verify.
   static std::string served_record(const Store::View& view, std::string_view key, std::string record);
+  // Whether served_record reads more than the record for `key` (then it needs a view).
+  static bool served_in_pieces(std::string_view key) {
+    return key.starts_with("communities/") && key.ends_with("/presence");
+  }
   static constexpr const char* kEventStatsKey = "stats/events";
   static constexpr const char* kRejectionStatsKey = "stats/rejected";
 
