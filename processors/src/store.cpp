@@ -1,6 +1,7 @@
 #include "processors/store.h"
 
 #include <algorithm>
+#include <functional>
 
 #include <filesystem>
 
@@ -119,7 +120,9 @@ std::expected<void, std::string> Store::write(const KeyValues& puts, const Offse
   std::vector<const std::pair<std::string, std::string>*> sorted;
   sorted.reserve(puts.size());
   for (const auto& kv : puts) sorted.push_back(&kv);
-  std::stable_sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) {
+    return a->first != b->first ? a->first < b->first : std::less<>()(a, b);  // a tie keeps the puts' order
+  });
   rocksdb::WriteBatch batch;
   for (const auto& k : deletes) batch.Delete(k);
   for (const auto* kv : sorted) batch.Put(kv->first, kv->second);
