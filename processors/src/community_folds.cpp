@@ -209,11 +209,19 @@ nlohmann::json to_json(const Occupancy& s) {
   j["vehicles_now"] = s.vehicles_inside.size();
   return j;
 }
+// Built without the lists (not built whole and then cut): a community can have thousands inside.
 nlohmann::json occupancy_summary(const Occupancy& s) {
-  nlohmann::json j = to_json(s);
-  j.erase("people_inside");
-  j.erase("vehicles_inside");
-  return j;
+  return {{"people_entries", s.people_entries},
+          {"people_exits", s.people_exits},
+          {"vehicle_entries", s.vehicle_entries},
+          {"vehicle_exits", s.vehicle_exits},
+          {"unknown_exits", s.unknown_exits},
+          {"entries_per_hour", s.entries_per_hour},
+          {"vehicle_entries_per_hour", s.vehicle_entries_per_hour},
+          {"exits_per_hour", s.exits_per_hour},
+          {"vehicle_exits_per_hour", s.vehicle_exits_per_hour},
+          {"people_now", s.people_inside.size()},
+          {"vehicles_now", s.vehicles_inside.size()}};
 }
 nlohmann::json to_json(const HomeState& s) { return s; }
 nlohmann::json to_json(const ElderState& s) {

@@ -134,6 +134,11 @@ TEST_SUITE("gates and occupancy folds") {
     o = apply(std::move(o), at("vg-1", kNoonUtc, VehiclePass{"plate-1", Direction::In, Decision::Granted}), FoldContext{});
     CHECK(o.vehicles_inside.at("plate-1") == kNoonUtc);
     CHECK(to_json(o)["people_now"] == 1);
+    // The summary dashboards watch is the whole record without the lists, byte for byte.
+    auto whole = to_json(o);
+    whole.erase("people_inside");
+    whole.erase("vehicles_inside");
+    CHECK(occupancy_summary(o).dump() == whole.dump());
   }
 }
 
