@@ -116,8 +116,6 @@ CommunityAlerts& AlertsProjection::state(Batch& batch, const std::string& commun
       (state.*member)[entry] = std::move(value);
     });
   }
-  if (!state.people.empty()) state.people_registered = true;  // (a record from before the flag)
-  if (!state.vehicles.empty()) state.vehicles_registered = true;
   // The passes, in key order: per gate by seq, the order they were granted in.
   const std::string granted = granted_prefix(community);
   auto& written = granted_written_[community];

@@ -15,6 +15,26 @@ namespace {
 std::string people_prefix(std::string_view community) { return kInsidePrefix + std::string(community) + "/people/"; }
 std::string vehicles_prefix(std::string_view community) { return kInsidePrefix + std::string(community) + "/vehicles/"; }
 
+// Who is inside a community, as its records under inside/ hold them.
+struct Inside {
+  std::set<std::string> people;
+  std::map<std::string, std::int64_t> vehicles;  // plate -> entry time
+};
+Inside read_inside(const Store::View& view, std::string_view community) {
+  Inside inside;
+  const std::string people = people_prefix(community), vehicles = vehicles_prefix(community);
+  for (auto& [k, v] : view.scan(people, "", std::numeric_limits<std::size_t>::max())) inside.people.insert(k.substr(people.size()));
+  for (auto& [k, v] : view.scan(vehicles, "", std::numeric_limits<std::size_t>::max())) {
+    const auto at = nlohmann::json::parse(v, nullptr, false);
+    inside.vehicles[k.substr(vehicles.size())] = at.is_number_integer() ? at.get<std::int64_t>() : 0;
+  }
+  return inside;
+}
+std::string_view community_of(std::string_view presence_key) {  // communities/{c}/presence
+  constexpr std::size_t kHead = std::string_view("communities/").size(), kTail = std::string_view("/presence").size();
+  return presence_key.substr(kHead, presence_key.size() - kHead - kTail);
+}
+
 struct Presence {
   Occupancy state;
 };
@@ -31,7 +51,7 @@ class OccupancyProjection final : public Projection {
   }
   void write(Batch& batch) override {
     presence_.for_each_touched([&](const std::string& key, Presence& p) {
-      const std::string community = community_of(key);
+      const std::string community(community_of(key));
       auto& written = written_[key];
       store_entries(people_prefix(community), p.state.people_inside, written.people, batch.puts, batch.deletes);
       store_entries(vehicles_prefix(community), p.state.vehicles_inside, written.vehicles, batch.puts, batch.deletes);
@@ -41,7 +61,8 @@ class OccupancyProjection final : public Projection {
     const std::size_t last = batch.puts.size();
     for (std::size_t i = first; i < last; ++i) {
       auto counts = batch.puts[i];  // a copy: puts grows
-      batch.puts.emplace_back(Projector::community_key(community_of(counts.first), "occupancy"), std::move(counts.second));
+      batch.puts.emplace_back(Projector::community_key(std::string(community_of(counts.first)), "occupancy"),
+                              std::move(counts.second));
     }
   }
   void evict(std::size_t limit) override {
@@ -50,34 +71,19 @@ class OccupancyProjection final : public Projection {
   std::size_t cached() const override { return presence_.size(); }
 
  private:
-  static std::string community_of(const std::string& presence_key) {  // communities/{c}/presence
-    constexpr std::size_t kHead = std::string_view("communities/").size(), kTail = std::string_view("/presence").size();
-    return presence_key.substr(kHead, presence_key.size() - kHead - kTail);
-  }
-  // A community's presence, with who is inside read from their records the first time.
+  // A community's presence, with who is inside read from their records the first time (a record
+  // from before 0019 has them inside, and none are stored yet).
   Occupancy& state(Batch& batch, const std::string& community) {
     const std::string key = Projector::community_key(community, "presence");
     const bool cached = presence_.contains(key);
     auto& o = presence_.get(batch.view, key).state;
     if (cached) return o;
-    auto& written = written_[key];  // empty for a record from before, which has them inside
-    const std::string people = people_prefix(community), vehicles = vehicles_prefix(community);
-    for (auto& [k, v] : batch.view.scan(people, "", std::numeric_limits<std::size_t>::max())) {
-      o.people_inside.insert(k.substr(people.size()));
-      written.people.insert(k.substr(people.size()));
-    }
-    for (auto& [k, v] : batch.view.scan(vehicles, "", std::numeric_limits<std::size_t>::max())) {
-      const auto at = nlohmann::json::parse(v).get<std::int64_t>();
-      o.vehicles_inside[k.substr(vehicles.size())] = at;
-      written.vehicles[k.substr(vehicles.size())] = at;
-    }
+    auto& written = written_[key] = read_inside(batch.view, community);
+    o.people_inside.insert(written.people.begin(), written.people.end());
+    o.vehicles_inside.insert(written.vehicles.begin(), written.vehicles.end());
     return o;
   }
   Table<Presence> presence_{&presence_from_json};
-  struct Inside {
-    std::set<std::string> people;
-    std::map<std::string, std::int64_t> vehicles;
-  };
   std::map<std::string, Inside> written_;  // presence key -> who is inside as stored
 };
 
@@ -86,15 +92,9 @@ class OccupancyProjection final : public Projection {
 std::string with_who_is_inside(const Store::View& view, std::string_view presence_key, std::string record) {
   auto j = nlohmann::json::parse(record, nullptr, false);
   if (!j.is_object() || j.contains("people_inside")) return record;  // not one, or one stored whole (before 0019)
-  constexpr std::size_t kHead = std::string_view("communities/").size(), kTail = std::string_view("/presence").size();
-  const auto community = presence_key.substr(kHead, presence_key.size() - kHead - kTail);
-  const std::string people = people_prefix(community), vehicles = vehicles_prefix(community);
-  auto& inside = j["people_inside"] = nlohmann::json::array();
-  for (const auto& [k, v] : view.scan(people, "", std::numeric_limits<std::size_t>::max())) inside.push_back(k.substr(people.size()));
-  auto& cars = j["vehicles_inside"] = nlohmann::json::object();
-  for (const auto& [k, v] : view.scan(vehicles, "", std::numeric_limits<std::size_t>::max())) {
-    cars[k.substr(vehicles.size())] = nlohmann::json::parse(v, nullptr, false);
-  }
+  auto inside = read_inside(view, community_of(presence_key));
+  j["people_inside"] = std::move(inside.people);
+  j["vehicles_inside"] = std::move(inside.vehicles);
   return j.dump();
 }
 
