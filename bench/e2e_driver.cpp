@@ -19,6 +19,8 @@
 #include "devices/simulator.h"
 #include "http_client.h"
 #include "options.h"
+#include "process_cpu.h"
+#include "raw_broker.h"
 #include "scrape.h"
 
 using namespace courtyard;
@@ -34,53 +36,19 @@ struct Args {
   double seconds = 20;
   std::size_t devices = 300;
   std::size_t raw_messages = 50000;
+  std::vector<std::string> pids;  // name=pid of the processes whose CPU each step reports
 };
 
-struct RawResult {
-  double rate, p50_ms, p99_ms;
-};
-
-// One publisher, one subscriber, QoS 1, ~200-byte payloads carrying their send time.
+using bench::RawResult;
 RawResult raw_mosquitto(const Args& a, const std::string& password, std::size_t n, double rate) {
-  MqttClient::Options o;
-  o.username = "courtyard-service";
-  o.password = password;
-  std::mutex mu;
-  std::vector<double> latencies;
-  latencies.reserve(n);
-  std::atomic<std::size_t> received{0};
-  MqttClient::Options so = o;
-  so.handler = [&](const MqttMessage& m) {
-    auto sent = std::stoll(m.payload.substr(0, m.payload.find(' ')));
-    double ms = static_cast<double>(Clock::now().time_since_epoch().count() - sent) / 1e6;
-    std::lock_guard lock(mu);
-    latencies.push_back(ms);
-    ++received;
-    return Delivery::Taken;
-  };
-  auto sub = MqttClient::connect("127.0.0.1", a.mqtt_port, so, 10s);
-  auto pub = MqttClient::connect("127.0.0.1", a.mqtt_port, o, 10s);
-  if (!sub || !pub) throw std::runtime_error("raw bench: cannot connect");
-  std::string topic = "courtyard/bench/raw-" + std::to_string(::getpid());
-  if (!(*sub)->subscribe(topic, 1, 10s)) throw std::runtime_error("raw bench: subscribe failed");
-  std::string pad(180, 'x');
-  auto start = Clock::now();
-  for (std::size_t i = 0; i < n; ++i) {
-    if (rate > 0) std::this_thread::sleep_until(start + std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 * static_cast<double>(i) / rate)));
-    std::string payload = std::to_string(Clock::now().time_since_epoch().count()) + " " + pad;
-    while (!(*pub)->publish(topic, payload, 1)) std::this_thread::sleep_for(1ms);
-  }
-  auto deadline = Clock::now() + 120s;
-  while (received < n && Clock::now() < deadline) std::this_thread::sleep_for(1ms);
-  double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  std::lock_guard lock(mu);
-  return {static_cast<double>(received) / secs, bench::percentile(latencies, 0.5), bench::percentile(latencies, 0.99)};
+  return bench::raw_mosquitto(a.mqtt_port, password, n, rate);
 }
 
 // One run of the fleet through the whole stack at `rate` for `seconds`, on communities of its own.
 struct Step {
   double offered = 0, published_per_s = 0, sustained = 0, p50_ms = 0, p99_ms = 0;
   std::uint64_t sent = 0, projected = 0;
+  std::map<std::string, double> cpu_share;  // of one core, each named process and the fleet, over the step
 };
 
 Step run_courtyard(const Args& a, const std::string& password, double rate, double seconds, int round) {
@@ -98,6 +66,10 @@ Step run_courtyard(const Args& a, const std::string& password, double rate, doub
   if (auto ok = simulator.provision(); !ok) throw std::runtime_error("provisioning: " + ok.error());
   auto before = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
   std::cerr << "courtyard: " << a.devices << " devices at " << rate << " events/s for " << seconds << " s...\n";
+  std::vector<std::string> named = a.pids;
+  named.push_back("fleet=" + std::to_string(::getpid()));
+  bench::ProcessCpu cpu(named);
+  cpu.start();
   auto start = Clock::now();
   auto report = simulator.run(std::stop_token{});
   if (!report) throw std::runtime_error(report.error());
@@ -112,6 +84,7 @@ Step run_courtyard(const Args& a, const std::string& password, double rate, doub
     std::this_thread::sleep_for(20ms);
   }
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
+  for (const auto& [name, used] : cpu.stop()) step.cpu_share[name] = used / secs;
   auto after = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
   auto delta = bench::between(before.second, after.second);
   step.p50_ms = histogram_quantile(after.first, delta, 0.5) * 1000;
@@ -125,7 +98,7 @@ Step run_courtyard(const Args& a, const std::string& password, double rate, doub
 nlohmann::json to_json(const Step& s) {
   return {{"offered_rate", s.offered}, {"published_per_s", s.published_per_s}, {"sent", s.sent},
           {"projected", s.projected},  {"e2e_events_per_s", s.sustained},      {"e2e_p50_ms", s.p50_ms},
-          {"e2e_p99_ms", s.p99_ms}};
+          {"e2e_p99_ms", s.p99_ms},    {"cpu_share_of_a_core", s.cpu_share}};
 }
 
 // Raises the offered rate by a quarter each step, from `a.rate`, after a 5 s warm-up, until the
@@ -146,14 +119,17 @@ int find_ceiling(const Args& a, const std::string& password, const RawResult& ra
     else if (s.published_per_s < 0.95 * rate) stopped = "the fleet could not publish at the rate";
     else if (s.sustained < 0.97 * s.published_per_s) stopped = "lag grows";
   }
-  std::printf("\n%-12s %12s %12s %10s %10s  %s\n", "offered/s", "published/s", "sustained/s", "p50 ms", "p99 ms", "");
+  std::printf("\n%-12s %12s %12s %10s %10s", "offered/s", "published/s", "sustained/s", "p50 ms", "p99 ms");
+  for (const auto& [name, _] : steps.front().cpu_share) std::printf(" %10s", (name + " %").c_str());
+  std::printf("\n");
   double latency_ceiling = 0, throughput_ceiling = 0;
   for (const auto& s : steps) {
     const bool kept_up = &s != &steps.back();
     if (kept_up) throughput_ceiling = s.sustained;
     if (kept_up && s.p99_ms <= max_p99_ms) latency_ceiling = s.sustained;
-    std::printf("%-12.0f %12.0f %12.0f %10.2f %10.2f  %s\n", s.offered, s.published_per_s, s.sustained, s.p50_ms,
-                s.p99_ms, kept_up ? "" : stopped.c_str());
+    std::printf("%-12.0f %12.0f %12.0f %10.2f %10.2f", s.offered, s.published_per_s, s.sustained, s.p50_ms, s.p99_ms);
+    for (const auto& [_, share] : s.cpu_share) std::printf(" %10.1f", 100 * share);
+    std::printf("  %s\n", kept_up ? "" : stopped.c_str());
   }
   std::printf("\nevery projection and rule on; raw Mosquitto QoS 1 unpaced in the same run: %.0f/s\n", raw_max.rate);
   std::printf("ceiling with p99 <= %.0f ms: %.0f events/s (%.3f of the raw broker)\n", max_p99_ms, latency_ceiling,
@@ -180,6 +156,7 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", a.seconds, "how long (with --find-ceiling: each step)");
   app.add_option("--devices", a.devices, "fleet size");
   app.add_option("--raw-messages", a.raw_messages, "messages of the unpaced raw baseline");
+  app.add_option("--pid", a.pids, "name=pid of a process whose CPU each step reports (repeatable)");
   app.add_flag("--find-ceiling", ceiling, "raise the rate a quarter at a time until the p99 or the lag gives way");
   app.add_option("--max-p99-ms", max_p99_ms, "with --find-ceiling: the p99 a step may reach");
   CLI11_PARSE(app, argc, argv);
@@ -202,6 +179,8 @@ int main(int argc, char** argv) {
     std::printf("%-52s %12.0f %10.2f %10.2f\n", ("raw Mosquitto QoS 1 pub->sub, paced at " + std::to_string(static_cast<int>(a.rate)) + "/s").c_str(),
                 raw_paced.rate, raw_paced.p50_ms, raw_paced.p99_ms);
     std::printf("%-52s %12.0f %10.2f %10.2f\n", "courtyard device publish -> projection commit", s.sustained, s.p50_ms, s.p99_ms);
+    std::printf("\nCPU over the run, share of one core:");
+    for (const auto& [name, share] : s.cpu_share) std::printf(" %s %.1f%%", name.c_str(), 100 * share);
     std::printf("\nprojected %llu of %llu events sent; courtyard sustained %.1f%% of the offered rate, latency p50 %.1fx the raw broker's at that rate\n",
                 static_cast<unsigned long long>(s.projected), static_cast<unsigned long long>(s.sent), 100 * s.sustained / a.rate,
                 raw_paced.p50_ms > 0 ? s.p50_ms / raw_paced.p50_ms : 0);

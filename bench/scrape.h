@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http_client.h"
+#include "percentile.h"
 
 namespace courtyard::bench {
 
@@ -35,13 +36,6 @@ inline std::vector<std::uint64_t> between(const std::vector<std::uint64_t>& befo
   std::vector<std::uint64_t> delta(after.size());
   for (std::size_t i = 0; i < after.size(); ++i) delta[i] = after[i] - (i < before.size() ? before[i] : 0);
   return delta;
-}
-
-// The q-quantile (0..1) of samples: the nearest rank.
-inline double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<std::size_t>(q * static_cast<double>(v.size())))];
 }
 
 // Events folded into the devices projection of these communities (every page of it).

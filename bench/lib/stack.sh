@@ -1,6 +1,7 @@
 # Sourced by the bench scripts: its own Mosquitto + Kafka (ports and data under build/bench-services),
-# a hub and ingest, and an admin token. Sets HUB_PID, TOKEN and BENCH_SERVICE_PASSWORD_FILE; stops
-# everything on exit.
+# a hub (unless BENCH_NO_HUB=1) and ingest, and an admin token. Sets HUB_PID, INGEST_PID, TOKEN,
+# BENCH_SERVICE_PASSWORD_FILE and BENCH_PIDS (--pid name=pid of each process, for the drivers' CPU
+# columns); stops everything on exit.
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/env.sh"
 "$ROOT/scripts/setup" >/dev/null
 
@@ -24,11 +25,20 @@ bench_cleanup() {
 trap bench_cleanup EXIT
 "$ROOT/scripts/services" up
 mkdir -p "$COURTYARD_VAR/log"
-"$COURTYARD_BIN" --config "$ROOT/config/courtyard.toml" hub >"$COURTYARD_VAR/log/hub.log" 2>&1 & bench_pids+=($!)
-HUB_PID=$!
+HUB_PID=
+if [[ ${BENCH_NO_HUB:-0} != 1 ]]; then
+  "$COURTYARD_BIN" --config "$ROOT/config/courtyard.toml" hub >"$COURTYARD_VAR/log/hub.log" 2>&1 & bench_pids+=($!)
+  HUB_PID=$!
+fi
 "$COURTYARD_BIN" --config "$ROOT/config/courtyard.toml" ingest >"$COURTYARD_VAR/log/ingest.log" 2>&1 & bench_pids+=($!)
-for _ in $(seq 300); do curl -fsS "http://127.0.0.1:$COURTYARD_HTTP_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+INGEST_PID=$!
+if [[ -n $HUB_PID ]]; then
+  for _ in $(seq 300); do curl -fsS "http://127.0.0.1:$COURTYARD_HTTP_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+fi
 for _ in $(seq 300); do grep -q "listening on" "$COURTYARD_VAR/log/ingest.log" && break; sleep 0.1; done
 TOKEN=$("$COURTYARD_BIN" --config "$ROOT/config/courtyard.toml" token add --role admin --label bench | tail -n 1)
 BENCH_SERVICE_PASSWORD_FILE=$COURTYARD_VAR/secrets/mqtt-service
+BENCH_PIDS=(--pid "ingest=$INGEST_PID" --pid "mosquitto=$(cat "$COURTYARD_VAR/mosquitto/mosquitto.pid")"
+            --pid "kafka=$(cat "$COURTYARD_VAR/kafka/kafka.pid")")
+[[ -n $HUB_PID ]] && BENCH_PIDS+=(--pid "hub=$HUB_PID")
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; $(date -u +%Y-%m-%dT%H:%MZ)"

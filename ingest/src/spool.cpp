@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/write_batch.h>
 #include <spdlog/spdlog.h>
 
@@ -85,8 +86,23 @@ std::uint64_t stored_next_seq(rocksdb::DB& db) {
   return next_seq;
 }
 
+// Where in the memtable the next write of a key goes is remembered per stream of keys: the queue
+// (appended at its end, deleted from its front) is one stream, each metadata key (a device's
+// window, a community's chain head, rewritten with every event) one of its own. Without it every
+// event's four writes interleave the queue with the metadata and each insert searches the skip
+// list from the top; measured, that search was 12-24% of ingest's MQTT thread.
+class InsertStreams final : public rocksdb::SliceTransform {
+ public:
+  const char* Name() const override { return "courtyard.spool.InsertStreams"; }
+  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
+    return key.starts_with("q") ? rocksdb::Slice(key.data(), 1) : key;
+  }
+  bool InDomain(const rocksdb::Slice&) const override { return true; }
+};
+
 rocksdb::Options spool_options(rocksdb::Env* env) {
   rocksdb::Options options;
+  options.memtable_insert_with_hint_prefix_extractor = std::make_shared<InsertStreams>();
   options.create_if_missing = true;
   options.info_log = rocksdb_log("spool");  // not a LOG file on the spool's own disk (common/rocksdb_log.h)
   if (env) options.env = env;
@@ -123,7 +139,6 @@ std::expected<std::uint64_t, std::string> Spool::append(std::span<const SpoolRec
   rocksdb::WriteBatch batch;
   for (std::size_t i = 0; i < records.size(); ++i) batch.Put(queue_key(next_seq_ + i), serialize(records[i]));
   for (const auto& [key, value] : meta) batch.Put("m" + key, value);
-  batch.Put("m" + std::string(kNextSeqKey), std::to_string(next_seq_ + records.size()));
   if (auto ok = write(batch); !ok) return std::unexpected(ok.error());
   const std::uint64_t first = next_seq_;
   next_seq_ += records.size();
@@ -144,6 +159,10 @@ std::expected<void, std::string> Spool::remove(std::uint64_t first, std::uint64_
   std::lock_guard lock(mu_);
   rocksdb::WriteBatch batch;
   for (std::uint64_t seq = first; seq < end; ++seq) batch.Delete(queue_key(seq));
+  // While the queue holds records its last one says where sequences go on; once it may be empty,
+  // this does (what was appended so far, never what this removal reaches: a removal retried
+  // after a later one must not move it back).
+  batch.Put("m" + std::string(kNextSeqKey), std::to_string(next_seq_));
   return write(batch);
 }
 

@@ -101,5 +101,35 @@ TEST_SUITE("ingest spool") {
     REQUIRE(seq);
     CHECK(*seq == 5);
   }
-}
 
+  TEST_CASE("a removal retried after a later one does not move the next sequence back") {
+    // ingest retries a removal the disk refused (a full disk) after later ones went through.
+    test::TempDir dir;
+    {
+      auto spool = Spool::open(dir.str("spool"));
+      for (int i = 0; i < 8; ++i) REQUIRE((*spool)->append({"t", "k", "v" + std::to_string(i), {}}));
+      REQUIRE((*spool)->remove(4, 8));
+      REQUIRE((*spool)->remove(0, 4));
+    }
+    auto spool = Spool::open(dir.str("spool"));
+    REQUIRE(spool);
+    CHECK((*spool)->next_seq() == 8);
+  }
+
+  TEST_CASE("records appended after the spool was emptied keep their sequences across reopening") {
+    test::TempDir dir;
+    {
+      auto spool = Spool::open(dir.str("spool"));
+      for (int i = 0; i < 3; ++i) REQUIRE((*spool)->append({"t", "k", "v" + std::to_string(i), {}}));
+      REQUIRE((*spool)->remove(0, 3));
+      REQUIRE((*spool)->append({"t", "k", "later", {}}));
+    }
+    auto spool = Spool::open(dir.str("spool"));
+    REQUIRE(spool);
+    CHECK((*spool)->first_seq() == 3);
+    CHECK((*spool)->next_seq() == 4);
+    auto held = (*spool)->read(3, 10);
+    REQUIRE(held.size() == 1);
+    CHECK(held[0].second.value == "later");
+  }
+}

@@ -1,0 +1,53 @@
+#pragma once
+// CPU time of the processes a bench drives (hub, ingest, the brokers), read from /proc: what one
+// step of a bench cost each of them, in share of a core and per event.
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+namespace courtyard::bench {
+
+// User + system seconds `pid` has used so far; 0 when it is gone.
+inline double cpu_seconds(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(close + 2));
+  std::vector<std::string> f;
+  for (std::string x; fields >> x && f.size() < 13;) f.push_back(x);
+  if (f.size() < 13) return 0;
+  return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// Named processes ("hub=123") and what each used between start() and stop().
+class ProcessCpu {
+ public:
+  // Each "name=pid"; a malformed one is ignored.
+  explicit ProcessCpu(const std::vector<std::string>& named) {
+    for (const auto& n : named) {
+      const auto eq = n.find('=');
+      if (eq != std::string::npos) pids_.emplace_back(n.substr(0, eq), std::stoi(n.substr(eq + 1)));
+    }
+  }
+  void start() {
+    for (const auto& [name, pid] : pids_) at_start_[name] = cpu_seconds(pid);
+  }
+  // Seconds of CPU each used since start().
+  std::map<std::string, double> stop() const {
+    std::map<std::string, double> used;
+    for (const auto& [name, pid] : pids_) used[name] = cpu_seconds(pid) - at_start_.at(name);
+    return used;
+  }
+  bool empty() const { return pids_.empty(); }
+
+ private:
+  std::vector<std::pair<std::string, int>> pids_;
+  std::map<std::string, double> at_start_;
+};
+
+}  // namespace courtyard::bench
