@@ -248,7 +248,9 @@ std::expected<SimReport, std::string> Simulator::run(std::stop_token stop, bool 
     if (config_.events && i >= config_.events) break;
     auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval * static_cast<double>(i));
     if (config_.duration_s > 0 && due - start > std::chrono::duration<double>(config_.duration_s)) break;
-    std::this_thread::sleep_until(due);
+    // Asleep only when a millisecond or more ahead: at 10,000 events/s a sleep before every
+    // payload cost the fleet more CPU than publishing them (a payload goes at most 1 ms early).
+    if (due - std::chrono::steady_clock::now() >= std::chrono::milliseconds(1)) std::this_thread::sleep_until(due);
     if (!scenes->pairs.empty() &&
         std::chrono::steady_clock::now() - start >= scene_interval * static_cast<double>(scenes->next)) {
       if (auto ok = scene(); !ok) return std::unexpected(ok.error());
