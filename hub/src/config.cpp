@@ -132,6 +132,7 @@ std::vector<Binding> bindings(Config& c) {
       setting("ingest.max_snapshot_bytes", c.ingest.max_snapshot_bytes),
       setting("ingest.tick_interval_ms", c.ingest.tick_interval_ms),
       setting("ingest.commit_interval_ms", c.ingest.commit_interval_ms),
+      setting("ingest.linger_ms", c.ingest.linger_ms),
       setting("ingest.chain_key_file", c.ingest.chain_key_file),
       setting("vision.enabled", c.vision.enabled),
       setting("vision.group_id", c.vision.group_id),

@@ -94,6 +94,7 @@ int run_ingest(const hub::Config& config) {
   bridge.snapshot_retention = std::chrono::minutes(config.vision.raw_retention_minutes);
   bridge.tick_interval = std::chrono::milliseconds(std::max<std::int64_t>(0, config.ingest.tick_interval_ms));
   bridge.commit_interval = std::chrono::milliseconds(std::clamp<std::int64_t>(config.ingest.commit_interval_ms, 1, 10000));
+  bridge.linger = std::chrono::milliseconds(std::clamp<std::int64_t>(config.ingest.linger_ms, 0, 1000));
   auto chain_key = read_or_create_secret(config.var_path(config.ingest.chain_key_file).string());
   if (!chain_key) throw std::runtime_error("chain key: " + chain_key.error());
   bridge.chain_key = *chain_key;

@@ -807,11 +807,7 @@ struct Bridge::Impl {
                            {{"transactional.id", config.client_id},
                             {"transaction.timeout.ms", "10000"},
                             {"acks", "all"},
-                            // 2 ms, not the commit interval: readers see a record at its
-                            // commit either way, but a commit waits for what lingers, so holding
-                            // records until then cost 8-10 ms of p50 (bench/ingest, 5,000/s) for a
-                            // tenth less broker CPU.
-                            {"linger.ms", "2"},
+                            {"linger.ms", std::to_string(config.linger.count())},
                             {"compression.type", "lz4"},
                             {"client.id", config.client_id}},
                            &Impl::on_delivery, this);

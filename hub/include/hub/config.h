@@ -49,6 +49,7 @@ struct Config {
     std::int64_t max_snapshot_bytes = 524288;      // the same for camera snapshots (.../snapshot)
     std::int64_t tick_interval_ms = 1000;          // the log's clock: a tick to every partition this often (0: this instance does not tick)
     std::int64_t commit_interval_ms = 20;          // a transaction of spooled records is committed this often (decision 14)
+    std::int64_t linger_ms = 2;                    // the producer holds records this long to batch them: throughput for latency (decision 20)
     std::string chain_key_file = "secrets/chain-key";  // keys chain links, ticks and dead letters; ingest and auditors (relative to var; made by ingest's first start)
   } ingest;
   struct Hub {
