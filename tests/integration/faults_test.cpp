@@ -91,7 +91,12 @@ class Publishing {
  public:
   explicit Publishing(const devices::SimulatorConfig& sim) : simulator_(sim) {
     REQUIRE(simulator_.provision());
-    thread_ = std::jthread([this] { report_ = simulator_.run(std::stop_token{}); });
+    thread_ = std::jthread([this] { report_ = simulator_.run(stop_.get_token()); });
+  }
+  // The fleet stops after its current payload (for a fleet told to publish until stopped).
+  const devices::SimReport& stop() {
+    stop_.request_stop();
+    return finish();
   }
   const devices::SimReport& finish() {
     if (thread_.joinable()) thread_.join();
@@ -101,6 +106,7 @@ class Publishing {
 
  private:
   devices::Simulator simulator_;
+  std::stop_source stop_;
   std::expected<devices::SimReport, std::string> report_ = std::unexpected(std::string("not run"));
   std::jthread thread_;
 };
@@ -174,7 +180,7 @@ TEST_SUITE("integration: faults") {
     auto services = test::services();
     auto sim = services.simulator({test::unique_name("diskfull")});
     sim.devices = 30;
-    sim.events = 4000;
+    sim.events = 0;  // until stopped: the fleet must still be publishing when the disk fills, however slow the start
     sim.rate = 500;
     sim.scenes_per_minute = 0;
 
@@ -196,10 +202,10 @@ TEST_SUITE("integration: faults") {
     disk.free_space();
     REQUIRE_MESSAGE(stack.ingest().wait_for_log("acknowledging devices again", 60s), "ingest did not recover by itself");
 
-    const auto& report = fleet.finish();
+    const auto& report = fleet.stop();
     REQUIRE(report.acked == report.sent);
     REQUIRE_MESSAGE(test::eventually([&] { return test::projections_match(stack, report); }, 120s),
-                    "did not converge; applied " << applied(stack) << " of " << sim.events);
+                    "did not converge; applied " << applied(stack) << " of " << report.sent);
     REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["lag_total"] == 0; }, 60s));
     check_each_device_once(stack, report);
     // What Kafka confirmed while the disk was full leaves the spool too, or a restart would append it again.
@@ -218,7 +224,7 @@ TEST_SUITE("integration: faults") {
     auto services = test::services();
     auto sim = services.simulator({test::unique_name("hubdiskfull")});
     sim.devices = 30;
-    sim.events = 4000;
+    sim.events = 0;  // until stopped: the fleet must still be publishing when the disk fills, however slow the start
     sim.rate = 500;
     sim.scenes_per_minute = 0;
 
