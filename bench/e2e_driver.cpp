@@ -152,11 +152,7 @@ int main(int argc, char** argv) {
   double max_p99_ms = 100;
   CLI::App app{"bench_e2e: Courtyard end to end next to the raw broker (run through bench/e2e)"};
   bench::add_service_options(app, a);
-  app.add_option("--rate", a.rate, "offered events/s (with --find-ceiling: the first step's)");
-  app.add_option("--seconds", a.seconds, "how long (with --find-ceiling: each step)");
-  app.add_option("--devices", a.devices, "fleet size");
-  app.add_option("--raw-messages", a.raw_messages, "messages of the unpaced raw baseline");
-  app.add_option("--pid", a.pids, "name=pid of a process whose CPU each step reports (repeatable)");
+  bench::add_load_options(app, a);
   app.add_flag("--find-ceiling", ceiling, "raise the rate a quarter at a time until the p99 or the lag gives way");
   app.add_option("--max-p99-ms", max_p99_ms, "with --find-ceiling: the p99 a step may reach");
   CLI11_PARSE(app, argc, argv);

@@ -151,6 +151,7 @@ Step run_ingest(const Args& a, const std::string& password, double rate, double 
   for (auto deadline = Clock::now() + 120s; reader.seen() < step.sent && Clock::now() < deadline;) {
     std::this_thread::sleep_for(5ms);
   }
+  if (reader.seen() == 0) throw std::runtime_error("no event of the run became readable in Kafka within 120 s");
   step.seconds = std::chrono::duration<double>(reader.last_seen() - start).count();
   for (const auto& [name, used] : cpu.stop()) step.cpu_share[name] = used / step.seconds;
   const auto l = reader.latencies();
@@ -197,11 +198,7 @@ int main(int argc, char** argv) {
   app.add_option("--mqtt-port", a.mqtt_port, "Mosquitto");
   app.add_option("--kafka-port", a.kafka_port, "Kafka");
   app.add_option("--password-file", a.password_file, "Courtyard's service identity at the broker")->required();
-  app.add_option("--rate", a.rate, "offered events/s (with --find-ceiling: the first step's)");
-  app.add_option("--seconds", a.seconds, "how long (with --find-ceiling: each step)");
-  app.add_option("--devices", a.devices, "fleet size");
-  app.add_option("--raw-messages", a.raw_messages, "messages of the unpaced raw baseline");
-  app.add_option("--pid", a.pids, "name=pid of a process whose CPU to report (repeatable)");
+  bench::add_load_options(app, a);
   app.add_flag("--find-ceiling", ceiling, "raise the rate a quarter at a time until ingest falls behind");
   CLI11_PARSE(app, argc, argv);
   auto password = read_secret(a.password_file);

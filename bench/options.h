@@ -33,4 +33,15 @@ void add_service_options(CLI::App& app, Args& a) {
   app.add_option("--token", a.token, "an admin token for the hub's API")->required();
 }
 
+// The load a bench of the event path offers, and the processes whose CPU it reports. Args: any
+// struct with rate, seconds, devices, raw_messages and pids.
+template <class Args>
+void add_load_options(CLI::App& app, Args& a) {
+  app.add_option("--rate", a.rate, "offered events/s (with --find-ceiling: the first step's)");
+  app.add_option("--seconds", a.seconds, "how long (with --find-ceiling: each step)");
+  app.add_option("--devices", a.devices, "fleet size");
+  app.add_option("--raw-messages", a.raw_messages, "messages of the unpaced raw baseline");
+  app.add_option("--pid", a.pids, "name=pid of a process whose CPU each step reports (repeatable)");
+}
+
 }  // namespace courtyard::bench

@@ -1,6 +1,7 @@
 #pragma once
 // CPU time of the processes a bench drives (hub, ingest, the brokers), read from /proc: what one
 // step of a bench cost each of them, in share of a core and per event.
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -31,7 +32,9 @@ class ProcessCpu {
   explicit ProcessCpu(const std::vector<std::string>& named) {
     for (const auto& n : named) {
       const auto eq = n.find('=');
-      if (eq != std::string::npos) pids_.emplace_back(n.substr(0, eq), std::stoi(n.substr(eq + 1)));
+      if (eq == std::string::npos) continue;
+      const int pid = std::atoi(n.c_str() + eq + 1);
+      if (pid > 0) pids_.emplace_back(n.substr(0, eq), pid);
     }
   }
   void start() {

@@ -136,6 +136,8 @@ std::expected<std::uint64_t, std::string> Spool::append(const SpoolRecord& recor
 std::expected<std::uint64_t, std::string> Spool::append(std::span<const SpoolRecord> records,
                                                          const std::vector<std::pair<std::string, std::string>>& meta) {
   std::lock_guard lock(mu_);
+  // Before the batch names its sequences: reopening after a failed write may move next_seq_ on.
+  if (auto ok = writable(); !ok) return std::unexpected(ok.error());
   rocksdb::WriteBatch batch;
   for (std::size_t i = 0; i < records.size(); ++i) batch.Put(queue_key(next_seq_ + i), serialize(records[i]));
   for (const auto& [key, value] : meta) batch.Put("m" + key, value);
@@ -157,6 +159,7 @@ std::vector<std::pair<std::uint64_t, SpoolRecord>> Spool::read(std::uint64_t fir
 
 std::expected<void, std::string> Spool::remove(std::uint64_t first, std::uint64_t end) {
   std::lock_guard lock(mu_);
+  if (auto ok = writable(); !ok) return std::unexpected(ok.error());
   rocksdb::WriteBatch batch;
   for (std::uint64_t seq = first; seq < end; ++seq) batch.Delete(queue_key(seq));
   // While the queue holds records its last one says where sequences go on; once it may be empty,
@@ -191,10 +194,15 @@ std::expected<void, std::string> Spool::sync() {
 
 std::uint64_t Spool::synced_end() const { return synced_end_.load(); }
 
-std::expected<void, std::string> Spool::write(rocksdb::WriteBatch& batch) {
+std::expected<void, std::string> Spool::writable() {
   if (failing_) {
     if (auto ok = reopen(); !ok) return std::unexpected("spool write failed: " + ok.error());
   }
+  return {};
+}
+
+std::expected<void, std::string> Spool::write(rocksdb::WriteBatch& batch) {
+  if (auto ok = writable(); !ok) return ok;
   std::shared_lock db(db_mu_);
   auto s = db_->Write(rocksdb::WriteOptions(), &batch);
   failing_ = !s.ok();

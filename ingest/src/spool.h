@@ -68,6 +68,7 @@ class Spool {
  private:
   Spool() = default;
   std::expected<void, std::string> write(rocksdb::WriteBatch& batch);  // under mu_
+  std::expected<void, std::string> writable();  // under mu_: after a failed write, reopened first (may move next_seq_)
   std::expected<void, std::string> reopen();                           // under mu_
   std::string dir_;
   rocksdb::Env* env_ = nullptr;
