@@ -29,20 +29,12 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct Args {
+struct Args : bench::Load {
   int mqtt_port = 1883, kafka_port = 9092, http_port = 8080;
   std::string password_file, token;
-  double rate = 2000;
-  double seconds = 20;
-  std::size_t devices = 300;
-  std::size_t raw_messages = 50000;
-  std::vector<std::string> pids;  // name=pid of the processes whose CPU each step reports
 };
 
 using bench::RawResult;
-RawResult raw_mosquitto(const Args& a, const std::string& password, std::size_t n, double rate) {
-  return bench::raw_mosquitto(a.mqtt_port, password, n, rate);
-}
 
 // One run of the fleet through the whole stack at `rate` for `seconds`, on communities of its own.
 struct Step {
@@ -66,9 +58,7 @@ Step run_courtyard(const Args& a, const std::string& password, double rate, doub
   if (auto ok = simulator.provision(); !ok) throw std::runtime_error("provisioning: " + ok.error());
   auto before = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
   std::cerr << "courtyard: " << a.devices << " devices at " << rate << " events/s for " << seconds << " s...\n";
-  std::vector<std::string> named = a.pids;
-  named.push_back("fleet=" + std::to_string(::getpid()));
-  bench::ProcessCpu cpu(named);
+  bench::ProcessCpu cpu(a.pids, "fleet");
   cpu.start();
   auto start = Clock::now();
   auto report = simulator.run(std::stop_token{});
@@ -84,7 +74,7 @@ Step run_courtyard(const Args& a, const std::string& password, double rate, doub
     std::this_thread::sleep_for(20ms);
   }
   double secs = std::chrono::duration<double>(Clock::now() - start).count();
-  for (const auto& [name, used] : cpu.stop()) step.cpu_share[name] = used / secs;
+  step.cpu_share = cpu.shares(secs);
   auto after = bench::scrape_histogram(a.http_port, a.token, "courtyard_event_to_projection_seconds");
   auto delta = bench::between(before.second, after.second);
   step.p50_ms = histogram_quantile(after.first, delta, 0.5) * 1000;
@@ -164,10 +154,10 @@ int main(int argc, char** argv) {
 
   try {
     std::cerr << "baseline: raw Mosquitto QoS 1, " << a.raw_messages << " messages as fast as possible...\n";
-    auto raw_max = raw_mosquitto(a, *password, a.raw_messages, 0);
+    auto raw_max = bench::raw_mosquitto(a.mqtt_port, *password, a.raw_messages, 0);
     if (ceiling) return find_ceiling(a, *password, raw_max, max_p99_ms);
     std::cerr << "baseline: raw Mosquitto QoS 1 at " << a.rate << "/s...\n";
-    auto raw_paced = raw_mosquitto(a, *password, static_cast<std::size_t>(a.rate * std::min(a.seconds, 10.0)), a.rate);
+    auto raw_paced = bench::raw_mosquitto(a.mqtt_port, *password, static_cast<std::size_t>(a.rate * std::min(a.seconds, 10.0)), a.rate);
     const Step s = run_courtyard(a, *password, a.rate, a.seconds, 0);
 
     std::printf("\n%-52s %12s %10s %10s\n", "measure (same machine, same run)", "events/s", "p50 ms", "p99 ms");

@@ -29,14 +29,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-struct Args {
-  int mqtt_port = 1883, kafka_port = 9092, http_port = 0;
-  std::string password_file, token;
-  double rate = 2000;
-  double seconds = 20;
-  std::size_t devices = 300;
-  std::size_t raw_messages = 50000;
-  std::vector<std::string> pids;
+struct Args : bench::Load {
+  int mqtt_port = 1883, kafka_port = 9092;
+  std::string password_file;
 };
 
 std::int64_t wall_ms() {
@@ -134,9 +129,7 @@ Step run_ingest(const Args& a, const std::string& password, double rate, double 
   if (auto ok = simulator.provision(); !ok) throw std::runtime_error("provisioning: " + ok.error());
   CommittedReader reader(bench::kafka_as("auditor", a.kafka_port, a.password_file),
                          {sim.communities.begin(), sim.communities.end()});
-  std::vector<std::string> named = a.pids;
-  named.push_back("fleet=" + std::to_string(::getpid()));
-  bench::ProcessCpu cpu(named);
+  bench::ProcessCpu cpu(a.pids, "fleet");
   std::cerr << "ingest: " << a.devices << " devices at " << rate << " events/s for " << seconds << " s...\n";
   cpu.start();
   const auto start = Clock::now();
@@ -153,7 +146,7 @@ Step run_ingest(const Args& a, const std::string& password, double rate, double 
   }
   if (reader.seen() == 0) throw std::runtime_error("no event of the run became readable in Kafka within 120 s");
   step.seconds = std::chrono::duration<double>(reader.last_seen() - start).count();
-  for (const auto& [name, used] : cpu.stop()) step.cpu_share[name] = used / step.seconds;
+  step.cpu_share = cpu.shares(step.seconds);
   const auto l = reader.latencies();
   step.readable = reader.seen();
   step.published_per_s = static_cast<double>(step.sent) / published_s;

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -33,10 +34,16 @@ void add_service_options(CLI::App& app, Args& a) {
   app.add_option("--token", a.token, "an admin token for the hub's API")->required();
 }
 
-// The load a bench of the event path offers, and the processes whose CPU it reports. Args: any
-// struct with rate, seconds, devices, raw_messages and pids.
-template <class Args>
-void add_load_options(CLI::App& app, Args& a) {
+// The load a bench of the event path offers, and the processes whose CPU it reports.
+struct Load {
+  double rate = 2000;
+  double seconds = 20;
+  std::size_t devices = 300;
+  std::size_t raw_messages = 50000;
+  std::vector<std::string> pids;  // name=pid of the processes whose CPU each step reports
+};
+
+inline void add_load_options(CLI::App& app, Load& a) {
   app.add_option("--rate", a.rate, "offered events/s (with --find-ceiling: the first step's)");
   app.add_option("--seconds", a.seconds, "how long (with --find-ceiling: each step)");
   app.add_option("--devices", a.devices, "fleet size");

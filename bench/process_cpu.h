@@ -25,11 +25,13 @@ inline double cpu_seconds(int pid) {
   return (std::stod(f[11]) + std::stod(f[12])) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
-// Named processes ("hub=123") and what each used between start() and stop().
+// Named processes ("hub=123"), and the bench itself as `self`, and what each used between
+// start() and shares().
 class ProcessCpu {
  public:
   // Each "name=pid"; a malformed one is ignored.
-  explicit ProcessCpu(const std::vector<std::string>& named) {
+  ProcessCpu(const std::vector<std::string>& named, const std::string& self) {
+    pids_.emplace_back(self, static_cast<int>(::getpid()));
     for (const auto& n : named) {
       const auto eq = n.find('=');
       if (eq == std::string::npos) continue;
@@ -40,13 +42,12 @@ class ProcessCpu {
   void start() {
     for (const auto& [name, pid] : pids_) at_start_[name] = cpu_seconds(pid);
   }
-  // Seconds of CPU each used since start().
-  std::map<std::string, double> stop() const {
+  // The share of one core each used since start(), over `seconds` of wall time.
+  std::map<std::string, double> shares(double seconds) const {
     std::map<std::string, double> used;
-    for (const auto& [name, pid] : pids_) used[name] = cpu_seconds(pid) - at_start_.at(name);
+    for (const auto& [name, pid] : pids_) used[name] = (cpu_seconds(pid) - at_start_.at(name)) / seconds;
     return used;
   }
-  bool empty() const { return pids_.empty(); }
 
  private:
   std::vector<std::pair<std::string, int>> pids_;

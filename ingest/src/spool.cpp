@@ -89,7 +89,7 @@ std::uint64_t stored_next_seq(rocksdb::DB& db) {
 // Where in the memtable the next write of a key goes is remembered per stream of keys: the queue
 // (appended at its end, deleted from its front) is one stream, each metadata key (a device's
 // window, a community's chain head, rewritten with every event) one of its own. Without it every
-// event's four writes interleave the queue with the metadata and each insert searches the skip
+// event's writes interleave the queue with the metadata and each insert searches the skip
 // list from the top; measured, that search was 12-24% of ingest's MQTT thread.
 class InsertStreams final : public rocksdb::SliceTransform {
  public:
