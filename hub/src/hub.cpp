@@ -28,6 +28,20 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   store_config.dir = config.var_path("hub/state").string();
   store_config.block_cache_bytes = static_cast<std::size_t>(config.hub.block_cache_mb) << 20;
   std::filesystem::create_directories(store_config.dir);
+  // A store another version wrote is rebuilt from the log before anything reads it (decision 0021).
+  auto rebuild = replay_config(config, store_config.dir);
+  rebuild.on_progress = [](const replay::Progress& p) {
+    spdlog::info("hub: rebuilding the store from the log: {} of {} messages, {:.0f} s", p.messages, p.total, p.seconds);
+  };
+  spdlog::info("hub: store {} (format {})", store_config.dir, processors::Projector::kStoreFormat);
+  auto reformat = replay::ensure_store_format(std::move(rebuild));
+  if (!reformat) throw std::runtime_error("the store is of another version's format and could not be rebuilt: " + reformat.error());
+  if (*reformat) {
+    spdlog::warn("hub: the store was of format {}: rebuilt as format {} from {} messages of the log in {:.1f} s; its "
+                 "{} unsent alert(s) and command(s) kept",
+                 (*reformat)->from, processors::Projector::kStoreFormat, (*reformat)->summary.messages,
+                 (*reformat)->summary.seconds, (*reformat)->outbox_kept);
+  }
   auto store = processors::Store::open(store_config);
   if (!store) throw std::runtime_error((store.error()));
 

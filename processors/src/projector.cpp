@@ -74,8 +74,6 @@ DeadLetter dead_letter_of(const LogMessage& m) {
 
 namespace {
 
-constexpr const char* kOutboxNextKey = "meta/outbox_next";
-
 std::map<std::string, std::uint64_t> counts_of(const Store::View& view, const char* key) {
   auto raw = view.get(key);
   if (!raw) return {};
@@ -96,6 +94,11 @@ Projector::~Projector() = default;
 
 Projector::Projector(Store& store, ProjectorConfig config) : store_(store), config_(std::move(config)) {
   auto view = store_.view();
+  if (!store_format(view)) {
+    if (auto ok = store_.write({{kStoreFormatKey, std::to_string(kStoreFormat)}}, {}); !ok) {
+      spdlog::warn("projector: could not mark the new store's format: {}", ok.error());  // a read-only store
+    }
+  }
   offsets_ = view.offsets();
   if (auto next = view.get(kOutboxNextKey)) outbox_next_ = std::stoull(*next);
 }
@@ -327,6 +330,18 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
   }
   for (const auto& projection : projections_->all()) projection->evict(config_.cache_entries);
   return result;
+}
+
+std::optional<std::uint32_t> Projector::store_format(const Store::View& view) {
+  const auto marked = view.get(kStoreFormatKey);
+  if (!marked) {
+    if (view.scan("", "", 1).empty()) return std::nullopt;
+    return 0;
+  }
+  std::uint32_t format = 0;
+  auto [end, ec] = std::from_chars(marked->data(), marked->data() + marked->size(), format);
+  if (ec != std::errc() || end != marked->data() + marked->size()) return 0;  // no format anyone wrote
+  return format;
 }
 
 const std::vector<std::string>& Projector::projection_prefixes() {

@@ -1,5 +1,6 @@
 #include "replay/replay.h"
 
+#include <charconv>
 #include <filesystem>
 #include <limits>
 #include <set>
@@ -211,6 +212,14 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   store_config.dir = c.dir;
   auto store = processors::Store::open(store_config);
   if (!store) return std::unexpected(store.error());
+  if (c.resume) {
+    const auto format = processors::Projector::store_format((*store)->view());
+    if (format && *format != processors::Projector::kStoreFormat) {
+      return std::unexpected(fmt::format("{} holds a store of format {}, and this build writes format {}: a rebuild "
+                                         "continues only a store of its own format",
+                                         c.dir, *format, processors::Projector::kStoreFormat));
+    }
+  }
   processors::Projector projector(**store, c.projector);
 
   auto consumer = make_consumer(c.kafka, {{"group.id", "courtyard-replay"},
@@ -330,18 +339,44 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   return summary;
 }
 
+namespace {
+
+// The format of the store in `dir`, opened read-only; nullopt when it does not open or is empty.
+std::optional<std::uint32_t> format_of(const std::string& dir) {
+  processors::StoreConfig sc;
+  sc.dir = dir;
+  sc.read_only = true;
+  sc.block_cache_bytes = 1 << 20;
+  auto store = processors::Store::open(sc);
+  if (!store) return std::nullopt;
+  try {
+    return processors::Projector::store_format((*store)->view());
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+}  // namespace
+
 std::expected<AsOfResult, std::string> build_as_of(RebuildConfig config, const std::string& checkpoints_dir,
                                                    std::int64_t time_ms) {
   AsOfResult out;
   std::error_code ec;
-  std::filesystem::path best;
+  std::map<std::int64_t, std::filesystem::path, std::greater<>> candidates;  // newest first
   for (const auto& entry : std::filesystem::directory_iterator(checkpoints_dir, ec)) {
     const auto name = entry.path().filename().string();
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-    const std::int64_t at = std::stoll(name);
-    if (at <= time_ms && (!out.checkpoint_ms || at > *out.checkpoint_ms)) {
+    std::int64_t at = 0;  // named by the time it was taken: {:020}
+    auto [end, bad] = std::from_chars(name.data(), name.data() + name.size(), at);
+    if (name.empty() || bad != std::errc() || end != name.data() + name.size() || at < 0) continue;
+    if (at <= time_ms) candidates.emplace(at, entry.path());
+  }
+  // The newest of this build's format: one taken before an upgrade cannot be continued.
+  std::filesystem::path best;
+  for (const auto& [at, path] : candidates) {
+    if (format_of(path.string()) == processors::Projector::kStoreFormat) {
       out.checkpoint_ms = at;
-      best = entry.path();
+      best = path;
+      break;
     }
   }
   if (out.checkpoint_ms) {
@@ -415,6 +450,71 @@ std::optional<Difference> first_difference(const processors::Store::View& left, 
     }
   }
   return std::nullopt;
+}
+
+std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildConfig config) {
+  namespace fs = std::filesystem;
+  const fs::path live(config.dir), fresh(config.dir + ".rebuilding"), old(config.dir + ".previous");
+  std::error_code ec;
+  auto holds_store = [&](const fs::path& dir) { return fs::exists(dir / "CURRENT", ec); };
+  // A swap a crash interrupted: the old store is put back (the rebuild is done again), or, when
+  // the new one is already in place, the old one is dropped.
+  if (!holds_store(live) && holds_store(old)) {
+    fs::remove_all(live, ec);
+    fs::rename(old, live, ec);
+    if (ec) return std::unexpected("putting back " + old.string() + ": " + ec.message());
+  }
+  fs::remove_all(fresh, ec);
+  fs::remove_all(old, ec);
+  if (!holds_store(live)) return std::nullopt;  // a new store: the projector marks it
+
+  processors::Offsets reached;
+  processors::KeyValues outbox;
+  std::optional<std::string> outbox_next;
+  std::uint32_t from = 0;
+  std::size_t kept = 0;
+  {
+    processors::StoreConfig sc;
+    sc.dir = live.string();
+    auto store = processors::Store::open(sc);
+    if (!store) return std::unexpected(store.error());
+    auto view = (*store)->view();
+    const auto format = processors::Projector::store_format(view);
+    if (!format || *format == processors::Projector::kStoreFormat) return std::nullopt;
+    from = *format;
+    reached = view.offsets();
+    outbox = view.scan(processors::Projector::kOutboxPrefix, "", std::numeric_limits<std::size_t>::max());
+    outbox_next = view.get(processors::Projector::kOutboxNextKey);
+  }
+  config.dir = fresh.string();
+  config.resume = false;
+  config.until_offsets = reached;
+  config.only_named_partitions = true;  // what the old store had not read is the live path's
+  auto summary = rebuild(config);
+  if (!summary) return std::unexpected("rebuilding a store of format " + std::to_string(from) + ": " + summary.error());
+  {
+    processors::StoreConfig sc;
+    sc.dir = fresh.string();
+    auto store = processors::Store::open(sc);
+    if (!store) return std::unexpected(store.error());
+    auto view = (*store)->view();
+    // Every alert and command the rebuild queued was sent by the old store, or is in its outbox.
+    std::vector<std::string> deletes;
+    for (auto& [key, _] : view.scan(processors::Projector::kOutboxPrefix, "", std::numeric_limits<std::size_t>::max())) {
+      deletes.push_back(std::move(key));
+    }
+    deletes.emplace_back(processors::Projector::kOutboxNextKey);
+    if (auto ok = (*store)->write({}, view.offsets(), deletes); !ok) return std::unexpected(ok.error());
+    kept = outbox.size();
+    if (outbox_next) outbox.emplace_back(processors::Projector::kOutboxNextKey, *outbox_next);
+    if (auto ok = (*store)->write(outbox, view.offsets()); !ok) return std::unexpected(ok.error());
+  }
+  fs::rename(live, old, ec);
+  if (ec) return std::unexpected("moving " + live.string() + " aside: " + ec.message());
+  fs::rename(fresh, live, ec);
+  if (ec) return std::unexpected("putting the rebuilt store in place: " + ec.message());
+  fs::remove_all(old, ec);
+  return Reformat{from, kept, std::move(*summary)};
 }
 
 }  // namespace courtyard::replay

@@ -44,6 +44,25 @@ TEST_SUITE("projector") {
     CHECK(store->view().offsets().at({"courtyard.events.v1", 0}) == 10);
   }
 
+  TEST_CASE("a new store is marked with this build's format; one written before stores were marked reads as format 0") {
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    CHECK_FALSE(Projector::store_format(store->view()));  // empty: of no format yet
+    {
+      Projector projector(*store, {});
+      CHECK(Projector::store_format(store->view()) == Projector::kStoreFormat);
+      REQUIRE(projector.apply(messages("m-1", 1, 3, 0)));
+    }
+    REQUIRE(store->write({}, {}, {Projector::kStoreFormatKey}));  // as a version before the marker left it
+    CHECK(Projector::store_format(store->view()) == 0u);
+    Projector again(*store, {});  // a projector marks only an empty store: what it holds is not its to claim
+    CHECK(Projector::store_format(store->view()) == 0u);
+    REQUIRE(store->write({{Projector::kStoreFormatKey, "two"}}, {}));  // attack: a marker no version wrote
+    CHECK(Projector::store_format(store->view()) == 0u);
+    REQUIRE(store->write({{Projector::kStoreFormatKey, "99"}}, {}));  // a newer version's
+    CHECK(Projector::store_format(store->view()) == 99u);
+  }
+
   TEST_CASE("messages below the stored offset are skipped: a redelivered batch counts nothing twice") {
     test::TempDir dir;
     auto store = test::open_store(dir);

@@ -13,6 +13,7 @@
 #include <expected>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -107,6 +108,7 @@ class Projector {
   // Alerts to publish, in order: written with the state that produced them, deleted once Kafka has them.
   // Entries are {"topic": "alerts"|"commands", "key": ..., "value": ...}.
   static constexpr const char* kOutboxPrefix = "outbox/";
+  static constexpr const char* kOutboxNextKey = "meta/outbox_next";  // the next entry's number
   // Commands for the community's staff rather than one device (ingest publishes them on
   // courtyard/v1/{community}/alerts).
   static constexpr const char* kStaffTarget = "_staff";
@@ -127,6 +129,16 @@ class Projector {
   }
   static constexpr const char* kEventStatsKey = "stats/events";
   static constexpr const char* kRejectionStatsKey = "stats/rejected";
+
+  // The form of the records this build's projections write and read. Any change to a record's
+  // form (a record split into pieces, a field's meaning, an encoding) increments it. A projector
+  // marks the empty store it is given; a hub rebuilds a store of another format from the log when
+  // it starts (replay::ensure_store_format, decision 0021), and a rebuild never continues one.
+  static constexpr std::uint32_t kStoreFormat = 1;
+  static constexpr const char* kStoreFormatKey = "meta/format";
+  // nullopt: the store is empty (of no format yet); 0: written before stores were marked (or a
+  // marker no version wrote).
+  static std::optional<std::uint32_t> store_format(const Store::View& view);
 
  private:
   // Folds a batch; throws when a message cannot be folded (apply() then quarantines it).

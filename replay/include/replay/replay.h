@@ -84,6 +84,20 @@ struct AsOfResult {
 std::expected<AsOfResult, std::string> build_as_of(RebuildConfig config, const std::string& checkpoints_dir,
                                                    std::int64_t time_ms);
 
+// Makes the hub's store in `config.dir` one of this build's format (decision 0021). A store of
+// another format (an older or newer version's, or one from before stores were marked) is rebuilt
+// from the log beside it, up to the offsets it had reached, and then put in its place. Its outbox
+// (alerts and commands not yet confirmed by Kafka) is carried over and the rebuild's own is
+// dropped, so nothing the old store sent is sent again. A store of this format, or none, is left
+// as it is: nullopt. A rebuild a crash interrupted is undone first (the old store is kept until
+// the new one is complete), so it is simply done again.
+struct Reformat {
+  std::uint32_t from = 0;  // the old store's format (0: before stores were marked)
+  std::size_t outbox_kept = 0;  // the old store's alerts and commands not yet confirmed, carried over
+  RebuildSummary summary;
+};
+std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildConfig config);
+
 // Per projection (devices, alerts, ...): how many records and the SHA-256 of all of them in key
 // order. Two stores holding the same records have the same digests.
 struct ProjectionDigest {
