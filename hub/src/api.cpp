@@ -13,6 +13,7 @@
 #include "common/random.h"
 #include "idempotency.h"
 #include "processors/projector.h"
+#include "processors/record.h"
 #include "static_files.h"
 
 namespace courtyard::hub {
@@ -638,7 +639,7 @@ HttpResponse Api::alert_action(const Principal& who, const std::string& rest, co
   auto request = object_body(body, {"note"});
   if (!request) return request.error();
   auto raw = sources_.store->view().get(processors::Projector::alert_key(id));
-  json alert = raw ? json::parse(*raw, nullptr, false) : json();
+  json alert = raw ? processors::parse_record(*raw) : json();
   if (!raw || !alert.is_object() || !may_read(who, processors::Projector::alert_key(id), scope_of("alerts/", alert))) {
     return not_found_or_hidden("alert", id, raw.has_value());
   }
@@ -666,7 +667,7 @@ HttpResponse Api::device_command(const Principal& who, const std::string& device
   auto request = object_body(body, {"action"});
   if (!request) return request.error();
   auto raw = sources_.store->view().get(processors::Projector::device_key(device));
-  json d = raw ? json::parse(*raw, nullptr, false) : json();
+  json d = raw ? processors::parse_record(*raw) : json();
   if (!raw || !d.is_object() || !may_read(who, processors::Projector::device_key(device), scope_of("devices/", d))) {
     return not_found_or_hidden("device", device, raw.has_value());
   }
@@ -768,7 +769,7 @@ HttpResponse Api::provision(const Principal& who, const std::string& body) {
 
 HttpResponse Api::rotate_credentials(const Principal& who, const std::string& device) {
   auto raw = sources_.store->view().get(processors::Projector::device_key(device));
-  json d = raw ? json::parse(*raw, nullptr, false) : json();
+  json d = raw ? processors::parse_record(*raw) : json();
   if (!raw || !d.is_object() || !may_read(who, processors::Projector::device_key(device), scope_of("devices/", d))) {
     return not_found_or_hidden("device", device, raw.has_value());
   }

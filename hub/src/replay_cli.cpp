@@ -21,6 +21,7 @@
 #include "common/signing.h"
 #include "common/text.h"
 #include "audit.h"
+#include "processors/record.h"
 #include "replay/replay.h"
 #include "schemas/event.h"
 
@@ -178,7 +179,7 @@ int run_replay_verify(const Config& config, const std::string& work_dir, bool ke
       if (chunk.empty()) break;
       for (const auto& [key, raw] : chunk) {
         cursor = key;
-        auto d = json::parse(raw, nullptr, false);
+        auto d = processors::parse_record(raw);
         if (!d.is_object()) continue;
         duplicates += d.value("duplicates", std::uint64_t{0});
         if (auto g = d["seq"].value("gaps", std::uint64_t{0}); g > 0) gaps.push_back({{"device", key.substr(8)}, {"gaps", g}});

@@ -1,5 +1,7 @@
 #include "subscriptions.h"
 
+#include "processors/record.h"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -205,6 +207,11 @@ void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& ch
   for (const auto& [key, raw] : changes) {
     std::optional<RecordScope> scope;  // parsed once per change, only when someone needs it
     std::shared_ptr<const std::string> value;  // made once per change, only when someone gets it
+    std::optional<std::string> text;           // a binary record rendered, once, when needed
+    auto as_text = [&]() -> const std::string& {
+      if (!text) text = processors::record_text(raw);
+      return *text;
+    };
     const std::string_view whole(key);
     for (const auto& [length, _] : prefix_lengths_) {
       if (length > key.size()) break;
@@ -216,7 +223,7 @@ void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& ch
         if ((sub.exact && length != key.size()) || seq <= sub.after_seq) continue;
         const auto& who = s->principal();
         if (who.role != Role::Admin && who.role != Role::Auditor) {
-          if (!scope) scope = scope_of(key, json::parse(raw, nullptr, false));
+          if (!scope) scope = scope_of(key, json::parse(as_text(), nullptr, false));
           if (!may_read(who, key, *scope)) continue;
         }
         // As the API serves it: a presence gets who is inside from the store when it is sent, so
@@ -224,7 +231,7 @@ void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& ch
         if (!value) {
           value = std::make_shared<const std::string>(processors::Projector::served_in_pieces(key)
                                                           ? processors::Projector::served_record(store_.view(), key, raw)
-                                                          : raw);
+                                                          : as_text());
         }
         auto [p, inserted] = s->pending_.try_emplace(key);
         if (inserted) {

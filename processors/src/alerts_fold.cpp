@@ -1,5 +1,7 @@
 #include "processors/alerts_fold.h"
 
+#include "record_writer.h"
+
 #include <fmt/format.h>
 
 namespace courtyard::processors {
@@ -591,6 +593,28 @@ nlohmann::json to_json(const WatchedDevice& d) {
           {"rate_window_start", d.rate_window_start_ms}, {"rate_window_used", d.rate_window_used},
           {"spo2_low_since", d.spo2_low_since_ms}, {"hr_high_since", d.hr_high_since_ms},
           {"removed_since", d.removed_since_ms}};
+}
+
+std::string to_record(const WatchedDevice& d) {
+  RecordWriter w(17);
+  w.field("kind", d.kind)
+      .field("unit", d.unit)
+      .field("location", d.location)
+      .field("last_seen", d.last_seen_ms)
+      .field("door_open_since", d.door_open_since_ms)
+      .field("last_total", d.last_total)
+      .field("last_steps", d.last_steps)
+      .field("last_reading", d.last_reading_ms)
+      .field("flow_mask", d.flow_mask)
+      .field("flow_hour", d.flow_hour)
+      .field("rate_baseline", d.rate_baseline)
+      .field("rate_samples", d.rate_samples)
+      .field("rate_window_start", d.rate_window_start_ms)
+      .field("rate_window_used", d.rate_window_used)
+      .field("spo2_low_since", d.spo2_low_since_ms)
+      .field("hr_high_since", d.hr_high_since_ms)
+      .field("removed_since", d.removed_since_ms);
+  return std::move(w).take();
 }
 
 WatchedDevice watched_device_from_json(const nlohmann::json& d) {

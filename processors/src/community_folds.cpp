@@ -1,5 +1,7 @@
 #include "processors/community_folds.h"
 
+#include "record_writer.h"
+
 #include <numeric>
 
 #include "processors/time_buckets.h"
@@ -235,6 +237,30 @@ nlohmann::json to_json(const ElderState& s) {
   j["heart_rate_stats"] = stats(s.heart_rates);
   j["spo2_stats"] = stats(s.spo2);
   return j;
+}
+std::string to_record(const ElderState& s) {
+  RecordWriter w(12);
+  w.field("community", s.community)
+      .field("unit", s.unit)
+      .field("latest", s.latest)
+      .field("heart_rates", s.heart_rates)
+      .field("spo2", s.spo2)
+      .field("last_movement_ms", s.last_movement_ms)
+      .field("last_steps", s.last_steps)
+      .field("alarms", s.alarms)
+      .field("open_alerts", s.open_alerts)
+      .field("wellbeing", s.wellbeing);
+  auto stats = [&](std::string_view key, const std::vector<double>& v) {
+    if (v.empty()) {
+      w.field(key, nlohmann::json(nullptr));
+      return;
+    }
+    auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    w.map(key, 4).field("min", *lo).field("max", *hi).field("mean", std::accumulate(v.begin(), v.end(), 0.0) / v.size()).field("n", v.size());
+  };
+  stats("heart_rate_stats", s.heart_rates);
+  stats("spo2_stats", s.spo2);
+  return std::move(w).take();
 }
 MeterState meter_state_from_json(const nlohmann::json& j) { return j.get<MeterState>(); }
 CommunityMeters community_meters_from_json(const nlohmann::json& j) { return j.get<CommunityMeters>(); }

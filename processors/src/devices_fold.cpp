@@ -1,5 +1,7 @@
 #include "processors/devices_fold.h"
 
+#include "record_writer.h"
+
 namespace courtyard::processors {
 
 DeviceStep apply(DeviceState s, const schemas::Event& e) {
@@ -88,6 +90,36 @@ nlohmann::json to_json(const DeviceState& s) {
   j["battery_pct"] = s.battery_pct ? nlohmann::json(*s.battery_pct) : nlohmann::json(nullptr);
   j["tamper"] = s.tamper ? nlohmann::json(*s.tamper) : nlohmann::json(nullptr);
   return j;
+}
+
+std::string to_record(const DeviceState& s) {
+  RecordWriter w(19);
+  w.field("registered", s.registered)
+      .field("community", s.community)
+      .field("kind", s.kind)
+      .field("unit", s.unit)
+      .field("location", s.location)
+      .field("registered_at", s.registered_at_ms)
+      .field("first_seen", s.first_seen_ms)
+      .field("last_seen", s.last_seen_ms)
+      .field("last_device_time", s.last_device_time_ms)
+      .field("events", s.events)
+      .field("duplicates", s.duplicates)
+      .field("stale", s.stale)
+      .field("counts", s.counts)
+      .field("last", s.last)
+      .field("firmware", s.firmware)
+      .field("online", s.online)
+      .field("battery_pct", s.battery_pct)
+      .field("tamper", s.tamper);
+  const auto& q = s.window;
+  w.map("seq", 5)
+      .field("started", q.started)
+      .field("boot", q.boot)
+      .field("high", q.high)
+      .field("unseen", nlohmann::json(schemas::unseen(q)))
+      .field("gaps", q.gaps);
+  return std::move(w).take();
 }
 
 DeviceState device_state_from_json(const nlohmann::json& j) {

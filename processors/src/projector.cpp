@@ -1,4 +1,5 @@
 #include "processors/projector.h"
+#include "processors/record.h"
 
 #include <algorithm>
 #include <charconv>
@@ -353,7 +354,7 @@ const std::vector<std::string>& Projector::projection_prefixes() {
 
 std::string Projector::served_record(const Store::View& view, std::string_view key, std::string record) {
   if (served_in_pieces(key)) return with_who_is_inside(view, key, std::move(record));
-  return record;
+  return record_text(std::move(record));
 }
 
 bool Projector::is_projection_key(std::string_view key) {

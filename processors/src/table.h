@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "processors/record.h"
 #include "processors/store.h"
 
 namespace courtyard::processors {
@@ -22,7 +23,10 @@ template <class State>
 class Table {
  public:
   using Parse = State (*)(const nlohmann::json&);
-  explicit Table(Parse parse) : parse_(parse) {}
+  // The stored record of a state: JSON text unless the state has a binary one (processors/record.h).
+  using Encode = std::string (*)(const State&);
+  static std::string json_text(const State& state) { return to_json(state).dump(); }
+  explicit Table(Parse parse, Encode encode = &json_text) : parse_(parse), encode_(encode) {}
 
   // The state under `key` (the default when the store has none), to change in this batch.
   State& get(const Store::View& view, const std::string& key) { return touch(*load(view, key, true)); }
@@ -47,7 +51,7 @@ class Table {
   void put_changed(KeyValues& puts) {
     for (auto& [key, entry] : touched_) {
       entry->touched = false;
-      auto record = to_json(entry->state).dump();
+      auto record = encode_(entry->state);
       if (record == entry->stored) continue;
       entry->stored = record;
       puts.emplace_back(*key, std::move(record));
@@ -93,7 +97,7 @@ class Table {
       if (!raw && !create) return nullptr;
       Entry entry;
       if (raw) {
-        entry.state = parse_(nlohmann::json::parse(*raw));
+        entry.state = parse_(record_json(*raw));
         entry.stored = std::move(*raw);
       }
       it = entries_.emplace(key, std::move(entry)).first;
@@ -110,6 +114,7 @@ class Table {
   }
 
   Parse parse_;
+  Encode encode_;
   std::unordered_map<std::string, Entry> entries_;  // node-based: references stay valid
   std::vector<std::pair<const std::string*, Entry*>> touched_;
   std::uint64_t batch_ = 0;

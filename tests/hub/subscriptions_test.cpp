@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "processors/devices_fold.h"
 #include "subscriptions.h"
 #include "temp_dir.h"
 
@@ -73,6 +74,35 @@ TEST_SUITE("hub subscriptions") {
     CHECK(frame["changes"][0]["subs"] == json::array({"a"}));
     CHECK(frame["changes"][1]["key"] == "alerts/c1:gas:g1:1");
     CHECK_FALSE(s->has_pending());
+  }
+
+  TEST_CASE("a binary record (a device's) reaches subscribers as its JSON, in snapshots and in changes, scoped as JSON") {
+    Feed f;
+    processors::DeviceState device;
+    device.registered = true;
+    device.community = "c1";
+    device.unit = "b1-101";
+    device.kind = "smoke";
+    device.battery_pct = 80.0;
+    f.commit({{"devices/smoke-1", processors::to_record(device)}});
+    auto admin = f.hub->open(Feed::admin());
+    auto snapshot = f.ask(*admin, R"({"op":"subscribe","id":"d","key":"devices/smoke-1"})");
+    REQUIRE(snapshot["items"].size() == 1);
+    CHECK(snapshot["items"][0]["value"] == processors::to_json(device));
+    // A resident of the unit sees the change; a resident of another unit does not.
+    auto home = f.hub->open({"r", hub::Role::Resident, "c1", "b1-101", ""});
+    auto neighbour = f.hub->open({"n", hub::Role::Resident, "c1", "b1-102", ""});
+    CHECK(f.ask(*home, R"({"op":"subscribe","id":"h","key":"devices/smoke-1"})")["items"].size() == 1);
+    CHECK(f.ask(*neighbour, R"({"op":"subscribe","id":"n","key":"devices/smoke-1"})")["items"].empty());
+    device.battery_pct = 79.5;
+    f.commit({{"devices/smoke-1", processors::to_record(device)}});
+    for (auto* s : {admin.get(), home.get()}) {
+      auto frame = json::parse(f.hub->take_frame(*s));
+      REQUIRE(frame["changes"].size() == 1);
+      CHECK(frame["changes"][0]["value"] == processors::to_json(device));
+      CHECK(frame["changes"][0]["value"].dump() == processors::to_json(device).dump());
+    }
+    CHECK_FALSE(neighbour->has_pending());
   }
 
   TEST_CASE("changes a snapshot already holds are not sent again") {

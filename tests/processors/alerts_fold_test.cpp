@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "processors/alerts_fold.h"
+#include "processors/record.h"
 
 using namespace courtyard;
 using namespace courtyard::processors;
@@ -291,6 +292,29 @@ TEST_SUITE("alert rules") {
     c.sensor(SensorKind::Smoke, "alarm", 4000);
     c.sensor(SensorKind::Smoke, "ok", 5000);
     CHECK(community_alerts_from_json(nlohmann::json::parse(to_json(c.state).dump())) == c.state);
+  }
+
+  TEST_CASE("a watched device's binary record renders as its JSON, byte for byte, and reads back the same") {
+    Community c;
+    c.pass(38.2, 2000);
+    c.alarm(AlarmKind::Fall, false, 3000);
+    c.sensor(SensorKind::Smoke, "alarm", 4000);
+    WatchedDevice meter;
+    meter.kind = "meter";
+    meter.location = "Building 3, flat 402 \u53a8\u623f";
+    meter.last_total = 12.0;  // integral: still a real number
+    meter.rate_baseline = 0.125;
+    meter.rate_samples = -1;
+    meter.flow_mask = 0xffffffffu;
+    meter.door_open_since_ms = -7;
+    c.state.devices["meter-1"] = meter;
+    REQUIRE(c.state.devices.size() >= 3);
+    for (const auto& [id, device] : c.state.devices) {
+      const auto record = to_record(device);
+      CHECK(is_binary_record(record));
+      CHECK(record_text(record) == to_json(device).dump());
+      CHECK(watched_device_from_json(record_json(record)) == device);
+    }
   }
 }
 

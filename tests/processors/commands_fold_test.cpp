@@ -5,6 +5,7 @@
 #include "events.h"
 #include "processors/commands_fold.h"
 #include "processors/projector.h"
+#include "processors/record.h"
 #include "temp_dir.h"
 
 using namespace courtyard;
@@ -51,7 +52,7 @@ struct Valve {
   json record() {
     auto raw = store->view().get(Projector::command_key("cmd-1"));
     REQUIRE(raw);
-    return json::parse(*raw);
+    return record_json(*raw);
   }
   schemas::Event tick(std::int64_t ms) { return at(ms, "courtyard-hub", schemas::Tick{0}); }
 };
@@ -67,9 +68,9 @@ TEST_SUITE("commands and notices") {
     CHECK(r["args"]["why"] == "gas");
     auto outbox = v.store->view().scan(Projector::kOutboxPrefix, "", 10);
     REQUIRE(outbox.size() == 1);
-    auto entry = json::parse(outbox[0].second);
+    auto entry = record_json(outbox[0].second);
     CHECK(entry["key"] == "valve-1");
-    auto message = json::parse(entry["value"].get<std::string>());
+    auto message = record_json(entry["value"].get<std::string>());
     CHECK(message["command"] == "close_valve");
     CHECK(message["command_id"] == "cmd-1");
     CHECK(message["expires_at"] == kT0 + 60000);
@@ -125,9 +126,9 @@ TEST_SUITE("commands and notices") {
               schemas::Notice{"n-1", "Water off", "Tuesday 9-12", schemas::NoticeSeverity::Warning, "", "tok_1", 0}));
     auto raw = v.store->view().get(Projector::notice_key("c1", "n-1"));
     REQUIRE(raw);
-    CHECK(json::parse(*raw)["severity"] == "warning");
+    CHECK(record_json(*raw)["severity"] == "warning");
     auto outbox = v.store->view().scan(Projector::kOutboxPrefix, "", 10);
     REQUIRE(outbox.size() == 2);
-    CHECK(json::parse(outbox[1].second)["key"] == Projector::kNoticesTarget);
+    CHECK(record_json(outbox[1].second)["key"] == Projector::kNoticesTarget);
   }
 }

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "processors/community_folds.h"
+#include "processors/record.h"
 #include "processors/time_buckets.h"
 
 using namespace courtyard;
@@ -8,6 +9,14 @@ using namespace courtyard::processors;
 using namespace schemas;
 
 namespace {
+
+// An elder's stored record is binary; served, it is the JSON of the same state, byte for byte.
+void binary_record_renders_as_json(const ElderState& e) {
+  const auto record = to_record(e);
+  CHECK(is_binary_record(record));
+  CHECK(record_text(record) == to_json(e).dump());
+  CHECK(to_json(elder_state_from_json(record_json(record))) == to_json(e));
+}
 
 // 2026-11-29 12:00:00 UTC = 20:00 in UTC+8.
 constexpr std::int64_t kNoonUtc = 1'795'953'600'000;
@@ -161,6 +170,7 @@ TEST_SUITE("homes and elders folds") {
       e = apply(std::move(e), at("w-1", 1000 + i, v), FoldContext{});
     }
     CHECK(e.heart_rates.size() == 60);
+    binary_record_renders_as_json(e);
     CHECK(e.last_movement_ms == 1005);
     CHECK(to_json(e)["heart_rate_stats"]["max"] == 69);
     e = apply(std::move(e), at("w-1", 5000, WearableAlarm{AlarmKind::Fall, false}), FoldContext{});
@@ -171,6 +181,12 @@ TEST_SUITE("homes and elders folds") {
     e.open_alerts["c1:fall:w-1:1"] = "critical";
     CHECK(wellbeing(e) == "alert");
     CHECK(wellbeing(ElderState{}) == "unknown");
+    binary_record_renders_as_json(e);
+    binary_record_renders_as_json(ElderState{});
+    WearableVitals fractional;
+    fractional.spo2_pct = 93.5;
+    fractional.skin_temp_c = -1.0;
+    binary_record_renders_as_json(apply(std::move(e), at("w-1", 6000, fractional), FoldContext{}));
   }
 
   TEST_CASE("every projection survives its JSON form") {

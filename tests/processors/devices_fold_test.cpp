@@ -2,6 +2,10 @@
 
 #include "processors/devices_fold.h"
 
+#include <limits>
+
+#include "processors/record.h"
+
 using namespace courtyard;
 using namespace courtyard::processors;
 
@@ -137,6 +141,38 @@ TEST_SUITE("devices fold") {
     st.battery_pct = 50;
     auto s = fold({registration(1), event(1, st), event(5, schemas::WearableAlarm{})});
     CHECK(device_state_from_json(nlohmann::json::parse(to_json(s).dump())) == s);
+  }
+
+  TEST_CASE("the binary record renders as the JSON of the same state, byte for byte, and reads back the same") {
+    auto same = [](const DeviceState& s) {
+      const auto record = to_record(s);
+      CHECK(is_binary_record(record));
+      CHECK(record_text(record) == to_json(s).dump());
+      CHECK(device_state_from_json(record_json(record)) == s);
+      CHECK(record.size() < to_json(s).dump().size());
+    };
+    same(DeviceState{});
+    schemas::DeviceStatus st;
+    st.battery_pct = 37.5;
+    st.tamper = false;
+    st.firmware = "2.1-室";  // not ASCII
+    schemas::WearableVitals v;
+    v.heart_rate_bpm = 61;
+    v.spo2_pct = 97;
+    v.lat = 31.2304;
+    v.steps = 12;
+    v.skin_temp_c = -0.25;
+    std::vector<schemas::Event> events{registration(1), event(1, st), event(2, v), event(9, schemas::WearableAlarm{})};
+    events.push_back(event(4, v, -5, 7));  // a gap, a negative time, another boot
+    DeviceState s;
+    for (const auto& e : events) {
+      s = apply(std::move(s), e).state;
+      same(s);
+    }
+    s.online = false;
+    s.events = std::numeric_limits<std::uint64_t>::max();
+    s.registered_at_ms = std::numeric_limits<std::int64_t>::min();
+    same(s);
   }
 
   TEST_CASE("folding the same events again gives the same state: replay is deterministic") {

@@ -8,6 +8,7 @@
 #include "events.h"
 #include "stores.h"
 #include "processors/projector.h"
+#include "processors/record.h"
 #include "processors/store.h"
 #include "temp_dir.h"
 
@@ -18,7 +19,7 @@ namespace {
 
 std::uint64_t events_of(const Store& store, const std::string& device) {
   auto raw = store.view().get(Projector::device_key(device));
-  return raw ? nlohmann::json::parse(*raw)["events"].get<std::uint64_t>() : 0;
+  return raw ? record_json(*raw)["events"].get<std::uint64_t>() : 0;
 }
 
 std::vector<LogMessage> messages(const std::string& device, std::uint64_t first_seq, std::uint64_t count,
@@ -121,7 +122,7 @@ TEST_SUITE("projector") {
     CHECK(store->view().offsets().at({"courtyard.events.v1", 0}) == 4);
     auto record = store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 2));
     REQUIRE(record);
-    auto q = nlohmann::json::parse(*record);
+    auto q = record_json(*record);
     CHECK(q["offset"] == 2);
     CHECK(q["bytes"] == 7);
     CHECK(q["reason"].get<std::string>().starts_with("does not decode"));
@@ -138,7 +139,7 @@ TEST_SUITE("projector") {
     REQUIRE(result);
     CHECK(result->quarantined == 1);
     CHECK(events_of(*store, "m-1") == 1);
-    auto q = nlohmann::json::parse(*store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 0)));
+    auto q = record_json(*store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 0)));
     CHECK(q["reason"] == "does not decode: body.firmware is not valid UTF-8");
   }
 
@@ -161,9 +162,9 @@ TEST_SUITE("projector") {
     CHECK(result->quarantined == 2);
     CHECK(result->applied == 1);
     CHECK(store->view().scan("granted/", "", 100).size() == 1);
-    auto q = nlohmann::json::parse(*store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 0)));
+    auto q = record_json(*store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 0)));
     CHECK(q["reason"] == "does not decode: community is not an id: 1..64 of [A-Za-z0-9_.-]");
-    q = nlohmann::json::parse(*store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 1)));
+    q = record_json(*store->view().get(Projector::quarantine_key("courtyard.events.v1", 0, 1)));
     CHECK(q["reason"] == "does not decode: device is not an id: 1..64 of [A-Za-z0-9_.-]");
   }
 
@@ -191,7 +192,7 @@ TEST_SUITE("projector") {
     auto whole = fold(2);
     CHECK(fold(1) == whole);
     std::map<std::string, std::string> records(whole.begin(), whole.end());
-    auto state = nlohmann::json::parse(records.at(Projector::rejection_key("m-1")));
+    auto state = record_json(records.at(Projector::rejection_key("m-1")));
     CHECK(state["last"]["detail"] == "device_id \"\\xFF\\xFE\" in the buffer");
     CHECK(state["last"]["seq"].is_null());
     CHECK(records.contains(Projector::rejection_key("_unknown")));  // a device header that is no id
@@ -253,10 +254,10 @@ TEST_SUITE("projector") {
     auto result = projector.apply(batch);
     REQUIRE(result);
     CHECK(result->dead_letters == 3);
-    auto state = nlohmann::json::parse(*store->view().get(Projector::rejection_key("m-1")));
+    auto state = record_json(*store->view().get(Projector::rejection_key("m-1")));
     CHECK(state["total"] == 3);
     CHECK(state["by_reason"]["malformed"] == 2);
-    auto totals = nlohmann::json::parse(*store->view().get(Projector::kRejectionStatsKey));
+    auto totals = record_json(*store->view().get(Projector::kRejectionStatsKey));
     CHECK(totals["out_of_range"] == 1);
   }
 
@@ -267,7 +268,7 @@ TEST_SUITE("projector") {
     REQUIRE(projector.apply(messages("m-1", 1, 1, 0)));
     auto view = store->view();
     REQUIRE(projector.apply(messages("m-1", 2, 1, 1)));
-    CHECK(nlohmann::json::parse(*view.get(Projector::device_key("m-1")))["events"] == 1);
+    CHECK(record_json(*view.get(Projector::device_key("m-1")))["events"] == 1);
     CHECK(view.offsets().at({"courtyard.events.v1", 0}) == 1);
   }
 }
@@ -296,16 +297,16 @@ TEST_SUITE("projector: alerts") {
     CHECK(result->alerts_changed == 1);
     auto alert = store->view().get(Projector::alert_key("c1:offline:m-1:1"));
     REQUIRE(alert);
-    CHECK(nlohmann::json::parse(*alert)["location"] == "Building 1");
+    CHECK(record_json(*alert)["location"] == "Building 1");
     // Outbox: the alert, then a command to the community's staff and one to each device of the household.
     auto outbox = store->view().scan(Projector::kOutboxPrefix, "", 10);
     REQUIRE(outbox.size() == 3);
-    CHECK(nlohmann::json::parse(outbox[0].second)["topic"] == "alerts");
-    CHECK(nlohmann::json::parse(outbox[1].second)["key"] == "_staff");
-    auto command = nlohmann::json::parse(outbox[2].second);
+    CHECK(record_json(outbox[0].second)["topic"] == "alerts");
+    CHECK(record_json(outbox[1].second)["key"] == "_staff");
+    auto command = record_json(outbox[2].second);
     CHECK(command["topic"] == "commands");
     CHECK(command["key"] == "m-1");
-    CHECK(nlohmann::json::parse(command["value"].get<std::string>())["body"]["rule"] == "offline");
+    CHECK(record_json(command["value"].get<std::string>())["body"]["rule"] == "offline");
   }
 }
 
@@ -412,13 +413,13 @@ TEST_SUITE("projector: memory and writes do not grow with history") {
     // The defaults keep passes 60 s (twice the plate window): the last 7, the newest last.
     auto stored = passes_stored();
     REQUIRE(stored.size() == 7);
-    CHECK(nlohmann::json::parse(stored.front().second)["event_id"] == 14);
-    CHECK(nlohmann::json::parse(stored.back().second)["event_id"] == 20);
+    CHECK(record_json(stored.front().second)["event_id"] == 14);
+    CHECK(record_json(stored.back().second)["event_id"] == 20);
     // One more pass adds its record and deletes the oldest; the community's record has none.
     auto one = projector.apply(std::vector{pass_at_gate(21)});
     REQUIRE(one);
     CHECK(passes_stored().size() == 7);
-    CHECK(nlohmann::json::parse(passes_stored().front().second)["event_id"] == 15);
+    CHECK(record_json(passes_stored().front().second)["event_id"] == 15);
     const auto record = store->view().get(Projector::alert_state_key("c1"));
     REQUIRE(record);
     CHECK(record->find("\"granted\"") == std::string::npos);
@@ -427,8 +428,8 @@ TEST_SUITE("projector: memory and writes do not grow with history") {
     REQUIRE(restarted.apply(std::vector{pass_at_gate(22)}));
     stored = passes_stored();
     REQUIRE(stored.size() == 7);
-    CHECK(nlohmann::json::parse(stored.front().second)["event_id"] == 16);
-    CHECK(nlohmann::json::parse(stored.back().second)["seq"] == 22);
+    CHECK(record_json(stored.front().second)["event_id"] == 16);
+    CHECK(record_json(stored.back().second)["seq"] == 22);
   }
 
   TEST_CASE("a community's record names its open episodes by id; a restarted projector reads them from their alert records") {
@@ -451,11 +452,11 @@ TEST_SUITE("projector: memory and writes do not grow with history") {
       REQUIRE(projector.apply(message("smoke-1", schemas::HomeSensor{schemas::SensorKind::Smoke, "alarm", {}}, 1)));
       REQUIRE(projector.apply(message("smoke-1", schemas::HomeSensor{schemas::SensorKind::Smoke, "alarm", {}}, 2)));
     }
-    const auto record = nlohmann::json::parse(*store->view().get(Projector::alert_state_key("c1")));
+    const auto record = record_json(*store->view().get(Projector::alert_state_key("c1")));
     CHECK(record["active"] == nlohmann::json{{"smoke|smoke-1", "c1:smoke:smoke-1:1"}});
     Projector restarted(*store, {});
     REQUIRE(restarted.apply(message("operator", schemas::OperatorAction{"c1:smoke:smoke-1:1", schemas::AlertAction::Acknowledge, "guard", "on my way"}, 0)));
-    const auto alert = nlohmann::json::parse(*store->view().get(Projector::alert_key("c1:smoke:smoke-1:1")));
+    const auto alert = record_json(*store->view().get(Projector::alert_key("c1:smoke:smoke-1:1")));
     CHECK(alert["state"] == "acknowledged");
     CHECK(alert["occurrences"] == 2);  // what the restarted projector read back, carried on
     REQUIRE(alert["timeline"].size() == 2);
@@ -526,7 +527,7 @@ TEST_SUITE("projector: replay") {
     CHECK(fold(7, 1) == one);
     bool escalated_fall = false;
     for (const auto& [k, v] : one) {
-      if (k.starts_with("alerts/c1:fall")) escalated_fall = nlohmann::json::parse(v)["severity"] == "critical";
+      if (k.starts_with("alerts/c1:fall")) escalated_fall = record_json(v)["severity"] == "critical";
     }
     CHECK(escalated_fall);
   }
@@ -554,10 +555,10 @@ TEST_SUITE("projector: registry") {
     CHECK(result->outbox_entries == 1);  // the gate only: meters do not admit people
     auto entry = store->view().get(Projector::registry_key("c1", "person", "tok-1"));
     REQUIRE(entry);
-    CHECK(nlohmann::json::parse(*entry)["role"] == "staff");
-    auto command = nlohmann::json::parse(store->view().scan(Projector::kOutboxPrefix, "", 10).at(0).second);
+    CHECK(record_json(*entry)["role"] == "staff");
+    auto command = record_json(store->view().scan(Projector::kOutboxPrefix, "", 10).at(0).second);
     CHECK(command["key"] == "gate-1");
-    CHECK(nlohmann::json::parse(command["value"].get<std::string>())["command"] == "access_update");
+    CHECK(record_json(command["value"].get<std::string>())["command"] == "access_update");
   }
 
   TEST_CASE("a store written before the maps were records of their own is read as it is and rewritten piece by piece") {
@@ -586,14 +587,14 @@ TEST_SUITE("projector: registry") {
     auto view = store->view();
     CHECK(view.get("alertpart/c1/people/res-1"));
     CHECK(view.get("alertpart/c1/denials/gate-1"));
-    const auto record = nlohmann::json::parse(*view.get(Projector::alert_state_key("c1")));
+    const auto record = record_json(*view.get(Projector::alert_state_key("c1")));
     CHECK_FALSE(record.contains("people"));
     CHECK(record.value("people_registered", false));
     const std::string presence_key = Projector::community_key("c1", "presence");
-    auto presence = nlohmann::json::parse(Projector::served_record(view, presence_key, *view.get(presence_key)));
+    auto presence = record_json(Projector::served_record(view, presence_key, *view.get(presence_key)));
     CHECK(presence["people_inside"] == nlohmann::json::array({"res-1", "subj-old"}));
     CHECK(presence["vehicles_inside"] == nlohmann::json{{"plate-old", 1795949990000}});
-    auto gate = nlohmann::json::parse(*view.get(Projector::gate_key("gate-1")));
+    auto gate = record_json(*view.get(Projector::gate_key("gate-1")));
     CHECK(gate["by_subject_kind"]["resident"] == 1);  // the registry of the old record is the one folded
   }
 
@@ -611,11 +612,11 @@ TEST_SUITE("projector: registry") {
     pass.body = schemas::GatePass{schemas::Credential::Face, "subj-1", schemas::Direction::In, schemas::Decision::Granted};
     auto result = projector.apply(std::vector{test::log_message(reg, 0), test::log_message(pass, 1)});
     REQUIRE(result);
-    auto occupancy = nlohmann::json::parse(*store->view().get(Projector::community_key("c1", "occupancy")));
+    auto occupancy = record_json(*store->view().get(Projector::community_key("c1", "occupancy")));
     const std::string presence_key = Projector::community_key("c1", "presence");
     auto served = [&] {
       auto view = store->view();
-      return nlohmann::json::parse(Projector::served_record(view, presence_key, *view.get(presence_key)));
+      return record_json(Projector::served_record(view, presence_key, *view.get(presence_key)));
     };
     auto presence = served();
     CHECK(occupancy["people_now"] == 1);
@@ -626,11 +627,11 @@ TEST_SUITE("projector: registry") {
     CHECK(changed.contains("communities/c1/occupancy"));
     CHECK(changed.contains("communities/c1/presence"));
     CHECK(store->view().get("inside/c1/people/subj-1"));
-    CHECK_FALSE(nlohmann::json::parse(*store->view().get(presence_key)).contains("people_inside"));  // stored without
+    CHECK_FALSE(record_json(*store->view().get(presence_key)).contains("people_inside"));  // stored without
     {  // Served, it is byte for byte what a hub before decision 0019 stored: digests published then still verify.
       auto view = store->view();
       const auto text = Projector::served_record(view, presence_key, *view.get(presence_key));
-      CHECK(text == to_json(occupancy_from_json(nlohmann::json::parse(text))).dump());
+      CHECK(text == to_json(occupancy_from_json(record_json(text))).dump());
     }
 
     SUBCASE("the one who leaves is deleted, and a restarted projector knows who is still inside") {

@@ -11,6 +11,7 @@
 #include "common/handles.h"
 #include "events.h"
 #include "stores.h"
+#include "processors/record.h"
 #include "processors/runner.h"
 #include "temp_dir.h"
 
@@ -110,7 +111,7 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     CHECK(stats.applied == 50);
     CHECK(stats.duplicates == 10);
     CHECK(stats.replayed == 0);  // nothing before the stored offsets was applied again
-    auto state = nlohmann::json::parse(*store->view().get(Projector::device_key("d-1")));
+    auto state = processors::record_json(*store->view().get(Projector::device_key("d-1")));
     CHECK(state["events"] == 250);
     CHECK(state["duplicates"] == 10);
   }
@@ -137,7 +138,7 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     std::jthread thread([&](std::stop_token stop) { runner.run(stop); });
     auto alert = kafka.first_record("courtyard.alerts.v1", std::chrono::seconds(20));
     REQUIRE_MESSAGE(alert, "the refused alert was never published again");
-    CHECK(nlohmann::json::parse(*alert)["id"] == "c1:smoke:smoke-1:1");
+    CHECK(processors::record_json(*alert)["id"] == "c1:smoke:smoke-1:1");
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (runner.stats().alerts_published == 0 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -177,6 +177,8 @@ nlohmann::json to_json(const CommunityAlerts& state, bool whole = true);
 // in their alert records).
 CommunityAlerts community_alerts_from_json(const nlohmann::json& j);
 nlohmann::json to_json(const WatchedDevice& device);
+// The stored record (processors/record.h): binary, rendered it is to_json(device).dump().
+std::string to_record(const WatchedDevice& device);
 WatchedDevice watched_device_from_json(const nlohmann::json& j);
 nlohmann::json to_json(const GrantedPass& pass);
 GrantedPass granted_pass_from_json(const nlohmann::json& j);

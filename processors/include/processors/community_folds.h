@@ -137,6 +137,8 @@ nlohmann::json to_json(const Occupancy& s);
 nlohmann::json occupancy_summary(const Occupancy& s);
 nlohmann::json to_json(const HomeState& s);
 nlohmann::json to_json(const ElderState& s);
+// The stored record (processors/record.h): binary, rendered it is to_json(state).dump().
+std::string to_record(const ElderState& s);
 MeterState meter_state_from_json(const nlohmann::json& j);
 CommunityMeters community_meters_from_json(const nlohmann::json& j);
 GateState gate_state_from_json(const nlohmann::json& j);

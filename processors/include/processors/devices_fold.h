@@ -54,6 +54,8 @@ struct DeviceStep {
 DeviceStep apply(DeviceState state, const schemas::Event& event);
 
 nlohmann::json to_json(const DeviceState& state);
+// The stored record (processors/record.h): binary, rendered it is to_json(state).dump().
+std::string to_record(const DeviceState& state);
 DeviceState device_state_from_json(const nlohmann::json& j);
 
 }  // namespace courtyard::processors

@@ -134,7 +134,7 @@ class Projector {
   // form (a record split into pieces, a field's meaning, an encoding) increments it. A projector
   // marks the empty store it is given; a hub rebuilds a store of another format from the log when
   // it starts (replay::ensure_store_format, decision 0021), and a rebuild never continues one.
-  static constexpr std::uint32_t kStoreFormat = 1;
+  static constexpr std::uint32_t kStoreFormat = 2;  // 2: devices/ records binary (decision 0022)
   static constexpr const char* kStoreFormatKey = "meta/format";
   // nullopt: the store is empty (of no format yet); 0: written before stores were marked (or a
   // marker no version wrote).

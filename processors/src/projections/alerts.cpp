@@ -97,7 +97,7 @@ CommunityAlerts& AlertsProjection::state(Batch& batch, const std::string& commun
   state.now_ms = std::max(state.now_ms, clock.now_ms);  // max: a store from before the clock's own record
   const std::string prefix = watch_prefix(community);
   for (auto& [k, v] : view.scan(prefix, "", std::numeric_limits<std::size_t>::max())) {
-    state.devices[k.substr(prefix.size())] = watched_device_from_json(nlohmann::json::parse(v));
+    state.devices[k.substr(prefix.size())] = watched_device_from_json(record_json(v));
     watch_written_[k] = std::move(v);
   }
   // Its maps' entries (a record written before them has its maps inside: `written` is then empty,
@@ -161,7 +161,7 @@ void AlertsProjection::write(Batch& batch) {
     const auto& devices = state(batch, community).devices;
     auto it = devices.find(device);
     if (it == devices.end()) continue;
-    std::string key = watch_prefix(community) + device, record = to_json(it->second).dump();
+    std::string key = watch_prefix(community) + device, record = to_record(it->second);  // binary (decision 0022)
     auto& before = watch_written_[key];
     if (record == before) continue;
     before = record;

@@ -25,7 +25,7 @@ class DevicesProjection final : public Projection {
   }
 
  private:
-  Table<DeviceState> table_{&device_state_from_json};
+  Table<DeviceState> table_{&device_state_from_json, &to_record};  // binary (decision 0022)
 };
 
 }  // namespace courtyard::processors

@@ -36,7 +36,7 @@ class EldersProjection final : public Projection {
 
  private:
   DevicesProjection& devices_;
-  Table<ElderState> elders_{&elder_state_from_json};
+  Table<ElderState> elders_{&elder_state_from_json, &to_record};  // binary (decision 0022)
 };
 
 }  // namespace
