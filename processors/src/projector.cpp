@@ -44,12 +44,18 @@ std::optional<T> number_header(const LogMessage& m, std::string_view name) {
   return n;
 }
 
-// An event of the log, as the projector folds it. Its community and device become parts of store
-// keys ("granted/{community}/{gate}/..."): one that is not an id (a slash in it) would read as
-// another's prefix, so such an event does not decode here. Empty is allowed (ticks).
-std::expected<schemas::Event, std::string> decode_logged(std::string_view bytes) {
-  auto event = schemas::decode(bytes);
-  if (!event) return event;
+// The event of a log message, as the projector folds it: the one its reader decoded already
+// (replay's chain check: decoded once), or decoded here into `storage`. Its community and device
+// become parts of store keys ("granted/{community}/{gate}/..."): one that is not an id (a slash
+// in it) would read as another's prefix, so such an event does not decode here. Empty is allowed
+// (ticks).
+std::expected<const schemas::Event*, std::string> event_of(const LogMessage& m, std::optional<schemas::Event>& storage) {
+  const schemas::Event* event = m.decoded.get();
+  if (!event) {
+    auto decoded = schemas::decode(m.value);
+    if (!decoded) return std::unexpected(std::move(decoded.error()));
+    event = &storage.emplace(std::move(*decoded));
+  }
   for (const auto& [name, id] : {std::pair{"community", event->community.str()}, std::pair{"device", event->device.str()}}) {
     if (!id.empty() && !schemas::valid_id(id)) return std::unexpected(std::string(name) + " is not an id: 1..64 of [A-Za-z0-9_.-]");
   }
@@ -244,15 +250,17 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
       ++result.dead_letters;
       continue;
     }
-    auto event = decode_logged(m.value);
-    if (!event) {
-      spdlog::error("{}[{}]@{} does not decode and is quarantined: {}", m.topic, m.partition, m.offset, event.error());
+    std::optional<schemas::Event> decoded_here;
+    auto decoded = event_of(m, decoded_here);
+    if (!decoded) {
+      spdlog::error("{}[{}]@{} does not decode and is quarantined: {}", m.topic, m.partition, m.offset, decoded.error());
       ++result.corrupt;
       ++result.quarantined;
       quarantined.emplace_back(quarantine_key(m.topic, m.partition, m.offset),
-                               quarantine_record(m, "does not decode: " + event.error()).dump());
+                               quarantine_record(m, "does not decode: " + decoded.error()).dump());
       continue;
     }
+    const schemas::Event* event = *decoded;
     if (std::holds_alternative<schemas::Tick>(event->body)) {
       // The log's clock for every community of this partition: timers fire here.
       for (const auto& community : communities_of(partition_key(m.topic, m.partition))) fold_event(*event, community);

@@ -133,12 +133,15 @@ class ChainChecker {
     }
   }
 
-  void check(const processors::LogMessage& m) {
-    auto event = schemas::decode(m.value);
-    if (!event) {  // quarantined by the projector; in a community's partition it may hide a forgery
-      summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0, "not a Courtyard event: " + event.error()});
+  // Also hands the decoded event to the projector with the message, so it is decoded once.
+  void check(processors::LogMessage& m) {
+    auto decoded = schemas::decode(m.value);
+    if (!decoded) {  // quarantined by the projector; in a community's partition it may hide a forgery
+      summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0, "not a Courtyard event: " + decoded.error()});
       return;
     }
+    auto event = std::make_shared<const schemas::Event>(std::move(*decoded));
+    m.decoded = event;
     if (event->community.empty()) {
       if (!std::holds_alternative<schemas::Tick>(event->body)) {
         summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0,

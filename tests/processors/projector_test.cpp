@@ -129,6 +129,27 @@ TEST_SUITE("projector") {
     CHECK(Projector::is_projection_key(Projector::quarantine_key("courtyard.events.v1", 0, 2)));
   }
 
+  TEST_CASE("an event handed over already decoded (replay's chain check) folds exactly as its bytes decoded here") {
+    std::vector<LogMessage> plain;
+    for (std::uint64_t i = 0; i < 40; ++i) {
+      plain.push_back(test::log_message(test::status_event("m-" + std::to_string(i % 7), 1 + i / 7), static_cast<std::int64_t>(i)));
+    }
+    auto slash = test::status_event("m-1", 99);
+    slash.community = CommunityId("c1/x");  // a decoded event is held to the same rules: not an id, quarantined
+    plain.push_back(test::log_message(slash, 40));
+    auto handed = plain;
+    for (auto& m : handed) m.decoded = std::make_shared<const schemas::Event>(*schemas::decode(m.value));
+    test::TempDir a, b;
+    auto left = test::open_store(a), right = test::open_store(b);
+    Projector decoding(*left, {}), given(*right, {});
+    auto one = decoding.apply(plain), two = given.apply(handed);
+    REQUIRE(one);
+    REQUIRE(two);
+    CHECK(two->quarantined == 1);
+    CHECK(one->applied == two->applied);
+    CHECK(left->view().scan("", "", 100000) == right->view().scan("", "", 100000));
+  }
+
   TEST_CASE("attack: an event with a string that is not UTF-8, appended straight to the log, is quarantined") {
     test::TempDir dir;
     auto store = test::open_store(dir);

@@ -34,6 +34,9 @@ struct LogMessage {
   std::string key;
   std::string value;
   std::vector<std::pair<std::string, std::string>> headers;
+  // `value` decoded, when its reader decoded it already (replay's chain check): the projector
+  // folds this instead of decoding it again. It must be schemas::decode(value).
+  std::shared_ptr<const schemas::Event> decoded;
 };
 
 struct ProjectorTopics {
