@@ -26,6 +26,16 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SensorReading, sensor, state, va
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HomeState, community, unit, sensors, open_alerts, people_inside)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ElderState, community, unit, latest, heart_rates, spo2,
                                                 last_movement_ms, last_steps, alarms, open_alerts, wellbeing)
+// Their binary records (decision 0022), from the same field lists.
+COURTYARD_DEFINE_RECORD(MeterState, community, unit, kind, measure_unit, last_total, last_reading_ms, readings, resets,
+                        out_of_order, hourly, daily)
+COURTYARD_DEFINE_RECORD(CommunityMeters, daily_by_kind, daily_by_building)
+COURTYARD_DEFINE_RECORD(GateState, community, location, passes, in, out, granted, denied, fevers, by_credential,
+                        by_subject_kind, denials_by_reason, hourly, last_temperature_c, last_pass_ms)
+COURTYARD_DEFINE_RECORD(SnapshotRecord, snapshot_id, at_ms, faces, plate_token, plate_confidence, verdict, detail, passes)
+COURTYARD_DEFINE_RECORD(CameraState, community, gate, location, snapshots, analysed, verdicts, last_snapshot_ms, recent)
+COURTYARD_DEFINE_RECORD(SensorReading, sensor, state, value, has_value, at_ms)
+COURTYARD_DEFINE_RECORD(HomeState, community, unit, sensors, open_alerts, people_inside)
 
 namespace {
 
@@ -187,6 +197,11 @@ nlohmann::json to_json(const CommunityMeters& s) { return s; }
 nlohmann::json to_json(const GateState& s) { return s; }
 nlohmann::json to_json(const CameraState& s) { return s; }
 CameraState camera_state_from_json(const nlohmann::json& j) { return j.get<CameraState>(); }
+std::string to_record(const MeterState& s) { return record_of(s); }
+std::string to_record(const CommunityMeters& s) { return record_of(s); }
+std::string to_record(const GateState& s) { return record_of(s); }
+std::string to_record(const CameraState& s) { return record_of(s); }
+std::string to_record(const HomeState& s) { return record_of(s); }
 
 CameraState apply(CameraState s, const schemas::Event& e, const schemas::CameraSnapshot& snapshot) {
   s.community = e.community.str();

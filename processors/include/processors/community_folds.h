@@ -137,8 +137,13 @@ nlohmann::json to_json(const Occupancy& s);
 nlohmann::json occupancy_summary(const Occupancy& s);
 nlohmann::json to_json(const HomeState& s);
 nlohmann::json to_json(const ElderState& s);
-// The stored record (processors/record.h): binary, rendered it is to_json(state).dump().
+// The stored records (processors/record.h): binary, rendered each is to_json(state).dump().
 std::string to_record(const ElderState& s);
+std::string to_record(const MeterState& s);
+std::string to_record(const CommunityMeters& s);
+std::string to_record(const GateState& s);
+std::string to_record(const CameraState& s);
+std::string to_record(const HomeState& s);
 MeterState meter_state_from_json(const nlohmann::json& j);
 CommunityMeters community_meters_from_json(const nlohmann::json& j);
 GateState gate_state_from_json(const nlohmann::json& j);

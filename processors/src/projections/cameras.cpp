@@ -30,7 +30,7 @@ class CamerasProjection final : public Projection {
  private:
   DevicesProjection& devices_;
   AlertsProjection& alerts_;
-  Table<CameraState> cameras_{&camera_state_from_json};
+  Table<CameraState> cameras_{&camera_state_from_json, &to_record};  // binary (decision 0022)
 };
 
 }  // namespace

@@ -27,7 +27,7 @@ class GatesProjection final : public Projection {
  private:
   DevicesProjection& devices_;
   AlertsProjection& alerts_;
-  Table<GateState> gates_{&gate_state_from_json};
+  Table<GateState> gates_{&gate_state_from_json, &to_record};  // binary (decision 0022)
 };
 
 }  // namespace

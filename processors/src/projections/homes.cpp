@@ -47,7 +47,7 @@ class HomesProjection final : public Projection {
   }
   DevicesProjection& devices_;
   AlertsProjection& alerts_;
-  Table<HomeState> homes_{&home_state_from_json};
+  Table<HomeState> homes_{&home_state_from_json, &to_record};  // binary (decision 0022)
 };
 
 }  // namespace

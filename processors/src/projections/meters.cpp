@@ -36,8 +36,8 @@ class MetersProjection final : public Projection {
 
  private:
   DevicesProjection& devices_;
-  Table<MeterState> meters_{&meter_state_from_json};
-  Table<CommunityMeters> totals_{&community_meters_from_json};
+  Table<MeterState> meters_{&meter_state_from_json, &to_record};  // binary (decision 0022)
+  Table<CommunityMeters> totals_{&community_meters_from_json, &to_record};  // binary (decision 0022)
 };
 
 }  // namespace
