@@ -209,7 +209,13 @@ void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& ch
     std::shared_ptr<const std::string> value;  // made once per change, only when someone gets it
     std::optional<std::string> text;           // a binary record rendered, once, when needed
     auto as_text = [&]() -> const std::string& {
-      if (!text) text = processors::record_text(raw);
+      if (!text) {
+        try {
+          text = processors::record_text(raw);
+        } catch (const std::exception&) {  // a record the hub cannot render reaches nobody, and stops nothing
+          text = "null";
+        }
+      }
       return *text;
     };
     const std::string_view whole(key);

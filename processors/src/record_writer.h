@@ -11,12 +11,15 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <msgpack.hpp>
 #include <nlohmann/json.hpp>
+
+#include "common/text.h"
 
 namespace courtyard::processors {
 
@@ -124,7 +127,10 @@ class RecordWriter {
     std::string s;
     void write(const char* p, std::size_t n) { s.append(p, n); }
   };
+  // Text must be UTF-8, as it was when these records were JSON (dump threw): a fold that would
+  // store anything else throws, and its message is quarantined, never served broken.
   RecordWriter& text(std::string_view s) {
+    if (!valid_utf8(s)) throw std::invalid_argument("a record's text is not valid UTF-8: " + printable(s, 64));
     packer_.pack_str(static_cast<std::uint32_t>(s.size()));
     packer_.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
     return *this;

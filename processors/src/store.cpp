@@ -153,6 +153,14 @@ std::expected<void, std::string> Store::write(const KeyValues& puts, const Offse
   return {};
 }
 
+std::expected<void, std::string> Store::flush() {
+  rocksdb::FlushOptions options;
+  options.wait = true;
+  auto s = db_->Flush(options);
+  if (!s.ok()) return std::unexpected("store flush failed: " + s.ToString());
+  return {};
+}
+
 std::expected<void, std::string> Store::remove(const std::string& key) {
   auto s = db_->Delete(rocksdb::WriteOptions(), key);
   if (!s.ok() && db_->Resume().ok()) s = db_->Delete(rocksdb::WriteOptions(), key);

@@ -1,5 +1,8 @@
 #include "replay/replay.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <charconv>
 #include <filesystem>
 #include <limits>
@@ -77,6 +80,15 @@ std::expected<Plan, std::string> plan(rd_kafka_t* rk, const RebuildConfig& c) {
         end = std::min(end, it->second);
       } else if (c.only_named_partitions) {
         end = p.start.at(tp);
+      }
+    }
+  }
+  if (c.require_log_start) {
+    for (const auto& [tp, start] : p.start) {
+      if (start > 0 && p.end.at(tp) > start) {
+        return std::unexpected(fmt::format("partition {} of {} starts at offset {}: the log's start is gone, and a "
+                                           "rebuild from it would lack what was there",
+                                           tp.second, tp.first, start));
       }
     }
   }
@@ -455,6 +467,17 @@ std::optional<Difference> first_difference(const processors::Store::View& left, 
   return std::nullopt;
 }
 
+namespace {
+
+void sync_directory(const std::filesystem::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
 std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildConfig config) {
   namespace fs = std::filesystem;
   const fs::path live(config.dir), fresh(config.dir + ".rebuilding"), old(config.dir + ".previous");
@@ -479,6 +502,7 @@ std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildC
   {
     processors::StoreConfig sc;
     sc.dir = live.string();
+    sc.read_only = true;
     auto store = processors::Store::open(sc);
     if (!store) return std::unexpected(store.error());
     auto view = (*store)->view();
@@ -489,10 +513,21 @@ std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildC
     outbox = view.scan(processors::Projector::kOutboxPrefix, "", std::numeric_limits<std::size_t>::max());
     outbox_next = view.get(processors::Projector::kOutboxNextKey);
   }
+  // What is carried over must be what this build's runner sends ({topic, key, value}): a newer
+  // version's outbox in another form would stop the runner at every start.
+  for (const auto& [key, raw] : outbox) {
+    const auto entry = nlohmann::json::parse(raw, nullptr, false);
+    if (!entry.is_object() || !entry.contains("topic") || !entry.contains("key") || !entry.contains("value") ||
+        !entry["topic"].is_string() || !entry["key"].is_string() || !entry["value"].is_string()) {
+      return std::unexpected("the store's unsent outbox entry " + printable(key, 64) +
+                             " is not one this version sends; the store is kept as it is");
+    }
+  }
   config.dir = fresh.string();
   config.resume = false;
   config.until_offsets = reached;
   config.only_named_partitions = true;  // what the old store had not read is the live path's
+  config.require_log_start = true;
   auto summary = rebuild(config);
   if (!summary) return std::unexpected("rebuilding a store of format " + std::to_string(from) + ": " + summary.error());
   {
@@ -507,15 +542,22 @@ std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildC
       deletes.push_back(std::move(key));
     }
     deletes.emplace_back(processors::Projector::kOutboxNextKey);
-    if (auto ok = (*store)->write({}, view.offsets(), deletes); !ok) return std::unexpected(ok.error());
+    // Where the old store stood, past any transaction markers after its last message.
+    auto offsets = view.offsets();
+    for (const auto& [tp, next] : reached) offsets[tp] = std::max(offsets[tp], next);
+    if (auto ok = (*store)->write({}, offsets, deletes); !ok) return std::unexpected(ok.error());
     kept = outbox.size();
     if (outbox_next) outbox.emplace_back(processors::Projector::kOutboxNextKey, *outbox_next);
-    if (auto ok = (*store)->write(outbox, view.offsets()); !ok) return std::unexpected(ok.error());
+    if (auto ok = (*store)->write(outbox, offsets); !ok) return std::unexpected(ok.error());
+    // On disk before the old store goes: a power cut must not leave the rebuild's outbox (all of
+    // history) to be sent, nor lose what is carried over.
+    if (auto ok = (*store)->flush(); !ok) return std::unexpected(ok.error());
   }
   fs::rename(live, old, ec);
   if (ec) return std::unexpected("moving " + live.string() + " aside: " + ec.message());
   fs::rename(fresh, live, ec);
   if (ec) return std::unexpected("putting the rebuilt store in place: " + ec.message());
+  sync_directory(live.parent_path());  // both renames on disk before the old store is deleted
   fs::remove_all(old, ec);
   return Reformat{from, kept, std::move(*summary)};
 }

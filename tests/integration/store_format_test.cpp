@@ -35,6 +35,16 @@ std::size_t alerts_published(const KafkaConfig& kafka, const std::string& commun
   return n;
 }
 
+// Commands to `community`'s devices and staff (the alerts pushed to homes among them).
+std::size_t commands_published(const KafkaConfig& kafka, const std::string& community) {
+  std::size_t n = 0;
+  const std::string mark = "\"community\":\"" + community + "\"";
+  REQUIRE(read_to_end(kafka, kafka.commands_topic, [&](const rd_kafka_message_t& m) {
+    if (std::string_view(static_cast<const char*>(m.payload), m.len).find(mark) != std::string_view::npos) ++n;
+  }));
+  return n;
+}
+
 std::unique_ptr<processors::Store> open_store(const std::string& dir, bool read_only) {
   processors::StoreConfig config;
   config.dir = dir;
@@ -68,18 +78,21 @@ TEST_SUITE("integration: store format") {
     CHECK(stack.ingest().terminate() == 0);
     REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["lag_total"] == 0; }, 30s));
     const auto kafka = services.kafka();
-    std::size_t sent = 0;
     REQUIRE(test::eventually([&] {
       auto alerts = stack.get("/api/v1/alerts?community=" + community);
-      sent = alerts_published(kafka, community);
-      return alerts && !(*alerts)["items"].empty() && sent >= (*alerts)["items"].size();
+      return alerts && !(*alerts)["items"].empty() && alerts_published(kafka, community) >= (*alerts)["items"].size();
     }, 30s));
     CHECK(stack.hub().terminate() == 0);
+    // With the hub stopped, what is on the topics stays as it is; what it had not seen confirmed
+    // is in its outbox (and will be sent once).
+    const std::size_t sent = alerts_published(kafka, community), commanded = commands_published(kafka, community);
+    REQUIRE(commanded > 0);
 
     // What the old store holds, and what it has not sent yet: one alert change whose publish a
     // crash interrupted. Then it is made a store of a version before stores were marked.
     const std::string state = stack.dir().str("var") + "/hub/state";
     replay::Digests before;
+    std::size_t pending_alerts = 0, pending_commands = 0;
     processors::Offsets reached;
     const std::string unsent = json{{"id", community + ":smoke:unsent:1"}, {"community", community}, {"state", "active"}}.dump();
     {
@@ -88,6 +101,14 @@ TEST_SUITE("integration: store format") {
       before = replay::digest(store->view());
       reached = store->view().offsets();
       const std::uint64_t next = std::stoull(store->view().get(Projector::kOutboxNextKey).value_or("0"));
+      for (const auto& [entry_key, raw] : store->view().scan(Projector::kOutboxPrefix, "", 100000)) {
+        const auto entry = json::parse(raw);  // counted as the topics are: this community's only
+        const std::string key = entry["key"], value = entry["value"];
+        if (entry["topic"] == "alerts" && key.starts_with(community + ":")) ++pending_alerts;
+        if (entry["topic"] == "commands" && value.find("\"community\":\"" + community + "\"") != std::string::npos) {
+          ++pending_commands;
+        }
+      }
       const std::string entry = std::string(Projector::kOutboxPrefix) + fmt::format("{:020}", next);
       REQUIRE(store->write({{entry, json{{"topic", "alerts"}, {"key", community + ":smoke:unsent:1"}, {"value", unsent}}.dump()},
                             {Projector::kOutboxNextKey, std::to_string(next + 1)}},
@@ -106,8 +127,9 @@ TEST_SUITE("integration: store format") {
       alerts_published(kafka, community, &unsent_published, unsent);
       return unsent_published == 1;
     }, 30s));
-    // Only the entry the old store had not sent: none of the alerts the rebuild met along the way.
-    CHECK(alerts_published(kafka, community) == sent + 1);
+    // Only what the old store had not sent: none of the alerts and commands the rebuild met along the way.
+    REQUIRE(test::eventually([&] { return commands_published(kafka, community) == commanded + pending_commands; }, 30s));
+    CHECK(alerts_published(kafka, community) == sent + pending_alerts + 1);
     auto devices = stack.devices();
     CHECK(devices.size() == 30);
     CHECK(stack.hub().terminate() == 0);

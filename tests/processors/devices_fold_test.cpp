@@ -175,6 +175,13 @@ TEST_SUITE("devices fold") {
     same(s);
   }
 
+  TEST_CASE("attack: a state holding text that is not UTF-8 has no record: writing it throws, as its JSON did") {
+    DeviceState s;
+    s.firmware = "v1\xff\xfe";
+    CHECK_THROWS(to_record(s));
+    CHECK_THROWS((void)to_json(s).dump());
+  }
+
   TEST_CASE("folding the same events again gives the same state: replay is deterministic") {
     std::vector<schemas::Event> events{registration(1)};
     for (std::uint64_t i = 1; i <= 50; ++i) {

@@ -137,7 +137,9 @@ class Projector {
   // form (a record split into pieces, a field's meaning, an encoding) increments it. A projector
   // marks the empty store it is given; a hub rebuilds a store of another format from the log when
   // it starts (replay::ensure_store_format, decision 0021), and a rebuild never continues one.
-  static constexpr std::uint32_t kStoreFormat = 2;  // 2: devices/ records binary (decision 0022)
+  // 2: the records written per event are binary (decision 0022): devices/, watch/, elders/,
+  // meters/, gates/, homes/, cameras/ and a community's meter totals.
+  static constexpr std::uint32_t kStoreFormat = 2;
   static constexpr const char* kStoreFormatKey = "meta/format";
   // nullopt: the store is empty (of no format yet); 0: written before stores were marked (or a
   // marker no version wrote).

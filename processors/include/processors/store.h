@@ -72,6 +72,9 @@ class Store {
   std::expected<void, std::string> write(const KeyValues& puts, const Offsets& offsets,
                                          const std::vector<std::string>& deletes = {});
   std::expected<void, std::string> remove(const std::string& key);
+  // Makes every write so far durable (the memtable flushed to a table file), for a caller about to
+  // replace one store with another: writes are otherwise durable only as far as the OS wrote the log.
+  std::expected<void, std::string> flush();
   // Removes every record: one store serves many runs (fuzzers). Not for a store anyone reads.
   std::expected<void, std::string> clear();
   // A consistent copy of the whole store in `dir` (must not exist), made of hard links where it

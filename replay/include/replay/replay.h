@@ -35,6 +35,9 @@ struct RebuildConfig {
   // the end they had when the rebuild started. Unset: everything up to that end.
   std::optional<processors::Offsets> until_offsets;
   bool only_named_partitions = false;     // with until_offsets: partitions it does not name are not read
+  // Refuse a log that no longer starts at offset 0 (retention or a topic re-pointed removed its
+  // head): the rebuild would lack what was there. A store being replaced needs the whole history.
+  bool require_log_start = false;
   // Or: stop at the first message appended after this time (ms since the epoch, broker time).
   std::optional<std::int64_t> until_time_ms;
   std::size_t max_batch = 5000;           // messages per store write
