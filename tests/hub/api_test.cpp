@@ -5,6 +5,7 @@
 #include "events.h"
 #include "hub/api.h"
 #include "processors/projector.h"
+#include "processors/record.h"
 #include "temp_dir.h"
 
 using namespace courtyard;
@@ -192,6 +193,25 @@ TEST_SUITE("hub API: writes") {
       if (k == name) return v;
     }
     return "";
+  }
+
+  TEST_CASE("a device's binary record is served as its JSON, and commands it by its community: staff of another are refused") {
+    Writable f;
+    const auto raw = f.store->view().get(processors::Projector::device_key("gate-1"));
+    REQUIRE(raw);
+    REQUIRE(processors::is_binary_record(*raw));
+    auto served = json::parse(f.get("/api/v1/devices/gate-1").body);
+    auto stored = processors::record_json(*raw);
+    for (const auto& [field, value] : stored.items()) CHECK(served[field] == value);
+    auto res = f.post("/api/v1/devices/gate-1/commands", R"({"action":"ping"})");
+    CHECK(res.status == 202);
+    REQUIRE(f.appended.size() == 1);
+    CHECK(f.appended[0].community.str() == "c1");
+    CHECK(std::get<schemas::Command>(f.appended[0].body).target.str() == "gate-1");
+    const std::string elsewhere = *f.tokens.add(hub::Role::Staff, "c2", "", "another compound's office");
+    auto refused = f.api->handle({"POST", "/api/v1/devices/gate-1/commands", R"({"action":"ping"})", "Bearer " + elsewhere});
+    CHECK(refused.status == 404);  // hidden: not a device of theirs
+    CHECK(f.appended.size() == 1);
   }
 
   TEST_CASE("a registry change is appended to the log as an event of its community") {
