@@ -229,7 +229,7 @@ void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& ch
         if ((sub.exact && length != key.size()) || seq <= sub.after_seq) continue;
         const auto& who = s->principal();
         if (who.role != Role::Admin && who.role != Role::Auditor) {
-          if (!scope) scope = scope_of(key, json::parse(as_text(), nullptr, false));
+          if (!scope) scope = scope_of(key, processors::parse_record(raw));
           if (!may_read(who, key, *scope)) continue;
         }
         // As the API serves it: a presence gets who is inside from the store when it is sent, so

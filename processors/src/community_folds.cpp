@@ -8,34 +8,26 @@
 
 namespace courtyard::processors {
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MeterState, community, unit, kind, measure_unit, last_total,
-                                                last_reading_ms, readings, resets, out_of_order, hourly, daily)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CommunityMeters, daily_by_kind, daily_by_building)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(GateState, community, location, passes, in, out, granted, denied,
-                                                fevers, by_credential, by_subject_kind, denials_by_reason, hourly,
-                                                last_temperature_c, last_pass_ms)
+// JSON and binary record (decision 0022) from one field list each; the occupancy and the elder
+// have JSON only here (their records add derived fields: to_json and to_record below).
+COURTYARD_DEFINE_STATE(MeterState, community, unit, kind, measure_unit, last_total,
+                       last_reading_ms, readings, resets, out_of_order, hourly, daily)
+COURTYARD_DEFINE_STATE(CommunityMeters, daily_by_kind, daily_by_building)
+COURTYARD_DEFINE_STATE(GateState, community, location, passes, in, out, granted, denied,
+                       fevers, by_credential, by_subject_kind, denials_by_reason, hourly,
+                       last_temperature_c, last_pass_ms)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Occupancy, people_inside, vehicles_inside, people_entries,
                                                 people_exits, vehicle_entries, vehicle_exits, unknown_exits,
                                                 entries_per_hour, vehicle_entries_per_hour, exits_per_hour,
                                                 vehicle_exits_per_hour)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SnapshotRecord, snapshot_id, at_ms, faces, plate_token,
-                                                plate_confidence, verdict, detail, passes)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CameraState, community, gate, location, snapshots, analysed, verdicts,
-                                                last_snapshot_ms, recent)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SensorReading, sensor, state, value, has_value, at_ms)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(HomeState, community, unit, sensors, open_alerts, people_inside)
+COURTYARD_DEFINE_STATE(SnapshotRecord, snapshot_id, at_ms, faces, plate_token,
+                       plate_confidence, verdict, detail, passes)
+COURTYARD_DEFINE_STATE(CameraState, community, gate, location, snapshots, analysed, verdicts,
+                       last_snapshot_ms, recent)
+COURTYARD_DEFINE_STATE(SensorReading, sensor, state, value, has_value, at_ms)
+COURTYARD_DEFINE_STATE(HomeState, community, unit, sensors, open_alerts, people_inside)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ElderState, community, unit, latest, heart_rates, spo2,
                                                 last_movement_ms, last_steps, alarms, open_alerts, wellbeing)
-// Their binary records (decision 0022), from the same field lists.
-COURTYARD_DEFINE_RECORD(MeterState, community, unit, kind, measure_unit, last_total, last_reading_ms, readings, resets,
-                        out_of_order, hourly, daily)
-COURTYARD_DEFINE_RECORD(CommunityMeters, daily_by_kind, daily_by_building)
-COURTYARD_DEFINE_RECORD(GateState, community, location, passes, in, out, granted, denied, fevers, by_credential,
-                        by_subject_kind, denials_by_reason, hourly, last_temperature_c, last_pass_ms)
-COURTYARD_DEFINE_RECORD(SnapshotRecord, snapshot_id, at_ms, faces, plate_token, plate_confidence, verdict, detail, passes)
-COURTYARD_DEFINE_RECORD(CameraState, community, gate, location, snapshots, analysed, verdicts, last_snapshot_ms, recent)
-COURTYARD_DEFINE_RECORD(SensorReading, sensor, state, value, has_value, at_ms)
-COURTYARD_DEFINE_RECORD(HomeState, community, unit, sensors, open_alerts, people_inside)
 
 namespace {
 

@@ -4,8 +4,9 @@
 // to_json would have made, as long as the writer is given the same fields with the same types, in
 // any order (JSON objects keep their keys sorted): a unit test per state holds it to that.
 //
-// A struct whose JSON comes from NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT gets its binary
-// twin from COURTYARD_DEFINE_RECORD with the same field list, so the two cannot drift apart.
+// COURTYARD_DEFINE_STATE(Type, fields...) gives a struct both its JSON
+// (NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT) and its binary record from one field list, so
+// the two cannot drift apart.
 #include <bit>
 #include <cstdint>
 #include <map>
@@ -161,3 +162,7 @@ std::string record_of(const T& s) {
   [[maybe_unused]] inline void write_record_fields(::courtyard::processors::RecordWriter& w, const Type& s) { \
     NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(COURTYARD_RECORD_FIELD, __VA_ARGS__))                     \
   }
+// Both encodings of a state from one field list: its JSON, and its binary record with the same names.
+#define COURTYARD_DEFINE_STATE(Type, ...)                               \
+  NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Type, __VA_ARGS__) \
+  COURTYARD_DEFINE_RECORD(Type, __VA_ARGS__)
