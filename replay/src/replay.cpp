@@ -7,11 +7,13 @@
 #include <filesystem>
 #include <limits>
 #include <set>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "common/digest.h"
+#include "common/handoff.h"
 #include "common/handles.h"
 #include "common/text.h"
 #include "processors/runner.h"
@@ -21,6 +23,9 @@ namespace courtyard::replay {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Batches read and not yet folded, at most: the reader waits beyond this.
+constexpr std::size_t kBatchesInFlight = 4;
 
 // Every partition of the topics with the offsets to read from and to stop at.
 struct Plan {
@@ -297,56 +302,94 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   }
   if (auto err = rd_kafka_assign(rk, assignment.get())) return std::unexpected(std::string("assign: ") + rd_kafka_err2str(err));
 
-  Progress progress;
-  progress.total = p->total();
+  // Two stages on two threads, so a rebuild uses both cores: a reader polls the log, copies each
+  // message out of librdkafka, checks its chain link (or only decodes it) and hands batches over
+  // a short queue; this thread folds them and writes the store. The reader owns the consumer and
+  // the chain state; the fold owns the projector. A few batches in between bound the memory.
+  Handoff<std::vector<processors::LogMessage>> batches(kBatchesInFlight);
+  std::optional<std::string> read_error;  // the reader's, once it has closed the queue
+  auto read = [&](std::stop_token stop) {
+    Progress progress;
+    progress.total = p->total();
+    const auto started = Clock::now();
+    auto last_progress = started, last_message = started;
+    std::vector<processors::LogMessage> batch;
+    auto hand_over = [&] {
+      if (batch.empty()) return true;
+      bool taken = batches.push(std::move(batch));
+      batch = {};
+      batch.reserve(c.max_batch);
+      return taken;
+    };
+    while (!remaining.empty() && !stop.stop_requested()) {
+      KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 100));
+      auto now = Clock::now();
+      if (!m || m->err) {
+        if (!hand_over()) break;
+        // A partition ending in transaction markers (ingest appends in transactions) is read once
+        // the consumer has stepped over them: no message is handed out for a marker.
+        std::erase_if(remaining, [&](const auto& e) { return consumer_position(rk, e.first.first, e.first.second) >= e.second; });
+        if (!remaining.empty() && now - last_message > c.timeout) {
+          read_error = "the log stopped delivering before its end";
+          break;
+        }
+        continue;
+      }
+      last_message = now;
+      auto it = remaining.find({rd_kafka_topic_name(m->rkt), m->partition});
+      if (it == remaining.end() || m->offset >= it->second) continue;  // past where this rebuild stops
+      if (m->offset + 1 >= it->second) remaining.erase(it);
+      auto lm = processors::log_message_of(*m);
+      if (lm.topic == c.kafka.events_topic) {
+        if (c.chain_key) {
+          chains.check(lm);  // decodes it, once, for the fold too
+        } else if (auto event = schemas::decode(lm.value)) {
+          lm.decoded = std::make_shared<const schemas::Event>(std::move(*event));
+        }  // one that does not decode is the fold's to quarantine, with its reason
+      } else if (c.chain_key && lm.topic == c.kafka.deadletter_topic) {
+        chains.check_dead_letter(lm);
+      }
+      batch.push_back(std::move(lm));
+      ++summary.messages;
+      if (batch.size() >= c.max_batch && !hand_over()) break;
+      if (c.on_progress && now - last_progress > std::chrono::seconds(1)) {
+        last_progress = now;
+        progress.messages = summary.messages;
+        progress.seconds = std::chrono::duration<double>(now - started).count();
+        c.on_progress(progress);
+      }
+    }
+    hand_over();
+  };
+  std::jthread reader([&](std::stop_token stop) {
+    try {
+      read(stop);
+    } catch (const std::exception& e) {
+      read_error = std::string("reading the log: ") + e.what();
+    }
+    batches.close();
+  });
+  // However this thread leaves, the reader is not left waiting on a queue nobody empties.
+  struct CloseOnExit {
+    Handoff<std::vector<processors::LogMessage>>& queue;
+    ~CloseOnExit() { queue.close(); }
+  } close_on_exit{batches};
   const auto started = Clock::now();
-  auto last_progress = started, last_message = started;
-  std::vector<processors::LogMessage> batch;
-  auto flush = [&]() -> std::expected<void, std::string> {
-    if (batch.empty()) return {};
-    auto result = projector.apply(batch);
-    if (!result) return std::unexpected(result.error());
+  while (auto batch = batches.pop()) {
+    auto result = projector.apply(*batch);
+    if (!result) {
+      batches.close();  // the reader stops at its next hand-over
+      reader.request_stop();
+      return std::unexpected(result.error());
+    }
     summary.applied += result->applied;
     summary.duplicates += result->duplicates;
     summary.corrupt += result->corrupt;
     summary.quarantined += result->quarantined;
     summary.dead_letters += result->dead_letters;
-    batch.clear();
-    return {};
-  };
-  while (!remaining.empty()) {
-    KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 100));
-    auto now = Clock::now();
-    if (!m || m->err) {
-      if (auto ok = flush(); !ok) return std::unexpected(ok.error());
-      // A partition ending in transaction markers (ingest appends in transactions) is read once
-      // the consumer has stepped over them: no message is handed out for a marker.
-      std::erase_if(remaining, [&](const auto& e) { return consumer_position(rk, e.first.first, e.first.second) >= e.second; });
-      if (!remaining.empty() && now - last_message > c.timeout) {
-        return std::unexpected(std::string("the log stopped delivering before its end"));
-      }
-      continue;
-    }
-    last_message = now;
-    auto it = remaining.find({rd_kafka_topic_name(m->rkt), m->partition});
-    if (it == remaining.end() || m->offset >= it->second) continue;  // past where this rebuild stops
-    if (m->offset + 1 >= it->second) remaining.erase(it);
-    auto lm = processors::log_message_of(*m);
-    if (c.chain_key && lm.topic == c.kafka.events_topic) chains.check(lm);
-    if (c.chain_key && lm.topic == c.kafka.deadletter_topic) chains.check_dead_letter(lm);
-    batch.push_back(std::move(lm));
-    ++summary.messages;
-    if (batch.size() >= c.max_batch) {
-      if (auto ok = flush(); !ok) return std::unexpected(ok.error());
-    }
-    if (c.on_progress && now - last_progress > std::chrono::seconds(1)) {
-      last_progress = now;
-      progress.messages = summary.messages;
-      progress.seconds = std::chrono::duration<double>(now - started).count();
-      c.on_progress(progress);
-    }
   }
-  if (auto ok = flush(); !ok) return std::unexpected(ok.error());
+  reader.join();
+  if (read_error) return std::unexpected(*read_error);
   summary.offsets = projector.offsets();
   // Partitions with nothing to read still say where the rebuild stands.
   for (const auto& [tp, end] : p->end) summary.offsets.try_emplace(tp, end);

@@ -1,8 +1,9 @@
 #pragma once
 // Auditor replay: rebuild the projections from the Kafka log into a fresh store with the very
 // projector and folds the hub runs, digest a store's projections, and compare two stores.
-// Never writes to the live store (it is opened read-only). Single-threaded; long calls report
-// progress through a callback.
+// Never writes to the live store (it is opened read-only). A rebuild reads (and checks chains) on
+// a thread of its own while the calling thread folds; long calls report progress through a
+// callback, called on the reading thread.
 #include <chrono>
 #include <cstdint>
 #include <expected>
@@ -42,7 +43,7 @@ struct RebuildConfig {
   std::optional<std::int64_t> until_time_ms;
   std::size_t max_batch = 5000;           // messages per store write
   std::chrono::milliseconds timeout{120000};  // longest wait for the broker without progress
-  std::function<void(const Progress&)> on_progress;  // about once a second
+  std::function<void(const Progress&)> on_progress;  // about once a second, on the reading thread
   // The deployment's chain key (ingest.chain_key_file): with it every chain link, tick and dead
   // letter is checked and every break reported; without it (the hub's own as-of reads) none is.
   std::optional<std::string> chain_key;
