@@ -345,14 +345,12 @@ HttpResponse Api::metrics() {
   auto view = sources_.store->view();
   Metrics snapshot;
   snapshot.describe("courtyard_events_total", "counter", "Events folded into projections, by type");
-  if (auto raw = view.get(processors::Projector::kEventStatsKey)) {
-    auto counts = json::parse(*raw);
-    for (const auto& [type, n] : counts.items()) snapshot.set("courtyard_events_total", {{"type", type}}, n.get<double>());
+  for (const auto& [type, n] : processors::Projector::counts(view, processors::Projector::kEventStatsKey)) {
+    snapshot.set("courtyard_events_total", {{"type", type}}, static_cast<double>(n));
   }
   snapshot.describe("courtyard_rejected_total", "counter", "Payloads ingest rejected, by reason");
-  if (auto raw = view.get(processors::Projector::kRejectionStatsKey)) {
-    auto counts = json::parse(*raw);
-    for (const auto& [reason, n] : counts.items()) snapshot.set("courtyard_rejected_total", {{"reason", reason}}, n.get<double>());
+  for (const auto& [reason, n] : processors::Projector::counts(view, processors::Projector::kRejectionStatsKey)) {
+    snapshot.set("courtyard_rejected_total", {{"reason", reason}}, static_cast<double>(n));
   }
   snapshot.describe("courtyard_consumer_lag", "gauge", "Messages in the log not yet in the projections");
   for (const auto& [tp, f] : sources_.freshness()) {

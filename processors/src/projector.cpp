@@ -81,10 +81,16 @@ DeadLetter dead_letter_of(const LogMessage& m) {
 
 namespace {
 
-std::map<std::string, std::uint64_t> counts_of(const Store::View& view, const char* key) {
+std::map<std::string, std::uint64_t> counts_of(const Store::View& view, const std::string& key) {
   auto raw = view.get(key);
   if (!raw) return {};
   return nlohmann::json::parse(*raw).get<std::map<std::string, std::uint64_t>>();
+}
+
+std::uint64_t number_of(std::string_view text) {
+  std::uint64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  return ec == std::errc() && end == text.data() + text.size() ? n : 0;
 }
 
 std::string partition_key(const std::string& topic, std::int32_t partition) {
@@ -97,6 +103,36 @@ std::string outbox_key(std::uint64_t seq) {
 
 }  // namespace
 
+OutboxNumbers::OutboxNumbers(const Store::View& view) {
+  std::uint64_t next = 0;
+  // Each lane's next number, and past every entry still held (a lane's record may lag another's).
+  for (const auto& [_, raw] : view.scan(Projector::kOutboxNextKey, "", std::numeric_limits<std::size_t>::max())) {
+    next = std::max(next, number_of(raw));
+  }
+  const std::string prefix = Projector::kOutboxPrefix;
+  for (const auto& [key, _] : view.scan(prefix, "", std::numeric_limits<std::size_t>::max())) {
+    next = std::max(next, number_of(std::string_view(key).substr(prefix.size())) + 1);
+  }
+  next_ = next;
+}
+
+std::string Projector::lane_key(const char* counter, std::uint32_t lane) {
+  return lane == 0 ? std::string(counter) : fmt::format("{}/{}", counter, lane);
+}
+
+std::map<std::string, std::uint64_t> Projector::counts(const Store::View& view, const char* counter) {
+  std::map<std::string, std::uint64_t> total;
+  for (const auto& [key, raw] : view.scan(counter, "", std::numeric_limits<std::size_t>::max())) {
+    if (key != counter && !key.starts_with(std::string(counter) + "/")) continue;  // another counter
+    auto counts = nlohmann::json::parse(raw, nullptr, false);
+    if (!counts.is_object()) continue;
+    for (const auto& [name, n] : counts.items()) {
+      if (n.is_number_unsigned()) total[name] += n.get<std::uint64_t>();
+    }
+  }
+  return total;
+}
+
 Projector::~Projector() = default;
 
 Projector::Projector(Store& store, ProjectorConfig config) : store_(store), config_(std::move(config)) {
@@ -107,7 +143,7 @@ Projector::Projector(Store& store, ProjectorConfig config) : store_(store), conf
     }
   }
   offsets_ = view.offsets();
-  if (auto next = view.get(kOutboxNextKey)) outbox_next_ = std::stoull(*next);
+  outbox_numbers_ = config_.outbox_numbers ? config_.outbox_numbers : std::make_shared<OutboxNumbers>(view);
 }
 
 void Projector::forget_state() {
@@ -196,11 +232,9 @@ std::expected<BatchResult, std::string> Projector::quarantine(const LogMessage& 
     ++result.replayed;
     return result;
   }
-  Offsets next = offsets_;
-  next[tp] = m.offset + 1;
   KeyValues puts{{quarantine_key(m.topic, m.partition, m.offset), quarantine_record(m, reason).dump()}};
-  if (auto ok = store_.write(puts, next); !ok) return std::unexpected(ok.error());
-  offsets_ = std::move(next);
+  if (auto ok = store_.write(puts, {{tp, m.offset + 1}}); !ok) return std::unexpected(ok.error());
+  offsets_[tp] = m.offset + 1;
   ++result.quarantined;
   result.changes = std::move(puts);
   return result;
@@ -297,7 +331,7 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
       case Folded::Fresh:
         ++result.applied;
         result.fresh_device_times_ms.push_back(event->device_time_ms);
-        if (!events_changed) event_counts = counts_of(view, kEventStatsKey);
+        if (!events_changed) event_counts = counts_of(view, lane_key(kEventStatsKey, config_.lane));
         events_changed = true;
         ++event_counts[std::string(schemas::type_name(event->body))];
         break;
@@ -311,28 +345,35 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
   for (const auto& projection : projections_->all()) projection->write(batch);
   auto& puts = batch.puts;
   for (const auto& key : partitions_changed) puts.emplace_back(key, nlohmann::json(partitions[key]).dump());
-  std::uint64_t outbox_next = outbox_next_;
-  for (auto& [topic, key, value] : batch.outbox) {
-    puts.emplace_back(outbox_key(outbox_next++),
-                      nlohmann::json{{"topic", std::move(topic)}, {"key", std::move(key)}, {"value", std::move(value)}}.dump());
+  if (!batch.outbox.empty()) {
+    // Numbers a failed write took are never used: a gap, nothing else.
+    std::uint64_t number = outbox_numbers_->take(batch.outbox.size());
+    for (auto& [topic, key, value] : batch.outbox) {
+      puts.emplace_back(outbox_key(number++),
+                        nlohmann::json{{"topic", std::move(topic)}, {"key", std::move(key)}, {"value", std::move(value)}}.dump());
+    }
+    puts.emplace_back(lane_key(kOutboxNextKey, config_.lane), std::to_string(number));
   }
-  if (outbox_next != outbox_next_) puts.emplace_back(kOutboxNextKey, std::to_string(outbox_next));
   result.alerts_changed = batch.alerts.size();
-  result.outbox_entries = outbox_next - outbox_next_;
+  result.outbox_entries = batch.outbox.size();
   for (const auto& community : chain_heads_changed) {
     const auto& head = chain_heads_.at(community);
     puts.emplace_back(chain_head_key(community),
                       nlohmann::json{{"seq", head.seq}, {"link", head.link}, {"event_id", head.event_id}}.dump());
   }
   for (auto& kv : quarantined) puts.push_back(std::move(kv));
-  if (events_changed) puts.emplace_back(kEventStatsKey, nlohmann::json(event_counts).dump());
+  if (events_changed) puts.emplace_back(lane_key(kEventStatsKey, config_.lane), nlohmann::json(event_counts).dump());
   if (puts.empty() && batch.deletes.empty() && next == offsets_) return result;
-  if (auto ok = store_.write(puts, next, batch.deletes); !ok) {
+  // Only the offsets of the partitions read: another lane writes the others'.
+  Offsets read;
+  for (const auto& [tp, offset] : next) {
+    if (auto it = offsets_.find(tp); it == offsets_.end() || it->second != offset) read.emplace(tp, offset);
+  }
+  if (auto ok = store_.write(puts, read, batch.deletes); !ok) {
     forget_state();  // they hold this batch's states, which the store does not
     return std::unexpected(ok.error());
   }
   offsets_ = std::move(next);
-  outbox_next_ = outbox_next;
   for (auto& kv : puts) {
     result.bytes_written += kv.first.size() + kv.second.size();
     if (is_projection_key(kv.first)) result.changes.push_back(std::move(kv));

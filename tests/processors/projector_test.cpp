@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <set>
+#include <thread>
+
 #include <map>
 #include <set>
 
@@ -29,6 +32,55 @@ std::vector<LogMessage> messages(const std::string& device, std::uint64_t first_
     out.push_back(test::log_message(test::status_event(device, first_seq + i), first_offset + static_cast<std::int64_t>(i)));
   }
   return out;
+}
+
+// A small day of community `community` in `partition`: registrations, device events of every
+// kind, ticks and an operator action, with one redelivered duplicate. Device ids start with `prefix`.
+std::vector<LogMessage> small_day(const std::string& community, const std::string& prefix, std::int32_t partition) {
+  std::vector<LogMessage> log;
+  std::int64_t t = 1795950000000, offset = 0;
+  auto add = [&](const std::string& device, schemas::Body body, std::uint64_t seq) {
+    const bool tick = std::holds_alternative<schemas::Tick>(body);
+    schemas::Event e;
+    e.device = DeviceId(tick || device == "operator" ? device : prefix + device);
+    e.community = CommunityId(tick ? "" : community);
+    e.seq = seq;
+    e.boot = 1;
+    t += 7000;
+    e.device_time_ms = e.ingest_time_ms = t;
+    e.body = std::move(body);
+    log.push_back(test::log_message(e, offset++));
+  };
+  using K = schemas::DeviceKind;
+  add("gate-1", schemas::DeviceRegistered{K::Gate, "", "East gate"}, 0);
+  add("wear-1", schemas::DeviceRegistered{K::Wearable, "b1-0101", "Building 1, flat 101"}, 0);
+  add("meter-1", schemas::DeviceRegistered{K::Meter, "b1-0101", "Building 1, flat 101"}, 0);
+  add("smoke-1", schemas::DeviceRegistered{K::HomeSensor, "b1-0101", "Building 1, flat 101"}, 0);
+  for (std::uint64_t i = 1; i <= 40; ++i) {
+    schemas::GatePass p;
+    p.subject = "s" + std::to_string(i % 7);
+    p.direction = i % 2 ? schemas::Direction::In : schemas::Direction::Out;
+    p.temperature_c = i == 13 ? 38.1 : 36.6;
+    add("gate-1", p, i);
+    add("meter-1", schemas::MeterReading{schemas::MeterKind::Water, 10.0 + 0.1 * static_cast<double>(i), "m3"}, i);
+    schemas::WearableVitals v;
+    v.heart_rate_bpm = 60.0 + static_cast<double>(i % 9);
+    v.moving = i % 5 == 0;
+    add("wear-1", v, i);
+    if (i == 20) add("wear-1", schemas::WearableAlarm{schemas::AlarmKind::Fall, false}, 100);
+    if (i == 25) add("smoke-1", schemas::HomeSensor{schemas::SensorKind::Smoke, "alarm", {}}, 1);
+    if (i == 30) {
+      add("operator", schemas::OperatorAction{community + ":smoke:" + prefix + "smoke-1:1", schemas::AlertAction::Acknowledge,
+                                              "guard", ""}, 0);
+    }
+    if (i % 4 == 0) add("courtyard-hub", schemas::Tick{0}, 0);
+    if (i == 35) log.push_back(log[log.size() - 3]);  // a redelivered duplicate at a new offset
+  }
+  for (std::size_t i = 0; i < log.size(); ++i) {
+    log[i].offset = static_cast<std::int64_t>(i);
+    log[i].partition = partition;
+  }
+  return log;
 }
 
 }  // namespace
@@ -488,43 +540,7 @@ TEST_SUITE("projector: memory and writes do not grow with history") {
 
 TEST_SUITE("projector: replay") {
   TEST_CASE("the same log folded in one batch or in batches of any size gives the same store, byte for byte") {
-    // A small day: registrations, device events of every kind, ticks and an operator action.
-    std::vector<LogMessage> log;
-    std::int64_t t = 1795950000000, offset = 0;
-    auto add = [&](const std::string& device, schemas::Body body, std::uint64_t seq) {
-      schemas::Event e;
-      e.device = DeviceId(device);
-      e.community = CommunityId(device == "courtyard-hub" ? "" : "c1");
-      e.seq = seq;
-      e.boot = 1;
-      t += 7000;
-      e.device_time_ms = e.ingest_time_ms = t;
-      e.body = std::move(body);
-      log.push_back(test::log_message(e, offset++));
-    };
-    using K = schemas::DeviceKind;
-    add("gate-1", schemas::DeviceRegistered{K::Gate, "", "East gate"}, 0);
-    add("wear-1", schemas::DeviceRegistered{K::Wearable, "b1-0101", "Building 1, flat 101"}, 0);
-    add("meter-1", schemas::DeviceRegistered{K::Meter, "b1-0101", "Building 1, flat 101"}, 0);
-    add("smoke-1", schemas::DeviceRegistered{K::HomeSensor, "b1-0101", "Building 1, flat 101"}, 0);
-    for (std::uint64_t i = 1; i <= 40; ++i) {
-      schemas::GatePass p;
-      p.subject = "s" + std::to_string(i % 7);
-      p.direction = i % 2 ? schemas::Direction::In : schemas::Direction::Out;
-      p.temperature_c = i == 13 ? 38.1 : 36.6;
-      add("gate-1", p, i);
-      add("meter-1", schemas::MeterReading{schemas::MeterKind::Water, 10.0 + 0.1 * static_cast<double>(i), "m3"}, i);
-      schemas::WearableVitals v;
-      v.heart_rate_bpm = 60.0 + static_cast<double>(i % 9);
-      v.moving = i % 5 == 0;
-      add("wear-1", v, i);
-      if (i == 20) add("wear-1", schemas::WearableAlarm{schemas::AlarmKind::Fall, false}, 100);
-      if (i == 25) add("smoke-1", schemas::HomeSensor{schemas::SensorKind::Smoke, "alarm", {}}, 1);
-      if (i == 30) add("operator", schemas::OperatorAction{"c1:smoke:smoke-1:1", schemas::AlertAction::Acknowledge, "guard", ""}, 0);
-      if (i % 4 == 0) add("courtyard-hub", schemas::Tick{0}, 0);
-      if (i == 35) log.push_back(log[log.size() - 3]);  // a redelivered duplicate at a new offset
-    }
-    for (std::size_t i = 0; i < log.size(); ++i) log[i].offset = static_cast<std::int64_t>(i);
+    const auto log = small_day("c1", "", 0);
 
     auto fold = [&](std::size_t batch, std::size_t cache_entries = 20'000) {
       auto dir = std::make_unique<test::TempDir>();
@@ -551,6 +567,77 @@ TEST_SUITE("projector: replay") {
       if (k.starts_with("alerts/c1:fall")) escalated_fall = record_json(v)["severity"] == "critical";
     }
     CHECK(escalated_fall);
+  }
+
+  TEST_CASE("two fold lanes, each folding its own partitions on a thread of its own, give the projections one projector gives") {
+    auto c1 = small_day("c1", "", 0), c2 = small_day("c2", "two-", 1);
+    ProjectorConfig config;
+    config.rules.defaults.fall_escalate_ms = 20'000;
+    struct Folded {
+      KeyValues projections;
+      Offsets offsets;
+      std::map<std::string, std::uint64_t> events;
+      std::multiset<std::string> outbox;  // the entries; their numbers depend on which lane took one first
+      std::set<std::string> outbox_keys;
+    };
+    auto read = [](const Store& store) {
+      Folded f;
+      auto view = store.view();
+      for (auto& kv : view.scan("", "", 1'000'000)) {
+        if (Projector::is_projection_key(kv.first)) f.projections.push_back(kv);
+        if (kv.first.starts_with(Projector::kOutboxPrefix)) {
+          f.outbox.insert(kv.second);
+          f.outbox_keys.insert(kv.first);
+        }
+      }
+      f.offsets = view.offsets();
+      f.events = Projector::counts(view, Projector::kEventStatsKey);
+      return f;
+    };
+
+    test::TempDir one_dir, two_dir;
+    auto one_store = test::open_store(one_dir);
+    {
+      Projector projector(*one_store, config);
+      std::vector<LogMessage> interleaved;
+      for (std::size_t i = 0; i < std::max(c1.size(), c2.size()); ++i) {
+        if (i < c1.size()) interleaved.push_back(c1[i]);
+        if (i < c2.size()) interleaved.push_back(c2[i]);
+      }
+      REQUIRE(projector.apply(interleaved));
+    }
+    auto two_store = test::open_store(two_dir);
+    {
+      auto numbers = std::make_shared<OutboxNumbers>(two_store->view());
+      auto lane = [&](std::uint32_t n, const std::vector<LogMessage>& log) {
+        auto c = config;
+        c.lane = n;
+        c.outbox_numbers = numbers;
+        Projector projector(*two_store, c);
+        for (std::size_t i = 0; i < log.size(); i += 7) {
+          if (!projector.apply(std::span(log).subspan(i, std::min<std::size_t>(7, log.size() - i)))) return false;
+        }
+        return true;
+      };
+      bool first = false, second = false;
+      std::thread a([&] { first = lane(0, c1); }), b([&] { second = lane(1, c2); });
+      a.join();
+      b.join();
+      REQUIRE(first);
+      REQUIRE(second);
+    }
+    const auto one = read(*one_store), two = read(*two_store);
+    CHECK(one.projections.size() > 20);
+    CHECK(two.projections == one.projections);
+    CHECK(two.offsets == one.offsets);
+    CHECK(two.events == one.events);  // two lanes' counters, added up
+    CHECK(two_store->view().get(Projector::lane_key(Projector::kEventStatsKey, 1)).has_value());
+    CHECK_FALSE(one.outbox.empty());
+    CHECK(two.outbox == one.outbox);
+    CHECK(two.outbox_keys.size() == two.outbox.size());  // no lane took another's number
+    // A projector started on that store numbers on past every entry either lane left.
+    CHECK(OutboxNumbers(two_store->view()).next() >=
+          std::stoull(two.outbox_keys.rbegin()->substr(std::string(Projector::kOutboxPrefix).size())) + 1);
   }
 }
 

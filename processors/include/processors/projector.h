@@ -8,7 +8,11 @@
 // quarantined: a record under quarantine/{topic}/{partition}/{offset} with the reason, written
 // with the offset, and folding goes on. When a batch throws, its messages are folded again one
 // at a time, so the decision is made for each message alone, the same way live and in a replay.
-// Single-threaded: one projector per store.
+// Single-threaded. One store may have several projectors (fold lanes), each folding its own
+// partitions on a thread of its own: every key a lane writes is of its partitions (a community's
+// state, a device's, a partition's offset) or its own (stats/events/{lane}), and the outbox's
+// numbers are shared (OutboxNumbers), so lanes never write the same key.
+#include <atomic>
 #include <cstdint>
 #include <expected>
 #include <map>
@@ -39,6 +43,18 @@ struct LogMessage {
   std::shared_ptr<const schemas::Event> decoded;
 };
 
+// The outbox's entry numbers, shared by the projectors of one store so their entries never take
+// each other's keys. Starts past every number the store has used or holds.
+class OutboxNumbers {
+ public:
+  explicit OutboxNumbers(const Store::View& view);
+  std::uint64_t take(std::uint64_t n) { return next_.fetch_add(n); }  // the first of n
+  std::uint64_t next() const { return next_.load(); }
+
+ private:
+  std::atomic<std::uint64_t> next_{0};
+};
+
 struct ProjectorTopics {
   std::string events = "courtyard.events.v1";
   std::string deadletter = "courtyard.deadletter.v1";
@@ -53,6 +69,10 @@ struct ProjectorConfig {
   // least recently used beyond this are dropped (the store has them) so memory does not grow
   // with history. A compound's devices, homes and communities should fit.
   std::size_t cache_entries = 20'000;
+  // With several projectors on one store: this one's lane (0 for the only one), which names the
+  // counters it keeps (lane_key), and the numbers they share (unset: its own).
+  std::uint32_t lane = 0;
+  std::shared_ptr<OutboxNumbers> outbox_numbers;
 };
 
 struct BatchResult {
@@ -130,8 +150,12 @@ class Projector {
   static bool served_in_pieces(std::string_view key) {
     return key.starts_with("communities/") && key.ends_with("/presence");
   }
+  // Counters over every community ({name: count}), one record per lane: kEventStatsKey for lane
+  // 0, "stats/events/{lane}" for the others; counts() adds them up.
   static constexpr const char* kEventStatsKey = "stats/events";
   static constexpr const char* kRejectionStatsKey = "stats/rejected";
+  static std::string lane_key(const char* counter, std::uint32_t lane);
+  static std::map<std::string, std::uint64_t> counts(const Store::View& view, const char* counter);
 
   // The form of the records this build's projections write and read. Any change to a record's
   // form (a record split into pieces, a field's meaning, an encoding) increments it. A projector
@@ -139,7 +163,9 @@ class Projector {
   // it starts (replay::ensure_store_format, decision 0021), and a rebuild never continues one.
   // 2: the records written per event are binary (decision 0022): devices/, watch/, elders/,
   // meters/, gates/, homes/, cameras/ and a community's meter totals.
-  static constexpr std::uint32_t kStoreFormat = 2;
+  // 3: counters are kept per fold lane (lane_key), and a batch writes the offsets of the
+  // partitions it read only.
+  static constexpr std::uint32_t kStoreFormat = 3;
   static constexpr const char* kStoreFormatKey = "meta/format";
   // nullopt: the store is empty (of no format yet); 0: written before stores were marked (or a
   // marker no version wrote).
@@ -153,7 +179,7 @@ class Projector {
   Store& store_;
   ProjectorConfig config_;
   Offsets offsets_;
-  std::uint64_t outbox_next_ = 0;
+  std::shared_ptr<OutboxNumbers> outbox_numbers_;
   // Drops every state held in memory (after a failed batch): the store has what was written.
   void forget_state();
   // The projections, with the states they keep between batches (made on the first batch).

@@ -1,5 +1,5 @@
 // rejections/{device}: what ingest refused of each device, from the dead-letter topic, and
-// stats/rejected: refusals by reason over every device.
+// stats/rejected: refusals by reason over every device (a record per fold lane).
 #include <map>
 
 #include "projection.h"
@@ -17,7 +17,7 @@ class RejectionsProjection final : public Projection {
     auto& state = table_.get(batch.view, Projector::rejection_key(letter.device.empty() ? "_unknown" : letter.device));
     state = apply(std::move(state), letter);
     if (!counted_) {
-      auto raw = batch.view.get(Projector::kRejectionStatsKey);
+      auto raw = batch.view.get(Projector::lane_key(Projector::kRejectionStatsKey, batch.config.lane));
       by_reason_ = raw ? nlohmann::json::parse(*raw).get<std::map<std::string, std::uint64_t>>()
                        : std::map<std::string, std::uint64_t>{};
       counted_ = true;
@@ -26,7 +26,8 @@ class RejectionsProjection final : public Projection {
   }
   void write(Batch& batch) override {
     table_.put_changed(batch.puts);
-    if (counted_) batch.puts.emplace_back(Projector::kRejectionStatsKey, nlohmann::json(by_reason_).dump());
+    if (counted_) batch.puts.emplace_back(Projector::lane_key(Projector::kRejectionStatsKey, batch.config.lane),
+                                        nlohmann::json(by_reason_).dump());
     counted_ = false;
   }
   void evict(std::size_t limit) override { table_.evict(limit); }
