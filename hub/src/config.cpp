@@ -150,6 +150,7 @@ std::vector<Binding> bindings(Config& c) {
       setting("hub.audit_key_file", c.hub.audit_key_file),
       setting("hub.block_cache_mb", c.hub.block_cache_mb),
       setting("hub.max_batch", c.hub.max_batch),
+      setting("hub.fold_lanes", c.hub.fold_lanes),
       setting("simulate.communities", c.simulate.communities),
       setting("simulate.devices", c.simulate.devices),
       setting("simulate.rate", c.simulate.rate),

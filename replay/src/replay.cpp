@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <charconv>
 #include <filesystem>
 #include <limits>
@@ -24,7 +25,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Batches read and not yet folded, at most: the reader waits beyond this.
+// Batches read and not yet folded, per fold lane, at most: the reader waits beyond this.
 constexpr std::size_t kBatchesInFlight = 4;
 
 // Every partition of the topics with the offsets to read from and to stop at.
@@ -109,7 +110,23 @@ std::expected<Plan, std::string> plan(rd_kafka_t* rk, const RebuildConfig& c) {
 class ChainChecker {
  public:
   static constexpr std::size_t kRecent = 65536;  // positions remembered per community for re-appends
-  ChainChecker(RebuildSummary& summary, std::string key) : summary_(summary), key_(std::move(key)) {}
+  explicit ChainChecker(std::string key) : key_(std::move(key)) {}
+
+  // What it found, added to `summary`: a community followed by several checkers (its events in
+  // partitions of more than one lane: only a forgery puts them there) is at the furthest position
+  // any of them reached, with the events each of them read.
+  void add_to(RebuildSummary& summary) && {
+    for (auto& b : breaks_) summary.breaks.push_back(std::move(b));
+    for (auto& [community, head] : chains_) {
+      auto [it, fresh] = summary.chains.try_emplace(community, head);
+      if (fresh) continue;
+      auto& total = it->second;
+      if (head.seq > total.seq) total.seq = head.seq, total.link = head.link;
+      total.events += head.events;
+      total.repeats += head.repeats;
+      total.unchained += head.unchained;
+    }
+  }
 
   // A dead letter carries ingest's MAC over its payload and headers.
   void check_dead_letter(const processors::LogMessage& m) {
@@ -117,13 +134,13 @@ class ChainChecker {
     std::set<std::string> names;
     for (const auto& [name, value] : m.headers) {
       if (!names.insert(name).second) {  // readers take the first of a name: two would let one hide behind the other
-        summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0, "a dead letter with header " + printable(name, 32) + " twice"});
+        breaks_.push_back({"", m.topic, m.partition, m.offset, 0, "a dead letter with header " + printable(name, 32) + " twice"});
         return;
       }
       if (name == "auth") mac = value;
     }
     if (mac.empty() || schemas::dead_letter_mac(key_, m.value, m.headers) != mac) {
-      summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0,
+      breaks_.push_back({"", m.topic, m.partition, m.offset, 0,
                                  mac.empty() ? "a dead letter without ingest's MAC" : "a dead letter whose MAC does not hold"});
     }
   }
@@ -144,7 +161,7 @@ class ChainChecker {
     for (const auto& [key, raw] : view.scan(prefix, "", std::numeric_limits<std::size_t>::max())) {
       auto j = nlohmann::json::parse(raw, nullptr, false);
       if (!j.is_object()) continue;
-      auto& head = summary_.chains[key.substr(prefix.size())];
+      auto& head = chains_[key.substr(prefix.size())];
       head.seq = j.value("seq", std::uint64_t{0});
       head.link = j.value("link", "");
     }
@@ -154,25 +171,25 @@ class ChainChecker {
   void check(processors::LogMessage& m) {
     auto decoded = schemas::decode(m.value);
     if (!decoded) {  // quarantined by the projector; in a community's partition it may hide a forgery
-      summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0, "not a Courtyard event: " + decoded.error()});
+      breaks_.push_back({"", m.topic, m.partition, m.offset, 0, "not a Courtyard event: " + decoded.error()});
       return;
     }
     auto event = std::make_shared<const schemas::Event>(std::move(*decoded));
     m.decoded = event;
     if (event->community.empty()) {
       if (!std::holds_alternative<schemas::Tick>(event->body)) {
-        summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0,
+        breaks_.push_back({"", m.topic, m.partition, m.offset, 0,
                                    std::string(schemas::type_name(event->body)) + " of no community: only ticks are"});
       } else if (schemas::chain_link(key_, std::string(schemas::kTickLink), *event) != event->chain_link) {
-        summary_.breaks.push_back({"", m.topic, m.partition, m.offset, 0, "a tick whose MAC does not hold: not ingest's"});
+        breaks_.push_back({"", m.topic, m.partition, m.offset, 0, "a tick whose MAC does not hold: not ingest's"});
       }
       return;
     }
     const std::string community = event->community.str();
-    auto& head = summary_.chains[community];
+    auto& head = chains_[community];
     auto& recent = recent_[community];
     auto broken = [&](std::string what) {
-      summary_.breaks.push_back({community, m.topic, m.partition, m.offset, event->chain_seq, std::move(what)});
+      breaks_.push_back({community, m.topic, m.partition, m.offset, event->chain_seq, std::move(what)});
     };
     if (event->chain_seq == 0) {
       ++head.unchained;
@@ -210,8 +227,9 @@ class ChainChecker {
   }
 
  private:
-  RebuildSummary& summary_;
   std::string key_;
+  std::map<std::string, ChainHead> chains_;  // by community
+  std::vector<ChainBreak> breaks_;
   std::map<std::string, std::map<std::uint64_t, std::string>> recent_;
 };
 
@@ -240,7 +258,17 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
                                          c.dir, *format, processors::Projector::kStoreFormat));
     }
   }
-  processors::Projector projector(**store, c.projector);
+  // One projector per fold lane, on one store: a lane folds the partitions whose number modulo the
+  // lanes is its own (a community's events are all in one partition, a device's dead letters too).
+  const std::size_t lanes = std::max<std::size_t>(1, c.fold_lanes ? c.fold_lanes : std::thread::hardware_concurrency());
+  auto numbers = std::make_shared<processors::OutboxNumbers>((*store)->view());
+  std::vector<std::unique_ptr<processors::Projector>> projectors;
+  for (std::size_t i = 0; i < lanes; ++i) {
+    auto config = c.projector;
+    config.lane = static_cast<std::uint32_t>(i);
+    config.outbox_numbers = numbers;
+    projectors.push_back(std::make_unique<processors::Projector>(**store, std::move(config)));
+  }
 
   auto consumer = make_consumer(c.kafka, {{"group.id", "courtyard-replay"},
                                           {"enable.auto.commit", "false"},
@@ -252,7 +280,9 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   auto p = plan(rk, c);
   if (!p) return std::unexpected(p.error());
   RebuildSummary summary;
-  ChainChecker chains(summary, c.chain_key.value_or(""));
+  // Chains are checked where they are folded: in the lane of their partition, on its thread.
+  std::vector<ChainChecker> chains(lanes, ChainChecker(c.chain_key.value_or("")));
+  auto lane_index = [&](std::int32_t partition) { return static_cast<std::size_t>(partition) % lanes; };
   if (c.resume) {
     const auto lows = p->start;  // the first offset each partition still holds
     // Start where the store stands, not at the log's start.
@@ -260,7 +290,7 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
     for (auto& [tp, start] : p->start) {
       if (auto it = stored.find(tp); it != stored.end()) start = std::max(start, it->second);
     }
-    chains.start_from((*store)->view());
+    for (auto& checker : chains) checker.start_from((*store)->view());
     // The positions just before where this rebuild starts, so a re-append of one of them (after
     // an ingest crash) is still compared with its original's bytes.
     KafkaPartitionsPtr earlier(rd_kafka_topic_partition_list_new(8));
@@ -289,7 +319,7 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
         auto it = seed_end.find({rd_kafka_topic_name(m->rkt), m->partition});
         if (it == seed_end.end() || m->offset >= it->second) continue;
         if (m->offset + 1 >= it->second) seed_end.erase(it);
-        chains.remember(processors::log_message_of(*m));
+        chains[lane_index(m->partition)].remember(processors::log_message_of(*m));
       }
     }
   }
@@ -302,95 +332,133 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   }
   if (auto err = rd_kafka_assign(rk, assignment.get())) return std::unexpected(std::string("assign: ") + rd_kafka_err2str(err));
 
-  // Two stages on two threads, so a rebuild uses both cores: a reader polls the log, copies each
-  // message out of librdkafka, checks its chain link (or only decodes it) and hands batches over
-  // a short queue; this thread folds them and writes the store. The reader owns the consumer and
-  // the chain state; the fold owns the projector. A few batches in between bound the memory.
-  Handoff<std::vector<processors::LogMessage>> batches(kBatchesInFlight);
-  std::optional<std::string> read_error;  // the reader's, once it has closed the queue
-  auto read = [&](std::stop_token stop) {
-    Progress progress;
-    progress.total = p->total();
-    const auto started = Clock::now();
-    auto last_progress = started, last_message = started;
-    std::vector<processors::LogMessage> batch;
-    auto hand_over = [&] {
-      if (batch.empty()) return true;
-      bool taken = batches.push(std::move(batch));
-      batch = {};
-      batch.reserve(c.max_batch);
-      return taken;
-    };
-    while (!remaining.empty() && !stop.stop_requested()) {
-      KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 100));
-      auto now = Clock::now();
-      if (!m || m->err) {
-        if (!hand_over()) break;
-        // A partition ending in transaction markers (ingest appends in transactions) is read once
-        // the consumer has stepped over them: no message is handed out for a marker.
-        std::erase_if(remaining, [&](const auto& e) { return consumer_position(rk, e.first.first, e.first.second) >= e.second; });
-        if (!remaining.empty() && now - last_message > c.timeout) {
-          read_error = "the log stopped delivering before its end";
-          break;
-        }
-        continue;
-      }
-      last_message = now;
-      auto it = remaining.find({rd_kafka_topic_name(m->rkt), m->partition});
-      if (it == remaining.end() || m->offset >= it->second) continue;  // past where this rebuild stops
-      if (m->offset + 1 >= it->second) remaining.erase(it);
-      auto lm = processors::log_message_of(*m);
-      if (lm.topic == c.kafka.events_topic) {
-        if (c.chain_key) {
-          chains.check(lm);  // decodes it, once, for the fold too
-        } else if (auto event = schemas::decode(lm.value)) {
-          lm.decoded = std::make_shared<const schemas::Event>(std::move(*event));
-        }  // one that does not decode is the fold's to quarantine, with its reason
-      } else if (c.chain_key && lm.topic == c.kafka.deadletter_topic) {
-        chains.check_dead_letter(lm);
-      }
-      batch.push_back(std::move(lm));
-      ++summary.messages;
-      if (batch.size() >= c.max_batch && !hand_over()) break;
-      if (c.on_progress && now - last_progress > std::chrono::seconds(1)) {
-        last_progress = now;
-        progress.messages = summary.messages;
-        progress.seconds = std::chrono::duration<double>(now - started).count();
-        c.on_progress(progress);
-      }
-    }
-    hand_over();
+  // The calling thread reads: it polls the log, copies each message out of librdkafka and hands
+  // batches to the fold lanes over short queues; each lane checks the chain links of its
+  // partitions (or only decodes their events), folds them on a thread of its own and writes the
+  // store. The reader owns the consumer, each lane its chain checker and projector. A few batches
+  // in flight per lane bound the memory.
+  using Messages = std::vector<processors::LogMessage>;
+  struct Lane {
+    explicit Lane(std::size_t capacity) : queue(capacity) {}
+    Handoff<Messages> queue;
+    Messages pending;  // read, not yet handed over
+    processors::BatchResult folded;
+    std::optional<std::string> error;
+    std::jthread thread;
   };
-  std::jthread reader([&](std::stop_token stop) {
-    try {
-      read(stop);
-    } catch (const std::exception& e) {
-      read_error = std::string("reading the log: ") + e.what();
-    }
-    batches.close();
-  });
-  // However this thread leaves, the reader is not left waiting on a queue nobody empties.
-  struct CloseOnExit {
-    Handoff<std::vector<processors::LogMessage>>& queue;
-    ~CloseOnExit() { queue.close(); }
-  } close_on_exit{batches};
-  const auto started = Clock::now();
-  while (auto batch = batches.pop()) {
-    auto result = projector.apply(*batch);
-    if (!result) {
-      batches.close();  // the reader stops at its next hand-over
-      reader.request_stop();
-      return std::unexpected(result.error());
-    }
-    summary.applied += result->applied;
-    summary.duplicates += result->duplicates;
-    summary.corrupt += result->corrupt;
-    summary.quarantined += result->quarantined;
-    summary.dead_letters += result->dead_letters;
+  std::atomic<bool> failed{false};
+  std::vector<std::unique_ptr<Lane>> lane_of;
+  for (std::size_t i = 0; i < lanes; ++i) {
+    auto& lane = *lane_of.emplace_back(std::make_unique<Lane>(kBatchesInFlight));
+    lane.thread = std::jthread([&, &projector = *projectors[i], &checker = chains[i]] {
+      try {
+        while (auto batch = lane.queue.pop()) {
+          for (auto& m : *batch) {
+            if (m.topic == c.kafka.events_topic) {
+              if (c.chain_key) {
+                checker.check(m);  // decodes it, once, for the fold too
+              } else if (auto event = schemas::decode(m.value)) {
+                m.decoded = std::make_shared<const schemas::Event>(std::move(*event));
+              }  // one that does not decode is the fold's to quarantine, with its reason
+            } else if (c.chain_key && m.topic == c.kafka.deadletter_topic) {
+              checker.check_dead_letter(m);
+            }
+          }
+          auto result = projector.apply(*batch);
+          if (!result) {
+            lane.error = result.error();
+            break;
+          }
+          lane.folded.applied += result->applied;
+          lane.folded.duplicates += result->duplicates;
+          lane.folded.corrupt += result->corrupt;
+          lane.folded.quarantined += result->quarantined;
+          lane.folded.dead_letters += result->dead_letters;
+        }
+      } catch (const std::exception& e) {
+        lane.error = std::string("folding: ") + e.what();
+      }
+      if (lane.error) {
+        failed = true;      // the reader stops
+        lane.queue.close();  // and is not left waiting on this lane
+      }
+    });
   }
-  reader.join();
+  // However this thread leaves, no lane is left waiting for more.
+  struct CloseOnExit {
+    std::vector<std::unique_ptr<Lane>>& lanes;
+    ~CloseOnExit() {
+      for (auto& lane : lanes) lane->queue.close();
+    }
+  } close_on_exit{lane_of};
+  auto hand_over = [&](Lane& lane) {
+    if (lane.pending.empty()) return true;
+    bool taken = lane.queue.push(std::move(lane.pending));
+    lane.pending = {};
+    lane.pending.reserve(c.max_batch);
+    return taken;
+  };
+  auto hand_over_all = [&] {
+    bool taken = true;
+    for (auto& lane : lane_of) taken = hand_over(*lane) && taken;
+    return taken;
+  };
+
+  Progress progress;
+  progress.total = p->total();
+  const auto started = Clock::now();
+  auto last_progress = started, last_message = started;
+  std::optional<std::string> read_error;
+  while (!remaining.empty() && !failed) {
+    KafkaMessagePtr m(rd_kafka_consumer_poll(rk, 100));
+    auto now = Clock::now();
+    if (!m || m->err) {
+      if (!hand_over_all()) break;
+      // A partition ending in transaction markers (ingest appends in transactions) is read once
+      // the consumer has stepped over them: no message is handed out for a marker.
+      std::erase_if(remaining, [&](const auto& e) { return consumer_position(rk, e.first.first, e.first.second) >= e.second; });
+      if (!remaining.empty() && now - last_message > c.timeout) {
+        read_error = "the log stopped delivering before its end";
+        break;
+      }
+      continue;
+    }
+    last_message = now;
+    auto it = remaining.find({rd_kafka_topic_name(m->rkt), m->partition});
+    if (it == remaining.end() || m->offset >= it->second) continue;  // past where this rebuild stops
+    if (m->offset + 1 >= it->second) remaining.erase(it);
+    auto lm = processors::log_message_of(*m);
+    auto& lane = *lane_of[lane_index(lm.partition)];
+    lane.pending.push_back(std::move(lm));
+    ++summary.messages;
+    if (lane.pending.size() >= c.max_batch && !hand_over(lane)) break;
+    if (c.on_progress && now - last_progress > std::chrono::seconds(1)) {
+      last_progress = now;
+      progress.messages = summary.messages;
+      progress.seconds = std::chrono::duration<double>(now - started).count();
+      c.on_progress(progress);
+    }
+  }
+  hand_over_all();
+  for (auto& lane : lane_of) {
+    lane->queue.close();
+    lane->thread.join();
+  }
+  for (auto& lane : lane_of) {
+    if (lane->error) return std::unexpected(*lane->error);
+    summary.applied += lane->folded.applied;
+    summary.duplicates += lane->folded.duplicates;
+    summary.corrupt += lane->folded.corrupt;
+    summary.quarantined += lane->folded.quarantined;
+    summary.dead_letters += lane->folded.dead_letters;
+  }
   if (read_error) return std::unexpected(*read_error);
-  summary.offsets = projector.offsets();
+  for (auto& checker : chains) std::move(checker).add_to(summary);
+  // In log order per partition (lanes found them side by side).
+  std::stable_sort(summary.breaks.begin(), summary.breaks.end(), [](const ChainBreak& a, const ChainBreak& b) {
+    return std::tie(a.topic, a.partition, a.offset) < std::tie(b.topic, b.partition, b.offset);
+  });
+  summary.offsets = (*store)->view().offsets();
   // Partitions with nothing to read still say where the rebuild stands.
   for (const auto& [tp, end] : p->end) summary.offsets.try_emplace(tp, end);
   summary.seconds = std::chrono::duration<double>(Clock::now() - started).count();
@@ -539,7 +607,7 @@ std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildC
 
   processors::Offsets reached;
   processors::KeyValues outbox;
-  std::optional<std::string> outbox_next;
+  std::uint64_t outbox_next = 0;
   std::uint32_t from = 0;
   std::size_t kept = 0;
   {
@@ -554,7 +622,7 @@ std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildC
     from = *format;
     reached = view.offsets();
     outbox = view.scan(processors::Projector::kOutboxPrefix, "", std::numeric_limits<std::size_t>::max());
-    outbox_next = view.get(processors::Projector::kOutboxNextKey);
+    outbox_next = processors::OutboxNumbers(view).next();
   }
   // What is carried over must be what this build's runner sends ({topic, key, value}): a newer
   // version's outbox in another form would stop the runner at every start.
@@ -584,13 +652,15 @@ std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildC
     for (auto& [key, _] : view.scan(processors::Projector::kOutboxPrefix, "", std::numeric_limits<std::size_t>::max())) {
       deletes.push_back(std::move(key));
     }
-    deletes.emplace_back(processors::Projector::kOutboxNextKey);
+    for (auto& [key, _] : view.scan(processors::Projector::kOutboxNextKey, "", std::numeric_limits<std::size_t>::max())) {
+      deletes.push_back(std::move(key));  // every lane's
+    }
     // Where the old store stood, past any transaction markers after its last message.
     auto offsets = view.offsets();
     for (const auto& [tp, next] : reached) offsets[tp] = std::max(offsets[tp], next);
     if (auto ok = (*store)->write({}, offsets, deletes); !ok) return std::unexpected(ok.error());
     kept = outbox.size();
-    if (outbox_next) outbox.emplace_back(processors::Projector::kOutboxNextKey, *outbox_next);
+    if (outbox_next > 0) outbox.emplace_back(processors::Projector::kOutboxNextKey, std::to_string(outbox_next));
     if (auto ok = (*store)->write(outbox, offsets); !ok) return std::unexpected(ok.error());
     // On disk before the old store goes: a power cut must not leave the rebuild's outbox (all of
     // history) to be sent, nor lose what is carried over.

@@ -20,9 +20,12 @@ using nlohmann::json;
 namespace {
 
 // Runs `courtyard replay ...` with the stack's environment: exit status and its JSON summary.
-std::pair<int, json> replay(test::Stack& stack, std::vector<std::string> args, const std::string& name) {
+std::pair<int, json> replay(test::Stack& stack, std::vector<std::string> args, const std::string& name,
+                            const std::map<std::string, std::string>& env = {}) {
   args.insert(args.begin(), {COURTYARD_BIN, "replay"});
-  test::Process p(args, stack.env(), stack.dir().str(name + ".log"));
+  auto environment = stack.env();
+  for (const auto& [k, v] : env) environment[k] = v;
+  test::Process p(args, environment, stack.dir().str(name + ".log"));
   int status = p.wait();
   auto out = test::read_file(stack.dir().str(name + ".log"));
   MESSAGE(name, ": ", out.substr(0, 600));
@@ -231,6 +234,19 @@ TEST_SUITE("integration: replay") {
     auto [rebuilt, rebuild_summary] = replay(stack, {"rebuild", "--to", stack.dir().str("rebuilt")}, "rebuild");
     CHECK(rebuilt == 0);
     CHECK(rebuild_summary["digests"]["alerts"]["records"].get<int>() >= summary["digests"]["alerts"]["records"].get<int>());
+
+    // Folded on one thread or on three, each with its share of the partitions: the same projections.
+    const auto until = std::to_string(captured_at);
+    auto [one_lane, one_lane_summary] = replay(stack, {"rebuild", "--to", stack.dir().str("one-lane"), "--until-time", until},
+                                               "rebuild-one-lane", {{"COURTYARD_HUB_FOLD_LANES", "1"}});
+    auto [three_lanes, three_lanes_summary] = replay(stack, {"rebuild", "--to", stack.dir().str("three-lanes"), "--until-time", until},
+                                                     "rebuild-three-lanes", {{"COURTYARD_HUB_FOLD_LANES", "3"}});
+    CHECK(one_lane == 0);
+    CHECK(three_lanes == 0);
+    CHECK(one_lane_summary["digests"]["devices"]["records"].get<int>() >= 60);
+    CHECK(three_lanes_summary["digests"] == one_lane_summary["digests"]);
+    CHECK(three_lanes_summary["offsets"] == one_lane_summary["offsets"]);
+    CHECK(three_lanes_summary["applied"] == one_lane_summary["applied"]);
 
     // Someone edits the live store behind the log's back: verify says no, and names the record.
     stack.hub().terminate();

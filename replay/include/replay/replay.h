@@ -2,8 +2,8 @@
 // Auditor replay: rebuild the projections from the Kafka log into a fresh store with the very
 // projector and folds the hub runs, digest a store's projections, and compare two stores.
 // Never writes to the live store (it is opened read-only). A rebuild reads (and checks chains) on
-// a thread of its own while the calling thread folds; long calls report progress through a
-// callback, called on the reading thread.
+// the calling thread and folds on fold lanes, a thread each; long calls report progress through
+// a callback, called on the calling thread.
 #include <chrono>
 #include <cstdint>
 #include <expected>
@@ -41,9 +41,12 @@ struct RebuildConfig {
   bool require_log_start = false;
   // Or: stop at the first message appended after this time (ms since the epoch, broker time).
   std::optional<std::int64_t> until_time_ms;
-  std::size_t max_batch = 5000;           // messages per store write
+  std::size_t max_batch = 5000;           // messages per store write (per fold lane)
+  // Threads folding (each the partitions whose number modulo this is its own); 0: one per core.
+  // The rebuilt projections are the same for any number.
+  std::size_t fold_lanes = 0;
   std::chrono::milliseconds timeout{120000};  // longest wait for the broker without progress
-  std::function<void(const Progress&)> on_progress;  // about once a second, on the reading thread
+  std::function<void(const Progress&)> on_progress;  // about once a second
   // The deployment's chain key (ingest.chain_key_file): with it every chain link, tick and dead
   // letter is checked and every break reported; without it (the hub's own as-of reads) none is.
   std::optional<std::string> chain_key;
