@@ -247,7 +247,7 @@ void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& ch
         }
         p->second.value = value;
         if (std::find(p->second.subs.begin(), p->second.subs.end(), id) == p->second.subs.end()) p->second.subs.push_back(id);
-        s->last_seq_ = seq;
+        s->last_seq_ = std::max(s->last_seq_, seq);  // lanes' commits may arrive out of order
         if (s->order_.size() > limits_.max_pending_keys) {
           s->overflowed_ = true;
           stats_.dropped += s->pending_.size();

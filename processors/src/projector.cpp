@@ -183,6 +183,7 @@ void add(BatchResult& total, BatchResult&& one) {
   total.bytes_written += one.bytes_written;
   for (auto t : one.fresh_device_times_ms) total.fresh_device_times_ms.push_back(t);
   for (auto& kv : one.changes) total.changes.push_back(std::move(kv));
+  for (auto& kv : one.outbox) total.outbox.push_back(std::move(kv));
 }
 
 }  // namespace
@@ -376,7 +377,11 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
   offsets_ = std::move(next);
   for (auto& kv : puts) {
     result.bytes_written += kv.first.size() + kv.second.size();
-    if (is_projection_key(kv.first)) result.changes.push_back(std::move(kv));
+    if (is_projection_key(kv.first)) {
+      result.changes.push_back(std::move(kv));
+    } else if (kv.first.starts_with(kOutboxPrefix)) {
+      result.outbox.push_back(std::move(kv));
+    }
   }
   for (const auto& projection : projections_->all()) projection->evict(config_.cache_entries);
   return result;

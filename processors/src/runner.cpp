@@ -2,42 +2,86 @@
 
 #include <algorithm>
 #include <atomic>
-#include <optional>
+#include <condition_variable>
+#include <deque>
+#include <limits>
 #include <mutex>
+#include <optional>
+#include <span>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/handles.h"
+#include "common/handoff.h"
 
 namespace courtyard::processors {
 
+namespace {
+
+// Batches handed to a fold lane and not yet taken, at most: the poll loop waits beyond this.
+constexpr std::size_t kBatchesInFlight = 4;
+
+}  // namespace
+
 struct Runner::Impl {
-  Impl(RunnerConfig c, Store& s)
-      : config(std::move(c)),
-        store(s),
-        projector(s, ProjectorConfig{{config.kafka.events_topic, config.kafka.deadletter_topic}, config.rules,
-                                     config.context}) {}
+  using Clock = std::chrono::steady_clock;
+
+  // A fold lane: the partitions whose number modulo the lanes is its own, folded by its own
+  // projector on its own thread. It commits on its own (state and its partitions' offsets in one
+  // write), so lanes never wait for each other.
+  struct Lane {
+    explicit Lane(std::unique_ptr<Projector> p) : projector(std::move(p)) {}
+    Handoff<std::vector<LogMessage>> queue{kBatchesInFlight};
+    std::unique_ptr<Projector> projector;
+    std::jthread thread;
+    std::optional<Clock::time_point> stalled_since;  // its thread only
+    std::chrono::milliseconds stall_backoff{0};
+  };
+
+  Impl(RunnerConfig c, Store& s) : config(std::move(c)), store(s) {
+    const auto cores = std::max(1u, std::thread::hardware_concurrency());
+    const std::size_t n = config.fold_lanes ? config.fold_lanes : std::max(1u, cores - 1);  // a core for I/O
+    auto view = store.view();
+    auto numbers = std::make_shared<OutboxNumbers>(view);
+    for (std::size_t i = 0; i < n; ++i) {
+      ProjectorConfig pc{{config.kafka.events_topic, config.kafka.deadletter_topic}, config.rules, config.context};
+      pc.lane = static_cast<std::uint32_t>(i);
+      pc.outbox_numbers = numbers;
+      lanes.push_back(std::make_unique<Lane>(std::make_unique<Projector>(store, std::move(pc))));
+    }
+    stored = view.offsets();
+  }
 
   RunnerConfig config;
   Store& store;
-  Projector projector;
+  std::vector<std::unique_ptr<Lane>> lanes;
   KafkaPtr consumer;
-  KafkaPtr producer;        // the alerts outbox
-  std::string outbox_cursor;  // last outbox key handed to the producer
-  // When the outbox is handed to the producer again without waiting for a new entry: after a
-  // failed delivery (with back-off) or a full producer queue (at once). Main thread only.
-  using Clock = std::chrono::steady_clock;
+  KafkaPtr producer;  // the alerts outbox
+
+  // The outbox, main thread only: entries committed and not yet handed to the producer, in
+  // order. Filled from the store at start and after a failed delivery (everything still there),
+  // and with what each lane commits in between.
+  std::deque<KeyValues::value_type> unsent;
+  // When unsent is handed to the producer again without a new entry: after a failed delivery
+  // (with back-off, from the store) or a full producer queue (at once).
   std::optional<Clock::time_point> outbox_retry_at;
+  bool outbox_reload = false;
   std::chrono::milliseconds outbox_backoff{0};
 
   Histogram latency{{0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
                      0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60}};
   Histogram batch_seconds{{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1}};
-  mutable std::mutex mu;
+  mutable std::mutex mu;  // guards what follows
   Freshness freshness;
   RunnerStats stats;
+  Offsets stored;                 // next offset per partition, as committed by the lanes
+  KeyValues committed_outbox;     // outbox entries lanes committed, for the main thread to send
+  std::size_t batches_pending = 0;  // handed to lanes, not yet folded (or given up)
+  std::optional<std::string> fatal;  // a lane met a corrupt store: run() stops and throws
+  std::condition_variable drained;
   std::atomic<std::uint64_t> committed{0};
 
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
@@ -46,7 +90,11 @@ struct Runner::Impl {
     bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       // Start where the store says, not where the group committed: the store is the truth.
-      const auto& offsets = self->projector.offsets();
+      Offsets offsets;
+      {
+        std::lock_guard lock(self->mu);
+        offsets = self->stored;
+      }
       for (int i = 0; i < parts->cnt; ++i) {
         auto& p = parts->elems[i];
         auto it = offsets.find({p.topic, p.partition});
@@ -61,6 +109,8 @@ struct Runner::Impl {
       }
     } else {
       spdlog::info("runner: revoked {} partition(s)", parts->cnt);
+      // What was read of them is folded first: a later assignment starts from what is stored.
+      self->drain();
       {
         std::lock_guard lock(self->mu);
         for (int i = 0; i < parts->cnt; ++i) self->freshness.erase({parts->elems[i].topic, parts->elems[i].partition});
@@ -73,45 +123,187 @@ struct Runner::Impl {
     }
   }
 
-  // Hands outbox entries not yet in flight to the producer, in order.
-  void publish_outbox() {
-    auto view = store.view();
-    for (;;) {
-      auto entries = view.scan(Projector::kOutboxPrefix, outbox_cursor, 1000);
-      if (entries.empty()) return;
-      for (auto& [key, raw] : entries) {
-        auto entry = nlohmann::json::parse(raw);
-        const std::string& topic = entry.value("topic", "") == "commands" ? config.kafka.commands_topic
-                                                                           : config.kafka.alerts_topic;
-        std::string message_key = entry.value("key", ""), value = entry.value("value", "");
-        auto* opaque = new std::string(key);
-        auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
-                                     RD_KAFKA_V_KEY(message_key.data(), message_key.size()),
-                                     RD_KAFKA_V_VALUE(value.data(), value.size()),
-                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
-        if (err) {  // queue full: try again after the next poll
-          delete opaque;
-          outbox_retry_at = Clock::now();
-          return;
-        }
-        outbox_cursor = key;
+  // Waits until every batch handed to a lane is folded (or its lane gave up).
+  void drain() {
+    std::unique_lock lock(mu);
+    drained.wait(lock, [&] { return batches_pending == 0 || fatal; });
+  }
+
+  void hand_to_lanes(std::vector<LogMessage>& batch) {
+    std::vector<std::vector<LogMessage>> by_lane(lanes.size());
+    for (auto& m : batch) by_lane[static_cast<std::size_t>(m.partition) % lanes.size()].push_back(std::move(m));
+    for (std::size_t i = 0; i < lanes.size(); ++i) {
+      if (by_lane[i].empty()) continue;
+      {
+        std::lock_guard lock(mu);
+        ++batches_pending;
       }
+      if (!lanes[i]->queue.push(std::move(by_lane[i]))) batch_done();  // closed: stopping
     }
   }
 
+  bool failed() {
+    std::lock_guard lock(mu);
+    return fatal.has_value();
+  }
+
+  void batch_done() {
+    std::lock_guard lock(mu);
+    --batches_pending;
+    drained.notify_all();
+  }
+
+  // A lane's thread: takes what the poll loop handed it (all of it, up to a batch's size, so a
+  // batch grows with the lag) and folds it.
+  void fold_lane(Lane& lane, std::stop_token stop) {
+    while (auto taken = lane.queue.pop()) {
+      std::vector<LogMessage> batch = std::move(*taken);
+      std::size_t batches = 1;
+      while (batch.size() < config.max_batch) {
+        auto more = lane.queue.try_pop();
+        if (!more) break;
+        ++batches;
+        for (auto& m : *more) batch.push_back(std::move(m));
+      }
+      try {
+        if (!stop.stop_requested() && !failed()) fold(lane, batch, stop);
+      } catch (const std::exception& e) {  // nothing of a lane may escape its thread: run() throws it
+        std::lock_guard lock(mu);
+        fatal = std::string("a fold lane failed") + ": " + e.what();
+      }
+      for (std::size_t i = 0; i < batches; ++i) batch_done();
+    }
+  }
+
+  void fold(Lane& lane, std::span<const LogMessage> batch, std::stop_token stop) {
+    auto started = Clock::now();
+    auto result = lane.projector->apply(batch);
+    batch_seconds.observe(std::chrono::duration<double>(Clock::now() - started).count());
+    // The store refused the batch (nothing of it was applied): the same batch again after a
+    // back-off, until the store takes it. The lane takes nothing else meanwhile; the poll loop
+    // waits once its queue is full, and a stall longer than max.poll.interval.ms costs a rejoin,
+    // which starts from the store's offsets anyway.
+    while (!result && !stop.stop_requested()) {
+      if (!stall(lane, result.error(), stop)) return;
+      result = lane.projector->apply(batch);
+    }
+    if (!result) return;
+    if (lane.stalled_since) resume(lane);
+    // The one clock read of the processors: after the commit, never inside a fold.
+    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+    for (auto t : result->fresh_device_times_ms) latency.observe(static_cast<double>(now_ms - t) / 1000.0);
+    {
+      std::lock_guard lock(mu);
+      stats.applied += result->applied;
+      stats.duplicates += result->duplicates;
+      stats.replayed += result->replayed;
+      stats.corrupt += result->corrupt;
+      stats.quarantined += result->quarantined;
+      stats.dead_letters += result->dead_letters;
+      ++stats.batches;
+      const auto& offsets = lane.projector->offsets();
+      for (const auto& m : batch) {
+        if (auto it = offsets.find({m.topic, m.partition}); it != offsets.end()) stored[it->first] = it->second;
+      }
+      for (auto& kv : result->outbox) committed_outbox.push_back(std::move(kv));
+    }
+    if (!result->changes.empty()) {
+      // After the write: a view taken once committed() says this number holds these changes.
+      const auto seq = committed.fetch_add(1) + 1;
+      if (config.on_commit) config.on_commit(seq, std::move(result->changes));
+    }
+  }
+
+  // The store refused a batch: nothing of it was applied. Says why in the stats (first, so
+  // /healthz agrees with the log line) and waits 1 s, doubling to 30 s. A corrupt store is not a
+  // full disk and waiting will not mend it: that stops the processors (and the hub) as before.
+  // False when folding must stop.
+  bool stall(Lane& lane, const std::string& error, std::stop_token stop) {
+    if (error.find("Corruption") != std::string::npos) {
+      std::lock_guard lock(mu);
+      fatal = error;
+      drained.notify_all();
+      return false;
+    }
+    lane.stall_backoff = std::clamp(lane.stall_backoff * 2, std::chrono::milliseconds(1000), std::chrono::milliseconds(30'000));
+    if (!lane.stalled_since) lane.stalled_since = Clock::now();
+    {
+      std::lock_guard lock(mu);
+      stats.store_error = error;
+      ++stats.store_failures;
+    }
+    spdlog::error("runner: folding stopped, the store cannot be written ({}); nothing is lost: the log keeps the "
+                  "events, trying again in {} s",
+                  error, lane.stall_backoff.count() / 1000);
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::unique_lock lock(m);
+    cv.wait_for(lock, stop, lane.stall_backoff, [] { return false; });  // the back-off, or until stopped
+    return !stop.stop_requested();
+  }
+  void resume(Lane& lane) {
+    spdlog::info("runner: the store takes writes again; folding resumed after {} s",
+                 std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - *lane.stalled_since).count());
+    lane.stalled_since.reset();
+    lane.stall_backoff = std::chrono::milliseconds(0);
+    std::lock_guard lock(mu);
+    stats.store_error.clear();
+  }
+
+  // Everything the outbox holds, to send (again) from the first.
+  void reload_outbox() {
+    {
+      std::lock_guard lock(mu);
+      committed_outbox.clear();  // the store has them too
+    }
+    unsent.clear();
+    for (auto& kv : store.view().scan(Projector::kOutboxPrefix, "", std::numeric_limits<std::size_t>::max())) {
+      unsent.push_back(std::move(kv));
+    }
+  }
+
+  // Hands unsent entries to the producer, in order, until its queue is full.
+  void publish_outbox() {
+    {
+      std::lock_guard lock(mu);
+      for (auto& kv : committed_outbox) unsent.push_back(std::move(kv));
+      committed_outbox.clear();
+    }
+    while (!unsent.empty()) {
+      const auto& [key, raw] = unsent.front();
+      auto entry = nlohmann::json::parse(raw);
+      const std::string& topic = entry.value("topic", "") == "commands" ? config.kafka.commands_topic
+                                                                         : config.kafka.alerts_topic;
+      std::string message_key = entry.value("key", ""), value = entry.value("value", "");
+      auto* opaque = new std::string(key);
+      auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                                   RD_KAFKA_V_KEY(message_key.data(), message_key.size()),
+                                   RD_KAFKA_V_VALUE(value.data(), value.size()),
+                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+      if (err) {  // queue full: try again after the next poll
+        delete opaque;
+        outbox_retry_at = Clock::now();
+        return;
+      }
+      unsent.pop_front();
+    }
+  }
+
+  // On the main thread (rd_kafka_poll of the producer).
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     auto* self = static_cast<Impl*>(opaque);
     std::unique_ptr<std::string> key(static_cast<std::string*>(m->_private));
     if (m->err) {
-      // Produce again from the oldest entry (ids make it idempotent), on a timer: no new alert
-      // may be coming to carry it. 1 s, doubling up to a minute, until Kafka takes one.
+      // Produce everything again from the oldest entry (ids make it idempotent), on a timer: no
+      // new alert may be coming to carry it. 1 s, doubling up to a minute, until Kafka takes one.
       // (One retry per round: a batch of failures doubles the wait once.)
-      self->outbox_cursor.clear();
-      if (!self->outbox_retry_at) {
+      if (!self->outbox_reload) {
         self->outbox_backoff = std::clamp(self->outbox_backoff * 2, std::chrono::milliseconds(1000),
                                           std::chrono::milliseconds(60'000));
         spdlog::warn("alert not published yet ({}); retrying in {} ms", rd_kafka_err2str(m->err),
                      self->outbox_backoff.count());
+        self->outbox_reload = true;
         self->outbox_retry_at = Clock::now() + self->outbox_backoff;
       }
       return;
@@ -120,36 +312,6 @@ struct Runner::Impl {
     if (auto ok = self->store.remove(*key); !ok) spdlog::error("{}", ok.error());
     std::lock_guard lock(self->mu);
     ++self->stats.alerts_published;
-  }
-
-  // The store refused a batch: nothing of it was applied. Says why in the stats (first, so
-  // /healthz agrees with the log line) and waits 1 s, doubling to 30 s. A corrupt store is not a
-  // full disk and waiting will not mend it: that stops the processors (and the hub) as before.
-  std::optional<Clock::time_point> stalled_since;
-  std::chrono::milliseconds stall_backoff{0};
-  void stall(const std::string& error, std::stop_token stop) {
-    if (error.find("Corruption") != std::string::npos) throw std::runtime_error(error);
-    stall_backoff = std::clamp(stall_backoff * 2, std::chrono::milliseconds(1000), std::chrono::milliseconds(30'000));
-    if (!stalled_since) stalled_since = Clock::now();
-    {
-      std::lock_guard lock(mu);
-      stats.store_error = error;
-      ++stats.store_failures;
-    }
-    spdlog::error("runner: folding stopped, the store cannot be written ({}); nothing is lost: the log keeps the "
-                  "events, trying again in {} s",
-                  error, stall_backoff.count() / 1000);
-    for (auto until = Clock::now() + stall_backoff; Clock::now() < until && !stop.stop_requested();) {
-      rd_kafka_poll(producer.get(), 100);  // outbox deliveries go on
-    }
-  }
-  void resume() {
-    spdlog::info("runner: the store takes writes again; folding resumed after {} s",
-                 std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - *stalled_since).count());
-    stalled_since.reset();
-    stall_backoff = std::chrono::milliseconds(0);
-    std::lock_guard lock(mu);
-    stats.store_error.clear();
   }
 
   void update_freshness() {
@@ -163,10 +325,13 @@ struct Runner::Impl {
       std::int64_t low = 0, high = -1;
       rd_kafka_get_watermark_offsets(consumer.get(), p.topic, p.partition, &low, &high);
       auto& f = freshness[{p.topic, p.partition}];
-      auto it = projector.offsets().find({p.topic, p.partition});
-      f.next_offset = it == projector.offsets().end() ? low : it->second;
-      // Past the transaction markers the consumer stepped over: they are no lag.
-      f.next_offset = std::max(f.next_offset, consumer_position(consumer.get(), p.topic, p.partition));
+      auto it = stored.find({p.topic, p.partition});
+      f.next_offset = it == stored.end() ? low : it->second;
+      // Past the transaction markers the consumer stepped over, once what was read is folded:
+      // they are no lag.
+      if (batches_pending == 0) {
+        f.next_offset = std::max(f.next_offset, consumer_position(consumer.get(), p.topic, p.partition));
+      }
       if (high >= 0) f.high_watermark = high;
     }
   }
@@ -174,6 +339,8 @@ struct Runner::Impl {
 
 Runner::Runner(RunnerConfig config, Store& store) : impl_(std::make_unique<Impl>(std::move(config), store)) {}
 Runner::~Runner() = default;
+
+std::size_t Runner::fold_lanes() const { return impl_->lanes.size(); }
 
 void Runner::run(std::stop_token stop) {
   auto& m = *impl_;
@@ -196,18 +363,41 @@ void Runner::run(std::stop_token stop) {
                                 &Impl::on_delivery, &m);
   if (!producer) throw std::runtime_error("runner producer: " + producer.error());
   m.producer = std::move(*producer);
-  m.publish_outbox();  // what a previous run committed but never saw confirmed
+  m.reload_outbox();  // what a previous run committed but never saw confirmed
+  m.publish_outbox();
   KafkaPartitionsPtr topics(rd_kafka_topic_partition_list_new(2));
   rd_kafka_topic_partition_list_add(topics.get(), m.config.kafka.events_topic.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_topic_partition_list_add(topics.get(), m.config.kafka.deadletter_topic.c_str(), RD_KAFKA_PARTITION_UA);
   if (auto err = rd_kafka_subscribe(m.consumer.get(), topics.get())) {
     throw std::runtime_error(std::string("runner subscribe: ") + rd_kafka_err2str(err));
   }
+  spdlog::info("runner: folding on {} lane(s)", m.lanes.size());
+  std::stop_source lanes_stop;
+  for (auto& lane : m.lanes) {
+    lane->thread = std::jthread([&m, &lane = *lane, token = lanes_stop.get_token()] { m.fold_lane(lane, token); });
+  }
+  // However run() leaves, the lanes stop and are joined before the consumer goes.
+  struct StopLanes {
+    Impl& m;
+    std::stop_source& stop;
+    void operator()() {
+      stop.request_stop();
+      for (auto& lane : m.lanes) lane->queue.close();
+      for (auto& lane : m.lanes) {
+        if (lane->thread.joinable()) lane->thread.join();
+      }
+    }
+    ~StopLanes() { (*this)(); }
+  } stop_lanes{m, lanes_stop};
 
   std::vector<LogMessage> batch;
   batch.reserve(m.config.max_batch);
   auto last_freshness = std::chrono::steady_clock::time_point{};
   while (!stop.stop_requested()) {
+    {
+      std::lock_guard lock(m.mu);
+      if (m.fatal) throw std::runtime_error(*m.fatal);
+    }
     batch.clear();
     auto timeout = static_cast<int>(m.config.poll_timeout.count());
     while (batch.size() < m.config.max_batch) {
@@ -220,50 +410,23 @@ void Runner::run(std::stop_token stop) {
       }
       batch.push_back(log_message_of(*msg));
     }
-    if (!batch.empty()) {
-      auto started = std::chrono::steady_clock::now();
-      auto result = m.projector.apply(batch);
-      m.batch_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-      // The store refused the batch (nothing of it was applied): the same batch again after a
-      // back-off, until the store takes it. The consumer is not polled meanwhile; a stall longer
-      // than max.poll.interval.ms costs a rejoin, which starts from the store's offsets anyway.
-      while (!result && !stop.stop_requested()) {
-        m.stall(result.error(), stop);
-        result = m.projector.apply(batch);
-      }
-      if (!result) break;
-      if (m.stalled_since) m.resume();
-      {
-        std::lock_guard lock(m.mu);
-        m.stats.applied += result->applied;
-        m.stats.duplicates += result->duplicates;
-        m.stats.replayed += result->replayed;
-        m.stats.corrupt += result->corrupt;
-        m.stats.quarantined += result->quarantined;
-        m.stats.dead_letters += result->dead_letters;
-        ++m.stats.batches;
-      }
-      // The one clock read of the processors: after the commit, never inside a fold.
-      auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch()).count();
-      for (auto t : result->fresh_device_times_ms) m.latency.observe(static_cast<double>(now_ms - t) / 1000.0);
-      if (result->outbox_entries) m.publish_outbox();
-      if (!result->changes.empty()) {
-        auto seq = m.committed.load() + 1;
-        m.committed.store(seq);
-        if (m.config.on_commit) m.config.on_commit(seq, std::move(result->changes));
-      }
-    }
+    const bool read = !batch.empty();
+    if (read) m.hand_to_lanes(batch);  // waits while a lane has kBatchesInFlight batches not taken
     rd_kafka_poll(m.producer.get(), 0);
     if (m.outbox_retry_at && Impl::Clock::now() >= *m.outbox_retry_at) {
       m.outbox_retry_at.reset();
-      m.publish_outbox();
+      if (m.outbox_reload) {
+        m.outbox_reload = false;
+        m.reload_outbox();
+      }
     }
-    if (auto now = std::chrono::steady_clock::now(); !batch.empty() || now - last_freshness > std::chrono::milliseconds(200)) {
+    if (!m.outbox_retry_at) m.publish_outbox();
+    if (auto now = std::chrono::steady_clock::now(); read || now - last_freshness > std::chrono::milliseconds(200)) {
       last_freshness = now;
       m.update_freshness();
     }
   }
+  stop_lanes();
   rd_kafka_consumer_close(m.consumer.get());
   rd_kafka_flush(m.producer.get(), 5000);
 }

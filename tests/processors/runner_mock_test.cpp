@@ -2,6 +2,9 @@
 // restarts. (The real broker is exercised by tests/integration.)
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include <librdkafka/rdkafka.h>
@@ -114,6 +117,52 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     auto state = processors::record_json(*store->view().get(Projector::device_key("d-1")));
     CHECK(state["events"] == 250);
     CHECK(state["duplicates"] == 10);
+  }
+
+  TEST_CASE("three fold lanes fold a log spread over three partitions: every event once, each key's changes in order") {
+    MockCluster kafka;
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    RunnerConfig config = runner_config(kafka, "runner-lanes-test");
+    config.fold_lanes = 3;
+    config.max_batch = 37;  // many commits per lane
+    std::mutex mu;
+    std::map<std::string, std::vector<std::uint64_t>> seen;  // device record -> its "events", as committed
+    std::uint64_t commits = 0, highest = 0;
+    config.on_commit = [&](std::uint64_t seq, KeyValues changes) {
+      std::lock_guard lock(mu);
+      ++commits;
+      highest = std::max(highest, seq);
+      for (const auto& [key, value] : changes) {
+        if (key.starts_with("devices/")) seen[key].push_back(record_json(value)["events"].get<std::uint64_t>());
+      }
+    };
+    std::vector<schemas::Event> log;
+    for (int c = 1; c <= 6; ++c) {  // keyed by community: spread over the partitions
+      for (std::uint64_t seq = 1; seq <= 100; ++seq) {
+        auto e = test::status_event("d-" + std::to_string(c), seq);
+        e.community = CommunityId("c" + std::to_string(c));
+        log.push_back(e);
+      }
+    }
+    kafka.produce(log);
+    Runner runner(config, *store);
+    CHECK(runner.fold_lanes() == 3);
+    auto stats = run_until(runner, 600);
+    CHECK(stats.applied == 600);
+    CHECK(stats.duplicates == 0);
+    CHECK(store->view().offsets().size() == 3);  // the log was in every partition, so every lane folded
+    std::lock_guard lock(mu);
+    CHECK(commits == runner.committed());
+    CHECK(highest == commits);  // every number given once
+    REQUIRE(seen.size() == 6);
+    for (const auto& [key, events] : seen) {
+      CAPTURE(key);
+      CHECK(std::is_sorted(events.begin(), events.end()));
+      CHECK(std::adjacent_find(events.begin(), events.end()) == events.end());  // each change once
+      CHECK(events.back() == 100);
+      CHECK(processors::record_json(*store->view().get(key))["events"] == 100);
+    }
   }
 
   TEST_CASE("an alert Kafka refused is published again on a timer, without waiting for the next alert") {

@@ -198,6 +198,10 @@ std::map<std::string, std::string> Stack::env() const {
           {"COURTYARD_INGEST_COMMUNITIES", communities},
           {"COURTYARD_HUB_GROUP_ID", name_ + "-hub"},
           {"COURTYARD_HUB_INSTANCE_ID", name_ + "-hub-0"},
+          // Every test's hub (and replay) folds on three lanes, so exact counts, crashes and
+          // replay equality are proved with the partitions split across threads (a 2-core
+          // machine's default is one lane).
+          {"COURTYARD_HUB_FOLD_LANES", "3"},
           {"COURTYARD_VISION_GROUP_ID", name_ + "-vision"},
           {"COURTYARD_KAFKA_SNAPSHOTS_TOPIC", name_ + ".snapshots"},
           {"COURTYARD_CONFIG", std::string(COURTYARD_SOURCE_DIR) + "/config/courtyard.toml"},

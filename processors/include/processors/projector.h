@@ -87,6 +87,7 @@ struct BatchResult {
   std::uint64_t outbox_entries = 0;                 // records put in the outbox (alerts and commands)
   std::uint64_t bytes_written = 0;  // keys and values this batch wrote to the store
   KeyValues changes;  // the projection records this batch wrote (Projector::is_projection_key), in write order
+  KeyValues outbox;   // the outbox entries it wrote (kOutboxPrefix), in order
 };
 
 class Projector {

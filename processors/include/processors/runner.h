@@ -1,14 +1,17 @@
 #pragma once
 // The runner: the Kafka side of the processors. It consumes the events and dead-letter topics in
 // a consumer group (cooperative-sticky), starts each assigned partition at the offset the store
-// holds (never at Kafka's committed offset), hands batches to the Projector and reports how fresh
-// the store is. Lifecycle: construct, call run() on one thread until the stop token fires; read
-// freshness() and stats() from any thread. Alerts the projector put in the store's outbox are
-// produced to the alerts topic (key: alert id) and removed once Kafka confirms them; one Kafka
-// refused is produced again on a timer (1 s, doubling to a minute), not only with the next alert.
-// When the store cannot be written (a full disk), folding stops and nothing is lost: the same
-// batch is folded again after 1 s, doubling to 30 s, until the store takes it; stats().store_error
-// says why meanwhile. run() throws when the store is corrupt (a restart resumes from its offsets).
+// holds (never at Kafka's committed offset), hands batches to fold lanes and reports how fresh
+// the store is. A fold lane is a Projector on a thread of its own, folding the partitions whose
+// number modulo the lanes is its own and committing their state with their offsets; a lane takes
+// everything handed to it so far (up to max_batch) as one batch, so batches grow with the lag.
+// Lifecycle: construct, call run() on one thread until the stop token fires; read freshness() and
+// stats() from any thread. Alerts the projector put in the store's outbox are produced to the
+// alerts topic (key: alert id) and removed once Kafka confirms them; one Kafka refused is
+// produced again, with everything after it, on a timer (1 s, doubling to a minute). When the
+// store cannot be written (a full disk), a lane stops folding and nothing is lost: the same batch
+// is folded again after 1 s, doubling to 30 s, until the store takes it; stats().store_error says
+// why meanwhile. run() throws when the store is corrupt (a restart resumes from its offsets).
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -32,11 +35,16 @@ struct RunnerConfig {
   std::string instance_id = "courtyard-hub-0";
   std::chrono::milliseconds session_timeout{10000};  // how long a silent member keeps its partitions
   std::size_t max_batch = 5000;                      // messages folded per store write
+  // Threads folding, each its share of the partitions; 0: one per core but one (for the poll
+  // loop, the outbox and the HTTP server).
+  std::size_t fold_lanes = 0;
   std::chrono::milliseconds poll_timeout{100};       // wait for the first message of a batch
   RuleBook rules;                                    // alert rules in force
   FoldContext context;                               // local time for hour and day buckets
-  // Called on the runner's thread after each store write with the write's sequence number
-  // (1, 2, ...) and the projection records it wrote. Must not block: hand the changes off.
+  // Called after each store write with the write's sequence number (1, 2, ...) and the projection
+  // records it wrote, on the thread of the lane that wrote them: lanes may call it at the same
+  // time, and numbers may arrive out of order across lanes, but a key's changes come in commit
+  // order (one lane writes it). Must not block: hand the changes off.
   std::function<void(std::uint64_t, KeyValues)> on_commit;
 };
 
@@ -59,6 +67,7 @@ class Runner {
   Runner(RunnerConfig config, Store& store);
   ~Runner();
   void run(std::stop_token stop);
+  std::size_t fold_lanes() const;
   Freshness freshness() const;
   RunnerStats stats() const;
   // Sequence number of the last store write whose changes went to on_commit (0: none yet). A view
