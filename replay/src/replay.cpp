@@ -455,8 +455,8 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   if (read_error) return std::unexpected(*read_error);
   for (auto& checker : chains) std::move(checker).add_to(summary);
   // In log order per partition (lanes found them side by side).
-  std::stable_sort(summary.breaks.begin(), summary.breaks.end(), [](const ChainBreak& a, const ChainBreak& b) {
-    return std::tie(a.topic, a.partition, a.offset) < std::tie(b.topic, b.partition, b.offset);
+  std::sort(summary.breaks.begin(), summary.breaks.end(), [](const ChainBreak& a, const ChainBreak& b) {
+    return std::tie(a.topic, a.partition, a.offset, a.what) < std::tie(b.topic, b.partition, b.offset, b.what);
   });
   summary.offsets = (*store)->view().offsets();
   // Partitions with nothing to read still say where the rebuild stands.
