@@ -7,6 +7,7 @@
 #include <limits>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <span>
 #include <thread>
 #include <vector>
@@ -54,6 +55,18 @@ struct Runner::Impl {
     }
     stored = view.offsets();
   }
+  // The consumer's last callbacks (a revoke) run while it is destroyed: before what they use.
+  ~Impl() {
+    consumer.reset();
+    producer.reset();
+  }
+
+  // The lane that folds a message: its partition's, modulo the lanes. Every dead letter is lane
+  // 0's: dead letters of an unparsable topic share one record (rejections/_unknown) across the
+  // topic's partitions, and there are few of them.
+  std::size_t lane_of(const LogMessage& m) const {
+    return m.topic == config.kafka.deadletter_topic ? 0 : static_cast<std::size_t>(m.partition) % lanes.size();
+  }
 
   RunnerConfig config;
   Store& store;
@@ -65,6 +78,9 @@ struct Runner::Impl {
   // order. Filled from the store at start and after a failed delivery (everything still there),
   // and with what each lane commits in between.
   std::deque<KeyValues::value_type> unsent;
+  // Keys in unsent or handed to the producer and not yet reported on: not queued again (a reload
+  // and a lane's commit may both bring one).
+  std::set<std::string> queued;
   // When unsent is handed to the producer again without a new entry: after a failed delivery
   // (with back-off, from the store) or a full producer queue (at once).
   std::optional<Clock::time_point> outbox_retry_at;
@@ -78,10 +94,13 @@ struct Runner::Impl {
   Freshness freshness;
   RunnerStats stats;
   Offsets stored;                 // next offset per partition, as committed by the lanes
+  std::size_t stalled_lanes = 0;  // lanes whose store write failed and who wait to try again
   KeyValues committed_outbox;     // outbox entries lanes committed, for the main thread to send
   std::size_t batches_pending = 0;  // handed to lanes, not yet folded (or given up)
   std::optional<std::string> fatal;  // a lane met a corrupt store: run() stops and throws
+  bool stopping = false;             // run()'s stop was requested: nothing waits for lanes any more
   std::condition_variable drained;
+  Offsets handed;  // main thread: the next offset past what was handed to lanes, per partition
   std::atomic<std::uint64_t> committed{0};
 
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
@@ -109,7 +128,9 @@ struct Runner::Impl {
       }
     } else {
       spdlog::info("runner: revoked {} partition(s)", parts->cnt);
-      // What was read of them is folded first: a later assignment starts from what is stored.
+      // What lanes were handed of them is folded first: a later assignment starts from what is
+      // stored. (Messages read but not yet handed are folded after; they are skipped as stored
+      // when read again.)
       self->drain();
       {
         std::lock_guard lock(self->mu);
@@ -123,22 +144,37 @@ struct Runner::Impl {
     }
   }
 
-  // Waits until every batch handed to a lane is folded (or its lane gave up).
+  // Waits until every batch handed to a lane is folded (or its lane gave up, or run() stops).
   void drain() {
     std::unique_lock lock(mu);
-    drained.wait(lock, [&] { return batches_pending == 0 || fatal; });
+    drained.wait(lock, [&] { return batches_pending == 0 || fatal || stopping; });
   }
 
-  void hand_to_lanes(std::vector<LogMessage>& batch) {
+  // Hands each lane its messages. A lane whose queue is full (it is behind, or stalled on a full
+  // disk) is waited for in slices, with the outbox's deliveries served meanwhile, until run()'s
+  // stop: then what was not taken is left to be read again.
+  void hand_to_lanes(std::vector<LogMessage>& batch, std::stop_token stop) {
     std::vector<std::vector<LogMessage>> by_lane(lanes.size());
-    for (auto& m : batch) by_lane[static_cast<std::size_t>(m.partition) % lanes.size()].push_back(std::move(m));
+    for (auto& m : batch) {
+      auto& next = handed[{m.topic, m.partition}];
+      next = std::max(next, m.offset + 1);
+      by_lane[lane_of(m)].push_back(std::move(m));
+    }
     for (std::size_t i = 0; i < lanes.size(); ++i) {
       if (by_lane[i].empty()) continue;
       {
         std::lock_guard lock(mu);
         ++batches_pending;
       }
-      if (!lanes[i]->queue.push(std::move(by_lane[i]))) batch_done();  // closed: stopping
+      for (;;) {
+        const auto pushed = lanes[i]->queue.push_for(by_lane[i], std::chrono::milliseconds(100));
+        if (pushed == Handoff<std::vector<LogMessage>>::Pushed::Taken) break;
+        if (pushed == Handoff<std::vector<LogMessage>>::Pushed::Closed || stop.stop_requested() || failed()) {
+          batch_done();
+          break;
+        }
+        serve_outbox();
+      }
     }
   }
 
@@ -157,22 +193,29 @@ struct Runner::Impl {
   // batch grows with the lag) and folds it.
   void fold_lane(Lane& lane, std::stop_token stop) {
     while (auto taken = lane.queue.pop()) {
-      std::vector<LogMessage> batch = std::move(*taken);
       std::size_t batches = 1;
-      while (batch.size() < config.max_batch) {
-        auto more = lane.queue.try_pop();
-        if (!more) break;
-        ++batches;
-        for (auto& m : *more) batch.push_back(std::move(m));
-      }
       try {
+        std::vector<LogMessage> batch = std::move(*taken);
+        while (batch.size() < config.max_batch) {
+          auto more = lane.queue.try_pop();
+          if (!more) break;
+          ++batches;
+          for (auto& m : *more) batch.push_back(std::move(m));
+        }
         if (!stop.stop_requested() && !failed()) fold(lane, batch, stop);
       } catch (const std::exception& e) {  // nothing of a lane may escape its thread: run() throws it
-        std::lock_guard lock(mu);
-        fatal = std::string("a fold lane failed") + ": " + e.what();
+        fail(std::string("a fold lane failed: ") + e.what());
+      } catch (...) {
+        fail("a fold lane failed");
       }
       for (std::size_t i = 0; i < batches; ++i) batch_done();
     }
+  }
+
+  void fail(std::string why) {
+    std::lock_guard lock(mu);
+    if (!fatal) fatal = std::move(why);
+    drained.notify_all();
   }
 
   void fold(Lane& lane, std::span<const LogMessage> batch, std::stop_token stop) {
@@ -221,18 +264,17 @@ struct Runner::Impl {
   // False when folding must stop.
   bool stall(Lane& lane, const std::string& error, std::stop_token stop) {
     if (error.find("Corruption") != std::string::npos) {
-      std::lock_guard lock(mu);
-      fatal = error;
-      drained.notify_all();
+      fail(error);
       return false;
     }
     lane.stall_backoff = std::clamp(lane.stall_backoff * 2, std::chrono::milliseconds(1000), std::chrono::milliseconds(30'000));
-    if (!lane.stalled_since) lane.stalled_since = Clock::now();
     {
       std::lock_guard lock(mu);
+      if (!lane.stalled_since) ++stalled_lanes;
       stats.store_error = error;
       ++stats.store_failures;
     }
+    if (!lane.stalled_since) lane.stalled_since = Clock::now();
     spdlog::error("runner: folding stopped, the store cannot be written ({}); nothing is lost: the log keeps the "
                   "events, trying again in {} s",
                   error, lane.stall_backoff.count() / 1000);
@@ -248,7 +290,7 @@ struct Runner::Impl {
     lane.stalled_since.reset();
     lane.stall_backoff = std::chrono::milliseconds(0);
     std::lock_guard lock(mu);
-    stats.store_error.clear();
+    if (--stalled_lanes == 0) stats.store_error.clear();  // another lane may still be waiting
   }
 
   // Everything the outbox holds, to send (again) from the first.
@@ -257,9 +299,10 @@ struct Runner::Impl {
       std::lock_guard lock(mu);
       committed_outbox.clear();  // the store has them too
     }
+    for (const auto& [key, _] : unsent) queued.erase(key);
     unsent.clear();
     for (auto& kv : store.view().scan(Projector::kOutboxPrefix, "", std::numeric_limits<std::size_t>::max())) {
-      unsent.push_back(std::move(kv));
+      if (queued.insert(kv.first).second) unsent.push_back(std::move(kv));  // not one still in flight
     }
   }
 
@@ -267,7 +310,9 @@ struct Runner::Impl {
   void publish_outbox() {
     {
       std::lock_guard lock(mu);
-      for (auto& kv : committed_outbox) unsent.push_back(std::move(kv));
+      for (auto& kv : committed_outbox) {
+        if (queued.insert(kv.first).second) unsent.push_back(std::move(kv));
+      }
       committed_outbox.clear();
     }
     while (!unsent.empty()) {
@@ -294,6 +339,7 @@ struct Runner::Impl {
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     auto* self = static_cast<Impl*>(opaque);
     std::unique_ptr<std::string> key(static_cast<std::string*>(m->_private));
+    self->queued.erase(*key);
     if (m->err) {
       // Produce everything again from the oldest entry (ids make it idempotent), on a timer: no
       // new alert may be coming to carry it. 1 s, doubling up to a minute, until Kafka takes one.
@@ -314,6 +360,20 @@ struct Runner::Impl {
     ++self->stats.alerts_published;
   }
 
+  // The outbox's side of the poll loop: delivery reports, the retry timer, and what lanes
+  // committed, handed to the producer.
+  void serve_outbox() {
+    rd_kafka_poll(producer.get(), 0);
+    if (outbox_retry_at && Clock::now() >= *outbox_retry_at) {
+      outbox_retry_at.reset();
+      if (outbox_reload) {
+        outbox_reload = false;
+        reload_outbox();
+      }
+    }
+    if (!outbox_retry_at) publish_outbox();
+  }
+
   void update_freshness() {
     KafkaPartitionsPtr assigned;
     rd_kafka_topic_partition_list_t* raw = nullptr;
@@ -327,9 +387,10 @@ struct Runner::Impl {
       auto& f = freshness[{p.topic, p.partition}];
       auto it = stored.find({p.topic, p.partition});
       f.next_offset = it == stored.end() ? low : it->second;
-      // Past the transaction markers the consumer stepped over, once what was read is folded:
-      // they are no lag.
-      if (batches_pending == 0) {
+      // Past the transaction markers the consumer stepped over, once everything handed to the
+      // lanes of this partition is folded: they are no lag.
+      auto h = handed.find({p.topic, p.partition});
+      if (h == handed.end() || f.next_offset >= h->second) {
         f.next_offset = std::max(f.next_offset, consumer_position(consumer.get(), p.topic, p.partition));
       }
       if (high >= 0) f.high_watermark = high;
@@ -373,9 +434,6 @@ void Runner::run(std::stop_token stop) {
   }
   spdlog::info("runner: folding on {} lane(s)", m.lanes.size());
   std::stop_source lanes_stop;
-  for (auto& lane : m.lanes) {
-    lane->thread = std::jthread([&m, &lane = *lane, token = lanes_stop.get_token()] { m.fold_lane(lane, token); });
-  }
   // However run() leaves, the lanes stop and are joined before the consumer goes.
   struct StopLanes {
     Impl& m;
@@ -389,6 +447,17 @@ void Runner::run(std::stop_token stop) {
     }
     ~StopLanes() { (*this)(); }
   } stop_lanes{m, lanes_stop};
+  // A stop reaches the lanes at once, even a lane waiting out a full disk, and whatever waits on
+  // them (a hand-over, a revoke's drain).
+  std::stop_callback on_stop(stop, [&] {
+    lanes_stop.request_stop();
+    std::lock_guard lock(m.mu);
+    m.stopping = true;
+    m.drained.notify_all();
+  });
+  for (auto& lane : m.lanes) {
+    lane->thread = std::jthread([&m, &lane = *lane, token = lanes_stop.get_token()] { m.fold_lane(lane, token); });
+  }
 
   std::vector<LogMessage> batch;
   batch.reserve(m.config.max_batch);
@@ -411,16 +480,8 @@ void Runner::run(std::stop_token stop) {
       batch.push_back(log_message_of(*msg));
     }
     const bool read = !batch.empty();
-    if (read) m.hand_to_lanes(batch);  // waits while a lane has kBatchesInFlight batches not taken
-    rd_kafka_poll(m.producer.get(), 0);
-    if (m.outbox_retry_at && Impl::Clock::now() >= *m.outbox_retry_at) {
-      m.outbox_retry_at.reset();
-      if (m.outbox_reload) {
-        m.outbox_reload = false;
-        m.reload_outbox();
-      }
-    }
-    if (!m.outbox_retry_at) m.publish_outbox();
+    if (read) m.hand_to_lanes(batch, stop);  // waits while a lane has kBatchesInFlight batches not taken
+    m.serve_outbox();
     if (auto now = std::chrono::steady_clock::now(); read || now - last_freshness > std::chrono::milliseconds(200)) {
       last_freshness = now;
       m.update_freshness();

@@ -258,8 +258,9 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
                                          c.dir, *format, processors::Projector::kStoreFormat));
     }
   }
-  // One projector per fold lane, on one store: a lane folds the partitions whose number modulo the
-  // lanes is its own (a community's events are all in one partition, a device's dead letters too).
+  // One projector per fold lane, on one store: a lane folds the events partitions whose number
+  // modulo the lanes is its own (a community's events are all in one partition), and lane 0 every
+  // dead letter.
   const std::size_t lanes = std::max<std::size_t>(1, c.fold_lanes ? c.fold_lanes : std::thread::hardware_concurrency());
   auto numbers = std::make_shared<processors::OutboxNumbers>((*store)->view());
   std::vector<std::unique_ptr<processors::Projector>> projectors;
@@ -428,7 +429,9 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
     if (it == remaining.end() || m->offset >= it->second) continue;  // past where this rebuild stops
     if (m->offset + 1 >= it->second) remaining.erase(it);
     auto lm = processors::log_message_of(*m);
-    auto& lane = *lane_of[lane_index(lm.partition)];
+    // Dead letters are all lane 0's: those of an unparsable topic share one record across the
+    // topic's partitions (as in the hub's runner).
+    auto& lane = *lane_of[lm.topic == c.kafka.deadletter_topic ? 0 : lane_index(lm.partition)];
     lane.pending.push_back(std::move(lm));
     ++summary.messages;
     if (lane.pending.size() >= c.max_batch && !hand_over(lane)) break;

@@ -51,3 +51,20 @@ TEST_SUITE("common handoff") {
     for (int i = 0; i < 1000; ++i) CHECK(got[static_cast<std::size_t>(i)] == i);
   }
 }
+
+TEST_SUITE("common handoff") {
+  TEST_CASE("a push that cannot wait leaves the item with its owner when the handoff is full or closed") {
+    Handoff<std::string> queue(1);
+    std::string first = "first", second = "second";
+    CHECK(queue.push_for(first, std::chrono::milliseconds(0)) == Handoff<std::string>::Pushed::Taken);
+    CHECK(queue.push_for(second, std::chrono::milliseconds(0)) == Handoff<std::string>::Pushed::Full);
+    CHECK(second == "second");  // still ours, to try again
+    CHECK(queue.pop() == "first");
+    CHECK(queue.push_for(second, std::chrono::milliseconds(0)) == Handoff<std::string>::Pushed::Taken);
+    queue.close();
+    std::string third = "third";
+    CHECK(queue.push_for(third, std::chrono::milliseconds(0)) == Handoff<std::string>::Pushed::Closed);
+    CHECK(third == "third");
+    CHECK(queue.pop() == "second");
+  }
+}

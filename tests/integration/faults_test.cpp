@@ -2,6 +2,8 @@
 // told is safe must come out of the log exactly once.
 #include <doctest/doctest.h>
 
+#include <csignal>
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -267,6 +269,14 @@ TEST_SUITE("integration: faults") {
     REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["status"] == "ok" && (*h)["lag_total"] == 0; }, 60s));
     check_each_device_once(stack, report);
     CHECK(stack.hub().running());
+
+    // Told to stop while its store cannot be written (the log's ticks keep coming), the hub stops:
+    // no fold lane waits out the disk, and nothing waits on a lane.
+    const auto failures = test::metric(stack, "courtyard_store_failures_total");
+    disk.fill();
+    REQUIRE(test::eventually([&] { return test::metric(stack, "courtyard_store_failures_total") > failures; }, 60s));
+    ::kill(stack.hub().pid(), SIGTERM);
+    CHECK_MESSAGE(test::eventually([&] { return !stack.hub().running(); }, 30s), "the hub did not stop while stalled");
   }
 
   TEST_CASE("Kafka killed with SIGKILL under load and started again: every acknowledged event is in the log and the projections once") {

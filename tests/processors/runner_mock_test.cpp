@@ -35,7 +35,7 @@ struct MockCluster {
     REQUIRE(cluster);
     bootstrap = rd_kafka_mock_cluster_bootstraps(cluster);
     rd_kafka_mock_topic_create(cluster, "courtyard.events.v1", 3, 1);
-    rd_kafka_mock_topic_create(cluster, "courtyard.deadletter.v1", 1, 1);
+    rd_kafka_mock_topic_create(cluster, "courtyard.deadletter.v1", 3, 1);
   }
   KafkaConfig config() const { return KafkaConfig{.bootstrap_servers = bootstrap}; }
   void produce(const std::vector<schemas::Event>& events) {
@@ -48,6 +48,21 @@ struct MockCluster {
                                 RD_KAFKA_V_VALUE(value.data(), value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
     }
+    REQUIRE(rd_kafka_flush(p->get(), 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  // A dead letter as ingest writes one for a message whose topic it could not parse: no device,
+  // in the given partition.
+  void produce_unparsable_dead_letter(std::int32_t partition) {
+    auto p = make_producer(config(), {{"acks", "all"}});
+    REQUIRE(p);
+    std::string key = "not/a/courtyard/topic", value = "{}";
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(2);
+    rd_kafka_header_add(headers, "reason", -1, "wrong_topic", -1);
+    rd_kafka_header_add(headers, "detail", -1, "not a courtyard topic", -1);
+    REQUIRE(rd_kafka_producev(p->get(), RD_KAFKA_V_TOPIC("courtyard.deadletter.v1"), RD_KAFKA_V_PARTITION(partition),
+                              RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(value.data(), value.size()),
+                              RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
     REQUIRE(rd_kafka_flush(p->get(), 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
   }
   // The first record of a topic's partition 0, waiting up to `timeout`.
@@ -146,12 +161,22 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
       }
     }
     kafka.produce(log);
+    // Dead letters of unparsable topics, in every partition of theirs: one record counts them all.
+    for (int i = 0; i < 30; ++i) kafka.produce_unparsable_dead_letter(i % 3);
     Runner runner(config, *store);
     CHECK(runner.fold_lanes() == 3);
-    auto stats = run_until(runner, 600);
+    std::jthread thread([&](std::stop_token stop) { runner.run(stop); });
+    for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+         (runner.stats().applied < 600 || runner.stats().dead_letters < 30) && std::chrono::steady_clock::now() < deadline;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    thread.request_stop();
+    thread.join();
+    auto stats = runner.stats();
     CHECK(stats.applied == 600);
+    CHECK(processors::record_json(*store->view().get(Projector::rejection_key("_unknown")))["total"] == 30);
     CHECK(stats.duplicates == 0);
-    CHECK(store->view().offsets().size() == 3);  // the log was in every partition, so every lane folded
+    CHECK(store->view().offsets().size() == 6);  // every partition of both topics: every lane folded
     std::lock_guard lock(mu);
     CHECK(commits == runner.committed());
     CHECK(highest == commits);  // every number given once

@@ -3,6 +3,7 @@
 // next has `capacity` items not yet taken, so a fast stage cannot run ahead with unbounded
 // memory. Either side may close it: a producer when it has no more, a consumer when it stops
 // early. Once closed, push refuses, and pop hands out what is left, then nothing.
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -24,6 +25,18 @@ class Handoff {
     items_.push_back(std::move(item));
     not_empty_.notify_one();
     return true;
+  }
+
+  // Waits at most `wait` while full. Taken: the item is moved in; Full or Closed: it is left as
+  // it was.
+  enum class Pushed { Taken, Full, Closed };
+  Pushed push_for(T& item, std::chrono::milliseconds wait) {
+    std::unique_lock lock(mu_);
+    if (!not_full_.wait_for(lock, wait, [&] { return closed_ || items_.size() < capacity_; })) return Pushed::Full;
+    if (closed_) return Pushed::Closed;
+    items_.push_back(std::move(item));
+    not_empty_.notify_one();
+    return Pushed::Taken;
   }
 
   // Waits while empty and open. nullopt once closed and empty.
