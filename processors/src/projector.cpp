@@ -103,6 +103,27 @@ std::string outbox_key(std::uint64_t seq) {
 
 }  // namespace
 
+std::size_t fold_lane(const LogMessage& m, const ProjectorTopics& topics, std::size_t lanes) {
+  if (lanes <= 1 || m.topic == topics.deadletter) return 0;
+  return static_cast<std::size_t>(m.partition) % lanes;
+}
+
+std::string outbox_record(const OutboxEntry& entry) {
+  return nlohmann::json{{"topic", entry.topic}, {"key", entry.key}, {"value", entry.value}}.dump();
+}
+
+std::optional<OutboxEntry> outbox_entry(std::string_view record) {
+  const auto j = nlohmann::json::parse(record, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  OutboxEntry entry;
+  for (auto [name, field] : {std::pair{"topic", &entry.topic}, std::pair{"key", &entry.key}, std::pair{"value", &entry.value}}) {
+    auto it = j.find(name);
+    if (it == j.end() || !it->is_string()) return std::nullopt;
+    *field = it->get<std::string>();
+  }
+  return entry;
+}
+
 OutboxNumbers::OutboxNumbers(const Store::View& view) {
   std::uint64_t next = 0;
   // Each lane's next number, and past every entry still held (a lane's record may lag another's).
@@ -350,8 +371,7 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
     // Numbers a failed write took are never used: a gap, nothing else.
     std::uint64_t number = outbox_numbers_->take(batch.outbox.size());
     for (auto& [topic, key, value] : batch.outbox) {
-      puts.emplace_back(outbox_key(number++),
-                        nlohmann::json{{"topic", std::move(topic)}, {"key", std::move(key)}, {"value", std::move(value)}}.dump());
+      puts.emplace_back(outbox_key(number++), outbox_record({std::move(topic), std::move(key), std::move(value)}));
     }
     puts.emplace_back(lane_key(kOutboxNextKey, config_.lane), std::to_string(number));
   }

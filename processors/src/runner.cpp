@@ -42,13 +42,14 @@ struct Runner::Impl {
     std::chrono::milliseconds stall_backoff{0};
   };
 
-  Impl(RunnerConfig c, Store& s) : config(std::move(c)), store(s) {
+  Impl(RunnerConfig c, Store& s)
+      : config(std::move(c)), store(s), topics{config.kafka.events_topic, config.kafka.deadletter_topic} {
     const auto cores = std::max(1u, std::thread::hardware_concurrency());
     const std::size_t n = config.fold_lanes ? config.fold_lanes : std::max(1u, cores - 1);  // a core for I/O
     auto view = store.view();
     auto numbers = std::make_shared<OutboxNumbers>(view);
     for (std::size_t i = 0; i < n; ++i) {
-      ProjectorConfig pc{{config.kafka.events_topic, config.kafka.deadletter_topic}, config.rules, config.context};
+      ProjectorConfig pc{topics, config.rules, config.context};
       pc.lane = static_cast<std::uint32_t>(i);
       pc.outbox_numbers = numbers;
       lanes.push_back(std::make_unique<Lane>(std::make_unique<Projector>(store, std::move(pc))));
@@ -61,15 +62,10 @@ struct Runner::Impl {
     producer.reset();
   }
 
-  // The lane that folds a message: its partition's, modulo the lanes. Every dead letter is lane
-  // 0's: dead letters of an unparsable topic share one record (rejections/_unknown) across the
-  // topic's partitions, and there are few of them.
-  std::size_t lane_of(const LogMessage& m) const {
-    return m.topic == config.kafka.deadletter_topic ? 0 : static_cast<std::size_t>(m.partition) % lanes.size();
-  }
 
   RunnerConfig config;
   Store& store;
+  ProjectorTopics topics;
   std::vector<std::unique_ptr<Lane>> lanes;
   KafkaPtr consumer;
   KafkaPtr producer;  // the alerts outbox
@@ -158,7 +154,7 @@ struct Runner::Impl {
     for (auto& m : batch) {
       auto& next = handed[{m.topic, m.partition}];
       next = std::max(next, m.offset + 1);
-      by_lane[lane_of(m)].push_back(std::move(m));
+      by_lane[processors::fold_lane(m, topics, lanes.size())].push_back(std::move(m));
     }
     for (std::size_t i = 0; i < lanes.size(); ++i) {
       if (by_lane[i].empty()) continue;
@@ -191,7 +187,7 @@ struct Runner::Impl {
 
   // A lane's thread: takes what the poll loop handed it (all of it, up to a batch's size, so a
   // batch grows with the lag) and folds it.
-  void fold_lane(Lane& lane, std::stop_token stop) {
+  void run_lane(Lane& lane, std::stop_token stop) {
     while (auto taken = lane.queue.pop()) {
       std::size_t batches = 1;
       try {
@@ -317,10 +313,11 @@ struct Runner::Impl {
     }
     while (!unsent.empty()) {
       const auto& [key, raw] = unsent.front();
-      auto entry = nlohmann::json::parse(raw);
-      const std::string& topic = entry.value("topic", "") == "commands" ? config.kafka.commands_topic
-                                                                         : config.kafka.alerts_topic;
-      std::string message_key = entry.value("key", ""), value = entry.value("value", "");
+      auto entry = outbox_entry(raw);
+      if (!entry) throw std::runtime_error("outbox entry " + key + " is not one this version sends");
+      const std::string& topic = entry->topic == "commands" ? config.kafka.commands_topic : config.kafka.alerts_topic;
+      std::string& message_key = entry->key;
+      std::string& value = entry->value;
       auto* opaque = new std::string(key);
       auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
                                    RD_KAFKA_V_KEY(message_key.data(), message_key.size()),
@@ -456,7 +453,7 @@ void Runner::run(std::stop_token stop) {
     m.drained.notify_all();
   });
   for (auto& lane : m.lanes) {
-    lane->thread = std::jthread([&m, &lane = *lane, token = lanes_stop.get_token()] { m.fold_lane(lane, token); });
+    lane->thread = std::jthread([&m, &lane = *lane, token = lanes_stop.get_token()] { m.run_lane(lane, token); });
   }
 
   std::vector<LogMessage> batch;

@@ -283,7 +283,6 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   RebuildSummary summary;
   // Chains are checked where they are folded: in the lane of their partition, on its thread.
   std::vector<ChainChecker> chains(lanes, ChainChecker(c.chain_key.value_or("")));
-  auto lane_index = [&](std::int32_t partition) { return static_cast<std::size_t>(partition) % lanes; };
   if (c.resume) {
     const auto lows = p->start;  // the first offset each partition still holds
     // Start where the store stands, not at the log's start.
@@ -320,7 +319,8 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
         auto it = seed_end.find({rd_kafka_topic_name(m->rkt), m->partition});
         if (it == seed_end.end() || m->offset >= it->second) continue;
         if (m->offset + 1 >= it->second) seed_end.erase(it);
-        chains[lane_index(m->partition)].remember(processors::log_message_of(*m));
+        auto lm = processors::log_message_of(*m);
+        chains[processors::fold_lane(lm, c.projector.topics, lanes)].remember(lm);
       }
     }
   }
@@ -429,9 +429,7 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
     if (it == remaining.end() || m->offset >= it->second) continue;  // past where this rebuild stops
     if (m->offset + 1 >= it->second) remaining.erase(it);
     auto lm = processors::log_message_of(*m);
-    // Dead letters are all lane 0's: those of an unparsable topic share one record across the
-    // topic's partitions (as in the hub's runner).
-    auto& lane = *lane_of[lm.topic == c.kafka.deadletter_topic ? 0 : lane_index(lm.partition)];
+    auto& lane = *lane_of[processors::fold_lane(lm, c.projector.topics, lanes)];
     lane.pending.push_back(std::move(lm));
     ++summary.messages;
     if (lane.pending.size() >= c.max_batch && !hand_over(lane)) break;
@@ -630,9 +628,7 @@ std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildC
   // What is carried over must be what this build's runner sends ({topic, key, value}): a newer
   // version's outbox in another form would stop the runner at every start.
   for (const auto& [key, raw] : outbox) {
-    const auto entry = nlohmann::json::parse(raw, nullptr, false);
-    if (!entry.is_object() || !entry.contains("topic") || !entry.contains("key") || !entry.contains("value") ||
-        !entry["topic"].is_string() || !entry["key"].is_string() || !entry["value"].is_string()) {
+    if (!processors::outbox_entry(raw)) {
       return std::unexpected("the store's unsent outbox entry " + printable(key, 64) +
                              " is not one this version sends; the store is kept as it is");
     }

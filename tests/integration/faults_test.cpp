@@ -127,6 +127,31 @@ std::uint64_t check_each_device_once(test::Stack& stack, const devices::SimRepor
   return valid;
 }
 
+// A fleet of 30 publishing 500 events/s until stopped (or `seconds` pass) to one new community.
+devices::SimulatorConfig publishing_until_stopped(const std::string& stem, int seconds) {
+  auto sim = test::services().simulator({test::unique_name(stem)});
+  sim.devices = 30;
+  sim.events = 0;  // until stopped: the fleet must still be publishing when the disk fills, however slow the start
+  sim.duration_s = seconds;  // and no longer, whatever a stall costs: the backlog stays one the stack folds in time
+  sim.rate = 500;
+  sim.scenes_per_minute = 0;
+  return sim;
+}
+
+// A stack whose hub keeps its store on a small disk, started with the disk too full for RocksDB
+// to reserve its write-ahead log's space ahead (1.1 memtables), as a disk that fills up is: the
+// writes themselves meet the full disk once it fills.
+struct HubOnSmallDisk {
+  test::Stack stack;
+  test::SmallDisk disk;
+  explicit HubOnSmallDisk(const std::vector<std::string>& communities)
+      : stack(communities), disk(stack.dir().str("var/hub/state"), "256m") {  // room for RocksDB to flush its memtables (32 MiB) on resume
+    disk.fill(24 << 20);
+    stack.start_ingest();
+    stack.start_hub();
+  }
+};
+
 }  // namespace
 
 TEST_SUITE("integration: faults") {
@@ -224,21 +249,9 @@ TEST_SUITE("integration: faults") {
   }
 
   TEST_CASE("with the hub's store disk full, folding stops with a clear reason, nothing is lost, and it resumes by itself once space returns") {
-    auto services = test::services();
-    auto sim = services.simulator({test::unique_name("hubdiskfull")});
-    sim.devices = 30;
-    sim.events = 0;  // until stopped: the fleet must still be publishing when the disk fills, however slow the start
-    sim.duration_s = 150;  // and no longer, whatever a stall costs: the backlog stays one the stack folds in time
-    sim.rate = 500;
-    sim.scenes_per_minute = 0;
-
-    test::Stack stack(sim.communities);
-    test::SmallDisk disk(stack.dir().str("var/hub/state"), "256m");  // room for RocksDB to flush its memtables (32 MiB) on resume
-    // Too full for RocksDB to reserve its write-ahead log's space ahead (1.1 memtables), as a disk
-    // that fills up is: the writes themselves meet the full disk.
-    disk.fill(24 << 20);
-    stack.start_ingest();
-    stack.start_hub();
+    auto sim = publishing_until_stopped("hubdiskfull", 150);
+    HubOnSmallDisk hub(sim.communities);
+    auto& [stack, disk] = hub;
     Publishing fleet(sim);
 
     REQUIRE(test::eventually([&] { return applied(stack) >= 800; }, 60s));
@@ -272,18 +285,9 @@ TEST_SUITE("integration: faults") {
   }
 
   TEST_CASE("a hub told to stop while its store disk is full stops: no fold lane waits out the disk, nothing waits on a lane") {
-    auto services = test::services();
-    auto sim = services.simulator({test::unique_name("hubstopfull")});
-    sim.devices = 30;
-    sim.events = 0;
-    sim.duration_s = 60;
-    sim.rate = 500;
-    sim.scenes_per_minute = 0;
-    test::Stack stack(sim.communities);
-    test::SmallDisk disk(stack.dir().str("var/hub/state"), "256m");
-    disk.fill(24 << 20);  // as above: the writes themselves meet the full disk
-    stack.start_ingest();
-    stack.start_hub();
+    auto sim = publishing_until_stopped("hubstopfull", 60);
+    HubOnSmallDisk hub(sim.communities);
+    auto& [stack, disk] = hub;
     Publishing fleet(sim);
     REQUIRE(test::eventually([&] { return applied(stack) >= 300; }, 60s));
     disk.fill();

@@ -60,6 +60,21 @@ struct ProjectorTopics {
   std::string deadletter = "courtyard.deadletter.v1";
 };
 
+// The fold lane (of `lanes`) that folds a message: its partition's number modulo the lanes for
+// an event, lane 0 for every dead letter (those of a topic ingest could not parse share one
+// record, rejections/_unknown, across the dead-letter topic's partitions). The hub's runner and a
+// replay hand messages out by this, so a key is always one lane's.
+std::size_t fold_lane(const LogMessage& m, const ProjectorTopics& topics, std::size_t lanes);
+
+// An outbox entry: what the runner produces once the state that made it is committed.
+struct OutboxEntry {
+  std::string topic;  // "alerts" or "commands"
+  std::string key, value;
+};
+// The stored form of an entry, and the entry of a stored form (nullopt: not one this build wrote).
+std::string outbox_record(const OutboxEntry& entry);
+std::optional<OutboxEntry> outbox_entry(std::string_view record);
+
 // What the projector needs besides the store: topic names and the alert rules.
 struct ProjectorConfig {
   ProjectorTopics topics;
