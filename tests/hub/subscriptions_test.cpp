@@ -115,6 +115,19 @@ TEST_SUITE("hub subscriptions") {
     CHECK(s->has_pending());
   }
 
+  TEST_CASE("commits of two fold lanes arriving out of order: every change is sent, and the frame's seq never goes back") {
+    Feed f;
+    auto s = f.hub->open(Feed::admin());
+    f.ask(*s, R"({"op":"subscribe","id":"d","prefix":"devices/"})");  // at commit 1
+    f.hub->publish(3, {{"devices/gate-2", R"({"community":"c2","lane":1})"}});  // lane 1's commit, numbered later
+    f.hub->publish(2, {{"devices/gate-1", R"({"community":"c1","lane":0})"}});  // lane 0's, arriving after it
+    auto frame = json::parse(f.hub->take_frame(*s));
+    CHECK(frame["seq"] == 3);
+    REQUIRE(frame["changes"].size() == 2);
+    CHECK(frame["changes"][0]["key"] == "devices/gate-2");
+    CHECK(frame["changes"][1]["key"] == "devices/gate-1");
+  }
+
   TEST_CASE("a slow subscriber gets the latest value per key, coalesced") {
     Feed f;
     auto s = f.hub->open(Feed::admin());

@@ -50,6 +50,16 @@ struct MockCluster {
     }
     REQUIRE(rd_kafka_flush(p->get(), 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
   }
+  // Bytes that are no Courtyard event, in the given partition of the events topic.
+  void produce_garbage(std::int32_t partition) {
+    auto p = make_producer(config(), {{"acks", "all"}});
+    REQUIRE(p);
+    std::string key = "c1", value = "\xff\x00 not a flatbuffer";
+    REQUIRE(rd_kafka_producev(p->get(), RD_KAFKA_V_TOPIC("courtyard.events.v1"), RD_KAFKA_V_PARTITION(partition),
+                              RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(value.data(), value.size()),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    REQUIRE(rd_kafka_flush(p->get(), 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
   // A dead letter as ingest writes one for a message whose topic it could not parse: no device,
   // in the given partition.
   void produce_unparsable_dead_letter(std::int32_t partition) {
@@ -163,17 +173,22 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     kafka.produce(log);
     // Dead letters of unparsable topics, in every partition of theirs: one record counts them all.
     for (int i = 0; i < 30; ++i) kafka.produce_unparsable_dead_letter(i % 3);
+    // A message no lane can fold: set aside in its lane, which folds on, as the others do.
+    kafka.produce_garbage(1);
     Runner runner(config, *store);
     CHECK(runner.fold_lanes() == 3);
     std::jthread thread([&](std::stop_token stop) { runner.run(stop); });
     for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-         (runner.stats().applied < 600 || runner.stats().dead_letters < 30) && std::chrono::steady_clock::now() < deadline;) {
+         (runner.stats().applied < 600 || runner.stats().dead_letters < 30 || runner.stats().quarantined < 1) &&
+         std::chrono::steady_clock::now() < deadline;) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     thread.request_stop();
     thread.join();
     auto stats = runner.stats();
     CHECK(stats.applied == 600);
+    CHECK(stats.quarantined == 1);
+    CHECK_FALSE(store->view().scan("quarantine/courtyard.events.v1/1/", "", 10).empty());
     CHECK(processors::record_json(*store->view().get(Projector::rejection_key("_unknown")))["total"] == 30);
     CHECK(stats.duplicates == 0);
     CHECK(store->view().offsets().size() == 6);  // every partition of both topics: every lane folded
