@@ -89,6 +89,20 @@ std::vector<std::pair<std::string, std::string>> message_headers(const rd_kafka_
   return out;
 }
 
+std::expected<std::int32_t, std::string> partition_count(rd_kafka_t* rk, const std::string& topic,
+                                                         std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* md = nullptr;
+  if (auto err = rd_kafka_metadata(rk, 1, nullptr, &md, static_cast<int>(timeout.count()))) {
+    return std::unexpected("metadata of " + topic + ": " + rd_kafka_err2str(err));
+  }
+  std::int32_t count = 0;
+  for (int t = 0; t < md->topic_cnt; ++t) {
+    if (topic == md->topics[t].topic && !md->topics[t].err) count = md->topics[t].partition_cnt;
+  }
+  rd_kafka_metadata_destroy(md);
+  return count;
+}
+
 std::expected<void, std::string> read_to_end(const KafkaConfig& config, const std::string& topic,
                                              const std::function<void(const rd_kafka_message_t&)>& on_message,
                                              std::chrono::milliseconds timeout, const std::string& group_id) {

@@ -22,6 +22,9 @@ namespace courtyard::processors {
 
 namespace {
 
+// The events topic's partition count this store was folded from, per topic: the key's suffix.
+constexpr const char* kEventsPartitionsKey = "meta/partitions/";
+
 // Batches handed to a fold lane and not yet taken, at most: the poll loop waits beyond this.
 constexpr std::size_t kBatchesInFlight = 4;
 
@@ -97,6 +100,9 @@ struct Runner::Impl {
   bool stopping = false;             // run()'s stop was requested: nothing waits for lanes any more
   std::condition_variable drained;
   Offsets handed;  // main thread: the next offset past what was handed to lanes, per partition
+  // How many partitions the events topic had when this store began folding it (0: not known yet).
+  // A community's events are all in one partition, and so in one lane, only while that holds.
+  std::atomic<std::int32_t> events_partitions{0};
   std::atomic<std::uint64_t> committed{0};
 
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
@@ -110,8 +116,12 @@ struct Runner::Impl {
         std::lock_guard lock(self->mu);
         offsets = self->stored;
       }
+      const auto pinned = self->events_partitions.load();
       for (int i = 0; i < parts->cnt; ++i) {
         auto& p = parts->elems[i];
+        if (pinned && p.partition >= pinned && self->config.kafka.events_topic == p.topic) {
+          self->fail(partitions_changed(p.topic, pinned, p.partition + 1, true));
+        }
         auto it = offsets.find({p.topic, p.partition});
         p.offset = it == offsets.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
       }
@@ -138,6 +148,45 @@ struct Runner::Impl {
         rd_kafka_assign(rk, nullptr);
       }
     }
+  }
+
+  // `at_least`: `now` is only the highest partition assigned, not the topic's count.
+  static std::string partitions_changed(const std::string& topic, std::int32_t pinned, std::int32_t now,
+                                        bool at_least = false) {
+    return fmt::format("the events topic {} has {}{} partitions but this store was folded from {}: a community's "
+                       "events would be split between partitions and folded out of order. Nothing was folded; "
+                       "see docs/operations.md, \"The events topic's partitions\"",
+                       topic, at_least ? "at least " : "", now, pinned);
+  }
+
+  // Records the events topic's partition count in the store the first time it is known, and stops
+  // the processors when it differs from the one recorded (a topic given more partitions, or made
+  // again with fewer). Throws when it differs; false while the topic does not exist yet.
+  bool pin_events_partitions(std::chrono::milliseconds timeout) {
+    const auto& topic = config.kafka.events_topic;
+    auto count = partition_count(consumer.get(), topic, timeout);
+    if (!count) {
+      spdlog::warn("runner: {}", count.error());
+      return false;
+    }
+    if (*count == 0) return false;
+    const std::string key = std::string(kEventsPartitionsKey) + topic;
+    auto view = store.view();
+    std::int32_t pinned = 0;
+    if (auto held = view.get(key)) {
+      pinned = std::stoi(*held);
+    } else {
+      for (const auto& [tp, next] : view.offsets()) {
+        if (tp.first == topic) pinned = std::max(pinned, tp.second + 1);  // a store from before the record
+      }
+      if (pinned <= *count) {
+        pinned = *count;
+        if (auto ok = store.write({{key, std::to_string(pinned)}}, {}); !ok) throw std::runtime_error(ok.error());
+      }
+    }
+    if (pinned != *count) throw std::runtime_error(partitions_changed(topic, pinned, *count));
+    events_partitions = pinned;
+    return true;
   }
 
   // Waits until every batch handed to a lane is folded (or its lane gave up, or run() stops).
@@ -421,6 +470,7 @@ void Runner::run(std::stop_token stop) {
                                 &Impl::on_delivery, &m);
   if (!producer) throw std::runtime_error("runner producer: " + producer.error());
   m.producer = std::move(*producer);
+  m.pin_events_partitions(std::chrono::seconds(30));  // or later, once the topic exists
   m.reload_outbox();  // what a previous run committed but never saw confirmed
   m.publish_outbox();
   KafkaPartitionsPtr topics(rd_kafka_topic_partition_list_new(2));
@@ -476,11 +526,13 @@ void Runner::run(std::stop_token stop) {
       }
       batch.push_back(log_message_of(*msg));
     }
+    if (m.failed()) continue;  // an assignment said the events topic changed: nothing is handed on
     const bool read = !batch.empty();
     if (read) m.hand_to_lanes(batch, stop);  // waits while a lane has kBatchesInFlight batches not taken
     m.serve_outbox();
     if (auto now = std::chrono::steady_clock::now(); read || now - last_freshness > std::chrono::milliseconds(200)) {
       last_freshness = now;
+      if (!m.events_partitions) m.pin_events_partitions(std::chrono::milliseconds(100));
       m.update_freshness();
     }
   }

@@ -27,14 +27,14 @@ struct MockCluster {
   KafkaPtr handle;
   rd_kafka_mock_cluster_t* cluster = nullptr;
   std::string bootstrap;
-  MockCluster() {
+  explicit MockCluster(int events_partitions = 3) {
     auto p = make_producer(KafkaConfig{.bootstrap_servers = "unused:1"}, {{"test.mock.num.brokers", "1"}});
     REQUIRE(p);
     handle = std::move(*p);
     cluster = rd_kafka_handle_mock_cluster(handle.get());
     REQUIRE(cluster);
     bootstrap = rd_kafka_mock_cluster_bootstraps(cluster);
-    rd_kafka_mock_topic_create(cluster, "courtyard.events.v1", 3, 1);
+    rd_kafka_mock_topic_create(cluster, "courtyard.events.v1", events_partitions, 1);
     rd_kafka_mock_topic_create(cluster, "courtyard.deadletter.v1", 3, 1);
   }
   KafkaConfig config() const { return KafkaConfig{.bootstrap_servers = bootstrap}; }
@@ -142,6 +142,34 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     auto state = processors::record_json(*store->view().get(Projector::device_key("d-1")));
     CHECK(state["events"] == 250);
     CHECK(state["duplicates"] == 10);
+  }
+
+  TEST_CASE("a store folded from three partitions refuses an events topic that now has six, and folds nothing") {
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    {
+      MockCluster kafka(3);
+      kafka.produce(statuses("d-1", 1, 20));
+      Runner runner(runner_config(kafka, "pinned"), *store);
+      CHECK(run_until(runner, 20).applied == 20);
+      CHECK(store->view().get("meta/partitions/courtyard.events.v1") == "3");
+    }
+    // The same topic with more partitions: its communities' keys now hash to other partitions, so
+    // a community's events would be split between lanes and folded out of order.
+    MockCluster grown(6);
+    grown.produce(statuses("d-1", 21, 20));
+    Runner runner(runner_config(grown, "pinned"), *store);
+    std::string why;
+    try {
+      runner.run(std::stop_token{});
+    } catch (const std::runtime_error& e) {
+      why = e.what();
+    }
+    INFO(why);
+    CHECK(why.find("has 6 partitions but this store was folded from 3") != std::string::npos);
+    CHECK(runner.stats().applied == 0);
+    auto state = processors::record_json(*store->view().get(Projector::device_key("d-1")));
+    CHECK(state["events"] == 20);
   }
 
   TEST_CASE("three fold lanes fold a log spread over three partitions: every event once, each key's changes in order") {

@@ -64,6 +64,10 @@ std::expected<std::int64_t, std::string> query_high_watermark(rd_kafka_t* rk, co
                                                               std::int32_t partition,
                                                               std::chrono::milliseconds timeout);
 
+// How many partitions `topic` has, asked of the broker; 0 when the topic does not exist.
+std::expected<std::int32_t, std::string> partition_count(rd_kafka_t* rk, const std::string& topic,
+                                                         std::chrono::milliseconds timeout);
+
 // Where a consumer stands in one assigned partition: the offset of the next message it will hand
 // out, past any transaction markers it has stepped over (-1 when unknown). A partition written in
 // transactions ends with a commit marker, never handed out as a message, so "read to the end"
