@@ -465,7 +465,10 @@ struct Bridge::Impl {
     auto seq = schemas::best_effort_seq(m.payload);
     // The dead-letter topic is kept for ever: a camera's image (faces, plates) is not.
     const bool image = topic && topic->channel == "snapshot";
-    SpoolRecord dead{config.kafka.deadletter_topic, topic ? topic->device.str() : m.topic, image ? "" : m.payload, {}};
+    // Keyed by device, so a device's refusals are in one partition; those of a topic that names no
+    // device all share one key (and so one partition): they share one record, rejections/_unknown,
+    // which one owner must write (decision 0024). The topic is in the source_topic header.
+    SpoolRecord dead{config.kafka.deadletter_topic, topic ? topic->device.str() : "_unknown", image ? "" : m.payload, {}};
     // Headers are text for every reader (the hub folds them, auditors export them): whatever a
     // device sent appears in them only as printable text.
     const std::string detail = printable(why.detail, 512);

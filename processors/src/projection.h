@@ -39,13 +39,14 @@ struct Batch {
   KeyValues puts;
   std::vector<std::string> deletes;
   struct Message {
-    std::string topic;  // "alerts" or "commands"
+    std::string community;  // whose outbox it goes into
+    std::string topic;      // "alerts" or "commands"
     std::string key, value;
   };
-  std::vector<Message> outbox;  // in order; numbered by the projector
+  std::vector<Message> outbox;  // in order; numbered by the projector, per community
   std::vector<Alert> alerts;    // alerts this batch changed, in order (the alerts projection adds them)
-  void send(std::string topic, std::string key, std::string value) {
-    outbox.push_back({std::move(topic), std::move(key), std::move(value)});
+  void send(std::string community, std::string topic, std::string key, std::string value) {
+    outbox.push_back({std::move(community), std::move(topic), std::move(key), std::move(value)});
   }
 };
 

@@ -64,6 +64,7 @@ std::expected<const schemas::Event*, std::string> event_of(const LogMessage& m, 
 
 DeadLetter dead_letter_of(const LogMessage& m) {
   DeadLetter d;
+  d.partition = m.partition;
   d.reason = text_header(m, "reason", 64);
   d.detail = text_header(m, "detail");
   d.source_topic = text_header(m, "source_topic");
@@ -97,10 +98,6 @@ std::string partition_key(const std::string& topic, std::int32_t partition) {
   return "partitions/" + topic + "/" + std::to_string(partition);
 }
 
-std::string outbox_key(std::uint64_t seq) {
-  return fmt::format("{}{:020}", Projector::kOutboxPrefix, seq);
-}
-
 }  // namespace
 
 std::size_t fold_lane(const LogMessage& m, const ProjectorTopics& topics, std::size_t lanes) {
@@ -124,21 +121,12 @@ std::optional<OutboxEntry> outbox_entry(std::string_view record) {
   return entry;
 }
 
-OutboxNumbers::OutboxNumbers(const Store::View& view) {
-  std::uint64_t next = 0;
-  // Each lane's next number, and past every entry still held (a lane's record may lag another's).
-  for (const auto& [_, raw] : view.scan(Projector::kOutboxNextKey, "", std::numeric_limits<std::size_t>::max())) {
-    next = std::max(next, number_of(raw));
-  }
-  const std::string prefix = Projector::kOutboxPrefix;
-  for (const auto& [key, _] : view.scan(prefix, "", std::numeric_limits<std::size_t>::max())) {
-    next = std::max(next, number_of(std::string_view(key).substr(prefix.size())) + 1);
-  }
-  next_ = next;
+std::string Projector::outbox_key(const std::string& community, std::uint64_t n) {
+  return fmt::format("{}{}/{:020}", kOutboxPrefix, community, n);
 }
 
-std::string Projector::lane_key(const char* counter, std::uint32_t lane) {
-  return lane == 0 ? std::string(counter) : fmt::format("{}/{}", counter, lane);
+std::string Projector::counter_key(const char* counter, std::int32_t partition) {
+  return fmt::format("{}/{}", counter, partition);
 }
 
 std::map<std::string, std::uint64_t> Projector::counts(const Store::View& view, const char* counter) {
@@ -164,12 +152,12 @@ Projector::Projector(Store& store, ProjectorConfig config) : store_(store), conf
     }
   }
   offsets_ = view.offsets();
-  outbox_numbers_ = config_.outbox_numbers ? config_.outbox_numbers : std::make_shared<OutboxNumbers>(view);
 }
 
 void Projector::forget_state() {
   projections_.reset();
   chain_heads_.clear();
+  outbox_next_.clear();
 }
 
 std::size_t Projector::cached_states() const {
@@ -287,8 +275,7 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
     auto raw = view.get(key);
     return partitions[key] = raw ? nlohmann::json::parse(*raw).get<std::vector<std::string>>() : std::vector<std::string>{};
   };
-  std::map<std::string, std::uint64_t> event_counts;
-  bool events_changed = false;
+  std::map<std::int32_t, std::map<std::string, std::uint64_t>> event_counts;  // per events partition changed
   KeyValues quarantined;  // records of messages that did not decode
   std::set<std::string> chain_heads_changed;  // communities
   Offsets next = offsets_;
@@ -350,13 +337,16 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
     }
     switch (fold_event(*event, community)) {
       case Folded::Duplicate: ++result.duplicates; break;
-      case Folded::Fresh:
+      case Folded::Fresh: {
         ++result.applied;
         result.fresh_device_times_ms.push_back(event->device_time_ms);
-        if (!events_changed) event_counts = counts_of(view, lane_key(kEventStatsKey, config_.lane));
-        events_changed = true;
-        ++event_counts[std::string(schemas::type_name(event->body))];
+        auto counts = event_counts.find(m.partition);
+        if (counts == event_counts.end()) {
+          counts = event_counts.emplace(m.partition, counts_of(view, counter_key(kEventStatsKey, m.partition))).first;
+        }
+        ++counts->second[std::string(schemas::type_name(event->body))];
         break;
+      }
       case Folded::Done: break;
     }
   }
@@ -368,12 +358,21 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
   auto& puts = batch.puts;
   for (const auto& key : partitions_changed) puts.emplace_back(key, nlohmann::json(partitions[key]).dump());
   if (!batch.outbox.empty()) {
-    // Numbers a failed write took are never used: a gap, nothing else.
-    std::uint64_t number = outbox_numbers_->take(batch.outbox.size());
-    for (auto& [topic, key, value] : batch.outbox) {
-      puts.emplace_back(outbox_key(number++), outbox_record({std::move(topic), std::move(key), std::move(value)}));
+    std::set<std::string> numbered;  // communities whose next number moved
+    for (auto& [community, topic, key, value] : batch.outbox) {
+      const std::string next_key = std::string(kOutboxNextKey) + "/" + community;
+      auto it = outbox_next_.find(community);
+      if (it == outbox_next_.end()) {
+        auto held = view.get(next_key);
+        it = outbox_next_.emplace(community, held ? number_of(*held) : 0).first;
+      }
+      puts.emplace_back(outbox_key(community, it->second++),
+                        outbox_record({std::move(topic), std::move(key), std::move(value)}));
+      numbered.insert(community);
     }
-    puts.emplace_back(lane_key(kOutboxNextKey, config_.lane), std::to_string(number));
+    for (const auto& community : numbered) {
+      puts.emplace_back(std::string(kOutboxNextKey) + "/" + community, std::to_string(outbox_next_.at(community)));
+    }
   }
   result.alerts_changed = batch.alerts.size();
   result.outbox_entries = batch.outbox.size();
@@ -383,7 +382,9 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
                       nlohmann::json{{"seq", head.seq}, {"link", head.link}, {"event_id", head.event_id}}.dump());
   }
   for (auto& kv : quarantined) puts.push_back(std::move(kv));
-  if (events_changed) puts.emplace_back(lane_key(kEventStatsKey, config_.lane), nlohmann::json(event_counts).dump());
+  for (const auto& [partition, counts] : event_counts) {
+    puts.emplace_back(counter_key(kEventStatsKey, partition), nlohmann::json(counts).dump());
+  }
   if (puts.empty() && batch.deletes.empty() && next == offsets_) return result;
   // Only the offsets of the partitions read: another lane writes the others'.
   Offsets read;

@@ -49,15 +49,10 @@ struct Runner::Impl {
       : config(std::move(c)), store(s), topics{config.kafka.events_topic, config.kafka.deadletter_topic} {
     const auto cores = std::max(1u, std::thread::hardware_concurrency());
     const std::size_t n = config.fold_lanes ? config.fold_lanes : std::max(1u, cores - 1);  // a core for I/O
-    auto view = store.view();
-    auto numbers = std::make_shared<OutboxNumbers>(view);
     for (std::size_t i = 0; i < n; ++i) {
-      ProjectorConfig pc{topics, config.rules, config.context};
-      pc.lane = static_cast<std::uint32_t>(i);
-      pc.outbox_numbers = numbers;
-      lanes.push_back(std::make_unique<Lane>(std::make_unique<Projector>(store, std::move(pc))));
+      lanes.push_back(std::make_unique<Lane>(std::make_unique<Projector>(store, ProjectorConfig{topics, config.rules, config.context})));
     }
-    stored = view.offsets();
+    stored = store.view().offsets();
   }
   // The consumer's last callbacks (a revoke) run while it is destroyed: before what they use.
   ~Impl() {

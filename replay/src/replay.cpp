@@ -262,14 +262,8 @@ std::expected<RebuildSummary, std::string> rebuild(const RebuildConfig& c) {
   // modulo the lanes is its own (a community's events are all in one partition), and lane 0 every
   // dead letter.
   const std::size_t lanes = std::max<std::size_t>(1, c.fold_lanes ? c.fold_lanes : std::thread::hardware_concurrency());
-  auto numbers = std::make_shared<processors::OutboxNumbers>((*store)->view());
   std::vector<std::unique_ptr<processors::Projector>> projectors;
-  for (std::size_t i = 0; i < lanes; ++i) {
-    auto config = c.projector;
-    config.lane = static_cast<std::uint32_t>(i);
-    config.outbox_numbers = numbers;
-    projectors.push_back(std::make_unique<processors::Projector>(**store, std::move(config)));
-  }
+  for (std::size_t i = 0; i < lanes; ++i) projectors.push_back(std::make_unique<processors::Projector>(**store, c.projector));
 
   auto consumer = make_consumer(c.kafka, {{"group.id", "courtyard-replay"},
                                           {"enable.auto.commit", "false"},
@@ -608,7 +602,6 @@ std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildC
 
   processors::Offsets reached;
   processors::KeyValues outbox;
-  std::uint64_t outbox_next = 0;
   std::uint32_t from = 0;
   std::size_t kept = 0;
   {
@@ -623,7 +616,6 @@ std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildC
     from = *format;
     reached = view.offsets();
     outbox = view.scan(processors::Projector::kOutboxPrefix, "", std::numeric_limits<std::size_t>::max());
-    outbox_next = processors::OutboxNumbers(view).next();
   }
   // What is carried over must be what this build's runner sends ({topic, key, value}): a newer
   // version's outbox in another form would stop the runner at every start.
@@ -651,15 +643,31 @@ std::expected<std::optional<Reformat>, std::string> ensure_store_format(RebuildC
     for (auto& [key, _] : view.scan(processors::Projector::kOutboxPrefix, "", std::numeric_limits<std::size_t>::max())) {
       deletes.push_back(std::move(key));
     }
-    for (auto& [key, _] : view.scan(processors::Projector::kOutboxNextKey, "", std::numeric_limits<std::size_t>::max())) {
-      deletes.push_back(std::move(key));  // every lane's
-    }
     // Where the old store stood, past any transaction markers after its last message.
     auto offsets = view.offsets();
     for (const auto& [tp, next] : reached) offsets[tp] = std::max(offsets[tp], next);
     if (auto ok = (*store)->write({}, offsets, deletes); !ok) return std::unexpected(ok.error());
     kept = outbox.size();
-    if (outbox_next > 0) outbox.emplace_back(processors::Projector::kOutboxNextKey, std::to_string(outbox_next));
+    // A community's numbers go on past any entry carried over (outbox/{community}/{n}), so a new
+    // entry never takes a carried one's key. (Entries of format 3, outbox/{n}, have no community.)
+    std::map<std::string, std::uint64_t> next_numbers;
+    const std::string prefix = processors::Projector::kOutboxPrefix;
+    for (const auto& [key, _] : outbox) {
+      const auto rest = std::string_view(key).substr(prefix.size());
+      const auto slash = rest.find('/');
+      if (slash == std::string_view::npos) continue;
+      std::uint64_t n = 0;
+      const auto digits = rest.substr(slash + 1);
+      if (std::from_chars(digits.data(), digits.data() + digits.size(), n).ec != std::errc()) continue;
+      auto& next = next_numbers[std::string(rest.substr(0, slash))];
+      next = std::max(next, n + 1);
+    }
+    for (auto& [community, next] : next_numbers) {
+      const auto key = std::string(processors::Projector::kOutboxNextKey) + "/" + community;
+      std::uint64_t rebuilt = 0;
+      if (auto held = view.get(key)) std::from_chars(held->data(), held->data() + held->size(), rebuilt);
+      outbox.emplace_back(key, std::to_string(std::max(next, rebuilt)));
+    }
     if (auto ok = (*store)->write(outbox, offsets); !ok) return std::unexpected(ok.error());
     // On disk before the old store goes: a power cut must not leave the rebuild's outbox (all of
     // history) to be sent, nor lose what is carried over.

@@ -9,10 +9,9 @@
 // with the offset, and folding goes on. When a batch throws, its messages are folded again one
 // at a time, so the decision is made for each message alone, the same way live and in a replay.
 // Single-threaded. One store may have several projectors (fold lanes), each folding its own
-// partitions on a thread of its own: every key a lane writes is of its partitions (a community's
-// state, a device's, a partition's offset) or its own (stats/events/{lane}), and the outbox's
-// numbers are shared (OutboxNumbers), so lanes never write the same key.
-#include <atomic>
+// partitions on a thread of its own, and several hubs may share the partitions (decision 0024):
+// every key a fold writes belongs to one source partition (a community's state and outbox, a
+// device's, a partition's offset and counters), so no two writers ever write the same key.
 #include <cstdint>
 #include <expected>
 #include <map>
@@ -41,18 +40,6 @@ struct LogMessage {
   // `value` decoded, when its reader decoded it already (replay's chain check): the projector
   // folds this instead of decoding it again. It must be schemas::decode(value).
   std::shared_ptr<const schemas::Event> decoded;
-};
-
-// The outbox's entry numbers, shared by the projectors of one store so their entries never take
-// each other's keys. Starts past every number the store has used or holds.
-class OutboxNumbers {
- public:
-  explicit OutboxNumbers(const Store::View& view);
-  std::uint64_t take(std::uint64_t n) { return next_.fetch_add(n); }  // the first of n
-  std::uint64_t next() const { return next_.load(); }
-
- private:
-  std::atomic<std::uint64_t> next_{0};
 };
 
 struct ProjectorTopics {
@@ -84,10 +71,6 @@ struct ProjectorConfig {
   // least recently used beyond this are dropped (the store has them) so memory does not grow
   // with history. A compound's devices, homes and communities should fit.
   std::size_t cache_entries = 20'000;
-  // With several projectors on one store: this one's lane (0 for the only one), which names the
-  // counters it keeps (lane_key), and the numbers they share (unset: its own).
-  std::uint32_t lane = 0;
-  std::shared_ptr<OutboxNumbers> outbox_numbers;
 };
 
 struct BatchResult {
@@ -144,10 +127,12 @@ class Projector {
   static std::string community_key(const std::string& community, const std::string& what) {
     return "communities/" + community + "/" + what;
   }
-  // Alerts to publish, in order: written with the state that produced them, deleted once Kafka has them.
-  // Entries are {"topic": "alerts"|"commands", "key": ..., "value": ...}.
+  // Alerts and commands to publish, per community in order (outbox/{community}/{n}): written with
+  // the state that produced them, deleted once Kafka has them. Entries are outbox_record()s.
   static constexpr const char* kOutboxPrefix = "outbox/";
-  static constexpr const char* kOutboxNextKey = "meta/outbox_next";  // the next entry's number
+  static std::string outbox_key(const std::string& community, std::uint64_t n);
+  // A community's next entry number: meta/outbox_next/{community}.
+  static constexpr const char* kOutboxNextKey = "meta/outbox_next";
   // Commands for the community's staff rather than one device (ingest publishes them on
   // courtyard/v1/{community}/alerts).
   static constexpr const char* kStaffTarget = "_staff";
@@ -166,11 +151,12 @@ class Projector {
   static bool served_in_pieces(std::string_view key) {
     return key.starts_with("communities/") && key.ends_with("/presence");
   }
-  // Counters over every community ({name: count}), one record per lane: kEventStatsKey for lane
-  // 0, "stats/events/{lane}" for the others; counts() adds them up.
+  // Counters over every community ({name: count}), one record per source partition
+  // ("stats/events/{partition}" of the events topic, "stats/rejected/{partition}" of the dead-letter
+  // topic); counts() adds them up.
   static constexpr const char* kEventStatsKey = "stats/events";
   static constexpr const char* kRejectionStatsKey = "stats/rejected";
-  static std::string lane_key(const char* counter, std::uint32_t lane);
+  static std::string counter_key(const char* counter, std::int32_t partition);
   static std::map<std::string, std::uint64_t> counts(const Store::View& view, const char* counter);
 
   // The form of the records this build's projections write and read. Any change to a record's
@@ -179,9 +165,11 @@ class Projector {
   // it starts (replay::ensure_store_format, decision 0021), and a rebuild never continues one.
   // 2: the records written per event are binary (decision 0022): devices/, watch/, elders/,
   // meters/, gates/, homes/, cameras/ and a community's meter totals.
-  // 3: counters are kept per fold lane (lane_key), and a batch writes the offsets of the
-  // partitions it read only.
-  static constexpr std::uint32_t kStoreFormat = 3;
+  // 3: counters are kept per fold lane, and a batch writes the offsets of the partitions it read
+  // only.
+  // 4: every key belongs to one source partition (decision 0024): counters are kept per partition
+  // (counter_key) and outbox entries are numbered per community (outbox_key).
+  static constexpr std::uint32_t kStoreFormat = 4;
   static constexpr const char* kStoreFormatKey = "meta/format";
   // nullopt: the store is empty (of no format yet); 0: written before stores were marked (or a
   // marker no version wrote).
@@ -195,7 +183,7 @@ class Projector {
   Store& store_;
   ProjectorConfig config_;
   Offsets offsets_;
-  std::shared_ptr<OutboxNumbers> outbox_numbers_;
+  std::map<std::string, std::uint64_t> outbox_next_;  // community -> its next entry number, as stored
   // Drops every state held in memory (after a failed batch): the store has what was written.
   void forget_state();
   // The projections, with the states they keep between batches (made on the first batch).

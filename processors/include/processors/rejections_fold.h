@@ -13,6 +13,7 @@ namespace courtyard::processors {
 
 // A dead letter as ingest writes it: the raw payload plus these headers.
 struct DeadLetter {
+  std::int32_t partition = 0;  // of the dead-letter topic
   std::string reason;
   std::string detail;
   std::string source_topic;

@@ -174,13 +174,13 @@ void AlertsProjection::write(Batch& batch) {
   for (const auto& a : batch.alerts) {
     auto record = to_json(a).dump();
     latest[Projector::alert_key(a.id)] = record;
-    batch.send("alerts", a.id, record);
+    batch.send(a.community, "alerts", a.id, record);
     const std::string& what = a.timeline.empty() ? std::string() : a.timeline.back().what;
     if (what == "updated") continue;  // a repeat of the same condition: nobody needs another push
     nlohmann::json body{{"alert_id", a.id}, {"rule", a.rule},   {"severity", a.severity}, {"state", a.state},
                         {"unit", a.unit},   {"location", a.location}, {"detail", a.detail}, {"change", what}};
     auto command = [&](const std::string& target) {
-      batch.send("commands", target,
+      batch.send(a.community, "commands", target,
                  nlohmann::json{{"community", a.community}, {"device", target}, {"command", "alert"},
                                 {"issued_at", a.updated_at_ms}, {"body", body}}
                      .dump());

@@ -59,7 +59,7 @@ class CommandsProjection final : public Projection {
     if (!r.id.empty()) return;  // the same command appended twice: the first one counts
     r = issue(e, c, target ? target->unit : std::string());
     if (r.expires_at_ms) pending_.get(batch.view, pending_key(community)).expires_at_ms[r.id] = r.expires_at_ms;
-    batch.send("commands", r.target,
+    batch.send(community, "commands", r.target,
                nlohmann::json{{"community", community},
                               {"device", r.target},
                               {"command", r.action},

@@ -14,7 +14,7 @@ class NoticesProjection final : public Projection {
     const auto& n = std::get<schemas::Notice>(e.body);
     auto record = notice_of(e, n);
     notices_.get(batch.view, Projector::notice_key(community, n.notice_id)) = record;
-    batch.send("commands", Projector::kNoticesTarget,
+    batch.send(community, "commands", Projector::kNoticesTarget,
                nlohmann::json{{"community", community},
                               {"device", Projector::kNoticesTarget},
                               {"unit", n.unit},

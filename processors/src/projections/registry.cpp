@@ -27,7 +27,7 @@ class RegistryProjection final : public Projection {
         if (!(entry.kind == schemas::RegistryKind::Person ? people_gate : vehicle_gate)) continue;
         auto body = record;
         body["allowed"] = !entry.removed;
-        batch.send("commands", device,
+        batch.send(community, "commands", device,
                    nlohmann::json{{"community", community}, {"device", device}, {"command", "access_update"},
                                   {"issued_at", at_ms}, {"body", body}}
                        .dump());

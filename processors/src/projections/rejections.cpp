@@ -1,5 +1,5 @@
 // rejections/{device}: what ingest refused of each device, from the dead-letter topic, and
-// stats/rejected: refusals by reason over every device (a record per fold lane).
+// stats/rejected: refusals by reason over every device (a record per dead-letter partition).
 #include <map>
 
 #include "projection.h"
@@ -16,27 +16,28 @@ class RejectionsProjection final : public Projection {
   void fold(Batch& batch, const DeadLetter& letter) override {
     auto& state = table_.get(batch.view, Projector::rejection_key(letter.device.empty() ? "_unknown" : letter.device));
     state = apply(std::move(state), letter);
-    if (!counted_) {
-      auto raw = batch.view.get(Projector::lane_key(Projector::kRejectionStatsKey, batch.config.lane));
-      by_reason_ = raw ? nlohmann::json::parse(*raw).get<std::map<std::string, std::uint64_t>>()
-                       : std::map<std::string, std::uint64_t>{};
-      counted_ = true;
+    auto counts = by_reason_.find(letter.partition);
+    if (counts == by_reason_.end()) {
+      auto raw = batch.view.get(Projector::counter_key(Projector::kRejectionStatsKey, letter.partition));
+      counts = by_reason_.emplace(letter.partition, raw ? nlohmann::json::parse(*raw).get<Counts>() : Counts{}).first;
     }
-    ++by_reason_[letter.reason];
+    ++counts->second[letter.reason];
   }
   void write(Batch& batch) override {
     table_.put_changed(batch.puts);
-    if (counted_) batch.puts.emplace_back(Projector::lane_key(Projector::kRejectionStatsKey, batch.config.lane),
-                                        nlohmann::json(by_reason_).dump());
-    counted_ = false;
+    for (const auto& [partition, counts] : by_reason_) {
+      batch.puts.emplace_back(Projector::counter_key(Projector::kRejectionStatsKey, partition),
+                              nlohmann::json(counts).dump());
+    }
+    by_reason_.clear();
   }
   void evict(std::size_t limit) override { table_.evict(limit); }
   std::size_t cached() const override { return table_.size(); }
 
  private:
   Table<RejectionState> table_{&rejection_state_from_json};
-  std::map<std::string, std::uint64_t> by_reason_;  // as of this batch, once it has a dead letter
-  bool counted_ = false;
+  using Counts = std::map<std::string, std::uint64_t>;
+  std::map<std::int32_t, Counts> by_reason_;  // per dead-letter partition this batch folded, as of the batch
 };
 
 }  // namespace
