@@ -198,8 +198,21 @@ void add(BatchResult& total, BatchResult&& one) {
 }  // namespace
 
 std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMessage> batch) {
+  // Each source partition's messages are folded apart (in order) and written together: every key
+  // belongs to one partition (decision 0024), so the write can say whose each record is.
+  std::vector<std::vector<const LogMessage*>> groups;
+  {
+    std::map<std::pair<std::string_view, std::int32_t>, std::size_t> group_of;
+    for (const auto& m : batch) {
+      auto [it, fresh] = group_of.try_emplace({m.topic, m.partition}, groups.size());
+      if (fresh) groups.emplace_back();
+      groups[it->second].push_back(&m);
+    }
+  }
+  std::vector<Folding> folded;
   try {
-    return fold(batch);
+    for (const auto& group : groups) folded.push_back(fold(group));
+    return commit(std::move(folded));
   } catch (const StoreReadError& e) {  // the store's fault, not the messages': nothing is quarantined
     forget_state();
     return std::unexpected(e.what());
@@ -212,46 +225,92 @@ std::expected<BatchResult, std::string> Projector::apply(std::span<const LogMess
   forget_state();  // they may hold the half-folded batch
   BatchResult total;
   for (const auto& m : batch) {
-    std::string why;
-    std::expected<BatchResult, std::string> one;
+    std::vector<Folding> one;
     try {
-      one = fold(std::span(&m, 1));
+      one.push_back(fold_or_quarantine(m));
     } catch (const StoreReadError& e) {
       forget_state();
       return std::unexpected(e.what());
-    } catch (const std::exception& e) {
-      why = e.what();
-    } catch (...) {
-      why = "unknown error";
     }
-    if (!why.empty()) {
-      forget_state();
-      spdlog::error("projector: {}[{}]@{} quarantined: {}", m.topic, m.partition, m.offset, printable(why, 256));
-      one = quarantine(m, "fold failed: " + why);
-    }
-    if (!one) return std::unexpected(one.error());
-    add(total, std::move(*one));
+    auto written = commit(std::move(one));
+    if (!written) return std::unexpected(written.error());
+    add(total, std::move(*written));
   }
   return total;
 }
 
-std::expected<BatchResult, std::string> Projector::quarantine(const LogMessage& m, const std::string& reason) {
-  BatchResult result;
-  const auto tp = std::pair{m.topic, m.partition};
-  if (auto it = offsets_.find(tp); it != offsets_.end() && m.offset < it->second) {
-    ++result.replayed;
-    return result;
+Projector::Folding Projector::fold_or_quarantine(const LogMessage& m) {
+  std::string why;
+  try {
+    return fold({&m});
+  } catch (const StoreReadError&) {
+    throw;
+  } catch (const std::exception& e) {
+    why = e.what();
+  } catch (...) {
+    why = "unknown error";
   }
-  KeyValues puts{{quarantine_key(m.topic, m.partition, m.offset), quarantine_record(m, reason).dump()}};
-  if (auto ok = store_.write(puts, {{tp, m.offset + 1}}); !ok) return std::unexpected(ok.error());
-  offsets_[tp] = m.offset + 1;
-  ++result.quarantined;
-  result.changes = std::move(puts);
+  forget_state();
+  spdlog::error("projector: {}[{}]@{} quarantined: {}", m.topic, m.partition, m.offset, printable(why, 256));
+  Folding f;
+  f.write.topic = m.topic;
+  f.write.partition = m.partition;
+  if (auto it = offsets_.find({m.topic, m.partition}); it != offsets_.end() && m.offset < it->second) {
+    ++f.result.replayed;
+    return f;
+  }
+  f.write.puts = {{quarantine_key(m.topic, m.partition, m.offset), quarantine_record(m, "fold failed: " + why).dump()}};
+  f.write.next_offset = m.offset + 1;
+  f.empty = false;
+  ++f.result.quarantined;
+  return f;
+}
+
+std::expected<BatchResult, std::string> Projector::commit(std::vector<Folding> folded) {
+  BatchResult result;
+  std::vector<PartitionWrite> writes;
+  for (auto& f : folded) {
+    add(result, std::move(f.result));
+    if (!f.empty) writes.push_back(std::move(f.write));
+  }
+  if (writes.empty()) return result;
+  KeyValues puts;
+  std::vector<std::string> deletes;
+  Offsets read;  // only the offsets of the partitions read: another lane writes the others'
+  for (auto& w : writes) read[{w.topic, w.partition}] = w.next_offset;
+  std::expected<void, std::string> ok;
+  if (config_.before_write) ok = config_.before_write(writes);
+  if (ok) {
+    for (auto& w : writes) {
+      std::move(w.puts.begin(), w.puts.end(), std::back_inserter(puts));
+      std::move(w.deletes.begin(), w.deletes.end(), std::back_inserter(deletes));
+    }
+    ok = store_.write(puts, read, deletes);
+  }
+  if (!ok) {
+    forget_state();  // they hold this batch's states, which the store does not
+    return std::unexpected(ok.error());
+  }
+  for (const auto& [tp, offset] : read) offsets_[tp] = offset;
+  for (auto& kv : puts) {
+    result.bytes_written += kv.first.size() + kv.second.size();
+    if (is_projection_key(kv.first)) {
+      result.changes.push_back(std::move(kv));
+    } else if (kv.first.starts_with(kOutboxPrefix)) {
+      result.outbox.push_back(std::move(kv));
+    }
+  }
+  if (projections_) {
+    for (const auto& projection : projections_->all()) projection->evict(config_.cache_entries);
+  }
   return result;
 }
 
-std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessage> messages) {
-  BatchResult result;
+Projector::Folding Projector::fold(const std::vector<const LogMessage*>& messages) {
+  Folding folding;
+  BatchResult& result = folding.result;
+  folding.write.topic = messages.front()->topic;
+  folding.write.partition = messages.front()->partition;
   auto view = store_.view();
   if (!projections_) projections_ = std::make_unique<Projections>();
   Batch batch{view, config_};
@@ -280,7 +339,8 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
   std::set<std::string> chain_heads_changed;  // communities
   Offsets next = offsets_;
 
-  for (const auto& m : messages) {
+  for (const auto* message : messages) {
+    const auto& m = *message;
     auto tp = std::pair{m.topic, m.partition};
     if (auto it = next.find(tp); it != next.end() && m.offset < it->second) {
       ++result.replayed;
@@ -385,27 +445,17 @@ std::expected<BatchResult, std::string> Projector::fold(std::span<const LogMessa
   for (const auto& [partition, counts] : event_counts) {
     puts.emplace_back(counter_key(kEventStatsKey, partition), nlohmann::json(counts).dump());
   }
-  if (puts.empty() && batch.deletes.empty() && next == offsets_) return result;
-  // Only the offsets of the partitions read: another lane writes the others'.
-  Offsets read;
-  for (const auto& [tp, offset] : next) {
-    if (auto it = offsets_.find(tp); it == offsets_.end() || it->second != offset) read.emplace(tp, offset);
+  const auto tp = std::pair{folding.write.topic, folding.write.partition};
+  const auto moved = next.find(tp), stored = offsets_.find(tp);
+  if (moved == next.end()) return folding;  // every message below the stored offset
+  if (puts.empty() && batch.deletes.empty() && stored != offsets_.end() && stored->second == moved->second) {
+    return folding;
   }
-  if (auto ok = store_.write(puts, read, batch.deletes); !ok) {
-    forget_state();  // they hold this batch's states, which the store does not
-    return std::unexpected(ok.error());
-  }
-  offsets_ = std::move(next);
-  for (auto& kv : puts) {
-    result.bytes_written += kv.first.size() + kv.second.size();
-    if (is_projection_key(kv.first)) {
-      result.changes.push_back(std::move(kv));
-    } else if (kv.first.starts_with(kOutboxPrefix)) {
-      result.outbox.push_back(std::move(kv));
-    }
-  }
-  for (const auto& projection : projections_->all()) projection->evict(config_.cache_entries);
-  return result;
+  folding.write.next_offset = moved->second;
+  folding.write.puts = std::move(puts);
+  folding.write.deletes = std::move(batch.deletes);
+  folding.empty = false;
+  return folding;
 }
 
 std::optional<std::uint32_t> Projector::store_format(const Store::View& view) {

@@ -315,6 +315,63 @@ TEST_SUITE("projector") {
     CHECK(offsets.at({"courtyard.events.v1", 5}) == 4);
   }
 
+  TEST_CASE("a batch reaches before_write as one write per source partition, and a refusal applies nothing") {
+    auto event_in = [](const std::string& community, const std::string& device, std::uint64_t seq) {
+      auto e = test::status_event(device, seq);
+      e.community = CommunityId(community);
+      return e;
+    };
+    std::vector<LogMessage> batch;
+    for (std::uint64_t i = 1; i <= 3; ++i) {
+      batch.push_back(test::log_message(event_in("c1", "a", i), 10 + static_cast<std::int64_t>(i), 0));
+      batch.push_back(test::log_message(event_in("c2", "b", i), 20 + static_cast<std::int64_t>(i), 1));
+    }
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    std::vector<PartitionWrite> seen;
+    bool refuse = true;
+    ProjectorConfig config;
+    config.before_write = [&](const std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
+      if (refuse) return std::unexpected("the changelog is away");
+      seen = writes;
+      return {};
+    };
+    Projector projector(*store, config);
+    auto refused = projector.apply(batch);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error() == "the changelog is away");
+    CHECK_FALSE(store->view().get(Projector::device_key("a")).has_value());
+    CHECK(store->view().offsets().empty());
+
+    refuse = false;
+    REQUIRE(projector.apply(batch));
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0].partition == 0);
+    CHECK(seen[0].next_offset == 14);
+    CHECK(seen[1].partition == 1);
+    CHECK(seen[1].next_offset == 24);
+    // Each partition's write holds its own community's and devices' records, and only those.
+    auto keys_of = [](const PartitionWrite& w) {
+      std::set<std::string> keys;
+      for (const auto& [key, _] : w.puts) keys.insert(key);
+      return keys;
+    };
+    CHECK(keys_of(seen[0]).contains(Projector::device_key("a")));
+    CHECK(keys_of(seen[0]).contains(Projector::counter_key(Projector::kEventStatsKey, 0)));
+    CHECK_FALSE(keys_of(seen[0]).contains(Projector::device_key("b")));
+    CHECK(keys_of(seen[1]).contains(Projector::device_key("b")));
+    CHECK_FALSE(keys_of(seen[1]).contains(Projector::counter_key(Projector::kEventStatsKey, 0)));
+    // What the store holds is exactly what the writes said, besides the offsets and its format.
+    std::set<std::string> written;
+    for (const auto& w : seen) written.merge(keys_of(w));
+    std::set<std::string> stored;
+    for (const auto& [key, _] : store->view().scan("", "", 1'000'000)) {
+      if (!key.starts_with("offsets/") && key != Projector::kStoreFormatKey) stored.insert(key);
+    }
+    CHECK(stored == written);
+    CHECK(record_json(*store->view().get(Projector::device_key("a")))["events"] == 3);
+  }
+
   TEST_CASE("dead letters are counted per device and per reason") {
     test::TempDir dir;
     auto store = test::open_store(dir);

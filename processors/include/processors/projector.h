@@ -14,6 +14,7 @@
 // device's, a partition's offset and counters), so no two writers ever write the same key.
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -62,6 +63,20 @@ struct OutboxEntry {
 std::string outbox_record(const OutboxEntry& entry);
 std::optional<OutboxEntry> outbox_entry(std::string_view record);
 
+// One source partition's part of a batch's write, as the store is about to take it: the records
+// that partition's folds changed and removed, and its offset after them.
+struct PartitionWrite {
+  std::string topic;
+  std::int32_t partition = 0;
+  KeyValues puts;
+  std::vector<std::string> deletes;
+  std::int64_t next_offset = 0;
+};
+// Called with a batch's writes, one per source partition read, before the store takes them; an
+// error fails the batch as a failed store write does (nothing of it is applied). The changelog
+// (decision 0024) is written here.
+using BeforeWrite = std::function<std::expected<void, std::string>(const std::vector<PartitionWrite>&)>;
+
 // What the projector needs besides the store: topic names and the alert rules.
 struct ProjectorConfig {
   ProjectorTopics topics;
@@ -71,6 +86,7 @@ struct ProjectorConfig {
   // least recently used beyond this are dropped (the store has them) so memory does not grow
   // with history. A compound's devices, homes and communities should fit.
   std::size_t cache_entries = 20'000;
+  BeforeWrite before_write;  // unset: the store alone
 };
 
 struct BatchResult {
@@ -176,10 +192,20 @@ class Projector {
   static std::optional<std::uint32_t> store_format(const Store::View& view);
 
  private:
-  // Folds a batch; throws when a message cannot be folded (apply() then quarantines it).
-  std::expected<BatchResult, std::string> fold(std::span<const LogMessage> batch);
-  // Writes one message's quarantine record and offset (nothing, if it is below the stored offset).
-  std::expected<BatchResult, std::string> quarantine(const LogMessage& m, const std::string& reason);
+  // One partition's messages folded, not yet written.
+  struct Folding {
+    BatchResult result;
+    PartitionWrite write;
+    bool empty = true;  // nothing to write, not even an offset
+  };
+  // Folds one partition's messages (in order) into the states held in memory and says what to
+  // write; throws when a message cannot be folded (apply() then quarantines it).
+  Folding fold(const std::vector<const LogMessage*>& messages);
+  // Folds one message alone, or quarantines it when its fold throws.
+  Folding fold_or_quarantine(const LogMessage& m);
+  // Writes what was folded (after before_write) in one atomic write; on failure forgets every
+  // state held in memory, which holds what the store does not.
+  std::expected<BatchResult, std::string> commit(std::vector<Folding> folded);
   Store& store_;
   ProjectorConfig config_;
   Offsets offsets_;
