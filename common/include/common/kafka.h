@@ -33,6 +33,10 @@ struct KafkaConfig {
   // Ingest's delivery marks (compacted, keyed by ingest's client id): up to which spool record an
   // instance's transactions are committed, written in each transaction (decision 14).
   std::string progress_topic = "courtyard.progress.v1";
+  // The changelogs of the hub's state (decision 0024; compacted): every write a partition's owner
+  // makes to its store, in the partition of the same number as its source's.
+  std::string state_topic = "courtyard.state.v1";                        // of the events topic
+  std::string state_deadletter_topic = "courtyard.state.deadletter.v1";  // of the dead-letter topic
 
   // Who this process is at the broker. The CLI wiring fills username and password for the role
   // it runs as (ingest, hub, auditor, admin: docs/security.md); an empty mechanism talks to a

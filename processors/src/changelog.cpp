@@ -1,0 +1,335 @@
+#include "processors/changelog.h"
+
+#include <algorithm>
+#include <charconv>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "common/handles.h"
+
+namespace courtyard::processors {
+
+namespace {
+
+using KafkaGroupMetadataPtr =
+    std::unique_ptr<rd_kafka_consumer_group_metadata_t, CDeleter<rd_kafka_consumer_group_metadata_destroy>>;
+
+constexpr std::string_view kOffsetPrefix = "offsets/";
+
+// Produces one record, waiting while the producer's queue is full.
+rd_kafka_resp_err_t produce(rd_kafka_t* rk, const std::string& topic, std::int32_t partition, const std::string& key,
+                            const std::string* value) {
+  for (;;) {
+    auto err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+                                 RD_KAFKA_V_KEY(key.data(), key.size()),
+                                 RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr,
+                                                  value ? value->size() : 0),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return err;
+    rd_kafka_poll(rk, 10);
+  }
+}
+
+// The error's text, and whether it says this writer may never write again: fenced by a newer
+// writer with the id, or by the group (a member the group has moved on from).
+ChangelogWriteError write_error(rd_kafka_error_t* error, const char* step) {
+  KafkaErrorPtr owned(error);
+  const auto code = rd_kafka_error_code(error);
+  const bool fenced = rd_kafka_error_is_fatal(error) || code == RD_KAFKA_RESP_ERR__FENCED ||
+                      code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED || code == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+                      code == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || code == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+  return {std::string("changelog ") + step + ": " + rd_kafka_error_string(error), fenced};
+}
+
+}  // namespace
+
+std::string changelog_topic(const KafkaConfig& kafka, const std::string& source_topic) {
+  if (source_topic == kafka.events_topic) return kafka.state_topic;
+  if (source_topic == kafka.deadletter_topic) return kafka.state_deadletter_topic;
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+std::expected<std::unique_ptr<ChangelogWriter>, std::string> ChangelogWriter::open(
+    const KafkaConfig& kafka, const std::string& transactional_id, std::chrono::milliseconds transaction_timeout) {
+  auto producer = make_producer(kafka, {{"transactional.id", transactional_id},
+                                        {"transaction.timeout.ms", std::to_string(transaction_timeout.count())},
+                                        {"enable.idempotence", "true"},
+                                        {"acks", "all"},
+                                        {"linger.ms", "1"}});
+  if (!producer) return std::unexpected("changelog producer: " + producer.error());
+  if (auto* error = rd_kafka_init_transactions(producer->get(), 30'000)) {
+    KafkaErrorPtr owned(error);
+    return std::unexpected(std::string("changelog producer ") + transactional_id + ": " + rd_kafka_error_string(error));
+  }
+  std::unique_ptr<ChangelogWriter> writer(new ChangelogWriter());
+  writer->kafka_ = kafka;
+  writer->producer_ = std::move(*producer);
+  writer->timeout_ = transaction_timeout;
+  return writer;
+}
+
+ChangelogWriter::~ChangelogWriter() = default;
+
+std::expected<void, ChangelogWriteError> ChangelogWriter::write(const std::vector<PartitionWrite>& writes,
+                                                                rd_kafka_t* consumer) {
+  rd_kafka_t* rk = producer_.get();
+  if (auto* error = rd_kafka_begin_transaction(rk)) return std::unexpected(write_error(error, "begin"));
+  KafkaPartitionsPtr offsets(rd_kafka_topic_partition_list_new(static_cast<int>(writes.size())));
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  for (const auto& w : writes) {
+    const auto topic = changelog_topic(kafka_, w.topic);
+    if (topic.empty()) {
+      err = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+      break;
+    }
+    for (const auto& [key, value] : w.puts) {
+      if ((err = produce(rk, topic, w.partition, key, &value))) break;
+    }
+    for (const auto& key : w.deletes) {
+      if (err || (err = produce(rk, topic, w.partition, key, nullptr))) break;
+    }
+    // Last: where a reader's batch ends.
+    const auto next = std::to_string(w.next_offset);
+    if (err || (err = produce(rk, topic, w.partition, Store::offset_key(w.topic, w.partition), &next))) break;
+    rd_kafka_topic_partition_list_add(offsets.get(), w.topic.c_str(), w.partition)->offset = w.next_offset;
+  }
+  if (err) {
+    if (auto* error = rd_kafka_abort_transaction(rk, static_cast<int>(timeout_.count()))) rd_kafka_error_destroy(error);
+    return std::unexpected(ChangelogWriteError{std::string("changelog produce: ") + rd_kafka_err2str(err), false});
+  }
+  auto fail = [&](rd_kafka_error_t* error, const char* step) {
+    auto why = write_error(error, step);
+    if (!why.fenced) {
+      if (auto* e = rd_kafka_abort_transaction(rk, static_cast<int>(timeout_.count()))) rd_kafka_error_destroy(e);
+    }
+    return std::unexpected(std::move(why));
+  };
+  if (consumer) {
+    KafkaGroupMetadataPtr group(rd_kafka_consumer_group_metadata(consumer));
+    if (auto* error = rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group.get(),
+                                                          static_cast<int>(timeout_.count()))) {
+      return fail(error, "offsets");
+    }
+  }
+  if (auto* error = rd_kafka_commit_transaction(rk, static_cast<int>(timeout_.count()))) return fail(error, "commit");
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applier
+
+struct ChangelogApplier::Impl {
+  struct Pending {
+    KeyValues puts;
+    std::vector<std::string> deletes;
+  };
+
+  Impl(Config c, Store& s) : config(std::move(c)), store(s) {
+    for (const auto& source : config.source_topics) changelog_of[changelog_topic(config.kafka, source)] = source;
+  }
+
+  Config config;
+  Store& store;
+  std::map<std::string, std::string> changelog_of;  // changelog topic -> its source topic
+  KafkaPtr consumer;
+  std::map<TopicPartition, Pending> pending;  // applier thread: records of a batch not yet ended
+
+  mutable std::mutex mu;  // guards what follows
+  std::condition_variable changed;
+  std::set<TopicPartition> owned;         // source partitions
+  std::map<TopicPartition, std::int64_t> applied;  // changelog partition -> the store holds all before it
+  bool started = false, stopped = false;
+  std::uint64_t batches = 0;
+
+  bool is_owned(const TopicPartition& source) {
+    std::lock_guard lock(mu);
+    return owned.contains(source);
+  }
+
+  // A store write that must happen: tried again every second while the store refuses (a full disk).
+  bool write(const KeyValues& puts, const Offsets& offsets, const std::vector<std::string>& deletes,
+             std::stop_token stop) {
+    for (;;) {
+      auto ok = store.write(puts, offsets, deletes);
+      if (ok) return true;
+      spdlog::error("changelog: the store cannot be written ({}); trying again in 1 s", ok.error());
+      std::mutex m;
+      std::condition_variable_any cv;
+      std::unique_lock lock(m);
+      if (cv.wait_for(lock, stop, std::chrono::seconds(1), [] { return false; }); stop.stop_requested()) return false;
+    }
+  }
+
+  void mark_applied(const TopicPartition& changelog, std::int64_t next) {
+    std::lock_guard lock(mu);
+    auto& at = applied[changelog];
+    at = std::max(at, next);
+    changed.notify_all();
+  }
+
+  void apply(const rd_kafka_message_t& m, std::stop_token stop) {
+    const TopicPartition changelog{rd_kafka_topic_name(m.rkt), m.partition};
+    auto source_topic = changelog_of.find(changelog.first);
+    if (source_topic == changelog_of.end()) return;
+    const TopicPartition source{source_topic->second, m.partition};
+    std::string key(static_cast<const char*>(m.key), m.key_len);
+    auto& batch = pending[changelog];
+    if (!key.starts_with(kOffsetPrefix)) {
+      if (is_owned(source)) return;  // its owner wrote it here itself
+      if (m.payload) {
+        batch.puts.emplace_back(std::move(key), std::string(static_cast<const char*>(m.payload), m.len));
+      } else {
+        batch.deletes.push_back(std::move(key));
+      }
+      return;
+    }
+    // The end of a batch: everything up to here, with the source's offset and ours, in one write.
+    std::int64_t next = -1;
+    if (m.payload) std::from_chars(static_cast<const char*>(m.payload), static_cast<const char*>(m.payload) + m.len, next);
+    Offsets offsets{{changelog, m.offset + 1}};
+    const bool owned_now = is_owned(source);
+    if (!owned_now && next >= 0) offsets[source] = next;
+    if (owned_now) batch = {};
+    if (!write(batch.puts, offsets, batch.deletes, stop)) return;
+    KeyValues changes;
+    for (auto& kv : batch.puts) {
+      if (Projector::is_projection_key(kv.first)) changes.push_back(std::move(kv));
+    }
+    batch = {};
+    if (!owned_now) {
+      {
+        std::lock_guard lock(mu);
+        ++batches;
+      }
+      if (config.on_apply && !changes.empty()) config.on_apply(std::move(changes));
+    }
+    mark_applied(changelog, m.offset + 1);
+  }
+
+  // Past transaction markers: a partition with no batch half read holds everything before the
+  // consumer's position.
+  void mark_positions() {
+    for (const auto& [tp, at] : positions()) {
+      auto p = pending.find(tp);
+      if (p != pending.end() && (!p->second.puts.empty() || !p->second.deletes.empty())) continue;
+      if (at >= 0) mark_applied(tp, at);
+    }
+  }
+  std::map<TopicPartition, std::int64_t> positions() {
+    std::map<TopicPartition, std::int64_t> out;
+    rd_kafka_topic_partition_list_t* raw = nullptr;
+    if (rd_kafka_assignment(consumer.get(), &raw)) return out;
+    KafkaPartitionsPtr assigned(raw);
+    rd_kafka_position(consumer.get(), assigned.get());
+    for (int i = 0; i < assigned->cnt; ++i) out[{assigned->elems[i].topic, assigned->elems[i].partition}] = assigned->elems[i].offset;
+    return out;
+  }
+};
+
+ChangelogApplier::ChangelogApplier(Config config, Store& store)
+    : impl_(std::make_unique<Impl>(std::move(config), store)) {}
+ChangelogApplier::~ChangelogApplier() = default;
+
+void ChangelogApplier::run(std::stop_token stop) {
+  auto& m = *impl_;
+  std::stop_callback wake(stop, [&] {
+    std::lock_guard lock(m.mu);
+    m.stopped = true;
+    m.changed.notify_all();
+  });
+  auto consumer = make_consumer(m.config.kafka, {{"group.id", "courtyard-reader"},
+                                                 {"enable.auto.commit", "false"},
+                                                 {"enable.auto.offset.store", "false"},
+                                                 {"enable.partition.eof", "false"},
+                                                 {"isolation.level", "read_committed"},
+                                                 {"fetch.wait.max.ms", "50"}});
+  if (!consumer) throw std::runtime_error("changelog consumer: " + consumer.error());
+  m.consumer = std::move(*consumer);
+  // Every partition of every changelog, from where the store says it stopped.
+  const auto stored = m.store.view().offsets();
+  KafkaPartitionsPtr parts(rd_kafka_topic_partition_list_new(16));
+  for (const auto& [topic, _] : m.changelog_of) {
+    std::int32_t count = 0;
+    while (!stop.stop_requested()) {
+      auto n = partition_count(m.consumer.get(), topic, std::chrono::seconds(5));
+      if (n && *n > 0) {
+        count = *n;
+        break;
+      }
+      spdlog::warn("changelog: waiting for topic {} ({})", topic, n ? "it does not exist" : n.error());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    for (std::int32_t p = 0; p < count; ++p) {
+      auto it = stored.find({topic, p});
+      rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), p)->offset =
+          it == stored.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
+    }
+  }
+  if (stop.stop_requested()) return;
+  if (auto err = rd_kafka_assign(m.consumer.get(), parts.get())) {
+    throw std::runtime_error(std::string("changelog assign: ") + rd_kafka_err2str(err));
+  }
+  {
+    std::lock_guard lock(m.mu);
+    m.started = true;
+    m.changed.notify_all();
+  }
+  spdlog::info("changelog: applying {} partition(s) of {} topic(s)", parts->cnt, m.changelog_of.size());
+  while (!stop.stop_requested()) {
+    KafkaMessagePtr msg(rd_kafka_consumer_poll(m.consumer.get(), 100));
+    if (msg && !msg->err) m.apply(*msg, stop);
+    else if (msg && msg->err) spdlog::warn("changelog: {}", rd_kafka_message_errstr(msg.get()));
+    if (!msg) m.mark_positions();  // idle: up to the end, markers included
+  }
+  rd_kafka_consumer_close(m.consumer.get());
+}
+
+void ChangelogApplier::own(const TopicPartition& source) {
+  std::lock_guard lock(impl_->mu);
+  impl_->owned.insert(source);
+}
+
+void ChangelogApplier::disown(const TopicPartition& source) {
+  std::lock_guard lock(impl_->mu);
+  impl_->owned.erase(source);
+}
+
+std::uint64_t ChangelogApplier::batches_applied() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->batches;
+}
+
+std::expected<void, std::string> ChangelogApplier::catch_up(const TopicPartition& source,
+                                                            std::chrono::milliseconds timeout) {
+  auto& m = *impl_;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const TopicPartition changelog{changelog_topic(m.config.kafka, source.first), source.second};
+  if (changelog.first.empty()) return std::unexpected("no changelog for " + source.first);
+  {
+    std::unique_lock lock(m.mu);
+    if (!m.changed.wait_until(lock, deadline, [&] { return m.started || m.stopped; }) || m.stopped) {
+      return std::unexpected("the changelog applier is not running");
+    }
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  auto end = query_high_watermark(m.consumer.get(), changelog.first, changelog.second, std::max(left, std::chrono::milliseconds(1)));
+  if (!end) return std::unexpected("where " + changelog.first + " [" + std::to_string(changelog.second) + "] ends: " + end.error());
+  std::unique_lock lock(m.mu);
+  const bool reached = m.changed.wait_until(lock, deadline, [&] {
+    auto it = m.applied.find(changelog);
+    return m.stopped || *end == 0 || (it != m.applied.end() && it->second >= *end);
+  });
+  if (m.stopped) return std::unexpected("the changelog applier stopped");
+  if (!reached) {
+    auto it = m.applied.find(changelog);
+    return std::unexpected(fmt::format("{} [{}] restored up to {} of {} in {} ms", changelog.first, changelog.second,
+                                       it == m.applied.end() ? 0 : it->second, *end, timeout.count()));
+  }
+  return {};
+}
+
+}  // namespace courtyard::processors
