@@ -180,6 +180,11 @@ struct ChangelogApplier::Impl {
     auto& batch = pending[changelog];
     if (!key.starts_with(kOffsetPrefix)) {
       if (is_owned(source)) return;  // its owner wrote it here itself
+      if (!m.payload && key.starts_with(Projector::kOutboxPrefix) && batch.puts.empty() && batch.deletes.empty()) {
+        // An outbox entry its owner has sent, removed outside any batch: at once.
+        if (write({}, {{changelog, m.offset + 1}}, {key}, stop)) mark_applied(changelog, m.offset + 1);
+        return;
+      }
       if (m.payload) {
         batch.puts.emplace_back(std::move(key), std::string(static_cast<const char*>(m.payload), m.len));
       } else {

@@ -106,7 +106,9 @@ std::size_t fold_lane(const LogMessage& m, const ProjectorTopics& topics, std::s
 }
 
 std::string outbox_record(const OutboxEntry& entry) {
-  return nlohmann::json{{"topic", entry.topic}, {"key", entry.key}, {"value", entry.value}}.dump();
+  nlohmann::json j{{"topic", entry.topic}, {"key", entry.key}, {"value", entry.value}};
+  if (entry.partition >= 0) j["partition"] = entry.partition;
+  return j.dump();
 }
 
 std::optional<OutboxEntry> outbox_entry(std::string_view record) {
@@ -118,6 +120,7 @@ std::optional<OutboxEntry> outbox_entry(std::string_view record) {
     if (it == j.end() || !it->is_string()) return std::nullopt;
     *field = it->get<std::string>();
   }
+  if (auto it = j.find("partition"); it != j.end() && it->is_number_integer()) entry.partition = it->get<std::int32_t>();
   return entry;
 }
 
@@ -152,6 +155,11 @@ Projector::Projector(Store& store, ProjectorConfig config) : store_(store), conf
     }
   }
   offsets_ = view.offsets();
+}
+
+void Projector::reload() {
+  forget_state();
+  offsets_ = store_.view().offsets();
 }
 
 void Projector::forget_state() {
@@ -427,7 +435,7 @@ Projector::Folding Projector::fold(const std::vector<const LogMessage*>& message
         it = outbox_next_.emplace(community, held ? number_of(*held) : 0).first;
       }
       puts.emplace_back(outbox_key(community, it->second++),
-                        outbox_record({std::move(topic), std::move(key), std::move(value)}));
+                        outbox_record({std::move(topic), std::move(key), std::move(value), folding.write.partition}));
       numbered.insert(community);
     }
     for (const auto& community : numbered) {

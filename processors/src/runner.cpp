@@ -17,6 +17,7 @@
 
 #include "common/handles.h"
 #include "common/handoff.h"
+#include "processors/changelog.h"
 
 namespace courtyard::processors {
 
@@ -37,12 +38,15 @@ struct Runner::Impl {
   // projector on its own thread. It commits on its own (state and its partitions' offsets in one
   // write), so lanes never wait for each other.
   struct Lane {
-    explicit Lane(std::unique_ptr<Projector> p) : projector(std::move(p)) {}
     Handoff<std::vector<LogMessage>> queue{kBatchesInFlight};
     std::unique_ptr<Projector> projector;
     std::jthread thread;
     std::optional<Clock::time_point> stalled_since;  // its thread only
     std::chrono::milliseconds stall_backoff{0};
+    // Sharing the partitions (decision 0024): each batch goes to the changelog before the store.
+    std::unique_ptr<ChangelogWriter> writer;
+    std::atomic<bool> fenced{false};  // the group moved on from this hub: it may write nothing more
+    std::atomic<bool> reload{false};  // the store changed under the projector: read it again first
   };
 
   Impl(RunnerConfig c, Store& s)
@@ -50,7 +54,26 @@ struct Runner::Impl {
     const auto cores = std::max(1u, std::thread::hardware_concurrency());
     const std::size_t n = config.fold_lanes ? config.fold_lanes : std::max(1u, cores - 1);  // a core for I/O
     for (std::size_t i = 0; i < n; ++i) {
-      lanes.push_back(std::make_unique<Lane>(std::make_unique<Projector>(store, ProjectorConfig{topics, config.rules, config.context})));
+      auto lane = std::make_unique<Lane>();
+      ProjectorConfig pc{topics, config.rules, config.context};
+      if (config.changelog) {
+        pc.before_write = [this, &lane = *lane](const std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
+          auto ok = lane.writer->write(writes, consumer.get());
+          if (ok) return {};
+          if (ok.error().fenced) lane.fenced = true;
+          return std::unexpected(ok.error().message);
+        };
+      }
+      lane->projector = std::make_unique<Projector>(store, std::move(pc));
+      lanes.push_back(std::move(lane));
+    }
+    if (config.changelog) {
+      applier = std::make_unique<ChangelogApplier>(
+          ChangelogApplier::Config{config.kafka, {topics.events, topics.deadletter}, [this](KeyValues changes) {
+                                     const auto seq = committed.fetch_add(1) + 1;
+                                     if (config.on_commit) config.on_commit(seq, std::move(changes));
+                                   }},
+          store);
     }
     stored = store.view().offsets();
   }
@@ -67,6 +90,9 @@ struct Runner::Impl {
   std::vector<std::unique_ptr<Lane>> lanes;
   KafkaPtr consumer;
   KafkaPtr producer;  // the alerts outbox
+  std::unique_ptr<ChangelogApplier> applier;  // sharing the partitions: the others' changelogs into the store
+  // Sharing the partitions: the events partitions this hub owns (main thread), whose outbox it sends.
+  std::set<std::int32_t> owned_events;
 
   // The outbox, main thread only: entries committed and not yet handed to the producer, in
   // order. Filled from the store at start and after a failed delivery (everything still there),
@@ -95,6 +121,7 @@ struct Runner::Impl {
   bool stopping = false;             // run()'s stop was requested: nothing waits for lanes any more
   std::condition_variable drained;
   Offsets handed;  // main thread: the next offset past what was handed to lanes, per partition
+  std::set<TopicPartition> owned;  // main thread: the partitions assigned to this hub now
   // How many partitions the events topic had when this store began folding it (0: not known yet).
   // A community's events are all in one partition, and so in one lane, only while that holds.
   std::atomic<std::int32_t> events_partitions{0};
@@ -105,6 +132,8 @@ struct Runner::Impl {
     auto* self = static_cast<Impl*>(opaque);
     bool cooperative = std::string_view(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      for (int i = 0; i < parts->cnt; ++i) self->owned.insert({parts->elems[i].topic, parts->elems[i].partition});
+      if (self->config.changelog) self->take_over(parts);
       // Start where the store says, not where the group committed: the store is the truth.
       Offsets offsets;
       {
@@ -137,6 +166,8 @@ struct Runner::Impl {
         std::lock_guard lock(self->mu);
         for (int i = 0; i < parts->cnt; ++i) self->freshness.erase({parts->elems[i].topic, parts->elems[i].partition});
       }
+      for (int i = 0; i < parts->cnt; ++i) self->owned.erase({parts->elems[i].topic, parts->elems[i].partition});
+      if (self->config.changelog) self->hand_over(parts);
       if (cooperative) {
         if (auto* error = rd_kafka_incremental_unassign(rk, parts)) rd_kafka_error_destroy(error);
       } else {
@@ -184,6 +215,44 @@ struct Runner::Impl {
     return true;
   }
 
+  // Sharing the partitions: before folding partitions just given to this hub, the store takes
+  // whatever their previous owners committed to the changelog, and the lanes read it again.
+  void take_over(const rd_kafka_topic_partition_list_t* parts) {
+    const auto started = Clock::now();
+    for (int i = 0; i < parts->cnt; ++i) {
+      const TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
+      if (auto ok = applier->catch_up(tp, config.restore_timeout); !ok) {
+        fail("restoring " + tp.first + " [" + std::to_string(tp.second) + "] from the changelog: " + ok.error());
+        return;
+      }
+      applier->own(tp);
+      if (tp.first == topics.events) owned_events.insert(tp.second);
+    }
+    {
+      std::lock_guard lock(mu);
+      for (const auto& [tp, next] : store.view().offsets()) stored[tp] = next;
+    }
+    for (auto& lane : lanes) lane->reload = true;
+    reload_outbox();  // what the previous owners left unsent, this hub sends now
+    spdlog::info("runner: took over {} partition(s), restored from the changelog in {} ms", parts->cnt,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
+  }
+
+  // Sharing the partitions: what lanes folded of revoked partitions is committed (drained); from
+  // now on their new owner's changelog is applied here, and their outbox is the new owner's.
+  void hand_over(const rd_kafka_topic_partition_list_t* parts) {
+    for (int i = 0; i < parts->cnt; ++i) {
+      const TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
+      applier->disown(tp);
+      if (tp.first == topics.events) owned_events.erase(tp.second);
+    }
+    std::erase_if(unsent, [&](const auto& kv) {
+      if (sends(kv.second)) return false;
+      queued.erase(kv.first);
+      return true;
+    });
+  }
+
   // Waits until every batch handed to a lane is folded (or its lane gave up, or run() stops).
   void drain() {
     std::unique_lock lock(mu);
@@ -196,6 +265,9 @@ struct Runner::Impl {
   void hand_to_lanes(std::vector<LogMessage>& batch, std::stop_token stop) {
     std::vector<std::vector<LogMessage>> by_lane(lanes.size());
     for (auto& m : batch) {
+      // Read before a revoke in the same poll: the partition is another's now (it is read again
+      // from the store's offset by whoever has it).
+      if (!owned.contains({m.topic, m.partition})) continue;
       auto& next = handed[{m.topic, m.partition}];
       next = std::max(next, m.offset + 1);
       by_lane[processors::fold_lane(m, topics, lanes.size())].push_back(std::move(m));
@@ -242,6 +314,7 @@ struct Runner::Impl {
           ++batches;
           for (auto& m : *more) batch.push_back(std::move(m));
         }
+        if (lane.reload.exchange(false)) lane.projector->reload();
         if (!stop.stop_requested() && !failed()) fold(lane, batch, stop);
       } catch (const std::exception& e) {  // nothing of a lane may escape its thread: run() throws it
         fail(std::string("a fold lane failed: ") + e.what());
@@ -267,6 +340,11 @@ struct Runner::Impl {
     // waits once its queue is full, and a stall longer than max.poll.interval.ms costs a rejoin,
     // which starts from the store's offsets anyway.
     while (!result && !stop.stop_requested()) {
+      if (lane.fenced) {
+        fail("the group moved on from this hub (fenced at the changelog: " + result.error() +
+             "); it stops, and restarted it rejoins and restores its partitions from the changelog");
+        return;
+      }
       if (!stall(lane, result.error(), stop)) return;
       result = lane.projector->apply(batch);
     }
@@ -342,8 +420,17 @@ struct Runner::Impl {
     for (const auto& [key, _] : unsent) queued.erase(key);
     unsent.clear();
     for (auto& kv : store.view().scan(Projector::kOutboxPrefix, "", std::numeric_limits<std::size_t>::max())) {
+      if (!sends(kv.second)) continue;
       if (queued.insert(kv.first).second) unsent.push_back(std::move(kv));  // not one still in flight
     }
+  }
+
+  // Whether this hub sends an outbox entry: sharing the partitions, only its own partitions' (a
+  // new owner sends what the changelog still holds); alone, every one.
+  bool sends(const std::string& raw) const {
+    if (!config.changelog) return true;
+    auto entry = outbox_entry(raw);
+    return !entry || entry->partition < 0 || owned_events.contains(entry->partition);
   }
 
   // Hands unsent entries to the producer, in order, until its queue is full.
@@ -362,7 +449,7 @@ struct Runner::Impl {
       const std::string& topic = entry->topic == "commands" ? config.kafka.commands_topic : config.kafka.alerts_topic;
       std::string& message_key = entry->key;
       std::string& value = entry->value;
-      auto* opaque = new std::string(key);
+      auto* opaque = new Sent{key, entry->partition};
       auto err = rd_kafka_producev(producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
                                    RD_KAFKA_V_KEY(message_key.data(), message_key.size()),
                                    RD_KAFKA_V_VALUE(value.data(), value.size()),
@@ -377,9 +464,18 @@ struct Runner::Impl {
   }
 
   // On the main thread (rd_kafka_poll of the producer).
+  struct Sent {
+    std::string key;              // in the outbox
+    std::int32_t partition = -1;  // the events partition whose changelog holds it
+  };
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     auto* self = static_cast<Impl*>(opaque);
-    std::unique_ptr<std::string> key(static_cast<std::string*>(m->_private));
+    if (!m->_private) {  // a removal on the changelog: the next owner may send the entry again, harmlessly
+      if (m->err) spdlog::warn("runner: an outbox removal did not reach the changelog: {}", rd_kafka_err2str(m->err));
+      return;
+    }
+    std::unique_ptr<Sent> sent(static_cast<Sent*>(m->_private));
+    const std::string* key = &sent->key;
     self->queued.erase(*key);
     if (m->err) {
       // Produce everything again from the oldest entry (ids make it idempotent), on a timer: no
@@ -397,6 +493,13 @@ struct Runner::Impl {
     }
     self->outbox_backoff = std::chrono::milliseconds(0);
     if (auto ok = self->store.remove(*key); !ok) spdlog::error("{}", ok.error());
+    if (self->config.changelog && sent->partition >= 0) {
+      // Removed on the changelog too, so no other hub keeps (or, owning it next, sends) it.
+      const auto& topic = self->config.kafka.state_topic;
+      rd_kafka_producev(self->producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(sent->partition),
+                        RD_KAFKA_V_KEY(key->data(), key->size()), RD_KAFKA_V_VALUE(nullptr, 0),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    }
     std::lock_guard lock(self->mu);
     ++self->stats.alerts_published;
   }
@@ -466,6 +569,23 @@ void Runner::run(std::stop_token stop) {
   if (!producer) throw std::runtime_error("runner producer: " + producer.error());
   m.producer = std::move(*producer);
   m.pin_events_partitions(std::chrono::seconds(30));  // or later, once the topic exists
+  std::jthread applier_thread;
+  if (m.config.changelog) {
+    // Each lane's transactions fence whichever earlier process had its id (a previous run).
+    for (std::size_t i = 0; i < m.lanes.size(); ++i) {
+      auto writer = ChangelogWriter::open(m.config.kafka, fmt::format("{}-state-{}-{}", m.config.group_id,
+                                                                       m.config.instance_id, i));
+      if (!writer) throw std::runtime_error(writer.error());
+      m.lanes[i]->writer = std::move(*writer);
+    }
+    applier_thread = std::jthread([&m](std::stop_token stop) {
+      try {
+        m.applier->run(stop);
+      } catch (const std::exception& e) {
+        m.fail(std::string("the changelog applier failed: ") + e.what());
+      }
+    });
+  }
   m.reload_outbox();  // what a previous run committed but never saw confirmed
   m.publish_outbox();
   KafkaPartitionsPtr topics(rd_kafka_topic_partition_list_new(2));

@@ -58,6 +58,7 @@ std::size_t fold_lane(const LogMessage& m, const ProjectorTopics& topics, std::s
 struct OutboxEntry {
   std::string topic;  // "alerts" or "commands"
   std::string key, value;
+  std::int32_t partition = -1;  // of the events topic, whose owner sends it (-1: not recorded)
 };
 // The stored form of an entry, and the entry of a stored form (nullopt: not one this build wrote).
 std::string outbox_record(const OutboxEntry& entry);
@@ -114,6 +115,9 @@ class Projector {
   const Offsets& offsets() const { return offsets_; }
   // Parsed states held in memory between batches, over every kind.
   std::size_t cached_states() const;
+  // Forgets every state held in memory and reads the offsets again: another writer (a changelog
+  // applied while another hub owned a partition) changed the store under it.
+  void reload();
 
   static std::string device_key(const std::string& device) { return "devices/" + device; }
   static std::string rejection_key(const std::string& device) { return "rejections/" + device; }

@@ -39,6 +39,12 @@ struct RunnerConfig {
   // loop, the outbox and the HTTP server).
   std::size_t fold_lanes = 0;
   std::chrono::milliseconds poll_timeout{100};       // wait for the first message of a batch
+  // Share the partitions with other hubs in the group (decision 0024): each batch goes to the
+  // changelog (kafka.state_topic, ...) before the store, the changelog of every partition another
+  // hub owns is applied to the store, and a partition given to this hub is restored from it
+  // (within restore_timeout) before it is folded. false: one hub, no changelog.
+  bool changelog = false;
+  std::chrono::milliseconds restore_timeout{60'000};
   RuleBook rules;                                    // alert rules in force
   FoldContext context;                               // local time for hour and day buckets
   // Called after each store write with the write's sequence number (1, 2, ...) and the projection
