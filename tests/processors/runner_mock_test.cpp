@@ -36,6 +36,8 @@ struct MockCluster {
     bootstrap = rd_kafka_mock_cluster_bootstraps(cluster);
     rd_kafka_mock_topic_create(cluster, "courtyard.events.v1", events_partitions, 1);
     rd_kafka_mock_topic_create(cluster, "courtyard.deadletter.v1", 3, 1);
+    rd_kafka_mock_topic_create(cluster, "courtyard.state.v1", events_partitions, 1);
+    rd_kafka_mock_topic_create(cluster, "courtyard.state.deadletter.v1", 3, 1);
   }
   KafkaConfig config() const { return KafkaConfig{.bootstrap_servers = bootstrap}; }
   void produce(const std::vector<schemas::Event>& events) {
@@ -142,6 +144,74 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     auto state = processors::record_json(*store->view().get(Projector::device_key("d-1")));
     CHECK(state["events"] == 250);
     CHECK(state["duplicates"] == 10);
+  }
+
+  TEST_CASE("two hubs share the partitions through the changelog: each event is folded once, each store holds every "
+            "partition, and a hub that leaves has its partitions taken over") {
+    MockCluster kafka;
+    test::TempDir a_dir, b_dir;
+    auto a_store = test::open_store(a_dir), b_store = test::open_store(b_dir);
+    // Six communities' devices (the Kafka key is the community, so they spread over the partitions).
+    auto fleet = [](std::uint64_t first, std::uint64_t count) {
+      std::vector<schemas::Event> out;
+      for (int c = 1; c <= 6; ++c) {
+        for (std::uint64_t i = first; i < first + count; ++i) {
+          auto e = test::status_event("d-" + std::to_string(c), i);
+          e.community = CommunityId("c" + std::to_string(c));
+          out.push_back(e);
+        }
+      }
+      return out;
+    };
+    auto config = [&](const std::string& instance) {
+      auto c = runner_config(kafka, "shared");
+      c.instance_id = instance;
+      c.changelog = true;
+      c.fold_lanes = 2;
+      c.session_timeout = std::chrono::milliseconds(6000);
+      return c;
+    };
+    // Every device's record in `store` says `events`.
+    auto holds = [](const Store& store, std::uint64_t events) {
+      for (int c = 1; c <= 6; ++c) {
+        auto raw = store.view().get(Projector::device_key("d-" + std::to_string(c)));
+        if (!raw || processors::record_json(*raw)["events"] != events) return false;
+      }
+      return true;
+    };
+    auto eventually = [](auto condition) {
+      for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+           std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+        if (condition()) return true;
+      }
+      return false;
+    };
+
+    kafka.produce(fleet(1, 20));
+    Runner a(config("hub-a"), *a_store);
+    std::jthread a_thread([&](std::stop_token stop) { a.run(stop); });
+    {
+      Runner b(config("hub-b"), *b_store);
+      std::jthread b_thread([&](std::stop_token stop) { b.run(stop); });
+      REQUIRE(eventually([&] { return holds(*a_store, 20) && holds(*b_store, 20); }));
+      kafka.produce(fleet(21, 10));
+      REQUIRE(eventually([&] { return holds(*a_store, 30) && holds(*b_store, 30); }));
+      // Each event was folded once, by one of the two.
+      CHECK(a.stats().applied + b.stats().applied == 180);
+      CHECK(a.stats().applied > 0);
+      CHECK(b.stats().applied > 0);
+      CHECK(Projector::counts(a_store->view(), Projector::kEventStatsKey) ==
+            Projector::counts(b_store->view(), Projector::kEventStatsKey));
+    }
+    // b has stopped: once the group gives up on it, a restores b's partitions (it holds them
+    // already) and folds what comes next, from where b's changelog says b stopped.
+    const auto a_before = a.stats().applied;
+    kafka.produce(fleet(31, 10));
+    REQUIRE(eventually([&] { return holds(*a_store, 40); }));
+    CHECK(a.stats().applied - a_before == 60);
+    std::uint64_t counted = 0;
+    for (const auto& [type, n] : Projector::counts(a_store->view(), Projector::kEventStatsKey)) counted += n;
+    CHECK(counted == 240);  // every partition's counter, whoever folded it
   }
 
   TEST_CASE("a store folded from three partitions refuses an events topic that now has six, and folds nothing") {
