@@ -25,6 +25,7 @@ std::vector<Grant> grants_for(TopicKind kind, const KafkaPrincipals& p) {
     case TopicKind::Alerts: return {{&p.hub, kWrite}, {&p.auditor, kRead}};
     case TopicKind::Audit: return {{&p.hub, kWrite}, {&p.hub, kRead}, {&p.auditor, kRead}};
     case TopicKind::Progress: return {{&p.ingest, kWrite}, {&p.ingest, kRead}};
+    case TopicKind::State: return {{&p.hub, kWrite}, {&p.hub, kRead}};
     case TopicKind::Snapshots:
       // Ingest sets the images' retention at every start (it creates the topic if need be).
       return {{&p.ingest, kWrite},
@@ -73,8 +74,12 @@ std::expected<void, std::string> create_acls(const KafkaConfig& admin, rd_kafka_
 std::vector<TopicPlan> courtyard_topics(const KafkaConfig& n) {
   const KafkaProperties kept_forever{{"cleanup.policy", "delete"}, {"retention.ms", "-1"}};
   const KafkaProperties compacted{{"cleanup.policy", "compact"}};
-  return {{n.events_topic, TopicKind::Events, 12, kept_forever},
-          {n.deadletter_topic, TopicKind::DeadLetter, 3, kept_forever},
+  constexpr int kEventPartitions = 12, kDeadLetterPartitions = 3;
+  return {{n.events_topic, TopicKind::Events, kEventPartitions, kept_forever},
+          {n.deadletter_topic, TopicKind::DeadLetter, kDeadLetterPartitions, kept_forever},
+          // The hubs' changelogs (decision 0024): a partition for each of their source's.
+          {n.state_topic, TopicKind::State, kEventPartitions, compacted},
+          {n.state_deadletter_topic, TopicKind::State, kDeadLetterPartitions, compacted},
           {n.alerts_topic, TopicKind::Alerts, 3, {}},
           {n.commands_topic, TopicKind::Commands, 3, {}},
           {n.requests_topic, TopicKind::Requests, 3, {}},

@@ -357,6 +357,9 @@ HttpResponse Api::metrics() {
     snapshot.set("courtyard_consumer_lag", {{"topic", tp.first}, {"partition", std::to_string(tp.second)}}, static_cast<double>(f.lag()));
   }
   auto stats = sources_.runner_stats();
+  snapshot.describe("courtyard_folded_total", "counter",
+                    "Events this hub folded since start (with several hubs: its own partitions')");
+  snapshot.set("courtyard_folded_total", {}, static_cast<double>(stats.applied));
   snapshot.describe("courtyard_duplicates_total", "counter", "Events recognised as duplicates since start");
   snapshot.set("courtyard_duplicates_total", {}, static_cast<double>(stats.duplicates));
   snapshot.describe("courtyard_corrupt_total", "counter", "Log messages that did not decode since start");

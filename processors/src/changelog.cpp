@@ -37,9 +37,13 @@ ChangelogWriteError write_error(rd_kafka_error_t* error, const char* step) {
   KafkaErrorPtr owned(error);
   const auto code = rd_kafka_error_code(error);
   const bool fenced = rd_kafka_error_is_fatal(error) || code == RD_KAFKA_RESP_ERR__FENCED ||
-                      code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED || code == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
-                      code == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || code == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
-  return {std::string("changelog ") + step + ": " + rd_kafka_error_string(error), fenced};
+                      code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED || code == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+                      code == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+  // A cooperative rebalance moves the generation on while members keep their partitions: the
+  // same transaction again, with the group's new generation, is right.
+  const bool rebalancing =
+      code == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION || code == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
+  return {std::string("changelog ") + step + ": " + rd_kafka_error_string(error), fenced && !rebalancing, rebalancing};
 }
 
 }  // namespace

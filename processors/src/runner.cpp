@@ -59,6 +59,12 @@ struct Runner::Impl {
       if (config.changelog) {
         pc.before_write = [this, &lane = *lane](const std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
           auto ok = lane.writer->write(writes, consumer.get());
+          // The group's generation moved under a member that keeps its partitions (cooperative
+          // rebalancing): the same writes again, with the generation the consumer has now.
+          for (int tries = 0; !ok && ok.error().rebalancing && tries < 100; ++tries) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            ok = lane.writer->write(writes, consumer.get());
+          }
           if (ok) return {};
           if (ok.error().fenced) lane.fenced = true;
           return std::unexpected(ok.error().message);
@@ -573,7 +579,8 @@ void Runner::run(std::stop_token stop) {
   if (m.config.changelog) {
     // Each lane's transactions fence whichever earlier process had its id (a previous run).
     for (std::size_t i = 0; i < m.lanes.size(); ++i) {
-      auto writer = ChangelogWriter::open(m.config.kafka, fmt::format("{}-state-{}-{}", m.config.group_id,
+      // courtyard-state-*: the hub's transactional ids (docs/security.md).
+      auto writer = ChangelogWriter::open(m.config.kafka, fmt::format("courtyard-state-{}-{}-{}", m.config.group_id,
                                                                        m.config.instance_id, i));
       if (!writer) throw std::runtime_error(writer.error());
       m.lanes[i]->writer = std::move(*writer);

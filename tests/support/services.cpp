@@ -177,6 +177,7 @@ std::string Stack::token(const std::string& role, const std::string& community, 
 }
 
 Stack::~Stack() {
+  extra_hubs_.clear();
   hub_.reset();
   ingest_.reset();
 }
@@ -226,6 +227,38 @@ void Stack::start_hub() {
   REQUIRE_MESSAGE(hub_->running(), read_file(hub_->log_path()));
 }
 
+std::size_t Stack::add_hub() {
+  const std::size_t n = extra_hubs_.size() + 1;
+  ExtraHub hub{dir_.str("var-hub-" + std::to_string(n)), free_port(), nullptr, 0};
+  // The deployment's secrets (chain, audit and plate keys) and API tokens, a store of its own.
+  std::filesystem::create_directories(hub.var + "/hub");
+  std::filesystem::create_directory_symlink(dir_.str("var") + "/secrets", hub.var + "/secrets");
+  std::filesystem::create_symlink(dir_.str("var") + "/hub/tokens.json", hub.var + "/hub/tokens.json");
+  extra_hubs_.push_back(std::move(hub));
+  return n;
+}
+
+void Stack::start_hub(std::size_t n) {
+  if (n == 0) return start_hub();
+  auto& hub = extra_hubs_.at(n - 1);
+  auto env = this->env();
+  env["COURTYARD_VAR"] = hub.var;
+  env["COURTYARD_HTTP_PORT"] = std::to_string(hub.http_port);
+  env["COURTYARD_HUB_INSTANCE_ID"] = name_ + "-hub-" + std::to_string(n);
+  hub.process = std::make_unique<Process>(std::vector<std::string>{COURTYARD_BIN, "hub"}, env,
+                                          dir_.str("hub" + std::to_string(n) + "-" + std::to_string(++hub.starts) + ".log"));
+  REQUIRE_MESSAGE(eventually([&] { return get(n, "/healthz").has_value() || !hub.process->running(); }, std::chrono::seconds(60)),
+                  read_file(hub.process->log_path()));
+  REQUIRE_MESSAGE(hub.process->running(), read_file(hub.process->log_path()));
+}
+
+std::optional<nlohmann::json> Stack::get(std::size_t n, const std::string& target) {
+  const int port = n == 0 ? http_port_ : extra_hubs_.at(n - 1).http_port;
+  auto r = http_get("127.0.0.1", port, target, admin_token_);
+  if (!r || r->status != 200) return std::nullopt;
+  return nlohmann::json::parse(r->body);
+}
+
 std::optional<nlohmann::json> Stack::get(const std::string& target) {
   auto r = http_get("127.0.0.1", http_port_, target, admin_token_);
   if (!r || r->status != 200) return std::nullopt;
@@ -238,12 +271,14 @@ std::pair<int, nlohmann::json> Stack::post(const std::string& target, const nloh
   return {r->status, nlohmann::json::parse(r->body, nullptr, false)};
 }
 
-std::map<std::string, nlohmann::json> Stack::devices() {
+std::map<std::string, nlohmann::json> Stack::devices() { return devices(0); }
+
+std::map<std::string, nlohmann::json> Stack::devices(std::size_t n) {
   std::map<std::string, nlohmann::json> out;
   for (const auto& c : communities_) {
     std::string after;
     for (;;) {
-      auto page = get("/api/v1/devices?limit=1000&community=" + c + (after.empty() ? "" : "&after=" + after));
+      auto page = get(n, "/api/v1/devices?limit=1000&community=" + c + (after.empty() ? "" : "&after=" + after));
       if (!page) return out;
       for (auto& item : (*page)["items"]) out[item["id"].get<std::string>()] = item;
       if ((*page)["next"].is_null()) break;
@@ -291,8 +326,10 @@ long rss_kb(int pid) {
   return -1;
 }
 
-double metric(Stack& stack, const std::string& name) {
-  auto text = http_get_text(stack.http_port(), "/metrics", stack.admin_token());
+double metric(Stack& stack, const std::string& name) { return metric(stack, 0, name); }
+
+double metric(Stack& stack, std::size_t hub, const std::string& name) {
+  auto text = http_get_text(stack.http_port(hub), "/metrics", stack.admin_token());
   auto at = text.find("\n" + name + " ");
   return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
 }

@@ -74,7 +74,17 @@ class Stack {
   void start_hub();
   Process& ingest() { return *ingest_; }
   Process& hub() { return *hub_; }
+  // Another hub of this deployment (with hub.cluster on, they share the partitions): its own
+  // store, instance id and port; the same secrets and tokens. Returns its number (1, 2, ...);
+  // start_hub(n) starts it (again).
+  std::size_t add_hub();
+  void start_hub(std::size_t n);
+  Process& hub(std::size_t n) { return n == 0 ? *hub_ : *extra_hubs_.at(n - 1).process; }
+  // GET on hub n's API (0: the first); nullopt when it does not answer 200.
+  std::optional<nlohmann::json> get(std::size_t n, const std::string& target);
+  std::map<std::string, nlohmann::json> devices(std::size_t n);
   int http_port() const { return http_port_; }
+  int http_port(std::size_t n) const { return n == 0 ? http_port_ : extra_hubs_.at(n - 1).http_port; }
   // A token for the hub's API (`courtyard token add` into this stack's var/); get and post use admin_token().
   std::string token(const std::string& role, const std::string& community = "", const std::string& unit = "");
   const std::string& admin_token() const { return admin_token_; }
@@ -95,6 +105,13 @@ class Stack {
   std::vector<std::string> communities_;
   int http_port_;
   std::unique_ptr<Process> ingest_, hub_;
+  struct ExtraHub {
+    std::string var;
+    int http_port = 0;
+    std::unique_ptr<Process> process;
+    int starts = 0;
+  };
+  std::vector<ExtraHub> extra_hubs_;
   int ingest_starts_ = 0, hub_starts_ = 0;
   std::map<std::string, std::string> extra_env_;
   std::string admin_token_;
@@ -117,6 +134,7 @@ std::pair<int, std::string> run_courtyard(const Stack& stack, std::vector<std::s
 long rss_kb(int pid);
 // A metric of the stack's hub as /metrics has it (the admin token's view); -1 when absent.
 double metric(Stack& stack, const std::string& name);
+double metric(Stack& stack, std::size_t hub, const std::string& name);  // of hub n (add_hub)
 
 // The last line of `output` that is a JSON object (the commands' summary), or null.
 nlohmann::json last_json_line(const std::string& output);

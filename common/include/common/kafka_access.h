@@ -19,7 +19,7 @@
 
 namespace courtyard {
 
-enum class TopicKind { Events, DeadLetter, Registry, Requests, Commands, Alerts, Audit, Snapshots, Progress };
+enum class TopicKind { Events, DeadLetter, Registry, Requests, Commands, Alerts, Audit, Snapshots, Progress, State };
 
 struct KafkaPrincipals {
   std::string ingest = "ingest";

@@ -34,7 +34,8 @@ std::string changelog_topic(const KafkaConfig& kafka, const std::string& source_
 
 struct ChangelogWriteError {
   std::string message;
-  bool fenced = false;  // the group moved on (or another writer took the id): stop, never retry
+  bool fenced = false;       // the group moved on (or another writer took the id): stop, never retry
+  bool rebalancing = false;  // the group's generation moved (a member joined or left): try again at once
 };
 
 // One owner's writer (one per fold lane): a transactional producer.
