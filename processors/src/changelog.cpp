@@ -17,15 +17,26 @@ using KafkaGroupMetadataPtr =
 
 constexpr std::string_view kOffsetPrefix = "offsets/";
 
-// Produces one record, waiting while the producer's queue is full.
+// A batch's end record says the store format its records are in: a reader of another format
+// must not apply them.
+constexpr const char* kFormatHeader = "format";
+
+// Produces one record, waiting while the producer's queue is full. `format`: a batch's end.
 rd_kafka_resp_err_t produce(rd_kafka_t* rk, const std::string& topic, std::int32_t partition, const std::string& key,
-                            const std::string* value) {
+                            const std::string* value, bool end = false) {
+  const std::string format = std::to_string(Projector::kStoreFormat);
   for (;;) {
+    rd_kafka_headers_t* headers = nullptr;
+    if (end) {
+      headers = rd_kafka_headers_new(1);
+      rd_kafka_header_add(headers, kFormatHeader, -1, format.data(), static_cast<ssize_t>(format.size()));
+    }
     auto err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
                                  RD_KAFKA_V_KEY(key.data(), key.size()),
                                  RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr,
                                                   value ? value->size() : 0),
-                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                                 RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    if (err && headers) rd_kafka_headers_destroy(headers);  // taken only when produced
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return err;
     rd_kafka_poll(rk, 10);
   }
@@ -98,7 +109,7 @@ std::expected<void, ChangelogWriteError> ChangelogWriter::write(const std::vecto
     }
     // Last: where a reader's batch ends.
     const auto next = std::to_string(w.next_offset);
-    if (err || (err = produce(rk, topic, w.partition, Store::offset_key(w.topic, w.partition), &next))) break;
+    if (err || (err = produce(rk, topic, w.partition, Store::offset_key(w.topic, w.partition), &next, true))) break;
     rd_kafka_topic_partition_list_add(offsets.get(), w.topic.c_str(), w.partition)->offset = w.next_offset;
   }
   if (err) {
@@ -197,6 +208,19 @@ struct ChangelogApplier::Impl {
       return;
     }
     // The end of a batch: everything up to here, with the source's offset and ours, in one write.
+    const void* format = nullptr;
+    std::size_t format_size = 0;
+    rd_kafka_headers_t* headers = nullptr;
+    if (rd_kafka_message_headers(&m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(headers, kFormatHeader, &format, &format_size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const std::string written(static_cast<const char*>(format), format_size);
+      if (written != std::to_string(Projector::kStoreFormat)) {
+        throw std::runtime_error(fmt::format("{} [{}] holds records of store format {} and this build's is {}: a "
+                                             "cluster changing format needs changelog topics of its own "
+                                             "(docs/operations.md, \"Several hubs\")",
+                                             changelog.first, changelog.second, written, Projector::kStoreFormat));
+      }
+    }
     std::int64_t next = -1;
     if (m.payload) std::from_chars(static_cast<const char*>(m.payload), static_cast<const char*>(m.payload) + m.len, next);
     Offsets offsets{{changelog, m.offset + 1}};

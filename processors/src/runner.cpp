@@ -26,6 +26,9 @@ namespace {
 // The events topic's partition count this store was folded from, per topic: the key's suffix.
 constexpr const char* kEventsPartitionsKey = "meta/partitions/";
 
+// Marks a store folded through the changelog (hub.cluster) from its first batch.
+constexpr const char* kClusterKey = "meta/cluster";
+
 // Batches handed to a fold lane and not yet taken, at most: the poll loop waits beyond this.
 constexpr std::size_t kBatchesInFlight = 4;
 
@@ -577,6 +580,18 @@ void Runner::run(std::stop_token stop) {
   m.pin_events_partitions(std::chrono::seconds(30));  // or later, once the topic exists
   std::jthread applier_thread;
   if (m.config.changelog) {
+    // A store folded by a hub alone holds state its changelog never had: another hub restoring
+    // from the changelog would get only what changed since. A cluster starts from empty stores.
+    auto view = m.store.view();
+    if (!view.get(kClusterKey)) {
+      for (const auto& [tp, _] : view.offsets()) {
+        if (tp.first == m.topics.events || tp.first == m.topics.deadletter) {
+          throw std::runtime_error("this store was folded by a hub alone, without the changelog: a hub sharing the "
+                                   "partitions starts on an empty store (docs/operations.md, \"Several hubs\")");
+        }
+      }
+      if (auto ok = m.store.write({{kClusterKey, "1"}}, {}); !ok) throw std::runtime_error(ok.error());
+    }
     // Each lane's transactions fence whichever earlier process had its id (a previous run).
     for (std::size_t i = 0; i < m.lanes.size(); ++i) {
       // courtyard-state-*: the hub's transactional ids (docs/security.md).

@@ -214,6 +214,28 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     CHECK(counted == 240);  // every partition's counter, whoever folded it
   }
 
+  TEST_CASE("a store a hub folded alone is refused by a hub sharing the partitions: its changelog never had that state") {
+    MockCluster kafka;
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    kafka.produce(statuses("d-1", 1, 20));
+    {
+      Runner alone(runner_config(kafka, "alone"), *store);
+      CHECK(run_until(alone, 20).applied == 20);
+    }
+    auto config = runner_config(kafka, "shared");
+    config.changelog = true;
+    Runner shared(config, *store);
+    std::string why;
+    try {
+      shared.run(std::stop_token{});
+    } catch (const std::runtime_error& e) {
+      why = e.what();
+    }
+    INFO(why);
+    CHECK(why.find("folded by a hub alone") != std::string::npos);
+  }
+
   TEST_CASE("a store folded from three partitions refuses an events topic that now has six, and folds nothing") {
     test::TempDir dir;
     auto store = test::open_store(dir);
