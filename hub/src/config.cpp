@@ -155,6 +155,7 @@ std::vector<Binding> bindings(Config& c) {
       setting("hub.fold_lanes", c.hub.fold_lanes),
       setting("hub.cluster", c.hub.cluster),
       setting("hub.restore_timeout_ms", c.hub.restore_timeout_ms),
+      setting("hub.session_timeout_ms", c.hub.session_timeout_ms),
       setting("simulate.communities", c.simulate.communities),
       setting("simulate.devices", c.simulate.devices),
       setting("simulate.rate", c.simulate.rate),

@@ -54,6 +54,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   runner_config.max_batch = static_cast<std::size_t>(config.hub.max_batch);
   runner_config.fold_lanes = static_cast<std::size_t>(std::max<std::int64_t>(0, config.hub.fold_lanes));
   runner_config.changelog = config.hub.cluster;
+  runner_config.session_timeout = std::chrono::milliseconds(std::max<std::int64_t>(1000, config.hub.session_timeout_ms));
   runner_config.restore_timeout = std::chrono::milliseconds(std::max<std::int64_t>(1000, config.hub.restore_timeout_ms));
   HttpServer* server_ptr = nullptr;  // set before the runner starts; the server outlives it
   runner_config.on_commit = [&server_ptr](std::uint64_t seq, processors::KeyValues changes) {

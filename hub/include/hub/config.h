@@ -60,6 +60,7 @@ struct Config {
     std::int64_t fold_lanes = 0;                   // threads folding partitions (0: one per core; the hub: but one)
     bool cluster = false;                          // share the partitions with the group's other hubs through the changelog (decision 0024)
     std::int64_t restore_timeout_ms = 60000;       // cluster: a partition given to this hub is restored from the changelog within this
+    std::int64_t session_timeout_ms = 10000;       // how long the group waits for a silent hub before its partitions move (the broker's minimum: 6000)
     std::string rules_file = "config/rules.toml";  // alert thresholds (defaults and per community)
     int utc_offset_minutes = 480;                  // local time for hour and day buckets (China: UTC+8)
     std::int64_t audit_interval_s = 3600;          // digests to the audit topic and a store checkpoint this often
