@@ -74,12 +74,15 @@ std::expected<void, std::string> create_acls(const KafkaConfig& admin, rd_kafka_
 std::vector<TopicPlan> courtyard_topics(const KafkaConfig& n) {
   const KafkaProperties kept_forever{{"cleanup.policy", "delete"}, {"retention.ms", "-1"}};
   const KafkaProperties compacted{{"cleanup.policy", "compact"}};
+  const KafkaProperties changelog{{"cleanup.policy", "compact"}, {"segment.ms", "600000"}, {"min.cleanable.dirty.ratio", "0.1"}};
   constexpr int kEventPartitions = 12, kDeadLetterPartitions = 3;
   return {{n.events_topic, TopicKind::Events, kEventPartitions, kept_forever},
           {n.deadletter_topic, TopicKind::DeadLetter, kDeadLetterPartitions, kept_forever},
-          // The hubs' changelogs (decision 0024): a partition for each of their source's.
-          {n.state_topic, TopicKind::State, kEventPartitions, compacted},
-          {n.state_deadletter_topic, TopicKind::State, kDeadLetterPartitions, compacted},
+          // The hubs' changelogs (decision 0024): a partition for each of their source's. What a
+          // new hub restores is the latest record of each key: segments roll every 10 minutes
+          // and the cleaner runs once a tenth is stale, so it stays near the state's size.
+          {n.state_topic, TopicKind::State, kEventPartitions, changelog},
+          {n.state_deadletter_topic, TopicKind::State, kDeadLetterPartitions, changelog},
           {n.alerts_topic, TopicKind::Alerts, 3, {}},
           {n.commands_topic, TopicKind::Commands, 3, {}},
           {n.requests_topic, TopicKind::Requests, 3, {}},

@@ -152,6 +152,17 @@ struct ChangelogApplier::Impl {
   std::map<std::string, std::string> changelog_of;  // changelog topic -> its source topic
   KafkaPtr consumer;
   std::map<TopicPartition, Pending> pending;  // applier thread: records of a batch not yet ended
+  // Applier thread: whole batches read and not yet written, coalesced into one store write (a
+  // restore reads thousands of small batches; each its own write would cost a write each).
+  struct Ready {
+    std::map<std::string, std::optional<std::string>> ops;  // the last of each key: a record or removed
+    Offsets offsets;                                        // sources' and changelogs' next offsets
+    std::uint64_t batches = 0;
+    KeyValues changes;  // projection records, in the order read, for on_apply
+    std::chrono::steady_clock::time_point since;
+  } ready;
+  static constexpr std::size_t kReadyRecords = 5000;
+  static constexpr std::chrono::milliseconds kReadyFor{20};
 
   mutable std::mutex mu;  // guards what follows
   std::condition_variable changed;
@@ -186,7 +197,7 @@ struct ChangelogApplier::Impl {
     changed.notify_all();
   }
 
-  void apply(const rd_kafka_message_t& m, std::stop_token stop) {
+  void apply(const rd_kafka_message_t& m) {
     const TopicPartition changelog{rd_kafka_topic_name(m.rkt), m.partition};
     auto source_topic = changelog_of.find(changelog.first);
     if (source_topic == changelog_of.end()) return;
@@ -196,8 +207,10 @@ struct ChangelogApplier::Impl {
     if (!key.starts_with(kOffsetPrefix)) {
       if (is_owned(source)) return;  // its owner wrote it here itself
       if (!m.payload && key.starts_with(Projector::kOutboxPrefix) && batch.puts.empty() && batch.deletes.empty()) {
-        // An outbox entry its owner has sent, removed outside any batch: at once.
-        if (write({}, {{changelog, m.offset + 1}}, {key}, stop)) mark_applied(changelog, m.offset + 1);
+        // An outbox entry its owner has sent, removed outside any batch: with what is ready.
+        start_ready();
+        ready.ops[key] = std::nullopt;
+        ready.offsets[changelog] = m.offset + 1;
         return;
       }
       if (m.payload) {
@@ -223,24 +236,52 @@ struct ChangelogApplier::Impl {
     }
     std::int64_t next = -1;
     if (m.payload) std::from_chars(static_cast<const char*>(m.payload), static_cast<const char*>(m.payload) + m.len, next);
-    Offsets offsets{{changelog, m.offset + 1}};
-    const bool owned_now = is_owned(source);
-    if (!owned_now && next >= 0) offsets[source] = next;
-    if (owned_now) batch = {};
-    if (!write(batch.puts, offsets, batch.deletes, stop)) return;
-    KeyValues changes;
-    for (auto& kv : batch.puts) {
-      if (Projector::is_projection_key(kv.first)) changes.push_back(std::move(kv));
+    start_ready();
+    ready.offsets[changelog] = m.offset + 1;
+    if (!is_owned(source)) {
+      // Store::write removes before it puts: a key a batch both removes and puts keeps the record.
+      for (auto& k : batch.deletes) ready.ops[std::move(k)] = std::nullopt;
+      for (auto& [k, v] : batch.puts) {
+        if (Projector::is_projection_key(k)) ready.changes.emplace_back(k, v);
+        ready.ops[std::move(k)] = std::move(v);
+      }
+      if (next >= 0) ready.offsets[source] = next;
+      ++ready.batches;
     }
     batch = {};
-    if (!owned_now) {
-      {
-        std::lock_guard lock(mu);
-        ++batches;
+  }
+
+  void start_ready() {
+    if (ready.ops.empty() && ready.offsets.empty()) ready.since = std::chrono::steady_clock::now();
+  }
+  bool ready_full() const {
+    return ready.ops.size() >= kReadyRecords ||
+           (!ready.offsets.empty() && std::chrono::steady_clock::now() - ready.since >= kReadyFor);
+  }
+
+  // Writes what is ready in one store write, then says so (applied offsets, live subscriptions).
+  void flush(std::stop_token stop) {
+    if (ready.ops.empty() && ready.offsets.empty()) return;
+    KeyValues puts;
+    std::vector<std::string> deletes;
+    for (auto& [k, v] : ready.ops) {
+      if (v) {
+        puts.emplace_back(k, std::move(*v));
+      } else {
+        deletes.push_back(k);
       }
-      if (config.on_apply && !changes.empty()) config.on_apply(std::move(changes));
     }
-    mark_applied(changelog, m.offset + 1);
+    if (!write(puts, ready.offsets, deletes, stop)) return;
+    Ready done = std::move(ready);
+    ready = {};
+    {
+      std::lock_guard lock(mu);
+      batches += done.batches;
+    }
+    if (config.on_apply && !done.changes.empty()) config.on_apply(std::move(done.changes));
+    for (const auto& [tp, next] : done.offsets) {
+      if (changelog_of.contains(tp.first)) mark_applied(tp, next);
+    }
   }
 
   // Past transaction markers: a partition with no batch half read holds everything before the
@@ -314,8 +355,9 @@ void ChangelogApplier::run(std::stop_token stop) {
   spdlog::info("changelog: applying {} partition(s) of {} topic(s)", parts->cnt, m.changelog_of.size());
   while (!stop.stop_requested()) {
     KafkaMessagePtr msg(rd_kafka_consumer_poll(m.consumer.get(), 100));
-    if (msg && !msg->err) m.apply(*msg, stop);
+    if (msg && !msg->err) m.apply(*msg);
     else if (msg && msg->err) spdlog::warn("changelog: {}", rd_kafka_message_errstr(msg.get()));
+    if (!msg || m.ready_full()) m.flush(stop);
     if (!msg) m.mark_positions();  // idle: up to the end, markers included
   }
   rd_kafka_consumer_close(m.consumer.get());

@@ -227,6 +227,7 @@ struct Runner::Impl {
   // Sharing the partitions: before folding partitions just given to this hub, the store takes
   // whatever their previous owners committed to the changelog, and the lanes read it again.
   void take_over(const rd_kafka_topic_partition_list_t* parts) {
+    if (parts->cnt == 0) return;
     const auto started = Clock::now();
     for (int i = 0; i < parts->cnt; ++i) {
       const TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};

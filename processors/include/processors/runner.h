@@ -12,6 +12,10 @@
 // store cannot be written (a full disk), a lane stops folding and nothing is lost: the same batch
 // is folded again after 1 s, doubling to 30 s, until the store takes it; stats().store_error says
 // why meanwhile. run() throws when the store is corrupt (a restart resumes from its offsets).
+// With `changelog` (hub.cluster, decision 0024) hubs share the partitions: each batch goes to the
+// changelog before the store, the partitions other hubs fold are applied to the store from their
+// changelog, a partition this hub is given is caught up from the changelog before it is folded,
+// and run() throws when the group has moved on from this hub (fenced).
 #include <chrono>
 #include <cstdint>
 #include <functional>
