@@ -74,7 +74,9 @@ std::expected<void, std::string> create_acls(const KafkaConfig& admin, rd_kafka_
 std::vector<TopicPlan> courtyard_topics(const KafkaConfig& n) {
   const KafkaProperties kept_forever{{"cleanup.policy", "delete"}, {"retention.ms", "-1"}};
   const KafkaProperties compacted{{"cleanup.policy", "compact"}};
-  const KafkaProperties changelog{{"cleanup.policy", "compact"}, {"segment.ms", "600000"}, {"min.cleanable.dirty.ratio", "0.1"}};
+  // Removals are kept a week (processors/changelog.h: a hub away longer restores its store whole).
+  const KafkaProperties changelog{{"cleanup.policy", "compact"}, {"segment.ms", "600000"},
+                                  {"min.cleanable.dirty.ratio", "0.1"}, {"delete.retention.ms", "604800000"}};
   constexpr int kEventPartitions = 12, kDeadLetterPartitions = 3;
   return {{n.events_topic, TopicKind::Events, kEventPartitions, kept_forever},
           {n.deadletter_topic, TopicKind::DeadLetter, kDeadLetterPartitions, kept_forever},

@@ -47,9 +47,10 @@ rd_kafka_resp_err_t produce(rd_kafka_t* rk, const std::string& topic, std::int32
 ChangelogWriteError write_error(rd_kafka_error_t* error, const char* step) {
   KafkaErrorPtr owned(error);
   const auto code = rd_kafka_error_code(error);
-  const bool fenced = rd_kafka_error_is_fatal(error) || code == RD_KAFKA_RESP_ERR__FENCED ||
-                      code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED || code == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
-                      code == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+  // (Another fatal error, a broker that lost the transaction's state say, is no fence: the writer
+  // starts a new producer.)
+  const bool fenced = code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+                      code == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || code == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
   // A cooperative rebalance moves the generation on while members keep their partitions: the
   // same transaction again, with the group's new generation, is right.
   const bool rebalancing =
@@ -70,29 +71,68 @@ std::string changelog_topic(const KafkaConfig& kafka, const std::string& source_
 
 std::expected<std::unique_ptr<ChangelogWriter>, std::string> ChangelogWriter::open(
     const KafkaConfig& kafka, const std::string& transactional_id, std::chrono::milliseconds transaction_timeout) {
-  auto producer = make_producer(kafka, {{"transactional.id", transactional_id},
-                                        {"transaction.timeout.ms", std::to_string(transaction_timeout.count())},
-                                        {"enable.idempotence", "true"},
-                                        {"acks", "all"},
-                                        {"linger.ms", "1"}});
+  std::unique_ptr<ChangelogWriter> writer(new ChangelogWriter());
+  writer->kafka_ = kafka;
+  writer->transactional_id_ = transactional_id;
+  writer->timeout_ = transaction_timeout;
+  if (auto ok = writer->start(); !ok) return std::unexpected(ok.error());
+  return writer;
+}
+
+std::expected<void, std::string> ChangelogWriter::start() {
+  producer_.reset();
+  auto producer = make_producer(kafka_, {{"transactional.id", transactional_id_},
+                                         {"transaction.timeout.ms", std::to_string(timeout_.count())},
+                                         {"enable.idempotence", "true"},
+                                         {"acks", "all"},
+                                         {"linger.ms", "1"}});
   if (!producer) return std::unexpected("changelog producer: " + producer.error());
   if (auto* error = rd_kafka_init_transactions(producer->get(), 30'000)) {
     KafkaErrorPtr owned(error);
-    return std::unexpected(std::string("changelog producer ") + transactional_id + ": " + rd_kafka_error_string(error));
+    return std::unexpected(std::string("changelog producer ") + transactional_id_ + ": " + rd_kafka_error_string(error));
   }
-  std::unique_ptr<ChangelogWriter> writer(new ChangelogWriter());
-  writer->kafka_ = kafka;
-  writer->producer_ = std::move(*producer);
-  writer->timeout_ = transaction_timeout;
-  return writer;
+  producer_ = std::move(*producer);
+  return {};
 }
 
 ChangelogWriter::~ChangelogWriter() = default;
 
+// Calls `step` until it does not fail with a retriable error (librdkafka: a timed-out commit or
+// abort goes on in the background and must be called again), at most a minute.
+rd_kafka_error_t* ChangelogWriter::until_done(const std::function<rd_kafka_error_t*()>& step) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  for (;;) {
+    rd_kafka_error_t* error = step();
+    if (!error || !rd_kafka_error_is_retriable(error) || std::chrono::steady_clock::now() > deadline) return error;
+    rd_kafka_error_destroy(error);
+  }
+}
+
 std::expected<void, ChangelogWriteError> ChangelogWriter::write(const std::vector<PartitionWrite>& writes,
                                                                 rd_kafka_t* consumer) {
+  if (!producer_) {  // the last one failed for good: a new one, which fences whatever is left of it
+    if (auto ok = start(); !ok) return std::unexpected(ChangelogWriteError{ok.error(), false, false});
+  }
   rd_kafka_t* rk = producer_.get();
-  if (auto* error = rd_kafka_begin_transaction(rk)) return std::unexpected(write_error(error, "begin"));
+  const int timeout = static_cast<int>(timeout_.count());
+  // Every failure ends the transaction: aborted when it may be, the producer made anew when not
+  // (a fence is the exception: this hub may write nothing more).
+  auto fail = [&](rd_kafka_error_t* error, const char* step) -> std::unexpected<ChangelogWriteError> {
+    const bool abortable = rd_kafka_error_txn_requires_abort(error), fatal = rd_kafka_error_is_fatal(error);
+    auto why = write_error(error, step);  // takes the error
+    if (why.fenced) return std::unexpected(std::move(why));
+    if (abortable || !fatal) {
+      if (auto* e = until_done([&] { return rd_kafka_abort_transaction(rk, timeout); })) {
+        spdlog::warn("changelog: aborting a transaction failed ({}); starting a new producer", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        producer_.reset();
+      }
+    } else {
+      producer_.reset();  // fatal but no fence (a broker that lost the transaction's state)
+    }
+    return std::unexpected(std::move(why));
+  };
+  if (auto* error = rd_kafka_begin_transaction(rk)) return fail(error, "begin");
   KafkaPartitionsPtr offsets(rd_kafka_topic_partition_list_new(static_cast<int>(writes.size())));
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
   for (const auto& w : writes) {
@@ -101,11 +141,12 @@ std::expected<void, ChangelogWriteError> ChangelogWriter::write(const std::vecto
       err = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
       break;
     }
-    for (const auto& [key, value] : w.puts) {
-      if ((err = produce(rk, topic, w.partition, key, &value))) break;
-    }
+    // Removals first, as Store::write applies them: a key both removed and put keeps the record.
     for (const auto& key : w.deletes) {
-      if (err || (err = produce(rk, topic, w.partition, key, nullptr))) break;
+      if ((err = produce(rk, topic, w.partition, key, nullptr))) break;
+    }
+    for (const auto& [key, value] : w.puts) {
+      if (err || (err = produce(rk, topic, w.partition, key, &value))) break;
     }
     // Last: where a reader's batch ends.
     const auto next = std::to_string(w.next_offset);
@@ -113,24 +154,19 @@ std::expected<void, ChangelogWriteError> ChangelogWriter::write(const std::vecto
     rd_kafka_topic_partition_list_add(offsets.get(), w.topic.c_str(), w.partition)->offset = w.next_offset;
   }
   if (err) {
-    if (auto* error = rd_kafka_abort_transaction(rk, static_cast<int>(timeout_.count()))) rd_kafka_error_destroy(error);
-    return std::unexpected(ChangelogWriteError{std::string("changelog produce: ") + rd_kafka_err2str(err), false});
-  }
-  auto fail = [&](rd_kafka_error_t* error, const char* step) {
-    auto why = write_error(error, step);
-    if (!why.fenced) {
-      if (auto* e = rd_kafka_abort_transaction(rk, static_cast<int>(timeout_.count()))) rd_kafka_error_destroy(e);
+    if (auto* e = until_done([&] { return rd_kafka_abort_transaction(rk, timeout); })) {
+      rd_kafka_error_destroy(e);
+      producer_.reset();
     }
-    return std::unexpected(std::move(why));
-  };
+    return std::unexpected(ChangelogWriteError{std::string("changelog produce: ") + rd_kafka_err2str(err), false, false});
+  }
   if (consumer) {
     KafkaGroupMetadataPtr group(rd_kafka_consumer_group_metadata(consumer));
-    if (auto* error = rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group.get(),
-                                                          static_cast<int>(timeout_.count()))) {
+    if (auto* error = rd_kafka_send_offsets_to_transaction(rk, offsets.get(), group.get(), timeout)) {
       return fail(error, "offsets");
     }
   }
-  if (auto* error = rd_kafka_commit_transaction(rk, static_cast<int>(timeout_.count()))) return fail(error, "commit");
+  if (auto* error = until_done([&] { return rd_kafka_commit_transaction(rk, timeout); })) return fail(error, "commit");
   return {};
 }
 
@@ -236,9 +272,16 @@ struct ChangelogApplier::Impl {
     }
     std::int64_t next = -1;
     if (m.payload) std::from_chars(static_cast<const char*>(m.payload), static_cast<const char*>(m.payload) + m.len, next);
+    if (is_owned(source)) {
+      // Its owner writes the batch to the store after its commit, maybe not yet: the position is
+      // not stored past it (a restart reads the owner's batches again, to the same state).
+      batch = {};
+      if (ready.offsets.find(changelog) == ready.offsets.end()) mark_applied(changelog, m.offset + 1);
+      return;
+    }
     start_ready();
     ready.offsets[changelog] = m.offset + 1;
-    if (!is_owned(source)) {
+    {
       // Store::write removes before it puts: a key a batch both removes and puts keeps the record.
       for (auto& k : batch.deletes) ready.ops[std::move(k)] = std::nullopt;
       for (auto& [k, v] : batch.puts) {
@@ -271,6 +314,9 @@ struct ChangelogApplier::Impl {
         deletes.push_back(k);
       }
     }
+    puts.emplace_back(kChangelogAppliedAtKey,
+                      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch()).count()));
     if (!write(puts, ready.offsets, deletes, stop)) return;
     Ready done = std::move(ready);
     ready = {};
@@ -309,6 +355,18 @@ ChangelogApplier::ChangelogApplier(Config config, Store& store)
 ChangelogApplier::~ChangelogApplier() = default;
 
 void ChangelogApplier::run(std::stop_token stop) {
+  auto& m = *impl_;
+  try {
+    run_applying(stop);
+  } catch (...) {
+    std::lock_guard lock(m.mu);
+    m.stopped = true;  // nobody waits on an applier that is gone
+    m.changed.notify_all();
+    throw;
+  }
+}
+
+void ChangelogApplier::run_applying(std::stop_token stop) {
   auto& m = *impl_;
   std::stop_callback wake(stop, [&] {
     std::lock_guard lock(m.mu);

@@ -50,6 +50,10 @@ struct Runner::Impl {
     std::unique_ptr<ChangelogWriter> writer;
     std::atomic<bool> fenced{false};  // the group moved on from this hub: it may write nothing more
     std::atomic<bool> reload{false};  // the store changed under the projector: read it again first
+    // Held while a batch goes to the changelog: a hand-over waits for it, so no batch of a partition
+    // given away reaches the changelog after the new owner's.
+    std::mutex write_mu;
+    std::atomic<bool> handed_over{false};  // a batch held a partition this hub no longer owns
   };
 
   Impl(RunnerConfig c, Store& s)
@@ -61,11 +65,26 @@ struct Runner::Impl {
       ProjectorConfig pc{topics, config.rules, config.context};
       if (config.changelog) {
         pc.before_write = [this, &lane = *lane](const std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
+          std::lock_guard guard(lane.write_mu);
+          auto owns_all = [&] {
+            std::lock_guard lock(mu);
+            return std::all_of(writes.begin(), writes.end(),
+                               [&](const auto& w) { return owned_shared.contains({w.topic, w.partition}); });
+          };
+          if (!owns_all()) {
+            lane.handed_over = true;
+            return std::unexpected(std::string("a partition of the batch was handed over"));
+          }
           auto ok = lane.writer->write(writes, consumer.get());
           // The group's generation moved under a member that keeps its partitions (cooperative
-          // rebalancing): the same writes again, with the generation the consumer has now.
+          // rebalancing): the same writes again, with the generation the consumer has now, for
+          // as long as this hub still owns them.
           for (int tries = 0; !ok && ok.error().rebalancing && tries < 100; ++tries) {
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            if (!owns_all()) {
+              lane.handed_over = true;
+              return std::unexpected(std::string("a partition of the batch was handed over"));
+            }
             ok = lane.writer->write(writes, consumer.get());
           }
           if (ok) return {};
@@ -102,6 +121,7 @@ struct Runner::Impl {
   std::unique_ptr<ChangelogApplier> applier;  // sharing the partitions: the others' changelogs into the store
   // Sharing the partitions: the events partitions this hub owns (main thread), whose outbox it sends.
   std::set<std::int32_t> owned_events;
+  std::set<TopicPartition> owned_shared;  // guarded by mu: what lanes may still write to the changelog
 
   // The outbox, main thread only: entries committed and not yet handed to the producer, in
   // order. Filled from the store at start and after a failed delivery (everything still there),
@@ -237,6 +257,8 @@ struct Runner::Impl {
       }
       applier->own(tp);
       if (tp.first == topics.events) owned_events.insert(tp.second);
+      std::lock_guard lock(mu);
+      owned_shared.insert(tp);
     }
     {
       std::lock_guard lock(mu);
@@ -251,11 +273,19 @@ struct Runner::Impl {
   // Sharing the partitions: what lanes folded of revoked partitions is committed (drained); from
   // now on their new owner's changelog is applied here, and their outbox is the new owner's.
   void hand_over(const rd_kafka_topic_partition_list_t* parts) {
+    {
+      std::lock_guard lock(mu);
+      for (int i = 0; i < parts->cnt; ++i) owned_shared.erase({parts->elems[i].topic, parts->elems[i].partition});
+    }
+    // A lane writing to the changelog now finishes first; after that none writes these partitions.
+    for (auto& lane : lanes) std::lock_guard wait(lane->write_mu);
     for (int i = 0; i < parts->cnt; ++i) {
       const TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
       applier->disown(tp);
       if (tp.first == topics.events) owned_events.erase(tp.second);
     }
+    // What was handed to the producer is delivered (or not) before the new owner sends again.
+    rd_kafka_flush(producer.get(), 2000);
     std::erase_if(unsent, [&](const auto& kv) {
       if (sends(kv.second)) return false;
       queued.erase(kv.first);
@@ -341,7 +371,7 @@ struct Runner::Impl {
     drained.notify_all();
   }
 
-  void fold(Lane& lane, std::span<const LogMessage> batch, std::stop_token stop) {
+  void fold(Lane& lane, std::vector<LogMessage>& batch, std::stop_token stop) {
     auto started = Clock::now();
     auto result = lane.projector->apply(batch);
     batch_seconds.observe(std::chrono::duration<double>(Clock::now() - started).count());
@@ -350,6 +380,16 @@ struct Runner::Impl {
     // waits once its queue is full, and a stall longer than max.poll.interval.ms costs a rejoin,
     // which starts from the store's offsets anyway.
     while (!result && !stop.stop_requested()) {
+      if (lane.handed_over.exchange(false)) {
+        // Folded by their new owner now: only what this hub still owns is folded (again).
+        std::erase_if(batch, [&](const LogMessage& m) {
+          std::lock_guard lock(mu);
+          return !owned_shared.contains({m.topic, m.partition});
+        });
+        if (batch.empty()) return;
+        result = lane.projector->apply(batch);
+        continue;
+      }
       if (lane.fenced) {
         fail("the group moved on from this hub (fenced at the changelog: " + result.error() +
              "); it stops, and restarted it rejoins and restores its partitions from the changelog");
@@ -593,6 +633,42 @@ void Runner::run(std::stop_token stop) {
       }
       if (auto ok = m.store.write({{kClusterKey, "1"}}, {}); !ok) throw std::runtime_error(ok.error());
     }
+    // Away from the changelog longer than it keeps removals: some were missed, and records they
+    // removed would stay here. The store is restored whole from the changelog instead.
+    if (auto at = view.get(kChangelogAppliedAtKey)) {
+      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
+      const auto away = std::chrono::milliseconds(now - std::stoll(*at));
+      if (away > kChangelogKeepsRemovals - std::chrono::hours(24)) {
+        spdlog::warn("runner: the store last applied the changelog {} h ago, longer than the changelog keeps "
+                     "removals: restoring it whole from the changelog",
+                     std::chrono::duration_cast<std::chrono::hours>(away).count());
+        if (auto ok = m.store.clear(); !ok) throw std::runtime_error(ok.error());
+        if (auto ok = m.store.write({{Projector::kStoreFormatKey, std::to_string(Projector::kStoreFormat)}, {kClusterKey, "1"}}, {});
+            !ok) {
+          throw std::runtime_error(ok.error());
+        }
+        m.events_partitions = 0;
+        m.pin_events_partitions(std::chrono::seconds(30));
+        {
+          std::lock_guard lock(m.mu);
+          m.stored.clear();
+        }
+        for (auto& lane : m.lanes) lane->reload = true;
+      }
+    }
+    // Each changelog has a partition for each of its source's.
+    for (const auto& [source, state] : {std::pair{m.topics.events, m.config.kafka.state_topic},
+                                        std::pair{m.topics.deadletter, m.config.kafka.state_deadletter_topic}}) {
+      auto sources = partition_count(m.consumer.get(), source, std::chrono::seconds(30));
+      auto states = partition_count(m.consumer.get(), state, std::chrono::seconds(30));
+      if (!sources || !states) throw std::runtime_error("runner: " + (sources ? states.error() : sources.error()));
+      if (*states == 0) throw std::runtime_error("the changelog topic " + state + " does not exist (courtyard kafka setup makes it)");
+      if (*sources != 0 && *states != *sources) {
+        throw std::runtime_error(fmt::format("the changelog topic {} has {} partitions and {} has {}: they must be equal",
+                                             state, *states, source, *sources));
+      }
+    }
     // Each lane's transactions fence whichever earlier process had its id (a previous run).
     for (std::size_t i = 0; i < m.lanes.size(); ++i) {
       // courtyard-state-*: the hub's transactional ids (docs/security.md).
@@ -608,6 +684,9 @@ void Runner::run(std::stop_token stop) {
         m.fail(std::string("the changelog applier failed: ") + e.what());
       }
     });
+  } else if (m.store.view().get(kClusterKey)) {
+    // Folded alone from now on: the store will hold what no changelog has.
+    if (auto ok = m.store.remove(kClusterKey); !ok) throw std::runtime_error(ok.error());
   }
   m.reload_outbox();  // what a previous run committed but never saw confirmed
   m.publish_outbox();
@@ -636,6 +715,7 @@ void Runner::run(std::stop_token stop) {
   // them (a hand-over, a revoke's drain).
   std::stop_callback on_stop(stop, [&] {
     lanes_stop.request_stop();
+    if (applier_thread.joinable()) applier_thread.request_stop();  // a take-over waiting on it gives up
     std::lock_guard lock(m.mu);
     m.stopping = true;
     m.drained.notify_all();

@@ -60,7 +60,7 @@ std::vector<LogMessage> two_communities(std::uint64_t first, std::uint64_t count
 KeyValues records(const Store& store, const std::string& skip_prefix = "offsets/courtyard.state") {
   KeyValues out;
   for (auto& kv : store.view().scan("", "", 1'000'000)) {
-    if (kv.first == Projector::kStoreFormatKey || kv.first.starts_with(skip_prefix)) continue;
+    if (kv.first == Projector::kStoreFormatKey || kv.first == kChangelogAppliedAtKey || kv.first.starts_with(skip_prefix)) continue;
     out.push_back(std::move(kv));
   }
   return out;

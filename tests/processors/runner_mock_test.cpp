@@ -15,6 +15,7 @@
 #include "events.h"
 #include "stores.h"
 #include "processors/record.h"
+#include "processors/changelog.h"
 #include "processors/runner.h"
 #include "temp_dir.h"
 
@@ -234,6 +235,26 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     }
     INFO(why);
     CHECK(why.find("folded by a hub alone") != std::string::npos);
+  }
+
+  TEST_CASE("a cluster hub away from the changelog longer than it keeps removals restores its store whole") {
+    MockCluster kafka;
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    // A week and a day since it last applied the changelog; a record whose removal it missed.
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+    REQUIRE(store->write({{"meta/cluster", "1"},
+                          {kChangelogAppliedAtKey, std::to_string(now - 8 * 24 * 3600 * 1000LL)},
+                          {Projector::device_key("removed-long-ago"), "{}"}},
+                         {{{"courtyard.events.v1", 0}, 5}}));
+    kafka.produce(statuses("d-1", 1, 20));
+    auto config = runner_config(kafka, "away");
+    config.changelog = true;
+    Runner runner(config, *store);
+    CHECK(run_until(runner, 20).applied == 20);  // from the log's start: the changelog had nothing
+    CHECK_FALSE(store->view().get(Projector::device_key("removed-long-ago")).has_value());
+    CHECK(processors::record_json(*store->view().get(Projector::device_key("d-1")))["events"] == 20);
   }
 
   TEST_CASE("a store folded from three partitions refuses an events topic that now has six, and folds nothing") {

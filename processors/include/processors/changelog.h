@@ -29,6 +29,11 @@ namespace courtyard::processors {
 
 using TopicPartition = std::pair<std::string, std::int32_t>;
 
+// When the store last applied the changelog (wall-clock ms): a store away from it for longer than
+// the changelog keeps removals (kChangelogKeepsRemovals) has missed some, and is restored whole.
+inline constexpr const char* kChangelogAppliedAtKey = "meta/changelog_applied_at";
+inline constexpr std::chrono::hours kChangelogKeepsRemovals{24 * 7};  // the topics' delete.retention.ms
+
 // The changelog topic of a source topic (events or dead letters); empty for any other.
 std::string changelog_topic(const KafkaConfig& kafka, const std::string& source_topic);
 
@@ -53,8 +58,11 @@ class ChangelogWriter {
 
  private:
   ChangelogWriter() = default;
+  std::expected<void, std::string> start();  // a producer, its transactions initialised
+  static rd_kafka_error_t* until_done(const std::function<rd_kafka_error_t*()>& step);
   KafkaConfig kafka_;
-  KafkaPtr producer_;
+  std::string transactional_id_;
+  KafkaPtr producer_;  // null after a failure it cannot go on from: made anew by the next write
   std::chrono::milliseconds timeout_{5000};
 };
 
@@ -84,6 +92,7 @@ class ChangelogApplier {
   std::uint64_t batches_applied() const;
 
  private:
+  void run_applying(std::stop_token stop);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
