@@ -10,6 +10,7 @@
 
 #include "common/handles.h"
 #include "events.h"
+#include "mock_kafka.h"
 #include "processors/changelog.h"
 #include "processors/record.h"
 #include "stores.h"
@@ -20,23 +21,16 @@ using namespace courtyard::processors;
 
 namespace {
 
-struct MockCluster {
-  KafkaPtr handle;
-  rd_kafka_mock_cluster_t* cluster = nullptr;
-  KafkaConfig kafka;
-  MockCluster() {
-    auto p = make_producer(KafkaConfig{.bootstrap_servers = "unused:1"}, {{"test.mock.num.brokers", "1"}});
-    REQUIRE(p);
-    handle = std::move(*p);
-    cluster = rd_kafka_handle_mock_cluster(handle.get());
-    REQUIRE(cluster);
-    kafka.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(cluster);
-    for (const auto* topic : {"courtyard.events.v1", "courtyard.deadletter.v1", "courtyard.state.v1",
-                              "courtyard.state.deadletter.v1"}) {
-      rd_kafka_mock_topic_create(cluster, topic, 3, 1);
-    }
-  }
-};
+// An owner's projector config: every batch through `writer` to the changelog first.
+ProjectorConfig writing_through(ChangelogWriter& writer) {
+  ProjectorConfig config;
+  config.before_write = [&writer](const std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
+    auto ok = writer.write(writes, nullptr);
+    if (!ok) return std::unexpected(ok.error().message);
+    return {};
+  };
+  return config;
+}
 
 schemas::Event event_in(const std::string& community, const std::string& device, std::uint64_t seq) {
   auto e = test::status_event(device, seq);
@@ -70,23 +64,18 @@ KeyValues records(const Store& store, const std::string& skip_prefix = "offsets/
 
 TEST_SUITE("changelog (librdkafka mock cluster)") {
   TEST_CASE("what an owner writes through the changelog, another store applies: record for record, offsets included") {
-    MockCluster kafka;
+    test::MockKafka mock;
+    const auto kafka = mock.config();
     test::TempDir owner_dir, replica_dir;
     auto owner_store = test::open_store(owner_dir), replica_store = test::open_store(replica_dir);
-    auto writer = ChangelogWriter::open(kafka.kafka, "courtyard-hub-state-test-0");
+    auto writer = ChangelogWriter::open(kafka, "courtyard-hub-state-test-0");
     REQUIRE(writer);
-    ProjectorConfig config;
-    config.before_write = [&](const std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
-      auto ok = (*writer)->write(writes, nullptr);
-      if (!ok) return std::unexpected(ok.error().message);
-      return {};
-    };
-    Projector owner(*owner_store, config);
+    Projector owner(*owner_store, writing_through(**writer));
     REQUIRE(owner.apply(two_communities(1, 5)));
     REQUIRE(owner.apply(two_communities(6, 5)));
 
     std::atomic<int> applied_changes{0};
-    ChangelogApplier replica({kafka.kafka, {"courtyard.events.v1", "courtyard.deadletter.v1"},
+    ChangelogApplier replica({kafka, {"courtyard.events.v1", "courtyard.deadletter.v1"},
                               [&](KeyValues changes) { applied_changes += static_cast<int>(changes.size()); }},
                              *replica_store);
     std::jthread thread([&](std::stop_token stop) { replica.run(stop); });
@@ -99,20 +88,15 @@ TEST_SUITE("changelog (librdkafka mock cluster)") {
   }
 
   TEST_CASE("an owned partition's records are skipped: its owner writes them to the store itself") {
-    MockCluster kafka;
+    test::MockKafka mock;
+    const auto kafka = mock.config();
     test::TempDir owner_dir, replica_dir;
     auto owner_store = test::open_store(owner_dir), replica_store = test::open_store(replica_dir);
-    auto writer = ChangelogWriter::open(kafka.kafka, "courtyard-hub-state-test-0");
+    auto writer = ChangelogWriter::open(kafka, "courtyard-hub-state-test-0");
     REQUIRE(writer);
-    ProjectorConfig config;
-    config.before_write = [&](const std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
-      auto ok = (*writer)->write(writes, nullptr);
-      if (!ok) return std::unexpected(ok.error().message);
-      return {};
-    };
-    Projector owner(*owner_store, config);
+    Projector owner(*owner_store, writing_through(**writer));
     REQUIRE(owner.apply(two_communities(1, 5)));
-    ChangelogApplier replica({kafka.kafka, {"courtyard.events.v1", "courtyard.deadletter.v1"}, {}}, *replica_store);
+    ChangelogApplier replica({kafka, {"courtyard.events.v1", "courtyard.deadletter.v1"}, {}}, *replica_store);
     replica.own({"courtyard.events.v1", 0});
     std::jthread thread([&](std::stop_token stop) { replica.run(stop); });
     for (std::int32_t p : {0, 1}) REQUIRE(replica.catch_up({"courtyard.events.v1", p}, std::chrono::seconds(20)));

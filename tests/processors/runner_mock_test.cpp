@@ -15,6 +15,7 @@
 #include "events.h"
 #include "stores.h"
 #include "processors/record.h"
+#include "mock_kafka.h"
 #include "processors/changelog.h"
 #include "processors/runner.h"
 #include "temp_dir.h"
@@ -24,23 +25,9 @@ using namespace courtyard::processors;
 
 namespace {
 
-struct MockCluster {
-  KafkaPtr handle;
-  rd_kafka_mock_cluster_t* cluster = nullptr;
-  std::string bootstrap;
-  explicit MockCluster(int events_partitions = 3) {
-    auto p = make_producer(KafkaConfig{.bootstrap_servers = "unused:1"}, {{"test.mock.num.brokers", "1"}});
-    REQUIRE(p);
-    handle = std::move(*p);
-    cluster = rd_kafka_handle_mock_cluster(handle.get());
-    REQUIRE(cluster);
-    bootstrap = rd_kafka_mock_cluster_bootstraps(cluster);
-    rd_kafka_mock_topic_create(cluster, "courtyard.events.v1", events_partitions, 1);
-    rd_kafka_mock_topic_create(cluster, "courtyard.deadletter.v1", 3, 1);
-    rd_kafka_mock_topic_create(cluster, "courtyard.state.v1", events_partitions, 1);
-    rd_kafka_mock_topic_create(cluster, "courtyard.state.deadletter.v1", 3, 1);
-  }
-  KafkaConfig config() const { return KafkaConfig{.bootstrap_servers = bootstrap}; }
+// The mock cluster, and ways to put messages in it.
+struct MockCluster : test::MockKafka {
+  using MockKafka::MockKafka;
   void produce(const std::vector<schemas::Event>& events) {
     auto p = make_producer(config(), {{"acks", "all"}});
     REQUIRE(p);
