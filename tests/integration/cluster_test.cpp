@@ -99,7 +99,9 @@ TEST_SUITE("integration: hubs sharing the partitions") {
     // The devices send again (a new boot), all of it after the kill: what lands in the dead hub's
     // partitions waits for the group to give them to the survivors, which restore them from the
     // changelog (they hold them already) and fold on.
-    devices::Simulator again(sim);
+    auto after = sim;
+    after.anomalies = {"sos"};  // a wearer presses SOS while the group has not yet moved the dead hub's partitions
+    devices::Simulator again(after);
     REQUIRE(again.provision());
     auto second = again.run(std::stop_token{});
     REQUIRE_MESSAGE(second, (second ? "" : second.error()));
@@ -121,6 +123,20 @@ TEST_SUITE("integration: hubs sharing the partitions") {
       CHECK(p["events"].get<std::uint64_t>() == expected.at(device));
     }
     CHECK(reads(stack, b) == reads(stack, a));
+    // The SOS is raised once: one alert, on every hub, for the wearer who pressed it.
+    REQUIRE(second->injected.size() == 1);
+    const std::string wearer = second->injected[0].substr(std::string("sos: ").size());
+    for (std::size_t hub : {a, b}) {
+      CAPTURE(hub);
+      std::vector<std::string> sos;
+      for (const auto& c : stack.communities()) {
+        auto alerts = stack.get(hub, "/api/v1/alerts?limit=1000&rule=sos&community=" + c);
+        REQUIRE(alerts);
+        for (const auto& alert : (*alerts)["items"]) sos.push_back(alert["id"].get<std::string>());
+      }
+      REQUIRE(sos.size() == 1);
+      CHECK(sos[0].find(":sos:" + wearer + ":") != std::string::npos);
+    }
 
     // Restarted, the killed hub catches up from the changelog, takes partitions back, and
     // answers the same as the others; nothing is counted twice on the way.
