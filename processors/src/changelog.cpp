@@ -238,6 +238,10 @@ struct ChangelogApplier::Impl {
     auto source_topic = changelog_of.find(changelog.first);
     if (source_topic == changelog_of.end()) return;
     const TopicPartition source{source_topic->second, m.partition};
+    if (!m.key || m.key_len == 0) {  // no store record has an empty key: nothing to apply
+      spdlog::warn("changelog: {} [{}]@{} has no key; skipped", changelog.first, changelog.second, m.offset);
+      return;
+    }
     std::string key(static_cast<const char*>(m.key), m.key_len);
     auto& batch = pending[changelog];
     if (!key.starts_with(kOffsetPrefix)) {

@@ -1,6 +1,7 @@
 #include "processors/runner.h"
 
 #include <algorithm>
+#include <charconv>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -229,7 +230,9 @@ struct Runner::Impl {
     auto view = store.view();
     std::int32_t pinned = 0;
     if (auto held = view.get(key)) {
-      pinned = std::stoi(*held);
+      if (std::from_chars(held->data(), held->data() + held->size(), pinned).ec != std::errc() || pinned <= 0) {
+        throw std::runtime_error("the store's " + key + " is no partition count: " + *held);
+      }
     } else {
       for (const auto& [tp, next] : view.offsets()) {
         if (tp.first == topic) pinned = std::max(pinned, tp.second + 1);  // a store from before the record
@@ -638,7 +641,9 @@ void Runner::run(std::stop_token stop) {
     if (auto at = view.get(kChangelogAppliedAtKey)) {
       const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch()).count();
-      const auto away = std::chrono::milliseconds(now - std::stoll(*at));
+      std::int64_t applied_at = 0;  // unreadable: as if long ago, so the store is restored whole
+      std::from_chars(at->data(), at->data() + at->size(), applied_at);
+      const auto away = std::chrono::milliseconds(now - applied_at);
       if (away > kChangelogKeepsRemovals - std::chrono::hours(24)) {
         spdlog::warn("runner: the store last applied the changelog {} h ago, longer than the changelog keeps "
                      "removals: restoring it whole from the changelog",

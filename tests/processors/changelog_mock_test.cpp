@@ -3,6 +3,7 @@
 // the partitions on the real broker are exercised by tests/integration.)
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <thread>
 
 #include <librdkafka/rdkafka.h>
@@ -60,17 +61,42 @@ KeyValues records(const Store& store, const std::string& skip_prefix = "offsets/
   return out;
 }
 
+// An owner writing through the changelog into its store, and a replica's store.
+struct OwnerAndReplica {
+  test::MockKafka mock;
+  KafkaConfig kafka = mock.config();
+  test::TempDir owner_dir, replica_dir;
+  std::unique_ptr<Store> owner_store = test::open_store(owner_dir), replica_store = test::open_store(replica_dir);
+  std::unique_ptr<ChangelogWriter> writer = open_writer(kafka);
+  Projector owner{*owner_store, writing_through(*writer)};
+  static std::unique_ptr<ChangelogWriter> open_writer(const KafkaConfig& kafka) {
+    auto w = ChangelogWriter::open(kafka, "courtyard-hub-state-test-0");
+    REQUIRE_MESSAGE(w, (w ? "" : w.error()));
+    return std::move(*w);
+  }
+};
+
+// A record put on a changelog topic by hand (not through a writer): `format` set, an end record's header.
+void put_record(const KafkaConfig& kafka, std::int32_t partition, const char* key, const char* value,
+                const char* format = nullptr) {
+  auto p = make_producer(kafka, {{"acks", "all"}});
+  REQUIRE(p);
+  rd_kafka_headers_t* headers = rd_kafka_headers_new(1);
+  if (format) rd_kafka_header_add(headers, "format", -1, format, -1);
+  REQUIRE(rd_kafka_producev(p->get(), RD_KAFKA_V_TOPIC("courtyard.state.v1"), RD_KAFKA_V_PARTITION(partition),
+                            RD_KAFKA_V_KEY(key, key ? std::strlen(key) : 0),
+                            RD_KAFKA_V_VALUE(const_cast<char*>(value), value ? std::strlen(value) : 0),
+                            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  REQUIRE(rd_kafka_flush(p->get(), 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
 }  // namespace
 
 TEST_SUITE("changelog (librdkafka mock cluster)") {
   TEST_CASE("what an owner writes through the changelog, another store applies: record for record, offsets included") {
-    test::MockKafka mock;
-    const auto kafka = mock.config();
-    test::TempDir owner_dir, replica_dir;
-    auto owner_store = test::open_store(owner_dir), replica_store = test::open_store(replica_dir);
-    auto writer = ChangelogWriter::open(kafka, "courtyard-hub-state-test-0");
-    REQUIRE(writer);
-    Projector owner(*owner_store, writing_through(**writer));
+    OwnerAndReplica f;
+    auto& [mock, kafka, owner_dir, replica_dir, owner_store, replica_store, writer, owner] = f;
     REQUIRE(owner.apply(two_communities(1, 5)));
     REQUIRE(owner.apply(two_communities(6, 5)));
 
@@ -88,13 +114,8 @@ TEST_SUITE("changelog (librdkafka mock cluster)") {
   }
 
   TEST_CASE("an owned partition's records are skipped: its owner writes them to the store itself") {
-    test::MockKafka mock;
-    const auto kafka = mock.config();
-    test::TempDir owner_dir, replica_dir;
-    auto owner_store = test::open_store(owner_dir), replica_store = test::open_store(replica_dir);
-    auto writer = ChangelogWriter::open(kafka, "courtyard-hub-state-test-0");
-    REQUIRE(writer);
-    Projector owner(*owner_store, writing_through(**writer));
+    OwnerAndReplica f;
+    auto& [mock, kafka, owner_dir, replica_dir, owner_store, replica_store, writer, owner] = f;
     REQUIRE(owner.apply(two_communities(1, 5)));
     ChangelogApplier replica({kafka, {"courtyard.events.v1", "courtyard.deadletter.v1"}, {}}, *replica_store);
     replica.own({"courtyard.events.v1", 0});
@@ -104,5 +125,38 @@ TEST_SUITE("changelog (librdkafka mock cluster)") {
     CHECK(replica_store->view().get(Projector::device_key("b")).has_value());
     CHECK_FALSE(replica_store->view().offsets().contains({"courtyard.events.v1", 0}));
     CHECK(replica_store->view().offsets().at({"courtyard.events.v1", 1}) == 6);
+  }
+
+  TEST_CASE("hostile changelog records: one with no key is skipped, an end that is no number moves no source offset, "
+            "and a batch of another store format stops the applier with the reason") {
+    test::MockKafka mock;
+    const auto kafka = mock.config();
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    put_record(kafka, 0, nullptr, "no key at all");
+    put_record(kafka, 0, "devices/first", "{}");
+    put_record(kafka, 0, "offsets/courtyard.events.v1/0", "\xff not a number", "4");
+    put_record(kafka, 0, "devices/second", "{}");
+    put_record(kafka, 0, "offsets/courtyard.events.v1/0", "7", "4");
+    ChangelogApplier replica({kafka, {"courtyard.events.v1", "courtyard.deadletter.v1"}, {}}, *store);
+    std::string stopped_because;
+    std::jthread thread([&](std::stop_token stop) {
+      try {
+        replica.run(stop);
+      } catch (const std::exception& e) {
+        stopped_because = e.what();
+      }
+    });
+    REQUIRE(replica.catch_up({"courtyard.events.v1", 0}, std::chrono::seconds(20)));
+    CHECK(store->view().get("devices/first").has_value());
+    CHECK(store->view().get("devices/second").has_value());
+    CHECK(store->view().offsets().at({"courtyard.events.v1", 0}) == 7);  // the garbled end moved nothing
+
+    put_record(kafka, 1, "devices/from-the-future", "{}");
+    put_record(kafka, 1, "offsets/courtyard.events.v1/1", "3", "99");
+    CHECK_FALSE(replica.catch_up({"courtyard.events.v1", 1}, std::chrono::seconds(20)));
+    thread.join();
+    CHECK(stopped_because.find("store format 99") != std::string::npos);
+    CHECK_FALSE(store->view().get("devices/from-the-future").has_value());
   }
 }
