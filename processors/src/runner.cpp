@@ -296,6 +296,70 @@ struct Runner::Impl {
     });
   }
 
+  // Sharing the partitions, before anything is folded: the store may join (it was folded through
+  // the changelog, recently enough), the changelog topics fit their sources, and each lane has its
+  // changelog writer.
+  void start_cluster() {
+    // A store folded by a hub alone holds state its changelog never had: another hub restoring
+    // from the changelog would get only what changed since. A cluster starts from empty stores.
+    auto view = store.view();
+    if (!view.get(kClusterKey)) {
+      for (const auto& [tp, _] : view.offsets()) {
+        if (tp.first == topics.events || tp.first == topics.deadletter) {
+          throw std::runtime_error("this store was folded by a hub alone, without the changelog: a hub sharing the "
+                                   "partitions starts on an empty store (docs/operations.md, \"Several hubs\")");
+        }
+      }
+      if (auto ok = store.write({{kClusterKey, "1"}}, {}); !ok) throw std::runtime_error(ok.error());
+    }
+    // Away from the changelog longer than it keeps removals: some were missed, and records they
+    // removed would stay here. The store is restored whole from the changelog instead.
+    if (auto at = view.get(kChangelogAppliedAtKey)) {
+      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
+      std::int64_t applied_at = 0;  // unreadable: as if long ago, so the store is restored whole
+      std::from_chars(at->data(), at->data() + at->size(), applied_at);
+      const auto away = std::chrono::milliseconds(now - applied_at);
+      if (away > kChangelogKeepsRemovals - std::chrono::hours(24)) {
+        spdlog::warn("runner: the store last applied the changelog {} h ago, longer than the changelog keeps "
+                     "removals: restoring it whole from the changelog",
+                     std::chrono::duration_cast<std::chrono::hours>(away).count());
+        if (auto ok = store.clear(); !ok) throw std::runtime_error(ok.error());
+        if (auto ok = store.write({{Projector::kStoreFormatKey, std::to_string(Projector::kStoreFormat)}, {kClusterKey, "1"}}, {});
+            !ok) {
+          throw std::runtime_error(ok.error());
+        }
+        events_partitions = 0;
+        pin_events_partitions(std::chrono::seconds(30));
+        {
+          std::lock_guard lock(mu);
+          stored.clear();
+        }
+        for (auto& lane : lanes) lane->reload = true;
+      }
+    }
+    // Each changelog has a partition for each of its source's.
+    for (const auto& [source, state] : {std::pair{topics.events, config.kafka.state_topic},
+                                        std::pair{topics.deadletter, config.kafka.state_deadletter_topic}}) {
+      auto sources = partition_count(consumer.get(), source, std::chrono::seconds(30));
+      auto states = partition_count(consumer.get(), state, std::chrono::seconds(30));
+      if (!sources || !states) throw std::runtime_error("runner: " + (sources ? states.error() : sources.error()));
+      if (*states == 0) throw std::runtime_error("the changelog topic " + state + " does not exist (courtyard kafka setup makes it)");
+      if (*sources != 0 && *states != *sources) {
+        throw std::runtime_error(fmt::format("the changelog topic {} has {} partitions and {} has {}: they must be equal",
+                                             state, *states, source, *sources));
+      }
+    }
+    // Each lane's transactions fence whichever earlier process had its id (a previous run).
+    for (std::size_t i = 0; i < lanes.size(); ++i) {
+      // courtyard-state-*: the hub's transactional ids (docs/security.md).
+      auto writer = ChangelogWriter::open(config.kafka, fmt::format("courtyard-state-{}-{}-{}", config.group_id,
+                                                                       config.instance_id, i));
+      if (!writer) throw std::runtime_error(writer.error());
+      lanes[i]->writer = std::move(*writer);
+    }
+  }
+
   // Waits until every batch handed to a lane is folded (or its lane gave up, or run() stops).
   void drain() {
     std::unique_lock lock(mu);
@@ -624,64 +688,7 @@ void Runner::run(std::stop_token stop) {
   m.pin_events_partitions(std::chrono::seconds(30));  // or later, once the topic exists
   std::jthread applier_thread;
   if (m.config.changelog) {
-    // A store folded by a hub alone holds state its changelog never had: another hub restoring
-    // from the changelog would get only what changed since. A cluster starts from empty stores.
-    auto view = m.store.view();
-    if (!view.get(kClusterKey)) {
-      for (const auto& [tp, _] : view.offsets()) {
-        if (tp.first == m.topics.events || tp.first == m.topics.deadletter) {
-          throw std::runtime_error("this store was folded by a hub alone, without the changelog: a hub sharing the "
-                                   "partitions starts on an empty store (docs/operations.md, \"Several hubs\")");
-        }
-      }
-      if (auto ok = m.store.write({{kClusterKey, "1"}}, {}); !ok) throw std::runtime_error(ok.error());
-    }
-    // Away from the changelog longer than it keeps removals: some were missed, and records they
-    // removed would stay here. The store is restored whole from the changelog instead.
-    if (auto at = view.get(kChangelogAppliedAtKey)) {
-      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count();
-      std::int64_t applied_at = 0;  // unreadable: as if long ago, so the store is restored whole
-      std::from_chars(at->data(), at->data() + at->size(), applied_at);
-      const auto away = std::chrono::milliseconds(now - applied_at);
-      if (away > kChangelogKeepsRemovals - std::chrono::hours(24)) {
-        spdlog::warn("runner: the store last applied the changelog {} h ago, longer than the changelog keeps "
-                     "removals: restoring it whole from the changelog",
-                     std::chrono::duration_cast<std::chrono::hours>(away).count());
-        if (auto ok = m.store.clear(); !ok) throw std::runtime_error(ok.error());
-        if (auto ok = m.store.write({{Projector::kStoreFormatKey, std::to_string(Projector::kStoreFormat)}, {kClusterKey, "1"}}, {});
-            !ok) {
-          throw std::runtime_error(ok.error());
-        }
-        m.events_partitions = 0;
-        m.pin_events_partitions(std::chrono::seconds(30));
-        {
-          std::lock_guard lock(m.mu);
-          m.stored.clear();
-        }
-        for (auto& lane : m.lanes) lane->reload = true;
-      }
-    }
-    // Each changelog has a partition for each of its source's.
-    for (const auto& [source, state] : {std::pair{m.topics.events, m.config.kafka.state_topic},
-                                        std::pair{m.topics.deadletter, m.config.kafka.state_deadletter_topic}}) {
-      auto sources = partition_count(m.consumer.get(), source, std::chrono::seconds(30));
-      auto states = partition_count(m.consumer.get(), state, std::chrono::seconds(30));
-      if (!sources || !states) throw std::runtime_error("runner: " + (sources ? states.error() : sources.error()));
-      if (*states == 0) throw std::runtime_error("the changelog topic " + state + " does not exist (courtyard kafka setup makes it)");
-      if (*sources != 0 && *states != *sources) {
-        throw std::runtime_error(fmt::format("the changelog topic {} has {} partitions and {} has {}: they must be equal",
-                                             state, *states, source, *sources));
-      }
-    }
-    // Each lane's transactions fence whichever earlier process had its id (a previous run).
-    for (std::size_t i = 0; i < m.lanes.size(); ++i) {
-      // courtyard-state-*: the hub's transactional ids (docs/security.md).
-      auto writer = ChangelogWriter::open(m.config.kafka, fmt::format("courtyard-state-{}-{}-{}", m.config.group_id,
-                                                                       m.config.instance_id, i));
-      if (!writer) throw std::runtime_error(writer.error());
-      m.lanes[i]->writer = std::move(*writer);
-    }
+    m.start_cluster();
     applier_thread = std::jthread([&m](std::stop_token stop) {
       try {
         m.applier->run(stop);
