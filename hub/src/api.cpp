@@ -211,9 +211,15 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
       if (stats.store_error.find("No space left") != std::string::npos) status += " (no space left on device)";
     }
     std::int64_t lag = 0;
-    for (const auto& [_, f] : sources_.freshness()) lag += f.lag();
+    json folding = json::object();  // which partitions this hub folds (several hubs share them)
+    const auto freshness = sources_.freshness();
+    for (const auto& [tp, f] : freshness) {
+      lag += f.lag();
+      folding[tp.first].push_back(tp.second);
+    }
     return json_response(ok ? 200 : 503, json{{"status", status},
-                                              {"assigned_partitions", sources_.freshness().size()},
+                                              {"assigned_partitions", freshness.size()},
+                                              {"folding", std::move(folding)},
                                               {"lag_total", lag}});
   }
   if (!path.starts_with("/api/") && path != "/metrics") {

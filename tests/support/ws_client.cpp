@@ -16,6 +16,10 @@ struct WsClient::Impl {
   websocket::stream<beast::tcp_stream> ws{io};
   beast::flat_buffer buffer;
   websocket::response_type handshake;
+  // A read outlives a receive() that timed out: the next receive() waits on it (cancelling a
+  // WebSocket read would end the connection).
+  bool reading = false, done = false;
+  beast::error_code ec;
 };
 
 WsClient::WsClient() : impl_(std::make_unique<Impl>()) {}
@@ -50,32 +54,40 @@ void WsClient::send(const std::string& text) {
 }
 
 std::optional<std::string> WsClient::receive(std::chrono::milliseconds timeout) {
-  beast::error_code ec;
-  bool done = false;
-  impl_->buffer.consume(impl_->buffer.size());
-  impl_->ws.async_read(impl_->buffer, [&](beast::error_code e, std::size_t) {
-    ec = e;
-    done = true;
-  });
-  impl_->io.restart();
-  impl_->io.run_for(timeout);
-  if (!done) {
-    // Timed out: cancel the read and let it finish before returning.
-    beast::get_lowest_layer(impl_->ws).cancel();
-    impl_->io.restart();
-    impl_->io.run();
+  auto& m = *impl_;
+  if (closed_) return std::nullopt;
+  if (!m.reading) {
+    m.buffer.consume(m.buffer.size());
+    m.reading = true;
+    m.done = false;
+    m.ws.async_read(m.buffer, [&m](beast::error_code e, std::size_t) {
+      m.ec = e;
+      m.done = true;
+    });
+  }
+  m.io.restart();
+  m.io.run_for(timeout);
+  if (!m.done) return std::nullopt;  // still reading: the next receive() goes on waiting
+  m.reading = false;
+  if (m.ec) {
+    closed_ = true;
+    close_reason_ = std::string(m.ws.reason().reason.data(), m.ws.reason().reason.size());
     return std::nullopt;
   }
-  if (ec) {
-    close_reason_ = std::string(impl_->ws.reason().reason.data(), impl_->ws.reason().reason.size());
-    return std::nullopt;
-  }
-  return beast::buffers_to_string(impl_->buffer.data());
+  return beast::buffers_to_string(m.buffer.data());
 }
 
 void WsClient::close() {
+  auto& m = *impl_;
+  if (m.reading) {  // a close reads too: the pending read ends first (and the connection with it)
+    beast::get_lowest_layer(m.ws).cancel();
+    m.io.restart();
+    m.io.run();
+    m.reading = false;
+    return;
+  }
   beast::error_code ec;
-  impl_->ws.close(websocket::close_code::normal, ec);
+  m.ws.close(websocket::close_code::normal, ec);
 }
 
 }  // namespace courtyard::test

@@ -20,12 +20,15 @@ class WsClient {
   std::optional<std::string> receive(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   void close();
   const std::string& close_reason() const { return close_reason_; }
+  // Whether a receive() found the connection closed (by the server, or broken).
+  bool closed() const { return closed_; }
 
  private:
   WsClient();
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string close_reason_;
+  bool closed_ = false;
 };
 
 }  // namespace courtyard::test
