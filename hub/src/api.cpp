@@ -217,10 +217,20 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
       lag += f.lag();
       folding[tp.first].push_back(tp.second);
     }
-    return json_response(ok ? 200 : 503, json{{"status", status},
-                                              {"assigned_partitions", freshness.size()},
-                                              {"folding", std::move(folding)},
-                                              {"lag_total", lag}});
+    json out{{"status", status}, {"assigned_partitions", freshness.size()}, {"folding", std::move(folding)}, {"lag_total", lag}};
+    if (auto progress = sources_.changelog_progress ? sources_.changelog_progress() : std::nullopt) {
+      // Until the store holds every partition, a hub serving reads would answer with a part.
+      if (ok && !progress->restored && sources_.serves_reads) {
+        ok = false;
+        out["status"] = "restoring from the changelog";
+      }
+      out["changelog_lag"] = progress->lag;
+    }
+    return json_response(ok ? 200 : 503, out);
+  }
+  if (!sources_.serves_reads && path != "/metrics") {
+    route_name = "not_served";
+    return error(404, "not_found", "this hub folds and serves no API (hub.role = processors): ask a hub of role api or all");
   }
   if (!path.starts_with("/api/") && path != "/metrics") {
     route_name = "static";

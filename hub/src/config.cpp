@@ -154,6 +154,8 @@ std::vector<Binding> bindings(Config& c) {
       setting("hub.max_batch", c.hub.max_batch),
       setting("hub.fold_lanes", c.hub.fold_lanes),
       setting("hub.cluster", c.hub.cluster),
+      setting("hub.role", c.hub.role),
+      setting("hub.standby", c.hub.standby),
       setting("hub.restore_timeout_ms", c.hub.restore_timeout_ms),
       setting("hub.session_timeout_ms", c.hub.session_timeout_ms),
       setting("simulate.communities", c.simulate.communities),
@@ -226,6 +228,14 @@ Config load_config(const std::optional<std::string>& path, const Environment& en
   // that start with "courtyard-"), so no device can take over ingest's session.
   if (!config.ingest.client_id.starts_with("courtyard-")) {
     bad("ingest.client_id", "must start with \"courtyard-\" (ids reserved from devices), not \"" + config.ingest.client_id + "\"");
+  }
+  const auto& hub = config.hub;
+  if (hub.role != "all" && hub.role != "processors" && hub.role != "api") {
+    bad("hub.role", "must be all, processors or api, not \"" + hub.role + "\"");
+  }
+  if (hub.role != "all" && !hub.cluster) bad("hub.role", hub.role + " is a part of a cluster: it needs hub.cluster = true");
+  if (!hub.standby && hub.role != "processors") {
+    bad("hub.standby", "false is for hub.role = processors: a hub serving the API holds every partition");
   }
   return config;
 }

@@ -54,6 +54,9 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   runner_config.max_batch = static_cast<std::size_t>(config.hub.max_batch);
   runner_config.fold_lanes = static_cast<std::size_t>(std::max<std::int64_t>(0, config.hub.fold_lanes));
   runner_config.changelog = config.hub.cluster;
+  runner_config.fold = config.hub.role != "api";
+  runner_config.standby = config.hub.standby;
+  const bool serves_reads = config.hub.role != "processors";
   runner_config.session_timeout = std::chrono::milliseconds(std::max<std::int64_t>(1000, config.hub.session_timeout_ms));
   runner_config.restore_timeout = std::chrono::milliseconds(std::max<std::int64_t>(1000, config.hub.restore_timeout_ms));
   HttpServer* server_ptr = nullptr;  // set before the runner starts; the server outlives it
@@ -83,6 +86,8 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
                      append_for_api,
                      &runner.batch_seconds()};
   sources.tokens = &tokens;
+  sources.serves_reads = serves_reads;
+  if (config.hub.cluster) sources.changelog_progress = [&] { return runner.changelog_progress(); };
   sources.web_root = config.http.web_root;
   sources.more_metrics = [&] { return subscriptions.render_metrics(); };
   // One provisioning at a time: two requests for one new id never race each other.
@@ -151,7 +156,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   // The vision processor: its own consumer group, `vision.workers` snapshots at a time.
   std::unique_ptr<processors::SnapshotImages> images;
   std::unique_ptr<processors::VisionWorker> vision;
-  if (config.vision.enabled) {
+  if (config.vision.enabled && runner_config.fold) {  // analysing snapshots is processing: not an api hub's
     const std::string dir = config.var_path("hub/snapshots").string();
     std::filesystem::create_directories(dir);
     auto opened = processors::SnapshotImages::open(dir);
@@ -208,7 +213,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   }
   Api api(std::move(sources), metrics);
   // Bind before any thread starts: a taken port must stop start-up, not leave a hub without an API.
-  HttpServer server(config.http.host, config.http.port, api, &subscriptions, server_limits);
+  HttpServer server(config.http.host, config.http.port, api, serves_reads ? &subscriptions : nullptr, server_limits);
   server_ptr = &server;
   metrics_server = &server;
 

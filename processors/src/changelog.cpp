@@ -206,6 +206,80 @@ struct ChangelogApplier::Impl {
   std::map<TopicPartition, std::int64_t> applied;  // changelog partition -> the store holds all before it
   bool started = false, stopped = false;
   std::uint64_t batches = 0;
+  // Without standbys: the changelog partitions being restored, for the applier thread to read.
+  std::set<TopicPartition> wanted;
+  bool wanted_changed = false;
+  std::map<TopicPartition, std::int64_t> start_ends;  // where each changelog ended at start (restored: all reached)
+  Progress progress;
+
+  // Applier thread: the changelog partitions read now.
+  std::set<TopicPartition> reading;
+  std::chrono::steady_clock::time_point progress_at;
+
+  // Without standbys: reads what catch_up() wants and stops reading what it no longer does.
+  void follow_wanted() {
+    std::set<TopicPartition> want;
+    {
+      std::lock_guard lock(mu);
+      if (!wanted_changed) return;
+      wanted_changed = false;
+      want = wanted;
+    }
+    const auto stored = store.view().offsets();
+    KafkaPartitionsPtr add(rd_kafka_topic_partition_list_new(4)), drop(rd_kafka_topic_partition_list_new(4));
+    for (const auto& tp : want) {
+      if (reading.contains(tp)) continue;
+      auto it = stored.find(tp);
+      rd_kafka_topic_partition_list_add(add.get(), tp.first.c_str(), tp.second)->offset =
+          it == stored.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
+    }
+    for (const auto& tp : reading) {
+      if (!want.contains(tp)) rd_kafka_topic_partition_list_add(drop.get(), tp.first.c_str(), tp.second);
+    }
+    if (drop->cnt > 0) {
+      if (auto* error = rd_kafka_incremental_unassign(consumer.get(), drop.get())) {
+        const std::string why = rd_kafka_error_string(error);
+        rd_kafka_error_destroy(error);
+        throw std::runtime_error("changelog unassign: " + why);
+      }
+      for (int i = 0; i < drop->cnt; ++i) {
+        reading.erase({drop->elems[i].topic, drop->elems[i].partition});
+        pending.erase({drop->elems[i].topic, drop->elems[i].partition});
+      }
+    }
+    if (add->cnt > 0) {
+      if (auto* error = rd_kafka_incremental_assign(consumer.get(), add.get())) {
+        const std::string why = rd_kafka_error_string(error);
+        rd_kafka_error_destroy(error);
+        throw std::runtime_error("changelog assign: " + why);
+      }
+      for (int i = 0; i < add->cnt; ++i) reading.insert({add->elems[i].topic, add->elems[i].partition});
+    }
+  }
+
+  // Restored yet, and how far behind: from the ends the consumer last saw.
+  void update_progress() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - progress_at < std::chrono::milliseconds(200)) return;
+    progress_at = now;
+    std::map<TopicPartition, std::int64_t> ends;
+    for (const auto& tp : reading) {
+      std::int64_t low = 0, high = -1;
+      rd_kafka_get_watermark_offsets(consumer.get(), tp.first.c_str(), tp.second, &low, &high);
+      ends[tp] = high;
+    }
+    std::lock_guard lock(mu);
+    Progress p{true, 0};
+    for (const auto& [tp, end] : start_ends) {
+      auto it = applied.find(tp);
+      if (end > 0 && (it == applied.end() || it->second < end)) p.restored = false;
+    }
+    for (const auto& [tp, end] : ends) {
+      auto it = applied.find(tp);
+      if (end >= 0) p.lag += std::max<std::int64_t>(0, end - (it == applied.end() ? 0 : it->second));
+    }
+    progress = p;
+  }
 
   bool is_owned(const TopicPartition& source) {
     std::lock_guard lock(mu);
@@ -378,6 +452,7 @@ void ChangelogApplier::run_applying(std::stop_token stop) {
     m.changed.notify_all();
   });
   auto consumer = make_consumer(m.config.kafka, {{"group.id", "courtyard-reader"},
+                                                 {"auto.offset.reset", "earliest"},
                                                  {"enable.auto.commit", "false"},
                                                  {"enable.auto.offset.store", "false"},
                                                  {"enable.partition.eof", "false"},
@@ -399,28 +474,40 @@ void ChangelogApplier::run_applying(std::stop_token stop) {
       spdlog::warn("changelog: waiting for topic {} ({})", topic, n ? "it does not exist" : n.error());
       std::this_thread::sleep_for(std::chrono::seconds(1));
     }
-    for (std::int32_t p = 0; p < count; ++p) {
+    for (std::int32_t p = 0; p < count && m.config.standby; ++p) {
       auto it = stored.find({topic, p});
       rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), p)->offset =
           it == stored.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
+      // Restored once each is applied up to where it ends now.
+      auto end = query_high_watermark(m.consumer.get(), topic, p, std::chrono::seconds(10));
+      if (!end) throw std::runtime_error("where " + topic + " [" + std::to_string(p) + "] ends: " + end.error());
+      std::lock_guard lock(m.mu);
+      m.start_ends[{topic, p}] = *end;
     }
   }
   if (stop.stop_requested()) return;
   if (auto err = rd_kafka_assign(m.consumer.get(), parts.get())) {
     throw std::runtime_error(std::string("changelog assign: ") + rd_kafka_err2str(err));
   }
+  for (int i = 0; i < parts->cnt; ++i) m.reading.insert({parts->elems[i].topic, parts->elems[i].partition});
   {
     std::lock_guard lock(m.mu);
     m.started = true;
     m.changed.notify_all();
   }
-  spdlog::info("changelog: applying {} partition(s) of {} topic(s)", parts->cnt, m.changelog_of.size());
+  if (m.config.standby) {
+    spdlog::info("changelog: applying {} partition(s) of {} topic(s)", parts->cnt, m.changelog_of.size());
+  } else {
+    spdlog::info("changelog: no standbys; a partition's changelog is read while it is restored");
+  }
   while (!stop.stop_requested()) {
+    m.follow_wanted();
     KafkaMessagePtr msg(rd_kafka_consumer_poll(m.consumer.get(), 100));
     if (msg && !msg->err) m.apply(*msg);
     else if (msg && msg->err) spdlog::warn("changelog: {}", rd_kafka_message_errstr(msg.get()));
     if (!msg || m.ready_full()) m.flush(stop);
     if (!msg) m.mark_positions();  // idle: up to the end, markers included
+    m.update_progress();
   }
   rd_kafka_consumer_close(m.consumer.get());
 }
@@ -428,11 +515,20 @@ void ChangelogApplier::run_applying(std::stop_token stop) {
 void ChangelogApplier::own(const TopicPartition& source) {
   std::lock_guard lock(impl_->mu);
   impl_->owned.insert(source);
+  // Without standbys, its changelog is read no more: its owner is this hub.
+  if (!impl_->config.standby && impl_->wanted.erase({changelog_topic(impl_->config.kafka, source.first), source.second})) {
+    impl_->wanted_changed = true;
+  }
 }
 
 void ChangelogApplier::disown(const TopicPartition& source) {
   std::lock_guard lock(impl_->mu);
   impl_->owned.erase(source);
+}
+
+ChangelogApplier::Progress ChangelogApplier::progress() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->progress;
 }
 
 std::uint64_t ChangelogApplier::batches_applied() const {
@@ -451,6 +547,10 @@ std::expected<void, std::string> ChangelogApplier::catch_up(const TopicPartition
     if (!m.changed.wait_until(lock, deadline, [&] { return m.started || m.stopped; }) || m.stopped) {
       return std::unexpected("the changelog applier is not running");
     }
+  }
+  if (!m.config.standby) {  // read from where the store stopped, for as long as this takes
+    std::lock_guard lock(m.mu);
+    if (m.wanted.insert(changelog).second) m.wanted_changed = true;
   }
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   auto end = query_high_watermark(m.consumer.get(), changelog.first, changelog.second, std::max(left, std::chrono::milliseconds(1)));

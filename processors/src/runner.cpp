@@ -60,7 +60,9 @@ struct Runner::Impl {
   Impl(RunnerConfig c, Store& s)
       : config(std::move(c)), store(s), topics{config.kafka.events_topic, config.kafka.deadletter_topic} {
     const auto cores = std::max(1u, std::thread::hardware_concurrency());
-    const std::size_t n = config.fold_lanes ? config.fold_lanes : std::max(1u, cores - 1);  // a core for I/O
+    if (!config.fold && !config.changelog) throw std::invalid_argument("a runner that folds nothing holds the changelog");
+    std::size_t n = config.fold_lanes ? config.fold_lanes : std::max(1u, cores - 1);  // a core for I/O
+    if (!config.fold) n = 0;
     for (std::size_t i = 0; i < n; ++i) {
       auto lane = std::make_unique<Lane>();
       ProjectorConfig pc{topics, config.rules, config.context};
@@ -101,7 +103,8 @@ struct Runner::Impl {
           ChangelogApplier::Config{config.kafka, {topics.events, topics.deadletter}, [this](KeyValues changes) {
                                      const auto seq = committed.fetch_add(1) + 1;
                                      if (config.on_commit) config.on_commit(seq, std::move(changes));
-                                   }},
+                                   },
+                                   config.standby || !config.fold},
           store);
     }
     stored = store.view().offsets();
@@ -545,6 +548,7 @@ struct Runner::Impl {
   // Whether this hub sends an outbox entry: sharing the partitions, only its own partitions' (a
   // new owner sends what the changelog still holds); alone, every one.
   bool sends(const std::string& raw) const {
+    if (!config.fold) return false;  // folding nothing, it raises nothing
     if (!config.changelog) return true;
     auto entry = outbox_entry(raw);
     return !entry || entry->partition < 0 || owned_events.contains(entry->partition);
@@ -705,10 +709,13 @@ void Runner::run(std::stop_token stop) {
   KafkaPartitionsPtr topics(rd_kafka_topic_partition_list_new(2));
   rd_kafka_topic_partition_list_add(topics.get(), m.config.kafka.events_topic.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_topic_partition_list_add(topics.get(), m.config.kafka.deadletter_topic.c_str(), RD_KAFKA_PARTITION_UA);
-  if (auto err = rd_kafka_subscribe(m.consumer.get(), topics.get())) {
+  if (!m.config.fold) {
+    spdlog::info("runner: folding nothing (hub.role = api): every partition comes from the changelog");
+  } else if (auto err = rd_kafka_subscribe(m.consumer.get(), topics.get())) {
     throw std::runtime_error(std::string("runner subscribe: ") + rd_kafka_err2str(err));
+  } else {
+    spdlog::info("runner: folding on {} lane(s)", m.lanes.size());
   }
-  spdlog::info("runner: folding on {} lane(s)", m.lanes.size());
   std::stop_source lanes_stop;
   // However run() leaves, the lanes stop and are joined before the consumer goes.
   struct StopLanes {
@@ -777,6 +784,11 @@ Freshness Runner::freshness() const {
 }
 
 std::uint64_t Runner::committed() const { return impl_->committed.load(); }
+
+std::optional<ChangelogProgress> Runner::changelog_progress() const {
+  if (!impl_->applier) return std::nullopt;
+  return impl_->applier->progress();
+}
 
 const Histogram& Runner::latency() const { return impl_->latency; }
 const Histogram& Runner::batch_seconds() const { return impl_->batch_seconds; }

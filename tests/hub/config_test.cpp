@@ -74,6 +74,26 @@ TEST_SUITE("configuration") {
                          doctest::Contains("kafka.port"), std::runtime_error);
   }
 
+  TEST_CASE("a hub's role in a cluster is all, processors or api, and only a hub that serves no API may go without standbys") {
+    test::TempDir dir;
+    const auto path = write(dir, "");
+    auto load = [&](std::map<std::string, std::string> env) { return hub::load_config(path, environment(std::move(env))); };
+    CHECK(load({}).hub.role == "all");
+    CHECK(load({{"COURTYARD_HUB_CLUSTER", "true"}, {"COURTYARD_HUB_ROLE", "api"}}).hub.role == "api");
+    auto folder = load({{"COURTYARD_HUB_CLUSTER", "true"}, {"COURTYARD_HUB_ROLE", "processors"}, {"COURTYARD_HUB_STANDBY", "false"}});
+    CHECK(folder.hub.role == "processors");
+    CHECK_FALSE(folder.hub.standby);
+    CHECK_THROWS_WITH_AS(load({{"COURTYARD_HUB_CLUSTER", "true"}, {"COURTYARD_HUB_ROLE", "reader"}}), doctest::Contains("hub.role"),
+                         std::runtime_error);
+    // A role is a part of a cluster: alone, a hub does everything.
+    CHECK_THROWS_WITH_AS(load({{"COURTYARD_HUB_ROLE", "api"}}), doctest::Contains("hub.cluster"), std::runtime_error);
+    // A hub serving the API answers for every partition: it holds them all.
+    CHECK_THROWS_WITH_AS(load({{"COURTYARD_HUB_CLUSTER", "true"}, {"COURTYARD_HUB_STANDBY", "false"}}),
+                         doctest::Contains("hub.standby"), std::runtime_error);
+    CHECK_THROWS_WITH_AS(load({{"COURTYARD_HUB_CLUSTER", "true"}, {"COURTYARD_HUB_ROLE", "api"}, {"COURTYARD_HUB_STANDBY", "false"}}),
+                         doctest::Contains("hub.standby"), std::runtime_error);
+  }
+
   TEST_CASE("environment names follow the keys") {
     bool found = false;
     for (const auto& [key, env] : hub::config_keys()) {

@@ -202,6 +202,102 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     CHECK(counted == 240);  // every partition's counter, whoever folded it
   }
 
+  TEST_CASE("roles: an api hub folds nothing and holds every partition from the changelog; a hub without standbys "
+            "holds only what it folds, and restores a partition from the changelog when it is given it") {
+    MockCluster kafka;
+    test::TempDir a_dir, b_dir, api_dir;
+    auto a_store = test::open_store(a_dir), b_store = test::open_store(b_dir), api_store = test::open_store(api_dir);
+    auto fleet = [](std::uint64_t first, std::uint64_t count) {
+      std::vector<schemas::Event> out;
+      for (int c = 1; c <= 6; ++c) {
+        for (std::uint64_t i = first; i < first + count; ++i) {
+          auto e = test::status_event("d-" + std::to_string(c), i);
+          e.community = CommunityId("c" + std::to_string(c));
+          out.push_back(e);
+        }
+      }
+      return out;
+    };
+    auto config = [&](const std::string& instance, bool fold) {
+      auto c = runner_config(kafka, "roles");
+      c.instance_id = instance;
+      c.changelog = true;
+      c.fold = fold;
+      c.standby = false;  // an api hub holds every partition all the same
+      c.session_timeout = std::chrono::milliseconds(6000);
+      return c;
+    };
+    auto events_of = [](const Store& store, int c) -> std::optional<std::uint64_t> {
+      auto raw = store.view().get(Projector::device_key("d-" + std::to_string(c)));
+      if (!raw) return std::nullopt;
+      return processors::record_json(*raw)["events"].get<std::uint64_t>();
+    };
+    auto holds = [&](const Store& store, std::uint64_t events) {
+      for (int c = 1; c <= 6; ++c) {
+        if (events_of(store, c) != events) return false;
+      }
+      return true;
+    };
+    auto eventually = [](auto condition) {
+      for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+           std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+        if (condition()) return true;
+      }
+      return false;
+    };
+    auto partition_of = [](int c) {
+      const std::string key = "c" + std::to_string(c);  // the community: the producer's key
+      return rd_kafka_msg_partitioner_consistent_random(nullptr, key.data(), key.size(), 3, nullptr, nullptr);
+    };
+
+    kafka.produce(fleet(1, 20));
+    Runner api(config("hub-api", false), *api_store);
+    std::jthread api_thread([&](std::stop_token stop) { api.run(stop); });
+    Runner a(config("hub-a", true), *a_store);
+    std::jthread a_thread([&](std::stop_token stop) { a.run(stop); });
+    {
+      Runner b(config("hub-b", true), *b_store);
+      std::jthread b_thread([&](std::stop_token stop) { b.run(stop); });
+      REQUIRE(eventually([&] { return b.freshness().size() == 3 && a.freshness().size() == 3; }));
+      kafka.produce(fleet(21, 10));
+      // The api hub holds every partition, whoever folds it.
+      REQUIRE(eventually([&] { return holds(*api_store, 30); }));
+      REQUIRE(eventually([&] { return api.changelog_progress() && api.changelog_progress()->restored &&
+                                      api.changelog_progress()->lag == 0; }));
+      CHECK(api.stats().applied == 0);
+      CHECK(api.freshness().empty());  // the group never saw it
+      REQUIRE(eventually([&] { return a.stats().applied + b.stats().applied == 180; }));
+      // Without standbys, each holds what it folds and nothing else: it never read another partition.
+      int b_communities = 0;
+      for (auto* hub : {&a, &b}) {
+        const auto folding = hub->freshness();
+        const Store& store = hub == &a ? *a_store : *b_store;
+        for (int c = 1; c <= 6; ++c) {
+          CAPTURE(c);
+          if (folding.contains({"courtyard.events.v1", partition_of(c)})) {
+            CHECK(events_of(store, c) == 30u);
+            b_communities += hub == &b;
+          } else {
+            CHECK_FALSE(events_of(store, c).has_value());
+          }
+        }
+      }
+      REQUIRE(b_communities > 0);  // so that the take-over below restores something
+    }
+    // b has stopped: a is given its partitions, restores them from the changelog (it never read
+    // them) and folds on from where b stopped: only the new events, none of b's again.
+    const auto a_before = a.stats().applied;
+    kafka.produce(fleet(31, 10));
+    REQUIRE(eventually([&] { return holds(*a_store, 40) && holds(*api_store, 40); }));
+    CHECK(a.stats().applied - a_before == 60);
+    CHECK(eventually([&] { return a.freshness().size() == 6; }));
+    CHECK(Projector::counts(a_store->view(), Projector::kEventStatsKey) ==
+          Projector::counts(api_store->view(), Projector::kEventStatsKey));
+    std::uint64_t counted = 0;
+    for (const auto& [type, n] : Projector::counts(a_store->view(), Projector::kEventStatsKey)) counted += n;
+    CHECK(counted == 240);
+  }
+
   TEST_CASE("a store a hub folded alone is refused by a hub sharing the partitions: its changelog never had that state") {
     MockCluster kafka;
     test::TempDir dir;

@@ -66,6 +66,10 @@ struct ApiSources {
   std::function<std::optional<SnapshotImage>(std::uint64_t)> snapshot_image;
   // Extra metrics text (the WebSocket server's), appended to /metrics.
   std::function<std::string()> more_metrics;
+  // Sharing the partitions: the store's progress through the changelog (none: one hub alone).
+  std::function<std::optional<processors::ChangelogProgress>()> changelog_progress;
+  // false (hub.role = processors): /healthz and /metrics only; the rest is another hub's to serve.
+  bool serves_reads = true;
 };
 
 // A registry change as the API and the CLI accept it (JSON), checked.

@@ -59,6 +59,11 @@ struct Config {
     std::int64_t max_batch = 5000;                 // events folded per store write
     std::int64_t fold_lanes = 0;                   // threads folding partitions (0: one per core; the hub: but one)
     bool cluster = false;                          // share the partitions with the group's other hubs through the changelog (decision 0024)
+    // What this hub does, sharing the partitions: "all" (fold its share, hold every partition,
+    // serve the API), "processors" (fold its share; no API but /healthz and /metrics) or "api"
+    // (fold nothing, hold every partition from the changelog, serve the API).
+    std::string role = "all";
+    bool standby = true;                           // processors: hold the other hubs' partitions too, for a failover with no restore
     std::int64_t restore_timeout_ms = 60000;       // cluster: a partition given to this hub is restored from the changelog within this
     std::int64_t session_timeout_ms = 10000;       // how long the group waits for a silent hub before its partitions move (the broker's minimum: 6000)
     std::string rules_file = "config/rules.toml";  // alert thresholds (defaults and per community)

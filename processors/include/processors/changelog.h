@@ -23,6 +23,7 @@
 
 #include "common/kafka.h"
 #include "processors/projector.h"
+#include "processors/runner.h"
 #include "processors/store.h"
 
 namespace courtyard::processors {
@@ -68,7 +69,8 @@ class ChangelogWriter {
 
 // Applies the changelog of every partition this hub does not own to its store, batch by batch,
 // each with the changelog offset it reached, on a thread of its own (run()). Records of an owned
-// partition are skipped: its owner wrote them to this store itself.
+// partition are skipped: its owner wrote them to this store itself. Without standbys it reads a
+// partition's changelog only while catch_up() restores it.
 class ChangelogApplier {
  public:
   struct Config {
@@ -76,7 +78,13 @@ class ChangelogApplier {
     std::vector<std::string> source_topics;  // events and dead letters
     // After each applied batch, with the projection records it wrote (a live subscription's feed).
     std::function<void(KeyValues)> on_apply;
+    // Hold every partition (a standby for each, and what a hub serving the API needs); false: only
+    // the partitions being restored.
+    bool standby = true;
   };
+  // restored: every changelog partition applied up to where it ended when the applier started
+  // (without standbys: always); lag: over the partitions read now.
+  using Progress = ChangelogProgress;
   ChangelogApplier(Config config, Store& store);
   ~ChangelogApplier();
   void run(std::stop_token stop);
@@ -90,6 +98,7 @@ class ChangelogApplier {
   std::expected<void, std::string> catch_up(const TopicPartition& source, std::chrono::milliseconds timeout);
   // Batches applied since start.
   std::uint64_t batches_applied() const;
+  Progress progress() const;
 
  private:
   void run_applying(std::stop_token stop);

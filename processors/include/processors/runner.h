@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
 
@@ -49,6 +50,12 @@ struct RunnerConfig {
   // (within restore_timeout) before it is folded. false: one hub, no changelog.
   bool changelog = false;
   std::chrono::milliseconds restore_timeout{60'000};
+  // Sharing the partitions: false folds nothing (hub.role = api): the store holds every partition
+  // from the changelog, and the group never sees this hub.
+  bool fold = true;
+  // Sharing the partitions: hold the partitions other hubs fold too (a failover then restores
+  // nothing); false: a partition is read from the changelog only when this hub is given it.
+  bool standby = true;
   RuleBook rules;                                    // alert rules in force
   FoldContext context;                               // local time for hour and day buckets
   // Called after each store write with the write's sequence number (1, 2, ...) and the projection
@@ -64,6 +71,12 @@ struct PartitionFreshness {
   std::int64_t lag() const { return high_watermark < 0 || next_offset < 0 ? 0 : std::max<std::int64_t>(0, high_watermark - next_offset); }
 };
 using Freshness = std::map<std::pair<std::string, std::int32_t>, PartitionFreshness>;
+
+// Sharing the partitions: the store's progress through the changelog.
+struct ChangelogProgress {
+  bool restored = false;  // every partition held up to where its changelog ended at start
+  std::int64_t lag = 0;   // changelog records written and not applied yet
+};
 
 struct RunnerStats {
   std::uint64_t applied = 0, duplicates = 0, replayed = 0, corrupt = 0, quarantined = 0, dead_letters = 0, batches = 0;
@@ -83,6 +96,8 @@ class Runner {
   // Sequence number of the last store write whose changes went to on_commit (0: none yet). A view
   // taken after reading it contains every change up to and including it.
   std::uint64_t committed() const;
+  // Sharing the partitions: how far the store is behind the changelog (nullopt: one hub alone).
+  std::optional<ChangelogProgress> changelog_progress() const;
   // Seconds from an event's device time to the commit of its projection (same-clock devices only).
   const Histogram& latency() const;
   // Seconds the projector took per batch (fold and store write).
