@@ -22,7 +22,8 @@ struct Fixture {
   processors::RunnerStats runner_stats;
   std::unique_ptr<hub::Api> api;
 
-  Fixture() {
+  // `adjust`: the sources changed before the API is made (a role, a changelog's progress).
+  explicit Fixture(const std::function<void(hub::ApiSources&)>& adjust = {}) {
     processors::StoreConfig config;
     config.dir = dir.str("state");
     store = std::move(*processors::Store::open(config));
@@ -52,6 +53,7 @@ struct Fixture {
     sources.runner_stats = [this] { return runner_stats; };
     sources.healthy = [] { return true; };
     sources.tokens = &tokens;
+    if (adjust) adjust(sources);
     api = std::make_unique<hub::Api>(sources, metrics);
   }
 
@@ -153,6 +155,37 @@ TEST_SUITE("hub API") {
     CHECK(res.status == 503);
     CHECK(json::parse(res.body)["status"] == "folding stopped: store write failed (no space left on device)");
     CHECK(res.body.find("/srv") == std::string::npos);
+  }
+
+  TEST_CASE("health names the partitions this hub folds; sharing them, a hub serving reads is unready until its store "
+            "holds every partition") {
+    CHECK(json::parse(Fixture().get("/healthz").body)["folding"] == json{{"courtyard.events.v1", {0}}});
+    processors::ChangelogProgress progress{false, 1200};
+    Fixture f([&](hub::ApiSources& s) { s.changelog_progress = [&] { return progress; }; });
+    auto res = f.get("/healthz");
+    CHECK(res.status == 503);
+    CHECK(json::parse(res.body)["status"] == "restoring from the changelog");
+    CHECK(json::parse(res.body)["changelog_lag"] == 1200);
+    progress = {true, 3};
+    res = f.get("/healthz");
+    CHECK(res.status == 200);
+    CHECK(json::parse(res.body)["changelog_lag"] == 3);
+  }
+
+  TEST_CASE("a hub of role processors serves /healthz and /metrics, and nothing else, restoring or not") {
+    Fixture f([](hub::ApiSources& s) {
+      s.serves_reads = false;
+      s.changelog_progress = [] { return processors::ChangelogProgress{false, 10}; };
+    });
+    CHECK(f.get("/healthz").status == 200);  // it folds: ready, whatever it holds of the others
+    CHECK(f.get("/metrics").status == 200);
+    for (const char* target : {"/api/v1/devices", "/api/v1/devices/gate-1", "/", "/index.html", "/api/v1/alerts"}) {
+      CAPTURE(target);
+      auto res = f.get(target);
+      CHECK(res.status == 404);
+      CHECK(res.body.find("hub.role = processors") != std::string::npos);
+    }
+    CHECK(f.api->handle({"POST", "/api/v1/alerts/x/ack", "{}", "Bearer " + f.admin}).status == 404);
   }
 
   TEST_CASE("methods a route does not take are a 405") {

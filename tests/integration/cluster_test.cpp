@@ -1,8 +1,8 @@
 // Three hubs sharing the partitions through the changelog (decision 0024), against the real
 // brokers: one is killed with SIGKILL under load, the others take its partitions over from the
 // changelog and go on; every event is projected once, a timer the dead hub started fires on the
-// new owner, a dashboard on a surviving hub misses nothing, and every hub answers every
-// community's reads with the same content. Restarted, the killed hub rejoins and catches up.
+// new owner, a dashboard on a surviving hub misses nothing, and every hub (and a fourth that only
+// serves, hub.role = api) answers every community's reads with the same content. Restarted, the killed hub rejoins and catches up.
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -124,8 +124,9 @@ class Dashboard {
 }  // namespace
 
 TEST_SUITE("integration: hubs sharing the partitions") {
-  TEST_CASE("three hubs share the partitions; one killed with SIGKILL under load is taken over from the changelog: every "
-            "event once, every hub answering the same") {
+  TEST_CASE("three hubs share the partitions and a fourth only serves; one killed with SIGKILL under load is taken over "
+            "from the changelog: every event once, its timer fired by the new owner, dashboards with no gap, every hub "
+            "answering the same") {
     auto services = test::services();
     const std::string prefix = test::unique_name("trio") + "-";
     auto sim = services.simulator({prefix + "north", prefix + "south", prefix + "east", prefix + "west"});
@@ -144,6 +145,9 @@ TEST_SUITE("integration: hubs sharing the partitions") {
     stack.start_ingest();
     stack.start_hub();
     for (int i = 0; i < 2; ++i) stack.start_hub(stack.add_hub());
+    // And a hub that only serves (hub.role = api): it folds nothing, the changelog gives it all.
+    const std::size_t reader = stack.add_hub({{"COURTYARD_HUB_ROLE", "api"}});
+    stack.start_hub(reader);
     devices::Simulator simulator(sim);
     REQUIRE(simulator.provision());
 
@@ -185,7 +189,8 @@ TEST_SUITE("integration: hubs sharing the partitions") {
     REQUIRE(fall["severity"] == "major");
     REQUIRE(fall["escalate_at"].get<std::int64_t>() > 0);
     // A dashboard on each survivor follows every device through the failover.
-    Dashboard dashboard_a(stack.http_port(a), stack.admin_token()), dashboard_b(stack.http_port(b), stack.admin_token());
+    Dashboard dashboard_a(stack.http_port(a), stack.admin_token()), dashboard_b(stack.http_port(b), stack.admin_token()),
+        dashboard_reader(stack.http_port(reader), stack.admin_token());
     MESSAGE("killing hub " << victim << ", which folds partition " << fall_partition << " of the fall's community "
                            << fall["community"] << " among " << assigned(victim) << " partitions");
     stack.hub(victim).kill_now();
@@ -224,10 +229,14 @@ TEST_SUITE("integration: hubs sharing the partitions") {
       CHECK(p["events"].get<std::uint64_t>() == expected.at(device));
     }
     CHECK(reads(stack, b) == reads(stack, a));
+    // The hub that only serves answers the same, and never folded anything.
+    REQUIRE(test::eventually([&] { return reads(stack, reader) == reads(stack, a); }, 30s));
+    CHECK(assigned(reader) == 0);
+    CHECK(test::metric(stack, reader, "courtyard_folded_total") == 0);
     // The SOS is raised once: one alert, on every hub, for the wearer who pressed it.
     REQUIRE(second->injected.size() == 1);
     const std::string wearer = second->injected[0].substr(std::string("sos: ").size());
-    for (std::size_t hub : {a, b}) {
+    for (std::size_t hub : {a, b, reader}) {
       CAPTURE(hub);
       std::vector<std::string> sos;
       for (const auto& c : stack.communities()) {
@@ -258,7 +267,7 @@ TEST_SUITE("integration: hubs sharing the partitions") {
     }
     // The dashboards on the survivors saw it all: their subscription went on through the
     // failover, and the records its frames carried add up to every event.
-    for (auto* dashboard : {&dashboard_a, &dashboard_b}) {
+    for (auto* dashboard : {&dashboard_a, &dashboard_b, &dashboard_reader}) {
       REQUIRE(test::eventually([&] {
         auto seen = dashboard->events();
         return std::all_of(expected.begin(), expected.end(), [&](const auto& e) {

@@ -227,9 +227,9 @@ void Stack::start_hub() {
   REQUIRE_MESSAGE(hub_->running(), read_file(hub_->log_path()));
 }
 
-std::size_t Stack::add_hub() {
+std::size_t Stack::add_hub(std::map<std::string, std::string> env) {
   const std::size_t n = extra_hubs_.size() + 1;
-  ExtraHub hub{dir_.str("var-hub-" + std::to_string(n)), free_port(), nullptr, 0};
+  ExtraHub hub{dir_.str("var-hub-" + std::to_string(n)), free_port(), nullptr, 0, std::move(env)};
   // The deployment's secrets (chain, audit and plate keys) and API tokens, a store of its own.
   std::filesystem::create_directories(hub.var + "/hub");
   std::filesystem::create_directory_symlink(dir_.str("var") + "/secrets", hub.var + "/secrets");
@@ -245,6 +245,7 @@ void Stack::start_hub(std::size_t n) {
   env["COURTYARD_VAR"] = hub.var;
   env["COURTYARD_HTTP_PORT"] = std::to_string(hub.http_port);
   env["COURTYARD_HUB_INSTANCE_ID"] = name_ + "-hub-" + std::to_string(n);
+  for (const auto& [k, v] : hub.env) env[k] = v;
   hub.process = std::make_unique<Process>(std::vector<std::string>{COURTYARD_BIN, "hub"}, env,
                                           dir_.str("hub" + std::to_string(n) + "-" + std::to_string(++hub.starts) + ".log"));
   REQUIRE_MESSAGE(eventually([&] { return get(n, "/healthz").has_value() || !hub.process->running(); }, std::chrono::seconds(60)),

@@ -76,8 +76,8 @@ class Stack {
   Process& hub() { return *hub_; }
   // Another hub of this deployment (with hub.cluster on, they share the partitions): its own
   // store, instance id and port; the same secrets and tokens. Returns its number (1, 2, ...);
-  // start_hub(n) starts it (again).
-  std::size_t add_hub();
+  // start_hub(n) starts it (again). `env`: settings of its own (COURTYARD_HUB_ROLE, ...).
+  std::size_t add_hub(std::map<std::string, std::string> env = {});
   void start_hub(std::size_t n);
   Process& hub(std::size_t n) { return n == 0 ? *hub_ : *extra_hubs_.at(n - 1).process; }
   // GET on hub n's API (0: the first); nullopt when it does not answer 200.
@@ -110,6 +110,7 @@ class Stack {
     int http_port = 0;
     std::unique_ptr<Process> process;
     int starts = 0;
+    std::map<std::string, std::string> env;
   };
   std::vector<ExtraHub> extra_hubs_;
   int ingest_starts_ = 0, hub_starts_ = 0;
