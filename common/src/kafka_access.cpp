@@ -75,14 +75,16 @@ std::vector<TopicPlan> courtyard_topics(const KafkaConfig& n) {
   const KafkaProperties kept_forever{{"cleanup.policy", "delete"}, {"retention.ms", "-1"}};
   const KafkaProperties compacted{{"cleanup.policy", "compact"}};
   // Removals are kept a week (processors/changelog.h: a hub away longer restores its store whole).
-  const KafkaProperties changelog{{"cleanup.policy", "compact"}, {"segment.ms", "600000"},
+  const KafkaProperties changelog{{"cleanup.policy", "compact"}, {"segment.ms", "30000"},
                                   {"min.cleanable.dirty.ratio", "0.1"}, {"delete.retention.ms", "604800000"}};
   constexpr int kEventPartitions = 12, kDeadLetterPartitions = 3;
   return {{n.events_topic, TopicKind::Events, kEventPartitions, kept_forever},
           {n.deadletter_topic, TopicKind::DeadLetter, kDeadLetterPartitions, kept_forever},
           // The hubs' changelogs (decision 0024): a partition for each of their source's. What a
-          // new hub restores is the latest record of each key: segments roll every 10 minutes
-          // and the cleaner runs once a tenth is stale, so it stays near the state's size.
+          // new hub restores is the latest record of each key: segments roll every 30 s and
+          // the cleaner runs once a tenth is stale, so it stays near the state's size (a batch
+          // writes about 3 records of ~350 bytes per event it folds: uncompacted, the changelog
+          // is several times the events log).
           {n.state_topic, TopicKind::State, kEventPartitions, changelog},
           {n.state_deadletter_topic, TopicKind::State, kDeadLetterPartitions, changelog},
           {n.alerts_topic, TopicKind::Alerts, 3, {}},

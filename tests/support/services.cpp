@@ -198,7 +198,7 @@ std::map<std::string, std::string> Stack::env() const {
           {"COURTYARD_INGEST_CLIENT_ID", "courtyard-" + name_ + "-ingest"},
           {"COURTYARD_INGEST_COMMUNITIES", communities},
           {"COURTYARD_HUB_GROUP_ID", name_ + "-hub"},
-          {"COURTYARD_HUB_INSTANCE_ID", name_ + "-hub-0"},
+          {"COURTYARD_HUB_INSTANCE_ID", hub_instance_id(0)},
           // Every test's hub (and replay) folds on three lanes, so exact counts, crashes and
           // replay equality are proved with the partitions split across threads (a 2-core
           // machine's default is one lane).
@@ -227,6 +227,8 @@ void Stack::start_hub() {
   REQUIRE_MESSAGE(hub_->running(), read_file(hub_->log_path()));
 }
 
+std::string Stack::hub_instance_id(std::size_t n) const { return name_ + "-hub-" + std::to_string(n); }
+
 std::size_t Stack::add_hub(std::map<std::string, std::string> env) {
   const std::size_t n = extra_hubs_.size() + 1;
   ExtraHub hub{dir_.str("var-hub-" + std::to_string(n)), free_port(), nullptr, 0, std::move(env)};
@@ -244,7 +246,7 @@ void Stack::start_hub(std::size_t n) {
   auto env = this->env();
   env["COURTYARD_VAR"] = hub.var;
   env["COURTYARD_HTTP_PORT"] = std::to_string(hub.http_port);
-  env["COURTYARD_HUB_INSTANCE_ID"] = name_ + "-hub-" + std::to_string(n);
+  env["COURTYARD_HUB_INSTANCE_ID"] = hub_instance_id(n);
   for (const auto& [k, v] : hub.env) env[k] = v;
   hub.process = std::make_unique<Process>(std::vector<std::string>{COURTYARD_BIN, "hub"}, env,
                                           dir_.str("hub" + std::to_string(n) + "-" + std::to_string(++hub.starts) + ".log"));

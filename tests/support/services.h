@@ -80,6 +80,8 @@ class Stack {
   std::size_t add_hub(std::map<std::string, std::string> env = {});
   void start_hub(std::size_t n);
   Process& hub(std::size_t n) { return n == 0 ? *hub_ : *extra_hubs_.at(n - 1).process; }
+  // Hub n's hub.instance_id (whose audit records `courtyard replay audit --hub` checks).
+  std::string hub_instance_id(std::size_t n) const;
   // GET on hub n's API (0: the first); nullopt when it does not answer 200.
   std::optional<nlohmann::json> get(std::size_t n, const std::string& target);
   std::map<std::string, nlohmann::json> devices(std::size_t n);
