@@ -75,8 +75,10 @@ HttpResponse error(int status, const std::string& code, const std::string& detai
   return json_response(status, json{{"error", code}, {"detail", detail}});
 }
 
-// as_of: the offsets the snapshot reflects; lag: how far the processors are behind the log.
-void add_freshness(json& out, const processors::Store::View& view, const processors::Freshness& freshness) {
+// as_of: the offsets the snapshot reflects; lag: how far the processors are behind the log;
+// changelog_lag (hubs sharing the partitions): how far the store is behind the other hubs' folds.
+void add_freshness(json& out, const processors::Store::View& view, const processors::Freshness& freshness,
+                   const std::optional<processors::ChangelogProgress>& changelog = std::nullopt) {
   json as_of = json::object();
   for (const auto& [tp, next] : view.offsets()) as_of[tp.first][std::to_string(tp.second)] = next;
   json lag = json::object();
@@ -88,6 +90,7 @@ void add_freshness(json& out, const processors::Store::View& view, const process
   out["as_of"] = std::move(as_of);
   out["lag"] = std::move(lag);
   out["lag_total"] = total;
+  if (changelog) out["changelog_lag"] = changelog->lag;
 }
 
 
@@ -218,7 +221,12 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
       folding[tp.first].push_back(tp.second);
     }
     json out{{"status", status}, {"assigned_partitions", freshness.size()}, {"folding", std::move(folding)}, {"lag_total", lag}};
-    if (auto progress = sources_.changelog_progress ? sources_.changelog_progress() : std::nullopt) {
+    if (auto progress = changelog_progress()) {
+      if (ok && !progress->store_error.empty()) {  // the class only, as above
+        ok = false;
+        out["status"] = std::string("applying the changelog stopped: store write failed") +
+                        (progress->store_error.find("No space left") != std::string::npos ? " (no space left on device)" : "");
+      }
       // Until the store holds every partition, a hub serving reads would answer with a part.
       if (ok && !progress->restored && sources_.serves_reads) {
         ok = false;
@@ -351,7 +359,11 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
       auto rejections = view.get(processors::Projector::rejection_key(id));
       out["rejections"] = rejections ? json::parse(*rejections) : json(nullptr);
     }
-    add_freshness(out, view, past ? processors::Freshness{} : sources_.freshness());  // the past has no lag
+    if (past) {
+      add_freshness(out, view, {});  // the past has no lag
+    } else {
+      add_freshness(out, view, sources_.freshness(), changelog_progress());
+    }
     return json_response(200, out);
   }
   return error(404, "not_found", "no route for " + path);
@@ -482,7 +494,11 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
   } else {
     out["next"] = std::string(kSealedCursor) + cursors_.seal(cursor);  // a record the caller may not see
   }
-  add_freshness(out, view, &store == sources_.store ? sources_.freshness() : processors::Freshness{});
+  if (&store == sources_.store) {
+    add_freshness(out, view, sources_.freshness(), changelog_progress());
+  } else {
+    add_freshness(out, view, {});
+  }
   return json_response(200, out);
 }
 

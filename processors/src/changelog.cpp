@@ -21,9 +21,10 @@ constexpr std::string_view kOffsetPrefix = "offsets/";
 // must not apply them.
 constexpr const char* kFormatHeader = "format";
 
-// Produces one record, waiting while the producer's queue is full. `format`: a batch's end.
+// Produces one record, waiting while the producer's queue is full. `end`: a batch's end (with
+// its format, and `note` for its delivery report).
 rd_kafka_resp_err_t produce(rd_kafka_t* rk, const std::string& topic, std::int32_t partition, const std::string& key,
-                            const std::string* value, bool end = false) {
+                            const std::string* value, bool end = false, void* note = nullptr) {
   const std::string format = std::to_string(Projector::kStoreFormat);
   for (;;) {
     rd_kafka_headers_t* headers = nullptr;
@@ -35,7 +36,8 @@ rd_kafka_resp_err_t produce(rd_kafka_t* rk, const std::string& topic, std::int32
                                  RD_KAFKA_V_KEY(key.data(), key.size()),
                                  RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr,
                                                   value ? value->size() : 0),
-                                 RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                                 RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_OPAQUE(note), RD_KAFKA_V_END);
     if (err && headers) rd_kafka_headers_destroy(headers);  // taken only when produced
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) return err;
     rd_kafka_poll(rk, 10);
@@ -59,6 +61,18 @@ ChangelogWriteError write_error(rd_kafka_error_t* error, const char* step) {
 }
 
 }  // namespace
+
+bool may_have_missed_removals(std::string_view at_ms) {
+  std::int64_t at = 0;  // unreadable: as if long ago
+  std::from_chars(at_ms.data(), at_ms.data() + at_ms.size(), at);
+  const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::milliseconds(now - at) > kChangelogKeepsRemovals - std::chrono::hours(24);
+}
+
+std::string changelog_at_key(const std::pair<std::string, std::int32_t>& changelog) {
+  return kChangelogAtPrefix + changelog.first + "/" + std::to_string(changelog.second);
+}
 
 std::string changelog_topic(const KafkaConfig& kafka, const std::string& source_topic) {
   if (source_topic == kafka.events_topic) return kafka.state_topic;
@@ -85,7 +99,8 @@ std::expected<void, std::string> ChangelogWriter::start() {
                                          {"transaction.timeout.ms", std::to_string(timeout_.count())},
                                          {"enable.idempotence", "true"},
                                          {"acks", "all"},
-                                         {"linger.ms", "1"}});
+                                         {"linger.ms", "1"}},
+                                &ChangelogWriter::on_delivery, this);
   if (!producer) return std::unexpected("changelog producer: " + producer.error());
   if (auto* error = rd_kafka_init_transactions(producer->get(), 30'000)) {
     KafkaErrorPtr owned(error);
@@ -96,6 +111,19 @@ std::expected<void, std::string> ChangelogWriter::start() {
 }
 
 ChangelogWriter::~ChangelogWriter() = default;
+
+struct ChangelogWriter::EndRecord {
+  std::uint64_t write = 0;
+  std::size_t index = 0;
+};
+
+// On the writing thread (the commit flushes the producer, which serves delivery reports).
+void ChangelogWriter::on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+  std::unique_ptr<EndRecord> end(static_cast<EndRecord*>(m->_private));
+  if (!end) return;
+  auto* self = static_cast<ChangelogWriter*>(opaque);
+  if (!m->err && end->write == self->writes_ && end->index < self->ends_.size()) self->ends_[end->index] = m->offset;
+}
 
 // Calls `step` until it does not fail with a retriable error (librdkafka: a timed-out commit or
 // abort goes on in the background and must be called again), at most a minute.
@@ -108,8 +136,10 @@ rd_kafka_error_t* ChangelogWriter::until_done(const std::function<rd_kafka_error
   }
 }
 
-std::expected<void, ChangelogWriteError> ChangelogWriter::write(const std::vector<PartitionWrite>& writes,
+std::expected<void, ChangelogWriteError> ChangelogWriter::write(std::vector<PartitionWrite>& writes,
                                                                 rd_kafka_t* consumer) {
+  ++writes_;
+  ends_.assign(writes.size(), -1);
   if (!producer_) {  // the last one failed for good: a new one, which fences whatever is left of it
     if (auto ok = start(); !ok) return std::unexpected(ChangelogWriteError{ok.error(), false, false});
   }
@@ -135,7 +165,8 @@ std::expected<void, ChangelogWriteError> ChangelogWriter::write(const std::vecto
   if (auto* error = rd_kafka_begin_transaction(rk)) return fail(error, "begin");
   KafkaPartitionsPtr offsets(rd_kafka_topic_partition_list_new(static_cast<int>(writes.size())));
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-  for (const auto& w : writes) {
+  for (std::size_t i = 0; i < writes.size(); ++i) {
+    const auto& w = writes[i];
     const auto topic = changelog_topic(kafka_, w.topic);
     if (topic.empty()) {
       err = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
@@ -150,7 +181,11 @@ std::expected<void, ChangelogWriteError> ChangelogWriter::write(const std::vecto
     }
     // Last: where a reader's batch ends.
     const auto next = std::to_string(w.next_offset);
-    if (err || (err = produce(rk, topic, w.partition, Store::offset_key(w.topic, w.partition), &next, true))) break;
+    auto* note = new EndRecord{writes_, i};
+    if (err || (err = produce(rk, topic, w.partition, Store::offset_key(w.topic, w.partition), &next, true, note))) {
+      delete note;  // not produced: no report will take it
+      break;
+    }
     rd_kafka_topic_partition_list_add(offsets.get(), w.topic.c_str(), w.partition)->offset = w.next_offset;
   }
   if (err) {
@@ -167,6 +202,15 @@ std::expected<void, ChangelogWriteError> ChangelogWriter::write(const std::vecto
     }
   }
   if (auto* error = until_done([&] { return rd_kafka_commit_transaction(rk, timeout); })) return fail(error, "commit");
+  rd_kafka_poll(rk, 0);  // any report the commit's flush left
+  const auto now = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch()).count());
+  for (std::size_t i = 0; i < writes.size(); ++i) {
+    if (ends_[i] < 0) continue;  // no report: the position is not recorded, a restore reads a little more
+    const TopicPartition changelog{changelog_topic(kafka_, writes[i].topic), writes[i].partition};
+    writes[i].also_offsets[changelog] = ends_[i] + 1;
+    writes[i].puts.emplace_back(changelog_at_key(changelog), now);
+  }
   return {};
 }
 
@@ -253,15 +297,17 @@ struct ChangelogApplier::Impl {
         rd_kafka_error_destroy(error);
         throw std::runtime_error("changelog assign: " + why);
       }
-      for (int i = 0; i < add->cnt; ++i) reading.insert({add->elems[i].topic, add->elems[i].partition});
+      for (int i = 0; i < add->cnt; ++i) {
+        reading.insert({add->elems[i].topic, add->elems[i].partition});
+        if (add->elems[i].offset >= 0) mark_applied({add->elems[i].topic, add->elems[i].partition}, add->elems[i].offset);
+      }
     }
   }
 
+  bool progress_due() const { return std::chrono::steady_clock::now() - progress_at >= std::chrono::milliseconds(200); }
   // Restored yet, and how far behind: from the ends the consumer last saw.
   void update_progress() {
-    const auto now = std::chrono::steady_clock::now();
-    if (now - progress_at < std::chrono::milliseconds(200)) return;
-    progress_at = now;
+    progress_at = std::chrono::steady_clock::now();
     std::map<TopicPartition, std::int64_t> ends;
     for (const auto& tp : reading) {
       std::int64_t low = 0, high = -1;
@@ -269,7 +315,7 @@ struct ChangelogApplier::Impl {
       ends[tp] = high;
     }
     std::lock_guard lock(mu);
-    Progress p{true, 0};
+    Progress p{true, 0, progress.store_error};
     for (const auto& [tp, end] : start_ends) {
       auto it = applied.find(tp);
       if (end > 0 && (it == applied.end() || it->second < end)) p.restored = false;
@@ -291,6 +337,10 @@ struct ChangelogApplier::Impl {
              std::stop_token stop) {
     for (;;) {
       auto ok = store.write(puts, offsets, deletes);
+      {
+        std::lock_guard lock(mu);
+        progress.store_error = ok ? std::string() : ok.error();
+      }
       if (ok) return true;
       spdlog::error("changelog: the store cannot be written ({}); trying again in 1 s", ok.error());
       std::mutex m;
@@ -392,9 +442,12 @@ struct ChangelogApplier::Impl {
         deletes.push_back(k);
       }
     }
-    puts.emplace_back(kChangelogAppliedAtKey,
-                      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         std::chrono::system_clock::now().time_since_epoch()).count()));
+    const auto now = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch()).count());
+    puts.emplace_back(kChangelogAppliedAtKey, now);
+    for (const auto& [tp, _] : ready.offsets) {
+      if (changelog_of.contains(tp.first)) puts.emplace_back(changelog_at_key(tp), now);
+    }
     if (!write(puts, ready.offsets, deletes, stop)) return;
     Ready done = std::move(ready);
     ready = {};
@@ -480,7 +533,12 @@ void ChangelogApplier::run_applying(std::stop_token stop) {
           it == stored.end() ? RD_KAFKA_OFFSET_BEGINNING : it->second;
       // Restored once each is applied up to where it ends now.
       auto end = query_high_watermark(m.consumer.get(), topic, p, std::chrono::seconds(10));
-      if (!end) throw std::runtime_error("where " + topic + " [" + std::to_string(p) + "] ends: " + end.error());
+      while (!end && !stop.stop_requested()) {
+        spdlog::warn("changelog: where {} [{}] ends: {}; asking again", topic, p, end.error());
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+        end = query_high_watermark(m.consumer.get(), topic, p, std::chrono::seconds(10));
+      }
+      if (!end) return;
       std::lock_guard lock(m.mu);
       m.start_ends[{topic, p}] = *end;
     }
@@ -489,7 +547,11 @@ void ChangelogApplier::run_applying(std::stop_token stop) {
   if (auto err = rd_kafka_assign(m.consumer.get(), parts.get())) {
     throw std::runtime_error(std::string("changelog assign: ") + rd_kafka_err2str(err));
   }
-  for (int i = 0; i < parts->cnt; ++i) m.reading.insert({parts->elems[i].topic, parts->elems[i].partition});
+  for (int i = 0; i < parts->cnt; ++i) {
+    m.reading.insert({parts->elems[i].topic, parts->elems[i].partition});
+    // The store holds everything before where it starts reading.
+    if (parts->elems[i].offset >= 0) m.mark_applied({parts->elems[i].topic, parts->elems[i].partition}, parts->elems[i].offset);
+  }
   {
     std::lock_guard lock(m.mu);
     m.started = true;
@@ -507,7 +569,11 @@ void ChangelogApplier::run_applying(std::stop_token stop) {
     else if (msg && msg->err) spdlog::warn("changelog: {}", rd_kafka_message_errstr(msg.get()));
     if (!msg || m.ready_full()) m.flush(stop);
     if (!msg) m.mark_positions();  // idle: up to the end, markers included
-    m.update_progress();
+    if (m.progress_due()) {  // and busy: a quiet partition's markers count too, now and then
+      m.flush(stop);
+      m.mark_positions();
+      m.update_progress();
+    }
   }
   rd_kafka_consumer_close(m.consumer.get());
 }
@@ -536,35 +602,62 @@ std::uint64_t ChangelogApplier::batches_applied() const {
   return impl_->batches;
 }
 
-std::expected<void, std::string> ChangelogApplier::catch_up(const TopicPartition& source,
+std::expected<void, std::string> ChangelogApplier::catch_up(const std::vector<TopicPartition>& sources,
                                                             std::chrono::milliseconds timeout) {
   auto& m = *impl_;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  const TopicPartition changelog{changelog_topic(m.config.kafka, source.first), source.second};
-  if (changelog.first.empty()) return std::unexpected("no changelog for " + source.first);
+  std::vector<TopicPartition> changelogs;
+  for (const auto& source : sources) {
+    changelogs.emplace_back(changelog_topic(m.config.kafka, source.first), source.second);
+    if (changelogs.back().first.empty()) return std::unexpected("no changelog for " + source.first);
+  }
   {
     std::unique_lock lock(m.mu);
     if (!m.changed.wait_until(lock, deadline, [&] { return m.started || m.stopped; }) || m.stopped) {
       return std::unexpected("the changelog applier is not running");
     }
   }
-  if (!m.config.standby) {  // read from where the store stopped, for as long as this takes
-    std::lock_guard lock(m.mu);
-    if (m.wanted.insert(changelog).second) m.wanted_changed = true;
+  auto left = [&] {
+    return std::max(std::chrono::milliseconds(1), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                      deadline - std::chrono::steady_clock::now()));
+  };
+  std::vector<std::int64_t> ends;
+  for (const auto& changelog : changelogs) {
+    auto end = query_high_watermark(m.consumer.get(), changelog.first, changelog.second, left());
+    if (!end) return std::unexpected("where " + changelog.first + " [" + std::to_string(changelog.second) + "] ends: " + end.error());
+    ends.push_back(*end);
+    // A copy brought up to date too long ago, with records written since: the cleaner may have
+    // dropped removals among them, which no restore from its position would see.
+    auto view = m.store.view();
+    auto at = view.get(changelog_at_key(changelog));
+    const auto positions = view.offsets();
+    auto position = positions.find(changelog);
+    // (One short of the end is nothing written since: a batch's commit marker.)
+    if (at && may_have_missed_removals(*at) && position != positions.end() && position->second + 1 < *end) {
+      if (auto ok = m.store.write({{kRestoreWholeKey, "1"}}, {}); !ok) return std::unexpected(ok.error());
+      return std::unexpected(fmt::format("this hub's copy of {} [{}] is older than the changelog keeps removals: it "
+                                         "stops, and restores its store whole at its next start",
+                                         changelog.first, changelog.second));
+    }
   }
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-  auto end = query_high_watermark(m.consumer.get(), changelog.first, changelog.second, std::max(left, std::chrono::milliseconds(1)));
-  if (!end) return std::unexpected("where " + changelog.first + " [" + std::to_string(changelog.second) + "] ends: " + end.error());
-  std::unique_lock lock(m.mu);
-  const bool reached = m.changed.wait_until(lock, deadline, [&] {
-    auto it = m.applied.find(changelog);
-    return m.stopped || *end == 0 || (it != m.applied.end() && it->second >= *end);
-  });
-  if (m.stopped) return std::unexpected("the changelog applier stopped");
-  if (!reached) {
-    auto it = m.applied.find(changelog);
-    return std::unexpected(fmt::format("{} [{}] restored up to {} of {} in {} ms", changelog.first, changelog.second,
-                                       it == m.applied.end() ? 0 : it->second, *end, timeout.count()));
+  if (!m.config.standby) {  // read them side by side, from where the store stopped, for as long as this takes
+    std::lock_guard lock(m.mu);
+    for (const auto& changelog : changelogs) m.wanted_changed |= m.wanted.insert(changelog).second;
+  }
+  for (std::size_t i = 0; i < changelogs.size(); ++i) {
+    const auto& changelog = changelogs[i];
+    const auto end = ends[i];
+    std::unique_lock lock(m.mu);
+    const bool reached = m.changed.wait_until(lock, deadline, [&] {
+      auto it = m.applied.find(changelog);
+      return m.stopped || end == 0 || (it != m.applied.end() && it->second >= end);
+    });
+    if (m.stopped) return std::unexpected("the changelog applier stopped");
+    if (!reached) {
+      auto it = m.applied.find(changelog);
+      return std::unexpected(fmt::format("{} [{}] restored up to {} of {} in {} ms", changelog.first, changelog.second,
+                                         it == m.applied.end() ? 0 : it->second, end, timeout.count()));
+    }
   }
   return {};
 }

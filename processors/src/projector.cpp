@@ -289,11 +289,13 @@ std::expected<BatchResult, std::string> Projector::commit(std::vector<Folding> f
   std::expected<void, std::string> ok;
   if (config_.before_write) ok = config_.before_write(writes);
   if (ok) {
+    Offsets stored = read;
     for (auto& w : writes) {
       std::move(w.puts.begin(), w.puts.end(), std::back_inserter(puts));
       std::move(w.deletes.begin(), w.deletes.end(), std::back_inserter(deletes));
+      for (const auto& [tp, next] : w.also_offsets) stored[tp] = next;
     }
-    ok = store_.write(puts, read, deletes);
+    ok = store_.write(puts, stored, deletes);
   }
   if (!ok) {
     forget_state();  // they hold this batch's states, which the store does not

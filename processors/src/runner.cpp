@@ -67,7 +67,7 @@ struct Runner::Impl {
       auto lane = std::make_unique<Lane>();
       ProjectorConfig pc{topics, config.rules, config.context};
       if (config.changelog) {
-        pc.before_write = [this, &lane = *lane](const std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
+        pc.before_write = [this, &lane = *lane](std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
           std::lock_guard guard(lane.write_mu);
           auto owns_all = [&] {
             std::lock_guard lock(mu);
@@ -90,7 +90,7 @@ struct Runner::Impl {
             }
             ok = lane.writer->write(writes, consumer.get());
           }
-          if (ok) return {};
+          if (ok) return {};  // with where the changelog stands after it, for the store to record
           if (ok.error().fenced) lane.fenced = true;
           return std::unexpected(ok.error().message);
         };
@@ -255,12 +255,13 @@ struct Runner::Impl {
   void take_over(const rd_kafka_topic_partition_list_t* parts) {
     if (parts->cnt == 0) return;
     const auto started = Clock::now();
-    for (int i = 0; i < parts->cnt; ++i) {
-      const TopicPartition tp{parts->elems[i].topic, parts->elems[i].partition};
-      if (auto ok = applier->catch_up(tp, config.restore_timeout); !ok) {
-        fail("restoring " + tp.first + " [" + std::to_string(tp.second) + "] from the changelog: " + ok.error());
-        return;
-      }
+    std::vector<TopicPartition> given;
+    for (int i = 0; i < parts->cnt; ++i) given.emplace_back(parts->elems[i].topic, parts->elems[i].partition);
+    if (auto ok = applier->catch_up(given, config.restore_timeout); !ok) {
+      fail("restoring partitions from the changelog: " + ok.error());
+      return;
+    }
+    for (const auto& tp : given) {
       applier->own(tp);
       if (tp.first == topics.events) owned_events.insert(tp.second);
       std::lock_guard lock(mu);
@@ -317,16 +318,9 @@ struct Runner::Impl {
     }
     // Away from the changelog longer than it keeps removals: some were missed, and records they
     // removed would stay here. The store is restored whole from the changelog instead.
-    if (auto at = view.get(kChangelogAppliedAtKey)) {
-      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch()).count();
-      std::int64_t applied_at = 0;  // unreadable: as if long ago, so the store is restored whole
-      std::from_chars(at->data(), at->data() + at->size(), applied_at);
-      const auto away = std::chrono::milliseconds(now - applied_at);
-      if (away > kChangelogKeepsRemovals - std::chrono::hours(24)) {
-        spdlog::warn("runner: the store last applied the changelog {} h ago, longer than the changelog keeps "
-                     "removals: restoring it whole from the changelog",
-                     std::chrono::duration_cast<std::chrono::hours>(away).count());
+    if (auto why = missed_removals(view)) {
+      {
+        spdlog::warn("runner: {}: restoring the store whole from the changelog", *why);
         if (auto ok = store.clear(); !ok) throw std::runtime_error(ok.error());
         if (auto ok = store.write({{Projector::kStoreFormatKey, std::to_string(Projector::kStoreFormat)}, {kClusterKey, "1"}}, {});
             !ok) {
@@ -361,6 +355,39 @@ struct Runner::Impl {
       if (!writer) throw std::runtime_error(writer.error());
       lanes[i]->writer = std::move(*writer);
     }
+  }
+
+  // Why the store may have missed removals the changelog's cleaner has dropped (nullopt: it has
+  // not). Per changelog partition (a copy brought up to date too long ago, with records written
+  // since), or for a store from before those times, when it last applied anything.
+  std::optional<std::string> missed_removals(const Store::View& view) {
+    if (view.get(kRestoreWholeKey)) return "a partition's copy was found too old to restore from its position";
+    const auto times = view.scan(kChangelogAtPrefix, "", std::numeric_limits<std::size_t>::max());
+    if (times.empty()) {
+      auto at = view.get(kChangelogAppliedAtKey);
+      if (at && may_have_missed_removals(*at)) return std::string("the store last applied the changelog too long ago");
+      return std::nullopt;
+    }
+    const auto offsets = view.offsets();
+    for (const auto& [key, at] : times) {
+      if (!may_have_missed_removals(at)) continue;
+      const auto name = key.substr(std::string_view(kChangelogAtPrefix).size());
+      const auto slash = name.rfind('/');
+      std::int32_t partition = -1;
+      if (slash == std::string::npos ||
+          std::from_chars(name.data() + slash + 1, name.data() + name.size(), partition).ec != std::errc()) {
+        return "unreadable " + key;
+      }
+      const TopicPartition changelog{name.substr(0, slash), partition};
+      auto end = query_high_watermark(consumer.get(), changelog.first, changelog.second, std::chrono::seconds(30));
+      if (!end) throw std::runtime_error("where " + changelog.first + " ends: " + end.error());
+      auto position = offsets.find(changelog);
+      if (position == offsets.end() || position->second + 1 < *end) {  // one short: the last commit's marker
+        return fmt::format("its copy of {} [{}] was brought up to date longer ago than the changelog keeps removals",
+                           changelog.first, changelog.second);
+      }
+    }
+    return std::nullopt;
   }
 
   // Waits until every batch handed to a lane is folded (or its lane gave up, or run() stops).

@@ -170,6 +170,16 @@ TEST_SUITE("hub API") {
     res = f.get("/healthz");
     CHECK(res.status == 200);
     CHECK(json::parse(res.body)["changelog_lag"] == 3);
+    // Reads say it too, beside the lag of what this hub folds.
+    CHECK(f.get_json("/api/v1/devices/gate-1")["changelog_lag"] == 3);
+    CHECK(f.get_json("/api/v1/devices")["changelog_lag"] == 3);
+    CHECK_FALSE(Fixture().get_json("/api/v1/devices").contains("changelog_lag"));  // one hub alone
+    // A hub that only applies the changelog says when its disk refuses it, by class only.
+    progress = {true, 40, "IO error: No space left on device: While appending to file: /srv/courtyard/var/hub/state/000123.log"};
+    res = f.get("/healthz");
+    CHECK(res.status == 503);
+    CHECK(json::parse(res.body)["status"] == "applying the changelog stopped: store write failed (no space left on device)");
+    CHECK(res.body.find("/srv") == std::string::npos);
   }
 
   TEST_CASE("a hub of role processors serves /healthz and /metrics, and nothing else, restoring or not") {

@@ -102,7 +102,14 @@ class Dashboard {
         if (j["truncated"].get<bool>()) trouble_ += "snapshot truncated; ";
         for (const auto& item : j["items"]) records_[item["key"].get<std::string>()] = item["value"];
       } else if (j["type"] == "changes") {
-        for (const auto& change : j["changes"]) records_[change["key"].get<std::string>()] = change["value"];
+        for (const auto& change : j["changes"]) {
+          // A device's count only grows: a change with less would be an older state shown again.
+          auto& record = records_[change["key"].get<std::string>()];
+          if (record.is_object() && change["value"]["events"].get<std::uint64_t>() < record["events"].get<std::uint64_t>()) {
+            trouble_ += change["key"].get<std::string>() + " went back; ";
+          }
+          record = change["value"];
+        }
       } else {
         trouble_ += "unexpected frame " + *frame + "; ";
       }

@@ -25,7 +25,7 @@ namespace {
 // An owner's projector config: every batch through `writer` to the changelog first.
 ProjectorConfig writing_through(ChangelogWriter& writer) {
   ProjectorConfig config;
-  config.before_write = [&writer](const std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
+  config.before_write = [&writer](std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
     auto ok = writer.write(writes, nullptr);
     if (!ok) return std::unexpected(ok.error().message);
     return {};
@@ -55,7 +55,10 @@ std::vector<LogMessage> two_communities(std::uint64_t first, std::uint64_t count
 KeyValues records(const Store& store, const std::string& skip_prefix = "offsets/courtyard.state") {
   KeyValues out;
   for (auto& kv : store.view().scan("", "", 1'000'000)) {
-    if (kv.first == Projector::kStoreFormatKey || kv.first == kChangelogAppliedAtKey || kv.first.starts_with(skip_prefix)) continue;
+    if (kv.first == Projector::kStoreFormatKey || kv.first == kChangelogAppliedAtKey || kv.first.starts_with(skip_prefix) ||
+        kv.first.starts_with(kChangelogAtPrefix)) {
+      continue;
+    }
     out.push_back(std::move(kv));
   }
   return out;
@@ -158,5 +161,53 @@ TEST_SUITE("changelog (librdkafka mock cluster)") {
     thread.join();
     CHECK(stopped_because.find("store format 99") != std::string::npos);
     CHECK_FALSE(store->view().get("devices/from-the-future").has_value());
+  }
+
+  TEST_CASE("an owner's store records where the changelog stands after its batch, so a restore of its partitions reads "
+            "only what came after") {
+    OwnerAndReplica f;
+    auto& [mock, kafka, owner_dir, replica_dir, owner_store, replica_store, writer, owner] = f;
+    REQUIRE(owner.apply(two_communities(1, 5)));
+    const auto offsets = owner_store->view().offsets();
+    // Each partition's one batch ends with its end record, the changelog's last: the store is past it.
+    auto reader = make_consumer(kafka, {{"group.id", "ends"}});
+    REQUIRE(reader);
+    for (const auto& [topic, p] : {std::pair<std::string, int>{"courtyard.state.v1", 0}, {"courtyard.state.v1", 1},
+                                   {"courtyard.state.deadletter.v1", 2}}) {
+      CAPTURE(p);
+      auto end = query_high_watermark(reader->get(), topic, p, std::chrono::seconds(10));
+      REQUIRE(end);
+      CHECK(*end > 1);
+      CHECK(offsets.at({topic, p}) >= *end - 1);  // past the end record; the end may count the commit's marker
+      CHECK(offsets.at({topic, p}) <= *end);
+    }
+    CHECK(owner_store->view().get(changelog_at_key({"courtyard.state.v1", 0})).has_value());
+  }
+
+  TEST_CASE("a copy brought up to date longer ago than the changelog keeps removals is not restored from its position "
+            "when records came since: the store is marked to be restored whole") {
+    OwnerAndReplica f;
+    auto& [mock, kafka, owner_dir, replica_dir, owner_store, replica_store, writer, owner] = f;
+    REQUIRE(owner.apply(two_communities(1, 5)));
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto long_ago = std::to_string(now - 8 * 24 * 3600 * 1000LL);
+    // The replica held partition 0 eight days ago, up to before the owner's batch; partition 1
+    // just as long ago, but up to its end: nothing was written since, nothing can have been missed.
+    auto reader = make_consumer(kafka, {{"group.id", "ends"}});
+    REQUIRE(reader);
+    auto end_1 = query_high_watermark(reader->get(), "courtyard.state.v1", 1, std::chrono::seconds(10));
+    REQUIRE(end_1);
+    REQUIRE(replica_store->write({{changelog_at_key({"courtyard.state.v1", 0}), long_ago},
+                                  {changelog_at_key({"courtyard.state.v1", 1}), long_ago}},
+                                 {{{"courtyard.state.v1", 0}, 0}, {{"courtyard.state.v1", 1}, *end_1}}));
+    ChangelogApplier replica({kafka, {"courtyard.events.v1", "courtyard.deadletter.v1"}, {}, false}, *replica_store);
+    std::jthread thread([&](std::stop_token stop) { replica.run(stop); });
+    REQUIRE(replica.catch_up({"courtyard.events.v1", 1}, std::chrono::seconds(20)));
+    auto refused = replica.catch_up({"courtyard.events.v1", 0}, std::chrono::seconds(20));
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().find("older than the changelog keeps removals") != std::string::npos);
+    CHECK(replica_store->view().get(kRestoreWholeKey).has_value());
+    CHECK_FALSE(replica_store->view().get(Projector::device_key("a")).has_value());  // nothing applied from there
   }
 }

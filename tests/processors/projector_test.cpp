@@ -331,7 +331,7 @@ TEST_SUITE("projector") {
     std::vector<PartitionWrite> seen;
     bool refuse = true;
     ProjectorConfig config;
-    config.before_write = [&](const std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
+    config.before_write = [&](std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
       if (refuse) return std::unexpected("the changelog is away");
       seen = writes;
       return {};

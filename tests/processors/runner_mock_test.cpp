@@ -40,6 +40,15 @@ struct MockCluster : test::MockKafka {
     }
     REQUIRE(rd_kafka_flush(p->get(), 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
   }
+  // One record, as given, in a topic's partition.
+  void produce_to(const std::string& topic, std::int32_t partition, const std::string& key, const std::string& value) {
+    auto p = make_producer(config(), {{"acks", "all"}});
+    REQUIRE(p);
+    REQUIRE(rd_kafka_producev(p->get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+                              RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
+    REQUIRE(rd_kafka_flush(p->get(), 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
   // Bytes that are no Courtyard event, in the given partition of the events topic.
   void produce_garbage(std::int32_t partition) {
     auto p = make_producer(config(), {{"acks", "all"}});
@@ -251,21 +260,27 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     };
 
     kafka.produce(fleet(1, 20));
-    Runner api(config("hub-api", false), *api_store);
-    std::jthread api_thread([&](std::stop_token stop) { api.run(stop); });
     Runner a(config("hub-a", true), *a_store);
     std::jthread a_thread([&](std::stop_token stop) { a.run(stop); });
+    std::optional<Runner> api;
+    std::jthread api_thread;
     {
       Runner b(config("hub-b", true), *b_store);
       std::jthread b_thread([&](std::stop_token stop) { b.run(stop); });
       REQUIRE(eventually([&] { return b.freshness().size() == 3 && a.freshness().size() == 3; }));
+      REQUIRE(eventually([&] { return a.stats().applied + b.stats().applied == 120; }));
+      // A hub that only serves, started now: once it says it is restored, it holds everything
+      // the folders had committed when it started.
+      api.emplace(config("hub-api", false), *api_store);
+      api_thread = std::jthread([&](std::stop_token stop) { api->run(stop); });
+      REQUIRE(eventually([&] { return api->changelog_progress() && api->changelog_progress()->restored; }));
+      CHECK(holds(*api_store, 20));
       kafka.produce(fleet(21, 10));
       // The api hub holds every partition, whoever folds it.
       REQUIRE(eventually([&] { return holds(*api_store, 30); }));
-      REQUIRE(eventually([&] { return api.changelog_progress() && api.changelog_progress()->restored &&
-                                      api.changelog_progress()->lag == 0; }));
-      CHECK(api.stats().applied == 0);
-      CHECK(api.freshness().empty());  // the group never saw it
+      REQUIRE(eventually([&] { return api->changelog_progress()->lag == 0; }));
+      CHECK(api->stats().applied == 0);
+      CHECK(api->freshness().empty());  // the group never saw it
       REQUIRE(eventually([&] { return a.stats().applied + b.stats().applied == 180; }));
       // Without standbys, each holds what it folds and nothing else: it never read another partition.
       int b_communities = 0;
@@ -296,6 +311,22 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     std::uint64_t counted = 0;
     for (const auto& [type, n] : Projector::counts(a_store->view(), Projector::kEventStatsKey)) counted += n;
     CHECK(counted == 240);
+
+    // b comes back on its store: it is given a share again and restores it from where its store
+    // stopped (its own batches are not read again: the store recorded where they ended).
+    const auto a_then = a.stats().applied;
+    Runner b(config("hub-b", true), *b_store);
+    std::jthread b_thread([&](std::stop_token stop) { b.run(stop); });
+    REQUIRE(eventually([&] { return b.freshness().size() == 3 && a.freshness().size() == 3; }));
+    kafka.produce(fleet(41, 10));
+    REQUIRE(eventually([&] { return holds(*api_store, 50); }));
+    REQUIRE(eventually([&] { return a.stats().applied - a_then + b.stats().applied == 60; }));
+    const auto b_partitions = b.freshness();
+    for (int c = 1; c <= 6; ++c) {
+      CAPTURE(c);
+      const bool b_folds = b_partitions.contains({"courtyard.events.v1", partition_of(c)});
+      CHECK(eventually([&] { return events_of(b_folds ? *b_store : *a_store, c) == 50u; }));
+    }
   }
 
   TEST_CASE("a store a hub folded alone is refused by a hub sharing the partitions: its changelog never had that state") {
@@ -338,6 +369,33 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     CHECK(run_until(runner, 20).applied == 20);  // from the log's start: the changelog had nothing
     CHECK_FALSE(store->view().get(Projector::device_key("removed-long-ago")).has_value());
     CHECK(processors::record_json(*store->view().get(Projector::device_key("d-1")))["events"] == 20);
+  }
+
+  TEST_CASE("a copy of one partition brought up to date longer ago than the changelog keeps removals restores the store "
+            "whole when the changelog has records since; with nothing written since, it is kept") {
+    for (bool written_since : {false, true}) {
+      CAPTURE(written_since);
+      MockCluster kafka;
+      test::TempDir dir;
+      auto store = test::open_store(dir);
+      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
+      // Two owners' (empty) batches.
+      kafka.produce_to("courtyard.state.v1", 0, "offsets/courtyard.events.v1/0", "0");
+      kafka.produce_to("courtyard.state.v1", 0, "offsets/courtyard.events.v1/0", "0");
+      // Its copy of changelog partition 0: a week and a day old, at the end or before it.
+      REQUIRE(store->write({{"meta/cluster", "1"},
+                            {changelog_at_key({"courtyard.state.v1", 0}), std::to_string(now - 8 * 24 * 3600 * 1000LL)},
+                            {Projector::device_key("maybe-removed"), "{}"}},
+                           {{{"courtyard.state.v1", 0}, written_since ? 0 : 2}}));
+      kafka.produce(statuses("d-1", 1, 20));
+      auto config = runner_config(kafka, "away-" + std::to_string(written_since));
+      config.changelog = true;
+      Runner runner(config, *store);
+      CHECK(run_until(runner, 20).applied == 20);
+      CHECK(store->view().get(Projector::device_key("maybe-removed")).has_value() == !written_since);
+      CHECK(processors::record_json(*store->view().get(Projector::device_key("d-1")))["events"] == 20);
+    }
   }
 
   TEST_CASE("a store folded from three partitions refuses an events topic that now has six, and folds nothing") {

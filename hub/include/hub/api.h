@@ -101,6 +101,9 @@ class Api {
 
  private:
   HttpResponse route(const HttpRequest& request, std::string& route_name);
+  std::optional<processors::ChangelogProgress> changelog_progress() const {
+    return sources_.changelog_progress ? sources_.changelog_progress() : std::nullopt;
+  }
   HttpResponse metrics();
   HttpResponse list(const Principal& who, const processors::Store& store, const Target& target,
                     const std::string& prefix, std::initializer_list<const char*> filters);

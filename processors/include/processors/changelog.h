@@ -32,7 +32,17 @@ using TopicPartition = std::pair<std::string, std::int32_t>;
 
 // When the store last applied the changelog (wall-clock ms): a store away from it for longer than
 // the changelog keeps removals (kChangelogKeepsRemovals) has missed some, and is restored whole.
+// Stores of this version keep it per changelog partition (changelog_at_key), written with each
+// batch an owner folds or an applier applies; the one key is for stores from before.
 inline constexpr const char* kChangelogAppliedAtKey = "meta/changelog_applied_at";
+std::string changelog_at_key(const std::pair<std::string, std::int32_t>& changelog);
+inline constexpr const char* kChangelogAtPrefix = "meta/changelog_at/";
+// Whether a copy last brought up to date at `at_ms` (a changelog_at_key's value) may have missed
+// removals the cleaner has dropped since (unreadable: as if it may).
+bool may_have_missed_removals(std::string_view at_ms);
+// Set when a copy turned out too old to restore from its position: the next start restores the
+// store whole.
+inline constexpr const char* kRestoreWholeKey = "meta/changelog_restore_whole";
 inline constexpr std::chrono::hours kChangelogKeepsRemovals{24 * 7};  // the topics' delete.retention.ms
 
 // The changelog topic of a source topic (events or dead letters); empty for any other.
@@ -54,13 +64,20 @@ class ChangelogWriter {
   ~ChangelogWriter();
   // Writes `writes` in one transaction with the source partitions' next offsets sent to the
   // transaction for `consumer`'s group, which fences a member the group has moved on from.
-  // Returns once the transaction is committed; on an error nothing of it is visible to readers.
-  std::expected<void, ChangelogWriteError> write(const std::vector<PartitionWrite>& writes, rd_kafka_t* consumer);
+  // Returns once the transaction is committed, having added to each write the store's own
+  // bookkeeping: where its changelog partition stands after the batch (also_offsets) and when
+  // (changelog_at_key), so a later restore of it reads only what others wrote after. On an error
+  // nothing of it is visible to readers, and the writes are as they were.
+  std::expected<void, ChangelogWriteError> write(std::vector<PartitionWrite>& writes, rd_kafka_t* consumer);
 
  private:
   ChangelogWriter() = default;
   std::expected<void, std::string> start();  // a producer, its transactions initialised
   static rd_kafka_error_t* until_done(const std::function<rd_kafka_error_t*()>& step);
+  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque);
+  struct EndRecord;  // a delivery report's note: which write, which of its end records
+  std::uint64_t writes_ = 0;          // write() calls so far: an older write's late reports are ignored
+  std::vector<std::int64_t> ends_;  // this write's end records' offsets, as reported (-1: not yet)
   KafkaConfig kafka_;
   std::string transactional_id_;
   KafkaPtr producer_;  // null after a failure it cannot go on from: made anew by the next write
@@ -92,10 +109,15 @@ class ChangelogApplier {
   // Ownership, from the runner's rebalance callback.
   void own(const TopicPartition& source);
   void disown(const TopicPartition& source);
-  // Waits until the store holds the source partition's changelog up to the end it has now
+  // Waits until the store holds the source partitions' changelog up to the end each has now
   // (whatever a previous owner committed), or `timeout` passes or the applier stops. The runner
-  // calls it before it folds a partition it was just given.
-  std::expected<void, std::string> catch_up(const TopicPartition& source, std::chrono::milliseconds timeout);
+  // calls it before it folds partitions it was just given (without standbys they are read side by
+  // side). A copy held too long ago to restore from its position is refused, and the store is
+  // marked to be restored whole at the next start (kRestoreWholeKey).
+  std::expected<void, std::string> catch_up(const std::vector<TopicPartition>& sources, std::chrono::milliseconds timeout);
+  std::expected<void, std::string> catch_up(const TopicPartition& source, std::chrono::milliseconds timeout) {
+    return catch_up(std::vector<TopicPartition>{source}, timeout);
+  }
   // Batches applied since start.
   std::uint64_t batches_applied() const;
   Progress progress() const;

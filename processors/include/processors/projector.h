@@ -72,11 +72,15 @@ struct PartitionWrite {
   KeyValues puts;
   std::vector<std::string> deletes;
   std::int64_t next_offset = 0;
+  // Positions of other topics the store records with this write (before_write's: where the
+  // changelog stands after it).
+  Offsets also_offsets;
 };
 // Called with a batch's writes, one per source partition read, before the store takes them; an
 // error fails the batch as a failed store write does (nothing of it is applied). The changelog
-// (decision 0024) is written here.
-using BeforeWrite = std::function<std::expected<void, std::string>(const std::vector<PartitionWrite>&)>;
+// (decision 0024) is written here, which may add records of the store's own bookkeeping (puts,
+// also_offsets) to the write.
+using BeforeWrite = std::function<std::expected<void, std::string>(std::vector<PartitionWrite>&)>;
 
 // What the projector needs besides the store: topic names and the alert rules.
 struct ProjectorConfig {

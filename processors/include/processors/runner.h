@@ -76,6 +76,7 @@ using Freshness = std::map<std::pair<std::string, std::int32_t>, PartitionFreshn
 struct ChangelogProgress {
   bool restored = false;  // every partition held up to where its changelog ended at start
   std::int64_t lag = 0;   // changelog records written and not applied yet
+  std::string store_error;  // why the store takes no changelog batch now (a full disk); empty while it does
 };
 
 struct RunnerStats {
