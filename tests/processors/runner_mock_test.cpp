@@ -115,6 +115,30 @@ std::vector<schemas::Event> statuses(const std::string& device, std::uint64_t fi
   return out;
 }
 
+// Six communities' devices, seqs first..first+count-1 each (the Kafka key is the community, so
+// they spread over the partitions).
+std::vector<schemas::Event> fleet(std::uint64_t first, std::uint64_t count) {
+  std::vector<schemas::Event> out;
+  for (int c = 1; c <= 6; ++c) {
+    for (std::uint64_t i = first; i < first + count; ++i) {
+      auto e = test::status_event("d-" + std::to_string(c), i);
+      e.community = CommunityId("c" + std::to_string(c));
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+
+// Polls `condition` every 50 ms for up to 40 s (groups on the mock cluster settle in seconds).
+template <class Condition>
+bool eventually(Condition condition) {
+  for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40); std::chrono::steady_clock::now() < deadline;
+       std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+    if (condition()) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 TEST_SUITE("runner (librdkafka mock cluster)") {
@@ -148,18 +172,6 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     MockCluster kafka;
     test::TempDir a_dir, b_dir;
     auto a_store = test::open_store(a_dir), b_store = test::open_store(b_dir);
-    // Six communities' devices (the Kafka key is the community, so they spread over the partitions).
-    auto fleet = [](std::uint64_t first, std::uint64_t count) {
-      std::vector<schemas::Event> out;
-      for (int c = 1; c <= 6; ++c) {
-        for (std::uint64_t i = first; i < first + count; ++i) {
-          auto e = test::status_event("d-" + std::to_string(c), i);
-          e.community = CommunityId("c" + std::to_string(c));
-          out.push_back(e);
-        }
-      }
-      return out;
-    };
     auto config = [&](const std::string& instance) {
       auto c = runner_config(kafka, "shared");
       c.instance_id = instance;
@@ -175,13 +187,6 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
         if (!raw || processors::record_json(*raw)["events"] != events) return false;
       }
       return true;
-    };
-    auto eventually = [](auto condition) {
-      for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
-           std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
-        if (condition()) return true;
-      }
-      return false;
     };
 
     kafka.produce(fleet(1, 20));
@@ -216,17 +221,6 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
     MockCluster kafka;
     test::TempDir a_dir, b_dir, api_dir;
     auto a_store = test::open_store(a_dir), b_store = test::open_store(b_dir), api_store = test::open_store(api_dir);
-    auto fleet = [](std::uint64_t first, std::uint64_t count) {
-      std::vector<schemas::Event> out;
-      for (int c = 1; c <= 6; ++c) {
-        for (std::uint64_t i = first; i < first + count; ++i) {
-          auto e = test::status_event("d-" + std::to_string(c), i);
-          e.community = CommunityId("c" + std::to_string(c));
-          out.push_back(e);
-        }
-      }
-      return out;
-    };
     auto config = [&](const std::string& instance, bool fold) {
       auto c = runner_config(kafka, "roles");
       c.instance_id = instance;
@@ -246,13 +240,6 @@ TEST_SUITE("runner (librdkafka mock cluster)") {
         if (events_of(store, c) != events) return false;
       }
       return true;
-    };
-    auto eventually = [](auto condition) {
-      for (auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
-           std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
-        if (condition()) return true;
-      }
-      return false;
     };
     auto partition_of = [](int c) {
       const std::string key = "c" + std::to_string(c);  // the community: the producer's key
