@@ -60,6 +60,13 @@ ChangelogWriteError write_error(rd_kafka_error_t* error, const char* step) {
   return {std::string("changelog ") + step + ": " + rd_kafka_error_string(error), fenced && !rebalancing, rebalancing};
 }
 
+// Throws what a failed librdkafka call said.
+void throw_if(rd_kafka_error_t* error, const char* what) {
+  if (!error) return;
+  KafkaErrorPtr owned(error);
+  throw std::runtime_error(std::string(what) + ": " + rd_kafka_error_string(error));
+}
+
 }  // namespace
 
 bool may_have_missed_removals(std::string_view at_ms) {
@@ -281,22 +288,14 @@ struct ChangelogApplier::Impl {
       if (!want.contains(tp)) rd_kafka_topic_partition_list_add(drop.get(), tp.first.c_str(), tp.second);
     }
     if (drop->cnt > 0) {
-      if (auto* error = rd_kafka_incremental_unassign(consumer.get(), drop.get())) {
-        const std::string why = rd_kafka_error_string(error);
-        rd_kafka_error_destroy(error);
-        throw std::runtime_error("changelog unassign: " + why);
-      }
+      throw_if(rd_kafka_incremental_unassign(consumer.get(), drop.get()), "changelog unassign");
       for (int i = 0; i < drop->cnt; ++i) {
         reading.erase({drop->elems[i].topic, drop->elems[i].partition});
         pending.erase({drop->elems[i].topic, drop->elems[i].partition});
       }
     }
     if (add->cnt > 0) {
-      if (auto* error = rd_kafka_incremental_assign(consumer.get(), add.get())) {
-        const std::string why = rd_kafka_error_string(error);
-        rd_kafka_error_destroy(error);
-        throw std::runtime_error("changelog assign: " + why);
-      }
+      throw_if(rd_kafka_incremental_assign(consumer.get(), add.get()), "changelog assign");
       for (int i = 0; i < add->cnt; ++i) {
         reading.insert({add->elems[i].topic, add->elems[i].partition});
         if (add->elems[i].offset >= 0) mark_applied({add->elems[i].topic, add->elems[i].partition}, add->elems[i].offset);
