@@ -67,6 +67,13 @@ void throw_if(rd_kafka_error_t* error, const char* what) {
   throw std::runtime_error(std::string(what) + ": " + rd_kafka_error_string(error));
 }
 
+// A key of this store's own bookkeeping (its format, its changelog times, its cluster marks):
+// never an owner's record, so never taken from the changelog, whoever wrote it there.
+bool local_bookkeeping(std::string_view key) {
+  return key.starts_with("meta/changelog") || key == Projector::kStoreFormatKey || key == "meta/cluster" ||
+         key.starts_with("meta/partitions/");
+}
+
 }  // namespace
 
 bool may_have_missed_removals(std::string_view at_ms) {
@@ -366,6 +373,11 @@ struct ChangelogApplier::Impl {
       return;
     }
     std::string key(static_cast<const char*>(m.key), m.key_len);
+    if (local_bookkeeping(key)) {
+      spdlog::warn("changelog: {} [{}]@{} carries {}, this store's own bookkeeping; skipped", changelog.first,
+                   changelog.second, m.offset, key);
+      return;
+    }
     auto& batch = pending[changelog];
     if (!key.starts_with(kOffsetPrefix)) {
       if (is_owned(source)) return;  // its owner wrote it here itself

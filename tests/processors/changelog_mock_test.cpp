@@ -131,7 +131,8 @@ TEST_SUITE("changelog (librdkafka mock cluster)") {
   }
 
   TEST_CASE("hostile changelog records: one with no key is skipped, an end that is no number moves no source offset, "
-            "and a batch of another store format stops the applier with the reason") {
+            "the store's own bookkeeping is never taken from it, and a batch of another store format stops the applier "
+            "with the reason") {
     test::MockKafka mock;
     const auto kafka = mock.config();
     test::TempDir dir;
@@ -140,6 +141,11 @@ TEST_SUITE("changelog (librdkafka mock cluster)") {
     put_record(kafka, 0, "devices/first", "{}");
     put_record(kafka, 0, "offsets/courtyard.events.v1/0", "\xff not a number", "4");
     put_record(kafka, 0, "devices/second", "{}");
+    // Records forged to reach the store's own bookkeeping: a whole restore at the next start, an
+    // unreadable copy time, another format.
+    put_record(kafka, 0, kRestoreWholeKey, "1");
+    put_record(kafka, 0, "meta/changelog_at/x", "not a time");
+    put_record(kafka, 0, "meta/format", "1");
     put_record(kafka, 0, "offsets/courtyard.events.v1/0", "7", "4");
     ChangelogApplier replica({kafka, {"courtyard.events.v1", "courtyard.deadletter.v1"}, {}}, *store);
     std::string stopped_because;
@@ -154,6 +160,9 @@ TEST_SUITE("changelog (librdkafka mock cluster)") {
     CHECK(store->view().get("devices/first").has_value());
     CHECK(store->view().get("devices/second").has_value());
     CHECK(store->view().offsets().at({"courtyard.events.v1", 0}) == 7);  // the garbled end moved nothing
+    CHECK_FALSE(store->view().get(kRestoreWholeKey).has_value());
+    CHECK_FALSE(store->view().get("meta/changelog_at/x").has_value());
+    CHECK(store->view().get("meta/format") != std::optional<std::string>("1"));
 
     put_record(kafka, 1, "devices/from-the-future", "{}");
     put_record(kafka, 1, "offsets/courtyard.events.v1/1", "3", "99");
