@@ -24,7 +24,7 @@ std::string_view type_name(const Body& body) {
       "gate.pass",       "vehicle.pass",   "meter.reading", "home.sensor",
       "wearable.vitals", "wearable.alarm", "device.status", "device.registered", "tick", "operator.action",
       "registry.entry",  "command",        "command.delivered", "command.ack", "notice", "camera.snapshot",
-      "vision.analysis"};
+      "vision.analysis", "person.recorded", "person.forgotten", "person.read", "contacts.set"};
   return kTypes[body.index()];
 }
 
@@ -58,7 +58,9 @@ bool is_system_event(const Body& body) {
   return std::holds_alternative<DeviceRegistered>(body) || std::holds_alternative<Tick>(body) ||
          std::holds_alternative<OperatorAction>(body) || std::holds_alternative<RegistryEntry>(body) ||
          std::holds_alternative<Command>(body) || std::holds_alternative<CommandDelivered>(body) ||
-         std::holds_alternative<Notice>(body) || std::holds_alternative<VisionAnalysis>(body);
+         std::holds_alternative<Notice>(body) || std::holds_alternative<VisionAnalysis>(body) ||
+         std::holds_alternative<PersonRecorded>(body) || std::holds_alternative<PersonForgotten>(body) ||
+         std::holds_alternative<PersonalDataRead>(body) || std::holds_alternative<EmergencyContacts>(body);
 }
 
 std::string_view to_string(CommandResult result) { return name_of(result); }
@@ -66,6 +68,8 @@ std::string_view to_string(NoticeSeverity severity) { return name_of(severity); 
 std::optional<NoticeSeverity> parse_notice_severity(std::string_view name) { return parse_name<NoticeSeverity>(name); }
 
 std::string_view to_string(AlertAction action) { return name_of(action); }
+std::string_view to_string(PersonKind kind) { return name_of(kind); }
+std::optional<PersonKind> parse_person_kind(std::string_view name) { return parse_name<PersonKind>(name); }
 std::string_view to_string(RegistryKind kind) { return name_of(kind); }
 std::string_view to_string(PersonRole role) { return name_of(role); }
 std::optional<RegistryKind> parse_registry_kind(std::string_view name) { return parse_name<RegistryKind>(name); }

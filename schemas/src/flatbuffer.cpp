@@ -18,6 +18,14 @@ To cast_enum(From e) {
 }
 
 std::string str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+std::vector<std::string> strings(const flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>* v) {
+  std::vector<std::string> out;
+  if (v) {
+    out.reserve(v->size());
+    for (const auto* s : *v) out.push_back(str(s));
+  }
+  return out;
+}
 
 template <class T>
 std::optional<double> opt_double(flatbuffers::Optional<T> v) {
@@ -120,6 +128,30 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
                   f::CreateVisionAnalysis(b, x.snapshot_id, gate, x.snapshot_time_ms, x.faces, token, x.plate_confidence,
                                           x.plate_x, x.plate_y, x.plate_width, x.plate_height, error)
                       .Union()};
+        } else if constexpr (std::is_same_v<T, PersonRecorded>) {
+          auto subject = b.CreateString(x.subject);
+          auto unit = b.CreateString(x.unit);
+          auto sealed = b.CreateVector(reinterpret_cast<const std::uint8_t*>(x.sealed.data()), x.sealed.size());
+          auto tokens = b.CreateVectorOfStrings(x.tokens);
+          return {f::Body::PersonRecorded,
+                  f::CreatePersonRecorded(b, subject, cast_enum<f::PersonKind>(x.kind), unit, sealed, tokens).Union()};
+        } else if constexpr (std::is_same_v<T, PersonForgotten>) {
+          auto subject = b.CreateString(x.subject);
+          auto actor = b.CreateString(x.actor);
+          auto reason = b.CreateString(x.reason);
+          return {f::Body::PersonForgotten, f::CreatePersonForgotten(b, subject, actor, reason).Union()};
+        } else if constexpr (std::is_same_v<T, PersonalDataRead>) {
+          auto actor = b.CreateString(x.actor);
+          auto subjects = b.CreateVectorOfStrings(x.subjects);
+          auto fields = b.CreateVectorOfStrings(x.fields);
+          auto purpose = b.CreateString(x.purpose);
+          return {f::Body::PersonalDataRead, f::CreatePersonalDataRead(b, actor, subjects, fields, purpose).Union()};
+        } else if constexpr (std::is_same_v<T, EmergencyContacts>) {
+          auto unit = b.CreateString(x.unit);
+          auto device = b.CreateString(x.device);
+          auto wearer = b.CreateString(x.wearer);
+          auto contacts = b.CreateVectorOfStrings(x.contacts);
+          return {f::Body::EmergencyContacts, f::CreateEmergencyContacts(b, unit, device, wearer, contacts).Union()};
         } else if constexpr (std::is_same_v<T, OperatorAction>) {
           auto id = b.CreateString(x.alert_id);
           auto actor = b.CreateString(x.actor);
@@ -240,6 +272,25 @@ std::expected<Body, std::string> read_body(const f::Event& e) {
       return VisionAnalysis{x->snapshot_id(),  str(x->gate()),  x->snapshot_time_ms(), x->faces(),
                             str(x->plate_token()), x->plate_confidence(), x->plate_x(), x->plate_y(),
                             x->plate_width(),  x->plate_height(), str(x->error())};
+    }
+    case f::Body::PersonRecorded: {
+      auto* x = e.body_as_PersonRecorded();
+      if (!in_range<PersonKind>(static_cast<int>(x->kind()))) return bad_enum("body.kind");
+      PersonRecorded p{str(x->subject()), cast_enum<PersonKind>(x->kind()), str(x->unit()), {}, strings(x->tokens())};
+      if (x->sealed()) p.sealed.assign(reinterpret_cast<const char*>(x->sealed()->data()), x->sealed()->size());
+      return p;
+    }
+    case f::Body::PersonForgotten: {
+      auto* x = e.body_as_PersonForgotten();
+      return PersonForgotten{str(x->subject()), str(x->actor()), str(x->reason())};
+    }
+    case f::Body::PersonalDataRead: {
+      auto* x = e.body_as_PersonalDataRead();
+      return PersonalDataRead{str(x->actor()), strings(x->subjects()), strings(x->fields()), str(x->purpose())};
+    }
+    case f::Body::EmergencyContacts: {
+      auto* x = e.body_as_EmergencyContacts();
+      return EmergencyContacts{str(x->unit()), str(x->device()), str(x->wearer()), strings(x->contacts())};
     }
     case f::Body::NONE: break;
   }

@@ -234,7 +234,8 @@ std::expected<Body, Rejection> parse_body(std::string_view type, const json& obj
     return b;
   }
   if (type == "device.registered" || type == "tick" || type == "operator.action" || type == "registry.entry" ||
-      type == "command" || type == "command.delivered" || type == "notice" || type == "vision.analysis") {
+      type == "command" || type == "command.delivered" || type == "notice" || type == "vision.analysis" ||
+      type.starts_with("person.") || type == "contacts.set") {
     return reject(Code::TypeNotAllowed, std::string(type) + " is written by Courtyard, not by devices");
   }
   return reject(Code::UnknownType, "type \"" + std::string(type) + "\" is not an event type");
@@ -371,6 +372,26 @@ nlohmann::json body_to_json(const Body& body) {
             j["plate_region"] = {b.plate_x, b.plate_y, b.plate_width, b.plate_height};
           }
           if (!b.error.empty()) j["error"] = b.error;
+        } else if constexpr (std::is_same_v<T, PersonRecorded>) {
+          j["subject"] = b.subject;
+          j["kind"] = name_of(b.kind);
+          j["unit"] = b.unit;
+          j["sealed"] = base64(b.sealed);  // ciphertext: what the log holds, readable only with the key
+          j["tokens"] = b.tokens;
+        } else if constexpr (std::is_same_v<T, PersonForgotten>) {
+          j["subject"] = b.subject;
+          j["actor"] = b.actor;
+          j["reason"] = b.reason;
+        } else if constexpr (std::is_same_v<T, PersonalDataRead>) {
+          j["actor"] = b.actor;
+          j["subjects"] = b.subjects;
+          j["fields"] = b.fields;
+          j["purpose"] = b.purpose;
+        } else if constexpr (std::is_same_v<T, EmergencyContacts>) {
+          j["unit"] = b.unit;
+          if (!b.device.empty()) j["device"] = b.device;
+          if (!b.wearer.empty()) j["wearer"] = b.wearer;
+          j["contacts"] = b.contacts;
         } else if constexpr (std::is_same_v<T, OperatorAction>) {
           j["alert_id"] = b.alert_id;
           j["action"] = name_of(b.action);

@@ -56,6 +56,11 @@ struct Names<PersonRole> {
 };
 
 template <>
+struct Names<PersonKind> {
+  static constexpr std::array<std::string_view, 4> kValues = {"resident", "family", "visitor", "staff"};
+};
+
+template <>
 struct Names<CommandResult> {
   static constexpr std::array<std::string_view, 2> kValues = {"ok", "failed"};
 };

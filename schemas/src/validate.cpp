@@ -76,6 +76,18 @@ std::optional<std::string> first_invalid_text(const Event& e) {
           check("gate", b.gate), check("image_sha256", b.image_sha256);  // jpeg is bytes, not text
         } else if constexpr (std::is_same_v<T, VisionAnalysis>) {
           check("gate", b.gate), check("plate_token", b.plate_token), check("error", b.error);
+        } else if constexpr (std::is_same_v<T, PersonRecorded>) {
+          check("subject", b.subject), check("unit", b.unit);  // sealed is bytes, not text
+          for (const auto& t : b.tokens) check("tokens", t);
+        } else if constexpr (std::is_same_v<T, PersonForgotten>) {
+          check("subject", b.subject), check("actor", b.actor), check("reason", b.reason);
+        } else if constexpr (std::is_same_v<T, PersonalDataRead>) {
+          check("actor", b.actor), check("purpose", b.purpose);
+          for (const auto& s : b.subjects) check("subjects", s);
+          for (const auto& s : b.fields) check("fields", s);
+        } else if constexpr (std::is_same_v<T, EmergencyContacts>) {
+          check("unit", b.unit), check("device", b.device), check("wearer", b.wearer);
+          for (const auto& s : b.contacts) check("contacts", s);
         }
       },
       e.body);

@@ -178,9 +178,45 @@ struct VisionAnalysis {
   bool operator==(const VisionAnalysis&) const = default;
 };
 
+// The privacy vault's events (docs/privacy.md), appended by the hub. Personal fields travel only
+// sealed under the person's own key; ids and tokens are pseudonymous.
+enum class PersonKind { Resident, Family, Visitor, Staff };
+struct PersonRecorded {
+  std::string subject;               // "p-..."
+  PersonKind kind = PersonKind::Resident;
+  std::string unit;                  // the household they live in, or are family or host of
+  std::string sealed;                // bytes: the vault's ciphertext of their fields
+  std::vector<std::string> tokens;   // their gate and vehicle tokens
+  bool operator==(const PersonRecorded&) const = default;
+};
+struct PersonForgotten {
+  std::string subject;
+  std::string actor;
+  std::string reason;
+  bool operator==(const PersonForgotten&) const = default;
+};
+// The read trail: who was shown which fields of whom, and why.
+struct PersonalDataRead {
+  std::string actor;
+  std::vector<std::string> subjects;
+  std::vector<std::string> fields;
+  std::string purpose;
+  bool operator==(const PersonalDataRead&) const = default;
+};
+struct EmergencyContacts {
+  std::string unit;
+  std::string device;                 // a wearable; empty: the household's contacts
+  std::string wearer;                 // subject id of the wearable's wearer, or empty
+  std::vector<std::string> contacts;  // subject ids, first to call first
+  bool operator==(const EmergencyContacts&) const = default;
+};
+std::string_view to_string(PersonKind kind);
+std::optional<PersonKind> parse_person_kind(std::string_view name);
+
 using Body = std::variant<GatePass, VehiclePass, MeterReading, HomeSensor, WearableVitals, WearableAlarm,
                           DeviceStatus, DeviceRegistered, Tick, OperatorAction, RegistryEntry, Command,
-                          CommandDelivered, CommandAck, Notice, CameraSnapshot, VisionAnalysis>;
+                          CommandDelivered, CommandAck, Notice, CameraSnapshot, VisionAnalysis, PersonRecorded,
+                          PersonForgotten, PersonalDataRead, EmergencyContacts>;
 
 // Events Courtyard itself appends (registrations, ticks, operator actions) carry no device seq.
 bool is_system_event(const Body& body);
