@@ -11,6 +11,7 @@
 
 #include "common/digest.h"
 #include "common/random.h"
+#include "api_helpers.h"
 #include "idempotency.h"
 #include "processors/projector.h"
 #include "processors/record.h"
@@ -58,22 +59,8 @@ Api::Target Api::parse_target(std::string_view target) {
 
 namespace {
 
-// Strings that came from outside (ids in paths, stored records) may not be UTF-8: replaced, never thrown on.
-HttpResponse json_response(int status, const json& body) {
-  return {status, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n"};
-}
 
-// A decimal integer and nothing else ("12abc", "", " 1" are not).
-std::optional<std::int64_t> strict_integer(std::string_view text) {
-  std::int64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
 
-HttpResponse error(int status, const std::string& code, const std::string& detail) {
-  return json_response(status, json{{"error", code}, {"detail", detail}});
-}
 
 // as_of: the offsets the snapshot reflects; lag: how far the processors are behind the log;
 // changelog_lag (hubs sharing the partitions): how far the store is behind the other hubs' folds.
@@ -538,7 +525,6 @@ std::expected<schemas::RegistryEntry, std::string> registry_entry_from_json(cons
 
 namespace {
 
-std::string actor_of(const Principal& who) { return who.label.empty() ? who.token_id : who.token_id + " (" + who.label + ")"; }
 
 // What each kind of device can be told to do (besides reboot and ping, which every device takes).
 const std::map<std::string, std::vector<std::string>, std::less<>> kActions = {
@@ -554,17 +540,6 @@ std::vector<std::string> actions_for(const std::string& kind) {
   return out;
 }
 
-// A JSON body as an object whose `text_fields`, where present, are strings; or the 400 to send.
-std::expected<json, HttpResponse> object_body(const std::string& body, std::initializer_list<const char*> text_fields) {
-  json j = body.empty() ? json::object() : json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return std::unexpected(error(400, "bad_request", "body must be a JSON object"));
-  for (const char* field : text_fields) {
-    if (auto it = j.find(field); it != j.end() && !it->is_string()) {
-      return std::unexpected(error(400, "bad_request", std::string(field) + " must be a string"));
-    }
-  }
-  return j;
-}
 
 // An integer field within bounds, or the 400 to send.
 std::expected<std::int64_t, HttpResponse> bounded(const json& j, const char* field, std::int64_t fallback, std::int64_t lo,
@@ -589,13 +564,6 @@ std::string request_id(const std::string& prefix, const Principal& who, const st
   return prefix + sha256_hex(who.token_id + "\n" + seed).substr(0, 24);
 }
 
-// Where an append stands: its offset in the requests topic once Kafka confirmed it; else null,
-// and "confirmed": false (the hub's producer still has it and goes on trying).
-json request_fields(json out, std::int64_t offset) {
-  out["request_offset"] = offset >= 0 ? json(offset) : json(nullptr);
-  out["confirmed"] = offset >= 0;
-  return out;
-}
 
 }  // namespace
 
