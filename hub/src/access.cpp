@@ -46,7 +46,8 @@ constexpr std::string_view kRoles[] = {"admin", "staff", "auditor", "resident"};
 
 // The household's records a resident may read; community-wide ones (gates, occupancy) are not theirs.
 constexpr std::string_view kHouseholdPrefixes[] = {"devices/", "rejections/", "alerts/",   "meters/", "elders/",
-                                                   "homes/",   "registry/",   "commands/", "notices/"};
+                                                   "homes/",   "registry/",   "commands/", "notices/", "people/",
+                                                   "contacts/", "reads/"};
 
 std::string key_part(std::string_view key, std::size_t index) {
   for (std::size_t i = 0; i < index; ++i) {
@@ -78,8 +79,12 @@ RecordScope scope_of(std::string_view key, const nlohmann::json& record) {
   if (key.starts_with("homes/")) {
     s.community = key_part(key, 1);
     s.unit = key_part(key, 2);
-  } else if (key.starts_with("communities/") || key.starts_with("registry/") || key.starts_with("notices/")) {
+  } else if (key.starts_with("communities/") || key.starts_with("registry/") || key.starts_with("notices/") ||
+             key.starts_with("people/")) {
     s.community = key_part(key, 1);
+  } else if (key.starts_with("contacts/") || key.starts_with("reads/")) {  // {c}/{unit}/...
+    s.community = key_part(key, 1);
+    s.unit = key_part(key, 2);
   }
   return s;
 }
@@ -112,6 +117,20 @@ bool may_act(const Principal& who, const std::string& community, const std::stri
       return community == who.community;
     case Role::Resident:
       return community == who.community && !unit.empty() && unit == who.unit;
+    case Role::Auditor:
+      return false;
+  }
+  return false;
+}
+
+bool may_see_personal(const Principal& who, const std::string& community, const std::string& unit) {
+  switch (who.role) {
+    case Role::Admin:
+      return true;
+    case Role::Staff:
+      return !community.empty() && community == who.community;
+    case Role::Resident:
+      return !community.empty() && community == who.community && !unit.empty() && unit == who.unit;
     case Role::Auditor:
       return false;
   }

@@ -181,6 +181,9 @@ const Projection kProjections[] = {
     {"/api/v1/notices", "notices/", {"community", "severity", "unit"}},
     {"/api/v1/cameras", "cameras/", {"community", "gate"}},
     {"/api/v1/quarantine", "quarantine/", {"topic", "reason"}},
+    {"/api/v1/people", "people/", {"community", "kind", "unit"}},
+    {"/api/v1/contacts", "contacts/", {"community", "unit", "device"}},
+    {"/api/v1/reads", "reads/", {"community", "unit", "subject", "actor"}},
 };
 
 }  // namespace
@@ -322,6 +325,7 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     past = *built;
     store = past.get();
   }
+  if (auto answered = people_read(*who, target, route_name)) return *answered;
   if (path == "/api/v1/whoami") {
     route_name = "/api/v1/whoami";
     return json_response(200, json{{"token_id", who->token_id}, {"role", to_string(who->role)},
@@ -342,6 +346,7 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
       return not_found_or_hidden(std::string(p.path.substr(8)), id, raw.has_value());
     }
     out["id"] = id;
+    out.erase("sealed");
     if (p.prefix == "devices/") {
       auto rejections = view.get(processors::Projector::rejection_key(id));
       out["rejections"] = rejections ? json::parse(*rejections) : json(nullptr);
@@ -428,7 +433,8 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
   };
   // A narrower prefix where the key itself carries the community (scans less for staff and residents).
   std::string scan_prefix = prefix;
-  const bool keyed_by_community = prefix == "homes/" || prefix == "communities/" || prefix == "registry/" || prefix == "notices/";
+  const bool keyed_by_community = prefix == "homes/" || prefix == "communities/" || prefix == "registry/" ||
+                                  prefix == "notices/" || prefix == "people/" || prefix == "contacts/" || prefix == "reads/";
   const bool scoped = who.role != Role::Admin && who.role != Role::Auditor;
   if (keyed_by_community && scoped) scan_prefix += who.community + "/";
   if (prefix == "alerts/" && scoped) scan_prefix += who.community + ":";  // alerts/{community}:{rule}:...
@@ -469,6 +475,7 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
         break;
       }
       j["id"] = key.substr(prefix.size());
+      j.erase("sealed");  // a person's ciphertext: of no use to a caller
       items.push_back(std::move(j));
       last_item = key;
     }
@@ -595,6 +602,7 @@ HttpResponse Api::write(const Principal& who, const HttpRequest& request, const 
     route_name = "/api/v1/notices";
     return notice(who, request.body, id_seed);
   }
+  if (auto answered = people_write(who, path, request.body, route_name)) return *answered;
   return error(405, "method_not_allowed", request.method + " " + path + " is not supported");
 }
 

@@ -158,6 +158,10 @@ std::vector<Binding> bindings(Config& c) {
       setting("hub.standby", c.hub.standby),
       setting("hub.restore_timeout_ms", c.hub.restore_timeout_ms),
       setting("hub.session_timeout_ms", c.hub.session_timeout_ms),
+      setting("privacy.keys_dir", c.privacy.keys_dir),
+      setting("privacy.master_key_file", c.privacy.master_key_file),
+      setting("privacy.visitor_retention_days", c.privacy.visitor_retention_days),
+      setting("privacy.sweep_interval_s", c.privacy.sweep_interval_s),
       setting("simulate.communities", c.simulate.communities),
       setting("simulate.devices", c.simulate.devices),
       setting("simulate.rate", c.simulate.rate),
@@ -237,6 +241,10 @@ Config load_config(const std::optional<std::string>& path, const Environment& en
   if (!hub.standby && hub.role != "processors") {
     bad("hub.standby", "false is for hub.role = processors: a hub serving the API holds every partition");
   }
+  if (config.privacy.visitor_retention_days < 0 || config.privacy.visitor_retention_days > 3650) {
+    bad("privacy.visitor_retention_days", "must be 0..3650 (0: kept until forgotten)");
+  }
+  if (config.privacy.sweep_interval_s < 1) bad("privacy.sweep_interval_s", "must be at least 1");
   return config;
 }
 

@@ -1,6 +1,7 @@
 #include "hub/hub.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -11,6 +12,7 @@
 #include "audit.h"
 #include "http_server.h"
 #include "loops.h"
+#include "privacy_sweep.h"
 #include "log_writer.h"
 #include "hub/api.h"
 #include "processors/runner.h"
@@ -87,6 +89,14 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
                      &runner.batch_seconds()};
   sources.tokens = &tokens;
   sources.serves_reads = serves_reads;
+  // The privacy vault: where the API reads and records personal fields (docs/privacy.md).
+  std::optional<Vault> vault;
+  if (serves_reads) {
+    auto opened = Vault::open(config.var_path(config.privacy.keys_dir), config.var_path(config.privacy.master_key_file));
+    if (!opened) throw std::runtime_error(opened.error());
+    vault.emplace(std::move(*opened));
+    sources.vault = &*vault;
+  }
   if (config.hub.cluster) sources.changelog_progress = [&] { return runner.changelog_progress(); };
   sources.web_root = config.http.web_root;
   sources.more_metrics = [&] { return subscriptions.render_metrics(); };
@@ -232,6 +242,26 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   std::jthread audit_thread = loops.start("the auditor", [&] { auditor.run(stopping.get_token()); });
   std::jthread vision_thread;
   if (vision) vision_thread = loops.start("the vision processor", [&] { vision->run(stopping.get_token()); });
+  std::jthread privacy_thread;
+  if (vault) {
+    privacy_thread = loops.start("the retention sweep", [&] {
+      std::mutex mu;
+      std::condition_variable_any wake;
+      const auto token = stopping.get_token();
+      while (!token.stop_requested()) {
+        // A store still restoring from the changelog would not know every person yet.
+        const auto progress = runner.changelog_progress();
+        if (!progress || progress->restored) {
+          const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count();
+          sweep(**store, *vault, now, {config.privacy.visitor_retention_days},
+                [&](const schemas::Event& e) { return writer.append(e, std::chrono::seconds(10)).has_value(); });
+        }
+        std::unique_lock lock(mu);
+        wake.wait_for(lock, token, std::chrono::seconds(config.privacy.sweep_interval_s), [] { return false; });
+      }
+    });
+  }
 
   spdlog::info("hub: API on http://{}:{}/ (state in {})", config.http.host, server.port(), store_config.dir);
   if (on_listening) on_listening(server.port());
@@ -240,6 +270,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   runner_thread.join();
   audit_thread.join();
   if (vision_thread.joinable()) vision_thread.join();
+  if (privacy_thread.joinable()) privacy_thread.join();
   loops.rethrow_first();
 }
 

@@ -17,6 +17,7 @@
 #include "hub/api.h"
 #include "hub/hub.h"
 #include "log_writer.h"
+#include "people_cli.h"
 #include "replay_cli.h"
 #include "ingest/bridge.h"
 #include "common/handles.h"
@@ -353,6 +354,31 @@ int main(int argc, char** argv) {
   int kafka_wait_s = 90;
   kafka_setup_cmd->add_option("--wait", kafka_wait_s, "seconds to wait for the broker (default 90)");
 
+  auto* people_cmd = app.add_subcommand("people", "the privacy vault: record, forget and export a person (docs/privacy.md)");
+  people_cmd->require_subcommand(1);
+  auto* people_add = people_cmd->add_subcommand("add", "record a person; their fields are sealed with a key of their own; prints their subject id last");
+  std::string person_community, person_kind = "resident", person_unit, person_name, person_phone, person_relationship,
+                                person_id_number, person_notes, forget_reason;
+  std::vector<std::string> person_tokens;
+  people_add->add_option("--community", person_community, "community id")->required();
+  people_add->add_option("--kind", person_kind, "resident|family|visitor|staff")
+      ->check(CLI::IsMember({"resident", "family", "visitor", "staff"}));
+  people_add->add_option("--unit", person_unit, "the household they live in, or are family or host of");
+  people_add->add_option("--name", person_name, "their name")->required();
+  people_add->add_option("--phone", person_phone, "their phone number");
+  people_add->add_option("--relationship", person_relationship, "to the household or wearer: daughter, son, carer, ...");
+  people_add->add_option("--id-number", person_id_number, "an identity document's number, where the site needs one");
+  people_add->add_option("--notes", person_notes, "notes for staff");
+  people_add->add_option("--token", person_tokens, "a gate credential's or vehicle's token of theirs (repeatable)");
+  auto* people_forget = people_cmd->add_subcommand("forget", "destroy a person's key: every copy of their fields becomes unreadable");
+  std::string people_community, people_subject;
+  people_forget->add_option("community", people_community, "community id")->required();
+  people_forget->add_option("subject", people_subject, "their subject id (p-...)")->required();
+  people_forget->add_option("--reason", forget_reason, "why: the person's request, ...")->required();
+  auto* people_export = people_cmd->add_subcommand("export", "an access request: everything held about a person, as JSON");
+  people_export->add_option("community", people_community, "community id")->required();
+  people_export->add_option("subject", people_subject, "their subject id (p-...)")->required();
+
   auto* log_cmd = app.add_subcommand("log", "print the event log as JSON lines (from the start to the current end)");
   std::string log_community, log_device;
   log_cmd->add_option("--community", log_community, "only this community's events");
@@ -365,7 +391,7 @@ int main(int argc, char** argv) {
     // Each command signs in to Kafka as the least role that does its work (docs/security.md).
     if (*ingest_cmd) {
       sign_in_as(config, "ingest");
-    } else if (*hub_cmd || *sim_cmd || *add_cmd || *registry_cmd) {
+    } else if (*hub_cmd || *sim_cmd || *add_cmd || *registry_cmd || *people_cmd) {
       sign_in_as(config, "hub");
     } else if (*replay_cmd || *log_cmd) {
       sign_in_as(config, "auditor");
@@ -397,6 +423,18 @@ int main(int argc, char** argv) {
       sim.scenes_per_minute = scenes >= 0 ? scenes : config.simulate.scenes_per_minute;
       return run_simulate(config, sim, skip_provision);
     }
+    if (*people_add) {
+      nlohmann::json request{{"community", person_community}, {"kind", person_kind}, {"name", person_name}};
+      for (auto [field, value] : {std::pair{"unit", &person_unit}, {"phone", &person_phone},
+                                  {"relationship", &person_relationship}, {"id_number", &person_id_number},
+                                  {"notes", &person_notes}}) {
+        if (!value->empty()) request[field] = *value;
+      }
+      if (!person_tokens.empty()) request["tokens"] = person_tokens;
+      return hub::run_people_add(config, request);
+    }
+    if (*people_forget) return hub::run_people_forget(config, people_community, people_subject, forget_reason);
+    if (*people_export) return hub::run_people_export(config, people_community, people_subject);
     if (*add_cmd) return run_device_add(config, id, kind, community, unit, location, password, rotate);
     if (*log_cmd) return run_log(config, log_community, log_device);
     if (*rebuild_cmd) {

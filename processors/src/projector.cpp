@@ -481,9 +481,10 @@ std::optional<std::uint32_t> Projector::store_format(const Store::View& view) {
 }
 
 const std::vector<std::string>& Projector::projection_prefixes() {
-  static const std::vector<std::string> kServed = {"alerts/",  "cameras/",   "commands/", "communities/", "devices/",
-                                                   "elders/",  "gates/",     "homes/",    "meters/",      "notices/",
-                                                   "quarantine/", "registry/", "rejections/"};
+  static const std::vector<std::string> kServed = {"alerts/",  "cameras/", "commands/", "communities/", "contacts/",
+                                                   "devices/", "elders/",  "gates/",    "homes/",       "meters/",
+                                                   "notices/", "people/",  "quarantine/", "reads/",    "registry/",
+                                                   "rejections/"};
   return kServed;
 }
 

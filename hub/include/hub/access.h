@@ -46,6 +46,11 @@ RecordScope scope_of(std::string_view key, const nlohmann::json& record);
 bool may_read(const Principal& who, std::string_view key, const RecordScope& scope);
 // May `who` change things in `community` (for residents: in their own `unit` of it)?
 bool may_act(const Principal& who, const std::string& community, const std::string& unit);
+// May `who` be shown the personal fields (name, phone, ...) of a person of `community` who belongs
+// to the household `unit`? Admin: anyone's. Staff: their community's. Residents: their own
+// household's (its members, its family contacts, its visitors). Auditors: nobody's; they read the
+// read trail, not the data. Every showing is an event in the log (docs/privacy.md).
+bool may_see_personal(const Principal& who, const std::string& community, const std::string& unit);
 
 struct TokenRecord {
   std::string id;      // public id, shown in listings and logs

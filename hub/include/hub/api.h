@@ -19,6 +19,7 @@
 #include "common/metrics.h"
 #include "common/sealing.h"
 #include "hub/access.h"
+#include "hub/vault.h"
 #include "schemas/registry.h"
 #include "processors/runner.h"
 #include "processors/store.h"
@@ -70,6 +71,8 @@ struct ApiSources {
   std::function<std::optional<processors::ChangelogProgress>()> changelog_progress;
   // false (hub.role = processors): /healthz and /metrics only; the rest is another hub's to serve.
   bool serves_reads = true;
+  // The privacy vault (docs/privacy.md); none: the people routes answer 503.
+  const Vault* vault = nullptr;
 };
 
 // A registry change as the API and the CLI accept it (JSON), checked.
@@ -119,6 +122,23 @@ class Api {
   HttpResponse provision(const Principal& who, const std::string& body);
   HttpResponse rotate_credentials(const Principal& who, const std::string& device);
   HttpResponse static_file(const std::string& path) const;
+  // The privacy vault's routes (people_api.cpp): nullopt when `path` is none of them.
+  std::optional<HttpResponse> people_read(const Principal& who, const Target& target, std::string& route_name);
+  std::optional<HttpResponse> people_write(const Principal& who, const std::string& path, const std::string& body,
+                                           std::string& route_name);
+  HttpResponse record_person(const Principal& who, const std::string& community, const std::string& subject,
+                             const std::string& body);
+  HttpResponse forget_person(const Principal& who, const std::string& community, const std::string& subject,
+                             const std::string& body);
+  HttpResponse set_contacts(const Principal& who, const std::string& community, const std::string& body);
+  HttpResponse alert_contacts(const Principal& who, const std::string& alert_id);
+  HttpResponse person_fields(const Principal& who, const std::string& community, const std::string& subject,
+                             const std::string& purpose);
+  HttpResponse export_person(const Principal& who, const std::string& community, const std::string& subject);
+  // The people's records as shown to `who`: fields opened where allowed ("erased" for the forgotten).
+  // Appends the read trail event for what it opened before returning; the error is the 503 when it cannot.
+  std::expected<nlohmann::json, HttpResponse> reveal(const Principal& who, const std::string& community,
+                                                     const std::vector<std::string>& subjects, const std::string& purpose);
   // The same 404 whether a record does not exist or the token may not see it: a refusal must not
   // tell a resident that a neighbour's alert exists.
   HttpResponse not_found_or_hidden(const std::string& what, const std::string& id, bool exists) const;

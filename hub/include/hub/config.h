@@ -81,6 +81,14 @@ struct Config {
     std::string plate_key_file = "secrets/plate-key";  // key of plate tokens, relative to var (made on first use)
     std::int64_t min_face_px = 24;                 // smallest face side looked for, pixels
   } vision;
+  struct Privacy {
+    // The vault's keys, one file per person (relative to var). Back it up on its own, never with
+    // the log: docs/operations.md "The vault's keys".
+    std::string keys_dir = "vault/keys";
+    std::string master_key_file = "secrets/vault-master-key";  // wraps every person's key (made on first start, 0600)
+    std::int64_t visitor_retention_days = 30;      // a visitor's record is erased (key destroyed) this long after it was made (0: kept)
+    std::int64_t sweep_interval_s = 3600;          // how often the retention sweep runs
+  } privacy;
   struct Simulate {
     std::vector<std::string> communities = {"sunny-garden", "river-view"};
     std::int64_t devices = 300;

@@ -54,5 +54,6 @@ std::unique_ptr<Projection> make_cameras(Projections&);
 std::unique_ptr<Projection> make_commands(Projections&);
 std::unique_ptr<Projection> make_notices(Projections&);
 std::unique_ptr<Projection> make_registry(Projections&);
+std::unique_ptr<Projection> make_people(Projections&);
 
 }  // namespace courtyard::processors
