@@ -102,7 +102,7 @@ int run_people_export(const Config& config, const std::string& community, const 
                                      std::vector<std::string>(std::begin(kPersonalFieldNames), std::end(kPersonalFieldNames)),
                                      "export"});
   }
-  std::cout << out->dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+  std::cout << out->dump(-1, ' ', false, json::error_handler_t::replace) << "\n";  // one line: pipe it to jq
   return 0;
 }
 
