@@ -194,10 +194,12 @@ function drawAlerts(active) {
     // Camera rules carry the snapshot that shows them (faces blurred; staff, admin, auditor).
     const picture = a.snapshot_id && state.who.role !== "resident"
       ? ` <button data-snapshot="${esc(String(a.snapshot_id))}">Snapshot</button>` : "";
+    // A household's alert: its emergency contacts, opened on demand (each opening is in the read trail).
+    const contacts = a.unit && canAct ? ` <button data-contacts="1">Contacts</button>` : "";
     return `<tr data-alert-id="${esc(a.id)}" data-rule="${esc(a.rule)}" class="${fresh ? "new" : ""}">
       <td class="sev sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(a.rule.replaceAll("_", " "))}</td>
       <td>${esc(a.location)}${a.unit ? " · " + esc(a.unit) : ""}</td><td>${esc(a.detail)}</td>
-      <td class="state">${esc(a.state)}</td><td>${time(a.opened_at)}</td><td>${buttons}${picture}</td></tr>`;
+      <td class="state">${esc(a.state)}</td><td>${time(a.opened_at)}</td><td>${buttons}${picture}${contacts}</td></tr>`;
   }).join("");
   for (const a of active) state.seen.add(a.id);
   $("no-alerts").hidden = active.length > 0;
@@ -295,7 +297,38 @@ async function showSnapshot(id, caption) {
   $("snapshot-dialog").showModal();
 }
 
+// One person as the contacts answer shows them: name, relationship and a number to call, or why not.
+function personLine(p) {
+  if (p.erased) return `<span class="quiet">erased (forgotten at their request or by retention)</span>`;
+  if (p.withheld) return `<span class="quiet">withheld from your role</span>`;
+  if (!p.fields) return `<span class="quiet">unavailable (${esc(p.error || "unknown person")})</span>`;
+  const f = p.fields;
+  const phone = f.phone ? ` · <a href="tel:${esc(f.phone.replace(/[^0-9+]/g, ""))}">${esc(f.phone)}</a>` : "";
+  return `<strong>${esc(f.name)}</strong>${f.relationship ? " (" + esc(f.relationship) + ")" : ""}${phone}`;
+}
+
+async function showContacts(id, caption) {
+  const answer = await api(`/api/v1/alerts/${encodeURIComponent(id)}/contacts`);
+  $("contacts-title").textContent = `Whom to call: ${caption}`;
+  const wearer = answer.wearer ? `<p>Wearer: ${personLine(answer.wearer)}</p>` : "";
+  const list = answer.contacts.length
+    ? `<ol>${answer.contacts.map((c) => `<li data-subject="${esc(c.subject)}">${personLine(c)}</li>`).join("")}</ol>`
+    : `<p class="quiet">No emergency contacts recorded for this household.</p>`;
+  $("contacts-list").innerHTML = wearer + list;
+  $("contacts-dialog").showModal();
+}
+
 $("alerts").addEventListener("click", async (event) => {
+  const who = event.target.closest("button[data-contacts]");
+  if (who) {
+    const row = who.closest("tr");
+    try {
+      await showContacts(row.dataset.alertId, row.cells[1].textContent + ", " + row.cells[2].textContent);
+    } catch (e) {
+      alert(`No contacts: ${e.message}`);
+    }
+    return;
+  }
   const picture = event.target.closest("button[data-snapshot]");
   if (picture) {
     const row = picture.closest("tr");

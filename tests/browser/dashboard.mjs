@@ -1,8 +1,11 @@
 // The dashboard in a real browser (Debian's Chromium, driven by playwright-core): a fever at a
 // gate must appear on the open page as a new alert within a second of the gate's publish, and
-// acknowledging it from the page must change its state. Run by tests/integration/dashboard_test.cpp,
+// acknowledging it from the page must change its state; a fall from an elder's wearable must show,
+// on its card, whom to call: her daughter's name and number, and "erased" for her forgotten son.
+// Run by tests/integration/dashboard_test.cpp,
 // which starts the services, the hub and ingest, and passes everything in the environment:
-//   COURTYARD_URL, COURTYARD_TOKEN, COURTYARD_COMMUNITY, MQTT_PORT, GATE_ID, GATE_PASSWORD, SCREENSHOT
+//   COURTYARD_URL, COURTYARD_TOKEN, COURTYARD_COMMUNITY, MQTT_PORT, GATE_ID, GATE_PASSWORD,
+//   WEARABLE_ID, WEARABLE_PASSWORD, SCREENSHOT
 // Prints one JSON line with what it measured; exits non-zero, saying why, when a check fails.
 import { execFileSync } from "node:child_process";
 import { chromium } from "playwright-core";
@@ -16,13 +19,19 @@ const url = env("COURTYARD_URL"), token = env("COURTYARD_TOKEN"), community = en
 const gate = env("GATE_ID"), password = env("GATE_PASSWORD"), mqttPort = env("MQTT_PORT");
 const screenshot = env("SCREENSHOT");
 
+const wearable = env("WEARABLE_ID"), wearablePassword = env("WEARABLE_PASSWORD");
+
+function publish(device, secret, message) {
+  const payload = JSON.stringify({ seq: 1, boot: 1, ts: Date.now(), ...message });
+  execFileSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", mqttPort, "-V", "mqttv5", "-q", "1", "-i", device, "-u", device,
+    "-P", secret, "-t", `courtyard/v1/${community}/${device}/telemetry`, "-m", payload]);
+}
+
 function publishFever() {
-  const payload = JSON.stringify({
-    seq: 1, boot: 1, ts: Date.now(), type: "gate.pass",
+  publish(gate, password, {
+    type: "gate.pass",
     body: { credential: "face", subject: "subj-browser-1", direction: "in", decision: "granted", temperature_c: 38.9 },
   });
-  execFileSync("mosquitto_pub", ["-h", "127.0.0.1", "-p", mqttPort, "-V", "mqttv5", "-q", "1", "-i", gate, "-u", gate,
-    "-P", password, "-t", `courtyard/v1/${community}/${gate}/telemetry`, "-m", payload]);
 }
 
 const browser = await chromium.launch({
@@ -53,6 +62,18 @@ try {
     () => document.querySelector("#alerts tr[data-rule='fever'] .state")?.textContent === "acknowledged", null, { timeout: 10000 });
   result.ack_to_page_ms = Date.now() - clicked;
   result.state_after = "acknowledged";
+
+  publish(wearable, wearablePassword, { type: "wearable.alarm", body: { kind: "fall" } });
+  const fall = page.locator("#alerts tr[data-rule='fall']");
+  await fall.waitFor({ timeout: 10000 });
+  await fall.locator("button[data-contacts]").click();
+  await page.waitForSelector("#contacts-dialog[open] li", { timeout: 10000 });
+  const card = await page.locator("#contacts-list").innerText();
+  result.contacts = card;
+  for (const expected of ["Li Lan", "Wang Mei", "daughter", "+86 138 0013 8000", "erased"]) {
+    if (!card.includes(expected)) throw new Error(`the fall's contacts do not show "${expected}": ${card}`);
+  }
+  if (card.includes("Wang Lei")) throw new Error(`the forgotten son's name is on the card: ${card}`);
   await page.screenshot({ path: screenshot, fullPage: true });
 } catch (e) {
   failure ??= e.message;

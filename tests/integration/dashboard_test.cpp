@@ -34,7 +34,7 @@ std::optional<json> next_json(MqttClient& client, std::chrono::milliseconds time
 }  // namespace
 
 TEST_SUITE("integration: dashboards") {
-  TEST_CASE("in a real browser, a fever at a gate appears on the open page and is acknowledged from it") {
+  TEST_CASE("in a real browser, a fever at a gate appears on the open page and is acknowledged from it; a fall's card shows whom to call") {
     const std::string node_modules = std::string(COURTYARD_SOURCE_DIR) + "/tests/browser/node_modules/playwright-core";
     REQUIRE_MESSAGE(std::filesystem::exists(node_modules), "playwright-core is missing: run scripts/setup");
     std::string community = test::unique_name("web");
@@ -43,6 +43,26 @@ TEST_SUITE("integration: dashboards") {
     stack.start_hub();
     auto gate = provision(stack, community, community + "-gate", "gate", "", /*connect=*/false);
     auto staff = stack.token("staff", community);
+    // An elder's wearable with her family as contacts: her daughter, and her son, who was forgotten.
+    auto wearable = provision(stack, community, community + "-wear", "wearable", "b1-101", /*connect=*/false);
+    auto record = [&](const json& person) {
+      auto [status, out] = stack.post("/api/v1/people", person);
+      REQUIRE(status == 201);
+      return out["subject"].get<std::string>();
+    };
+    const auto mother = record({{"community", community}, {"unit", "b1-101"}, {"name", "Li Lan"}});
+    const auto daughter = record({{"community", community}, {"kind", "family"}, {"unit", "b1-101"}, {"name", "Wang Mei"},
+                                  {"phone", "+86 138 0013 8000"}, {"relationship", "daughter"}});
+    const auto son = record({{"community", community}, {"kind", "family"}, {"unit", "b1-101"}, {"name", "Wang Lei"},
+                             {"phone", "+86 139 0000 1111"}, {"relationship", "son"}});
+    REQUIRE(test::eventually([&] { return stack.get("/api/v1/people/" + community + "/" + son).has_value(); }, 30s));
+    REQUIRE(stack.post("/api/v1/contacts/" + community, {{"unit", "b1-101"}, {"device", wearable.id}, {"wearer", mother},
+                                                        {"contacts", {daughter, son}}}).first == 202);
+    REQUIRE(stack.post("/api/v1/people/" + community + "/" + son + "/forget", {{"reason", "his request"}}).first == 202);
+    REQUIRE(test::eventually([&] {
+      auto p = stack.get("/api/v1/people/" + community + "/" + son);
+      return p && (*p)["erased"] == true && stack.get("/api/v1/contacts/" + community + "/b1-101/" + wearable.id);
+    }, 30s));
     std::string screenshot = std::string(COURTYARD_BINARY_DIR) + "/dashboard.png";
     std::filesystem::remove(screenshot);
     test::Process browser({"/usr/bin/env", "node", std::string(COURTYARD_SOURCE_DIR) + "/tests/browser/dashboard.mjs"},
@@ -52,6 +72,8 @@ TEST_SUITE("integration: dashboards") {
                            {"MQTT_PORT", std::to_string(test::services().mqtt_port)},
                            {"GATE_ID", gate.id},
                            {"GATE_PASSWORD", gate.password},
+                           {"WEARABLE_ID", wearable.id},
+                           {"WEARABLE_PASSWORD", wearable.password},
                            {"SCREENSHOT", screenshot}},
                           stack.dir().str("browser.log"));
     int status = browser.wait();
@@ -67,6 +89,16 @@ TEST_SUITE("integration: dashboards") {
     CHECK(alert["state"] == "acknowledged");
     CHECK(alert["location"] == "Building 1, east gate");
     CHECK(alert["timeline"].back()["by"].get<std::string>().find("test staff") != std::string::npos);
+    // Opening the fall's contacts was a read of personal data: in the trail, by this staff token.
+    auto falls = stack.get("/api/v1/alerts?rule=fall&community=" + community);
+    REQUIRE(falls);
+    REQUIRE((*falls)["items"].size() == 1);
+    const std::string fall = (*falls)["items"][0]["id"];
+    REQUIRE(test::eventually([&] {
+      auto trail = stack.get("/api/v1/reads?community=" + community + "&subject=" + daughter);
+      return trail && (*trail)["count"] == 1 && (*trail)["items"][0]["purpose"] == "alert:" + fall &&
+             (*trail)["items"][0]["actor"].get<std::string>().find("test staff") != std::string::npos;
+    }, 30s));
   }
 
   TEST_CASE("a command goes from the API through the log to the device, and its state follows the device's answer") {
