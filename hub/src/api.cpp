@@ -613,6 +613,8 @@ std::expected<std::int64_t, HttpResponse> Api::append(const std::string& writer,
   event.device = DeviceId(writer);
   event.community = CommunityId(community);
   event.body = std::move(body);
+  // Ingest skips an event that does not decode: text that is not UTF-8 would be lost on its way.
+  if (auto field = schemas::first_invalid_text(event)) return std::unexpected(error(400, "bad_request", *field + " must be UTF-8 text"));
   auto offset = sources_.append(event);
   if (!offset) return std::unexpected(error(503, "unavailable", "could not append to the log: " + offset.error()));
   return *offset;

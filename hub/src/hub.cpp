@@ -248,10 +248,29 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
       std::mutex mu;
       std::condition_variable_any wake;
       const auto token = stopping.get_token();
-      while (!token.stop_requested()) {
-        // A store still restoring from the changelog would not know every person yet.
+      // The sweep decides from the projections and cannot undo what it destroys: it runs only once
+      // the store has folded every partition up to where the log ended when it began (a store
+      // still rebuilding or restoring would not know that a visitor has since become a resident).
+      auto store_reached_log = [&] {
         const auto progress = runner.changelog_progress();
-        if (!progress || progress->restored) {
+        if (progress && !progress->restored) return false;
+        const auto wanted = runner.freshness();
+        if (runner_config.fold && wanted.empty()) return false;  // no partitions yet
+        for (int i = 0; i < 600 && !token.stop_requested(); ++i) {
+          const auto now = runner.freshness();
+          bool reached = true;
+          for (const auto& [tp, f] : wanted) {
+            auto it = now.find(tp);
+            reached &= it != now.end() && it->second.next_offset >= f.high_watermark;
+          }
+          if (reached) return true;
+          std::unique_lock lock(mu);
+          wake.wait_for(lock, token, std::chrono::milliseconds(100), [] { return false; });
+        }
+        return false;
+      };
+      while (!token.stop_requested()) {
+        if (store_reached_log()) {
           const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::system_clock::now().time_since_epoch()).count();
           sweep(**store, *vault, now, {config.privacy.visitor_retention_days},

@@ -25,8 +25,10 @@ struct PersonRequest {
 std::expected<PersonRequest, std::string> person_request_from_json(const nlohmann::json& j);
 
 // Everything the projections hold about a person: their record with their fields opened (or
-// "erased"), their household, the contact lists that name them, the registry entries and alerts
-// of their tokens and wearables, and the read trail of their data. nullopt: no such person.
+// "erased"), their household, where they stand in its contact lists, the registry entries and
+// alerts of their tokens (those the registry puts in their household) and of the wearables they
+// wear, and the read trail of their data. A forgotten person: their record and the trail only.
+// nullopt: no such person.
 // Opens fields in memory only: the caller records the read before it shows them.
 std::optional<nlohmann::json> person_export(const processors::Store::View& view, const Vault& vault,
                                             const std::string& community, const std::string& subject);

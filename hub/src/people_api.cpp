@@ -1,6 +1,9 @@
 // The privacy vault's routes (docs/api.md "People", docs/privacy.md). Personal fields exist in clear
 // only here, in memory, between a request and the vault: the log and the projections carry what
 // the vault sealed. Every showing of fields is a read-trail event appended before the answer.
+#include <algorithm>
+#include <set>
+
 #include <fmt/format.h>
 
 #include "api_helpers.h"
@@ -18,11 +21,24 @@ std::string person_key(const std::string& community, const std::string& subject)
 }
 
 constexpr std::size_t kMaxTokens = 16, kMaxContacts = 10;
+constexpr const char* kNone = "~";  // a household's own contact list (no device): never an id
 
+// The fields a role is shown: residents see their household's people's names, numbers and
+// relationships, not identity numbers or the staff's notes.
+PersonalFields shown_to(const Principal& who, PersonalFields fields) {
+  if (who.role == Role::Resident) fields.id_number.clear(), fields.notes.clear();
+  return fields;
+}
+std::vector<std::string> field_names_for(const Principal& who) {
+  if (who.role == Role::Resident) return {"name", "phone", "relationship"};
+  return std::vector<std::string>(std::begin(kPersonalFieldNames), std::end(kPersonalFieldNames));
+}
+
+// A record as stored: a person's with their ciphertext (served records leave it out).
 std::optional<json> stored(const processors::Store::View& view, const std::string& key) {
   auto raw = view.get(key);
   if (!raw) return std::nullopt;
-  json j = json::parse(processors::Projector::served_record(view, key, *raw), nullptr, false);
+  json j = json::parse(key.starts_with("people/") ? *raw : processors::Projector::served_record(view, key, *raw), nullptr, false);
   if (!j.is_object()) return std::nullopt;
   return j;
 }
@@ -134,7 +150,17 @@ HttpResponse Api::record_person(const Principal& who, const std::string& path_co
     return forbidden(who.role == Role::Resident ? "a resident records their own household's family and visitors"
                                                 : "a staff token records people of its own community");
   }
-  if (existing && !may_act(who, community, existing->value("unit", ""))) return forbidden("this person belongs to another household");
+  if (existing) {
+    if (!may_act(who, community, existing->value("unit", ""))) return forbidden("this person belongs to another household");
+    const std::string was = existing->value("kind", "");
+    if (who.role == Role::Resident && was != "family" && was != "visitor") {
+      return forbidden("a resident changes their household's family and visitors only");
+    }
+    // A kind decides retention (a visitor's record is erased after its days): only admin changes it.
+    if (was != schemas::to_string(person.kind) && who.role != Role::Admin) {
+      return forbidden("only an admin token changes what kind of person someone is");
+    }
+  }
   person.subject = subject;
   if (person.subject.empty()) {
     auto made = sources_.vault->create_subject();
@@ -168,7 +194,8 @@ HttpResponse Api::forget_person(const Principal& who, const std::string& communi
   }
   auto view = sources_.store->view();
   auto existing = stored(view, person_key(community, subject));
-  if (!existing && !sources_.vault->holds(subject)) return not_found_or_hidden("person", community + "/" + subject, false);
+  // The record, in this community: a subject id under another community's name forgets nobody.
+  if (!existing) return not_found_or_hidden("person", community + "/" + subject, false);
   // The key first: once it is gone the fields are, whatever happens next. The event says so
   // afterwards; a retry after a failed append appends it then (destroying twice is harmless).
   auto destroyed = sources_.vault->destroy(subject);
@@ -193,13 +220,17 @@ HttpResponse Api::set_contacts(const Principal& who, const std::string& communit
   auto view = sources_.store->view();
   if (!c.device.empty()) {
     auto device = stored(view, processors::Projector::device_key(c.device));
-    if (!schemas::valid_id(c.device) || !device || device->value("community", "") != community) {
-      return error(400, "bad_request", "device " + c.device + " is not a device of " + community);
+    if (!schemas::valid_id(c.device) || !device || device->value("community", "") != community ||
+        device->value("unit", "") != c.unit) {
+      return error(400, "bad_request", "device " + c.device + " is not a device of " + community + "/" + c.unit);
     }
   }
+  // People of the community (a resident: of their own household), not forgotten. The same answer
+  // whether a subject does not exist or is not the caller's to name.
   auto known = [&](const std::string& subject) {
     auto person = valid_subject(subject) ? stored(view, person_key(community, subject)) : std::nullopt;
-    return person && !person->value("erased", false);
+    return person && !person->value("erased", false) &&
+           (who.role != Role::Resident || person->value("unit", "") == c.unit);
   };
   if (!c.wearer.empty() && !known(c.wearer)) return error(400, "bad_request", "wearer " + c.wearer + " is not a person of " + community);
   auto list = request->find("contacts");
@@ -215,7 +246,7 @@ HttpResponse Api::set_contacts(const Principal& who, const std::string& communit
     }
     c.contacts.push_back(s.get<std::string>());
   }
-  const std::string key = fmt::format("{}/{}/{}", community, c.unit, c.device.empty() ? "-" : c.device);
+  const std::string key = fmt::format("{}/{}/{}", community, c.unit, c.device.empty() ? kNone : c.device);
   auto offset = append("people", community, std::move(c));
   if (!offset) return offset.error();
   return json_response(202, request_fields(json{{"accepted", true}, {"href", "/api/v1/contacts/" + key}}, *offset));
@@ -234,12 +265,10 @@ std::expected<json, HttpResponse> Api::reveal(const Principal& who, const std::s
       people.push_back(std::move(shown));
       continue;
     }
-    shown["kind"] = record->value("kind", "");
-    shown["unit"] = record->value("unit", "");
     if (record->value("erased", false)) {
       shown["erased"] = true;
     } else if (!may_see_personal(who, community, record->value("unit", ""))) {
-      shown["withheld"] = true;  // the caller's role may not see this person's fields
+      shown["withheld"] = true;  // the caller's role may not see this person: nothing of them
     } else if (!sources_.vault) {
       return std::unexpected(error(503, "unavailable", "this hub has no vault"));
     } else {
@@ -247,7 +276,9 @@ std::expected<json, HttpResponse> Api::reveal(const Principal& who, const std::s
       auto fields = sealed ? sources_.vault->unseal(community, subject, *sealed)
                            : std::unexpected(VaultError{VaultError::Code::Damaged, "no sealed fields"});
       if (fields) {
-        shown["fields"] = to_json(*fields);
+        shown["kind"] = record->value("kind", "");
+        shown["unit"] = record->value("unit", "");
+        shown["fields"] = to_json(shown_to(who, *fields));
         shown["erased"] = false;
         opened.push_back(subject);
       } else if (fields.error().code == VaultError::Code::Erased) {
@@ -262,8 +293,7 @@ std::expected<json, HttpResponse> Api::reveal(const Principal& who, const std::s
   }
   if (!opened.empty()) {
     // No answer with fields unless the read is in the log: what cannot be recorded is not shown.
-    std::vector<std::string> names(std::begin(kPersonalFieldNames), std::end(kPersonalFieldNames));
-    auto offset = append("people", community, schemas::PersonalDataRead{actor_of(who), opened, names, purpose});
+    auto offset = append("people", community, schemas::PersonalDataRead{actor_of(who), opened, field_names_for(who), purpose});
     if (!offset) return std::unexpected(offset.error());
     if (*offset < 0) return std::unexpected(error(503, "unavailable", "the read trail could not be recorded in time; nothing shown"));
   }
@@ -303,7 +333,7 @@ HttpResponse Api::alert_contacts(const Principal& who, const std::string& alert_
   // A wearable's own list first (its wearer's family), else the household's.
   std::optional<json> list;
   if (!unit.empty() && !device.empty()) list = stored(view, fmt::format("contacts/{}/{}/{}", community, unit, device));
-  if (!list && !unit.empty()) list = stored(view, fmt::format("contacts/{}/{}/-", community, unit));
+  if (!list && !unit.empty()) list = stored(view, fmt::format("contacts/{}/{}/{}", community, unit, kNone));
   std::vector<std::string> subjects;
   std::string wearer;
   if (list) {
@@ -384,9 +414,18 @@ std::optional<json> person_export(const processors::Store::View& view, const Vau
     person["error"] = fields.error().code == VaultError::Code::Erased ? "no key for this person in this vault" : "damaged";
   }
   const std::string unit = record->value("unit", "");
-  std::set<std::string> tokens;
+  // A token counts as theirs only when the registry puts it in their household: a token someone
+  // attached to them that is a neighbour's must not bring the neighbour's passes into this answer.
+  std::set<std::string> tokens, unconfirmed;
   for (const auto& t : record->value("tokens", json::array())) {
-    if (t.is_string()) tokens.insert(t.get<std::string>());
+    if (!t.is_string()) continue;
+    const auto token = t.get<std::string>();
+    bool confirmed = false;
+    for (const char* kind : {"person", "vehicle"}) {
+      auto entry = stored(view, processors::Projector::registry_key(community, kind, token));
+      confirmed |= entry && !unit.empty() && entry->value("unit", "") == unit;
+    }
+    (confirmed ? tokens : unconfirmed).insert(token);
   }
   auto scan_all = [&](const std::string& prefix, auto&& keep) {
     json items = json::array();
@@ -405,17 +444,26 @@ std::optional<json> person_export(const processors::Store::View& view, const Vau
     }
     return items;
   };
-  auto names_them = [&](const json& list) {
-    if (list.value("wearer", "") == subject) return true;
-    for (const auto& s : list.value("contacts", json::array())) {
-      if (s == subject) return true;
-    }
-    return false;
-  };
-  json lists = scan_all("contacts/" + community + "/", names_them);
+  const json trail = scan_all("reads/" + community + "/", [&](const json& j) { return j.value("subject", "") == subject; });
+  if (person.value("erased", false)) {  // nothing ties them to anything any more but the trail
+    return json{{"person", person}, {"reads", trail}};
+  }
+  // The lists of their household that name them: where they stand in each, not who else is on it.
+  json lists = json::array();
   std::set<std::string> worn;  // the wearables they wear
-  for (const auto& l : lists) {
-    if (l.value("wearer", "") == subject && !l.value("device", "").empty()) worn.insert(l.value("device", ""));
+  for (auto& l : scan_all("contacts/" + community + "/" + unit + "/", [](const json&) { return true; })) {
+    json mine{{"id", l["id"]}, {"unit", l.value("unit", "")}, {"device", l.value("device", "")}};
+    if (l.value("wearer", "") == subject) {
+      mine["as"] = "wearer";
+      if (!l.value("device", "").empty()) worn.insert(l.value("device", ""));
+    } else {
+      const auto contacts = l.value("contacts", json::array());
+      auto at = std::find(contacts.begin(), contacts.end(), json(subject));
+      if (at == contacts.end()) continue;
+      mine["as"] = "contact";
+      mine["order"] = std::distance(contacts.begin(), at) + 1;
+    }
+    lists.push_back(std::move(mine));
   }
   return json{{"person", person},
               {"households", unit.empty() ? json::array() : json::array({unit})},
@@ -426,8 +474,9 @@ std::optional<json> person_export(const processors::Store::View& view, const Vau
                                   [&](const json& j) {
                                     return tokens.contains(j.value("subject", "")) || worn.contains(j.value("device", ""));
                                   })},
-              {"reads", scan_all("reads/" + community + "/", [&](const json& j) { return j.value("subject", "") == subject; })},
-              {"tokens", tokens}};
+              {"reads", trail},
+              {"tokens", tokens},
+              {"tokens_not_in_registry", unconfirmed}};
 }
 
 HttpResponse Api::export_person(const Principal& who, const std::string& community, const std::string& subject) {
@@ -436,7 +485,7 @@ HttpResponse Api::export_person(const Principal& who, const std::string& communi
   auto out = person_export(sources_.store->view(), *sources_.vault, community, subject);
   if (!out) return not_found_or_hidden("person", community + "/" + subject, false);
   if (out->at("person").contains("fields")) {
-    std::vector<std::string> names(std::begin(kPersonalFieldNames), std::end(kPersonalFieldNames));
+    const std::vector<std::string> names(std::begin(kPersonalFieldNames), std::end(kPersonalFieldNames));
     auto offset = append("people", community, schemas::PersonalDataRead{actor_of(who), {subject}, names, "export"});
     if (!offset) return offset.error();
     if (*offset < 0) return error(503, "unavailable", "the read trail could not be recorded in time; nothing shown");

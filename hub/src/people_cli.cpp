@@ -2,12 +2,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <set>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
+#include "common/text.h"
 #include "log_writer.h"
 #include "people.h"
 #include "processors/store.h"
@@ -18,7 +20,8 @@ namespace {
 using json = nlohmann::json;
 
 Vault open_vault(const Config& config) {
-  auto vault = Vault::open(config.var_path(config.privacy.keys_dir), config.var_path(config.privacy.master_key_file));
+  auto vault = Vault::open(config.var_path(config.privacy.keys_dir), config.var_path(config.privacy.master_key_file),
+                           /*make_master=*/false);
   if (!vault) throw std::runtime_error(vault.error());
   return std::move(*vault);
 }
@@ -61,7 +64,10 @@ int run_people_forget(const Config& config, const std::string& community, const 
                       const std::string& reason) {
   if (!schemas::valid_id(community)) throw std::runtime_error("community must be 1..64 of [A-Za-z0-9_.-]");
   if (!valid_subject(subject)) throw std::runtime_error("a subject id is p- and 24 hex digits");
-  if (reason.empty()) throw std::runtime_error("--reason is required (the person's request, retention, ...)");
+  if (reason.empty() || reason.size() > 200 || !valid_utf8(reason) ||
+      std::any_of(reason.begin(), reason.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    throw std::runtime_error("--reason is required: 1..200 bytes of text on one line (the person's request, ...; never a name)");
+  }
   auto vault = open_vault(config);
   auto destroyed = vault.destroy(subject);
   if (!destroyed) throw std::runtime_error("the vault cannot destroy the key: " + destroyed.error().detail);
@@ -81,7 +87,7 @@ int run_people_export(const Config& config, const std::string& community, const 
   auto out = person_export((*store)->view(), vault, community, subject);
   if (!out) throw std::runtime_error("no person " + community + "/" + subject + " in the store");
   std::set<std::string> tokens;
-  for (const auto& t : out->at("tokens")) tokens.insert(t.get<std::string>());
+  for (const auto& t : out->value("tokens", json::array())) tokens.insert(t.get<std::string>());
   json passes = json::array();
   if (!tokens.empty()) {
     auto read = read_to_end(config.kafka, config.kafka.events_topic, [&](const rd_kafka_message_t& m) {

@@ -146,12 +146,21 @@ bool valid_subject(std::string_view subject) {
          subject.substr(2).find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
 
-std::expected<Vault, std::string> Vault::open(const fs::path& keys_dir, const fs::path& master_key_file) {
+std::expected<Vault, std::string> Vault::open(const fs::path& keys_dir, const fs::path& master_key_file, bool make_master) {
   if (sodium_init() < 0) return std::unexpected(std::string("libsodium cannot start"));
   std::error_code ec;
+  if (!make_master && !fs::exists(master_key_file, ec)) {
+    return std::unexpected("no vault master key at " + master_key_file.string() +
+                           " (the hub makes it on its first start; is this the hub's var directory?)");
+  }
   fs::create_directories(keys_dir, ec);
   if (ec) return std::unexpected("cannot make the vault's key directory " + keys_dir.string() + ": " + ec.message());
   fs::permissions(keys_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  struct stat st{};
+  if (::stat(keys_dir.c_str(), &st) != 0 || st.st_uid != ::geteuid()) {
+    return std::unexpected("the vault's key directory " + keys_dir.string() +
+                           " belongs to another user: run as the hub's user");
+  }
   auto master = read_or_create_secret(master_key_file.string(), 32);
   if (!master) return std::unexpected("the vault's master key: " + master.error());
   if (master->size() < 32) return std::unexpected("the vault's master key in " + master_key_file.string() + " is too short");
@@ -259,6 +268,11 @@ std::expected<bool, VaultError> Vault::destroy(std::string_view subject) const {
 }
 
 bool Vault::holds(std::string_view subject) const { return key_of(subject).has_value(); }
+
+bool Vault::has_key_file(std::string_view subject) const {
+  std::error_code ec;
+  return valid_subject(subject) && fs::exists(fs::symlink_status(key_file(subject), ec));
+}
 
 std::vector<std::string> Vault::subjects() const {
   std::vector<std::string> out;

@@ -173,12 +173,23 @@ TEST_SUITE("privacy vault API") {
     CHECK(f.ok("GET", "/api/v1/people/c1/" + f.daughter + "/fields?purpose=called+back", f.household)["fields"]["name"] ==
           "Wang Mei");
     CHECK(std::get<schemas::PersonalDataRead>(f.appended.back().body).purpose == "person: called back");
-    // An auditor reads the trail, not the data: the contacts answer withholds every field.
+    // The household sees its people's names and numbers, not the staff's notes or identity numbers.
+    f.ok("POST", "/api/v1/people/c1/" + f.daughter, f.admin,
+         {{"name", "Wang Mei"}, {"notes", "speaks to the night desk only"}, {"id_number", "110101199003071234"}});
+    auto seen = f.ok("GET", "/api/v1/people/c1/" + f.daughter + "/fields", f.household);
+    CHECK(seen["fields"]["notes"] == "");
+    CHECK(seen["fields"]["id_number"] == "");
+    CHECK(std::get<schemas::PersonalDataRead>(f.appended.back().body).fields ==
+          std::vector<std::string>{"name", "phone", "relationship"});
+    CHECK(f.ok("GET", "/api/v1/people/c1/" + f.daughter + "/fields", f.staff)["fields"]["notes"] == "speaks to the night desk only");
+    const auto reads_before = f.reads_in_log();
+    // An auditor reads the trail, not the data: the contacts answer withholds every person whole.
     auto card = f.ok("GET", "/api/v1/alerts/" + f.alert + "/contacts", f.auditor);
     CHECK(card["contacts"][0]["withheld"] == true);
     CHECK_FALSE(card["contacts"][0].contains("fields"));
-    CHECK(f.reads_in_log() == 1);
-    CHECK(f.ok("GET", "/api/v1/reads", f.auditor)["count"] == 1);
+    CHECK_FALSE(card["contacts"][0].contains("unit"));
+    CHECK(f.reads_in_log() == reads_before);
+    CHECK(f.ok("GET", "/api/v1/reads", f.auditor)["count"] == 3);
 
     using hub::Principal;
     using hub::Role;
@@ -269,10 +280,47 @@ TEST_SUITE("privacy vault API") {
     refused("POST", "/api/v1/contacts/c1", c.neighbour, {{"unit", "b1-101"}, {"contacts", json::array()}});
     CHECK(c.appended.size() == before);
     CHECK(c.vault->subjects().empty());  // no key made for a refused request
+    // Records that exist, attacked by those who may not change them so.
+    const auto resident = c.record({{"community", "c1"}, {"kind", "resident"}, {"unit", "b1-101"}, {"name", "Li Lan"}});
+    const auto neighbour = c.record({{"community", "c1"}, {"kind", "resident"}, {"unit", "b1-102"}, {"name", "Zhou"}});
+    const auto after_records = c.appended.size();
+    // Made a visitor, she would be erased by the next retention sweep: only admin changes a kind.
+    refused("POST", "/api/v1/people/c1/" + resident, c.staff, {{"name", "Li Lan"}, {"kind", "visitor"}});
+    refused("POST", "/api/v1/people/c1/" + resident, c.household, {{"name", "Li Lan"}, {"kind", "visitor"}});
+    refused("POST", "/api/v1/people/c1/" + resident, c.household, {{"name", "Li Lan"}});  // a resident, not family
+    // Forgetting under another community's name forgets nobody and destroys no key.
+    refused("POST", "/api/v1/people/c2/" + resident + "/forget", c.admin, {{"reason", "x"}});
+    CHECK(c.vault->holds(resident));
+    // A household names only its own people; a wearable only of its own unit.
+    refused("POST", "/api/v1/contacts/c1", c.household, {{"unit", "b1-101"}, {"contacts", {neighbour}}});
+    refused("POST", "/api/v1/contacts/c1", c.household, {{"unit", "b1-101"}, {"wearer", neighbour}, {"contacts", json::array()}});
+    refused("POST", "/api/v1/contacts/c1", c.admin, {{"unit", "b1-102"}, {"device", "wear-9"}, {"contacts", json::array()}});
+    // Text the log could not carry is refused before anything is destroyed or appended.
+    CHECK(c.api->handle({"POST", "/api/v1/people/c1/" + resident + "/forget", "{\"reason\":\"\xff\"}", "Bearer " + c.admin}).status == 400);
+    CHECK(c.vault->holds(resident));
+    CHECK(c.appended.size() == after_records);
     // A household records its own family contact; the vault's id is the hub's, never the caller's.
     auto made = c.ok("POST", "/api/v1/people", c.household,
                      {{"community", "c1"}, {"unit", "b1-101"}, {"name", "Wang Mei"}, {"kind", "family"}});
     CHECK(hub::valid_subject(made["subject"].get<std::string>()));
+  }
+
+  TEST_CASE("retention counts from when someone became a visitor, and a forgotten person's record keeps no tokens") {
+    Compound c;
+    const auto li = c.record({{"community", "c1"}, {"kind", "resident"}, {"unit", "b1-101"}, {"name", "Li"}, {"tokens", {"face-li"}}});
+    c.now_ms = kT0 + 40 * 86'400'000LL;
+    c.ok("POST", "/api/v1/people/c1/" + li, c.admin, {{"name", "Li"}, {"kind", "visitor"}});
+    const hub::RetentionPolicy policy{30};
+    CHECK(hub::due_for_erasure(c.store->view(), kT0 + 41 * 86'400'000LL, policy).empty());
+    CHECK(hub::due_for_erasure(c.store->view(), kT0 + 71 * 86'400'000LL, policy).size() == 1);
+    c.ok("POST", "/api/v1/people/c1/" + li, c.admin, {{"name", "Li"}, {"kind", "resident"}});
+    CHECK(hub::due_for_erasure(c.store->view(), kT0 + 71 * 86'400'000LL, policy).empty());
+    c.ok("POST", "/api/v1/people/c1/" + li + "/forget", c.admin, {{"reason", "moved out"}});
+    auto record = c.ok("GET", "/api/v1/people/c1/" + li, c.admin);
+    CHECK_FALSE(record.contains("tokens"));
+    auto exported = c.ok("GET", "/api/v1/people/c1/" + li + "/export", c.admin);
+    CHECK(exported["person"]["erased"] == true);
+    CHECK_FALSE(exported.contains("alerts"));
   }
 
   TEST_CASE("retention: a visitor's record is erased after its days, by a sweep that records each erasure") {

@@ -116,6 +116,16 @@ TEST_CASE("forgetting a person destroys their key: their sealed fields never ope
   }
 }
 
+TEST_CASE("the tools open the hub's vault and never start a new one") {
+  test::TempDir dir;
+  auto made = Vault::open(dir.path() / "keys", dir.path() / "master", /*make_master=*/false);
+  REQUIRE_FALSE(made);
+  CHECK(made.error().find("no vault master key") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "master"));
+  open_vault(dir, "master");
+  CHECK(Vault::open(dir.path() / "keys", dir.path() / "master", /*make_master=*/false).has_value());
+}
+
 TEST_CASE("subject ids from outside never reach the file system") {
   test::TempDir dir;
   auto vault = open_vault(dir);

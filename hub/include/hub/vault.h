@@ -48,9 +48,11 @@ bool valid_subject(std::string_view subject);
 class Vault {
  public:
   // The vault with its keys in `keys_dir` (made, 0700) wrapped by the key in `master_key_file`
-  // (made on first use, 0600). Errors: either cannot be made or read.
+  // (made on first use, 0600, unless `make_master` is false: the tools open the hub's vault, they
+  // never start a new one). Errors: either cannot be made or read, or `keys_dir` is not this
+  // process's user's (a key this process wrote, the hub could not read or destroy).
   static std::expected<Vault, std::string> open(const std::filesystem::path& keys_dir,
-                                                const std::filesystem::path& master_key_file);
+                                                const std::filesystem::path& master_key_file, bool make_master = true);
 
   // A new person: a fresh subject id and key, on the disk (synced) before it returns.
   std::expected<std::string, VaultError> create_subject() const;
@@ -63,8 +65,10 @@ class Vault {
   // Destroys the person's key: its file overwritten, synced and removed, the directory synced.
   // Returns whether there was a key (false: already destroyed; forgetting twice is harmless).
   std::expected<bool, VaultError> destroy(std::string_view subject) const;
-  // Whether the person's key is here.
+  // Whether the person's key is here and opens.
   bool holds(std::string_view subject) const;
+  // Whether a file for the person's key is here at all (whole, damaged or half-destroyed).
+  bool has_key_file(std::string_view subject) const;
   // Every subject with a key here.
   std::vector<std::string> subjects() const;
 

@@ -1,9 +1,10 @@
 // The privacy vault's side of the projections (docs/privacy.md):
 //   people/{community}/{subject}   a person: kind, household, tokens and their fields as the vault
 //                                  sealed them (ciphertext; a forgotten person keeps no ciphertext)
-//   contacts/{community}/{unit}/-  whom to call for a household, in order (subject ids)
+//   contacts/{community}/{unit}/~  whom to call for a household, in order (subject ids)
 //   contacts/{community}/{unit}/{device}   ... for a wearable's wearer
 //   reads/{community}/{unit}/{event id}/{subject}   the read trail: who was shown whose fields, why
+// "~" stands for "none" (a household's own list, a person of no household): it is never an id.
 // No plaintext ever reaches these records: the fold sees only what the log carries.
 #include <fmt/format.h>
 
@@ -14,6 +15,7 @@ namespace courtyard::processors {
 namespace {
 
 using json = nlohmann::json;
+constexpr const char* kNone = "~";
 
 class PeopleProjection final : public Projection {
  public:
@@ -40,6 +42,12 @@ class PeopleProjection final : public Projection {
       auto& person = get(batch, person_key(community, p->subject));
       if (person.value("erased", false)) return Folded::Done;  // forgotten stays forgotten
       if (!person.contains("recorded_at")) person["recorded_at"] = e.ingest_time_ms;
+      // Retention counts from when they became a visitor, not from when they were first recorded.
+      if (p->kind != schemas::PersonKind::Visitor) {
+        person.erase("visitor_since");
+      } else if (!person.contains("visitor_since")) {
+        person["visitor_since"] = e.ingest_time_ms;
+      }
       person["community"] = community;
       person["subject"] = p->subject;
       person["kind"] = schemas::to_string(p->kind);
@@ -52,6 +60,8 @@ class PeopleProjection final : public Projection {
       auto& person = get(batch, person_key(community, f->subject));
       if (person.value("erased", false)) return Folded::Done;
       person.erase("sealed");
+      person.erase("tokens");  // nothing left to tie their gate and vehicle tokens to them
+      person.erase("visitor_since");
       person["community"] = community;
       person["subject"] = f->subject;
       person["erased"] = true;
@@ -62,12 +72,12 @@ class PeopleProjection final : public Projection {
       for (const auto& subject : r->subjects) {
         if (!schemas::valid_id(subject)) continue;
         const std::string unit = peek(batch, person_key(community, subject)).value("unit", "");
-        get(batch, fmt::format("reads/{}/{}/{:020}/{}", community, unit.empty() ? "-" : unit, e.event_id, subject)) =
+        get(batch, fmt::format("reads/{}/{}/{:020}/{}", community, unit.empty() ? kNone : unit, e.event_id, subject)) =
             json{{"community", community}, {"unit", unit},       {"subject", subject}, {"actor", r->actor},
                  {"fields", r->fields},    {"purpose", r->purpose}, {"at", e.ingest_time_ms}};
       }
     } else if (const auto* c = std::get_if<schemas::EmergencyContacts>(&e.body)) {
-      auto& record = get(batch, fmt::format("contacts/{}/{}/{}", community, c->unit, c->device.empty() ? "-" : c->device));
+      auto& record = get(batch, fmt::format("contacts/{}/{}/{}", community, c->unit, c->device.empty() ? kNone : c->device));
       record = json{{"community", community}, {"unit", c->unit},         {"device", c->device},
                     {"wearer", c->wearer},    {"contacts", c->contacts}, {"updated_at", e.ingest_time_ms}};
     }
