@@ -4,7 +4,8 @@
 // Input: byte 0 picks the method and the credential, then the target up to '\n', then the body.
 // Properties: no exception escapes and no 500 (a 500 is a bug the input found); every JSON answer
 // is JSON; a 200 outside /api/ is one of the dashboard's own files; nothing without a valid token
-// gets past /api/ except 401s; an appended event is one of the hub's own and encodes and decodes.
+// gets past /api/ except 401s; an appended event is one of the hub's own and encodes and decodes;
+// a person's name leaves the hub only in an answer whose read-trail event was appended first.
 // Seeds: tests/fuzz/seeds/http.
 #include <cstdint>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include "common/text.h"
 #include "events.h"
 #include "hub/api.h"
+#include "hub/vault.h"
 #include "processors/projector.h"
 #include "processors/store.h"
 
@@ -34,6 +36,8 @@ struct World {
   std::unique_ptr<hub::Api> api;
   std::vector<std::string> credentials;  // "", garbage, admin, staff, auditor, resident
   std::vector<std::string> web_files;
+  std::optional<hub::Vault> vault;
+  std::size_t reads_appended = 0;  // person.read events the API appended
 
   World() {
     char tmpl[] = "/tmp/courtyard-fuzz-http-XXXXXX";
@@ -71,6 +75,23 @@ struct World {
     meter.body = schemas::MeterReading{schemas::MeterKind::Water, 12.5, "m3"};
     log.push_back(test::log_message(meter, offset++));
     log.push_back({"courtyard.deadletter.v1", 0, 0, "gate-1", "{", {{"reason", "malformed"}, {"device", "gate-1"}}});
+    // A family in the vault: the wearer and her daughter, the wearable's contacts, and the fall.
+    vault.emplace(*hub::Vault::open(dir / "keys", dir / "master"));
+    std::vector<std::string> family;
+    for (const char* name : {"FUZZ-NAME-MOTHER", "FUZZ-NAME-DAUGHTER"}) {
+      const auto subject = *vault->create_subject();
+      schemas::Event person = test::status_event("people", 0);
+      person.body = schemas::PersonRecorded{subject, schemas::PersonKind::Family, "b1-101",
+                                            *vault->seal("c1", subject, {name, "+86 138", "daughter", "", ""}), {"face-1"}};
+      log.push_back(test::log_message(person, offset++));
+      family.push_back(subject);
+    }
+    schemas::Event contacts = test::status_event("people", 0);
+    contacts.body = schemas::EmergencyContacts{"b1-101", "wear-101", family[0], {family[1]}};
+    log.push_back(test::log_message(contacts, offset++));
+    auto fall = test::status_event("wear-101", 1);
+    fall.body = schemas::WearableAlarm{schemas::AlarmKind::Fall, false};
+    log.push_back(test::log_message(fall, offset++));
     check(projector.apply(log).has_value(), "the store is seeded");
 
     tokens = std::make_unique<hub::TokenStore>(dir / "tokens.json");
@@ -85,8 +106,10 @@ struct World {
     sources.healthy = [] { return true; };
     sources.tokens = tokens.get();
     sources.web_root = (dir / "web").string();
-    sources.append = [](const schemas::Event& e) -> std::expected<std::int64_t, std::string> {
+    sources.vault = &*vault;
+    sources.append = [this](const schemas::Event& e) -> std::expected<std::int64_t, std::string> {
       check(!e.community.empty(), "the hub appends events of a community only");
+      if (std::holds_alternative<schemas::PersonalDataRead>(e.body)) ++reads_appended;
       auto decoded = schemas::decode(schemas::encode(e));
       check(decoded.has_value(), "an event the API appends decodes from its encoding", decoded ? "" : decoded.error());
       return 7;
@@ -120,7 +143,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   request.body = newline == std::string_view::npos ? std::string() : std::string(input.substr(newline + 1));
 
   (void)hub::Api::parse_target(request.target);
+  const auto reads_before = world.reads_appended;
   auto response = world.api->handle(request);
+  if (response.body.find("FUZZ-NAME-") != std::string::npos &&
+      (request.target + request.body).find("FUZZ-NAME-") == std::string::npos) {
+    check(world.reads_appended > reads_before, "a person's name is shown only after its read is in the log", request.target);
+    check(request.authorization != world.credentials[4], "an auditor is never shown a person's fields", request.target);
+  }
   check(response.status != 500, "no request makes the API fail", request.target + "\n" + response.body);
   check(response.status >= 200 && response.status < 600, "a status is an HTTP status");
   if (response.content_type == "application/json") {
