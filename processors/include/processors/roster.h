@@ -1,0 +1,47 @@
+#pragma once
+// Duty rosters (issue 16): who is on duty for one grid and role at a moment, on the log's clock in
+// the compound's local time (a fixed UTC offset, as the hour and day buckets). A week of shifts,
+// and exceptions (a swap, leave, a holiday) that override the week for a span of time.
+// Pure functions: a fold asks them with the time of the event in hand, never a clock.
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace courtyard::processors {
+
+struct Shift {
+  int weekday = 0;     // 0 Monday .. 6 Sunday: the local day the shift starts on
+  int start_min = 0;   // minutes into that day, 0..1439
+  int end_min = 0;     // 0..1440; not after start_min: the shift runs past midnight into the next day
+  std::string staff;   // who (a staff member's id)
+  bool operator==(const Shift&) const = default;
+};
+
+struct RosterException {
+  std::int64_t from_ms = 0, to_ms = 0;  // [from, to), ms since the epoch
+  std::string staff;                    // who instead; empty: nobody (the post is unstaffed)
+  bool operator==(const RosterException&) const = default;
+};
+
+struct Roster {
+  std::vector<Shift> week;
+  std::vector<RosterException> exceptions;
+  bool operator==(const Roster&) const = default;
+};
+
+// Who is on duty at `at_ms`: the exception covering the moment that began last, if any (its
+// staff, or nobody); else the shift covering it that began last (a shift begun the day before and
+// running past midnight counts; at a handover the incoming shift has it). nullopt: nobody.
+std::optional<std::string> on_duty(const Roster& roster, std::int64_t at_ms, int utc_offset_min);
+
+// A roster as the API takes it: {"week":[{"day":"mon","from":"22:00","to":"06:00","staff":"..."}],
+// "exceptions":[{"from":ms,"to":ms,"staff":"..."}]}. Refuses unknown days, times that are not
+// HH:MM, empty spans, ids that are not ids, and more than 200 entries of either.
+std::expected<Roster, std::string> roster_from_json(const nlohmann::json& j);
+nlohmann::json to_json(const Roster& roster);
+
+}  // namespace courtyard::processors
