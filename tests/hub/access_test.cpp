@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/digest.h"
+#include "api_sources.h"
 #include "events.h"
 #include "hub/api.h"
 #include "processors/projector.h"
@@ -88,15 +89,11 @@ struct Community {
     add(event_of("operator", "c1", 0, schemas::Command{"cmd-101", DeviceId("smoke-101"), "silence_alarm", "", "staff", kT0 + 600000}));
     REQUIRE(projector.apply(batch));
 
-    hub::ApiSources sources;
-    sources.store = store.get();
-    sources.freshness = [] { return processors::Freshness{}; };
-    sources.runner_stats = [] { return processors::RunnerStats{}; };
+    auto sources = test::api_sources(store.get(), &tokens);
     sources.append = [this](const schemas::Event& e) -> std::expected<std::int64_t, std::string> {
       appended.push_back(e);
       return static_cast<std::int64_t>(appended.size());
     };
-    sources.tokens = &tokens;
     api = std::make_unique<hub::Api>(sources, metrics);
   }
 

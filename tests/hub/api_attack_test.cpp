@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "api_sources.h"
 #include "events.h"
 #include "hub/api.h"
 #include "processors/projector.h"
@@ -41,12 +42,7 @@ struct Hub {
     std::ofstream(dir.path() / "secret.txt") << "outside the web root";
     std::filesystem::create_symlink(dir.path() / "secret.txt", dir.path() / "web/linked.txt");
     std::filesystem::create_symlink("/etc", dir.path() / "web/etc");
-    hub::ApiSources sources;
-    sources.store = store.get();
-    sources.freshness = [] { return processors::Freshness{}; };
-    sources.runner_stats = [] { return processors::RunnerStats{}; };
-    sources.healthy = [] { return true; };
-    sources.tokens = &tokens;
+    auto sources = test::api_sources(store.get(), &tokens);
     sources.web_root = dir.str("web");
     sources.as_of = [this](std::int64_t) -> std::expected<std::shared_ptr<const processors::Store>, std::string> {
       ++as_of_calls;

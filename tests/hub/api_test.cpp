@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api_sources.h"
 #include "events.h"
 #include "hub/api.h"
 #include "processors/projector.h"
@@ -210,16 +211,12 @@ TEST_SUITE("hub API: writes") {
     bool kafka_down = false;   // the producer refuses the append at once
     bool unconfirmed = false;  // queued, but Kafka did not confirm within the API's wait
     Writable() {
-      hub::ApiSources sources;
-      sources.store = store.get();
-      sources.freshness = [] { return processors::Freshness{}; };
-      sources.runner_stats = [] { return processors::RunnerStats{}; };
+      auto sources = test::api_sources(store.get(), &tokens);
       sources.append = [this](const schemas::Event& e) -> std::expected<std::int64_t, std::string> {
         if (kafka_down) return std::unexpected(std::string("Local: Broker transport failure"));
         appended.push_back(e);
         return unconfirmed ? -1 : static_cast<std::int64_t>(appended.size());
       };
-      sources.tokens = &tokens;
       api_sources = sources;
       api = std::make_unique<hub::Api>(sources, metrics);
     }

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api_sources.h"
 #include "events.h"
 #include "hub/api.h"
 #include "hub/vault.h"
@@ -49,12 +50,7 @@ struct Compound {
     reg.device_time_ms = kT0;
     reg.body = schemas::DeviceRegistered{schemas::DeviceKind::Wearable, "b1-101", "Building 1, 101"};
     fold(reg);
-    hub::ApiSources sources;
-    sources.store = store.get();
-    sources.freshness = [] { return processors::Freshness{}; };
-    sources.runner_stats = [] { return processors::RunnerStats{}; };
-    sources.healthy = [] { return true; };
-    sources.tokens = &tokens;
+    auto sources = test::api_sources(store.get(), &tokens);
     sources.vault = &*vault;
     sources.append = [this](const schemas::Event& e) -> std::expected<std::int64_t, std::string> {
       if (log_down) return std::unexpected(std::string("broker down"));
