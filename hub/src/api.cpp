@@ -184,6 +184,7 @@ const Projection kProjections[] = {
     {"/api/v1/people", "people/", {"community", "kind", "unit"}},
     {"/api/v1/contacts", "contacts/", {"community", "unit", "device"}},
     {"/api/v1/reads", "reads/", {"community", "unit", "subject", "actor"}},
+    {"/api/v1/rosters", "rosters/", {"community", "grid", "role"}},
 };
 
 }  // namespace
@@ -326,6 +327,7 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     store = past.get();
   }
   if (auto answered = people_read(*who, target, route_name)) return *answered;
+  if (auto answered = roster_read(*who, target, route_name)) return *answered;
   if (path == "/api/v1/whoami") {
     route_name = "/api/v1/whoami";
     return json_response(200, json{{"token_id", who->token_id}, {"role", to_string(who->role)},
@@ -434,7 +436,8 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
   // A narrower prefix where the key itself carries the community (scans less for staff and residents).
   std::string scan_prefix = prefix;
   const bool keyed_by_community = prefix == "homes/" || prefix == "communities/" || prefix == "registry/" ||
-                                  prefix == "notices/" || prefix == "people/" || prefix == "contacts/" || prefix == "reads/";
+                                  prefix == "notices/" || prefix == "people/" || prefix == "contacts/" || prefix == "reads/" ||
+                                  prefix == "rosters/";
   const bool scoped = who.role != Role::Admin && who.role != Role::Auditor;
   if (keyed_by_community && scoped) scan_prefix += who.community + "/";
   if (prefix == "alerts/" && scoped) scan_prefix += who.community + ":";  // alerts/{community}:{rule}:...
@@ -603,6 +606,7 @@ HttpResponse Api::write(const Principal& who, const HttpRequest& request, const 
     return notice(who, request.body, id_seed);
   }
   if (auto answered = people_write(who, path, request.body, route_name)) return *answered;
+  if (auto answered = roster_write(who, path, request.body, route_name)) return *answered;
   return error(405, "method_not_allowed", request.method + " " + path + " is not supported");
 }
 

@@ -97,6 +97,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
     vault.emplace(std::move(*opened));
     sources.vault = &*vault;
   }
+  sources.utc_offset_min = config.hub.utc_offset_minutes;
   if (config.hub.cluster) sources.changelog_progress = [&] { return runner.changelog_progress(); };
   sources.web_root = config.http.web_root;
   sources.more_metrics = [&] { return subscriptions.render_metrics(); };

@@ -39,6 +39,20 @@ std::string hhmm(int min) { return fmt::format("{:02}:{:02}", min / 60, min % 60
 
 }  // namespace
 
+bool valid(const Roster& r) {
+  if (r.week.size() > kMaxEntries || r.exceptions.size() > kMaxEntries) return false;
+  for (const auto& s : r.week) {
+    if (s.weekday < 0 || s.weekday > 6 || s.start_min < 0 || s.start_min > 1439 || s.end_min < 0 || s.end_min > 1440 ||
+        !schemas::valid_id(s.staff)) {
+      return false;
+    }
+  }
+  for (const auto& e : r.exceptions) {
+    if (e.to_ms <= e.from_ms || (!e.staff.empty() && !schemas::valid_id(e.staff))) return false;
+  }
+  return true;
+}
+
 std::optional<std::string> on_duty(const Roster& roster, std::int64_t at_ms, int utc_offset_min) {
   const RosterException* exception = nullptr;
   for (const auto& e : roster.exceptions) {

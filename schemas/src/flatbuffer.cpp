@@ -152,6 +152,20 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
           auto wearer = b.CreateString(x.wearer);
           auto contacts = b.CreateVectorOfStrings(x.contacts);
           return {f::Body::EmergencyContacts, f::CreateEmergencyContacts(b, unit, device, wearer, contacts).Union()};
+        } else if constexpr (std::is_same_v<T, DutyRoster>) {
+          std::vector<flatbuffers::Offset<f::RosterShift>> week;
+          for (const auto& s : x.week) {
+            week.push_back(f::CreateRosterShift(b, static_cast<std::int8_t>(s.weekday), static_cast<std::int16_t>(s.start_min),
+                                                static_cast<std::int16_t>(s.end_min), b.CreateString(s.staff)));
+          }
+          std::vector<flatbuffers::Offset<f::RosterSpan>> spans;
+          for (const auto& s : x.exceptions) spans.push_back(f::CreateRosterSpan(b, s.from_ms, s.to_ms, b.CreateString(s.staff)));
+          auto grid = b.CreateString(x.grid);
+          auto role = b.CreateString(x.role);
+          auto week_v = b.CreateVector(week);
+          auto spans_v = b.CreateVector(spans);
+          auto actor = b.CreateString(x.actor);
+          return {f::Body::DutyRoster, f::CreateDutyRoster(b, grid, role, week_v, spans_v, actor).Union()};
         } else if constexpr (std::is_same_v<T, OperatorAction>) {
           auto id = b.CreateString(x.alert_id);
           auto actor = b.CreateString(x.actor);
@@ -291,6 +305,23 @@ std::expected<Body, std::string> read_body(const f::Event& e) {
     case f::Body::EmergencyContacts: {
       auto* x = e.body_as_EmergencyContacts();
       return EmergencyContacts{str(x->unit()), str(x->device()), str(x->wearer()), strings(x->contacts())};
+    }
+    case f::Body::DutyRoster: {
+      auto* x = e.body_as_DutyRoster();
+      DutyRoster r{str(x->grid()), str(x->role()), {}, {}, str(x->actor())};
+      if (x->week()) {
+        for (const auto* s : *x->week()) {
+          if (!s) return std::unexpected(std::string("body.week holds an empty shift"));
+          r.week.push_back({s->weekday(), s->start_min(), s->end_min(), str(s->staff())});
+        }
+      }
+      if (x->exceptions()) {
+        for (const auto* s : *x->exceptions()) {
+          if (!s) return std::unexpected(std::string("body.exceptions holds an empty span"));
+          r.exceptions.push_back({s->from_ms(), s->to_ms(), str(s->staff())});
+        }
+      }
+      return r;
     }
     case f::Body::NONE: break;
   }

@@ -235,7 +235,7 @@ std::expected<Body, Rejection> parse_body(std::string_view type, const json& obj
   }
   if (type == "device.registered" || type == "tick" || type == "operator.action" || type == "registry.entry" ||
       type == "command" || type == "command.delivered" || type == "notice" || type == "vision.analysis" ||
-      type.starts_with("person.") || type == "contacts.set") {
+      type.starts_with("person.") || type == "contacts.set" || type == "roster.set") {
     return reject(Code::TypeNotAllowed, std::string(type) + " is written by Courtyard, not by devices");
   }
   return reject(Code::UnknownType, "type \"" + std::string(type) + "\" is not an event type");
@@ -392,6 +392,17 @@ nlohmann::json body_to_json(const Body& body) {
           if (!b.device.empty()) j["device"] = b.device;
           if (!b.wearer.empty()) j["wearer"] = b.wearer;
           j["contacts"] = b.contacts;
+        } else if constexpr (std::is_same_v<T, DutyRoster>) {
+          j["grid"] = b.grid;
+          j["role"] = b.role;
+          json week = json::array(), spans = json::array();
+          for (const auto& s : b.week) {
+            week.push_back({{"weekday", s.weekday}, {"start_min", s.start_min}, {"end_min", s.end_min}, {"staff", s.staff}});
+          }
+          for (const auto& s : b.exceptions) spans.push_back({{"from", s.from_ms}, {"to", s.to_ms}, {"staff", s.staff}});
+          j["week"] = std::move(week);
+          j["exceptions"] = std::move(spans);
+          j["actor"] = b.actor;
         } else if constexpr (std::is_same_v<T, OperatorAction>) {
           j["alert_id"] = b.alert_id;
           j["action"] = name_of(b.action);

@@ -73,6 +73,7 @@ struct ApiSources {
   bool serves_reads = true;
   // The privacy vault (docs/privacy.md); none: the people routes answer 503.
   const Vault* vault = nullptr;
+  int utc_offset_min = 480;  // the compound's local time (hub.utc_offset_minutes): rosters are in it
 };
 
 // A registry change as the API and the CLI accept it (JSON), checked.
@@ -135,6 +136,10 @@ class Api {
   HttpResponse person_fields(const Principal& who, const std::string& community, const std::string& subject,
                              const std::string& purpose);
   HttpResponse export_person(const Principal& who, const std::string& community, const std::string& subject);
+  // Duty rosters (dispatch_api.cpp): nullopt when `path` is none of their routes.
+  std::optional<HttpResponse> roster_read(const Principal& who, const Target& target, std::string& route_name);
+  std::optional<HttpResponse> roster_write(const Principal& who, const std::string& path, const std::string& body,
+                                           std::string& route_name);
   // The people's records as shown to `who`: fields opened where allowed ("erased" for the forgotten).
   // Appends the read trail event for what it opened before returning; the error is the 503 when it cannot.
   std::expected<nlohmann::json, HttpResponse> reveal(const Principal& who, const std::string& community,

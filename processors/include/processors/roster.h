@@ -11,27 +11,21 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "schemas/event.h"
+
 namespace courtyard::processors {
 
-struct Shift {
-  int weekday = 0;     // 0 Monday .. 6 Sunday: the local day the shift starts on
-  int start_min = 0;   // minutes into that day, 0..1439
-  int end_min = 0;     // 0..1440; not after start_min: the shift runs past midnight into the next day
-  std::string staff;   // who (a staff member's id)
-  bool operator==(const Shift&) const = default;
-};
-
-struct RosterException {
-  std::int64_t from_ms = 0, to_ms = 0;  // [from, to), ms since the epoch
-  std::string staff;                    // who instead; empty: nobody (the post is unstaffed)
-  bool operator==(const RosterException&) const = default;
-};
+using Shift = schemas::RosterShift;          // a weekday, start and end minutes (past midnight when end <= start), who
+using RosterException = schemas::RosterSpan;  // [from, to) ms: who instead, or nobody (empty)
 
 struct Roster {
   std::vector<Shift> week;
   std::vector<RosterException> exceptions;
   bool operator==(const Roster&) const = default;
 };
+// Every shift's day and minutes in range, every id an id, every span not empty: what the API
+// checks, and what a fold checks again of a record from the log before it trusts it.
+bool valid(const Roster& roster);
 
 // Who is on duty at `at_ms`: the exception covering the moment that began last, if any (its
 // staff, or nobody); else the shift covering it that began last (a shift begun the day before and

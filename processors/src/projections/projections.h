@@ -55,5 +55,6 @@ std::unique_ptr<Projection> make_commands(Projections&);
 std::unique_ptr<Projection> make_notices(Projections&);
 std::unique_ptr<Projection> make_registry(Projections&);
 std::unique_ptr<Projection> make_people(Projections&);
+std::unique_ptr<Projection> make_rosters(Projections&);
 
 }  // namespace courtyard::processors

@@ -211,12 +211,34 @@ struct EmergencyContacts {
   bool operator==(const EmergencyContacts&) const = default;
 };
 std::string_view to_string(PersonKind kind);
+
+// Who is on duty for a grid and role ("roster.set"; processors/roster.h reads it).
+struct RosterShift {
+  int weekday = 0;    // 0 Monday .. 6 Sunday: the local day the shift starts on
+  int start_min = 0;  // 0..1439
+  int end_min = 0;    // 0..1440; not after start_min: the shift runs past midnight
+  std::string staff;
+  bool operator==(const RosterShift&) const = default;
+};
+struct RosterSpan {
+  std::int64_t from_ms = 0, to_ms = 0;  // [from, to)
+  std::string staff;                    // empty: nobody
+  bool operator==(const RosterSpan&) const = default;
+};
+struct DutyRoster {
+  std::string grid;
+  std::string role;
+  std::vector<RosterShift> week;
+  std::vector<RosterSpan> exceptions;
+  std::string actor;
+  bool operator==(const DutyRoster&) const = default;
+};
 std::optional<PersonKind> parse_person_kind(std::string_view name);
 
 using Body = std::variant<GatePass, VehiclePass, MeterReading, HomeSensor, WearableVitals, WearableAlarm,
                           DeviceStatus, DeviceRegistered, Tick, OperatorAction, RegistryEntry, Command,
                           CommandDelivered, CommandAck, Notice, CameraSnapshot, VisionAnalysis, PersonRecorded,
-                          PersonForgotten, PersonalDataRead, EmergencyContacts>;
+                          PersonForgotten, PersonalDataRead, EmergencyContacts, DutyRoster>;
 
 // Events Courtyard itself appends (registrations, ticks, operator actions) carry no device seq.
 bool is_system_event(const Body& body);
