@@ -32,6 +32,15 @@ std::string cli_actor() {
   return std::string("cli:") + (user && *user ? user : std::to_string(::getuid()));
 }
 
+std::unique_ptr<processors::Store> live_store(const Config& config) {
+  processors::StoreConfig sc;
+  sc.dir = config.var_path("hub/state").string();
+  sc.read_only = true;  // beside the running hub
+  auto store = processors::Store::open(sc);
+  if (!store) throw std::runtime_error(store.error());
+  return std::move(*store);
+}
+
 void append(const Config& config, const std::string& community, schemas::Body body) {
   schemas::Event event;
   event.device = DeviceId("people");
@@ -68,6 +77,11 @@ int run_people_forget(const Config& config, const std::string& community, const 
       std::any_of(reason.begin(), reason.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
     throw std::runtime_error("--reason is required: 1..200 bytes of text on one line (the person's request, ...; never a name)");
   }
+  // The record, in this community: a subject id under another community's name forgets nobody
+  // (and its key would be gone while the real record still looked unforgotten).
+  if (!live_store(config)->view().get("people/" + community + "/" + subject)) {
+    throw std::runtime_error("no person " + community + "/" + subject + " in the hub's store (recorded moments ago? try again)");
+  }
   auto vault = open_vault(config);
   auto destroyed = vault.destroy(subject);
   if (!destroyed) throw std::runtime_error("the vault cannot destroy the key: " + destroyed.error().detail);
@@ -78,13 +92,9 @@ int run_people_forget(const Config& config, const std::string& community, const 
 }
 
 int run_people_export(const Config& config, const std::string& community, const std::string& subject) {
-  processors::StoreConfig sc;
-  sc.dir = config.var_path("hub/state").string();
-  sc.read_only = true;
-  auto store = processors::Store::open(sc);
-  if (!store) throw std::runtime_error(store.error());
+  auto store = live_store(config);
   auto vault = open_vault(config);
-  auto out = person_export((*store)->view(), vault, community, subject);
+  auto out = person_export(store->view(), vault, community, subject);
   if (!out) throw std::runtime_error("no person " + community + "/" + subject + " in the store");
   std::set<std::string> tokens;
   for (const auto& t : out->value("tokens", json::array())) tokens.insert(t.get<std::string>());
