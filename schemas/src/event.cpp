@@ -25,7 +25,7 @@ std::string_view type_name(const Body& body) {
       "wearable.vitals", "wearable.alarm", "device.status", "device.registered", "tick", "operator.action",
       "registry.entry",  "command",        "command.delivered", "command.ack", "notice", "camera.snapshot",
       "vision.analysis", "person.recorded", "person.forgotten", "person.read", "contacts.set",
-      "roster.set"};
+      "roster.set", "site.entry"};
   return kTypes[body.index()];
 }
 
@@ -62,7 +62,7 @@ bool is_system_event(const Body& body) {
          std::holds_alternative<Notice>(body) || std::holds_alternative<VisionAnalysis>(body) ||
          std::holds_alternative<PersonRecorded>(body) || std::holds_alternative<PersonForgotten>(body) ||
          std::holds_alternative<PersonalDataRead>(body) || std::holds_alternative<EmergencyContacts>(body) ||
-         std::holds_alternative<DutyRoster>(body);
+         std::holds_alternative<DutyRoster>(body) || std::holds_alternative<SiteEntry>(body);
 }
 
 std::string_view to_string(CommandResult result) { return name_of(result); }
@@ -71,6 +71,8 @@ std::optional<NoticeSeverity> parse_notice_severity(std::string_view name) { ret
 
 std::string_view to_string(AlertAction action) { return name_of(action); }
 std::string_view to_string(PersonKind kind) { return name_of(kind); }
+std::string_view to_string(SiteKind kind) { return name_of(kind); }
+std::optional<SiteKind> parse_site_kind(std::string_view name) { return parse_name<SiteKind>(name); }
 std::optional<PersonKind> parse_person_kind(std::string_view name) { return parse_name<PersonKind>(name); }
 std::string_view to_string(RegistryKind kind) { return name_of(kind); }
 std::string_view to_string(PersonRole role) { return name_of(role); }

@@ -152,6 +152,14 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
           auto wearer = b.CreateString(x.wearer);
           auto contacts = b.CreateVectorOfStrings(x.contacts);
           return {f::Body::EmergencyContacts, f::CreateEmergencyContacts(b, unit, device, wearer, contacts).Union()};
+        } else if constexpr (std::is_same_v<T, SiteEntry>) {
+          auto id = b.CreateString(x.id);
+          auto label = b.CreateString(x.label);
+          auto members = b.CreateVectorOfStrings(x.members);
+          return {f::Body::SiteEntry, f::CreateSiteEntry(b, cast_enum<f::SiteKind>(x.kind), id, label,
+                                                         static_cast<std::int16_t>(x.floors), x.map_x, x.map_y, members,
+                                                         x.removed)
+                                          .Union()};
         } else if constexpr (std::is_same_v<T, DutyRoster>) {
           std::vector<flatbuffers::Offset<f::RosterShift>> week;
           for (const auto& s : x.week) {
@@ -305,6 +313,12 @@ std::expected<Body, std::string> read_body(const f::Event& e) {
     case f::Body::EmergencyContacts: {
       auto* x = e.body_as_EmergencyContacts();
       return EmergencyContacts{str(x->unit()), str(x->device()), str(x->wearer()), strings(x->contacts())};
+    }
+    case f::Body::SiteEntry: {
+      auto* x = e.body_as_SiteEntry();
+      if (!in_range<SiteKind>(static_cast<int>(x->kind()))) return bad_enum("body.kind");
+      return SiteEntry{cast_enum<SiteKind>(x->kind()), str(x->id()), str(x->label()), x->floors(), x->map_x(), x->map_y(),
+                       strings(x->members()), x->removed()};
     }
     case f::Body::DutyRoster: {
       auto* x = e.body_as_DutyRoster();

@@ -235,7 +235,7 @@ std::expected<Body, Rejection> parse_body(std::string_view type, const json& obj
   }
   if (type == "device.registered" || type == "tick" || type == "operator.action" || type == "registry.entry" ||
       type == "command" || type == "command.delivered" || type == "notice" || type == "vision.analysis" ||
-      type.starts_with("person.") || type == "contacts.set" || type == "roster.set") {
+      type.starts_with("person.") || type == "contacts.set" || type == "roster.set" || type == "site.entry") {
     return reject(Code::TypeNotAllowed, std::string(type) + " is written by Courtyard, not by devices");
   }
   return reject(Code::UnknownType, "type \"" + std::string(type) + "\" is not an event type");
@@ -392,6 +392,17 @@ nlohmann::json body_to_json(const Body& body) {
           if (!b.device.empty()) j["device"] = b.device;
           if (!b.wearer.empty()) j["wearer"] = b.wearer;
           j["contacts"] = b.contacts;
+        } else if constexpr (std::is_same_v<T, SiteEntry>) {
+          j["kind"] = name_of(b.kind);
+          j["id"] = b.id;
+          j["label"] = b.label;
+          if (b.kind == SiteKind::Building) {
+            j["floors"] = b.floors;
+            j["map"] = {{"x", b.map_x}, {"y", b.map_y}};
+          } else {
+            j["members"] = b.members;
+          }
+          j["removed"] = b.removed;
         } else if constexpr (std::is_same_v<T, DutyRoster>) {
           j["grid"] = b.grid;
           j["role"] = b.role;

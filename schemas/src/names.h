@@ -61,6 +61,11 @@ struct Names<PersonKind> {
 };
 
 template <>
+struct Names<SiteKind> {
+  static constexpr std::array<std::string_view, 2> kValues = {"building", "grid"};
+};
+
+template <>
 struct Names<CommandResult> {
   static constexpr std::array<std::string_view, 2> kValues = {"ok", "failed"};
 };

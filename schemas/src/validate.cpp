@@ -85,6 +85,9 @@ std::optional<std::string> first_invalid_text(const Event& e) {
           check("actor", b.actor), check("purpose", b.purpose);
           for (const auto& s : b.subjects) check("subjects", s);
           for (const auto& s : b.fields) check("fields", s);
+        } else if constexpr (std::is_same_v<T, SiteEntry>) {
+          check("id", b.id), check("label", b.label);
+          for (const auto& m : b.members) check("members", m);
         } else if constexpr (std::is_same_v<T, DutyRoster>) {
           check("grid", b.grid), check("role", b.role), check("actor", b.actor);
           for (const auto& s : b.week) check("week.staff", s.staff);

@@ -1,4 +1,5 @@
-// Duty rosters through the API (issue 16): set by staff, in the log, asked "who is on duty".
+// The compound's structure and duty rosters through the API (issue 16): set by staff, in the log,
+// asked "who is on duty".
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
@@ -87,6 +88,39 @@ TEST_SUITE("duty rosters API") {
     CHECK(record["week"] == kGridA["week"]);
     CHECK(record["updated_by"].get<std::string>().find("duty office") != std::string::npos);
     CHECK(json::parse(o.call("GET", "/api/v1/rosters?role=grid_worker", o.staff).body)["count"] == 1);
+  }
+
+  TEST_CASE("the compound's structure: buildings with floors and a map position, grids with their buildings and gates") {
+    Office o;
+    REQUIRE(o.call("POST", "/api/v1/site/c1", o.staff,
+                   {{"kind", "building"}, {"id", "b1"}, {"label", "1号楼"}, {"floors", 18}, {"map", {{"x", 120}, {"y", 40}}}})
+                .status == 202);
+    REQUIRE(o.call("POST", "/api/v1/site/c1", o.staff, {{"kind", "grid"}, {"id", "grid-a"}, {"label", "North grid"},
+                                                        {"members", {"b1", "b2", "gate-east"}}}).status == 202);
+    auto building = json::parse(o.call("GET", "/api/v1/site/c1/building/b1", o.staff).body);
+    CHECK(building["label"] == "1号楼");
+    CHECK(building["floors"] == 18);
+    CHECK(building["map"] == json{{"x", 120}, {"y", 40}});
+    auto grid = json::parse(o.call("GET", "/api/v1/site/c1/grid/grid-a", o.auditor).body);
+    CHECK(grid["members"] == json::array({"b1", "b2", "gate-east"}));
+    CHECK(json::parse(o.call("GET", "/api/v1/site?kind=grid", o.staff).body)["count"] == 1);
+    CHECK(o.call("GET", "/api/v1/site/c1/grid/grid-a", o.other_staff).status == 404);
+    CHECK(o.call("GET", "/api/v1/site/c1/grid/grid-a", o.resident).status == 404);
+    const auto logged = o.offset;
+    for (const json& bad : {json{{"kind", "tower"}, {"id", "t"}}, json{{"kind", "building"}, {"id", "a b"}},
+                            json{{"kind", "building"}, {"id", "b"}, {"floors", 999}},
+                            json{{"kind", "building"}, {"id", "b"}, {"map", {{"x", 1}}}},
+                            json{{"kind", "building"}, {"id", "b"}, {"members", {"x"}}},
+                            json{{"kind", "grid"}, {"id", "g"}, {"members", {"b1", "b1"}}},
+                            json{{"kind", "grid"}, {"id", "g"}, {"members", {"../b1"}}},
+                            json{{"kind", "grid"}, {"id", "g"}, {"label", std::string(65, 'x')}},
+                            json{{"kind", "grid"}, {"id", "g"}, {"owner", "me"}}}) {
+      CAPTURE(bad.dump());
+      CHECK(o.call("POST", "/api/v1/site/c1", o.staff, bad).status == 400);
+    }
+    CHECK(o.call("POST", "/api/v1/site/c1", o.resident, {{"kind", "grid"}, {"id", "g"}}).status == 403);
+    CHECK(o.call("POST", "/api/v1/site/c1", o.auditor, {{"kind", "grid"}, {"id", "g"}}).status == 403);
+    CHECK(o.offset == logged);
   }
 
   TEST_CASE("rosters are set by the community's staff and admin only, and must read as rosters") {

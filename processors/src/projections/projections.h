@@ -56,5 +56,6 @@ std::unique_ptr<Projection> make_notices(Projections&);
 std::unique_ptr<Projection> make_registry(Projections&);
 std::unique_ptr<Projection> make_people(Projections&);
 std::unique_ptr<Projection> make_rosters(Projections&);
+std::unique_ptr<Projection> make_site(Projections&);
 
 }  // namespace courtyard::processors

@@ -225,6 +225,21 @@ struct RosterSpan {
   std::string staff;                    // empty: nobody
   bool operator==(const RosterSpan&) const = default;
 };
+enum class SiteKind { Building, Grid };
+// A building or a grid of the compound ("site.entry"), appended by the hub.
+struct SiteEntry {
+  SiteKind kind = SiteKind::Building;
+  std::string id;
+  std::string label;
+  int floors = 0;
+  std::int32_t map_x = 0, map_y = 0;
+  std::vector<std::string> members;  // grids: building ids and gate device ids
+  bool removed = false;
+  bool operator==(const SiteEntry&) const = default;
+};
+std::string_view to_string(SiteKind kind);
+std::optional<SiteKind> parse_site_kind(std::string_view name);
+
 struct DutyRoster {
   std::string grid;
   std::string role;
@@ -238,7 +253,7 @@ std::optional<PersonKind> parse_person_kind(std::string_view name);
 using Body = std::variant<GatePass, VehiclePass, MeterReading, HomeSensor, WearableVitals, WearableAlarm,
                           DeviceStatus, DeviceRegistered, Tick, OperatorAction, RegistryEntry, Command,
                           CommandDelivered, CommandAck, Notice, CameraSnapshot, VisionAnalysis, PersonRecorded,
-                          PersonForgotten, PersonalDataRead, EmergencyContacts, DutyRoster>;
+                          PersonForgotten, PersonalDataRead, EmergencyContacts, DutyRoster, SiteEntry>;
 
 // Events Courtyard itself appends (registrations, ticks, operator actions) carry no device seq.
 bool is_system_event(const Body& body);
