@@ -7,6 +7,7 @@
 // reference it was given when it was registered.
 #include <bitset>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <variant>
 #include <vector>
@@ -70,6 +71,24 @@ class Projection {
   // Once the batch is in the store, every state is clean: its memory back within `limit` states.
   virtual void evict(std::size_t limit) = 0;
   virtual std::size_t cached() const = 0;
+};
+
+// A projection whose records replace each other whole, key by key (rosters, the site): what a
+// batch put last under a key is what it writes; nothing is cached between batches.
+class ReplacingProjection : public Projection {
+ public:
+  void write(Batch& batch) override {
+    for (auto& [key, value] : changed_) batch.puts.emplace_back(key, std::move(value));
+    changed_.clear();
+  }
+  void evict(std::size_t) override {}
+  std::size_t cached() const override { return 0; }
+
+ protected:
+  void put(std::string key, std::string value) { changed_[std::move(key)] = std::move(value); }
+
+ private:
+  std::map<std::string, std::string> changed_;  // this batch's, by key
 };
 
 }  // namespace courtyard::processors

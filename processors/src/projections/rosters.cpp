@@ -6,7 +6,7 @@
 namespace courtyard::processors {
 namespace {
 
-class RostersProjection final : public Projection {
+class RostersProjection final : public ReplacingProjection {
  public:
   EventTypes types() const override { return types_of<schemas::DutyRoster>(); }
   Folded fold(Batch&, const schemas::Event& e, const std::string& community) override {
@@ -20,18 +20,9 @@ class RostersProjection final : public Projection {
     record["role"] = r.role;
     record["updated_at"] = e.ingest_time_ms;
     record["updated_by"] = r.actor;
-    changed_["rosters/" + community + "/" + r.grid + "/" + r.role] = record.dump();
+    put("rosters/" + community + "/" + r.grid + "/" + r.role, record.dump());
     return Folded::Done;
   }
-  void write(Batch& batch) override {
-    for (auto& [key, value] : changed_) batch.puts.emplace_back(key, std::move(value));
-    changed_.clear();
-  }
-  void evict(std::size_t) override {}
-  std::size_t cached() const override { return 0; }
-
- private:
-  std::map<std::string, std::string> changed_;  // this batch's, by key (the last one wins)
 };
 
 }  // namespace

@@ -6,7 +6,7 @@
 namespace courtyard::processors {
 namespace {
 
-class SiteProjection final : public Projection {
+class SiteProjection final : public ReplacingProjection {
  public:
   EventTypes types() const override { return types_of<schemas::SiteEntry>(); }
   Folded fold(Batch&, const schemas::Event& e, const std::string& community) override {
@@ -15,18 +15,9 @@ class SiteProjection final : public Projection {
     auto record = schemas::body_to_json(schemas::Body{s});
     record["community"] = community;
     record["updated_at"] = e.ingest_time_ms;
-    changed_["site/" + community + "/" + std::string(schemas::to_string(s.kind)) + "/" + s.id] = record.dump();
+    put("site/" + community + "/" + std::string(schemas::to_string(s.kind)) + "/" + s.id, record.dump());
     return Folded::Done;
   }
-  void write(Batch& batch) override {
-    for (auto& [key, value] : changed_) batch.puts.emplace_back(key, std::move(value));
-    changed_.clear();
-  }
-  void evict(std::size_t) override {}
-  std::size_t cached() const override { return 0; }
-
- private:
-  std::map<std::string, std::string> changed_;  // this batch's, by key (the last one wins)
 };
 
 }  // namespace
