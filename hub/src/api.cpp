@@ -640,20 +640,21 @@ HttpResponse Api::registry_change(const Principal& who, const std::string& commu
 
 HttpResponse Api::alert_action(const Principal& who, const std::string& rest, const std::string& body) {
   auto slash = rest.rfind('/');
-  if (slash == std::string::npos) return error(404, "not_found", "use POST /api/v1/alerts/{id}/ack, /resolve or /hush");
+  constexpr const char* kVerbs = "ack, resolve, hush, on_my_way, arrived, handed_over, reassign";
+  if (slash == std::string::npos) return error(404, "not_found", fmt::format("use POST /api/v1/alerts/{{id}}/{{action}} ({})", kVerbs));
   std::string id = rest.substr(0, slash), verb = rest.substr(slash + 1);
-  schemas::AlertAction action;
-  if (verb == "ack") {
-    action = schemas::AlertAction::Acknowledge;
-  } else if (verb == "resolve") {
-    action = schemas::AlertAction::Resolve;
-  } else if (verb == "hush") {
-    action = schemas::AlertAction::Hush;
-  } else {
-    return error(404, "not_found", "unknown alert action " + verb + " (ack, resolve, hush)");
-  }
-  auto request = object_body(body, {"note"});
+  auto action = schemas::parse_alert_action(verb);
+  if (!action) return error(404, "not_found", fmt::format("unknown alert action {} ({})", verb, kVerbs));
+  const bool responder = *action != schemas::AlertAction::Acknowledge && *action != schemas::AlertAction::Hush &&
+                         *action != schemas::AlertAction::Resolve;
+  auto request = object_body(body, {"note", "to"});
   if (!request) return request.error();
+  const std::string to = request->value("to", "");
+  if (*action == schemas::AlertAction::Reassign) {
+    if (!schemas::valid_id(to)) return error(400, "bad_request", "to is the staff member's person token (an id)");
+  } else if (request->contains("to")) {
+    return error(400, "bad_request", "to is for reassign only");
+  }
   auto raw = sources_.store->view().get(processors::Projector::alert_key(id));
   json alert = raw ? processors::parse_record(*raw) : json();
   if (!raw || !alert.is_object() || !may_read(who, processors::Projector::alert_key(id), scope_of("alerts/", alert))) {
@@ -663,16 +664,24 @@ HttpResponse Api::alert_action(const Principal& who, const std::string& rest, co
     return forbidden(who.role == Role::Resident ? "a resident acts only on their own household's alerts"
                                                 : "a staff token acts only on its community's alerts");
   }
-  if (who.role == Role::Resident && action == schemas::AlertAction::Resolve) {
-    return forbidden("staff resolve alerts; a resident may acknowledge or hush them");
+  if (who.role == Role::Resident && (*action == schemas::AlertAction::Resolve || responder)) {
+    return forbidden("staff resolve and respond to alerts; a resident may acknowledge or hush them");
   }
   if (alert.value("state", "") == "resolved") return error(409, "conflict", "alert " + id + " is already resolved");
-  if (action == schemas::AlertAction::Hush && alert.value("rule", "") != "smoke" && alert.value("rule", "") != "gas") {
+  if (*action == schemas::AlertAction::Hush && alert.value("rule", "") != "smoke" && alert.value("rule", "") != "gas") {
     return error(409, "conflict", "only smoke and gas alarms can be hushed");
+  }
+  if (*action == schemas::AlertAction::Reassign) {
+    // Only to a member of the community's staff, as its registry knows them.
+    auto person = sources_.store->view().get(processors::Projector::registry_key(alert.value("community", ""), "person", to));
+    json p = person ? processors::parse_record(*person) : json();
+    if (!p.is_object() || p.value("role", "") != "staff" || p.value("removed", false)) {
+      return error(409, "conflict", to + " is not a staff member in the community's registry");
+    }
   }
   if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
   auto offset = append("operator", alert.value("community", ""),
-                       schemas::OperatorAction{id, action, actor_of(who), request->value("note", "")});
+                       schemas::OperatorAction{id, *action, actor_of(who), request->value("note", ""), to});
   if (!offset) return offset.error();
   // Accepted: the action is in the log; the alert's state changes when the processors reach it.
   return json_response(202, request_fields(json{{"accepted", true}, {"alert", id}, {"action", verb}}, *offset));

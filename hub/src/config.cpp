@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <functional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -250,6 +251,36 @@ Config load_config(const std::optional<std::string>& path, const Environment& en
 
 namespace {
 
+const std::set<std::string, std::less<>> kResponderRoles = {"grid_worker", "duty_manager", "security", "maintenance"};
+
+// [defaults.dispatch]: chain = ["duty_manager", "security"], [.responder] rule = role,
+// [.ack_target_s] severity = seconds.
+void apply_dispatch(const toml::table& table, const std::string& where, processors::DispatchRules& d) {
+  auto role = [&](const std::string& key, const toml::node& n) {
+    auto name = n.value<std::string>();
+    if (!name || !kResponderRoles.contains(*name)) bad(key, "is grid_worker, duty_manager, security or maintenance");
+    return *name;
+  };
+  for (const auto& [k, v] : table) {
+    const std::string key(k.str());
+    if (key == "chain" && v.is_array()) {
+      d.chain.clear();
+      for (const auto& n : *v.as_array()) d.chain.push_back(role(where + ".chain", n));
+    } else if (key == "responder" && v.is_table()) {
+      for (const auto& [rule, n] : *v.as_table()) d.responder[std::string(rule.str())] = role(where + ".responder." + std::string(rule.str()), n);
+    } else if (key == "ack_target_s" && v.is_table()) {
+      for (const auto& [severity, n] : *v.as_table()) {
+        const std::string name(severity.str()), at = where + ".ack_target_s." + name;
+        if (name != "critical" && name != "major" && name != "minor" && name != "warning") bad(at, "is not a severity");
+        if (!n.is_number() || *n.value<double>() < 0) bad(at, "must be seconds, 0 or more (0: no escalation)");
+        d.ack_target_ms[name] = static_cast<std::int64_t>(*n.value<double>() * 1000);
+      }
+    } else {
+      bad(where + "." + key, "is not a dispatch setting (chain, responder, ack_target_s)");
+    }
+  }
+}
+
 void apply_rules(const toml::table& table, const std::string& where, processors::AlertRules& r) {
   auto number = [&](const std::string& key, const toml::node& n) {
     if (!n.is_number()) bad(where + "." + key, "must be a number");
@@ -282,7 +313,9 @@ void apply_rules(const toml::table& table, const std::string& where, processors:
     else if (key == "snapshot_grace_s") r.snapshot_grace_ms = ms(key, v);
     else if (key == "plate_window_s") r.plate_window_ms = ms(key, v);
     else if (key == "plate_min_confidence") r.plate_min_confidence = number(key, v);
-    else if (key == "heartbeat_s" && v.is_table()) {
+    else if (key == "dispatch" && v.is_table()) {
+      apply_dispatch(*v.as_table(), where + ".dispatch", r.dispatch);
+    } else if (key == "heartbeat_s" && v.is_table()) {
       for (const auto& [kind, interval] : *v.as_table()) {
         r.heartbeat_ms[std::string(kind.str())] = ms("heartbeat_s." + std::string(kind.str()), interval);
       }

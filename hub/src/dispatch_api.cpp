@@ -42,7 +42,7 @@ constexpr std::size_t kMaxMembers = 500;
 constexpr std::int32_t kMaxMapMetres = 100'000;
 
 // A building or grid as a request describes it: {"kind":"building","id":"b3","label":"Building 3",
-// "floors":18,"map":{"x":120,"y":40}} or {"kind":"grid","id":"grid-a","members":["b1","b2","gate-east"]}.
+// "floors":18,"map":{"x":120,"y":40},"members":["b3-0101","b3-door"]} or {"kind":"grid","id":"grid-a","members":["b1","b2","gate-east"]}.
 std::expected<schemas::SiteEntry, std::string> site_entry_from_json(const json& j) {
   static const std::set<std::string, std::less<>> kKnown = {"kind", "id", "label", "floors", "map", "members", "removed"};
   for (const auto& [field, _] : j.items()) {
@@ -69,8 +69,21 @@ std::expected<schemas::SiteEntry, std::string> site_entry_from_json(const json& 
     if (!removed->is_boolean()) return std::unexpected(std::string("removed is true or false"));
     s.removed = removed->get<bool>();
   }
+  auto members = j.find("members");
+  if (members != j.end()) {
+    if (!members->is_array() || members->size() > kMaxMembers) {
+      return std::unexpected(fmt::format("members is a list of at most {} ids (a building's units and doors, a grid's "
+                                         "buildings and gates)", kMaxMembers));
+    }
+    for (const auto& m : *members) {
+      if (!m.is_string() || !schemas::valid_id(m.get<std::string>())) return std::unexpected(std::string("each member is an id"));
+      if (std::find(s.members.begin(), s.members.end(), m.get<std::string>()) != s.members.end()) {
+        return std::unexpected("member " + m.get<std::string>() + " appears twice");
+      }
+      s.members.push_back(m.get<std::string>());
+    }
+  }
   if (s.kind == schemas::SiteKind::Building) {
-    if (j.contains("members")) return std::unexpected(std::string("a building has no members (a grid has)"));
     if (auto floors = j.find("floors"); floors != j.end()) {
       if (!floors->is_number_integer() || floors->get<std::int64_t>() < 0 || floors->get<std::int64_t>() > 200) {
         return std::unexpected(std::string("floors is an integer 0..200"));
@@ -92,19 +105,6 @@ std::expected<schemas::SiteEntry, std::string> site_entry_from_json(const json& 
     }
   } else {
     if (j.contains("floors") || j.contains("map")) return std::unexpected(std::string("a grid has members, not floors or a map position"));
-    auto members = j.find("members");
-    if (members != j.end()) {
-      if (!members->is_array() || members->size() > kMaxMembers) {
-        return std::unexpected(fmt::format("members is a list of at most {} building ids and gate device ids", kMaxMembers));
-      }
-      for (const auto& m : *members) {
-        if (!m.is_string() || !schemas::valid_id(m.get<std::string>())) return std::unexpected(std::string("each member is an id"));
-        if (std::find(s.members.begin(), s.members.end(), m.get<std::string>()) != s.members.end()) {
-          return std::unexpected("member " + m.get<std::string>() + " appears twice");
-        }
-        s.members.push_back(m.get<std::string>());
-      }
-    }
   }
   return s;
 }

@@ -21,8 +21,8 @@ bool one_of(const std::string& s, std::initializer_list<const char*> values) {
 
 class Rules {
  public:
-  Rules(CommunityAlerts& s, const AlertRules& r, std::vector<Alert>& changed, std::string community)
-      : s_(s), r_(r), changed_(changed), community_(std::move(community)) {}
+  Rules(CommunityAlerts& s, const AlertRules& r, std::vector<Alert>& changed, std::string community, int utc_offset_min)
+      : s_(s), r_(r), changed_(changed), community_(std::move(community)), utc_offset_min_(utc_offset_min) {}
 
   // Opens an episode, reopens one closed within the flap window, or updates the open one.
   void trigger(const std::string& rule, const std::string& subject, const std::string& severity,
@@ -46,6 +46,8 @@ class Rules {
       a.resolved_at_ms = 0;
       ++a.occurrences;
       add(a, "reopened", "rule", detail);
+      a.severity = severity;
+      dispatch(a, 0, "");
     } else {
       a.id = fmt::format("{}:{}:{}:{}", community_, rule, subject, ++s_.episodes[key]);
       a.rule = rule;
@@ -60,6 +62,8 @@ class Rules {
       a.opened_at_ms = s_.now_ms;
       a.occurrences = 1;
       add(a, "opened", "rule", detail);
+      a.severity = severity;
+      dispatch(a, 0, "");
     }
     a.severity = severity;
     a.detail = detail;
@@ -95,6 +99,13 @@ class Rules {
       if (it->second.id != action.alert_id) continue;
       if (action.action == AlertAction::Resolve) return close(it, action.actor, action.note);
       Alert& a = it->second;
+      switch (action.action) {
+        case AlertAction::OnMyWay: return respond(a, "on_my_way", action.actor, action.note);
+        case AlertAction::Arrived: return respond(a, "arrived", action.actor, action.note);
+        case AlertAction::HandedOver: return respond(a, "handed_over", action.actor, action.note);
+        case AlertAction::Reassign: return reassign(a, action.to, action.actor, action.note);
+        default: break;
+      }
       if (action.action == AlertAction::Hush) {
         if (a.rule != "smoke" && a.rule != "gas") return;  // only alarms with a sounder can be hushed
         a.hushed_until_ms = s_.now_ms + r_.hush_ms;
@@ -104,16 +115,45 @@ class Rules {
         return;
       }
       if (a.state == "acknowledged") return;  // idempotent
-      a.state = "acknowledged";
-      a.acknowledged_at_ms = s_.now_ms;
-      a.updated_at_ms = s_.now_ms;
-      if (a.rule != "fall") a.escalate_at_ms = 0;  // a fall still turns critical if the wearer never cancels
+      acknowledge(a);
       add(a, "acknowledged", action.actor, action.note);
       changed(a);
       return;
     }
   }
 
+  // A responder's progress: on my way, arrived, handed over, in that order (a step back or a
+  // repeat changes nothing). Each acknowledges an alert not acknowledged yet.
+  void respond(Alert& a, const char* what, const std::string& by, const std::string& note) {
+    auto rank = [](const std::string& r) { return r == "on_my_way" ? 1 : r == "arrived" ? 2 : r == "handed_over" ? 3 : 0; };
+    if (rank(what) <= rank(a.response)) return;
+    if (a.state != "acknowledged") acknowledge(a);
+    a.response = what;
+    if (a.response == "arrived" || (a.response == "handed_over" && a.arrived_at_ms == 0)) a.arrived_at_ms = s_.now_ms;
+    a.updated_at_ms = s_.now_ms;
+    add(a, what, by, note);
+    changed(a);
+  }
+
+  // Arrival inferred: the assignee's own pass at the alert's device, a door of its unit or a gate
+  // of its building.
+  void staff_passed(const std::string& token, const std::string& gate, const std::string& gate_unit) {
+    for (auto& [_, a] : s_.active) {
+      if (a.assignee != token || a.response == "arrived" || a.response == "handed_over") continue;
+      if (reaches(s_.site, gate, gate_unit, a.building, a.unit, a.device)) respond(a, "arrived", "gate", "pass at " + gate);
+    }
+  }
+
+  void reassign(Alert& a, const std::string& to, const std::string& by, const std::string& note) {
+    if (!valid_id(to) || to == a.assignee) return;
+    a.assignee = to;
+    a.assigned_at_ms = s_.now_ms;
+    a.response.clear();
+    a.dispatch_at_ms = a.state == "acknowledged" ? 0 : ack_deadline(a);
+    a.updated_at_ms = s_.now_ms;
+    add(a, "reassigned", by, note.empty() ? to : to + ": " + note);
+    changed(a);
+  }
   // Timers: escalations, silent devices, doors left open, and forgetting old closed episodes.
   void tick() {
     for (auto& [key, a] : s_.active) {
@@ -121,6 +161,14 @@ class Rules {
         a.hushed_until_ms = 0;
         a.updated_at_ms = s_.now_ms;
         add(a, "hush_ended", "rule", "still alarming");
+        changed(a);
+      }
+      if (a.dispatch_at_ms && s_.now_ms >= a.dispatch_at_ms) {  // the one told did not acknowledge in time
+        const std::int64_t waited = (a.dispatch_at_ms - a.assigned_at_ms) / 1000;
+        a.dispatch_at_ms = 0;
+        a.updated_at_ms = s_.now_ms;
+        dispatch(a, static_cast<std::size_t>(a.chain_step) + 1,
+                 fmt::format("{} did not acknowledge within {} s", a.assignee, waited));
         changed(a);
       }
       if (a.escalate_at_ms == 0 || s_.now_ms < a.escalate_at_ms) continue;
@@ -196,9 +244,51 @@ class Rules {
     a.resolved_at_ms = s_.now_ms;
     a.updated_at_ms = s_.now_ms;
     a.escalate_at_ms = 0;
+    a.dispatch_at_ms = 0;
     add(a, "resolved", by, note);
     changed(a);
     s_.closed[a.rule + "|" + a.subject] = std::move(a);
+  }
+
+  void acknowledge(Alert& a) {
+    a.state = "acknowledged";
+    a.acknowledged_at_ms = s_.now_ms;
+    a.updated_at_ms = s_.now_ms;
+    a.dispatch_at_ms = 0;
+    if (a.rule != "fall") a.escalate_at_ms = 0;  // a fall still turns critical if the wearer never cancels
+  }
+
+  std::int64_t ack_deadline(const Alert& a) const {
+    auto target = r_.dispatch.ack_target_ms.find(a.severity);
+    return target == r_.dispatch.ack_target_ms.end() || target->second <= 0 ? 0 : s_.now_ms + target->second;
+  }
+
+  // Tells the one on duty for the first role of the rule's chain, from step `from` on, that has
+  // someone on duty in the alert's grid. A community without rosters does not dispatch.
+  void dispatch(Alert& a, std::size_t from, const std::string& why) {
+    if (s_.rosters.empty()) return;
+    if (from == 0) {
+      auto place = place_of(s_.site, a.unit, a.device);
+      a.building = std::move(place.building);
+      a.grid = std::move(place.grid);
+    }
+    const auto chain = chain_for(r_.dispatch, a.rule);
+    auto next = assign(s_.rosters, chain, from, a.grid, s_.now_ms, utc_offset_min_);
+    if (!next) {
+      a.dispatch_at_ms = 0;
+      if (from == 0) add(a, "unassigned", "dispatch", "nobody on duty for " + chain.front());
+      else add(a, "unanswered", "dispatch", why + "; nobody further in the chain is on duty");
+      return;
+    }
+    a.assignee = next->staff;
+    a.assignee_role = next->role;
+    a.chain_step = static_cast<int>(next->step);
+    a.assigned_at_ms = s_.now_ms;
+    a.response.clear();
+    a.dispatch_at_ms = ack_deadline(a);
+    const std::string who = next->role + " " + next->staff;
+    if (from == 0) add(a, "assigned", "dispatch", who);
+    else add(a, "escalated", "dispatch", why + "; now " + who);
   }
 
   void add(Alert& a, const char* what, const std::string& by, const std::string& note) {
@@ -220,6 +310,7 @@ class Rules {
   const AlertRules& r_;
   std::vector<Alert>& changed_;
   std::string community_;
+  int utc_offset_min_ = 0;
 };
 
 std::string where(const WatchedDevice* d) { return d && !d->location.empty() ? " at " + d->location : ""; }
@@ -387,11 +478,11 @@ SnapshotVerdict camera_rules(CommunityAlerts& s, Rules& rules, const AlertRules&
 
 }  // namespace
 
-AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r) {
+AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r, int utc_offset_min) {
   std::vector<Alert> changed;
   s.now_ms = std::max(s.now_ms, e.ingest_time_ms);
   if (s.community.empty()) s.community = e.community.str();
-  Rules rules(s, r, changed, s.community);
+  Rules rules(s, r, changed, s.community, utc_offset_min);
   const std::string device = e.device.str();
 
   if (std::holds_alternative<Tick>(e.body)) {
@@ -418,6 +509,18 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
     }
     return {std::move(s), std::move(changed)};
   }
+  if (const auto* roster = std::get_if<DutyRoster>(&e.body)) {
+    Roster duty{roster->week, roster->exceptions};
+    const std::string key = roster_key(roster->grid, roster->role);
+    if ((duty.week.empty() && duty.exceptions.empty()) || !valid(duty)) s.rosters.erase(key);
+    else s.rosters[key] = std::move(duty);
+    return {std::move(s), std::move(changed)};
+  }
+  if (const auto* entry = std::get_if<SiteEntry>(&e.body)) {
+    if (entry->removed) s.site.erase(entry->id);
+    else s.site[entry->id] = {std::string(to_string(entry->kind)), entry->members};
+    return {std::move(s), std::move(changed)};
+  }
   if (const auto* reg = std::get_if<DeviceRegistered>(&e.body)) {
     auto& d = s.devices[device];
     d.kind = std::string(to_string(reg->kind));
@@ -436,7 +539,10 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r)
       [&](const auto& b) {
         using T = std::decay_t<decltype(b)>;
         if constexpr (std::is_same_v<T, GatePass>) {
-          if (b.decision == Decision::Granted) remember_pass(s, r, device, e.event_id, "");
+          if (b.decision == Decision::Granted) {
+            remember_pass(s, r, device, e.event_id, "");
+            rules.staff_passed(b.subject, device, d.unit);
+          }
           if (b.temperature_c && *b.temperature_c >= r.fever_c) {
             rules.trigger("fever", b.subject, "major", device,
                           fmt::format("{:.1f} °C{}", *b.temperature_c, where(&d)));
@@ -556,6 +662,15 @@ nlohmann::json to_json(const Alert& a) {
           {"hushed_until", a.hushed_until_ms},
           {"occurrences", a.occurrences},
           {"snapshot_id", a.snapshot_id},
+          {"building", a.building},
+          {"grid", a.grid},
+          {"assignee", a.assignee},
+          {"assignee_role", a.assignee_role},
+          {"chain_step", a.chain_step},
+          {"assigned_at", a.assigned_at_ms},
+          {"dispatch_at", a.dispatch_at_ms},
+          {"response", a.response},
+          {"arrived_at", a.arrived_at_ms},
           {"timeline", timeline}};
 }
 
@@ -579,6 +694,15 @@ Alert alert_from_json(const nlohmann::json& j) {
   a.hushed_until_ms = j.value("hushed_until", std::int64_t{0});
   a.occurrences = j.value("occurrences", std::uint64_t{0});
   a.snapshot_id = j.value("snapshot_id", std::uint64_t{0});
+  a.building = j.value("building", "");
+  a.grid = j.value("grid", "");
+  a.assignee = j.value("assignee", "");
+  a.assignee_role = j.value("assignee_role", "");
+  a.chain_step = j.value("chain_step", 0);
+  a.assigned_at_ms = j.value("assigned_at", std::int64_t{0});
+  a.dispatch_at_ms = j.value("dispatch_at", std::int64_t{0});
+  a.response = j.value("response", "");
+  a.arrived_at_ms = j.value("arrived_at", std::int64_t{0});
   for (const auto& t : j.value("timeline", nlohmann::json::array())) {
     a.timeline.push_back({t.value("at", std::int64_t{0}), t.value("what", ""), t.value("by", ""), t.value("note", "")});
   }
@@ -662,6 +786,8 @@ nlohmann::json to_json(const CommunityAlerts& s, bool whole) {
     j["episodes"] = s.episodes;
     j["analysed"] = s.analysed;
     j["tailgated"] = s.tailgated;
+    j["rosters"] = s.rosters;
+    j["site"] = s.site;
   }
   if (s.people_registered) j["people_registered"] = true;
   if (s.vehicles_registered) j["vehicles_registered"] = true;
@@ -701,6 +827,8 @@ CommunityAlerts community_alerts_from_json(const nlohmann::json& j) {
   }
   if (j.contains("analysed")) s.analysed = j["analysed"].get<std::map<std::string, std::vector<std::uint64_t>>>();
   if (j.contains("tailgated")) s.tailgated = j["tailgated"].get<std::map<std::string, std::uint64_t>>();
+  if (j.contains("rosters")) s.rosters = j["rosters"].get<Rosters>();
+  if (j.contains("site")) s.site = j["site"].get<std::map<std::string, SitePlace>>();
   // (A store from before the flags: a community with registrations has used its registry.)
   s.people_registered = j.value("people_registered", !s.people.empty());
   s.vehicles_registered = j.value("vehicles_registered", !s.vehicles.empty());

@@ -132,4 +132,7 @@ json to_json(const Roster& r) {
   return {{"week", week}, {"exceptions", exceptions}};
 }
 
+void to_json(json& j, const Roster& roster) { j = to_json(roster); }
+void from_json(const json& j, Roster& roster) { roster = roster_from_json(j).value_or(Roster{}); }
+
 }  // namespace courtyard::processors

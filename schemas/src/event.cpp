@@ -73,6 +73,7 @@ std::string_view to_string(AlertAction action) { return name_of(action); }
 std::string_view to_string(PersonKind kind) { return name_of(kind); }
 std::string_view to_string(SiteKind kind) { return name_of(kind); }
 std::optional<SiteKind> parse_site_kind(std::string_view name) { return parse_name<SiteKind>(name); }
+std::optional<AlertAction> parse_alert_action(std::string_view name) { return parse_name<AlertAction>(name); }
 std::optional<PersonKind> parse_person_kind(std::string_view name) { return parse_name<PersonKind>(name); }
 std::string_view to_string(RegistryKind kind) { return name_of(kind); }
 std::string_view to_string(PersonRole role) { return name_of(role); }

@@ -399,9 +399,8 @@ nlohmann::json body_to_json(const Body& body) {
           if (b.kind == SiteKind::Building) {
             j["floors"] = b.floors;
             j["map"] = {{"x", b.map_x}, {"y", b.map_y}};
-          } else {
-            j["members"] = b.members;
           }
+          j["members"] = b.members;
           j["removed"] = b.removed;
         } else if constexpr (std::is_same_v<T, DutyRoster>) {
           j["grid"] = b.grid;
@@ -419,6 +418,7 @@ nlohmann::json body_to_json(const Body& body) {
           j["action"] = name_of(b.action);
           j["actor"] = b.actor;
           if (!b.note.empty()) j["note"] = b.note;
+          if (!b.to.empty()) j["to"] = b.to;
         }
       },
       body);

@@ -43,7 +43,8 @@ struct Names<AlarmKind> {
 
 template <>
 struct Names<AlertAction> {
-  static constexpr std::array<std::string_view, 3> kValues = {"ack", "resolve", "hush"};
+  static constexpr std::array<std::string_view, 7> kValues = {"ack",     "resolve",     "hush",    "on_my_way",
+                                                              "arrived", "handed_over", "reassign"};
 };
 
 template <>

@@ -81,6 +81,8 @@ struct Community {
                  schemas::GatePass{schemas::Credential::Face, "subj-1", schemas::Direction::In, schemas::Decision::Granted}));
     add(event_of("registry", "c1", 0, schemas::RegistryEntry{schemas::RegistryKind::Person, "subj-1",
                                                              schemas::PersonRole::Resident, "b1-102"}));
+    add(event_of("registry", "c1", 0, schemas::RegistryEntry{schemas::RegistryKind::Person, "staff-wang",
+                                                             schemas::PersonRole::Staff, ""}));
     add(event_of("registry", "c1", 0, schemas::RegistryEntry{schemas::RegistryKind::Household, "b1-101",
                                                              schemas::PersonRole::Resident, "b1-101"}));
     add(event_of("operator", "c1", 0, schemas::Notice{"n-all", "Water off", "Tuesday 9-12", schemas::NoticeSeverity::Info, "", "staff"}));
@@ -283,5 +285,31 @@ TEST_SUITE("hub API: commands and notices") {
     CHECK(c.post(resident, "/api/v1/alerts/" + own + "/resolve", "{}").status == 403);
     CHECK(c.post(resident, "/api/v1/alerts/" + other + "/ack", "{}").status == 404);
     CHECK(c.appended.size() == 1);
+  }
+
+  TEST_CASE("staff say they are on their way, arrived, handed over, and reassign only to the community's staff") {
+    Community c;
+    auto staff = c.token(hub::Role::Staff, "c1");
+    auto resident = c.token(hub::Role::Resident, "c1", "b1-101");
+    const std::string alert = "/api/v1/alerts/c1:smoke:smoke-101:1/";
+    for (const char* verb : {"on_my_way", "arrived", "handed_over"}) {
+      CHECK(c.post(staff, alert + verb, R"({"note":"lift 2"})").status == 202);
+      CHECK(c.post(resident, alert + verb, "{}").status == 403);  // a resident acknowledges, never responds
+    }
+    CHECK(c.post(staff, alert + "reassign", R"({"to":"staff-wang"})").status == 202);
+    REQUIRE(c.appended.size() == 4);
+    const auto& reassign = std::get<schemas::OperatorAction>(c.appended.back().body);
+    CHECK(reassign.action == schemas::AlertAction::Reassign);
+    CHECK(reassign.to == "staff-wang");
+    CHECK(std::get<schemas::OperatorAction>(c.appended[1].body).action == schemas::AlertAction::Arrived);
+    CHECK(c.post(staff, alert + "reassign", R"({"to":"subj-1"})").status == 409);     // a resident, not staff
+    CHECK(c.post(staff, alert + "reassign", R"({"to":"nobody"})").status == 409);     // unknown
+    CHECK(c.post(staff, alert + "reassign", R"({"to":"../etc"})").status == 400);     // not an id
+    CHECK(c.post(staff, alert + "reassign", R"({"to":7})").status == 400);
+    CHECK(c.post(staff, alert + "reassign", "{}").status == 400);
+    CHECK(c.post(staff, alert + "ack", R"({"to":"staff-wang"})").status == 400);      // to is for reassign only
+    CHECK(c.post(staff, alert + "teleport", "{}").status == 404);
+    CHECK(c.post(c.token(hub::Role::Staff, "c2"), alert + "on_my_way", "{}").status == 404);  // not theirs to see
+    CHECK(c.appended.size() == 4);
   }
 }

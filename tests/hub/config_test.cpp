@@ -120,6 +120,7 @@ TEST_SUITE("alert rules configuration") {
     CHECK(book.defaults.snapshot_grace_ms == defaults.snapshot_grace_ms);
     CHECK(book.defaults.plate_window_ms == defaults.plate_window_ms);
     CHECK(book.defaults.plate_min_confidence == defaults.plate_min_confidence);
+    CHECK(book.defaults.dispatch == defaults.dispatch);
     CHECK(book.communities.empty());
   }
 
@@ -134,6 +135,25 @@ TEST_SUITE("alert rules configuration") {
     CHECK(town.heartbeat_ms.at("meter") == 60'000);
     CHECK(town.heartbeat_ms.at("gate") == 60'000);
     CHECK(book.rules_for("elsewhere").fall_escalate_ms == 60'000);
+  }
+
+  TEST_CASE("a community sets its own dispatch chain and targets; roles and severities are checked") {
+    test::TempDir dir;
+    auto book = hub::load_rules(write(dir, "[communities.old-town.dispatch]\nchain = [\"security\"]\n"
+                                           "[communities.old-town.dispatch.ack_target_s]\nmajor = 60\n"
+                                           "[communities.old-town.dispatch.responder]\nsmoke = \"security\"\n"));
+    const auto& town = book.rules_for("old-town").dispatch;
+    CHECK(town.chain == std::vector<std::string>{"security"});
+    CHECK(town.ack_target_ms.at("major") == 60'000);
+    CHECK(town.ack_target_ms.at("critical") == 120'000);  // inherited
+    CHECK(town.responder.at("smoke") == "security");
+    CHECK(town.responder.at("fever") == "security");
+    CHECK_THROWS_WITH_AS(hub::load_rules(write(dir, "[defaults.dispatch]\nchain = [\"janitor\"]\n")),
+                         doctest::Contains("defaults.dispatch.chain"), std::runtime_error);
+    CHECK_THROWS_WITH_AS(hub::load_rules(write(dir, "[defaults.dispatch.ack_target_s]\nurgent = 5\n")),
+                         doctest::Contains("ack_target_s.urgent"), std::runtime_error);
+    CHECK_THROWS_WITH_AS(hub::load_rules(write(dir, "[defaults.dispatch]\nrota = 1\n")),
+                         doctest::Contains("defaults.dispatch.rota"), std::runtime_error);
   }
 
   TEST_CASE("an unknown rule fails start-up, naming it") {

@@ -90,10 +90,11 @@ TEST_SUITE("duty rosters API") {
     CHECK(json::parse(o.call("GET", "/api/v1/rosters?role=grid_worker", o.staff).body)["count"] == 1);
   }
 
-  TEST_CASE("the compound's structure: buildings with floors and a map position, grids with their buildings and gates") {
+  TEST_CASE("the compound's structure: buildings with floors, a map position, units and doors; grids with their buildings and gates") {
     Office o;
     REQUIRE(o.call("POST", "/api/v1/site/c1", o.staff,
-                   {{"kind", "building"}, {"id", "b1"}, {"label", "1号楼"}, {"floors", 18}, {"map", {{"x", 120}, {"y", 40}}}})
+                   {{"kind", "building"}, {"id", "b1"}, {"label", "1号楼"}, {"floors", 18}, {"map", {{"x", 120}, {"y", 40}}},
+                    {"members", {"b1-0101", "b1-door"}}})
                 .status == 202);
     REQUIRE(o.call("POST", "/api/v1/site/c1", o.staff, {{"kind", "grid"}, {"id", "grid-a"}, {"label", "North grid"},
                                                         {"members", {"b1", "b2", "gate-east"}}}).status == 202);
@@ -101,6 +102,7 @@ TEST_SUITE("duty rosters API") {
     CHECK(building["label"] == "1号楼");
     CHECK(building["floors"] == 18);
     CHECK(building["map"] == json{{"x", 120}, {"y", 40}});
+    CHECK(building["members"] == json::array({"b1-0101", "b1-door"}));
     auto grid = json::parse(o.call("GET", "/api/v1/site/c1/grid/grid-a", o.auditor).body);
     CHECK(grid["members"] == json::array({"b1", "b2", "gate-east"}));
     CHECK(json::parse(o.call("GET", "/api/v1/site?kind=grid", o.staff).body)["count"] == 1);
@@ -110,7 +112,8 @@ TEST_SUITE("duty rosters API") {
     for (const json& bad : {json{{"kind", "tower"}, {"id", "t"}}, json{{"kind", "building"}, {"id", "a b"}},
                             json{{"kind", "building"}, {"id", "b"}, {"floors", 999}},
                             json{{"kind", "building"}, {"id", "b"}, {"map", {{"x", 1}}}},
-                            json{{"kind", "building"}, {"id", "b"}, {"members", {"x"}}},
+                            json{{"kind", "building"}, {"id", "b"}, {"members", "b-0101"}},
+                            json{{"kind", "grid"}, {"id", "g"}, {"floors", 3}},
                             json{{"kind", "grid"}, {"id", "g"}, {"members", {"b1", "b1"}}},
                             json{{"kind", "grid"}, {"id", "g"}, {"members", {"../b1"}}},
                             json{{"kind", "grid"}, {"id", "g"}, {"label", std::string(65, 'x')}},

@@ -18,6 +18,7 @@ struct Community {
   CommunityAlerts state;
   std::vector<Alert> changed;  // of the last event
   std::uint64_t seq = 0;
+  int utc_offset_min = 0;
 
   Community() {
     add("gate-1", DeviceKind::Gate, "", "East gate", 0);
@@ -34,7 +35,7 @@ struct Community {
     e.ingest_time_ms = kT0 + at_ms;
     e.device_time_ms = kT0 + at_ms;
     e.body = std::move(body);
-    auto step = apply(std::move(state), e, rules);
+    auto step = apply(std::move(state), e, rules, utc_offset_min);
     state = std::move(step.state);
     changed = std::move(step.changed);
   }
@@ -579,5 +580,204 @@ TEST_SUITE("alert rules: access without a registry") {
     }
     c.feed("meter-1", MeterReading{MeterKind::Electricity, total += 0.05, "kWh"}, 40 * 60'000 + 500);  // 0.5 s later
     CHECK_FALSE(c.active("consumption_spike", "meter-1"));
+  }
+}
+
+namespace {
+
+// Sunday 19:00 in China (UTC+8) is kT0: the night shift has it.
+constexpr std::int64_t kMin = 60'000;
+
+// A compound of two grids: grid-a has building b3 (flat b3-0402, its door door-b3) and the east
+// gate; grid-b has building b1. Nights (18:00-06:00) grid-a's worker is "wang", grid-b's "zhao";
+// days "li". The duty manager "chen" and security "sun" cover the whole compound (grid "all").
+struct Compound : Community {
+  Compound() {
+    utc_offset_min = 480;
+    add("door-b3", DeviceKind::Door, "", "Building 3, door", 0);
+    site(SiteKind::Building, "b3", {"b3-0402", "door-b3"});
+    site(SiteKind::Building, "b1", {"b1-0101"});
+    site(SiteKind::Grid, "grid-a", {"b3", "gate-1"});
+    site(SiteKind::Grid, "grid-b", {"b1"});
+    roster("grid-a", "grid_worker", "wang", "li");
+    roster("grid-b", "grid_worker", "zhao", "li");
+    roster("all", "duty_manager", "chen", "chen");
+    roster("all", "security", "sun", "sun");
+  }
+  void site(SiteKind kind, const std::string& id, std::vector<std::string> members) {
+    SiteEntry e;
+    e.kind = kind;
+    e.id = id;
+    e.members = std::move(members);
+    feed("courtyard-hub", e, 0);
+  }
+  // Every day: `night` 18:00-06:00, `day` 06:00-18:00.
+  void roster(const std::string& grid, const std::string& role, const std::string& night, const std::string& day) {
+    DutyRoster r{grid, role, {}, {}, "admin"};
+    for (int d = 0; d < 7; ++d) {
+      r.week.push_back({d, 18 * 60, 6 * 60, night});
+      r.week.push_back({d, 6 * 60, 18 * 60, day});
+    }
+    feed("courtyard-hub", r, 0);
+  }
+  void respond(const std::string& id, AlertAction action, std::int64_t at, const std::string& to = "") {
+    feed("operator", OperatorAction{id, action, "staff-7", "", to}, at);
+  }
+  void staff_pass(const std::string& token, const std::string& gate, std::int64_t at) {
+    GatePass g;
+    g.subject = token;
+    feed(gate, g, at);
+  }
+  const Alert& fall() const { return *active("fall", "wear-1"); }
+  std::vector<std::string> told() const {  // the dispatch's timeline: what, to whom
+    std::vector<std::string> out;
+    for (const auto& t : fall().timeline) {
+      if (t.by == "dispatch") out.push_back(t.what + ": " + t.note);
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("dispatch") {
+  TEST_CASE("a community without duty rosters assigns nobody") {
+    Community c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    CHECK(c.active("fall", "wear-1")->assignee.empty());
+    CHECK(c.active("fall", "wear-1")->timeline.size() == 1);
+  }
+
+  TEST_CASE("a fall in grid A at night goes to grid A's night worker, with its building and grid") {
+    Compound c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    const Alert& a = c.fall();
+    CHECK(a.building == "b3");
+    CHECK(a.grid == "grid-a");
+    CHECK(a.assignee == "wang");
+    CHECK(a.assignee_role == "grid_worker");
+    CHECK(a.assigned_at_ms == kT0 + 1000);
+    CHECK(a.dispatch_at_ms == kT0 + 1000 + 300'000);  // major: five minutes to acknowledge
+    CHECK(c.told() == std::vector<std::string>{"assigned: grid_worker wang"});
+  }
+
+  TEST_CASE("the same fall by day goes to the day worker: the roster is read at the alert's log time") {
+    Compound c;
+    c.alarm(AlarmKind::Fall, false, 11 * 60 * kMin + 1000);  // Monday 06:00:01
+    CHECK(c.fall().assignee == "li");
+  }
+
+  TEST_CASE("unacknowledged, it escalates to the duty manager at the first tick past the target, then to security") {
+    Compound c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    c.tick(300'000);
+    CHECK(c.fall().assignee == "wang");  // not yet: 299 s
+    c.tick(302'000);
+    CHECK(c.fall().assignee == "chen");
+    CHECK(c.fall().assignee_role == "duty_manager");
+    CHECK(c.fall().chain_step == 1);
+    // The fall turned critical at 60 s: the duty manager has two minutes.
+    CHECK(c.fall().dispatch_at_ms == kT0 + 302'000 + 120'000);
+    c.tick(430'000);
+    CHECK(c.fall().assignee == "sun");
+    c.tick(560'000);
+    CHECK(c.fall().assignee == "sun");
+    CHECK(c.fall().dispatch_at_ms == 0);
+    CHECK(c.told() == std::vector<std::string>{
+                          "assigned: grid_worker wang",
+                          "escalated: wang did not acknowledge within 300 s; now duty_manager chen",
+                          "escalated: chen did not acknowledge within 120 s; now security sun",
+                          "unanswered: sun did not acknowledge within 120 s; nobody further in the chain is on duty"});
+  }
+
+  TEST_CASE("acknowledged in time, it stays with the one told") {
+    Compound c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    c.act("c1:fall:wear-1:1", AlertAction::Acknowledge, 200'000);
+    c.tick(1'000'000);
+    CHECK(c.fall().assignee == "wang");
+    CHECK(c.fall().dispatch_at_ms == 0);
+    CHECK(c.told().size() == 1);
+  }
+
+  TEST_CASE("a role with nobody on duty is skipped; nobody at all leaves the alert unassigned") {
+    Compound c;
+    DutyRoster leave{"grid-a", "grid_worker", {{6, 18 * 60, 6 * 60, "wang"}}, {{kT0, kT0 + 3'600'000, ""}}, "admin"};
+    c.feed("courtyard-hub", leave, 0);  // wang is on leave for the hour
+    c.alarm(AlarmKind::Fall, false, 1000);
+    CHECK(c.fall().assignee == "chen");
+    CHECK(c.fall().chain_step == 1);
+
+    Community lone;  // rosters, but none that covers a grid worker, duty manager or security
+    lone.feed("courtyard-hub", DutyRoster{"all", "maintenance", {{0, 0, 0, "fix"}}, {}, "admin"}, 0);
+    lone.alarm(AlarmKind::Fall, false, 1000);
+    CHECK(lone.active("fall", "wear-1")->assignee.empty());
+    CHECK(lone.active("fall", "wear-1")->timeline.back().what == "unassigned");
+  }
+
+  TEST_CASE("a fever at a gate goes to security; a device rule to maintenance, or the next on duty, untimed if a warning") {
+    Compound c;
+    c.pass(38.0, 1000);
+    CHECK(c.active("fever", "subj-1")->assignee == "sun");
+    CHECK(c.active("fever", "subj-1")->grid == "grid-a");  // the gate is grid-a's
+    c.status(10, {}, 2000);                               // meter-1 of flat b1-0101, in b1, in grid-b
+    const Alert* battery = c.active("low_battery", "meter-1");
+    CHECK(battery->grid == "grid-b");
+    CHECK(battery->assignee == "chen");  // nobody rostered for maintenance: the duty manager
+    CHECK(battery->dispatch_at_ms == 0);
+  }
+
+  TEST_CASE("the assignee's own pass at the building's door is their arrival; another's pass or another gate is not") {
+    Compound c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    c.staff_pass("li", "door-b3", 60'000);  // not the assignee
+    CHECK(c.fall().response.empty());
+    c.staff_pass("wang", "gate-1", 90'000);  // the assignee, at the compound's gate: on the way, not there
+    CHECK(c.fall().response.empty());
+    c.staff_pass("wang", "door-b3", 120'000);
+    CHECK(c.fall().response == "arrived");
+    CHECK(c.fall().arrived_at_ms == kT0 + 120'000);
+    CHECK(c.fall().state == "acknowledged");  // arriving acknowledges
+    CHECK(c.fall().timeline.back().by == "gate");
+    c.tick(1'000'000);
+    CHECK(c.fall().assignee == "wang");  // and stops the escalation
+  }
+
+  TEST_CASE("a responder's steps go forward only, and reassigning restarts the clock for the new one") {
+    Compound c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    const std::string id = "c1:fall:wear-1:1";
+    c.respond(id, AlertAction::OnMyWay, 10'000);
+    CHECK(c.fall().response == "on_my_way");
+    CHECK(c.fall().acknowledged_at_ms == kT0 + 10'000);
+    c.respond(id, AlertAction::Arrived, 20'000);
+    c.respond(id, AlertAction::OnMyWay, 30'000);  // a step back: nothing
+    CHECK(c.fall().response == "arrived");
+    CHECK(c.fall().arrived_at_ms == kT0 + 20'000);
+    c.respond(id, AlertAction::HandedOver, 40'000);
+    CHECK(c.fall().response == "handed_over");
+
+    Compound d;
+    d.alarm(AlarmKind::Fall, false, 1000);
+    d.respond(id, AlertAction::Reassign, 50'000, "li");
+    CHECK(d.fall().assignee == "li");
+    CHECK(d.fall().dispatch_at_ms == kT0 + 50'000 + 300'000);
+    CHECK(d.fall().timeline.back().what == "reassigned");
+    d.respond(id, AlertAction::Reassign, 60'000, "../../etc");  // not an id: nothing
+    CHECK(d.fall().assignee == "li");
+  }
+
+  TEST_CASE("rosters and the site survive the state's JSON form; a removed grid and an emptied roster leave it") {
+    Compound c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    CHECK(community_alerts_from_json(nlohmann::json::parse(to_json(c.state).dump())) == c.state);
+    SiteEntry gone;
+    gone.kind = SiteKind::Grid;
+    gone.id = "grid-b";
+    gone.removed = true;
+    c.feed("courtyard-hub", gone, 2000);
+    c.feed("courtyard-hub", DutyRoster{"grid-b", "grid_worker", {}, {}, "admin"}, 2000);
+    CHECK_FALSE(c.state.site.contains("grid-b"));
+    CHECK_FALSE(c.state.rosters.contains("grid-b|grid_worker"));
   }
 }

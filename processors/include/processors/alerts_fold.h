@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "processors/dispatch.h"
 #include "schemas/event.h"
 
 namespace courtyard::processors {
@@ -45,6 +46,7 @@ struct AlertRules {
   std::map<std::string, std::int64_t> heartbeat_ms = {  // expected interval per device kind; 0: not watched
       {"gate", 60'000},       {"vehicle_gate", 60'000}, {"door", 300'000},   {"camera", 60'000},
       {"meter", 900'000},     {"home_sensor", 300'000}, {"wearable", 300'000}};
+  DispatchRules dispatch;  // who is told, and who next (a community with duty rosters)
 };
 
 // The rules in force: defaults, and any community's own overrides.
@@ -59,8 +61,10 @@ struct RuleBook {
 
 struct TimelineEntry {
   std::int64_t at_ms = 0;
-  std::string what;  // opened, updated, escalated, acknowledged, resolved, reopened
-  std::string by;    // "rule", an operator, "device"
+  // opened, updated, escalated, acknowledged, resolved, reopened; dispatch: assigned, unassigned,
+  // unanswered, reassigned, on_my_way, arrived, handed_over
+  std::string what;
+  std::string by;    // "rule", an operator, "device", "dispatch", "gate"
   std::string note;
   bool operator==(const TimelineEntry&) const = default;
 };
@@ -79,6 +83,15 @@ struct Alert {
   std::uint64_t occurrences = 0;    // triggers folded into this episode
   std::uint64_t snapshot_id = 0;    // camera rules: the (blurred) snapshot that shows it
   std::vector<TimelineEntry> timeline;
+  // Dispatch (a community with duty rosters): where in the compound, who has it, how far along.
+  std::string building, grid;
+  std::string assignee;        // the staff member's person token ("" nobody)
+  std::string assignee_role;   // grid_worker, duty_manager, security, maintenance
+  int chain_step = 0;          // the assignee's place in the rule's chain
+  std::int64_t assigned_at_ms = 0;
+  std::int64_t dispatch_at_ms = 0;  // not acknowledged by then: the next in the chain (0: no timer)
+  std::string response;        // "", on_my_way, arrived, handed_over
+  std::int64_t arrived_at_ms = 0;
   bool operator==(const Alert&) const = default;
 };
 
@@ -139,6 +152,8 @@ struct CommunityAlerts {
   std::uint64_t passes_remembered = 0;                      // the seq of the latest pass in `granted`
   std::map<std::string, std::vector<std::uint64_t>> analysed;  // camera -> snapshots analysed lately (repeats ignored)
   std::map<std::string, std::uint64_t> tailgated;  // gate -> latest pass already part of a tailgating alert
+  Rosters rosters;                             // "{grid}|{role}" -> its duty roster (roster.set)
+  std::map<std::string, SitePlace> site;       // building or grid id -> its members (site.entry)
   bool operator==(const CommunityAlerts&) const = default;
 };
 
@@ -158,7 +173,8 @@ struct AlertStep {
   std::optional<SnapshotVerdict> verdict;  // for a vision.analysis event
 };
 
-AlertStep apply(CommunityAlerts state, const schemas::Event& event, const AlertRules& rules);
+// `utc_offset_min`: the compound's local time, in which its duty rosters are written.
+AlertStep apply(CommunityAlerts state, const schemas::Event& event, const AlertRules& rules, int utc_offset_min = 0);
 
 // What a subject token is to the community at `now_ms`: resident, staff, visitor (invitation
 // valid now) or unknown (not registered, or an invitation outside its validity).

@@ -37,5 +37,9 @@ std::optional<std::string> on_duty(const Roster& roster, std::int64_t at_ms, int
 // HH:MM, empty spans, ids that are not ids, and more than 200 entries of either.
 std::expected<Roster, std::string> roster_from_json(const nlohmann::json& j);
 nlohmann::json to_json(const Roster& roster);
+// For nlohmann's conversions (the fold keeps rosters in its state): the API form; a record that
+// does not parse reads as an empty roster (nobody on duty).
+void to_json(nlohmann::json& j, const Roster& roster);
+void from_json(const nlohmann::json& j, Roster& roster);
 
 }  // namespace courtyard::processors

@@ -50,7 +50,8 @@ constexpr auto kParts = std::tuple{
     std::pair{"unit_activity", &CommunityAlerts::unit_activity}, std::pair{"people", &CommunityAlerts::people},
     std::pair{"vehicles", &CommunityAlerts::vehicles},           std::pair{"vehicles_inside", &CommunityAlerts::vehicles_inside},
     std::pair{"denials", &CommunityAlerts::denials},             std::pair{"episodes", &CommunityAlerts::episodes},
-    std::pair{"analysed", &CommunityAlerts::analysed},           std::pair{"tailgated", &CommunityAlerts::tailgated}};
+    std::pair{"analysed", &CommunityAlerts::analysed},           std::pair{"tailgated", &CommunityAlerts::tailgated},
+    std::pair{"rosters", &CommunityAlerts::rosters},             std::pair{"site", &CommunityAlerts::site}};
 template <class F>
 void for_each_part(F&& f) {
   std::apply([&](const auto&... part) { (f(part.first, part.second), ...); }, kParts);
@@ -75,7 +76,8 @@ AlertsProjection::AlertsProjection() : states_(&slot_from_json), clocks_(&clock_
 
 EventTypes AlertsProjection::types() const {
   return device_event_types() |
-         types_of<schemas::Tick, schemas::OperatorAction, schemas::RegistryEntry, schemas::VisionAnalysis>();
+         types_of<schemas::Tick, schemas::OperatorAction, schemas::RegistryEntry, schemas::VisionAnalysis,
+                  schemas::DutyRoster, schemas::SiteEntry>();
 }
 
 CommunityAlerts& AlertsProjection::state(Batch& batch, const std::string& community) {
@@ -133,10 +135,11 @@ Folded AlertsProjection::fold(Batch& batch, const schemas::Event& event, const s
   auto& state = this->state(batch, community);
   if (!event.device.empty() && !std::holds_alternative<schemas::Tick>(event.body) &&
       !std::holds_alternative<schemas::OperatorAction>(event.body) &&
-      !std::holds_alternative<schemas::RegistryEntry>(event.body)) {
+      !std::holds_alternative<schemas::RegistryEntry>(event.body) && !std::holds_alternative<schemas::DutyRoster>(event.body) &&
+      !std::holds_alternative<schemas::SiteEntry>(event.body)) {
     watch_touched_.emplace(community, event.device.str());
   }
-  auto step = apply(std::move(state), event, batch.config.rules.rules_for(community));
+  auto step = apply(std::move(state), event, batch.config.rules.rules_for(community), batch.config.context.utc_offset_min);
   state = std::move(step.state);
   for (auto& a : step.changed) batch.alerts.push_back(std::move(a));
   verdict_ = step.verdict.value_or(SnapshotVerdict{});

@@ -1,5 +1,5 @@
 // site/{community}/{building|grid}/{id}: the compound's structure (issue 16): buildings with their
-// floors and their place on the site map, grids with their buildings and gates. A change replaces
+// floors, their place on the site map, their units and doors; grids with their buildings and gates. A change replaces
 // the entry whole; a removed entry is kept, saying so, as the registry's are.
 #include "projections/projections.h"
 

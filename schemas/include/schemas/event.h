@@ -86,13 +86,15 @@ struct Tick {
   std::int32_t partition = 0;
   bool operator==(const Tick&) const = default;
 };
-enum class AlertAction { Acknowledge, Resolve, Hush };  // hush: silence a smoke alarm for a while
+// hush: silence a smoke alarm for a while; the last four are a responder's (dispatch, issue 16)
+enum class AlertAction { Acknowledge, Resolve, Hush, OnMyWay, Arrived, HandedOver, Reassign };
 // An operator's decision about an alert, appended by the hub.
 struct OperatorAction {
   std::string alert_id;
   AlertAction action = AlertAction::Acknowledge;
   std::string actor;
   std::string note;
+  std::string to;  // reassign: the staff member's person token
   bool operator==(const OperatorAction&) const = default;
 };
 
@@ -239,6 +241,7 @@ struct SiteEntry {
 };
 std::string_view to_string(SiteKind kind);
 std::optional<SiteKind> parse_site_kind(std::string_view name);
+std::optional<AlertAction> parse_alert_action(std::string_view name);  // ack, resolve, hush, on_my_way, ...
 
 struct DutyRoster {
   std::string grid;
