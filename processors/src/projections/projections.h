@@ -57,5 +57,6 @@ std::unique_ptr<Projection> make_registry(Projections&);
 std::unique_ptr<Projection> make_people(Projections&);
 std::unique_ptr<Projection> make_rosters(Projections&);
 std::unique_ptr<Projection> make_site(Projections&);
+std::unique_ptr<Projection> make_responses(Projections&);
 
 }  // namespace courtyard::processors
