@@ -81,7 +81,7 @@ RecordScope scope_of(std::string_view key, const nlohmann::json& record) {
     s.unit = key_part(key, 2);
   } else if (key.starts_with("communities/") || key.starts_with("registry/") || key.starts_with("notices/") ||
              key.starts_with("people/") || key.starts_with("rosters/") || key.starts_with("site/") ||
-             key.starts_with("responses/")) {
+             key.starts_with("responses/") || key.starts_with("notifications/")) {
     s.community = key_part(key, 1);
   } else if (key.starts_with("contacts/") || key.starts_with("reads/")) {  // {c}/{unit}/...
     s.community = key_part(key, 1);

@@ -187,6 +187,7 @@ const Projection kProjections[] = {
     {"/api/v1/rosters", "rosters/", {"community", "grid", "role"}},
     {"/api/v1/site", "site/", {"community", "kind"}},
     {"/api/v1/responses", "responses/", {"community", "day"}},
+    {"/api/v1/notifications", "notifications/", {"community", "alert", "to", "what"}},
 };
 
 }  // namespace
@@ -439,7 +440,8 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
   std::string scan_prefix = prefix;
   const bool keyed_by_community = prefix == "homes/" || prefix == "communities/" || prefix == "registry/" ||
                                   prefix == "notices/" || prefix == "people/" || prefix == "contacts/" || prefix == "reads/" ||
-                                  prefix == "rosters/" || prefix == "site/" || prefix == "responses/";
+                                  prefix == "rosters/" || prefix == "site/" || prefix == "responses/" ||
+                                  prefix == "notifications/";
   const bool scoped = who.role != Role::Admin && who.role != Role::Auditor;
   if (keyed_by_community && scoped) scan_prefix += who.community + "/";
   if (prefix == "alerts/" && scoped) scan_prefix += who.community + ":";  // alerts/{community}:{rule}:...

@@ -163,6 +163,11 @@ std::vector<Binding> bindings(Config& c) {
       setting("privacy.master_key_file", c.privacy.master_key_file),
       setting("privacy.visitor_retention_days", c.privacy.visitor_retention_days),
       setting("privacy.sweep_interval_s", c.privacy.sweep_interval_s),
+      setting("notify.webhook_url", c.notify.webhook_url),
+      setting("notify.webhook_secret_file", c.notify.webhook_secret_file),
+      setting("notify.webhook_attempts", c.notify.webhook_attempts),
+      setting("notify.webhook_timeout_ms", c.notify.webhook_timeout_ms),
+      setting("notify.webhook_backoff_ms", c.notify.webhook_backoff_ms),
       setting("simulate.communities", c.simulate.communities),
       setting("simulate.devices", c.simulate.devices),
       setting("simulate.rate", c.simulate.rate),
@@ -246,6 +251,12 @@ Config load_config(const std::optional<std::string>& path, const Environment& en
     bad("privacy.visitor_retention_days", "must be 0..3650 (0: kept until forgotten)");
   }
   if (config.privacy.sweep_interval_s < 1) bad("privacy.sweep_interval_s", "must be at least 1");
+  if (!config.notify.webhook_url.empty() && !config.notify.webhook_url.starts_with("http://")) {
+    bad("notify.webhook_url", "must be an http:// URL (a gateway on the hub's network; TLS belongs to it)");
+  }
+  if (config.notify.webhook_attempts < 1 || config.notify.webhook_attempts > 20) bad("notify.webhook_attempts", "must be 1..20");
+  if (config.notify.webhook_timeout_ms < 100) bad("notify.webhook_timeout_ms", "must be at least 100");
+  if (config.notify.webhook_backoff_ms < 0) bad("notify.webhook_backoff_ms", "must not be negative");
   return config;
 }
 

@@ -12,6 +12,7 @@
 #include "audit.h"
 #include "http_server.h"
 #include "loops.h"
+#include "notifier.h"
 #include "privacy_sweep.h"
 #include "log_writer.h"
 #include "hub/api.h"
@@ -53,6 +54,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   runner_config.instance_id = config.hub.instance_id;
   runner_config.rules = load_rules(config.hub.rules_file);
   runner_config.context.utc_offset_min = config.hub.utc_offset_minutes;
+  runner_config.notify_webhook = !config.notify.webhook_url.empty();
   runner_config.max_batch = static_cast<std::size_t>(config.hub.max_batch);
   runner_config.fold_lanes = static_cast<std::size_t>(std::max<std::int64_t>(0, config.hub.fold_lanes));
   runner_config.changelog = config.hub.cluster;
@@ -243,6 +245,19 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   std::jthread audit_thread = loops.start("the auditor", [&] { auditor.run(stopping.get_token()); });
   std::jthread vision_thread;
   if (vision) vision_thread = loops.start("the vision processor", [&] { vision->run(stopping.get_token()); });
+  // The webhook sender: only where a webhook is configured (one hub of a cluster should carry it).
+  std::optional<Notifier> notifier;
+  std::jthread notifier_thread;
+  if (!config.notify.webhook_url.empty()) {
+    auto secret = read_or_create_secret(config.var_path(config.notify.webhook_secret_file).string());
+    if (!secret) throw std::runtime_error("notify.webhook_secret_file: " + secret.error());
+    NotifierConfig nc{config.notify.webhook_url, *secret, static_cast<int>(config.notify.webhook_attempts),
+                      std::chrono::milliseconds(config.notify.webhook_timeout_ms),
+                      std::chrono::milliseconds(config.notify.webhook_backoff_ms)};
+    notifier.emplace(std::move(nc), **store,
+                     [&](const schemas::Event& e) { return writer.append(e, std::chrono::seconds(10)).has_value(); });
+    notifier_thread = loops.start("the webhook sender", [&] { notifier->run(stopping.get_token()); });
+  }
   std::jthread privacy_thread;
   if (vault) {
     privacy_thread = loops.start("the retention sweep", [&] {
@@ -291,6 +306,7 @@ void run_hub(const Config& config, std::stop_token stop, std::function<void(int)
   audit_thread.join();
   if (vision_thread.joinable()) vision_thread.join();
   if (privacy_thread.joinable()) privacy_thread.join();
+  if (notifier_thread.joinable()) notifier_thread.join();
   loops.rethrow_first();
 }
 

@@ -24,6 +24,8 @@ class Rules {
   Rules(CommunityAlerts& s, const AlertRules& r, std::vector<Alert>& changed, std::string community, int utc_offset_min)
       : s_(s), r_(r), changed_(changed), community_(std::move(community)), utc_offset_min_(utc_offset_min) {}
 
+  std::vector<Notification> notifications;  // decided so far
+
   // Opens an episode, reopens one closed within the flap window, or updates the open one.
   void trigger(const std::string& rule, const std::string& subject, const std::string& severity,
                const std::string& device, const std::string& detail, std::int64_t escalate_at = 0) {
@@ -45,8 +47,9 @@ class Rules {
       a.state = "open";
       a.resolved_at_ms = 0;
       ++a.occurrences;
-      add(a, "reopened", "rule", detail);
       a.severity = severity;
+      a.detail = detail;
+      add(a, "reopened", "rule", detail);
       dispatch(a, 0, "");
     } else {
       a.id = fmt::format("{}:{}:{}:{}", community_, rule, subject, ++s_.episodes[key]);
@@ -61,8 +64,9 @@ class Rules {
       a.state = "open";
       a.opened_at_ms = s_.now_ms;
       a.occurrences = 1;
-      add(a, "opened", "rule", detail);
       a.severity = severity;
+      a.detail = detail;
+      add(a, "opened", "rule", detail);
       dispatch(a, 0, "");
     }
     a.severity = severity;
@@ -294,6 +298,37 @@ class Rules {
   void add(Alert& a, const char* what, const std::string& by, const std::string& note) {
     if (a.timeline.size() >= kMaxTimeline) a.timeline.erase(a.timeline.begin() + 1);  // keep "opened"
     a.timeline.push_back({s_.now_ms, what, by, note});
+    notify(a, what, by);
+  }
+
+  // Who is told of this step: the assignee when it comes to them; an elder's family when the
+  // alert opens, when staff are assigned and arrive, and when it is resolved.
+  void notify(Alert& a, std::string_view what, const std::string& by) {
+    auto tell = [&](const char* to, std::string staff, const char* told) {
+      Notification n;
+      n.id = fmt::format("{}~{}", a.id, ++a.notified);
+      n.alert_id = a.id;
+      n.community = a.community;
+      n.rule = a.rule;
+      n.severity = a.severity;
+      n.unit = a.unit;
+      n.device = a.device;
+      n.location = a.location;
+      n.detail = a.detail;
+      n.to = to;
+      n.staff = std::move(staff);
+      n.what = told;
+      n.at_ms = s_.now_ms;
+      notifications.push_back(std::move(n));
+    };
+    if (what == "assigned" || what == "reassigned" || (what == "escalated" && by == "dispatch")) {
+      tell("staff", a.assignee, what == "assigned" ? "assigned" : what == "reassigned" ? "reassigned" : "escalated");
+    }
+    if (!family_rule(a.rule) || a.unit.empty()) return;
+    if (what == "opened" || what == "reopened") tell("family", "", "alert");
+    else if (what == "assigned") tell("family", "", "staff_assigned");
+    else if (what == "arrived") tell("family", "", "staff_arrived");
+    else if (what == "resolved") tell("family", "", "resolved");
   }
 
   void changed(const Alert& a) {
@@ -487,19 +522,19 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r,
 
   if (std::holds_alternative<Tick>(e.body)) {
     rules.tick();
-    return {std::move(s), std::move(changed)};
+    return {std::move(s), std::move(changed), {}, std::move(rules.notifications)};
   }
   if (const auto* action = std::get_if<OperatorAction>(&e.body)) {
     rules.operator_action(*action);
-    return {std::move(s), std::move(changed)};
+    return {std::move(s), std::move(changed), {}, std::move(rules.notifications)};
   }
   if (const auto* analysis = std::get_if<VisionAnalysis>(&e.body)) {
     auto verdict = camera_rules(s, rules, r, device, *analysis);
-    return {std::move(s), std::move(changed), std::move(verdict)};
+    return {std::move(s), std::move(changed), std::move(verdict), std::move(rules.notifications)};
   }
   if (const auto* entry = std::get_if<RegistryEntry>(&e.body)) {
     auto& book = entry->kind == RegistryKind::Vehicle ? s.vehicles : s.people;
-    if (entry->kind == RegistryKind::Household) return {std::move(s), std::move(changed)};
+    if (entry->kind == RegistryKind::Household) return {std::move(s), std::move(changed), {}, std::move(rules.notifications)};
     if (entry->removed) {
       book.erase(entry->id);
     } else {
@@ -507,19 +542,19 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r,
       book[entry->id] = {entry->kind == RegistryKind::Vehicle ? "vehicle" : std::string(to_string(entry->role)),
                          entry->unit, entry->valid_from_ms, entry->valid_to_ms, entry->allowance_s};
     }
-    return {std::move(s), std::move(changed)};
+    return {std::move(s), std::move(changed), {}, std::move(rules.notifications)};
   }
   if (const auto* roster = std::get_if<DutyRoster>(&e.body)) {
     Roster duty{roster->week, roster->exceptions};
     const std::string key = roster_key(roster->grid, roster->role);
     if ((duty.week.empty() && duty.exceptions.empty()) || !valid(duty)) s.rosters.erase(key);
     else s.rosters[key] = std::move(duty);
-    return {std::move(s), std::move(changed)};
+    return {std::move(s), std::move(changed), {}, std::move(rules.notifications)};
   }
   if (const auto* entry = std::get_if<SiteEntry>(&e.body)) {
     if (entry->removed) s.site.erase(entry->id);
     else s.site[entry->id] = {std::string(to_string(entry->kind)), entry->members};
-    return {std::move(s), std::move(changed)};
+    return {std::move(s), std::move(changed), {}, std::move(rules.notifications)};
   }
   if (const auto* reg = std::get_if<DeviceRegistered>(&e.body)) {
     auto& d = s.devices[device];
@@ -528,7 +563,7 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r,
     d.location = reg->location;
     // A device that never reports after it was installed is as lost as one that stopped.
     if (d.last_seen_ms == 0) d.last_seen_ms = s.now_ms;
-    return {std::move(s), std::move(changed)};
+    return {std::move(s), std::move(changed), {}, std::move(rules.notifications)};
   }
 
   auto& d = s.devices[device];
@@ -628,7 +663,16 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r,
         }
       },
       e.body);
-  return {std::move(s), std::move(changed)};
+  return {std::move(s), std::move(changed), {}, std::move(rules.notifications)};
+}
+
+bool family_rule(const std::string& rule) { return rule == "fall" || rule == "sos" || rule == "inactivity"; }
+
+nlohmann::json to_json(const Notification& n) {
+  return {{"id", n.id},     {"alert", n.alert_id}, {"community", n.community}, {"rule", n.rule},
+          {"severity", n.severity}, {"unit", n.unit}, {"device", n.device},  {"location", n.location},
+          {"detail", n.detail}, {"to", n.to},      {"staff", n.staff},         {"what", n.what},
+          {"at", n.at_ms}};
 }
 
 std::string subject_kind(const CommunityAlerts& s, const std::string& token, std::int64_t now_ms) {
@@ -671,6 +715,7 @@ nlohmann::json to_json(const Alert& a) {
           {"dispatch_at", a.dispatch_at_ms},
           {"response", a.response},
           {"arrived_at", a.arrived_at_ms},
+          {"notified", a.notified},
           {"timeline", timeline}};
 }
 
@@ -703,6 +748,7 @@ Alert alert_from_json(const nlohmann::json& j) {
   a.dispatch_at_ms = j.value("dispatch_at", std::int64_t{0});
   a.response = j.value("response", "");
   a.arrived_at_ms = j.value("arrived_at", std::int64_t{0});
+  a.notified = j.value("notified", std::uint32_t{0});
   for (const auto& t : j.value("timeline", nlohmann::json::array())) {
     a.timeline.push_back({t.value("at", std::int64_t{0}), t.value("what", ""), t.value("by", ""), t.value("note", "")});
   }

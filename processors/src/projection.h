@@ -46,6 +46,7 @@ struct Batch {
   };
   std::vector<Message> outbox;  // in order; numbered by the projector, per community
   std::vector<Alert> alerts;    // alerts this batch changed, in order (the alerts projection adds them)
+  std::vector<Notification> notifications;  // decided in this batch, in order (the alerts projection adds them)
   void send(std::string community, std::string topic, std::string key, std::string value) {
     outbox.push_back({std::move(community), std::move(topic), std::move(key), std::move(value)});
   }

@@ -484,7 +484,7 @@ const std::vector<std::string>& Projector::projection_prefixes() {
   static const std::vector<std::string> kServed = {"alerts/",  "cameras/", "commands/", "communities/", "contacts/",
                                                    "devices/", "elders/",  "gates/",    "homes/",       "meters/",
                                                    "notices/", "people/",  "quarantine/", "reads/",    "registry/",
-                                                   "rejections/", "rosters/", "site/", "responses/"};
+                                                   "rejections/", "rosters/", "site/", "responses/", "notifications/"};
   return kServed;
 }
 

@@ -66,6 +66,7 @@ struct Runner::Impl {
     for (std::size_t i = 0; i < n; ++i) {
       auto lane = std::make_unique<Lane>();
       ProjectorConfig pc{topics, config.rules, config.context};
+      pc.notify_webhook = config.notify_webhook;
       if (config.changelog) {
         pc.before_write = [this, &lane = *lane](std::vector<PartitionWrite>& writes) -> std::expected<void, std::string> {
           std::lock_guard guard(lane.write_mu);

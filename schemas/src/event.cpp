@@ -25,7 +25,7 @@ std::string_view type_name(const Body& body) {
       "wearable.vitals", "wearable.alarm", "device.status", "device.registered", "tick", "operator.action",
       "registry.entry",  "command",        "command.delivered", "command.ack", "notice", "camera.snapshot",
       "vision.analysis", "person.recorded", "person.forgotten", "person.read", "contacts.set",
-      "roster.set", "site.entry"};
+      "roster.set", "site.entry", "notification.status"};
   return kTypes[body.index()];
 }
 
@@ -62,7 +62,8 @@ bool is_system_event(const Body& body) {
          std::holds_alternative<Notice>(body) || std::holds_alternative<VisionAnalysis>(body) ||
          std::holds_alternative<PersonRecorded>(body) || std::holds_alternative<PersonForgotten>(body) ||
          std::holds_alternative<PersonalDataRead>(body) || std::holds_alternative<EmergencyContacts>(body) ||
-         std::holds_alternative<DutyRoster>(body) || std::holds_alternative<SiteEntry>(body);
+         std::holds_alternative<DutyRoster>(body) || std::holds_alternative<SiteEntry>(body) ||
+         std::holds_alternative<NotificationStatus>(body);
 }
 
 std::string_view to_string(CommandResult result) { return name_of(result); }

@@ -152,6 +152,12 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
           auto wearer = b.CreateString(x.wearer);
           auto contacts = b.CreateVectorOfStrings(x.contacts);
           return {f::Body::EmergencyContacts, f::CreateEmergencyContacts(b, unit, device, wearer, contacts).Union()};
+        } else if constexpr (std::is_same_v<T, NotificationStatus>) {
+          auto id = b.CreateString(x.notification_id);
+          auto channel = b.CreateString(x.channel);
+          auto state = b.CreateString(x.state);
+          auto detail = b.CreateString(x.detail);
+          return {f::Body::NotificationStatus, f::CreateNotificationStatus(b, id, channel, state, x.attempts, detail).Union()};
         } else if constexpr (std::is_same_v<T, SiteEntry>) {
           auto id = b.CreateString(x.id);
           auto label = b.CreateString(x.label);
@@ -315,6 +321,10 @@ std::expected<Body, std::string> read_body(const f::Event& e) {
     case f::Body::EmergencyContacts: {
       auto* x = e.body_as_EmergencyContacts();
       return EmergencyContacts{str(x->unit()), str(x->device()), str(x->wearer()), strings(x->contacts())};
+    }
+    case f::Body::NotificationStatus: {
+      auto* x = e.body_as_NotificationStatus();
+      return NotificationStatus{str(x->notification_id()), str(x->channel()), str(x->state()), x->attempts(), str(x->detail())};
     }
     case f::Body::SiteEntry: {
       auto* x = e.body_as_SiteEntry();

@@ -235,7 +235,8 @@ std::expected<Body, Rejection> parse_body(std::string_view type, const json& obj
   }
   if (type == "device.registered" || type == "tick" || type == "operator.action" || type == "registry.entry" ||
       type == "command" || type == "command.delivered" || type == "notice" || type == "vision.analysis" ||
-      type.starts_with("person.") || type == "contacts.set" || type == "roster.set" || type == "site.entry") {
+      type.starts_with("person.") || type == "contacts.set" || type == "roster.set" || type == "site.entry" ||
+      type == "notification.status") {
     return reject(Code::TypeNotAllowed, std::string(type) + " is written by Courtyard, not by devices");
   }
   return reject(Code::UnknownType, "type \"" + std::string(type) + "\" is not an event type");
@@ -387,6 +388,12 @@ nlohmann::json body_to_json(const Body& body) {
           j["subjects"] = b.subjects;
           j["fields"] = b.fields;
           j["purpose"] = b.purpose;
+        } else if constexpr (std::is_same_v<T, NotificationStatus>) {
+          j["notification_id"] = b.notification_id;
+          j["channel"] = b.channel;
+          j["state"] = b.state;
+          j["attempts"] = b.attempts;
+          if (!b.detail.empty()) j["detail"] = b.detail;
         } else if constexpr (std::is_same_v<T, EmergencyContacts>) {
           j["unit"] = b.unit;
           if (!b.device.empty()) j["device"] = b.device;

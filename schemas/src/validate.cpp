@@ -85,6 +85,9 @@ std::optional<std::string> first_invalid_text(const Event& e) {
           check("actor", b.actor), check("purpose", b.purpose);
           for (const auto& s : b.subjects) check("subjects", s);
           for (const auto& s : b.fields) check("fields", s);
+        } else if constexpr (std::is_same_v<T, NotificationStatus>) {
+          check("notification_id", b.notification_id), check("channel", b.channel), check("state", b.state);
+          check("detail", b.detail);
         } else if constexpr (std::is_same_v<T, SiteEntry>) {
           check("id", b.id), check("label", b.label);
           for (const auto& m : b.members) check("members", m);

@@ -1,14 +1,19 @@
 // Dispatch over the real brokers (issue 16): a compound of two grids with duty rosters; a fall in
 // grid A goes to grid A's worker, unacknowledged it escalates to the duty manager at the
 // configured time, the hub is SIGKILLed in between and neither loses nor repeats a step; the duty
-// manager's own pass at the building's door is their arrival; resolved, the day's response figures
-// hold the incident; a replay reproduces every decision.
+// manager's own pass at the building's door is their arrival; the daughter's webhook hears of the
+// fall, the staff assigned, their arrival and the resolution, signed; resolved, the day's response
+// figures hold the incident; a replay reproduces every decision.
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <set>
 
+#include "common/digest.h"
+#include "common/mqtt.h"
 #include "http_client.h"
 #include "services.h"
+#include "webhook_receiver.h"
 
 using namespace courtyard;
 using namespace std::chrono_literals;
@@ -51,12 +56,25 @@ TEST_SUITE("integration: dispatch") {
     std::ofstream(rules_dir.str("rules.toml")) << "[defaults]\nfall_escalate_s = 600\n"
                                                   "[defaults.dispatch]\nchain = [\"duty_manager\"]\n"
                                                   "[defaults.dispatch.ack_target_s]\nmajor = 4\n";
+    test::WebhookReceiver gateway;  // what an SMS or voice gateway would receive
     test::Stack stack({community}, {{"COURTYARD_HUB_RULES_FILE", rules_dir.str("rules.toml")},
-                                    {"COURTYARD_INGEST_TICK_INTERVAL_MS", "200"}});
+                                    {"COURTYARD_INGEST_TICK_INTERVAL_MS", "200"},
+                                    {"COURTYARD_NOTIFY_WEBHOOK_URL", gateway.url()},
+                                    {"COURTYARD_NOTIFY_WEBHOOK_BACKOFF_MS", "200"}});
     stack.start_ingest();
     stack.start_hub();
     auto watch = test::provision_via_api(stack, community, community + "-watch", "wearable", "b3-0402");
     auto door = test::provision_via_api(stack, community, community + "-door-b3", "door");
+    // The wearer's daughter, in the vault, is the watch's emergency contact.
+    auto [recorded, person] = stack.post("/api/v1/people", {{"community", community}, {"kind", "family"}, {"unit", "b3-0402"},
+                                                            {"name", "Wang Mei"}, {"phone", "+86 138 0000 0000"},
+                                                            {"relationship", "daughter"}});
+    REQUIRE(recorded == 201);
+    const std::string daughter = person["subject"];
+    // (The API checks her record and the watch's, which the processors fold a moment later.)
+    REQUIRE(test::eventually([&] {
+      return stack.post("/api/v1/contacts/" + community, {{"unit", "b3-0402"}, {"device", watch.id}, {"contacts", {daughter}}}).first == 202;
+    }, 30s));
 
     // The compound: b3 (flat b3-0402 and its door) in grid-a, b1 in grid-b; a worker per grid and a duty manager.
     const std::string site = "/api/v1/site/" + community;
@@ -71,7 +89,8 @@ TEST_SUITE("integration: dispatch") {
     REQUIRE(test::eventually([&] {
       auto r = stack.get("/api/v1/rosters?community=" + community);
       auto s = stack.get("/api/v1/site?community=" + community);
-      return r && s && (*r)["count"] == 3 && (*s)["count"] == 4;
+      auto c = stack.get("/api/v1/contacts?community=" + community);
+      return r && s && c && (*r)["count"] == 3 && (*s)["count"] == 4 && (*c)["count"] == 1;
     }, 30s));
 
     publish(watch, community, 1, "wearable.alarm", {{"kind", "fall"}});
@@ -124,6 +143,45 @@ TEST_SUITE("integration: dispatch") {
     CHECK(day["by_responder"]["chen"]["arrive"]["count"] == 1);
     CHECK(day["breached"] == json::array({alert["id"]}));
     CHECK(day["incidents"][alert["id"].get<std::string>()]["ack_ms"].get<std::int64_t>() >= 4000);
+
+    // The daughter's gateway heard the fall, the staff assigned, their arrival and the end, each
+    // once (the crash may repeat a delivery, never a decision: ids are the fold's), signed with
+    // the hub's key, carrying her subject id and never her name or number.
+    auto secret = read_secret(stack.env().at("COURTYARD_VAR") + "/secrets/webhook-secret");
+    REQUIRE(secret);
+    std::vector<std::string> family;  // "what", by notification id, first receipt
+    std::set<std::string> seen;
+    REQUIRE(test::eventually([&] {
+      family.clear();
+      seen.clear();
+      for (const auto& r : gateway.requests()) {
+        const auto body = json::parse(r.body);
+        if (body["to"] != "family" || !seen.insert(body["id"].get<std::string>()).second) continue;
+        family.push_back(body["what"]);
+      }
+      return family.size() == 4;
+    }, 30s));
+    CHECK(family == std::vector<std::string>{"alert", "staff_assigned", "staff_arrived", "resolved"});
+    bool told_staff = false;
+    for (const auto& r : gateway.requests()) {
+      CHECK(r.headers.at("x-courtyard-signature") ==
+            "sha256=" + hmac_sha256_hex(*secret, r.headers.at("x-courtyard-timestamp") + "." + r.body));
+      CHECK(r.body.find("Wang Mei") == std::string::npos);
+      CHECK(r.body.find("0000 0000") == std::string::npos);
+      const auto body = json::parse(r.body);
+      if (body["to"] == "family") CHECK(body["recipients"] == json::array({daughter}));
+      told_staff |= body["to"] == "staff" && body["recipients"] == json::array({"chen"}) && body["what"] == "escalated";
+    }
+    CHECK(told_staff);
+    // Each delivery is in the log and on the notification's record.
+    REQUIRE(test::eventually([&] {
+      auto n = stack.get("/api/v1/notifications?community=" + community + "&limit=100");
+      if (!n) return false;
+      for (const auto& item : (*n)["items"]) {
+        if (item["webhook"]["state"] != "delivered") return false;
+      }
+      return (*n)["count"] == 6;  // the family's four, wang's and chen's
+    }, 30s));
 
     // A replay from the log decides the same: every alert record and the figures equal live.
     REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["lag_total"] == 0; }, 30s));

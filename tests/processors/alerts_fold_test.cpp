@@ -19,6 +19,7 @@ struct Community {
   std::vector<Alert> changed;  // of the last event
   std::uint64_t seq = 0;
   int utc_offset_min = 0;
+  std::vector<Notification> notified;  // every notification decided so far
 
   Community() {
     add("gate-1", DeviceKind::Gate, "", "East gate", 0);
@@ -38,6 +39,7 @@ struct Community {
     auto step = apply(std::move(state), e, rules, utc_offset_min);
     state = std::move(step.state);
     changed = std::move(step.changed);
+    for (auto& n : step.notifications) notified.push_back(std::move(n));
   }
   void add(const std::string& device, DeviceKind kind, std::string unit, std::string location, std::int64_t at) {
     feed(device, DeviceRegistered{kind, std::move(unit), std::move(location)}, at);
@@ -779,5 +781,44 @@ TEST_SUITE("dispatch") {
     c.feed("courtyard-hub", DutyRoster{"grid-b", "grid_worker", {}, {}, "admin"}, 2000);
     CHECK_FALSE(c.state.site.contains("grid-b"));
     CHECK_FALSE(c.state.rosters.contains("grid-b|grid_worker"));
+  }
+}
+
+TEST_SUITE("dispatch: notifications") {
+  // "to what (staff)" for each notification of an alert decided, in order.
+  std::vector<std::string> told(const Community& c, const std::string& alert = "") {
+    std::vector<std::string> out;
+    for (const auto& n : c.notified) {
+      if (alert.empty() || n.alert_id == alert) out.push_back(n.to + " " + n.what + (n.staff.empty() ? "" : " " + n.staff));
+    }
+    return out;
+  }
+
+  TEST_CASE("an elder's fall tells the family and the assignee, then whoever it escalates to, then the family of arrival and resolution") {
+    Compound c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    CHECK(told(c) == std::vector<std::string>{"family alert", "staff assigned wang", "family staff_assigned"});
+    c.tick(302'000);
+    c.staff_pass("chen", "door-b3", 320'000);
+    c.act("c1:fall:wear-1:1", AlertAction::Resolve, 400'000);
+    CHECK(told(c, "c1:fall:wear-1:1") == std::vector<std::string>{"family alert", "staff assigned wang", "family staff_assigned",
+                                                                  "staff escalated chen", "family staff_arrived", "family resolved"});
+    // Ids count up per alert, so a replay names them the same; each says where and when.
+    CHECK(c.notified[0].id == "c1:fall:wear-1:1~1");
+    CHECK(c.notified.back().id == "c1:fall:wear-1:1~6");
+    CHECK(c.notified[4].id == "c1:offline:gate-1:1~1");  // meanwhile the gate went quiet: the duty manager is told
+    CHECK(c.notified[3].at_ms == kT0 + 302'000);
+    CHECK(c.notified[0].unit == "b3-0402");
+    CHECK(c.notified[0].severity == "major");
+  }
+
+  TEST_CASE("a smoke alarm tells its assignee but not the family; without rosters only families are told") {
+    Compound c;
+    c.sensor(SensorKind::Smoke, "alarm", 1000);
+    CHECK(told(c) == std::vector<std::string>{"staff assigned wang"});
+    Community plain;
+    plain.alarm(AlarmKind::Sos, false, 1000);
+    plain.alarm(AlarmKind::Sos, true, 2000);
+    CHECK(told(plain) == std::vector<std::string>{"family alert", "family resolved"});
   }
 }

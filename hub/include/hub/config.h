@@ -89,6 +89,15 @@ struct Config {
     std::int64_t visitor_retention_days = 30;      // a visitor's record is erased (key destroyed) this long after it was made (0: kept)
     std::int64_t sweep_interval_s = 3600;          // how often the retention sweep runs
   } privacy;
+  struct Notify {
+    // Notifications the alerts fold decides (dispatch, families: docs/alerts.md) are POSTed here,
+    // signed (docs/api.md "Notifications"); empty: none sent (they are still recorded).
+    std::string webhook_url;
+    std::string webhook_secret_file = "secrets/webhook-secret";  // the signing key, relative to var (made on first start)
+    std::int64_t webhook_attempts = 5;             // then the notification is failed (listed, never retried)
+    std::int64_t webhook_timeout_ms = 3000;        // per attempt
+    std::int64_t webhook_backoff_ms = 1000;        // before the 2nd attempt; doubled for each after
+  } notify;
   struct Simulate {
     std::vector<std::string> communities = {"sunny-garden", "river-view"};
     std::int64_t devices = 300;

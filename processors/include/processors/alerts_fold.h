@@ -92,8 +92,24 @@ struct Alert {
   std::int64_t dispatch_at_ms = 0;  // not acknowledged by then: the next in the chain (0: no timer)
   std::string response;        // "", on_my_way, arrived, handed_over
   std::int64_t arrived_at_ms = 0;
+  std::uint32_t notified = 0;  // notifications decided so far (their ids count up)
   bool operator==(const Alert&) const = default;
 };
+
+// Somebody to be told something about an alert, decided by the fold (so a replay decides the same)
+// and carried by a sender that records what became of it (notification.status).
+struct Notification {
+  std::string id;        // {alert id}~{n}
+  std::string alert_id, community, rule, severity, unit, device, location, detail;
+  std::string to;        // staff (the assignee) or family (the household's emergency contacts)
+  std::string staff;     // to staff: whose person token
+  std::string what;      // staff: assigned, escalated, reassigned; family: alert, staff_assigned, staff_arrived, resolved
+  std::int64_t at_ms = 0;
+  bool operator==(const Notification&) const = default;
+};
+// Rules whose household is told (the elder's emergency contacts).
+bool family_rule(const std::string& rule);
+nlohmann::json to_json(const Notification& n);
 
 struct WatchedDevice {
   std::string kind, unit, location;
@@ -171,6 +187,7 @@ struct AlertStep {
   CommunityAlerts state;
   std::vector<Alert> changed;  // alerts whose record changed: the projector stores and publishes them
   std::optional<SnapshotVerdict> verdict;  // for a vision.analysis event
+  std::vector<Notification> notifications; // decided by this event, in order
 };
 
 // `utc_offset_min`: the compound's local time, in which its duty rosters are written.

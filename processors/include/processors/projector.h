@@ -92,6 +92,8 @@ struct ProjectorConfig {
   // with history. A compound's devices, homes and communities should fit.
   std::size_t cache_entries = 20'000;
   BeforeWrite before_write;  // unset: the store alone
+  // This hub sends notifications to a webhook: index the ones not yet sent (notifypending/).
+  bool notify_webhook = false;
 };
 
 struct BatchResult {
@@ -128,6 +130,12 @@ class Projector {
   // An alert's record is also where its community's state reads an active or recently closed
   // episode from (decision 0017): only the projector writes or deletes these.
   static std::string alert_key(const std::string& id) { return "alerts/" + id; }
+  // notifications/{community}/{id}: what the fold decided to tell whom, and what became of it;
+  // notifypending/{community}/{id}: those a webhook has still to carry (not served).
+  static std::string notification_key(const std::string& community, const std::string& id) {
+    return "notifications/" + community + "/" + id;
+  }
+  static constexpr const char* kNotifyPendingPrefix = "notifypending/";
   static std::string alert_state_key(const std::string& community) { return "alertstate/" + community; }
   static std::string meter_key(const std::string& device) { return "meters/" + device; }
   static std::string gate_key(const std::string& device) { return "gates/" + device; }

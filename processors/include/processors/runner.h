@@ -58,6 +58,7 @@ struct RunnerConfig {
   bool standby = true;
   RuleBook rules;                                    // alert rules in force
   FoldContext context;                               // local time for hour and day buckets
+  bool notify_webhook = false;                       // index notifications a webhook has still to carry
   // Called after each store write with the write's sequence number (1, 2, ...) and the projection
   // records it wrote, on the thread of the lane that wrote them: lanes may call it at the same
   // time, and numbers may arrive out of order across lanes, but a key's changes come in commit

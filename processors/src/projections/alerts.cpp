@@ -142,6 +142,7 @@ Folded AlertsProjection::fold(Batch& batch, const schemas::Event& event, const s
   auto step = apply(std::move(state), event, batch.config.rules.rules_for(community), batch.config.context.utc_offset_min);
   state = std::move(step.state);
   for (auto& a : step.changed) batch.alerts.push_back(std::move(a));
+  for (auto& n : step.notifications) batch.notifications.push_back(std::move(n));
   verdict_ = step.verdict.value_or(SnapshotVerdict{});
   return Folded::Done;
 }

@@ -12,7 +12,7 @@ Projections::Projections() {
   // The order an event meets them in. Devices first: it decides whether a device's event is new.
   for (auto make : {&make_devices, &make_rejections, &make_alerts, &make_meters, &make_gates, &make_occupancy,
                     &make_homes, &make_elders, &make_cameras, &make_commands, &make_notices, &make_registry, &make_people,
-                    &make_rosters, &make_site, &make_responses}) {
+                    &make_rosters, &make_site, &make_responses, &make_notifications}) {
     add(make(*this));
   }
 }

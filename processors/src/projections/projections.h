@@ -58,5 +58,6 @@ std::unique_ptr<Projection> make_people(Projections&);
 std::unique_ptr<Projection> make_rosters(Projections&);
 std::unique_ptr<Projection> make_site(Projections&);
 std::unique_ptr<Projection> make_responses(Projections&);
+std::unique_ptr<Projection> make_notifications(Projections&);
 
 }  // namespace courtyard::processors

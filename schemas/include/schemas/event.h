@@ -243,6 +243,16 @@ std::string_view to_string(SiteKind kind);
 std::optional<SiteKind> parse_site_kind(std::string_view name);
 std::optional<AlertAction> parse_alert_action(std::string_view name);  // ack, resolve, hush, on_my_way, ...
 
+// What became of a notification the alerts fold decided ("notification.status"), appended by its sender.
+struct NotificationStatus {
+  std::string notification_id;  // {alert id}#{n}
+  std::string channel;          // webhook
+  std::string state;            // delivered, failed
+  std::int32_t attempts = 0;
+  std::string detail;
+  bool operator==(const NotificationStatus&) const = default;
+};
+
 struct DutyRoster {
   std::string grid;
   std::string role;
@@ -256,7 +266,8 @@ std::optional<PersonKind> parse_person_kind(std::string_view name);
 using Body = std::variant<GatePass, VehiclePass, MeterReading, HomeSensor, WearableVitals, WearableAlarm,
                           DeviceStatus, DeviceRegistered, Tick, OperatorAction, RegistryEntry, Command,
                           CommandDelivered, CommandAck, Notice, CameraSnapshot, VisionAnalysis, PersonRecorded,
-                          PersonForgotten, PersonalDataRead, EmergencyContacts, DutyRoster, SiteEntry>;
+                          PersonForgotten, PersonalDataRead, EmergencyContacts, DutyRoster, SiteEntry,
+                          NotificationStatus>;
 
 // Events Courtyard itself appends (registrations, ticks, operator actions) carry no device seq.
 bool is_system_event(const Body& body);
