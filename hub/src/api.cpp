@@ -684,7 +684,8 @@ HttpResponse Api::alert_action(const Principal& who, const std::string& rest, co
   }
   if (!sources_.append) return error(503, "unavailable", "this hub cannot write to the log");
   auto offset = append("operator", alert.value("community", ""),
-                       schemas::OperatorAction{id, *action, actor_of(who), request->value("note", ""), to});
+                       schemas::OperatorAction{id, *action, actor_of(who), request->value("note", ""), to,
+                                               std::string(to_string(who.role))});
   if (!offset) return offset.error();
   // Accepted: the action is in the log; the alert's state changes when the processors reach it.
   return json_response(202, request_fields(json{{"accepted", true}, {"alert", id}, {"action", verb}}, *offset));

@@ -23,6 +23,7 @@ replay::RebuildConfig replay_config(const Config& config, const std::string& dir
   c.projector.topics = {config.kafka.events_topic, config.kafka.deadletter_topic};
   c.projector.rules = load_rules(config.hub.rules_file);
   c.projector.context.utc_offset_min = config.hub.utc_offset_minutes;
+  c.projector.notify_webhook = !config.notify.webhook_url.empty();  // a rebuilt store still knows what to send
   c.max_batch = static_cast<std::size_t>(config.hub.max_batch);
   c.fold_lanes = static_cast<std::size_t>(std::max<std::int64_t>(0, config.hub.fold_lanes));
   c.dir = dir;

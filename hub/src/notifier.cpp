@@ -1,5 +1,6 @@
 #include "notifier.h"
 
+#include <cctype>
 #include <thread>
 
 #include <fmt/format.h>
@@ -58,6 +59,21 @@ std::vector<std::string> Notifier::recipients(const processors::Store::View& vie
   return {};
 }
 
+namespace {
+
+// A notification id in a header: alert ids carry device subjects (tokens, plates), which a
+// hostile device shapes; anything but [A-Za-z0-9._~:-] is percent-encoded.
+std::string header_safe(std::string_view id) {
+  std::string out;
+  for (unsigned char c : id) {
+    if (std::isalnum(c) || c == '.' || c == '_' || c == '~' || c == ':' || c == '-') out += static_cast<char>(c);
+    else out += fmt::format("%{:02X}", c);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::size_t Notifier::run_once(std::int64_t now_ms) {
   auto view = store_.view();
   const auto pending = view.scan(processors::Projector::kNotifyPendingPrefix, "", config_.batch);
@@ -73,36 +89,46 @@ std::size_t Notifier::run_once(std::int64_t now_ms) {
     const auto slash = rest.find('/');
     if (slash == std::string::npos) continue;
     const std::string community = rest.substr(0, slash), id = rest.substr(slash + 1);
-    auto raw = view.get(processors::Projector::notification_key(community, id));
-    if (!raw) continue;
-    const json record = processors::parse_record(*raw);
-    const auto who = recipients(view, record);
-    std::expected<int, std::string> answer = std::unexpected(std::string("no emergency contacts to tell"));
-    if (!who.empty()) {
-      const std::string body = body_of(record, who);
-      answer = post_({body}, {{"X-Courtyard-Notification", id},
-                              {"X-Courtyard-Timestamp", std::to_string(now_ms)},
-                              {"X-Courtyard-Signature", webhook_signature(config_.secret, now_ms, body)}});
-    }
-    ++tried.made;
-    const bool delivered = answer && *answer >= 200 && *answer < 300;
-    const bool last = who.empty() || tried.made >= config_.attempts;
-    if (!delivered && !last) {
-      tried.next_ms = now_ms + config_.backoff.count() * (std::int64_t{1} << std::min(tried.made - 1, 20));
-      spdlog::warn("notification {}: attempt {} failed ({}); again in {} ms", id, tried.made,
-                   answer ? "HTTP " + std::to_string(*answer) : answer.error(), tried.next_ms - now_ms);
-      continue;
+    if (!tried.outcome) {  // a status already decided (its append failed) is appended, never sent again
+      try {
+        auto raw = view.get(processors::Projector::notification_key(community, id));
+        if (!raw) continue;
+        const json record = processors::parse_record(*raw);
+        if (now_ms - record.value("at", std::int64_t{0}) > config_.max_age.count()) {
+          tried.outcome = Outcome{false, "expired: decided too long ago to be worth telling"};
+        } else {
+          const auto who = recipients(view, record);
+          std::expected<int, std::string> answer = std::unexpected(std::string("no emergency contacts to tell"));
+          if (!who.empty()) {
+            const std::string body = body_of(record, who);
+            answer = post_({body}, {{"X-Courtyard-Notification", header_safe(id)},
+                                    {"X-Courtyard-Timestamp", std::to_string(now_ms)},
+                                    {"X-Courtyard-Signature", webhook_signature(config_.secret, now_ms, body)}});
+          }
+          ++tried.made;
+          const bool delivered = answer && *answer >= 200 && *answer < 300;
+          if (!delivered && !who.empty() && tried.made < config_.attempts) {
+            tried.next_ms = now_ms + config_.backoff.count() * (std::int64_t{1} << std::min(tried.made - 1, 20));
+            spdlog::warn("notification {}: attempt {} failed ({}); again in {} ms", id, tried.made,
+                         answer ? "HTTP " + std::to_string(*answer) : answer.error(), tried.next_ms - now_ms);
+            continue;
+          }
+          tried.outcome = Outcome{delivered, delivered ? "" : answer ? "HTTP " + std::to_string(*answer) : answer.error()};
+        }
+      } catch (const std::exception& e) {  // a record that does not read as one: failed, not retried for ever
+        tried.outcome = Outcome{false, std::string("unreadable record: ") + e.what()};
+      }
     }
     schemas::Event status;
     status.device = DeviceId("notifier");
     status.community = CommunityId(community);
-    status.body = schemas::NotificationStatus{id, "webhook", delivered ? "delivered" : "failed", tried.made,
-                                              delivered ? "" : answer ? "HTTP " + std::to_string(*answer) : answer.error()};
+    status.body = schemas::NotificationStatus{id, "webhook", tried.outcome->delivered ? "delivered" : "failed", tried.made,
+                                              tried.outcome->detail};
     if (!append_(status)) {
       tried.next_ms = now_ms + config_.backoff.count();  // the log refused: say it again later
       continue;
     }
-    if (!delivered) spdlog::error("notification {} failed after {} attempt(s)", id, tried.made);
+    if (!tried.outcome->delivered) spdlog::error("notification {} failed after {} attempt(s): {}", id, tried.made, tried.outcome->detail);
     tried.settled = true;
     ++settled;
   }

@@ -10,6 +10,7 @@
 #include <expected>
 #include <functional>
 #include <map>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -27,7 +28,10 @@ struct NotifierConfig {
   int attempts = 5;
   std::chrono::milliseconds timeout{3000};
   std::chrono::milliseconds backoff{1000};  // before the 2nd attempt; doubled for each after
-  std::size_t batch = 100;                  // pending notifications looked at per pass
+  std::size_t batch = 1000;                 // pending notifications looked at per pass
+  // Older than this when first looked at (a sender that was off for hours, a store rebuilt): failed
+  // as expired, never sent: news of a fall hours late misleads more than it helps.
+  std::chrono::milliseconds max_age{std::chrono::hours(1)};
 };
 
 // What a receiver checks: "sha256=" and the hex HMAC-SHA256 of "{timestamp}.{body}" under the secret.
@@ -53,10 +57,15 @@ class Notifier {
 
  private:
   std::vector<std::string> recipients(const processors::Store::View& view, const nlohmann::json& record) const;
+  struct Outcome {
+    bool delivered = false;
+    std::string detail;
+  };
   struct Attempts {
     int made = 0;
     std::int64_t next_ms = 0;
-    bool settled = false;  // status appended; the index entry goes when the projection folds it
+    std::optional<Outcome> outcome;  // decided; its status event still to append
+    bool settled = false;            // status appended; the index entry goes when the projection folds it
   };
   NotifierConfig config_;
   processors::Store& store_;

@@ -46,6 +46,12 @@ class Rules {
       s_.closed.erase(closed);
       a.state = "open";
       a.resolved_at_ms = 0;
+      a.acknowledged_at_ms = 0;  // a new episode of the same alert: nobody has answered it yet
+      a.assignee.clear();
+      a.assignee_role.clear();
+      a.chain_step = 0;
+      a.response.clear();
+      a.arrived_at_ms = 0;
       ++a.occurrences;
       a.severity = severity;
       a.detail = detail;
@@ -118,7 +124,17 @@ class Rules {
         changed(a);
         return;
       }
-      if (a.state == "acknowledged") return;  // idempotent
+      if (action.role == "resident") {
+        // The household has seen it: the alert says so, but staff dispatch goes on until staff answer.
+        if (a.state == "acknowledged") return;
+        a.state = "acknowledged";
+        a.updated_at_ms = s_.now_ms;
+        if (a.rule != "fall") a.escalate_at_ms = 0;
+        add(a, "acknowledged", action.actor, action.note.empty() ? "by the household" : action.note);
+        changed(a);
+        return;
+      }
+      if (a.acknowledged_at_ms) return;  // idempotent
       acknowledge(a);
       add(a, "acknowledged", action.actor, action.note);
       changed(a);
@@ -131,7 +147,7 @@ class Rules {
   void respond(Alert& a, const char* what, const std::string& by, const std::string& note) {
     auto rank = [](const std::string& r) { return r == "on_my_way" ? 1 : r == "arrived" ? 2 : r == "handed_over" ? 3 : 0; };
     if (rank(what) <= rank(a.response)) return;
-    if (a.state != "acknowledged") acknowledge(a);
+    if (!a.acknowledged_at_ms) acknowledge(a);
     a.response = what;
     if (a.response == "arrived" || (a.response == "handed_over" && a.arrived_at_ms == 0)) a.arrived_at_ms = s_.now_ms;
     a.updated_at_ms = s_.now_ms;
@@ -153,7 +169,7 @@ class Rules {
     a.assignee = to;
     a.assigned_at_ms = s_.now_ms;
     a.response.clear();
-    a.dispatch_at_ms = a.state == "acknowledged" ? 0 : ack_deadline(a);
+    a.dispatch_at_ms = a.acknowledged_at_ms ? 0 : ack_deadline(a);
     a.updated_at_ms = s_.now_ms;
     add(a, "reassigned", by, note.empty() ? to : to + ": " + note);
     changed(a);
@@ -325,7 +341,7 @@ class Rules {
       tell("staff", a.assignee, what == "assigned" ? "assigned" : what == "reassigned" ? "reassigned" : "escalated");
     }
     if (!family_rule(a.rule) || a.unit.empty()) return;
-    if (what == "opened" || what == "reopened") tell("family", "", "alert");
+    if (what == "opened") tell("family", "", "alert");  // a reopened one (within the flap window) is not news
     else if (what == "assigned") tell("family", "", "staff_assigned");
     else if (what == "arrived") tell("family", "", "staff_arrived");
     else if (what == "resolved") tell("family", "", "resolved");
@@ -545,6 +561,7 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r,
     return {std::move(s), std::move(changed), {}, std::move(rules.notifications)};
   }
   if (const auto* roster = std::get_if<DutyRoster>(&e.body)) {
+    if (!valid_id(roster->grid) || !valid_id(roster->role)) return {std::move(s), std::move(changed), {}, {}};
     Roster duty{roster->week, roster->exceptions};
     const std::string key = roster_key(roster->grid, roster->role);
     if ((duty.week.empty() && duty.exceptions.empty()) || !valid(duty)) s.rosters.erase(key);
@@ -552,8 +569,11 @@ AlertStep apply(CommunityAlerts s, const schemas::Event& e, const AlertRules& r,
     return {std::move(s), std::move(changed), {}, std::move(rules.notifications)};
   }
   if (const auto* entry = std::get_if<SiteEntry>(&e.body)) {
-    if (entry->removed) s.site.erase(entry->id);
-    else s.site[entry->id] = {std::string(to_string(entry->kind)), entry->members};
+    // Keyed by kind and id, as the site projection keys them: a grid and a building may share an id.
+    const std::string key = site_key(std::string(to_string(entry->kind)), entry->id);
+    if (!valid_id(entry->id) || entry->members.size() > kMaxSiteMembers) return {std::move(s), std::move(changed), {}, {}};
+    if (entry->removed) s.site.erase(key);
+    else s.site[key] = {std::string(to_string(entry->kind)), entry->members};
     return {std::move(s), std::move(changed), {}, std::move(rules.notifications)};
   }
   if (const auto* reg = std::get_if<DeviceRegistered>(&e.body)) {

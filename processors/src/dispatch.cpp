@@ -13,15 +13,16 @@ bool lists(const SitePlace& place, const std::string& member) {
 
 Place place_of(const std::map<std::string, SitePlace>& site, const std::string& unit, const std::string& device) {
   Place p;
-  for (const auto& [id, place] : site) {  // in id order: the first building that lists it
+  auto id_of = [](const std::string& key) { return key.substr(key.find('/') + 1); };
+  for (const auto& [key, place] : site) {  // in id order: the first building that lists it
     if (place.kind == "building" && (lists(place, unit) || lists(place, device))) {
-      p.building = id;
+      p.building = id_of(key);
       break;
     }
   }
-  for (const auto& [id, place] : site) {
+  for (const auto& [key, place] : site) {
     if (place.kind == "grid" && (lists(place, p.building) || lists(place, device))) {
-      p.grid = id;
+      p.grid = id_of(key);
       break;
     }
   }
@@ -31,7 +32,7 @@ Place place_of(const std::map<std::string, SitePlace>& site, const std::string& 
 bool reaches(const std::map<std::string, SitePlace>& site, const std::string& gate, const std::string& gate_unit,
              const std::string& building, const std::string& unit, const std::string& device) {
   if (gate == device || (!unit.empty() && gate_unit == unit)) return true;
-  auto b = site.find(building);
+  auto b = site.find(site_key("building", building));
   return b != site.end() && lists(b->second, gate);
 }
 

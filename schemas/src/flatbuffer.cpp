@@ -185,8 +185,9 @@ std::pair<f::Body, flatbuffers::Offset<void>> build_body(flatbuffers::FlatBuffer
           auto actor = b.CreateString(x.actor);
           auto note = b.CreateString(x.note);
           auto to = b.CreateString(x.to);
+          auto role = b.CreateString(x.role);
           return {f::Body::OperatorAction,
-                  f::CreateOperatorAction(b, id, cast_enum<f::AlertAction>(x.action), actor, note, to).Union()};
+                  f::CreateOperatorAction(b, id, cast_enum<f::AlertAction>(x.action), actor, note, to, role).Union()};
         } else {
           auto unit = b.CreateString(x.unit);
           auto location = b.CreateString(x.location);
@@ -272,7 +273,7 @@ std::expected<Body, std::string> read_body(const f::Event& e) {
       auto* x = e.body_as_OperatorAction();
       if (!in_range<AlertAction>(static_cast<int>(x->action()))) return bad_enum("body.action");
       return OperatorAction{str(x->alert_id()), cast_enum<AlertAction>(x->action()), str(x->actor()), str(x->note()),
-                            str(x->to())};
+                            str(x->to()), str(x->role())};
     }
     case f::Body::Command: {
       auto* x = e.body_as_Command();

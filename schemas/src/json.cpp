@@ -426,6 +426,7 @@ nlohmann::json body_to_json(const Body& body) {
           j["actor"] = b.actor;
           if (!b.note.empty()) j["note"] = b.note;
           if (!b.to.empty()) j["to"] = b.to;
+          if (!b.role.empty()) j["role"] = b.role;
         }
       },
       body);

@@ -59,7 +59,7 @@ std::optional<std::string> first_invalid_text(const Event& e) {
         } else if constexpr (std::is_same_v<T, DeviceRegistered>) {
           check("unit", b.unit), check("location", b.location);
         } else if constexpr (std::is_same_v<T, OperatorAction>) {
-          check("alert_id", b.alert_id), check("actor", b.actor), check("note", b.note), check("to", b.to);
+          check("alert_id", b.alert_id), check("actor", b.actor), check("note", b.note), check("to", b.to), check("role", b.role);
         } else if constexpr (std::is_same_v<T, RegistryEntry>) {
           check("id", b.id), check("unit", b.unit);
         } else if constexpr (std::is_same_v<T, Command>) {

@@ -165,8 +165,40 @@ TEST_SUITE("webhook notifier") {
     CHECK(d.pending() == 3);
   }
 
+  TEST_CASE("notifications decided more than an hour before the sender saw them are failed as expired, never sent") {
+    Desk d;
+    auto n = d.notifier();
+    CHECK(n.run_once(kT0 + 2 * 3'600'000) == 3);
+    CHECK(d.calls.empty());
+    d.fold_statuses();
+    CHECK(d.record("c1:fall:w1:1~2")["webhook"]["detail"].get<std::string>().starts_with("expired"));
+  }
+
+  TEST_CASE("a log that refuses the status is asked again, without a second POST") {
+    Desk d;
+    bool refuse = true;
+    hub::Notifier n({"http://unused", "secret", 3, std::chrono::milliseconds(100), std::chrono::milliseconds(1000)}, *d.store,
+                    [&](const schemas::Event& e) { if (refuse) return false; d.appended.push_back(e); return true; },
+                    [&](const std::string& body, const std::vector<hub::Header>&) -> std::expected<int, std::string> {
+                      d.calls.push_back({body, {}});
+                      return 200;
+                    });
+    CHECK(n.run_once(kT0) == 0);
+    CHECK(d.calls.size() == 3);
+    refuse = false;
+    CHECK(n.run_once(kT0 + 1000) == 3);
+    CHECK(d.calls.size() == 3);
+    d.fold_statuses();
+    CHECK(d.record("c1:fall:w1:1~1")["webhook"]["state"] == "delivered");
+  }
+
   TEST_CASE("the client reports a gateway that is not there, and refuses what is not an http:// URL") {
     CHECK_FALSE(hub::post_json("http://127.0.0.1:1/hook", "{}", {}, std::chrono::milliseconds(500)));
+    // A header value that would split the request (an id shaped by a device) is refused before any byte leaves.
+    auto split = hub::post_json("http://127.0.0.1:1/hook", "{}", {{"X-Courtyard-Notification", "a\r\nX-Evil: 1"}},
+                                std::chrono::milliseconds(500));
+    REQUIRE_FALSE(split);
+    CHECK(split.error().find("control character") != std::string::npos);
     CHECK_FALSE(hub::post_json("https://example.org/hook", "{}", {}, std::chrono::milliseconds(500)));
     CHECK_FALSE(hub::post_json("file:///etc/passwd", "{}", {}, std::chrono::milliseconds(500)));
   }

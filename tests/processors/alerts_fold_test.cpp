@@ -769,6 +769,52 @@ TEST_SUITE("dispatch") {
     CHECK(d.fall().assignee == "li");
   }
 
+  TEST_CASE("a household's acknowledgement says it has seen the alert, but the dispatch goes on until staff answer") {
+    Compound c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    c.feed("operator", OperatorAction{"c1:fall:wear-1:1", AlertAction::Acknowledge, "tok (b3-0402)", "", "", "resident"}, 5000);
+    CHECK(c.fall().state == "acknowledged");
+    CHECK(c.fall().acknowledged_at_ms == 0);  // no staff answer yet
+    c.tick(302'000);
+    CHECK(c.fall().assignee == "chen");  // wang never answered: escalated all the same
+    c.feed("operator", OperatorAction{"c1:fall:wear-1:1", AlertAction::Acknowledge, "desk", "", "", "staff"}, 303'000);
+    CHECK(c.fall().acknowledged_at_ms == kT0 + 303'000);
+    CHECK(c.fall().dispatch_at_ms == 0);
+  }
+
+  TEST_CASE("a fall raised again within the flap window is a new episode to answer: dispatched afresh, the family not told twice") {
+    Compound c;
+    c.alarm(AlarmKind::Fall, false, 1000);
+    c.staff_pass("wang", "door-b3", 60'000);
+    c.alarm(AlarmKind::Fall, true, 70'000);  // cancelled by the wearer: resolved
+    c.alarm(AlarmKind::Fall, false, 80'000);  // and again
+    CHECK(c.fall().id == "c1:fall:wear-1:1");  // the same episode, reopened
+    CHECK(c.fall().response.empty());
+    CHECK(c.fall().arrived_at_ms == 0);
+    CHECK(c.fall().acknowledged_at_ms == 0);
+    CHECK(c.fall().assignee == "wang");
+    CHECK(c.fall().assigned_at_ms == kT0 + 80'000);
+    int alerts_told = 0;
+    for (const auto& n : c.notified) alerts_told += n.to == "family" && n.what == "alert";
+    CHECK(alerts_told == 1);
+  }
+
+  TEST_CASE("hostile structure from the log: a grid sharing a building's id, a roster key with a separator, oversized member lists") {
+    Compound c;
+    c.site(SiteKind::Grid, "b3", {"gate-1"});  // a grid named like building b3: both stand
+    CHECK(c.state.site.contains("building/b3"));
+    CHECK(c.state.site.contains("grid/b3"));
+    c.feed("courtyard-hub", DutyRoster{"grid-a|x", "grid_worker", {{0, 0, 0, "mallory"}}, {}, "admin"}, 0);
+    c.feed("courtyard-hub", DutyRoster{"grid-a", "grid_worker|x", {{0, 0, 0, "mallory"}}, {}, "admin"}, 0);
+    CHECK(c.state.rosters.size() == 4);  // neither was kept
+    std::vector<std::string> many(501, "m");
+    c.site(SiteKind::Building, "b9", many);
+    CHECK_FALSE(c.state.site.contains("building/b9"));
+    c.alarm(AlarmKind::Fall, false, 1000);
+    CHECK(c.fall().building == "b3");
+    CHECK(c.fall().grid == "grid-a");
+  }
+
   TEST_CASE("rosters and the site survive the state's JSON form; a removed grid and an emptied roster leave it") {
     Compound c;
     c.alarm(AlarmKind::Fall, false, 1000);
@@ -779,7 +825,8 @@ TEST_SUITE("dispatch") {
     gone.removed = true;
     c.feed("courtyard-hub", gone, 2000);
     c.feed("courtyard-hub", DutyRoster{"grid-b", "grid_worker", {}, {}, "admin"}, 2000);
-    CHECK_FALSE(c.state.site.contains("grid-b"));
+    CHECK_FALSE(c.state.site.contains("grid/grid-b"));
+    CHECK(c.state.site.contains("building/b1"));
     CHECK_FALSE(c.state.rosters.contains("grid-b|grid_worker"));
   }
 }

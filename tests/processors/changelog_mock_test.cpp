@@ -139,14 +139,15 @@ TEST_SUITE("changelog (librdkafka mock cluster)") {
     auto store = test::open_store(dir);
     put_record(kafka, 0, nullptr, "no key at all");
     put_record(kafka, 0, "devices/first", "{}");
-    put_record(kafka, 0, "offsets/courtyard.events.v1/0", "\xff not a number", "4");
+    const std::string current = std::to_string(Projector::kStoreFormat);
+    put_record(kafka, 0, "offsets/courtyard.events.v1/0", "\xff not a number", current.c_str());
     put_record(kafka, 0, "devices/second", "{}");
     // Records forged to reach the store's own bookkeeping: a whole restore at the next start, an
     // unreadable copy time, another format.
     put_record(kafka, 0, kRestoreWholeKey, "1");
     put_record(kafka, 0, "meta/changelog_at/x", "not a time");
     put_record(kafka, 0, "meta/format", "1");
-    put_record(kafka, 0, "offsets/courtyard.events.v1/0", "7", "4");
+    put_record(kafka, 0, "offsets/courtyard.events.v1/0", "7", current.c_str());
     ChangelogApplier replica({kafka, {"courtyard.events.v1", "courtyard.deadletter.v1"}, {}}, *store);
     std::string stopped_because;
     std::jthread thread([&](std::stop_token stop) {

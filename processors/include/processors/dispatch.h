@@ -40,6 +40,10 @@ struct SitePlace {
   bool operator==(const SitePlace&) const = default;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SitePlace, kind, members)
+// The fold keeps places by "{kind}/{id}" (a grid and a building may share an id), each with at
+// most this many members (the API's limit; a record from the log beyond it is ignored).
+inline std::string site_key(const std::string& kind, const std::string& id) { return kind + "/" + id; }
+inline constexpr std::size_t kMaxSiteMembers = 500;
 
 // Where in the compound a unit or a device is: its building (a building listing the unit or the
 // device) and its grid (a grid listing that building or the device). Empty when nobody said.

@@ -94,7 +94,8 @@ struct OperatorAction {
   AlertAction action = AlertAction::Acknowledge;
   std::string actor;
   std::string note;
-  std::string to;  // reassign: the staff member's person token
+  std::string to;    // reassign: the staff member's person token
+  std::string role;  // the actor's: admin, staff, resident (a household's ack stops no dispatch)
   bool operator==(const OperatorAction&) const = default;
 };
 
@@ -245,7 +246,7 @@ std::optional<AlertAction> parse_alert_action(std::string_view name);  // ack, r
 
 // What became of a notification the alerts fold decided ("notification.status"), appended by its sender.
 struct NotificationStatus {
-  std::string notification_id;  // {alert id}#{n}
+  std::string notification_id;  // {alert id}~{n}
   std::string channel;          // webhook
   std::string state;            // delivered, failed
   std::int32_t attempts = 0;
