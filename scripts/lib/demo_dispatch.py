@@ -3,19 +3,14 @@
 its buildings (from the simulated devices' units, b{n}-FFUU), two grids, and a small staff on day
 and night shifts, each a person token registered as staff with their name in the vault. New
 alerts are then assigned, escalated and counted. Usage: demo_dispatch.py <api base url> <admin token>"""
-import json
 import sys
 import time
-import urllib.request
+
+from demo_api import caller
 
 api, token = sys.argv[1], sys.argv[2]
 
-
-def call(method, path, body=None):
-    request = urllib.request.Request(api + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+call = caller(api, token)
 
 
 def every_device():

@@ -2,23 +2,18 @@
 """The demo's families: for every simulated wearable, its wearer and two relatives in the privacy
 vault, the relatives as the wearable's emergency contacts (docs/privacy.md). A fall's card on the
 dashboard then shows whom to call. Usage: demo_people.py <api base url> <admin token>"""
-import json
 import sys
 import time
 import urllib.error
-import urllib.request
+
+from demo_api import caller
 
 api, token = sys.argv[1], sys.argv[2]
 SURNAMES = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴"]
 ELDERS = ["秀英", "桂兰", "玉兰", "建国", "淑珍", "国华"]
 CHILDREN = [("美", "daughter"), ("磊", "son"), ("静", "daughter"), ("伟", "son")]
 
-
-def call(method, path, body=None):
-    request = urllib.request.Request(api + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+call = caller(api, token)
 
 
 def wearables():
