@@ -158,6 +158,7 @@ class Rules {
   // Arrival inferred: the assignee's own pass at the alert's device, a door of its unit or a gate
   // of its building.
   void staff_passed(const std::string& token, const std::string& gate, const std::string& gate_unit) {
+    if (s_.rosters.empty()) return;  // nobody is dispatched: every pass costs nothing more
     for (auto& [_, a] : s_.active) {
       if (a.assignee != token || a.response == "arrived" || a.response == "handed_over") continue;
       if (reaches(s_.site, gate, gate_unit, a.building, a.unit, a.device)) respond(a, "arrived", "gate", "pass at " + gate);
