@@ -46,7 +46,12 @@ std::expected<int, std::string> post_json(const std::string& url, const std::str
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 * 1024);  // the answer is read, never kept: a gateway's reply is short
   std::expected<int, std::string> result = std::unexpected(std::string("no answer within the timeout"));
-  auto fail = [&](const beast::error_code& ec, const char* what) { result = std::unexpected(std::string(what) + ": " + ec.message()); };
+  // Done either way: stop at once (the stream's deadline timer would otherwise keep the loop
+  // running until it fires).
+  auto fail = [&](const beast::error_code& ec, const char* what) {
+    result = std::unexpected(std::string(what) + ": " + ec.message());
+    io.stop();
+  };
   stream.expires_after(timeout);
   resolver.async_resolve(host, port, [&](beast::error_code ec, tcp::resolver::results_type endpoints) {
     if (ec) return fail(ec, "resolve");
@@ -59,6 +64,7 @@ std::expected<int, std::string> post_json(const std::string& url, const std::str
           result = static_cast<int>(parser.get().result_int());
           beast::error_code ignored;
           stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+          io.stop();
         });
       });
     });

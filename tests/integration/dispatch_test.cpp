@@ -160,7 +160,7 @@ TEST_SUITE("integration: dispatch") {
         family.push_back(body["what"]);
       }
       return family.size() == 4;
-    }, 30s));
+    }, 60s));
     CHECK(family == std::vector<std::string>{"alert", "staff_assigned", "staff_arrived", "resolved"});
     bool told_staff = false;
     for (const auto& r : gateway.requests()) {
@@ -181,7 +181,7 @@ TEST_SUITE("integration: dispatch") {
         if (item["webhook"]["state"] != "delivered") return false;
       }
       return (*n)["count"] == 6;  // the family's four, wang's and chen's
-    }, 30s));
+    }, 60s));
 
     // A replay from the log decides the same: every alert record and the figures equal live.
     REQUIRE(test::eventually([&] { auto h = stack.get("/healthz"); return h && (*h)["lag_total"] == 0; }, 30s));
