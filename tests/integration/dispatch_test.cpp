@@ -144,6 +144,9 @@ TEST_SUITE("integration: dispatch") {
     CHECK(day["breached"] == json::array({alert["id"]}));
     CHECK(day["incidents"][alert["id"].get<std::string>()]["ack_ms"].get<std::int64_t>() >= 4000);
 
+    // (The brokers are shared by every test: this hub folds other tests' communities too and tells
+    // their families as well. Only this community's notifications are this test's.)
+    auto ours = [&](const test::WebhookReceiver::Request& r) { return json::parse(r.body)["community"] == community; };
     // The daughter's gateway heard the fall, the staff assigned, their arrival and the end, each
     // once (the crash may repeat a delivery, never a decision: ids are the fold's), signed with
     // the hub's key, carrying her subject id and never her name or number.
@@ -151,19 +154,29 @@ TEST_SUITE("integration: dispatch") {
     REQUIRE(secret);
     std::vector<std::string> family;  // "what", by notification id, first receipt
     std::set<std::string> seen;
-    REQUIRE(test::eventually([&] {
+    auto received = [&] {  // what the gateway got and what the hub recorded, for a failure's message
+      json got = json::array();
+      for (const auto& r : gateway.requests()) {
+        if (!ours(r)) continue;
+        const auto body = json::parse(r.body);
+        got.push_back({body["id"], body["to"], body["what"], body["recipients"]});
+      }
+      return got.dump() + "\nrecorded: " + stack.get("/api/v1/notifications?community=" + community + "&limit=100").value_or(json()).dump();
+    };
+    REQUIRE_MESSAGE(test::eventually([&] {
       family.clear();
       seen.clear();
       for (const auto& r : gateway.requests()) {
         const auto body = json::parse(r.body);
-        if (body["to"] != "family" || !seen.insert(body["id"].get<std::string>()).second) continue;
+        if (!ours(r) || body["to"] != "family" || !seen.insert(body["id"].get<std::string>()).second) continue;
         family.push_back(body["what"]);
       }
       return family.size() == 4;
-    }, 60s));
+    }, 60s), received());
     CHECK(family == std::vector<std::string>{"alert", "staff_assigned", "staff_arrived", "resolved"});
     bool told_staff = false;
     for (const auto& r : gateway.requests()) {
+      if (!ours(r)) continue;
       CHECK(r.headers.at("x-courtyard-signature") ==
             "sha256=" + hmac_sha256_hex(*secret, r.headers.at("x-courtyard-timestamp") + "." + r.body));
       CHECK(r.body.find("Wang Mei") == std::string::npos);
