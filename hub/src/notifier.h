@@ -52,10 +52,9 @@ class Notifier {
   std::size_t run_once(std::int64_t now_ms);
   void run(std::stop_token stop);
 
+ private:
   // The body POSTed for a notification record (recipients: person tokens or vault subject ids).
   static std::string body_of(const nlohmann::json& record, const std::vector<std::string>& recipients);
-
- private:
   std::vector<std::string> recipients(const processors::Store::View& view, const nlohmann::json& record) const;
   struct Outcome {
     bool delivered = false;

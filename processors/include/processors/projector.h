@@ -136,6 +136,9 @@ class Projector {
     return "notifications/" + community + "/" + id;
   }
   static constexpr const char* kNotifyPendingPrefix = "notifypending/";
+  static std::string notify_pending_key(const std::string& community, const std::string& id) {
+    return kNotifyPendingPrefix + community + "/" + id;
+  }
   static std::string alert_state_key(const std::string& community) { return "alertstate/" + community; }
   static std::string meter_key(const std::string& device) { return "meters/" + device; }
   static std::string gate_key(const std::string& device) { return "gates/" + device; }

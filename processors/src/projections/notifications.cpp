@@ -30,7 +30,7 @@ class NotificationsProjection final : public Projection {
     if (webhook.value("state", "") == "delivered") return Folded::Done;  // the first delivery stands
     webhook = {{"state", status.state}, {"attempts", status.attempts}, {"at", e.ingest_time_ms}};
     if (!status.detail.empty()) webhook["detail"] = status.detail;
-    pending_[std::string(Projector::kNotifyPendingPrefix) + community + "/" + status.notification_id] = false;
+    pending_[Projector::notify_pending_key(community, status.notification_id)] = false;
     return Folded::Done;
   }
   void write(Batch& batch) override {
@@ -64,7 +64,7 @@ class NotificationsProjection final : public Projection {
       record["webhook"] = {{"state", "pending"}, {"attempts", 0}};
       const std::string key = Projector::notification_key(n.community, n.id);
       records_[key] = std::move(record);
-      if (batch.config.notify_webhook) pending_[std::string(Projector::kNotifyPendingPrefix) + n.community + "/" + n.id] = true;
+      if (batch.config.notify_webhook) pending_[Projector::notify_pending_key(n.community, n.id)] = true;
     }
   }
 
