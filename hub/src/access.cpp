@@ -47,7 +47,7 @@ constexpr std::string_view kRoles[] = {"admin", "staff", "auditor", "resident"};
 // The household's records a resident may read; community-wide ones (gates, occupancy) are not theirs.
 constexpr std::string_view kHouseholdPrefixes[] = {"devices/", "rejections/", "alerts/",   "meters/", "elders/",
                                                    "homes/",   "registry/",   "commands/", "notices/", "people/",
-                                                   "contacts/", "reads/"};
+                                                   "contacts/", "reads/", "notifications/"};
 
 std::string key_part(std::string_view key, std::size_t index) {
   for (std::size_t i = 0; i < index; ++i) {
@@ -75,6 +75,7 @@ RecordScope scope_of(std::string_view key, const nlohmann::json& record) {
     s.community = record.value("community", "");
     s.unit = record.value("unit", "");
   }
+  if (key.starts_with("notifications/")) s.staff_only = !record.is_object() || record.value("to", "") != "family";
   // Keys that carry their place: homes/{c}/{unit}, communities/{c}/..., registry/{c}/...
   if (key.starts_with("homes/")) {
     s.community = key_part(key, 1);
@@ -101,13 +102,33 @@ bool may_read(const Principal& who, std::string_view key, const RecordScope& sco
       if (scope.community != who.community) return false;
       bool household_kind = false;
       for (auto prefix : kHouseholdPrefixes) household_kind |= key.starts_with(prefix);
-      if (!household_kind) return false;
+      if (!household_kind || scope.staff_only) return false;
       // A notice without a unit is for the whole community.
       if (key.starts_with("notices/") && scope.unit.empty()) return true;
       return !scope.unit.empty() && scope.unit == who.unit;
     }
   }
   return false;
+}
+
+bool redact_for(const Principal& who, std::string_view key, nlohmann::json& record) {
+  if (who.role != Role::Resident || !key.starts_with("alerts/") || !record.is_object()) return false;
+  bool changed = false;
+  if (auto it = record.find("assignee"); it != record.end() && !(it->is_string() && it->get_ref<const std::string&>().empty())) {
+    *it = "";
+    changed = true;
+  }
+  if (auto timeline = record.find("timeline"); timeline != record.end() && timeline->is_array()) {
+    for (auto& entry : *timeline) {
+      if (!entry.is_object()) continue;
+      const std::string what = entry.value("what", ""), by = entry.value("by", "");
+      if ((by == "dispatch" || what == "reassigned") && entry.contains("note")) {
+        entry.erase("note");
+        changed = true;
+      }
+    }
+  }
+  return changed;
 }
 
 bool may_act(const Principal& who, const std::string& community, const std::string& unit) {

@@ -333,8 +333,10 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
   if (auto answered = roster_read(*who, target, route_name)) return *answered;
   if (path == "/api/v1/whoami") {
     route_name = "/api/v1/whoami";
+    // The compound's clock too: a page shows times as the compound lives them, wherever it is opened.
     return json_response(200, json{{"token_id", who->token_id}, {"role", to_string(who->role)},
-                                   {"community", who->community}, {"unit", who->unit}, {"label", who->label}});
+                                   {"community", who->community}, {"unit", who->unit}, {"label", who->label},
+                                   {"utc_offset_minutes", sources_.utc_offset_min}});
   }
   for (const auto& p : kProjections) {
     if (path == p.path || path == std::string(p.path) + "/") {
@@ -350,6 +352,7 @@ HttpResponse Api::route(const HttpRequest& request, std::string& route_name) {
     if (!raw || !may_read(*who, p.prefix + id, scope_of(p.prefix + id, out))) {
       return not_found_or_hidden(std::string(p.path.substr(8)), id, raw.has_value());
     }
+    redact_for(*who, p.prefix + id, out);
     out["id"] = id;
     out.erase("sealed");
     if (p.prefix == "devices/") {
@@ -481,6 +484,7 @@ HttpResponse Api::list(const Principal& who, const processors::Store& store, con
         more = true;
         break;
       }
+      redact_for(who, key, j);
       j["id"] = key.substr(prefix.size());
       j.erase("sealed");  // a person's ciphertext: of no use to a caller
       items.push_back(std::move(j));

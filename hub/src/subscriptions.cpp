@@ -154,9 +154,10 @@ std::string SubscriptionHub::build_snapshot(const SnapshotJob& job) const {
   std::size_t count = 0, bytes = 0, scanned = 0;
   bool truncated = false;
   auto add = [&](const std::string& key, const std::string& stored) {
-    const std::string raw = processors::Projector::served_record(view, key, stored);
+    std::string raw = processors::Projector::served_record(view, key, stored);
     json value = json::parse(raw, nullptr, false);
     if (value.is_discarded() || !may_read(job.who, key, scope_of(key, value))) return;
+    if (redact_for(job.who, key, value)) raw = value.dump(-1, ' ', false, json::error_handler_t::replace);
     if (count == limits_.max_snapshot || bytes + key.size() + raw.size() > limits_.max_snapshot_bytes) {
       truncated = true;
       return;
@@ -207,6 +208,7 @@ void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& ch
   for (const auto& [key, raw] : changes) {
     std::optional<RecordScope> scope;  // parsed once per change, only when someone needs it
     std::shared_ptr<const std::string> value;  // made once per change, only when someone gets it
+    std::shared_ptr<const std::string> household;  // the value as households are shown it (redact_for), if it differs
     std::optional<std::string> text;           // a binary record rendered, once, when needed
     auto as_text = [&]() -> const std::string& {
       if (!text) {
@@ -239,13 +241,23 @@ void SubscriptionHub::publish(std::uint64_t seq, const processors::KeyValues& ch
                                                           ? processors::Projector::served_record(store_.view(), key, raw)
                                                           : as_text());
         }
+        auto shown = value;
+        if (who.role == Role::Resident) {
+          if (!household) {
+            json record = json::parse(*value, nullptr, false);
+            household = redact_for(who, key, record)
+                            ? std::make_shared<const std::string>(record.dump(-1, ' ', false, json::error_handler_t::replace))
+                            : value;
+          }
+          shown = household;
+        }
         auto [p, inserted] = s->pending_.try_emplace(key);
         if (inserted) {
           s->order_.push_back(&p->first);
-        } else if (p->second.value != value) {
+        } else if (p->second.value != shown) {
           ++stats_.coalesced;
         }
-        p->second.value = value;
+        p->second.value = shown;
         if (std::find(p->second.subs.begin(), p->second.subs.end(), id) == p->second.subs.end()) p->second.subs.push_back(id);
         s->last_seq_ = std::max(s->last_seq_, seq);  // lanes' commits may arrive out of order
         if (s->order_.size() > limits_.max_pending_keys) {

@@ -143,6 +143,16 @@ TEST_SUITE("hub API: tokens and roles") {
     CHECK(c.get(secret, "/api/v1/alerts").status == 401);
   }
 
+  TEST_CASE("whoami says the role, the place and the compound's clock (for the page's times)") {
+    Community c;
+    auto res = c.get(c.token(hub::Role::Resident, "c1", "b1-101"), "/api/v1/whoami");
+    REQUIRE(res.status == 200);
+    auto me = json::parse(res.body);
+    CHECK(me["role"] == "resident");
+    CHECK(me["unit"] == "b1-101");
+    CHECK(me["utc_offset_minutes"] == 480);
+  }
+
   TEST_CASE("tokens are stored hashed, never as the secret") {
     Community c;
     auto secret = c.token(hub::Role::Admin);
@@ -166,6 +176,41 @@ TEST_SUITE("hub API: tokens and roles") {
     }
     // and it does see its own: devices, alerts, meters, homes, registry, commands, notices
     CHECK(lists == std::set<std::string>{"devices", "alerts", "meters", "homes", "registry", "commands", "notices"});
+  }
+
+  TEST_CASE("a household reads what its family was told, never what staff were told, and no staff member's token") {
+    const hub::Principal home{"t", hub::Role::Resident, "c1", "b1-101", ""}, staff{"s", hub::Role::Staff, "c1", "", ""};
+    const json family{{"community", "c1"}, {"unit", "b1-101"}, {"to", "family"}, {"what", "staff_assigned"}};
+    const json told_staff{{"community", "c1"}, {"unit", "b1-101"}, {"to", "staff"}, {"staff", "staff-wang"}};
+    const json neighbours{{"community", "c1"}, {"unit", "b1-102"}, {"to", "family"}};
+    auto readable = [](const hub::Principal& who, const json& record) {
+      return hub::may_read(who, "notifications/c1/a~1", hub::scope_of("notifications/c1/a~1", record));
+    };
+    CHECK(readable(home, family));
+    CHECK_FALSE(readable(home, told_staff));
+    CHECK_FALSE(readable(home, neighbours));
+    CHECK_FALSE(readable(home, json("not an object")));
+    CHECK(readable(staff, told_staff));
+    CHECK(readable(staff, neighbours));
+
+    const json alert{{"community", "c1"}, {"unit", "b1-101"}, {"assignee", "staff-wang"}, {"assignee_role", "grid_worker"},
+                     {"timeline", {{{"what", "assigned"}, {"by", "dispatch"}, {"note", "grid_worker staff-wang"}},
+                                   {{"what", "reassigned"}, {"by", "office"}, {"note", "to staff-li"}},
+                                   {{"what", "acknowledged"}, {"by", "li family"}, {"note", "we saw it"}}}}};
+    json shown = alert;
+    CHECK(hub::redact_for(home, "alerts/c1:fall:w1:1", shown));
+    CHECK(shown["assignee"] == "");
+    CHECK(shown["assignee_role"] == "grid_worker");
+    CHECK(shown.dump().find("staff-wang") == std::string::npos);
+    CHECK(shown.dump().find("staff-li") == std::string::npos);
+    CHECK(shown["timeline"].size() == 3);
+    CHECK(shown["timeline"][2]["note"] == "we saw it");
+    json office = alert;
+    CHECK_FALSE(hub::redact_for(staff, "alerts/c1:fall:w1:1", office));
+    CHECK(office == alert);
+    json hostile{{"assignee", 42}, {"timeline", "not a list"}};  // a record is outside input too
+    CHECK(hub::redact_for(home, "alerts/c1:x", hostile));
+    CHECK(hostile["assignee"] == "");
   }
 
   TEST_CASE("attack: a resident asking for another household's record by id cannot tell it from one that does not exist") {

@@ -105,6 +105,26 @@ TEST_SUITE("hub subscriptions") {
     CHECK_FALSE(neighbour->has_pending());
   }
 
+  TEST_CASE("a household's live alert names no staff member: the assignee's token stays with staff") {
+    Feed f;
+    const std::string assigned =
+        R"({"community":"c1","unit":"b1-101","state":"open","assignee":"staff-wang","assignee_role":"grid_worker",)"
+        R"("timeline":[{"at":1,"what":"assigned","by":"dispatch","note":"grid_worker staff-wang"}]})";
+    f.commit({{"alerts/c1:fall:w1:1", assigned}});
+    auto home = f.hub->open({"r", hub::Role::Resident, "c1", "b1-101", ""});
+    auto staff = f.hub->open({"s", hub::Role::Staff, "c1", "", ""});
+    auto snapshot = f.ask(*home, R"({"op":"subscribe","id":"a","key":"alerts/c1:fall:w1:1"})");
+    REQUIRE(snapshot["items"].size() == 1);
+    CHECK(snapshot["items"][0]["value"]["assignee"] == "");
+    CHECK(snapshot["items"][0]["value"]["assignee_role"] == "grid_worker");
+    f.ask(*staff, R"({"op":"subscribe","id":"a","key":"alerts/c1:fall:w1:1"})");
+    f.commit({{"alerts/c1:fall:w1:1", assigned}});
+    const std::string household = f.hub->take_frame(*home), office = f.hub->take_frame(*staff);
+    CHECK(household.find("staff-wang") == std::string::npos);
+    CHECK(json::parse(household)["changes"][0]["value"]["timeline"][0]["what"] == "assigned");
+    CHECK(json::parse(office)["changes"][0]["value"]["assignee"] == "staff-wang");
+  }
+
   TEST_CASE("changes a snapshot already holds are not sent again") {
     Feed f;
     auto s = f.hub->open(Feed::admin());

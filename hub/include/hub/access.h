@@ -5,7 +5,8 @@
 //   staff    read and act on one community
 //   auditor  read everything, change nothing
 //   resident read their own household's records (devices, alerts, meters, homes, elders, commands,
-//            registry) and their community's notices; act on their own alerts and devices
+//            registry, what their family was told) and their community's notices; act on their
+//            own alerts and devices
 // A household is the unit it lives in ("b3-1201") within a community.
 // TokenStore is thread-safe; it re-reads its file when the file changes, so tokens added by
 // `courtyard token add` work without restarting the hub.
@@ -39,11 +40,16 @@ struct Principal {
 struct RecordScope {
   std::string community;
   std::string unit;
+  bool staff_only = false;  // the compound's business within a household's record kind (a staff notification)
 };
 RecordScope scope_of(std::string_view key, const nlohmann::json& record);
 
 // Read access to one projection record (key as stored: "alerts/...", "homes/c/u", ...).
 bool may_read(const Principal& who, std::string_view key, const RecordScope& scope);
+// Takes out of a record `who` may read what is not theirs to see; true if it changed anything. A
+// household is not shown the staff's person tokens: an alert's assignee, and the dispatch steps
+// that name one (its timeline keeps what happened and when, and the responder's role).
+bool redact_for(const Principal& who, std::string_view key, nlohmann::json& record);
 // May `who` change things in `community` (for residents: in their own `unit` of it)?
 bool may_act(const Principal& who, const std::string& community, const std::string& unit);
 // May `who` be shown the personal fields (name, phone, ...) of a person of `community` who belongs
