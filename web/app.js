@@ -1,9 +1,13 @@
 // Courtyard's community dashboard: REST for who you are, one WebSocket for everything live.
-// No build step: a plain ES module served by the hub.
+// No build step: plain ES modules served by the hub. It speaks Simplified Chinese and English
+// (i18n.js), shows times on the compound's clock, and works on a 390-pixel phone: a responder's
+// incident list, an incident's card with its actions, and the site map (sitemap.js).
+import { LANGUAGES, chooseLanguage, makeTranslator, compoundTime, duration } from "./i18n.js";
+import { drawSiteMap, esc, floorOf, buildingOf } from "./sitemap.js";
 
 const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
+const RESPONSES = ["on_my_way", "arrived", "handed_over"];  // a responder's steps, only forward
 const $ = (id) => document.getElementById(id);
-const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 const state = {
   token: null,
@@ -11,12 +15,46 @@ const state = {
   community: null,
   socket: null,
   retry: 0,
+  lang: "en",
+  t: makeTranslator("en"),
+  offset: 480,  // the compound's minutes east of UTC (whoami)
   // subscription id -> Map(key -> value)
-  data: { alerts: new Map(), community: new Map(), gates: new Map(), elders: new Map(), notices: new Map() },
+  data: { alerts: new Map(), community: new Map(), gates: new Map(), elders: new Map(), notices: new Map(),
+          site: new Map(), responses: new Map(), notifications: new Map() },
   pending: new Set(),  // alert ids with an action on its way to the log
   seen: new Set(),     // alert ids already drawn (new ones flash)
+  incident: "",        // the alert whose card is open
   drawScheduled: false,
 };
+
+const time = (ms) => compoundTime(ms, state.offset);
+const timeWithDate = (ms) => compoundTime(ms, state.offset, true);
+const isStaff = () => ["admin", "staff"].includes(state.who?.role);
+const seesCompound = () => state.who && state.who.role !== "resident";
+
+// --- language ---
+
+function setLanguage(lang) {
+  state.lang = lang;
+  state.t = makeTranslator(lang);
+  document.documentElement.lang = lang;
+  document.title = state.t("app.title");
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = state.t(el.dataset.i18n);
+  for (const el of document.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = state.t(el.dataset.i18nPlaceholder);
+  for (const el of document.querySelectorAll("[data-i18n-aria]")) el.setAttribute("aria-label", state.t(el.dataset.i18nAria));
+  $("lang").innerHTML = Object.entries(LANGUAGES)
+    .map(([code, name]) => `<option value="${code}" ${code === lang ? "selected" : ""}>${esc(name)}</option>`).join("");
+  if ($("link").dataset.state !== "down") setLink($("link").dataset.state);
+  if (state.who) drawWho();
+  scheduleDraw();
+}
+
+$("lang").addEventListener("change", () => {
+  localStorage.setItem("courtyard-lang", $("lang").value);  // a preference, not a secret
+  setLanguage($("lang").value);
+});
+
+// --- session ---
 
 function takeToken() {
   const hash = new URLSearchParams(location.hash.slice(1));
@@ -47,12 +85,19 @@ async function start() {
     sessionStorage.removeItem("courtyard-token");
     return showLogin(e.message);
   }
+  if (Number.isInteger(state.who.utc_offset_minutes)) state.offset = state.who.utc_offset_minutes;
   $("login").hidden = true;
   $("board").hidden = false;
-  $("who").textContent = `${state.who.role}${state.who.community ? " · " + state.who.community : ""}${state.who.unit ? "/" + state.who.unit : ""}`;
-  $("notice-form").hidden = !["admin", "staff"].includes(state.who.role);
+  drawWho();
+  $("notice-form").hidden = !isStaff();
+  $("map-section").hidden = !seesCompound();
   await chooseCommunities();
   connect();
+}
+
+function drawWho() {
+  const w = state.who;
+  $("who").textContent = `${state.t.code("role", w.role)}${w.community ? " · " + w.community : ""}${w.unit ? "/" + w.unit : ""}`;
 }
 
 function showLogin(message) {
@@ -77,13 +122,19 @@ async function chooseCommunities() {
 
 function subscriptions() {
   const c = state.community;
-  return [
+  const subs = [
     { op: "subscribe", id: "alerts", prefix: `alerts/${c}:` },
     { op: "subscribe", id: "community", prefix: `communities/${c}/` },
     { op: "subscribe", id: "gates", prefix: "gates/" },
     { op: "subscribe", id: "elders", prefix: "elders/" },
     { op: "subscribe", id: "notices", prefix: `notices/${c}/` },
+    // A household gets what its family was told; staff everything the compound decided.
+    { op: "subscribe", id: "notifications", prefix: `notifications/${c}/` },
   ];
+  if (seesCompound()) {
+    subs.push({ op: "subscribe", id: "site", prefix: `site/${c}/` }, { op: "subscribe", id: "responses", prefix: `responses/${c}/` });
+  }
+  return subs;
 }
 
 function connect() {
@@ -105,14 +156,15 @@ function connect() {
   };
 }
 
-function setLink(status, detail) {
+function setLink(status, detail = "") {
   $("link").dataset.state = status;
-  $("link").textContent = status === "down" ? `offline (${detail}), retrying` : status;
+  $("link").textContent = state.t(`link.${status}`, { detail });
 }
 
 function receive(m) {
   if (m.type === "snapshot") {
     const map = state.data[m.id];
+    if (!map) return;
     map.clear();
     for (const item of m.items) map.set(item.key, item.value);
     setLink("live");
@@ -132,15 +184,18 @@ function scheduleDraw() {
   state.drawScheduled = true;
   requestAnimationFrame(() => {
     state.drawScheduled = false;
-    draw();
+    if (state.who) draw();
   });
 }
 
 const inCommunity = (v) => !v.community || v.community === state.community;
-const time = (ms) => (ms ? new Date(ms).toLocaleTimeString() : "–");
+const alertById = (id) => state.data.alerts.get(`alerts/${id}`);
+const siteEntries = () => [...state.data.site.values()].filter(inCommunity);
+
+// --- drawing ---
 
 function draw() {
-  const c = state.community;
+  const t = state.t, c = state.community;
   const occupancy = state.data.community.get(`communities/${c}/occupancy`) || {};
   const meters = state.data.community.get(`communities/${c}/meters`) || {};
   $("people-now").textContent = occupancy.people_now ?? "–";
@@ -150,10 +205,15 @@ function draw() {
   const bySeverity = {};
   for (const a of active) bySeverity[a.severity] = (bySeverity[a.severity] || 0) + 1;
   $("alert-counts").innerHTML = active.length
-    ? Object.keys(SEVERITY_RANK).filter((s) => bySeverity[s]).map((s) => `<span class="sev sev-${s}">${bySeverity[s]} ${s}</span>`).join(" ")
+    ? Object.keys(SEVERITY_RANK).filter((s) => bySeverity[s])
+      .map((s) => `<span class="sev sev-${s}">${bySeverity[s]} ${esc(t.code("severity", s))}</span>`).join(" ")
     : "0";
   $("offline-count").textContent = active.filter((a) => a.rule === "offline").length;
   drawAlerts(active);
+  if (seesCompound()) drawMap(active);
+  drawIncident();
+  drawResponses();
+  drawNotifications();
 
   const today = (series) => {
     const days = Object.keys(series || {}).sort();
@@ -168,7 +228,8 @@ function draw() {
   const wb = {};
   for (const [, e] of elders) wb[e.wellbeing] = (wb[e.wellbeing] || 0) + 1;
   $("wellbeing").innerHTML = elders.length
-    ? ["alert", "attention", "ok", "unknown"].filter((w) => wb[w]).map((w) => `<span class="wb-${w}">${wb[w]} ${w}</span>`).join(" ")
+    ? ["alert", "attention", "ok", "unknown"].filter((w) => wb[w])
+      .map((w) => `<span class="wb-${w}">${wb[w]} ${esc(t.code("wellbeing", w))}</span>`).join(" ")
     : "–";
   drawElders(elders);
   drawGates([...state.data.gates.entries()].filter(([, v]) => inCommunity(v)));
@@ -181,28 +242,133 @@ function draw() {
   drawVitals(elders);
 }
 
+// The buttons `who` has for an alert now: acknowledge while unseen; a responder's next steps; resolve.
+function actionsFor(a) {
+  const role = state.who.role;
+  if (role === "auditor" || a.state === "resolved") return [];
+  const out = [];
+  if (["open", "escalated"].includes(a.state)) out.push("ack");
+  if (isStaff()) {
+    const done = RESPONSES.indexOf(a.response || "");
+    for (const step of RESPONSES.slice(done + 1)) out.push(step);
+    out.push("resolve");
+  }
+  return out;
+}
+
+function actionButtons(a) {
+  if (state.pending.has(a.id)) return `<em>${esc(state.t("action.sending"))}</em>`;
+  return actionsFor(a).map((action) => `<button data-action="${action}">${esc(state.t(`action.${action}`))}</button>`).join(" ");
+}
+
+// Who has it: the responder's role (and, for staff, their person token).
+function assigneeText(a) {
+  if (!a.assignee_role) return "";
+  return state.t.code("role", a.assignee_role) + (a.assignee && seesCompound() ? ` · ${a.assignee}` : "");
+}
+
 function drawAlerts(active) {
+  const t = state.t;
   active.sort((a, b) => (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9) || b.opened_at - a.opened_at);
-  const canResolve = ["admin", "staff"].includes(state.who.role);
-  const canAct = state.who.role !== "auditor";
   $("alerts").querySelector("tbody").innerHTML = active.map((a) => {
     const fresh = !state.seen.has(a.id);
-    const busy = state.pending.has(a.id);
-    const buttons = !canAct ? "" : busy ? "<em>sending…</em>" :
-      (["open", "escalated"].includes(a.state) ? `<button data-action="ack">Acknowledge</button> ` : "") +
-      (canResolve ? `<button data-action="resolve">Resolve</button>` : "");
     // Camera rules carry the snapshot that shows them (faces blurred; staff, admin, auditor).
-    const picture = a.snapshot_id && state.who.role !== "resident"
-      ? ` <button data-snapshot="${esc(String(a.snapshot_id))}">Snapshot</button>` : "";
+    const picture = a.snapshot_id && seesCompound()
+      ? ` <button data-snapshot="${esc(String(a.snapshot_id))}">${esc(t("action.snapshot"))}</button>` : "";
     // A household's alert: its emergency contacts, opened on demand (each opening is in the read trail).
-    const contacts = a.unit && canAct ? ` <button data-contacts="1">Contacts</button>` : "";
-    return `<tr data-alert-id="${esc(a.id)}" data-rule="${esc(a.rule)}" class="${fresh ? "new" : ""}">
-      <td class="sev sev-${esc(a.severity)}">${esc(a.severity)}</td><td>${esc(a.rule.replaceAll("_", " "))}</td>
-      <td>${esc(a.location)}${a.unit ? " · " + esc(a.unit) : ""}</td><td>${esc(a.detail)}</td>
-      <td class="state">${esc(a.state)}</td><td>${time(a.opened_at)}</td><td>${buttons}${picture}${contacts}</td></tr>`;
+    const contacts = a.unit && state.who.role !== "auditor" ? ` <button data-contacts="1">${esc(t("action.contacts"))}</button>` : "";
+    return `<tr data-alert-id="${esc(a.id)}" data-rule="${esc(a.rule)}" data-state="${esc(a.state)}" class="${fresh ? "new" : ""}">
+      <td class="sev sev-${esc(a.severity)}">${esc(t.code("severity", a.severity))}</td><td class="what">${esc(t.code("rule", a.rule))}</td>
+      <td class="where">${esc(a.location)}${a.unit ? " · " + esc(a.unit) : ""}</td><td class="detail">${esc(a.detail)}</td>
+      <td class="state" data-state="${esc(a.state)}">${esc(t.code("state", a.state))}</td>
+      <td class="assignee">${esc(assigneeText(a))}${a.response ? ` <span class="response">${esc(t.code("response", a.response))}</span>` : ""}</td>
+      <td class="since" data-ms="${Number(a.opened_at) || 0}">${time(a.opened_at)}</td>
+      <td class="actions">${actionButtons(a)}${picture}${contacts}</td></tr>`;
   }).join("");
   for (const a of active) state.seen.add(a.id);
   $("no-alerts").hidden = active.length > 0;
+}
+
+function drawMap(active) {
+  const gates = [...state.data.gates.entries()].filter(([, v]) => inCommunity(v)).map(([k, v]) => [k.slice(6), v]);
+  const map = drawSiteMap({ site: siteEntries(), alerts: active, gates, t: state.t, selected: state.incident });
+  const svg = $("sitemap");
+  svg.setAttribute("viewBox", map.viewBox);
+  svg.innerHTML = map.markup;
+}
+
+// The open incident's card: where exactly, who has it, what happened so far, and what to do next.
+function drawIncident() {
+  const dialog = $("incident");
+  if (!state.incident || !dialog.open) return;
+  const t = state.t, a = alertById(state.incident);
+  if (!a) {
+    $("incident-body").innerHTML = `<p class="quiet">${esc(t("incident.gone"))}</p>`;
+    return;
+  }
+  const buildings = siteEntries().filter((e) => e.kind === "building" && !e.removed);
+  const buildingId = buildingOf(a, buildings);
+  const building = buildings.find((b) => b.id === buildingId);
+  const grid = siteEntries().find((e) => e.kind === "grid" && e.id === a.grid);
+  const floor = floorOf(a.unit, building?.floors);
+  const row = (key, value, cls = "") => (value ? `<dt>${esc(t(key))}</dt><dd class="${cls}">${value}</dd>` : "");
+  const chain = (a.timeline || []).map((s) =>
+    `<li data-what="${esc(s.what)}"><span class="quiet" data-ms="${Number(s.at) || 0}">${time(s.at)}</span>
+      <strong>${esc(t.code("what", s.what))}</strong> ${esc(s.by)}${s.note ? ` <span class="quiet">${esc(s.note)}</span>` : ""}</li>`).join("");
+  const contacts = a.unit && state.who.role !== "auditor" ? ` <button data-contacts="1">${esc(t("action.contacts"))}</button>` : "";
+  $("incident-body").innerHTML = `<div data-alert-id="${esc(a.id)}" data-rule="${esc(a.rule)}" data-state="${esc(a.state)}">
+    <h3 id="incident-title"><span class="sev sev-${esc(a.severity)}">${esc(t.code("severity", a.severity))}</span>
+      ${esc(t.code("rule", a.rule))}</h3>
+    <dl>
+      ${row("incident.where", esc(a.location), "where")}
+      ${row("incident.building", building ? esc(building.label || building.id) : esc(a.building))}
+      ${row("incident.floor", floor ? esc(t("map.floor", { n: floor })) : "")}
+      ${row("incident.unit", esc(a.unit))}
+      ${row("incident.grid", grid ? esc(grid.label || grid.id) : esc(a.grid))}
+      ${row("incident.state", `<span class="state" data-state="${esc(a.state)}">${esc(t.code("state", a.state))}</span>`)}
+      ${row("incident.assignee", esc(assigneeText(a)) || `<span class="quiet">${esc(t("incident.nobody"))}</span>`, "assignee")}
+      ${row("incident.response", esc(t.code("response", a.response)))}
+      ${row("incident.opened", `<span data-ms="${Number(a.opened_at) || 0}">${timeWithDate(a.opened_at)}</span>`, "opened")}
+      ${row("incident.detail", esc(a.detail))}
+    </dl>
+    <h4>${esc(t("incident.chain"))}</h4><ol class="chain">${chain}</ol>
+    <p class="actions">${actionButtons(a)}${contacts}</p></div>`;
+}
+
+function openIncident(id) {
+  state.incident = id;
+  const dialog = $("incident");
+  if (!dialog.open) dialog.showModal();
+  drawIncident();
+  scheduleDraw();  // the map marks the one chosen
+}
+
+$("incident").addEventListener("close", () => {
+  state.incident = "";
+  scheduleDraw();
+});
+
+// Today's figures (the latest day the compound has): median time to acknowledge and arrive, and how many were late.
+function drawResponses() {
+  const days = [...state.data.responses.entries()].filter(([, v]) => inCommunity(v)).sort(([a], [b]) => a.localeCompare(b));
+  const latest = days.length ? days[days.length - 1][1] : null;
+  const f = latest?.figures;
+  $("response-today").textContent = f
+    ? state.t("response.summary", { ack: duration(f.acknowledge?.p50_ms), arrive: duration(f.arrive?.p50_ms), breached: f.breached ?? 0 })
+    : "–";
+}
+
+function drawNotifications() {
+  const t = state.t;
+  const items = [...state.data.notifications.values()].filter(inCommunity).sort((a, b) => (b.at || 0) - (a.at || 0)).slice(0, 20);
+  $("notifications").innerHTML = items.length
+    ? items.map((n) => {
+      const sent = n.webhook?.state;
+      return `<li data-what="${esc(n.what)}" data-to="${esc(n.to)}"><span class="quiet">${timeWithDate(n.at)}</span>
+        ${esc(t.code("to", n.to))}: <strong>${esc(t.code("what", n.what))}</strong> · ${esc(t.code("rule", n.rule))}
+        ${n.location ? " · " + esc(n.location) : ""}${sent ? ` <span class="webhook webhook-${esc(sent)}">${esc(t.code("webhook", sent))}</span>` : ""}</li>`;
+    }).join("")
+    : `<li class="quiet">${esc(t("notifications.none"))}</li>`;
 }
 
 // The gates that passed someone last, most recent first.
@@ -220,7 +386,7 @@ function drawElders(elders) {
   const ranked = [...elders].sort(([ka, a], [kb, b]) => (WELLBEING_RANK[a.wellbeing] ?? 9) - (WELLBEING_RANK[b.wellbeing] ?? 9) || ka.localeCompare(kb));
   $("elders").querySelector("tbody").innerHTML = ranked.map(([key, e]) => {
     const hr = e.heart_rate_stats, spo2 = e.spo2_stats;
-    return `<tr><td>${esc(key.slice(7))}</td><td>${esc(e.unit)}</td><td class="wb-${esc(e.wellbeing)}">${esc(e.wellbeing)}</td>
+    return `<tr><td>${esc(key.slice(7))}</td><td>${esc(e.unit)}</td><td class="wb-${esc(e.wellbeing)}">${esc(state.t.code("wellbeing", e.wellbeing))}</td>
       <td>${hr ? `${Math.round(hr.mean)} (${hr.min}–${hr.max})` : "–"}</td><td>${spo2 ? Math.round(spo2.mean) + "%" : "–"}</td>
       <td>${time(e.last_movement_ms)}</td></tr>`;
   }).join("");
@@ -242,8 +408,8 @@ function drawNotices() {
   const notices = [...state.data.notices.values()].sort((a, b) => b.issued_at - a.issued_at).slice(0, 20);
   $("notices").innerHTML = notices.length
     ? notices.map((n) => `<li class="notice-${esc(n.severity)}"><strong>${esc(n.title)}</strong> ${esc(n.text)}
-        <span class="quiet">${n.unit ? "· " + esc(n.unit) + " " : ""}${time(n.issued_at)}</span></li>`).join("")
-    : `<li class="quiet">No notices.</li>`;
+        <span class="quiet">${n.unit ? "· " + esc(n.unit) + " " : ""}${timeWithDate(n.issued_at)}</span></li>`).join("")
+    : `<li class="quiet">${esc(state.t("notices.none"))}</li>`;
 }
 
 function lastEntries(series, n) {
@@ -267,13 +433,13 @@ function barChart(svg, series, second = null) {
     }
     if (n <= 14 || i % 3 === 0) out += `<text x="${x}" y="${H - 6}">${esc(label)}</text>`;
   });
-  svg.innerHTML = series.length ? out : `<text x="${W / 2 - 30}" y="${H / 2}">no data yet</text>`;
+  svg.innerHTML = series.length ? out : `<text x="${W / 2 - 30}" y="${H / 2}">${esc(state.t("chart.empty"))}</text>`;
 }
 
 function lineChart(svg, values) {
   const W = 480, H = 160, top = 10, bottom = 10, left = 30;
   if (values.length < 2) {
-    svg.innerHTML = `<text x="${W / 2 - 30}" y="${H / 2}">no data yet</text>`;
+    svg.innerHTML = `<text x="${W / 2 - 30}" y="${H / 2}">${esc(state.t("chart.empty"))}</text>`;
     return;
   }
   const lo = Math.min(...values) - 5, hi = Math.max(...values) + 5;
@@ -299,59 +465,76 @@ async function showSnapshot(id, caption) {
 
 // One person as the contacts answer shows them: name, relationship and a number to call, or why not.
 function personLine(p) {
-  if (p.erased) return `<span class="quiet">erased (forgotten at their request or by retention)</span>`;
-  if (p.withheld) return `<span class="quiet">withheld from your role</span>`;
-  if (!p.fields) return `<span class="quiet">unavailable (${esc(p.error || "unknown person")})</span>`;
+  const t = state.t;
+  if (p.erased) return `<span class="quiet">${esc(t("contacts.erased"))}</span>`;
+  if (p.withheld) return `<span class="quiet">${esc(t("contacts.withheld"))}</span>`;
+  if (!p.fields) return `<span class="quiet">${esc(t("contacts.unavailable", { why: p.error || "unknown person" }))}</span>`;
   const f = p.fields;
   const phone = f.phone ? ` · <a href="tel:${esc(f.phone.replace(/[^0-9+]/g, ""))}">${esc(f.phone)}</a>` : "";
   return `<strong>${esc(f.name)}</strong>${f.relationship ? " (" + esc(f.relationship) + ")" : ""}${phone}`;
 }
 
 async function showContacts(id, caption) {
+  const t = state.t;
   const answer = await api(`/api/v1/alerts/${encodeURIComponent(id)}/contacts`);
-  $("contacts-title").textContent = `Whom to call: ${caption}`;
-  const wearer = answer.wearer ? `<p>Wearer: ${personLine(answer.wearer)}</p>` : "";
+  $("contacts-title").textContent = `${t("contacts.title")}: ${caption}`;
+  const wearer = answer.wearer ? `<p>${esc(t("contacts.wearer"))}: ${personLine(answer.wearer)}</p>` : "";
   const list = answer.contacts.length
     ? `<ol>${answer.contacts.map((c) => `<li data-subject="${esc(c.subject)}">${personLine(c)}</li>`).join("")}</ol>`
-    : `<p class="quiet">No emergency contacts recorded for this household.</p>`;
+    : `<p class="quiet">${esc(t("contacts.none"))}</p>`;
   $("contacts-list").innerHTML = wearer + list;
   $("contacts-dialog").showModal();
 }
 
-$("alerts").addEventListener("click", async (event) => {
-  const who = event.target.closest("button[data-contacts]");
-  if (who) {
-    const row = who.closest("tr");
+const captionOf = (a) => `${state.t.code("rule", a.rule)}, ${a.location || ""}${a.unit ? " · " + a.unit : ""}`;
+
+async function act(id, action) {
+  state.pending.add(id);
+  scheduleDraw();
+  try {
+    await api(`/api/v1/alerts/${encodeURIComponent(id)}/${action}`, {
+      method: "POST", body: JSON.stringify({ note: "from the dashboard" }),
+    });
+  } catch (e) {
+    state.pending.delete(id);
+    alert(state.t("error.action", { action: state.t(`action.${action}`), why: e.message }));
+    scheduleDraw();
+  }
+}
+
+// Buttons of an alert, wherever it is drawn (its row, its card): the alert is the nearest [data-alert-id].
+document.addEventListener("click", async (event) => {
+  const holder = event.target.closest?.("[data-alert-id]");
+  if (!holder || !$("board").contains(holder)) return;
+  const a = alertById(holder.dataset.alertId) || { id: holder.dataset.alertId };
+  if (event.target.closest("button[data-contacts]")) {
     try {
-      await showContacts(row.dataset.alertId, row.cells[1].textContent + ", " + row.cells[2].textContent);
+      await showContacts(a.id, captionOf(a));
     } catch (e) {
-      alert(`No contacts: ${e.message}`);
+      alert(state.t("error.contacts", { why: e.message }));
     }
     return;
   }
   const picture = event.target.closest("button[data-snapshot]");
   if (picture) {
-    const row = picture.closest("tr");
     try {
-      await showSnapshot(picture.dataset.snapshot, row.cells[2].textContent + ": " + row.cells[3].textContent);
+      await showSnapshot(picture.dataset.snapshot, `${a.location || ""}: ${a.detail || ""}`);
     } catch (e) {
-      alert(`No snapshot: ${e.message}`);
+      alert(state.t("error.snapshot", { why: e.message }));
     }
     return;
   }
   const button = event.target.closest("button[data-action]");
-  if (!button) return;
-  const id = button.closest("tr").dataset.alertId;
-  state.pending.add(id);
-  scheduleDraw();
-  try {
-    await api(`/api/v1/alerts/${encodeURIComponent(id)}/${button.dataset.action}`, {
-      method: "POST", body: JSON.stringify({ note: "from the dashboard" }),
-    });
-  } catch (e) {
-    state.pending.delete(id);
-    alert(`Could not ${button.dataset.action}: ${e.message}`);
-    scheduleDraw();
+  if (button) return act(a.id, button.dataset.action);
+  // Anywhere else on a row or a mark on the map: its card.
+  if (!holder.closest("#incident")) openIncident(a.id);
+});
+
+$("sitemap").addEventListener("keydown", (event) => {
+  const mark = event.target.closest?.("[data-alert-id]");
+  if (mark && (event.key === "Enter" || event.key === " ")) {
+    event.preventDefault();
+    openIncident(mark.dataset.alertId);
   }
 });
 
@@ -365,7 +548,7 @@ $("notice-form").addEventListener("submit", async (event) => {
     });
     $("notice-form").reset();
   } catch (e) {
-    alert(`Could not post the notice: ${e.message}`);
+    alert(state.t("error.notice", { why: e.message }));
   }
 });
 
@@ -387,4 +570,5 @@ $("login").addEventListener("submit", (event) => {
   start();
 });
 
+setLanguage(chooseLanguage(localStorage.getItem("courtyard-lang"), navigator.languages || [navigator.language]));
 start();

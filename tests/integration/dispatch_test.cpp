@@ -23,14 +23,6 @@ namespace {
 
 // Every day, all day: who is on duty does not depend on when the test runs (the unit tests cover
 // shifts, nights and exceptions).
-json always(const std::string& staff) {
-  json week = json::array();
-  for (const char* day : {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}) {
-    week.push_back({{"day", day}, {"from", "00:00"}, {"to", "24:00"}, {"staff", staff}});
-  }
-  return {{"week", week}};
-}
-
 void publish(test::ApiDevice& device, const std::string& community, std::uint64_t seq, const std::string& type, const json& body) {
   REQUIRE(device.client->publish_and_wait(schemas::topic_for(CommunityId(community), DeviceId(device.id), "telemetry"),
                                           json{{"seq", seq}, {"ts", 1795950000000}, {"type", type}, {"body", body}}.dump(),
@@ -83,9 +75,9 @@ TEST_SUITE("integration: dispatch") {
     CHECK(stack.post(site, {{"kind", "grid"}, {"id", "grid-a"}, {"members", {"b3"}}}).first == 202);
     CHECK(stack.post(site, {{"kind", "grid"}, {"id", "grid-b"}, {"members", {"b1"}}}).first == 202);
     const std::string rosters = "/api/v1/rosters/" + community;
-    CHECK(stack.post(rosters + "/grid-a/grid_worker", always("wang")).first == 202);
-    CHECK(stack.post(rosters + "/grid-b/grid_worker", always("zhao")).first == 202);
-    CHECK(stack.post(rosters + "/all/duty_manager", always("chen")).first == 202);
+    CHECK(stack.post(rosters + "/grid-a/grid_worker", test::always_on_duty("wang")).first == 202);
+    CHECK(stack.post(rosters + "/grid-b/grid_worker", test::always_on_duty("zhao")).first == 202);
+    CHECK(stack.post(rosters + "/all/duty_manager", test::always_on_duty("chen")).first == 202);
     REQUIRE(test::eventually([&] {
       auto r = stack.get("/api/v1/rosters?community=" + community);
       auto s = stack.get("/api/v1/site?community=" + community);

@@ -291,6 +291,14 @@ std::map<std::string, nlohmann::json> Stack::devices(std::size_t n) {
   return out;
 }
 
+nlohmann::json always_on_duty(const std::string& staff) {
+  nlohmann::json week = nlohmann::json::array();
+  for (const char* day : {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}) {
+    week.push_back({{"day", day}, {"from", "00:00"}, {"to", "24:00"}, {"staff", staff}});
+  }
+  return {{"week", week}};
+}
+
 ApiDevice provision_via_api(Stack& stack, const std::string& community, const std::string& id, const std::string& kind,
                             const std::string& unit, bool connect) {
   auto [status, body] = stack.post("/api/v1/devices", {{"id", id}, {"kind", kind}, {"community", community},

@@ -148,6 +148,9 @@ struct DeadLetterRecord {
 };
 std::vector<DeadLetterRecord> read_dead_letters(const KafkaConfig& kafka, const std::string& device_prefix);
 
+// A duty roster's body (POST /api/v1/rosters/...) with `staff` on duty all week, round the clock.
+nlohmann::json always_on_duty(const std::string& staff);
+
 // Creates a topic on the test broker (auto-creation is off) with the access rules of its kind;
 // REQUIREs success. `kafka` must be the admin's.
 void create_topic(const KafkaConfig& kafka, const std::string& name, int partitions, TopicKind kind = TopicKind::Events);
