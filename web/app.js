@@ -3,11 +3,13 @@
 // (i18n.js), shows times on the compound's clock, and works on a 390-pixel phone: a responder's
 // incident list, an incident's card with its actions, and the site map (sitemap.js).
 import { LANGUAGES, chooseLanguage, makeTranslator, compoundTime, duration } from "./i18n.js";
-import { drawSiteMap, esc, floorOf, buildingOf } from "./sitemap.js";
+import { drawSiteMap, esc, classToken, floorOf, buildingOf } from "./sitemap.js";
 
 const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
+const PENDING_MS = 10000;  // an action the log has not shown back by then (a no-op, a lost frame): the buttons return
 const RESPONSES = ["on_my_way", "arrived", "handed_over"];  // a responder's steps, only forward
 const $ = (id) => document.getElementById(id);
+const num = (v) => Number(v) || 0;  // a number from a record, whatever the record holds
 
 const state = {
   token: null,
@@ -21,7 +23,7 @@ const state = {
   // subscription id -> Map(key -> value)
   data: { alerts: new Map(), community: new Map(), gates: new Map(), elders: new Map(), notices: new Map(),
           site: new Map(), responses: new Map(), notifications: new Map() },
-  pending: new Set(),  // alert ids with an action on its way to the log
+  pending: new Map(),  // alert id -> when an action on its way to the log was sent
   seen: new Set(),     // alert ids already drawn (new ones flash)
   incident: "",        // the alert whose card is open
   drawScheduled: false,
@@ -44,7 +46,7 @@ function setLanguage(lang) {
   for (const el of document.querySelectorAll("[data-i18n-aria]")) el.setAttribute("aria-label", state.t(el.dataset.i18nAria));
   $("lang").innerHTML = Object.entries(LANGUAGES)
     .map(([code, name]) => `<option value="${code}" ${code === lang ? "selected" : ""}>${esc(name)}</option>`).join("");
-  if ($("link").dataset.state !== "down") setLink($("link").dataset.state);
+  setLink($("link").dataset.state, $("link").dataset.detail || "");
   if (state.who) drawWho();
   scheduleDraw();
 }
@@ -147,7 +149,9 @@ function connect() {
     state.retry = 0;
     for (const m of subscriptions()) socket.send(JSON.stringify(m));
   };
-  socket.onmessage = (event) => receive(JSON.parse(event.data));
+  socket.onmessage = (event) => {
+    if (state.socket === socket) receive(JSON.parse(event.data));  // not a replaced socket's last frames
+  };
   socket.onclose = (event) => {
     if (state.socket !== socket) return;  // replaced on purpose
     setLink("down", event.reason || "disconnected");
@@ -158,6 +162,7 @@ function connect() {
 
 function setLink(status, detail = "") {
   $("link").dataset.state = status;
+  $("link").dataset.detail = detail;
   $("link").textContent = state.t(`link.${status}`, { detail });
 }
 
@@ -167,6 +172,7 @@ function receive(m) {
     if (!map) return;
     map.clear();
     for (const item of m.items) map.set(item.key, item.value);
+    if (m.id === "alerts") state.pending.clear();
     setLink("live");
   } else if (m.type === "changes") {
     for (const change of m.changes) {
@@ -242,12 +248,13 @@ function draw() {
   drawVitals(elders);
 }
 
-// The buttons `who` has for an alert now: acknowledge while unseen; a responder's next steps; resolve.
+// The buttons `who` has for an alert now: acknowledge while unseen (for staff: until staff have; a
+// household's acknowledgement stops no dispatch); a responder's next steps; resolve.
 function actionsFor(a) {
   const role = state.who.role;
   if (role === "auditor" || a.state === "resolved") return [];
   const out = [];
-  if (["open", "escalated"].includes(a.state)) out.push("ack");
+  if (isStaff() ? !a.acknowledged_at : ["open", "escalated"].includes(a.state)) out.push("ack");
   if (isStaff()) {
     const done = RESPONSES.indexOf(a.response || "");
     for (const step of RESPONSES.slice(done + 1)) out.push(step);
@@ -257,7 +264,9 @@ function actionsFor(a) {
 }
 
 function actionButtons(a) {
-  if (state.pending.has(a.id)) return `<em>${esc(state.t("action.sending"))}</em>`;
+  const sent = state.pending.get(a.id);
+  if (sent && Date.now() - sent > PENDING_MS) state.pending.delete(a.id);
+  else if (sent) return `<em>${esc(state.t("action.sending"))}</em>`;
   return actionsFor(a).map((action) => `<button data-action="${action}">${esc(state.t(`action.${action}`))}</button>`).join(" ");
 }
 
@@ -278,7 +287,7 @@ function drawAlerts(active) {
     // A household's alert: its emergency contacts, opened on demand (each opening is in the read trail).
     const contacts = a.unit && state.who.role !== "auditor" ? ` <button data-contacts="1">${esc(t("action.contacts"))}</button>` : "";
     return `<tr data-alert-id="${esc(a.id)}" data-rule="${esc(a.rule)}" data-state="${esc(a.state)}" class="${fresh ? "new" : ""}">
-      <td class="sev sev-${esc(a.severity)}">${esc(t.code("severity", a.severity))}</td><td class="what">${esc(t.code("rule", a.rule))}</td>
+      <td class="sev sev-${classToken(a.severity)}">${esc(t.code("severity", a.severity))}</td><td class="what">${esc(t.code("rule", a.rule))}</td>
       <td class="where">${esc(a.location)}${a.unit ? " · " + esc(a.unit) : ""}</td><td class="detail">${esc(a.detail)}</td>
       <td class="state" data-state="${esc(a.state)}">${esc(t.code("state", a.state))}</td>
       <td class="assignee">${esc(assigneeText(a))}${a.response ? ` <span class="response">${esc(t.code("response", a.response))}</span>` : ""}</td>
@@ -317,7 +326,7 @@ function drawIncident() {
       <strong>${esc(t.code("what", s.what))}</strong> ${esc(s.by)}${s.note ? ` <span class="quiet">${esc(s.note)}</span>` : ""}</li>`).join("");
   const contacts = a.unit && state.who.role !== "auditor" ? ` <button data-contacts="1">${esc(t("action.contacts"))}</button>` : "";
   $("incident-body").innerHTML = `<div data-alert-id="${esc(a.id)}" data-rule="${esc(a.rule)}" data-state="${esc(a.state)}">
-    <h3 id="incident-title"><span class="sev sev-${esc(a.severity)}">${esc(t.code("severity", a.severity))}</span>
+    <h3 id="incident-title"><span class="sev sev-${classToken(a.severity)}">${esc(t.code("severity", a.severity))}</span>
       ${esc(t.code("rule", a.rule))}</h3>
     <dl>
       ${row("incident.where", esc(a.location), "where")}
@@ -366,7 +375,7 @@ function drawNotifications() {
       const sent = n.webhook?.state;
       return `<li data-what="${esc(n.what)}" data-to="${esc(n.to)}"><span class="quiet">${timeWithDate(n.at)}</span>
         ${esc(t.code("to", n.to))}: <strong>${esc(t.code("what", n.what))}</strong> · ${esc(t.code("rule", n.rule))}
-        ${n.location ? " · " + esc(n.location) : ""}${sent ? ` <span class="webhook webhook-${esc(sent)}">${esc(t.code("webhook", sent))}</span>` : ""}</li>`;
+        ${n.location ? " · " + esc(n.location) : ""}${sent ? ` <span class="webhook webhook-${classToken(sent)}">${esc(t.code("webhook", sent))}</span>` : ""}</li>`;
     }).join("")
     : `<li class="quiet">${esc(t("notifications.none"))}</li>`;
 }
@@ -375,8 +384,8 @@ function drawNotifications() {
 function drawGates(gates) {
   gates.sort(([, a], [, b]) => b.last_pass_ms - a.last_pass_ms);
   $("gates").querySelector("tbody").innerHTML = gates.slice(0, 12).map(([key, g]) =>
-    `<tr><td>${esc(g.location || key.slice(6))}</td><td>${g.passes}</td><td>${g.granted}</td><td>${g.denied}</td>
-     <td>${g.fevers}</td><td>${time(g.last_pass_ms)}</td></tr>`).join("");
+    `<tr><td>${esc(g.location || key.slice(6))}</td><td>${num(g.passes)}</td><td>${num(g.granted)}</td><td>${num(g.denied)}</td>
+     <td>${num(g.fevers)}</td><td>${time(g.last_pass_ms)}</td></tr>`).join("");
 }
 
 const WELLBEING_RANK = { alert: 0, attention: 1, unknown: 2, ok: 3 };
@@ -386,8 +395,8 @@ function drawElders(elders) {
   const ranked = [...elders].sort(([ka, a], [kb, b]) => (WELLBEING_RANK[a.wellbeing] ?? 9) - (WELLBEING_RANK[b.wellbeing] ?? 9) || ka.localeCompare(kb));
   $("elders").querySelector("tbody").innerHTML = ranked.map(([key, e]) => {
     const hr = e.heart_rate_stats, spo2 = e.spo2_stats;
-    return `<tr><td>${esc(key.slice(7))}</td><td>${esc(e.unit)}</td><td class="wb-${esc(e.wellbeing)}">${esc(state.t.code("wellbeing", e.wellbeing))}</td>
-      <td>${hr ? `${Math.round(hr.mean)} (${hr.min}–${hr.max})` : "–"}</td><td>${spo2 ? Math.round(spo2.mean) + "%" : "–"}</td>
+    return `<tr><td>${esc(key.slice(7))}</td><td>${esc(e.unit)}</td><td class="wb-${classToken(e.wellbeing)}">${esc(state.t.code("wellbeing", e.wellbeing))}</td>
+      <td>${hr ? `${Math.round(hr.mean)} (${num(hr.min)}–${num(hr.max)})` : "–"}</td><td>${spo2 ? Math.round(spo2.mean) + "%" : "–"}</td>
       <td>${time(e.last_movement_ms)}</td></tr>`;
   }).join("");
   const select = $("elder");
@@ -407,7 +416,7 @@ function drawVitals(elders) {
 function drawNotices() {
   const notices = [...state.data.notices.values()].sort((a, b) => b.issued_at - a.issued_at).slice(0, 20);
   $("notices").innerHTML = notices.length
-    ? notices.map((n) => `<li class="notice-${esc(n.severity)}"><strong>${esc(n.title)}</strong> ${esc(n.text)}
+    ? notices.map((n) => `<li class="notice-${classToken(n.severity)}"><strong>${esc(n.title)}</strong> ${esc(n.text)}
         <span class="quiet">${n.unit ? "· " + esc(n.unit) + " " : ""}${timeWithDate(n.issued_at)}</span></li>`).join("")
     : `<li class="quiet">${esc(state.t("notices.none"))}</li>`;
 }
@@ -417,7 +426,8 @@ function lastEntries(series, n) {
 }
 
 // Bars for one or two series of [label, value], in plain SVG.
-function barChart(svg, series, second = null) {
+function barChart(svg, rawSeries, rawSecond = null) {
+  const series = rawSeries.map(([label, v]) => [label, num(v)]), second = rawSecond && rawSecond.map(([label, v]) => [label, num(v)]);
   const W = 480, H = 160, top = 10, bottom = 20, left = 30;
   const all = [...series, ...(second || [])].map(([, v]) => v);
   const max = Math.max(1, ...all);
@@ -436,7 +446,8 @@ function barChart(svg, series, second = null) {
   svg.innerHTML = series.length ? out : `<text x="${W / 2 - 30}" y="${H / 2}">${esc(state.t("chart.empty"))}</text>`;
 }
 
-function lineChart(svg, values) {
+function lineChart(svg, rawValues) {
+  const values = Array.isArray(rawValues) ? rawValues.map(num) : [];
   const W = 480, H = 160, top = 10, bottom = 10, left = 30;
   if (values.length < 2) {
     svg.innerHTML = `<text x="${W / 2 - 30}" y="${H / 2}">${esc(state.t("chart.empty"))}</text>`;
@@ -489,7 +500,8 @@ async function showContacts(id, caption) {
 const captionOf = (a) => `${state.t.code("rule", a.rule)}, ${a.location || ""}${a.unit ? " · " + a.unit : ""}`;
 
 async function act(id, action) {
-  state.pending.add(id);
+  state.pending.set(id, Date.now());
+  setTimeout(scheduleDraw, PENDING_MS + 100);
   scheduleDraw();
   try {
     await api(`/api/v1/alerts/${encodeURIComponent(id)}/${action}`, {

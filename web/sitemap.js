@@ -8,6 +8,8 @@ const BOX_W = 110, BOX_H = 76, CELL_W = 150, CELL_H = 140, MARGIN = 28, MAX_W = 
 const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
 
 export const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+// A code as part of a class name (sev-critical): one word of a-z and _, or "other"; never a way to add classes.
+export const classToken = (v) => (/^[a-z_]{1,32}$/.test(String(v)) ? v : "other");
 
 // "b3-1201" -> 12, "b1-101" -> 1: the floor a unit's number names (hundreds), when it names one.
 export function floorOf(unit, floors) {
@@ -63,7 +65,7 @@ export function buildingOf(alert, buildings) {
 function incidentMark(a, x, y, t, selected) {
   const label = `${t.code("rule", a.rule)} · ${t.code("severity", a.severity)} · ${t.code("state", a.state)}` +
     (a.unit ? ` · ${a.unit}` : "");
-  return `<g class="incident sev-${esc(a.severity)}${a.id === selected ? " selected" : ""}" data-alert-id="${esc(a.id)}"
+  return `<g class="incident sev-${classToken(a.severity)}${a.id === selected ? " selected" : ""}" data-alert-id="${esc(a.id)}"
       data-rule="${esc(a.rule)}" data-state="${esc(a.state)}" tabindex="0" role="button" aria-label="${esc(label)}">
     <circle class="hit" cx="${x}" cy="${y}" r="17"></circle><circle class="dot" cx="${x}" cy="${y}" r="10"></circle>
     <text x="${x}" y="${y + 4}" text-anchor="middle">${a.state === "acknowledged" ? "✓" : "!"}</text><title>${esc(label)}</title></g>`;
@@ -111,18 +113,20 @@ export function drawSiteMap({ site, alerts, gates, t, selected = "" }) {
         <title>${esc(g.location || m)}: ${esc(t("map.passes", { n: Number(g.passes) || 0 }))}</title></g>`;
       gx += 48;
     }
-    (byBuilding.get(b.id) || []).forEach((a, i) => {
+    // Four to a row, a row lower for each four more; the most severe drawn last, so on top.
+    const marks = (byBuilding.get(b.id) || []).map((a, i) => {
       const floor = floorOf(a.unit, floors);
-      const y = floor && floors ? p.y + BOX_H - ((floor - 0.5) * BOX_H) / floors : p.y + BOX_H / 2;
-      const x = p.x + 18 + (i % 4) * 25;
-      out += incidentMark(a, x, Math.max(p.y + 12, Math.min(p.y + BOX_H - 12, y)), t, selected);
+      const y = (floor && floors ? p.y + BOX_H - ((floor - 0.5) * BOX_H) / floors : p.y + BOX_H / 2) + Math.floor(i / 4) * 22;
+      return incidentMark(a, p.x + 18 + (i % 4) * 25, Math.max(p.y + 12, Math.min(p.y + BOX_H - 12, y)), t, selected);
     });
+    out += marks.reverse().join("");
   }
   let height = drawnHeight;
   if (elsewhere.length) {
     const y = height + 4;
     out += `<text class="label" x="${MARGIN}" y="${y}">${esc(t("map.elsewhere"))}</text>`;
-    elsewhere.forEach((a, i) => { out += incidentMark(a, MARGIN + 14 + (i % 16) * 30, y + 22 + Math.floor(i / 16) * 30, t, selected); });
+    out += elsewhere.map((a, i) => incidentMark(a, MARGIN + 14 + (i % 16) * 30, y + 22 + Math.floor(i / 16) * 30, t, selected))
+      .reverse().join("");
     height = y + 22 + Math.ceil(elsewhere.length / 16) * 30;
   }
   if (!buildings.length && !elsewhere.length) {
