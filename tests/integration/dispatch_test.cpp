@@ -3,7 +3,8 @@
 // configured time, the hub is SIGKILLed in between and neither loses nor repeats a step; the duty
 // manager's own pass at the building's door is their arrival; the daughter's webhook hears of the
 // fall, the staff assigned, their arrival and the resolution, signed; resolved, the day's response
-// figures hold the incident; a replay reproduces every decision.
+// figures hold the incident; a replay reproduces every decision. And a whole compound imported from
+// one CSV file (scripts/import-compound) through the hub's API.
 #include <doctest/doctest.h>
 
 #include <fstream>
@@ -21,8 +22,6 @@ using nlohmann::json;
 
 namespace {
 
-// Every day, all day: who is on duty does not depend on when the test runs (the unit tests cover
-// shifts, nights and exceptions).
 void publish(test::ApiDevice& device, const std::string& community, std::uint64_t seq, const std::string& type, const json& body) {
   REQUIRE(device.client->publish_and_wait(schemas::topic_for(CommunityId(community), DeviceId(device.id), "telemetry"),
                                           json{{"seq", seq}, {"ts", 1795950000000}, {"type", type}, {"body", body}}.dump(),
@@ -193,5 +192,86 @@ TEST_SUITE("integration: dispatch") {
     auto [verified, out] = test::run_courtyard(stack, {"replay", "verify"}, "verify");
     INFO(out.substr(0, 2000));
     CHECK(verified == 0);
+  }
+
+  TEST_CASE("a whole compound is imported from one CSV file: buildings, units, grids, staff in the vault, rosters that say who "
+            "is on duty; a bad file sends nothing, a resident's token is refused, and importing it again changes nothing") {
+    const std::string community = test::unique_name("imp");
+    test::Stack stack({community});
+    stack.start_ingest();
+    stack.start_hub();
+    const std::string header = "type,id,label,building,grid,floors,x,y,role,name,phone,days,from,to\n";
+    const std::string good = header +
+                             "grid,grid-a,北区,,,,,,,,,,,\n"
+                             "grid,grid-b,南区,,,,,,,,,,,\n"
+                             "building,b1,1号楼,,grid-a,18,0,0,,,,,,\n"
+                             "building,b2,2号楼,,grid-b,18,60,0,,,,,,\n"
+                             "unit,b1-0101,,b1,,,,,,,,,,\n"
+                             "unit,b2-0101,,b2,,,,,,,,,,\n"
+                             "door,door-b1,,b1,,,,,,,,,,\n"
+                             "door,gate-east,,,grid-a,,,,,,,,,\n"
+                             "staff,staff-wang,,,grid-a,,,,grid_worker,Wang Lei,+86 138 0000 0001,mon-fri,08:00,20:00\n"
+                             "staff,staff-li,,,grid-a,,,,grid_worker,Li Qiang,,mon-fri,20:00,08:00\n"
+                             "staff,staff-chen,,,all,,,,duty_manager,Chen Jing,,daily,00:00,24:00\n";
+    const std::string bad = header + "building,b-bad,,,,18,0,0,,,,,,\nunit,b9-0101,,b9,,,,,,,,,,\n";
+    std::ofstream(stack.dir().str("good.csv")) << good;
+    std::ofstream(stack.dir().str("bad.csv")) << bad;
+    int runs = 0;
+    auto import = [&](const std::string& file, const std::string& token) {
+      const std::string log = stack.dir().str("import-" + std::to_string(++runs) + ".log");
+      test::Process tool({"/usr/bin/env", "python3", std::string(COURTYARD_SOURCE_DIR) + "/scripts/import-compound", "--community",
+                          community, "--url", "http://127.0.0.1:" + std::to_string(stack.http_port()), stack.dir().str(file)},
+                         {{"COURTYARD_TOKEN", token}}, log);
+      const int status = tool.wait();
+      return std::pair{status, test::read_file(log)};
+    };
+    const auto staff = stack.token("staff", community);
+
+    auto [refused, why] = import("bad.csv", staff);
+    INFO(why);
+    CHECK(refused == 1);
+    CHECK(why.find("line 3: unit b9-0101 is in building 'b9'") != std::string::npos);
+    auto [residents, answer] = import("good.csv", stack.token("resident", community, "b1-0101"));
+    INFO(answer);
+    CHECK(residents == 2);  // the hub refuses a household's token the compound's structure
+
+    auto [done, said] = import("good.csv", staff);
+    INFO(said);
+    REQUIRE(done == 0);
+    CHECK(said.find("3 staff recorded") != std::string::npos);
+    REQUIRE(test::eventually([&] {
+      auto site = stack.get("/api/v1/site?community=" + community);
+      auto rosters = stack.get("/api/v1/rosters?community=" + community);
+      auto people = stack.get("/api/v1/people?kind=staff&community=" + community);
+      return site && (*site)["count"] == 4 && rosters && (*rosters)["count"] == 2 && people && (*people)["count"] == 3;
+    }, 30s));
+    auto b1 = stack.get("/api/v1/site/" + community + "/building/b1");
+    REQUIRE(b1);
+    CHECK((*b1)["label"] == "1号楼");
+    CHECK((*b1)["members"] == json::array({"b1-0101", "door-b1"}));
+    CHECK((*stack.get("/api/v1/site/" + community + "/grid/grid-a"))["members"] == json::array({"b1", "gate-east"}));
+    CHECK_FALSE(stack.get("/api/v1/site/" + community + "/building/b-bad"));  // the refused file sent nothing
+    CHECK((*stack.get("/api/v1/registry/" + community + "/person/staff-wang"))["role"] == "staff");
+    CHECK(stack.get("/api/v1/registry/" + community + "/household/b2-0101"));
+    // Monday 2026-11-30 10:00 and 22:00 in the compound (UTC+8): the day worker, then the night one.
+    const std::int64_t monday_10 = 1796004000000, hours = 3600000;
+    auto on_duty = [&](const std::string& roster, std::int64_t at) {
+      auto r = stack.get("/api/v1/rosters/" + community + "/" + roster + "/on-duty?at=" + std::to_string(at));
+      return r ? (*r)["staff"] : json("no answer");
+    };
+    CHECK(on_duty("grid-a/grid_worker", monday_10) == "staff-wang");
+    CHECK(on_duty("grid-a/grid_worker", monday_10 + 12 * hours) == "staff-li");
+    CHECK(on_duty("grid-a/grid_worker", monday_10 + 5 * 24 * hours) == nullptr);  // Saturday: nobody in the file
+    CHECK(on_duty("all/duty_manager", monday_10 + 5 * 24 * hours) == "staff-chen");
+    // Their names are in the vault, not the log's records.
+    auto people = stack.get("/api/v1/people?kind=staff&community=" + community);
+    CHECK(people->dump().find("Wang Lei") == std::string::npos);
+
+    auto [again, said_again] = import("good.csv", staff);
+    INFO(said_again);
+    CHECK(again == 0);
+    CHECK(said_again.find("3 staff already in the vault") != std::string::npos);
+    CHECK(said_again.find("staff recorded") == std::string::npos);
+    CHECK((*stack.get("/api/v1/people?kind=staff&community=" + community))["count"] == 3);
   }
 }

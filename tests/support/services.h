@@ -148,7 +148,8 @@ struct DeadLetterRecord {
 };
 std::vector<DeadLetterRecord> read_dead_letters(const KafkaConfig& kafka, const std::string& device_prefix);
 
-// A duty roster's body (POST /api/v1/rosters/...) with `staff` on duty all week, round the clock.
+// A duty roster's body (POST /api/v1/rosters/...) with `staff` on duty all week, round the clock:
+// who is on duty does not depend on when a test runs (the unit tests cover shifts and exceptions).
 nlohmann::json always_on_duty(const std::string& staff);
 
 // Creates a topic on the test broker (auto-creation is off) with the access rules of its kind;
