@@ -1,5 +1,6 @@
 #include "hub/config.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <set>
@@ -255,8 +256,13 @@ Config load_config(const std::optional<std::string>& path, const Environment& en
     bad("notify.webhook_url", "must be an http:// URL (a gateway on the hub's network; TLS belongs to it)");
   }
   if (config.notify.webhook_attempts < 1 || config.notify.webhook_attempts > 20) bad("notify.webhook_attempts", "must be 1..20");
-  if (config.notify.webhook_timeout_ms < 100) bad("notify.webhook_timeout_ms", "must be at least 100");
-  if (config.notify.webhook_backoff_ms < 0) bad("notify.webhook_backoff_ms", "must not be negative");
+  // A gateway slower than a minute is down; a pause longer than an hour outlives the notification (max age).
+  if (config.notify.webhook_timeout_ms < 100 || config.notify.webhook_timeout_ms > 60'000) {
+    bad("notify.webhook_timeout_ms", "must be 100..60000");
+  }
+  if (config.notify.webhook_backoff_ms < 0 || config.notify.webhook_backoff_ms > 3'600'000) {
+    bad("notify.webhook_backoff_ms", "must be 0..3600000");
+  }
   return config;
 }
 
@@ -283,8 +289,11 @@ void apply_dispatch(const toml::table& table, const std::string& where, processo
       for (const auto& [severity, n] : *v.as_table()) {
         const std::string name(severity.str()), at = where + ".ack_target_s." + name;
         if (name != "critical" && name != "major" && name != "minor" && name != "warning") bad(at, "is not a severity");
-        if (!n.is_number() || *n.value<double>() < 0) bad(at, "must be seconds, 0 or more (0: no escalation)");
-        d.ack_target_ms[name] = static_cast<std::int64_t>(*n.value<double>() * 1000);
+        const double seconds = n.is_number() ? *n.value<double>() : -1;
+        if (!std::isfinite(seconds) || seconds < 0 || seconds > 86'400) {
+          bad(at, "must be seconds, 0..86400 (0: no escalation)");  // nan and inf are TOML numbers too
+        }
+        d.ack_target_ms[name] = static_cast<std::int64_t>(seconds * 1000);
       }
     } else {
       bad(where + "." + key, "is not a dispatch setting (chain, responder, ack_target_s)");

@@ -94,6 +94,17 @@ TEST_SUITE("configuration") {
                          doctest::Contains("hub.standby"), std::runtime_error);
   }
 
+  TEST_CASE("the webhook's timeout and backoff are bounded both ways") {
+    test::TempDir dir;
+    for (const char* setting : {"webhook_timeout_ms = 99", "webhook_timeout_ms = 60001", "webhook_backoff_ms = -1",
+                                "webhook_backoff_ms = 3600001"}) {
+      CAPTURE(setting);
+      CHECK_THROWS_WITH_AS(hub::load_config(write(dir, std::string("[notify]\n") + setting + "\n"), environment({})),
+                           doctest::Contains("notify.webhook_"), std::runtime_error);
+    }
+    CHECK_NOTHROW(hub::load_config(write(dir, "[notify]\nwebhook_timeout_ms = 60000\nwebhook_backoff_ms = 0\n"), environment({})));
+  }
+
   TEST_CASE("environment names follow the keys") {
     bool found = false;
     for (const auto& [key, env] : hub::config_keys()) {
@@ -154,6 +165,11 @@ TEST_SUITE("alert rules configuration") {
                          doctest::Contains("ack_target_s.urgent"), std::runtime_error);
     CHECK_THROWS_WITH_AS(hub::load_rules(write(dir, "[defaults.dispatch]\nrota = 1\n")),
                          doctest::Contains("defaults.dispatch.rota"), std::runtime_error);
+    for (const char* target : {"nan", "inf", "-1", "86401", "\"soon\""}) {
+      CAPTURE(target);
+      CHECK_THROWS_WITH_AS(hub::load_rules(write(dir, std::string("[defaults.dispatch.ack_target_s]\nmajor = ") + target + "\n")),
+                           doctest::Contains("ack_target_s.major"), std::runtime_error);
+    }
   }
 
   TEST_CASE("an unknown rule fails start-up, naming it") {
