@@ -134,11 +134,12 @@ Body Generator::body_for(const Registration& device, DeviceCursor& cursor) {
       v.moving = pick(3) == 0;
       return v;
     }
-    case DeviceKind::Camera: break;
+    case DeviceKind::Camera:
+    case DeviceKind::Handheld: break;  // health only (a camera's pictures go to the snapshots topic)
   }
   DeviceStatus s;
   s.battery_pct = 100;
-  s.firmware = "cam-2.0";
+  s.firmware = device.kind == DeviceKind::Camera ? "cam-2.0" : "pager-1.0";
   return s;
 }
 

@@ -261,7 +261,7 @@ int main(int argc, char** argv) {
   add_cmd->add_option("id", id, "device id: 1..64 of [A-Za-z0-9_.-]")->required();
   add_cmd->add_option("--kind", kind, "gate|vehicle_gate|door|camera|meter|home_sensor|wearable")
       ->required()
-      ->check(CLI::IsMember({"gate", "vehicle_gate", "door", "camera", "meter", "home_sensor", "wearable"}));
+      ->check(CLI::IsMember({"gate", "vehicle_gate", "door", "camera", "meter", "home_sensor", "wearable", "handheld"}));
   add_cmd->add_option("--community", community, "community id")->required();
   add_cmd->add_option("--unit", unit, "household the device belongs to");
   add_cmd->add_option("--location", location, "where it is, for staff (\"Building 3, east gate\")");

@@ -94,6 +94,7 @@ bool allowed_for(DeviceKind kind, const Body& body) {
     case DeviceKind::HomeSensor: return std::holds_alternative<HomeSensor>(body);
     case DeviceKind::Wearable:
       return std::holds_alternative<WearableVitals>(body) || std::holds_alternative<WearableAlarm>(body);
+    case DeviceKind::Handheld: return false;  // a pager: its health and its answers only
   }
   return false;
 }

@@ -12,8 +12,8 @@ template <class E>
 struct Names;
 template <>
 struct Names<DeviceKind> {
-  static constexpr std::array<std::string_view, 7> kValues = {"gate",  "vehicle_gate", "door",    "camera",
-                                                              "meter", "home_sensor",  "wearable"};
+  static constexpr std::array<std::string_view, 8> kValues = {"gate",  "vehicle_gate", "door",     "camera",
+                                                              "meter", "home_sensor",  "wearable", "handheld"};
 };
 template <>
 struct Names<Credential> {

@@ -274,4 +274,42 @@ TEST_SUITE("integration: dispatch") {
     CHECK(said_again.find("staff recorded") == std::string::npos);
     CHECK((*stack.get("/api/v1/people?kind=staff&community=" + community))["count"] == 3);
   }
+
+  TEST_CASE("a staff member's handheld is paged on its own topic when an alert is assigned to them, and nobody else's is") {
+    const std::string community = test::unique_name("page");
+    test::Stack stack({community});
+    stack.start_ingest();
+    stack.start_hub();
+    // The handhelds' ids are the staff members' person tokens: that is how the hub knows whose they are.
+    const std::string wang = community + "-wang", li = community + "-li";
+    auto pager = test::provision_via_api(stack, community, wang, "handheld");
+    auto other = test::provision_via_api(stack, community, li, "handheld");
+    auto smoke = test::provision_via_api(stack, community, community + "-smoke", "home_sensor", "b1-0101");
+    const std::string rosters = "/api/v1/rosters/" + community;
+    REQUIRE(stack.post(rosters + "/all/grid_worker", test::always_on_duty(wang)).first == 202);
+    REQUIRE(stack.post(rosters + "/all/duty_manager", test::always_on_duty(li)).first == 202);
+    REQUIRE(test::eventually([&] {
+      auto r = stack.get("/api/v1/rosters?community=" + community);
+      return r && (*r)["count"] == 2;
+    }, 30s));
+    publish(smoke, community, 1, "home.sensor", {{"sensor", "smoke"}, {"state", "alarm"}});
+    std::optional<json> page;
+    REQUIRE(test::eventually([&] {
+      while (auto m = pager.client->next_message(10ms)) {
+        auto j = json::parse(m->payload, nullptr, false);
+        if (j.is_object() && j.value("command", "") == "notification") page = j;
+      }
+      return page.has_value();
+    }, 30s));
+    CHECK((*page)["device"] == wang);
+    CHECK((*page)["body"]["what"] == "assigned");
+    CHECK((*page)["body"]["rule"] == "smoke");
+    CHECK((*page)["body"]["unit"] == "b1-0101");
+    CHECK((*page)["body"]["staff"] == wang);
+    // The duty manager's handheld hears nothing of it (nothing was escalated to them).
+    while (auto m = other.client->next_message(500ms)) {
+      auto j = json::parse(m->payload, nullptr, false);
+      CHECK_FALSE((j.is_object() && j.value("command", "") == "notification"));
+    }
+  }
 }

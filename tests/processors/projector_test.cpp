@@ -442,6 +442,51 @@ TEST_SUITE("projector: alerts") {
   }
 }
 
+TEST_SUITE("projector: handhelds") {
+  TEST_CASE("the staff member an alert is assigned to is paged on their handheld; a device of another kind with the id is not") {
+    test::TempDir dir;
+    auto store = test::open_store(dir);
+    Projector projector(*store, {});
+    std::vector<LogMessage> batch;
+    std::int64_t offset = 0, at = 1795950000000;
+    auto add = [&](const std::string& device, schemas::Body body) {
+      schemas::Event e;
+      e.device = DeviceId(device);
+      e.community = CommunityId("c1");
+      e.device_time_ms = e.ingest_time_ms = at += 1000;
+      e.seq = std::holds_alternative<schemas::DeviceRegistered>(body) || device == "courtyard-hub" ? 0 : 1;
+      e.body = std::move(body);
+      batch.push_back(test::log_message(e, offset++));
+    };
+    add("smoke-1", schemas::DeviceRegistered{schemas::DeviceKind::HomeSensor, "b1-101", "Building 1, flat 101"});
+    add("staff-wang", schemas::DeviceRegistered{schemas::DeviceKind::Handheld, "", "wang's pager"});
+    add("staff-li", schemas::DeviceRegistered{schemas::DeviceKind::Gate, "", "a gate that happens to share li's token"});
+    auto always = [](const std::string& staff) {
+      std::vector<schemas::RosterShift> week;
+      for (int day = 0; day < 7; ++day) week.push_back({day, 0, 0, staff});
+      return week;
+    };
+    add("courtyard-hub", schemas::DutyRoster{"all", "grid_worker", always("staff-wang"), {}, "admin"});
+    add("courtyard-hub", schemas::DutyRoster{"all", "duty_manager", always("staff-li"), {}, "admin"});
+    add("smoke-1", schemas::HomeSensor{schemas::SensorKind::Smoke, "alarm", std::nullopt});
+    REQUIRE(projector.apply(batch));
+    std::vector<nlohmann::json> pages;
+    for (const auto& [key, raw] : store->view().scan(Projector::kOutboxPrefix, "", 100)) {
+      auto entry = record_json(raw);
+      auto value = nlohmann::json::parse(entry["value"].get<std::string>());
+      if (entry["topic"] == "commands" && value["command"] == "notification") pages.push_back(value);
+      CHECK(entry["key"] != "staff-li");
+    }
+    REQUIRE(pages.size() == 1);
+    CHECK(pages[0]["device"] == "staff-wang");
+    CHECK(pages[0]["body"]["what"] == "assigned");
+    CHECK(pages[0]["body"]["rule"] == "smoke");
+    CHECK(pages[0]["body"]["unit"] == "b1-101");
+    CHECK(pages[0]["body"]["id"] == "c1:smoke:smoke-1:1~1");
+    CHECK(pages[0]["issued_at"] == at);
+  }
+}
+
 TEST_SUITE("projector: memory and writes do not grow with history") {
   TEST_CASE("with caches bounded to 100 states each, 5,000 devices are folded and no more than that is held") {
     test::TempDir dir;

@@ -142,7 +142,20 @@ Folded AlertsProjection::fold(Batch& batch, const schemas::Event& event, const s
   auto step = apply(std::move(state), event, batch.config.rules.rules_for(community), batch.config.context.utc_offset_min);
   state = std::move(step.state);
   for (auto& a : step.changed) batch.alerts.push_back(std::move(a));
-  for (auto& n : step.notifications) batch.notifications.push_back(std::move(n));
+  for (auto& n : step.notifications) {
+    // A staff member who carries a handheld (a device of kind handheld whose id is their person
+    // token) is paged on it: a command on its own topic, which no other device may read.
+    if (n.to == "staff") {
+      auto handheld = state.devices.find(n.staff);
+      if (handheld != state.devices.end() && handheld->second.kind == "handheld") {
+        batch.send(community, "commands", n.staff,
+                   nlohmann::json{{"community", community}, {"device", n.staff}, {"command", "notification"},
+                                  {"issued_at", n.at_ms}, {"body", to_json(n)}}
+                       .dump());
+      }
+    }
+    batch.notifications.push_back(std::move(n));
+  }
   verdict_ = step.verdict.value_or(SnapshotVerdict{});
   return Folded::Done;
 }

@@ -18,7 +18,8 @@ namespace courtyard::schemas {
 
 inline constexpr std::uint16_t kSchemaVersion = 1;
 
-enum class DeviceKind { Gate, VehicleGate, Door, Camera, Meter, HomeSensor, Wearable };
+// handheld: a staff member's pager, its device id their person token (paged with their notifications)
+enum class DeviceKind { Gate, VehicleGate, Door, Camera, Meter, HomeSensor, Wearable, Handheld };
 enum class Credential { Face, Card, Qr, Pin, Remote, Key };
 enum class Direction { In, Out };
 enum class Decision { Granted, Denied };
