@@ -136,7 +136,7 @@ const CODES = {
       opened: "发生", updated: "更新", escalated: "升级", acknowledged: "确认", resolved: "解除", reopened: "再次发生",
       hushed: "消音", hush_ended: "消音结束", assigned: "派单", unassigned: "无人值班", unanswered: "无人响应",
       reassigned: "改派", on_my_way: "正在前往", arrived: "已到达", handed_over: "已移交",
-      alert: "告警", staff_assigned: "已派工作人员", staff_arrived: "工作人员已到达",
+      alert: "告警", staff_assigned: "已派工作人员", staff_arrived: "工作人员已到达", relieved: "已转交他人",
     },
     wellbeing: { alert: "告警", attention: "关注", ok: "正常", unknown: "未知" },
     webhook: { pending: "待发送", delivered: "已送达", failed: "发送失败" },

@@ -167,6 +167,7 @@ class Rules {
 
   void reassign(Alert& a, const std::string& to, const std::string& by, const std::string& note) {
     if (!valid_id(to) || to == a.assignee) return;
+    relieved_ = a.assignee;
     a.assignee = to;
     a.assigned_at_ms = s_.now_ms;
     a.response.clear();
@@ -301,6 +302,7 @@ class Rules {
       else add(a, "unanswered", "dispatch", why + "; nobody further in the chain is on duty");
       return;
     }
+    if (from > 0) relieved_ = a.assignee;
     a.assignee = next->staff;
     a.assignee_role = next->role;
     a.chain_step = static_cast<int>(next->step);
@@ -318,7 +320,8 @@ class Rules {
     notify(a, what, by);
   }
 
-  // Who is told of this step: the assignee when it comes to them; an elder's family when the
+  // Who is told of this step: the assignee when it comes to them, and the one it was taken from
+  // (relieved: stand down), and the assignee when it is resolved; an elder's family when the
   // alert opens, when staff are assigned and arrive, and when it is resolved.
   void notify(Alert& a, std::string_view what, const std::string& by) {
     auto tell = [&](const char* to, std::string staff, const char* told) {
@@ -340,7 +343,10 @@ class Rules {
     };
     if (what == "assigned" || what == "reassigned" || (what == "escalated" && by == "dispatch")) {
       tell("staff", a.assignee, what == "assigned" ? "assigned" : what == "reassigned" ? "reassigned" : "escalated");
+      if (!relieved_.empty() && relieved_ != a.assignee) tell("staff", relieved_, "relieved");
     }
+    relieved_.clear();
+    if (what == "resolved" && !a.assignee.empty()) tell("staff", a.assignee, "resolved");
     if (!family_rule(a.rule) || a.unit.empty()) return;
     if (what == "opened") tell("family", "", "alert");  // a reopened one (within the flap window) is not news
     else if (what == "assigned") tell("family", "", "staff_assigned");
@@ -363,6 +369,7 @@ class Rules {
   std::vector<Alert>& changed_;
   std::string community_;
   int utc_offset_min_ = 0;
+  std::string relieved_;  // the assignee the step being recorded took the alert from
 };
 
 std::string where(const WatchedDevice* d) { return d && !d->location.empty() ? " at " + d->location : ""; }

@@ -165,7 +165,7 @@ TEST_SUITE("integration: dispatch") {
       return family.size() == 4;
     }, 60s), received());
     CHECK(family == std::vector<std::string>{"alert", "staff_assigned", "staff_arrived", "resolved"});
-    bool told_staff = false;
+    bool told_staff = false, relieved = false;
     for (const auto& r : gateway.requests()) {
       if (!ours(r)) continue;
       CHECK(r.headers.at("x-courtyard-signature") ==
@@ -175,8 +175,10 @@ TEST_SUITE("integration: dispatch") {
       const auto body = json::parse(r.body);
       if (body["to"] == "family") CHECK(body["recipients"] == json::array({daughter}));
       told_staff |= body["to"] == "staff" && body["recipients"] == json::array({"chen"}) && body["what"] == "escalated";
+      relieved |= body["to"] == "staff" && body["recipients"] == json::array({"wang"}) && body["what"] == "relieved";
     }
     CHECK(told_staff);
+    CHECK(relieved);  // wang stands down
     // Each delivery is in the log and on the notification's record.
     REQUIRE(test::eventually([&] {
       auto n = stack.get("/api/v1/notifications?community=" + community + "&limit=100");
@@ -184,7 +186,7 @@ TEST_SUITE("integration: dispatch") {
       for (const auto& item : (*n)["items"]) {
         if (item["webhook"]["state"] != "delivered") return false;
       }
-      return (*n)["count"] == 6;  // the family's four, wang's and chen's
+      return (*n)["count"] == 8;  // the family's four; wang assigned and relieved; chen escalated to and told of the end
     }, 60s));
 
     // A replay from the log decides the same: every alert record and the figures equal live.

@@ -841,7 +841,8 @@ TEST_SUITE("dispatch: notifications") {
     return out;
   }
 
-  TEST_CASE("an elder's fall tells the family and the assignee, then whoever it escalates to, then the family of arrival and resolution") {
+  TEST_CASE("an elder's fall tells the family and the assignee, then whoever it escalates to (and the one relieved), then the "
+            "family of arrival, and the assignee and the family of resolution") {
     Compound c;
     c.alarm(AlarmKind::Fall, false, 1000);
     CHECK(told(c) == std::vector<std::string>{"family alert", "staff assigned wang", "family staff_assigned"});
@@ -849,14 +850,24 @@ TEST_SUITE("dispatch: notifications") {
     c.staff_pass("chen", "door-b3", 320'000);
     c.act("c1:fall:wear-1:1", AlertAction::Resolve, 400'000);
     CHECK(told(c, "c1:fall:wear-1:1") == std::vector<std::string>{"family alert", "staff assigned wang", "family staff_assigned",
-                                                                  "staff escalated chen", "family staff_arrived", "family resolved"});
+                                                                  "staff escalated chen", "staff relieved wang",
+                                                                  "family staff_arrived", "staff resolved chen", "family resolved"});
     // Ids count up per alert, so a replay names them the same; each says where and when.
     CHECK(c.notified[0].id == "c1:fall:wear-1:1~1");
-    CHECK(c.notified.back().id == "c1:fall:wear-1:1~6");
-    CHECK(c.notified[4].id == "c1:offline:gate-1:1~1");  // meanwhile the gate went quiet: the duty manager is told
+    CHECK(c.notified.back().id == "c1:fall:wear-1:1~8");
+    CHECK(c.notified[5].id == "c1:offline:gate-1:1~1");  // meanwhile the gate went quiet: the duty manager is told
     CHECK(c.notified[3].at_ms == kT0 + 302'000);
     CHECK(c.notified[0].unit == "b3-0402");
     CHECK(c.notified[0].severity == "major");
+  }
+
+  TEST_CASE("reassigned, the one it was taken from is told to stand down; reassigned to the same person, nobody is told again") {
+    Compound c;
+    c.sensor(SensorKind::Smoke, "alarm", 1000);
+    const std::string id = "c1:smoke:smoke-1:1";
+    c.respond(id, AlertAction::Reassign, 5000, "li");
+    c.respond(id, AlertAction::Reassign, 6000, "li");
+    CHECK(told(c, id) == std::vector<std::string>{"staff assigned wang", "staff reassigned li", "staff relieved wang"});
   }
 
   TEST_CASE("a smoke alarm tells its assignee but not the family; without rosters only families are told") {

@@ -103,7 +103,8 @@ struct Notification {
   std::string alert_id, community, rule, severity, unit, device, location, detail;
   std::string to;        // staff (the assignee) or family (the household's emergency contacts)
   std::string staff;     // to staff: whose person token
-  std::string what;      // staff: assigned, escalated, reassigned; family: alert, staff_assigned, staff_arrived, resolved
+  std::string what;      // staff: assigned, escalated, reassigned, relieved (it went to someone else), resolved;
+                         // family: alert, staff_assigned, staff_arrived, resolved
   std::int64_t at_ms = 0;
   bool operator==(const Notification&) const = default;
 };

@@ -206,7 +206,8 @@ class Projector {
   // (counter_key) and outbox entries are numbered per community (outbox_key).
   // 5: the alerts fold reads roster.set and site.entry (dispatch, issue 16), and notifications/ and
   // responses/ are folded from alerts: a store of 4 is rebuilt so they hold for the whole log.
-  static constexpr std::uint32_t kStoreFormat = 5;
+  // 6: staff are also told when an alert is taken from them (relieved) and when it is resolved.
+  static constexpr std::uint32_t kStoreFormat = 6;
   static constexpr const char* kStoreFormatKey = "meta/format";
   // nullopt: the store is empty (of no format yet); 0: written before stores were marked (or a
   // marker no version wrote).
