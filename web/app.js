@@ -11,6 +11,15 @@ const RESPONSES = ["on_my_way", "arrived", "handed_over"];  // a responder's ste
 const $ = (id) => document.getElementById(id);
 const num = (v) => Number(v) || 0;  // a number from a record, whatever the record holds
 
+// Writes markup only when it changed: a redraw replaces the elements under a finger, and under
+// load the board redraws many times a second.
+const drawn = new WeakMap();
+function setHTML(el, html) {
+  if (drawn.get(el) === html) return;
+  drawn.set(el, html);
+  el.innerHTML = html;
+}
+
 const state = {
   token: null,
   who: null,
@@ -279,7 +288,7 @@ function assigneeText(a) {
 function drawAlerts(active) {
   const t = state.t;
   active.sort((a, b) => (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9) || b.opened_at - a.opened_at);
-  $("alerts").querySelector("tbody").innerHTML = active.map((a) => {
+  setHTML($("alerts").querySelector("tbody"), active.map((a) => {
     const fresh = !state.seen.has(a.id);
     // Camera rules carry the snapshot that shows them (faces blurred; staff, admin, auditor).
     const picture = a.snapshot_id && seesCompound()
@@ -293,7 +302,7 @@ function drawAlerts(active) {
       <td class="assignee">${esc(assigneeText(a))}${a.response ? ` <span class="response">${esc(t.code("response", a.response))}</span>` : ""}</td>
       <td class="since" data-ms="${Number(a.opened_at) || 0}">${time(a.opened_at)}</td>
       <td class="actions">${actionButtons(a)}${picture}${contacts}</td></tr>`;
-  }).join("");
+  }).join(""));
   for (const a of active) state.seen.add(a.id);
   $("no-alerts").hidden = active.length > 0;
 }
@@ -303,7 +312,7 @@ function drawMap(active) {
   const map = drawSiteMap({ site: siteEntries(), alerts: active, gates, t: state.t, selected: state.incident });
   const svg = $("sitemap");
   svg.setAttribute("viewBox", map.viewBox);
-  svg.innerHTML = map.markup;
+  setHTML(svg, map.markup);
 }
 
 // The open incident's card: where exactly, who has it, what happened so far, and what to do next.
@@ -312,7 +321,7 @@ function drawIncident() {
   if (!state.incident || !dialog.open) return;
   const t = state.t, a = alertById(state.incident);
   if (!a) {
-    $("incident-body").innerHTML = `<p class="quiet">${esc(t("incident.gone"))}</p>`;
+    setHTML($("incident-body"), `<p class="quiet">${esc(t("incident.gone"))}</p>`);
     return;
   }
   const buildings = siteEntries().filter((e) => e.kind === "building" && !e.removed);
@@ -325,7 +334,7 @@ function drawIncident() {
     `<li data-what="${esc(s.what)}"><span class="quiet" data-ms="${Number(s.at) || 0}">${time(s.at)}</span>
       <strong>${esc(t.code("what", s.what))}</strong> ${esc(s.by)}${s.note ? ` <span class="quiet">${esc(s.note)}</span>` : ""}</li>`).join("");
   const contacts = a.unit && state.who.role !== "auditor" ? ` <button data-contacts="1">${esc(t("action.contacts"))}</button>` : "";
-  $("incident-body").innerHTML = `<div data-alert-id="${esc(a.id)}" data-rule="${esc(a.rule)}" data-state="${esc(a.state)}">
+  setHTML($("incident-body"), `<div data-alert-id="${esc(a.id)}" data-rule="${esc(a.rule)}" data-state="${esc(a.state)}">
     <h3 id="incident-title"><span class="sev sev-${classToken(a.severity)}">${esc(t.code("severity", a.severity))}</span>
       ${esc(t.code("rule", a.rule))}</h3>
     <dl>
@@ -341,7 +350,7 @@ function drawIncident() {
       ${row("incident.detail", esc(a.detail))}
     </dl>
     <h4>${esc(t("incident.chain"))}</h4><ol class="chain">${chain}</ol>
-    <p class="actions">${actionButtons(a)}${contacts}</p></div>`;
+    <p class="actions">${actionButtons(a)}${contacts}</p></div>`);
 }
 
 function openIncident(id) {
@@ -514,12 +523,29 @@ async function act(id, action) {
   }
 }
 
+// What a press is on: an alert (its row, its card, its mark on the map) and which of its buttons.
+function intentOf(target) {
+  const holder = target?.closest?.("[data-alert-id]");
+  if (!holder || !$("board").contains(holder)) return null;
+  return { id: holder.dataset.alertId, zone: holder.closest("#sitemap, #alerts, #incident"), pressed: target,
+           action: target.closest("button[data-action]")?.dataset.action, contacts: !!target.closest("button[data-contacts]"),
+           snapshot: target.closest("button[data-snapshot]")?.dataset.snapshot, inCard: !!holder.closest("#incident") };
+}
+
+// A redraw between finger down and up replaces the element pressed, and the click then lands on
+// the redrawn map or list around it: what was under the finger at pointerdown is what was meant.
+let pressed = null;
+document.addEventListener("pointerdown", (event) => { pressed = intentOf(event.target); }, true);
+
 // Buttons of an alert, wherever it is drawn (its row, its card): the alert is the nearest [data-alert-id].
 document.addEventListener("click", async (event) => {
-  const holder = event.target.closest?.("[data-alert-id]");
-  if (!holder || !$("board").contains(holder)) return;
-  const a = alertById(holder.dataset.alertId) || { id: holder.dataset.alertId };
-  if (event.target.closest("button[data-contacts]")) {
+  let intent = intentOf(event.target);
+  // The element pressed is gone (redrawn) and the click landed on what holds it: the press counts.
+  if (!intent && pressed && !pressed.pressed.isConnected && pressed.zone?.contains(event.target)) intent = pressed;
+  pressed = null;
+  if (!intent) return;
+  const a = alertById(intent.id) || { id: intent.id };
+  if (intent.contacts) {
     try {
       await showContacts(a.id, captionOf(a));
     } catch (e) {
@@ -527,19 +553,17 @@ document.addEventListener("click", async (event) => {
     }
     return;
   }
-  const picture = event.target.closest("button[data-snapshot]");
-  if (picture) {
+  if (intent.snapshot) {
     try {
-      await showSnapshot(picture.dataset.snapshot, `${a.location || ""}: ${a.detail || ""}`);
+      await showSnapshot(intent.snapshot, `${a.location || ""}: ${a.detail || ""}`);
     } catch (e) {
       alert(state.t("error.snapshot", { why: e.message }));
     }
     return;
   }
-  const button = event.target.closest("button[data-action]");
-  if (button) return act(a.id, button.dataset.action);
+  if (intent.action) return act(a.id, intent.action);
   // Anywhere else on a row or a mark on the map: its card.
-  if (!holder.closest("#incident")) openIncident(a.id);
+  if (!intent.inCard) openIncident(a.id);
 });
 
 $("sitemap").addEventListener("keydown", (event) => {

@@ -71,7 +71,13 @@ function incidentMark(a, x, y, t, selected) {
     <text x="${x}" y="${y + 4}" text-anchor="middle">${a.state === "acknowledged" ? "✓" : "!"}</text><title>${esc(label)}</title></g>`;
 }
 
-// SVG for the map: { viewBox, markup, placed: Map(alert id -> building id or "") }.
+const MARKS_PER_BUILDING = 8, MARKS_PER_GATE = 3, MARKS_ELSEWHERE = 32;
+const GATE_W = 124, GATE_H = 40;
+
+// "+N" beside marks not drawn: the most severe are shown, the rest counted (the list has them all).
+const more = (n, x, y) => (n > 0 ? `<text class="more" x="${x}" y="${y}">+${n}</text>` : "");
+
+// SVG for the map: { viewBox, markup, placed: Map(alert id -> building id, "gate:" + gate id, or "") }.
 // site: site records; alerts: active alerts; gates: [[device, gate record]]; t: the translator.
 export function drawSiteMap({ site, alerts, gates, t, selected = "" }) {
   const { buildings, boxes, outlines, width, height: drawnHeight } = layoutSite(site);
@@ -81,17 +87,24 @@ export function drawSiteMap({ site, alerts, gates, t, selected = "" }) {
       <rect x="${o.x}" y="${o.y}" width="${o.w}" height="${o.h}" rx="10"></rect>
       <text x="${o.x + 8}" y="${o.y + 13}">${esc(o.grid.label || o.grid.id)}</text></g>`;
   }
+  // Gates a building lists are drawn on it; gates only a grid lists, in a row of their own.
+  const gateRecord = new Map(gates);
+  const onBuilding = new Set(buildings.flatMap((b) => (Array.isArray(b.members) ? b.members : []).filter((m) => gateRecord.has(m))));
+  const gridGates = [...new Set(site.filter((e) => e && e.kind === "grid" && !e.removed && Array.isArray(e.members))
+    .flatMap((g) => g.members).filter((m) => gateRecord.has(m) && !onBuilding.has(m)))].sort();
   const placed = new Map();
-  const byBuilding = new Map(), elsewhere = [];
+  const at = new Map(), elsewhere = [];  // place -> its alerts, most severe first
   const ranked = [...alerts].sort((a, b) => (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9) || a.id.localeCompare(b.id));
   for (const a of ranked) {
     const b = buildingOf(a, buildings);
-    placed.set(a.id, b);
-    if (b) byBuilding.set(b, [...(byBuilding.get(b) || []), a]);
+    const place = b || (gridGates.includes(a.device) ? "gate:" + a.device : "");
+    placed.set(a.id, place);
+    if (place) at.set(place, [...(at.get(place) || []), a]);
     else elsewhere.push(a);
   }
-  const gateRecord = new Map(gates);
-  const gatesDrawn = new Set();
+  const gateTag = (id, g, x, y) => `<g class="gate" data-gate="${esc(id)}"><rect x="${x}" y="${y}" width="44" height="13" rx="3"></rect>
+      <text x="${x + 22}" y="${y + 10}" text-anchor="middle">↔ ${Number(g.passes) || 0}</text>
+      <title>${esc(g.location || id)}: ${esc(t("map.passes", { n: Number(g.passes) || 0 }))}</title></g>`;
   for (const b of buildings) {
     const p = boxes.get(b.id);
     const floors = Number(b.floors) || 0;
@@ -103,33 +116,45 @@ export function drawSiteMap({ site, alerts, gates, t, selected = "" }) {
     out += `<g class="building" data-building="${esc(b.id)}"><rect x="${p.x}" y="${p.y}" width="${BOX_W}" height="${BOX_H}" rx="4"></rect>${stripes}
       <text class="label" x="${p.x + BOX_W / 2}" y="${p.y + BOX_H + 14}" text-anchor="middle">${esc(b.label || b.id)}</text></g>`;
     // Its gates (doors it lists that report passes), as small tags along its top.
-    let gx = p.x;
-    for (const m of b.members || []) {
-      const g = gateRecord.get(m);
-      if (!g || gatesDrawn.has(m)) continue;
-      gatesDrawn.add(m);
-      out += `<g class="gate" data-gate="${esc(m)}"><rect x="${gx}" y="${p.y - 15}" width="44" height="13" rx="3"></rect>
-        <text x="${gx + 22}" y="${p.y - 5}" text-anchor="middle">↔ ${Number(g.passes) || 0}</text>
-        <title>${esc(g.location || m)}: ${esc(t("map.passes", { n: Number(g.passes) || 0 }))}</title></g>`;
-      gx += 48;
-    }
-    // Four to a row, a row lower for each four more; the most severe drawn last, so on top.
-    const marks = (byBuilding.get(b.id) || []).map((a, i) => {
+    const own = (Array.isArray(b.members) ? b.members : []).filter((m) => gateRecord.has(m)).slice(0, 2);
+    own.forEach((m, i) => { out += gateTag(m, gateRecord.get(m), p.x + i * 48, p.y - 15); });
+    // Four to a row, a row lower for each four more, at most eight; the most severe drawn last, so on top.
+    const here = at.get(b.id) || [];
+    const marks = here.slice(0, MARKS_PER_BUILDING).map((a, i) => {
       const floor = floorOf(a.unit, floors);
       const y = (floor && floors ? p.y + BOX_H - ((floor - 0.5) * BOX_H) / floors : p.y + BOX_H / 2) + Math.floor(i / 4) * 22;
-      return incidentMark(a, p.x + 18 + (i % 4) * 25, Math.max(p.y + 12, Math.min(p.y + BOX_H - 12, y)), t, selected);
+      return incidentMark(a, p.x + 15 + (i % 4) * 24, Math.max(p.y + 12, Math.min(p.y + BOX_H - 12, y)), t, selected);
     });
-    out += marks.reverse().join("");
+    out += marks.reverse().join("") + more(here.length - MARKS_PER_BUILDING, p.x + BOX_W - 18, p.y + BOX_H - 4);
   }
   let height = drawnHeight;
+  if (gridGates.length) {  // a row of the gates only grids list, each with its own incidents
+    const perRow = Math.max(1, Math.floor((Math.max(width, 200) - 2 * MARGIN) / (GATE_W + 8)));
+    gridGates.forEach((id, i) => {
+      const x = MARGIN + (i % perRow) * (GATE_W + 8), y = height + Math.floor(i / perRow) * (GATE_H + 10);
+      const g = gateRecord.get(id);
+      const label = String(g.location || id);
+      out += `<g class="gate gate-row" data-gate="${esc(id)}"><rect x="${x}" y="${y}" width="${GATE_W}" height="${GATE_H}" rx="4"></rect>
+        <text x="${x + 4}" y="${y + 11}">${esc(label.length > 16 ? label.slice(0, 15) + "…" : label)}</text>
+        <text x="${x + GATE_W - 4}" y="${y + 11}" text-anchor="end">↔ ${Number(g.passes) || 0}</text>
+        <title>${esc(label)}: ${esc(t("map.passes", { n: Number(g.passes) || 0 }))}</title></g>`;
+      const here = at.get("gate:" + id) || [];
+      out += here.slice(0, MARKS_PER_GATE).map((a, k) => incidentMark(a, x + 14 + k * 24, y + 27, t, selected)).reverse().join("") +
+        more(here.length - MARKS_PER_GATE, x + 14 + MARKS_PER_GATE * 24 - 8, y + 31);
+    });
+    height += Math.ceil(gridGates.length / perRow) * (GATE_H + 10) + 6;
+  }
   if (elsewhere.length) {
     const y = height + 4;
     out += `<text class="label" x="${MARGIN}" y="${y}">${esc(t("map.elsewhere"))}</text>`;
-    out += elsewhere.map((a, i) => incidentMark(a, MARGIN + 14 + (i % 16) * 30, y + 22 + Math.floor(i / 16) * 30, t, selected))
+    const shown = elsewhere.slice(0, MARKS_ELSEWHERE);
+    out += shown.map((a, i) => incidentMark(a, MARGIN + 14 + (i % 16) * 30, y + 22 + Math.floor(i / 16) * 30, t, selected))
       .reverse().join("");
-    height = y + 22 + Math.ceil(elsewhere.length / 16) * 30;
+    const rows = Math.ceil(shown.length / 16);
+    out += more(elsewhere.length - shown.length, MARGIN, y + 22 + rows * 30);
+    height = y + 22 + rows * 30 + (elsewhere.length > shown.length ? 14 : 0);
   }
-  if (!buildings.length && !elsewhere.length) {
+  if (!buildings.length && !elsewhere.length && !gridGates.length) {
     return { viewBox: `0 0 ${MAX_W} 60`, markup: `<text x="${MARGIN}" y="34">${esc(t("map.empty"))}</text>`, placed };
   }
   return { viewBox: `0 0 ${Math.max(width, 200)} ${height}`, markup: out, placed };

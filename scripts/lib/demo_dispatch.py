@@ -57,15 +57,15 @@ for community, devices in sorted(by_community.items()):
         unit = d.get("unit") or ""
         if unit.startswith("b") and "-" in unit:
             buildings.setdefault(unit.split("-")[0], set()).add(unit)
-    for d in devices:  # the simulator's unit doors: {community}-door-007 is building 7's
+    for d in devices:  # the simulator's unit doors: door n is building 1 + (n - 1) % 8's (its location says so)
         number = d["id"].rsplit("-", 1)[-1]
-        if d.get("kind") == "door" and number.isdigit() and "b%d" % int(number) in buildings:
-            buildings["b%d" % int(number)].add(d["id"])
+        if d.get("kind") == "door" and number.isdigit() and "b%d" % (1 + (int(number) - 1) % 8) in buildings:
+            buildings["b%d" % (1 + (int(number) - 1) % 8)].add(d["id"])
     names = sorted(buildings, key=lambda b: int(b[1:]) if b[1:].isdigit() else 0)
     for i, b in enumerate(names):
         call("POST", "/api/v1/site/" + community,
              {"kind": "building", "id": b, "label": "%s号楼" % b[1:], "floors": 18,
-              "map": {"x": 40 + (i % 5) * 60, "y": 40 + (i // 5) * 60}, "members": sorted(buildings[b])})
+              "map": {"x": 40 + (i % 4) * 60, "y": 40 + (i // 4) * 60}, "members": sorted(buildings[b])})
     gates = sorted(d["id"] for d in devices if d.get("kind") in ("gate", "vehicle_gate"))
     half = (len(names) + 1) // 2
     call("POST", "/api/v1/site/" + community,
