@@ -121,6 +121,17 @@ try {
   }
   result.phone_width = await mobile.evaluate(() => document.documentElement.scrollWidth);
   if (result.phone_width > 390) throw new Error(`the page is ${result.phone_width} px wide on a 390-px phone`);
+  // Under load the board redraws many times a second: a redraw between finger down and up must not lose the tap.
+  const survived = await mobile.evaluate(() => {
+    const svg = document.getElementById("sitemap");
+    svg.querySelector(".incident[data-rule='fall'] .dot").dispatchEvent(new PointerEvent("pointerdown", { bubbles: true }));
+    svg.innerHTML = svg.innerHTML;  // the map redrawn under the finger
+    svg.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    const open = document.getElementById("incident").open;
+    document.getElementById("incident").close();
+    return open;
+  });
+  if (!survived) throw new Error("a tap on the map that a redraw replaced did not open the card");
   await mark.tap();
   const incident = mobile.locator("#incident[open]");
   await incident.waitFor({ timeout: 5000 });
