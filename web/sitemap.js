@@ -77,7 +77,7 @@ const GATE_W = 124, GATE_H = 40;
 // "+N" beside marks not drawn: the most severe are shown, the rest counted (the list has them all).
 const more = (n, x, y) => (n > 0 ? `<text class="more" x="${x}" y="${y}">+${n}</text>` : "");
 
-// SVG for the map: { viewBox, markup, placed: Map(alert id -> building id, "gate:" + gate id, or "") }.
+// SVG for the map: { viewBox, markup }.
 // site: site records; alerts: active alerts; gates: [[device, gate record]]; t: the translator.
 export function drawSiteMap({ site, alerts, gates, t, selected = "" }) {
   const { buildings, boxes, outlines, width, height: drawnHeight } = layoutSite(site);
@@ -92,13 +92,11 @@ export function drawSiteMap({ site, alerts, gates, t, selected = "" }) {
   const onBuilding = new Set(buildings.flatMap((b) => (Array.isArray(b.members) ? b.members : []).filter((m) => gateRecord.has(m))));
   const gridGates = [...new Set(site.filter((e) => e && e.kind === "grid" && !e.removed && Array.isArray(e.members))
     .flatMap((g) => g.members).filter((m) => gateRecord.has(m) && !onBuilding.has(m)))].sort();
-  const placed = new Map();
   const at = new Map(), elsewhere = [];  // place -> its alerts, most severe first
   const ranked = [...alerts].sort((a, b) => (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9) || a.id.localeCompare(b.id));
   for (const a of ranked) {
     const b = buildingOf(a, buildings);
     const place = b || (gridGates.includes(a.device) ? "gate:" + a.device : "");
-    placed.set(a.id, place);
     if (place) at.set(place, [...(at.get(place) || []), a]);
     else elsewhere.push(a);
   }
@@ -155,7 +153,7 @@ export function drawSiteMap({ site, alerts, gates, t, selected = "" }) {
     height = y + 22 + rows * 30 + (elsewhere.length > shown.length ? 14 : 0);
   }
   if (!buildings.length && !elsewhere.length && !gridGates.length) {
-    return { viewBox: `0 0 ${MAX_W} 60`, markup: `<text x="${MARGIN}" y="34">${esc(t("map.empty"))}</text>`, placed };
+    return { viewBox: `0 0 ${MAX_W} 60`, markup: `<text x="${MARGIN}" y="34">${esc(t("map.empty"))}</text>` };
   }
-  return { viewBox: `0 0 ${Math.max(width, 200)} ${height}`, markup: out, placed };
+  return { viewBox: `0 0 ${Math.max(width, 200)} ${height}`, markup: out };
 }

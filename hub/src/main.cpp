@@ -259,7 +259,7 @@ int main(int argc, char** argv) {
   auto* add_cmd = device_cmd->add_subcommand("add", "register a device and create its broker credentials; prints its password last");
   std::string id, kind, community, unit, location, password;
   add_cmd->add_option("id", id, "device id: 1..64 of [A-Za-z0-9_.-]")->required();
-  add_cmd->add_option("--kind", kind, "gate|vehicle_gate|door|camera|meter|home_sensor|wearable")
+  add_cmd->add_option("--kind", kind, "gate|vehicle_gate|door|camera|meter|home_sensor|wearable|handheld (a staff member's pager: its id is their person token)")
       ->required()
       ->check(CLI::IsMember({"gate", "vehicle_gate", "door", "camera", "meter", "home_sensor", "wearable", "handheld"}));
   add_cmd->add_option("--community", community, "community id")->required();

@@ -2,6 +2,8 @@
 
 #include "record_writer.h"
 
+#include <utility>
+
 #include <fmt/format.h>
 
 namespace courtyard::processors {
@@ -167,13 +169,12 @@ class Rules {
 
   void reassign(Alert& a, const std::string& to, const std::string& by, const std::string& note) {
     if (!valid_id(to) || to == a.assignee) return;
-    relieved_ = a.assignee;
-    a.assignee = to;
+    const std::string relieved = std::exchange(a.assignee, to);
     a.assigned_at_ms = s_.now_ms;
     a.response.clear();
     a.dispatch_at_ms = a.acknowledged_at_ms ? 0 : ack_deadline(a);
     a.updated_at_ms = s_.now_ms;
-    add(a, "reassigned", by, note.empty() ? to : to + ": " + note);
+    add(a, "reassigned", by, note.empty() ? to : to + ": " + note, relieved);
     changed(a);
   }
   // Timers: escalations, silent devices, doors left open, and forgetting old closed episodes.
@@ -302,7 +303,7 @@ class Rules {
       else add(a, "unanswered", "dispatch", why + "; nobody further in the chain is on duty");
       return;
     }
-    if (from > 0) relieved_ = a.assignee;
+    const std::string relieved = from > 0 ? a.assignee : std::string();
     a.assignee = next->staff;
     a.assignee_role = next->role;
     a.chain_step = static_cast<int>(next->step);
@@ -311,19 +312,20 @@ class Rules {
     a.dispatch_at_ms = ack_deadline(a);
     const std::string who = next->role + " " + next->staff;
     if (from == 0) add(a, "assigned", "dispatch", who);
-    else add(a, "escalated", "dispatch", why + "; now " + who);
+    else add(a, "escalated", "dispatch", why + "; now " + who, relieved);
   }
 
-  void add(Alert& a, const char* what, const std::string& by, const std::string& note) {
+  // `relieved`: the assignee this step took the alert from ("" none).
+  void add(Alert& a, const char* what, const std::string& by, const std::string& note, const std::string& relieved = {}) {
     if (a.timeline.size() >= kMaxTimeline) a.timeline.erase(a.timeline.begin() + 1);  // keep "opened"
     a.timeline.push_back({s_.now_ms, what, by, note});
-    notify(a, what, by);
+    notify(a, what, by, relieved);
   }
 
   // Who is told of this step: the assignee when it comes to them, and the one it was taken from
   // (relieved: stand down), and the assignee when it is resolved; an elder's family when the
   // alert opens, when staff are assigned and arrive, and when it is resolved.
-  void notify(Alert& a, std::string_view what, const std::string& by) {
+  void notify(Alert& a, std::string_view what, const std::string& by, const std::string& relieved) {
     auto tell = [&](const char* to, std::string staff, const char* told) {
       Notification n;
       n.id = fmt::format("{}~{}", a.id, ++a.notified);
@@ -343,9 +345,8 @@ class Rules {
     };
     if (what == "assigned" || what == "reassigned" || (what == "escalated" && by == "dispatch")) {
       tell("staff", a.assignee, what == "assigned" ? "assigned" : what == "reassigned" ? "reassigned" : "escalated");
-      if (!relieved_.empty() && relieved_ != a.assignee) tell("staff", relieved_, "relieved");
+      if (!relieved.empty() && relieved != a.assignee) tell("staff", relieved, "relieved");
     }
-    relieved_.clear();
     if (what == "resolved" && !a.assignee.empty()) tell("staff", a.assignee, "resolved");
     if (!family_rule(a.rule) || a.unit.empty()) return;
     if (what == "opened") tell("family", "", "alert");  // a reopened one (within the flap window) is not news
@@ -369,7 +370,6 @@ class Rules {
   std::vector<Alert>& changed_;
   std::string community_;
   int utc_offset_min_ = 0;
-  std::string relieved_;  // the assignee the step being recorded took the alert from
 };
 
 std::string where(const WatchedDevice* d) { return d && !d->location.empty() ? " at " + d->location : ""; }

@@ -14,6 +14,14 @@ constexpr std::string_view kStatePrefix = "alertstate/";
 std::string clock_key(const std::string& community) { return "alertclock/" + community; }
 std::string watch_prefix(const std::string& community) { return "watch/" + community + "/"; }
 
+// A command for one device (or a staff target) of `community`, as ingest relays it to MQTT.
+std::string device_command(const std::string& community, const std::string& device, const char* command,
+                           std::int64_t issued_at, nlohmann::json body) {
+  return nlohmann::json{{"community", community}, {"device", device}, {"command", command},
+                        {"issued_at", issued_at}, {"body", std::move(body)}}
+      .dump();
+}
+
 // A community's passes granted lately, one record per pass: a batch writes the passes it added
 // and deletes the ones that expired, instead of rewriting the whole window (decision 0017).
 std::string granted_prefix(const std::string& community) { return "granted/" + community + "/"; }
@@ -148,10 +156,7 @@ Folded AlertsProjection::fold(Batch& batch, const schemas::Event& event, const s
     if (n.to == "staff") {
       auto handheld = state.devices.find(n.staff);
       if (handheld != state.devices.end() && handheld->second.kind == "handheld") {
-        batch.send(community, "commands", n.staff,
-                   nlohmann::json{{"community", community}, {"device", n.staff}, {"command", "notification"},
-                                  {"issued_at", n.at_ms}, {"body", to_json(n)}}
-                       .dump());
+        batch.send(community, "commands", n.staff, device_command(community, n.staff, "notification", n.at_ms, to_json(n)));
       }
     }
     batch.notifications.push_back(std::move(n));
@@ -197,10 +202,7 @@ void AlertsProjection::write(Batch& batch) {
     nlohmann::json body{{"alert_id", a.id}, {"rule", a.rule},   {"severity", a.severity}, {"state", a.state},
                         {"unit", a.unit},   {"location", a.location}, {"detail", a.detail}, {"change", what}};
     auto command = [&](const std::string& target) {
-      batch.send(a.community, "commands", target,
-                 nlohmann::json{{"community", a.community}, {"device", target}, {"command", "alert"},
-                                {"issued_at", a.updated_at_ms}, {"body", body}}
-                     .dump());
+      batch.send(a.community, "commands", target, device_command(a.community, target, "alert", a.updated_at_ms, body));
     };
     command(Projector::kStaffTarget);
     if (a.unit.empty()) continue;
