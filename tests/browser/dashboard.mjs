@@ -119,6 +119,14 @@ try {
   if (!(cx > building.x && cx < building.x + building.width && cy > building.y && cy < building.y + building.height)) {
     throw new Error(`the fall's mark (${cx}, ${cy}) is not on building b1 (${JSON.stringify(building)})`);
   }
+  // Hostile labels (building b2, grid-b) are shown as text, never run or parsed as markup.
+  const hostile = await mobile.evaluate(() => ({
+    ran: window.__xss ?? null, injected: document.querySelectorAll("#sitemap img, #sitemap script").length,
+    shown: document.querySelector("#sitemap [data-building='b2'] .label")?.textContent ?? "",
+  }));
+  if (hostile.ran !== null || hostile.injected || !hostile.shown.startsWith("<img src=x")) {
+    throw new Error(`a hostile site label was not shown as text: ${JSON.stringify(hostile)}`);
+  }
   result.phone_width = await mobile.evaluate(() => document.documentElement.scrollWidth);
   if (result.phone_width > 390) throw new Error(`the page is ${result.phone_width} px wide on a 390-px phone`);
   // Under load the board redraws many times a second: a redraw between finger down and up must not lose the tap.

@@ -66,10 +66,11 @@ TEST_SUITE("integration: dashboards") {
     const std::string site = "/api/v1/site/" + community;
     REQUIRE(stack.post(site, {{"kind", "building"}, {"id", "b1"}, {"label", "1号楼"}, {"floors", 6}, {"map", {{"x", 0}, {"y", 0}}},
                               {"members", {"b1-101", gate.id}}}).first == 202);
-    REQUIRE(stack.post(site, {{"kind", "building"}, {"id", "b2"}, {"label", "2号楼"}, {"floors", 6}, {"map", {{"x", 80}, {"y", 10}}},
-                              {"members", {"b2-101"}}}).first == 202);
+    // (Attack: labels are text anyone with a staff token writes; the map must show them, never run them.)
+    REQUIRE(stack.post(site, {{"kind", "building"}, {"id", "b2"}, {"label", "<img src=x onerror=window.__xss=1>2号楼"}, {"floors", 6},
+                              {"map", {{"x", 80}, {"y", 10}}}, {"members", {"b2-101"}}}).first == 202);
     REQUIRE(stack.post(site, {{"kind", "grid"}, {"id", "grid-a"}, {"label", "北区"}, {"members", {"b1"}}}).first == 202);
-    REQUIRE(stack.post(site, {{"kind", "grid"}, {"id", "grid-b"}, {"label", "南区"}, {"members", {"b2"}}}).first == 202);
+    REQUIRE(stack.post(site, {{"kind", "grid"}, {"id", "grid-b"}, {"label", "\"><script>window.__xss=2</script>"}, {"members", {"b2"}}}).first == 202);
     const std::string on_duty = "staff-zhao";
     REQUIRE(stack.post("/api/v1/rosters/" + community + "/grid-a/grid_worker", test::always_on_duty(on_duty)).first == 202);
     REQUIRE(test::eventually([&] {

@@ -2,7 +2,9 @@
 good file, and every reason it gives for a bad one before sending anything. Run by ctest
 (compound_import); the import against a real hub is tests/integration/dispatch_test.cpp."""
 import os
+import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "lib"))
@@ -131,6 +133,42 @@ class BadFiles(unittest.TestCase):
         self.assertIn("at most 500", refusals(many)[0])
         self.assertIn("no rows", refusals(HEADER)[0])
         self.assertIn("no rows", refusals("")[0])
+
+
+TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "import-compound")
+
+
+class TheTool(unittest.TestCase):
+    """scripts/import-compound --check: the file is read and judged; nothing needs a hub."""
+
+    def check(self, path):
+        env = dict(os.environ)
+        env.pop("COURTYARD_TOKEN", None)
+        return subprocess.run([sys.executable, TOOL, "--community", "c1", "--check", path], capture_output=True, text=True,
+                              env=env, timeout=60)
+
+    def test_a_good_file_is_good_and_says_how_many_changes_it_would_send(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", encoding="utf-8", delete=False) as f:
+            f.write(GOOD)
+        run = self.check(f.name)
+        os.unlink(f.name)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn("is good: %d changes" % len(plan(GOOD)), run.stdout)
+
+    def test_attack_bytes_that_are_not_utf8_a_file_that_is_not_csv_and_a_directory_are_refused_with_a_reason(self):
+        with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as f:
+            f.write(HEADER.encode() + b"grid,g\xff\xfe,\xc3\x28,,,,,,,,,,,\n")
+        run = self.check(f.name)
+        os.unlink(f.name)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("codec can't decode", run.stderr)
+        run = self.check("/etc/passwd")
+        self.assertEqual(run.returncode, 1)
+        self.assertIn("nothing was sent", run.stderr)
+        run = self.check("/")
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("import-compound: /:", run.stderr)
+        self.assertNotIn("Traceback", run.stderr)
 
 
 if __name__ == "__main__":
